@@ -1,0 +1,152 @@
+"""Id maps and the user–item bipartite graph.
+
+Users get indices 0..n_users-1 and items 0..n_items-1, each in the sort order of their external
+id (stable for a given set of ids, reproducible across re-runs). In the joint node space of
+:func:`normalized_adjacency`, item i is node ``n_users + i``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import duckdb
+import numpy as np
+import torch
+
+from recs_pipeline.warehouse import replace_partition
+
+
+@dataclasses.dataclass
+class InteractionGraph:
+    """The split of one as-of date in index space.
+
+    ``train_users[e], train_items[e]`` is train edge e (sorted by user, then item) and
+    ``train_last_ts[e]`` its latest event time in epoch microseconds; ``test_*`` likewise for
+    test edges, whose users and items all occur in train.
+    """
+
+    user_ids: list[str]
+    item_ids: list[str]
+    train_users: torch.Tensor
+    train_items: torch.Tensor
+    train_last_ts: torch.Tensor
+    test_users: torch.Tensor
+    test_items: torch.Tensor
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def train_csr(self) -> torch.Tensor:
+        return interaction_csr(self.train_users, self.train_items, self.n_users, self.n_items)
+
+    def test_csr(self) -> torch.Tensor:
+        return interaction_csr(self.test_users, self.test_items, self.n_users, self.n_items)
+
+    def item_degree(self) -> torch.Tensor:
+        return torch.bincount(self.train_items, minlength=self.n_items)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict) -> InteractionGraph:
+        return cls(**state)
+
+
+def interaction_csr(
+    users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
+) -> torch.Tensor:
+    """The binary n_users × n_items interaction matrix R as a sparse CSR tensor."""
+    values = torch.ones(users.numel(), dtype=torch.float32)
+    coo = torch.sparse_coo_tensor(torch.stack([users, items]), values, (n_users, n_items))
+    csr = coo.coalesce().to_sparse_csr()
+    return torch.sparse_csr_tensor(
+        csr.crow_indices(), csr.col_indices(), torch.ones_like(csr.values()), csr.shape
+    )
+
+
+def normalized_adjacency(
+    users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
+) -> torch.Tensor:
+    """Â = D^{-1/2} A D^{-1/2} of the bipartite graph A = [[0, R], [Rᵀ, 0]] as sparse CSR.
+
+    N = n_users + n_items nodes; D is the diagonal degree matrix; duplicate edges count once and
+    isolated nodes have empty rows. Build it once and reuse it: every LightGCN layer is one
+    sparse–dense product with this matrix.
+    """
+    n = n_users + n_items
+    key = torch.unique(users.long() * n_items + items.long())
+    u, i = key // n_items, key % n_items
+    degree = torch.bincount(u, minlength=n_users).float()
+    degree = torch.cat([degree, torch.bincount(i, minlength=n_items).float()])
+    inv_sqrt = torch.where(degree > 0, degree.rsqrt(), torch.zeros_like(degree))
+    rows = torch.cat([u, i + n_users])
+    cols = torch.cat([i + n_users, u])
+    values = inv_sqrt[rows] * inv_sqrt[cols]
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
+    return coo.to_sparse_csr()
+
+
+def index_split(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> InteractionGraph:
+    """Build the id maps of ``as_of`` from its train split, store them in
+    ``features.user_index`` / ``features.item_index`` (one transaction), and return the split in
+    index space."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, column, source in (
+            ("features.user_index", "user_id", "user_id"),
+            ("features.item_index", "item_id", "item_id"),
+        ):
+            replace_partition(
+                con,
+                table,
+                as_of,
+                f"""SELECT CAST(? AS DATE), {column},
+                           (row_number() OVER (ORDER BY {column}) - 1)::INTEGER
+                    FROM (SELECT DISTINCT {source} AS {column}
+                          FROM features.train_interactions WHERE as_of_date = ?)""",
+                [as_of, as_of],
+                in_transaction=True,
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+    def ids(table: str, column: str) -> list[str]:
+        rows = con.execute(
+            f"SELECT {column} FROM {table} WHERE as_of_date = ? ORDER BY idx", [as_of]
+        ).fetchnumpy()[column]
+        return [str(x) for x in rows]
+
+    def edges(table: str, extra: str = "") -> dict[str, np.ndarray]:
+        return con.execute(
+            f"""SELECT u.idx AS u, i.idx AS i {extra}
+                FROM {table} t
+                JOIN features.user_index u ON u.as_of_date = t.as_of_date AND u.user_id = t.user_id
+                JOIN features.item_index i ON i.as_of_date = t.as_of_date AND i.item_id = t.item_id
+                WHERE t.as_of_date = ? ORDER BY u, i""",
+            [as_of],
+        ).fetchnumpy()
+
+    train = edges("features.train_interactions", ", epoch_us(t.last_ts) AS ts")
+    test = edges("features.test_interactions")
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(array, dtype=np.int64))
+
+    return InteractionGraph(
+        user_ids=ids("features.user_index", "user_id"),
+        item_ids=ids("features.item_index", "item_id"),
+        train_users=tensor(train["u"]),
+        train_items=tensor(train["i"]),
+        train_last_ts=tensor(train["ts"]),
+        test_users=tensor(test["u"]),
+        test_items=tensor(test["i"]),
+    )

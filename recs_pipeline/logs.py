@@ -1,0 +1,297 @@
+"""Read one day of landing files through DuckDB: map columns, validate, quarantine bad rows.
+
+A landing file is CSV, Parquet or newline-delimited JSON. Its columns are mapped onto the
+contract of ``raw.interactions`` by :class:`LogFormat`. Every input row ends in exactly one of
+two places: ``raw.interactions`` (clean) or ``raw.rejected_interactions`` (its raw text and the
+reason). A file that cannot be read at all is quarantined as one record naming the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+
+from recs_pipeline.warehouse import quote_identifier, replace_partition
+
+TimestampUnit = Literal["s", "ms", "us", "iso"]
+FileFormat = Literal["csv", "parquet", "json"]
+
+# Microseconds per unit of an epoch timestamp.
+_EPOCH_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+class LogConfigError(ValueError):
+    """A setting of the log source is wrong; the message names the setting."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LogFormat:
+    """How landing files map onto ``raw.interactions``.
+
+    ``*_column`` name columns of the landing files. ``timestamp_unit`` says how the timestamp
+    column is written: epoch seconds / milliseconds / microseconds, or ``iso`` (ISO-8601 text, an
+    offset converted to UTC). ``event_types``, when given, is the set of accepted event types;
+    other types are quarantined. ``weight_column`` is optional (weight 1.0 without it).
+    """
+
+    format: FileFormat = "csv"
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    timestamp_column: str = "timestamp"
+    timestamp_unit: TimestampUnit = "ms"
+    event_type_column: str | None = "event_type"
+    weight_column: str | None = None
+    event_types: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in ("csv", "parquet", "json"):
+            raise LogConfigError(f"format must be csv, parquet or json, not {self.format!r}")
+        if self.timestamp_unit not in ("s", "ms", "us", "iso"):
+            raise LogConfigError(
+                f"timestamp_unit must be s, ms, us or iso, not {self.timestamp_unit!r}"
+            )
+        for setting in ("user_column", "item_column", "timestamp_column"):
+            if not getattr(self, setting):
+                raise LogConfigError(f"{setting} must name a column of the landing files")
+
+    def required_columns(self) -> dict[str, str]:
+        """Setting name -> landing column, for the columns every file must have."""
+        return {
+            "user_column": self.user_column,
+            "item_column": self.item_column,
+            "timestamp_column": self.timestamp_column,
+        }
+
+    def optional_columns(self) -> dict[str, str]:
+        return {
+            name: column
+            for name, column in (
+                ("event_type_column", self.event_type_column),
+                ("weight_column", self.weight_column),
+            )
+            if column
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestReport:
+    day: dt.date
+    files: int
+    accepted: int
+    rejected: int
+    reasons: dict[str, int]
+
+
+def day_files(landing_root: str | os.PathLike, pattern: str, day: dt.date) -> list[str]:
+    """The landing files of ``day``: ``pattern`` formatted with ``date=day``, globbed.
+
+    ``pattern`` is relative to ``landing_root`` and may use strftime codes, for example
+    ``"{date:%Y-%m-%d}/*.csv"`` or ``"dt={date:%Y%m%d}/part-*.parquet"``. Every match must lie
+    inside ``landing_root`` (no ``..`` or symlink escapes).
+    """
+    root = Path(landing_root).resolve()
+    if not root.is_dir():
+        raise LogConfigError(f"landing_root {str(landing_root)!r} is not an existing directory")
+    try:
+        relative = pattern.format(date=day)
+    except (KeyError, IndexError, ValueError) as error:
+        raise LogConfigError(f"path_pattern {pattern!r} is not a valid pattern: {error}") from None
+    if os.path.isabs(relative):
+        raise LogConfigError(f"path_pattern {pattern!r} must be relative to landing_root")
+    files = []
+    for match in sorted(glob.glob(str(root / relative))):
+        path = Path(match).resolve()
+        if not path.is_relative_to(root):
+            raise LogConfigError(f"path_pattern {pattern!r} reaches outside landing_root: {match}")
+        if path.is_file():
+            files.append(str(path))
+    return files
+
+
+def _read_sql(fmt: LogFormat) -> str:
+    """A DuckDB table function reading one file (bound to ``?``), every column as text."""
+    if fmt.format == "csv":
+        return (
+            "read_csv(?, all_varchar=true, header=true, store_rejects=true,"
+            " rejects_table='_rejects', rejects_scan='_rejects_scan', strict_mode=false)"
+        )
+    if fmt.format == "parquet":
+        return "read_parquet(?)"
+    return "read_json(?, format='newline_delimited', records=true)"
+
+
+def _stage_file(
+    con: duckdb.DuckDBPyConnection, fmt: LogFormat, path: str
+) -> tuple[int, dict[str, str] | None]:
+    """Load one file into ``_staged`` (mapped, all text). Returns (rows, missing settings)."""
+    con.execute("DROP TABLE IF EXISTS _rejects")
+    con.execute("DROP TABLE IF EXISTS _rejects_scan")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _file AS SELECT * FROM {_read_sql(fmt)}", [path])
+    columns = {row[0] for row in con.execute("DESCRIBE _file").fetchall()}
+    missing = {
+        setting: column
+        for setting, column in fmt.required_columns().items()
+        if column not in columns
+    }
+
+    def text(column: str | None) -> str:
+        if column is None or column not in columns:
+            return "NULL"
+        return f"CAST(f.{quote_identifier(column)} AS VARCHAR)"
+
+    if missing:
+        reason = "missing column " + ", ".join(
+            f"{column!r} ({setting})" for setting, column in missing.items()
+        )
+        con.execute(
+            "INSERT INTO _staged SELECT ?, CAST(to_json(f) AS VARCHAR), NULL, NULL, NULL, NULL,"
+            " NULL, ? FROM _file f",
+            [path, reason],
+        )
+    else:
+        con.execute(
+            f"""INSERT INTO _staged
+            SELECT ?, CAST(to_json(f) AS VARCHAR), {text(fmt.user_column)},
+                   {text(fmt.item_column)}, {text(fmt.timestamp_column)},
+                   {text(fmt.event_type_column)}, {text(fmt.weight_column)}, NULL
+            FROM _file f""",
+            [path],
+        )
+    n_rows = con.execute("SELECT count(*) FROM _file").fetchone()[0]
+    if fmt.format == "csv":
+        # Lines the CSV reader could not parse (wrong field count, broken quoting).
+        con.execute(
+            """INSERT INTO _staged
+            SELECT DISTINCT ?, csv_line, NULL, NULL, NULL, NULL, NULL,
+                   'malformed CSV line ' || line || ': ' || error_type
+            FROM _rejects""",
+            [path],
+        )
+        n_rows += con.execute("SELECT count(DISTINCT line) FROM _rejects").fetchone()[0]
+    return n_rows, missing or None
+
+
+def _timestamp_sql(unit: TimestampUnit) -> str:
+    """SQL turning the text column ``ts_raw`` into a UTC TIMESTAMP, NULL when unparseable."""
+    if unit == "iso":
+        return "timezone('UTC', TRY_CAST(ts_raw AS TIMESTAMPTZ))"
+    factor = _EPOCH_FACTOR[unit]
+    # Bounds keep make_timestamp inside its range (years 1677..2262) instead of raising.
+    return (
+        f"CASE WHEN abs(TRY_CAST(ts_raw AS DOUBLE)) * {factor} < 9.2e18"
+        f" THEN make_timestamp(CAST(round(TRY_CAST(ts_raw AS DOUBLE) * {factor}) AS BIGINT)) END"
+    )
+
+
+def ingest_day(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[str],
+    fmt: LogFormat,
+    day: dt.date,
+) -> IngestReport:
+    """Validate ``files`` as the events of ``day`` and replace that day's partitions.
+
+    Clean rows replace ``raw.interactions[event_date = day]``; rejected rows (with raw text and
+    reason) replace ``raw.rejected_interactions[event_date = day]``, both in one transaction.
+    Raises :class:`LogConfigError` when a mapped column exists in none of the files.
+    """
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _staged (source_file VARCHAR, record VARCHAR,
+        user_raw VARCHAR, item_raw VARCHAR, ts_raw VARCHAR, event_raw VARCHAR,
+        weight_raw VARCHAR, reason VARCHAR)"""
+    )
+    missing_everywhere: dict[str, str] | None = None
+    readable = 0
+    for path in files:
+        try:
+            n_rows, missing = _stage_file(con, fmt, path)
+        except duckdb.Error as error:
+            message = str(error).splitlines()[0][:300]
+            con.execute(
+                "INSERT INTO _staged VALUES (?, NULL, NULL, NULL, NULL, NULL, NULL, ?)",
+                [path, f"unreadable {fmt.format} file: {message}"],
+            )
+            continue
+        if n_rows == 0:
+            continue
+        readable += 1
+        if missing is None:
+            missing_everywhere = {}
+        elif missing_everywhere is None:
+            missing_everywhere = dict(missing)
+        else:
+            missing_everywhere = {k: v for k, v in missing_everywhere.items() if k in missing}
+    if readable and missing_everywhere:
+        setting, column = next(iter(missing_everywhere.items()))
+        raise LogConfigError(
+            f"{setting} maps to column {column!r}, which none of the {readable} landing files"
+            f" of {day} has"
+        )
+
+    event_filter = "FALSE"
+    params: list = [day]
+    if fmt.event_types is not None:
+        event_filter = "event_raw IS NULL OR NOT list_contains($2, event_raw)"
+        params.append(list(fmt.event_types))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _validated AS
+        WITH parsed AS (
+            SELECT *, {_timestamp_sql(fmt.timestamp_unit)} AS ts,
+                   nullif(trim(user_raw), '') AS user_id,
+                   nullif(trim(item_raw), '') AS item_id,
+                   CASE WHEN weight_raw IS NULL THEN 1.0
+                        ELSE TRY_CAST(weight_raw AS DOUBLE) END AS weight
+            FROM _staged
+        )
+        SELECT *, coalesce(reason,
+            CASE WHEN user_id IS NULL THEN 'null or empty user id'
+                 WHEN item_id IS NULL THEN 'null or empty item id'
+                 WHEN ts IS NULL THEN 'unparseable timestamp'
+                 WHEN CAST(ts AS DATE) <> CAST($1 AS DATE)
+                      THEN 'timestamp outside partition day ' || CAST($1 AS VARCHAR)
+                 WHEN {event_filter} THEN 'unknown event type'
+                 WHEN weight IS NULL OR NOT isfinite(weight) OR weight < 0
+                      THEN 'invalid weight'
+            END) AS final_reason
+        FROM parsed""",
+        params,
+    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        accepted = replace_partition(
+            con,
+            "raw.interactions",
+            day,
+            """SELECT CAST(ts AS DATE), ts, user_id, item_id, event_raw, weight, source_file
+               FROM _validated WHERE final_reason IS NULL""",
+            in_transaction=True,
+        )
+        rejected = replace_partition(
+            con,
+            "raw.rejected_interactions",
+            day,
+            """SELECT CAST(? AS DATE), source_file, record, final_reason
+               FROM _validated WHERE final_reason IS NOT NULL""",
+            [day],
+            in_transaction=True,
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    reasons = dict(
+        con.execute(
+            """SELECT regexp_replace(final_reason, ':.*$', ''), count(*) FROM _validated
+               WHERE final_reason IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"""
+        ).fetchall()
+    )
+    for table in ("_staged", "_validated", "_file", "_rejects", "_rejects_scan"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return IngestReport(day, len(files), accepted, rejected, reasons)

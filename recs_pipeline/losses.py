@@ -1,0 +1,32 @@
+"""Training losses over (user, positive item, negative items) triples.
+
+With s⁺ = score(u, i⁺) and s⁻ⱼ = score(u, i⁻ⱼ) for the j-th negative:
+
+- BPR (Rendle et al., 2009): L = −mean log σ(s⁺ − s⁻ⱼ), a pairwise ranking loss.
+- Binary: L = −mean [log σ(s⁺) + log(1 − σ(s⁻ⱼ))], sigmoid cross-entropy per pair,
+  each positive weighed once against the mean over its negatives.
+
+``pos`` has shape (B,) and ``neg`` (B, n_neg).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    return -F.logsigmoid(pos.unsqueeze(1) - neg).mean()
+
+
+def binary_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    return -(F.logsigmoid(pos).mean() + F.logsigmoid(-neg).mean(dim=1).mean())
+
+
+LOSSES = {"bpr": bpr_loss, "binary": binary_loss}
+
+
+def l2_penalty(*embeddings: torch.Tensor) -> torch.Tensor:
+    """½ Σ‖e‖² over the batch's layer-0 embeddings, divided by the batch size (LightGCN's)."""
+    batch = embeddings[0].shape[0]
+    return sum(e.pow(2).sum() for e in embeddings) / (2 * batch)

@@ -1,0 +1,124 @@
+"""Full-ranking top-K with already-seen items excluded, and the ranking metrics.
+
+Definitions (per user u with test items T_u ≠ ∅, top-K list L_u; averaged over such users):
+- Recall@K = |L_u ∩ T_u| / |T_u|  (the LightGCN/NGCF definition; not capped at K)
+- Precision@K = |L_u ∩ T_u| / K
+- HitRate@K = 1[|L_u ∩ T_u| > 0]
+- NDCG@K = DCG/IDCG with DCG = Σ_{r≤K, L_u[r] ∈ T_u} 1/log₂(r + 1) and IDCG the DCG of
+  min(|T_u|, K) hits at the top.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from recs_pipeline.sampling import edge_keys, is_edge
+
+METRICS = ("recall", "ndcg", "precision", "hitrate")
+
+
+def csr_rows(matrix: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nonzeros of the given rows of a sparse CSR matrix as (position in ``rows``, column)."""
+    indptr, indices = matrix.crow_indices(), matrix.col_indices()
+    starts, counts = indptr[rows], indptr[rows + 1] - indptr[rows]
+    row_of = torch.repeat_interleave(torch.arange(rows.numel()), counts)
+    offsets = torch.arange(row_of.numel()) - torch.repeat_interleave(
+        counts.cumsum(0) - counts, counts
+    )
+    return row_of, indices[starts[row_of] + offsets]
+
+
+def topk_excluding(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    users: torch.Tensor,
+    exclude: torch.Tensor | None,
+    k: int,
+    chunk_users: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` items by ⟨user, item⟩ for each of ``users``, skipping excluded items.
+
+    ``exclude`` is an n_users × n_items sparse CSR matrix whose nonzeros are never returned
+    (training items). Scores are computed one chunk of users at a time, so memory stays at
+    ``chunk_users × n_items`` floats. Returns (scores, items), each (len(users), k), best first;
+    where a user has fewer than k unexcluded items the tail has score −inf.
+    """
+    k = min(k, item_emb.shape[0])
+    top_scores, top_items = [], []
+    with torch.no_grad():
+        for start in range(0, users.numel(), chunk_users):
+            batch = users[start : start + chunk_users]
+            scores = user_emb[batch] @ item_emb.T
+            if exclude is not None:
+                row_of, cols = csr_rows(exclude, batch)
+                scores[row_of, cols] = -torch.inf
+            values, indices = torch.topk(scores, k, dim=1)
+            top_scores.append(values)
+            top_items.append(indices)
+    if not top_items:
+        empty = torch.empty(0, k)
+        return empty, empty.long()
+    return torch.cat(top_scores), torch.cat(top_items)
+
+
+def ranking_metrics(
+    top_items: torch.Tensor,
+    users: torch.Tensor,
+    test_users: torch.Tensor,
+    test_items: torch.Tensor,
+    n_items: int,
+    ks: Sequence[int] = (10, 20, 50),
+) -> dict[tuple[str, int], float]:
+    """Metrics of the module docstring for lists ``top_items[j]`` of ``users[j]``.
+
+    Test edges are (``test_users``, ``test_items``); only the rows of users with test items
+    count. Every K must be at most ``top_items.shape[1]``.
+    """
+    truth = edge_keys(test_users, test_items, n_items)
+    n_test = torch.bincount(test_users, minlength=int(users.max()) + 1 if users.numel() else 0)
+    n_test = n_test[users]
+    keep = n_test > 0
+    users, top_items, n_test = users[keep], top_items[keep], n_test[keep].float()
+    hits = is_edge(truth, users.unsqueeze(1).expand_as(top_items), top_items, n_items).float()
+    discount = 1.0 / torch.log2(torch.arange(2, top_items.shape[1] + 2, dtype=torch.float32))
+    results: dict[tuple[str, int], float] = {}
+    for k in ks:
+        if k > top_items.shape[1]:
+            raise ValueError(f"K={k} exceeds the list length {top_items.shape[1]}")
+        hit_count = hits[:, :k].sum(1)
+        dcg = (hits[:, :k] * discount[:k]).sum(1)
+        ideal = torch.cumsum(discount[:k], 0)[(n_test.clamp(max=k) - 1).long()]
+        if users.numel() == 0:
+            values = dict.fromkeys(METRICS, math.nan)
+        else:
+            values = {
+                "recall": (hit_count / n_test).mean().item(),
+                "ndcg": (dcg / ideal).mean().item(),
+                "precision": (hit_count / k).mean().item(),
+                "hitrate": (hit_count > 0).float().mean().item(),
+            }
+        for metric, value in values.items():
+            results[(metric, k)] = value
+    return results
+
+
+def evaluate_embeddings(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    exclude: torch.Tensor,
+    test_users: torch.Tensor,
+    test_items: torch.Tensor,
+    ks: Sequence[int] = (10, 20, 50),
+) -> dict[tuple[str, int], float]:
+    """Full-ranking metrics over every user with test items, training items excluded."""
+    users = torch.unique(test_users)
+    _, top = topk_excluding(user_emb, item_emb, users, exclude, max(ks))
+    return ranking_metrics(top, users, test_users, test_items, item_emb.shape[0], ks)
+
+
+def popularity_embeddings(item_degree: torch.Tensor, n_users: int):
+    """Popularity as a rank-1 model: every user scores item i by its train degree."""
+    return torch.ones(n_users, 1), item_degree.float().unsqueeze(1)

@@ -1,0 +1,144 @@
+"""Negative sampling: uniform negatives, hard negatives from random walk with restart, and the
+curriculum that mixes them.
+
+Hard negatives (lecture, PinSAGE): for user u, rank items by the visit distribution of a random
+walk with restart at u; items at the very top are likely true positives, items at the bottom are
+easy. Hard negatives come from a band in between (the lecture's ranks 2000–5000 on a catalogue
+of millions), here scaled to the catalogue as fractions of its size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+
+def edge_keys(users: torch.Tensor, items: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Sorted unique int64 keys ``user * n_items + item``: a set of edges for membership tests."""
+    return torch.unique(users.long() * n_items + items.long())
+
+
+def is_edge(keys: torch.Tensor, users: torch.Tensor, items: torch.Tensor, n_items: int):
+    """Elementwise: is (users, items) an edge of the sorted key set ``keys``?"""
+    query = users.long() * n_items + items.long()
+    pos = torch.searchsorted(keys, query).clamp_(max=max(keys.numel() - 1, 0))
+    return keys[pos] == query if keys.numel() else torch.zeros_like(query, dtype=torch.bool)
+
+
+def uniform_negatives(
+    users: torch.Tensor,
+    n_items: int,
+    count: int,
+    positive_keys: torch.Tensor,
+    generator: torch.Generator | None = None,
+    max_rounds: int = 10,
+) -> torch.Tensor:
+    """``count`` items per user drawn uniformly from the items the user has not interacted with.
+
+    Rejection sampling: draws that hit a positive are redrawn (up to ``max_rounds``; with any
+    realistic density none are left after two rounds). Returns a (len(users), count) tensor.
+    """
+    users = users.long().unsqueeze(1).expand(-1, count)
+    negatives = torch.randint(0, n_items, users.shape, generator=generator)
+    for _ in range(max_rounds):
+        clash = is_edge(positive_keys, users, negatives, n_items)
+        n_clash = int(clash.sum())
+        if n_clash == 0:
+            break
+        negatives[clash] = torch.randint(0, n_items, (n_clash,), generator=generator)
+    return negatives
+
+
+def personalized_pagerank(
+    adjacency: torch.Tensor, seeds: torch.Tensor, restart: float = 0.3, iterations: int = 30
+) -> torch.Tensor:
+    """Random walk with restart from each seed node: the stationary visit distribution.
+
+    ``adjacency`` is the symmetric N × N adjacency A (sparse CSR, nonnegative). A walker at node
+    v moves to a neighbour w with probability A[v, w] / deg(v) and jumps back to its seed with
+    probability ``restart``. The distribution π_s solves π = r·e_s + (1 − r)·A D⁻¹ π; power
+    iteration from e_s, ``iterations`` steps (error ≤ (1 − r)^iterations). Returns a dense
+    N × len(seeds) tensor whose column j is π of ``seeds[j]``.
+    """
+    n = adjacency.shape[0]
+    degree = torch.zeros(n).index_add_(
+        0,
+        torch.repeat_interleave(torch.arange(n), adjacency.crow_indices().diff()),
+        adjacency.values(),
+    )
+    inv_degree = torch.where(degree > 0, 1.0 / degree, torch.zeros_like(degree)).unsqueeze(1)
+    start = torch.zeros(n, seeds.numel())
+    start[seeds, torch.arange(seeds.numel())] = 1.0
+    pi = start.clone()
+    for _ in range(iterations):
+        pi = restart * start + (1.0 - restart) * (adjacency @ (inv_degree * pi))
+    return pi
+
+
+@dataclasses.dataclass(frozen=True)
+class HardNegativeConfig:
+    """Band of personalised-PageRank ranks (as fractions of the catalogue) to draw from."""
+
+    band_start: float = 0.02
+    band_end: float = 0.10
+    pool_size: int = 64
+    restart: float = 0.3
+    iterations: int = 30
+    batch_users: int = 512
+    seed: int = 0
+
+    def band(self, n_items: int) -> tuple[int, int]:
+        """The rank band [lo, hi) for a catalogue of ``n_items`` (at least one rank wide)."""
+        lo = int(self.band_start * n_items)
+        hi = max(lo + 1, int(round(self.band_end * n_items)))
+        return lo, min(hi, n_items)
+
+
+def hard_negative_pools(
+    users: torch.Tensor,
+    items: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    config: HardNegativeConfig = HardNegativeConfig(),
+) -> torch.Tensor:
+    """An (n_users, pool_size) tensor of hard negatives per user.
+
+    For each user: personalised PageRank over the bipartite graph from the user, items ranked
+    by visit probability with the user's own items removed, and ``pool_size`` items drawn
+    uniformly from the ranks [lo, hi) of :meth:`HardNegativeConfig.band`. When the user's
+    unseen items are fewer than ``hi``, the band is clipped to the unseen items.
+    """
+    adjacency = torch.sparse_coo_tensor(
+        torch.stack([torch.cat([users, items + n_users]), torch.cat([items + n_users, users])]),
+        torch.ones(2 * users.numel()),
+        (n_users + n_items, n_users + n_items),
+    ).coalesce()
+    adjacency = torch.sparse_coo_tensor(
+        adjacency.indices(), torch.ones_like(adjacency.values()), adjacency.shape
+    ).to_sparse_csr()
+    positives = edge_keys(users, items, n_items)
+    degree = torch.bincount(users, minlength=n_users)
+    lo, hi = config.band(n_items)
+    generator = torch.Generator().manual_seed(config.seed)
+    pools = torch.empty(n_users, config.pool_size, dtype=torch.long)
+    for start in range(0, n_users, config.batch_users):
+        batch = torch.arange(start, min(start + config.batch_users, n_users))
+        pi = personalized_pagerank(adjacency, batch, config.restart, config.iterations)
+        scores = pi[n_users:].T.contiguous()  # (batch, n_items)
+        batch_keys = batch.unsqueeze(1) * n_items + torch.arange(n_items)
+        seen = torch.isin(batch_keys, positives)
+        scores[seen] = -1.0  # below every visit probability
+        ranked = torch.topk(scores, hi, dim=1).indices  # (batch, hi), best first
+        unseen = (n_items - degree[batch]).clamp(min=1)
+        band_hi = torch.minimum(torch.full_like(unseen, hi), unseen)
+        band_lo = torch.minimum(torch.full_like(unseen, lo), band_hi - 1)
+        offsets = torch.rand(batch.numel(), config.pool_size, generator=generator)
+        rank = band_lo.unsqueeze(1) + (offsets * (band_hi - band_lo).unsqueeze(1)).long()
+        pools[batch] = ranked.gather(1, rank)
+    return pools
+
+
+def curriculum_hard_count(epoch: int, max_hard: int) -> int:
+    """Hard negatives per positive at ``epoch`` (1-based): the lecture's n − 1, capped."""
+    return max(0, min(epoch - 1, max_hard))

@@ -1,0 +1,138 @@
+"""The temporal train/test split, in DuckDB SQL.
+
+For as-of date D, window W days and H test days:
+train = events with event_date in [D-W+1, D-H], test = events with event_date in (D-H, D].
+Repeated (user, item) events collapse to one edge. A pair already in train is not a test edge
+(it is not a new interaction). Test keeps only users and items that train knows: cold-start
+rows are dropped and counted. With ``min_degree`` > 1, train is reduced to its iterative k-core
+(every user and item keeps at least that many edges) before test is filtered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import duckdb
+
+from recs_pipeline.warehouse import replace_partition
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    window_days: int = 28
+    test_days: int = 2
+    min_degree: int = 1
+
+    def __post_init__(self) -> None:
+        if self.test_days < 1:
+            raise ValueError(f"test_days must be at least 1, not {self.test_days}")
+        if self.window_days <= self.test_days:
+            raise ValueError(
+                f"window_days ({self.window_days}) must be longer than test_days"
+                f" ({self.test_days}): the train period would be empty"
+            )
+        if self.min_degree < 1:
+            raise ValueError(f"min_degree must be at least 1, not {self.min_degree}")
+
+    def train_range(self, as_of: dt.date) -> tuple[dt.date, dt.date]:
+        return (
+            as_of - dt.timedelta(days=self.window_days - 1),
+            as_of - dt.timedelta(days=self.test_days),
+        )
+
+    def test_range(self, as_of: dt.date) -> tuple[dt.date, dt.date]:
+        return as_of - dt.timedelta(days=self.test_days - 1), as_of
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitReport:
+    train_edges: int
+    test_edges: int
+    train_users: int
+    train_items: int
+    test_users: int
+    cold_start_test_rows_dropped: int
+    repeat_test_rows_dropped: int
+    k_core_edges_dropped: int
+
+
+_EDGES = """
+    SELECT user_id, item_id, count(*)::INTEGER AS n_events, sum(weight) AS weight,
+           min(event_ts) AS first_ts, max(event_ts) AS last_ts
+    FROM raw.interactions
+    WHERE event_date BETWEEN ? AND ?
+    GROUP BY user_id, item_id
+"""
+
+
+def _k_core(con: duckdb.DuckDBPyConnection, k: int) -> int:
+    """Iteratively drop users and items with fewer than k edges from ``_train``; rows dropped."""
+    dropped = 0
+    while True:
+        removed = con.execute(
+            """DELETE FROM _train WHERE user_id IN (
+                   SELECT user_id FROM _train GROUP BY user_id HAVING count(*) < ?)
+               OR item_id IN (
+                   SELECT item_id FROM _train GROUP BY item_id HAVING count(*) < ?)""",
+            [k, k],
+        ).fetchone()[0]
+        if removed == 0:
+            return dropped
+        dropped += removed
+
+
+def temporal_split(
+    con: duckdb.DuckDBPyConnection, as_of: dt.date, config: SplitConfig
+) -> SplitReport:
+    """Compute the split for ``as_of`` and replace its partitions of
+    ``features.train_interactions`` and ``features.test_interactions`` in one transaction."""
+    train_start, train_end = config.train_range(as_of)
+    test_start, test_end = config.test_range(as_of)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _train AS {_EDGES}", [train_start, train_end])
+    k_core_dropped = _k_core(con, config.min_degree) if config.min_degree > 1 else 0
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _test_all AS {_EDGES}", [test_start, test_end])
+    repeat, cold = con.execute(
+        """SELECT
+             count(*) FILTER (WHERE tr.user_id IS NOT NULL),
+             count(*) FILTER (WHERE tr.user_id IS NULL AND (
+                 t.user_id NOT IN (SELECT user_id FROM _train)
+                 OR t.item_id NOT IN (SELECT item_id FROM _train)))
+           FROM _test_all t
+           LEFT JOIN _train tr USING (user_id, item_id)"""
+    ).fetchone()
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _test AS
+           SELECT t.* FROM _test_all t
+           ANTI JOIN _train tr USING (user_id, item_id)
+           WHERE t.user_id IN (SELECT user_id FROM _train)
+             AND t.item_id IN (SELECT item_id FROM _train)"""
+    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, source in (
+            ("features.train_interactions", "_train"),
+            ("features.test_interactions", "_test"),
+        ):
+            replace_partition(
+                con,
+                table,
+                as_of,
+                f"""SELECT CAST(? AS DATE), user_id, item_id, n_events, weight, first_ts, last_ts
+                    FROM {source} ORDER BY user_id, item_id""",
+                [as_of],
+                in_transaction=True,
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    stats = con.execute(
+        """SELECT (SELECT count(*) FROM _train), (SELECT count(*) FROM _test),
+                  (SELECT count(DISTINCT user_id) FROM _train),
+                  (SELECT count(DISTINCT item_id) FROM _train),
+                  (SELECT count(DISTINCT user_id) FROM _test)"""
+    ).fetchone()
+    for table in ("_train", "_test_all", "_test"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return SplitReport(*stats, cold, repeat, k_core_dropped)
