@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 
 import duckdb
 import numpy as np
@@ -150,3 +151,12 @@ def index_split(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> InteractionGr
         test_users=tensor(test["u"]),
         test_items=tensor(test["i"]),
     )
+
+
+def id_map_version(user_ids: list[str], item_ids: list[str]) -> str:
+    """A short digest identifying an id map: equal digests mean identical index assignments."""
+    digest = hashlib.sha256()
+    for ids in (user_ids, item_ids):
+        digest.update("\x1f".join(ids).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:16]

@@ -120,7 +120,7 @@ def _read_sql(fmt: LogFormat) -> str:
     if fmt.format == "csv":
         return (
             "read_csv(?, all_varchar=true, header=true, store_rejects=true,"
-            " rejects_table='_rejects', rejects_scan='_rejects_scan', strict_mode=false)"
+            " rejects_table='_rejects', rejects_scan='_rejects_scan', strict_mode=true)"
         )
     if fmt.format == "parquet":
         return "read_parquet(?)"

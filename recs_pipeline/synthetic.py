@@ -161,3 +161,12 @@ def write_landing_files(spec: SyntheticLogSpec, root: str | Path) -> list[Path]:
         written.append(path)
     spec_path.write_text(spec.to_json())
     return sorted(written)
+
+
+def recorded_spec(root: str | Path) -> SyntheticLogSpec | None:
+    """The spec a synthetic log under ``root`` was written from, or None."""
+    spec_path = Path(root) / _SPEC_FILE
+    if not spec_path.exists():
+        return None
+    fields = json.loads(spec_path.read_text())
+    return SyntheticLogSpec(**{**fields, "start": dt.date.fromisoformat(fields["start"])})

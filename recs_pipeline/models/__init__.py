@@ -6,6 +6,13 @@ scores a (user, item) pair by the inner product of their final embeddings.
 """
 
 from recs_pipeline.models import lightgcn, mf  # noqa: F401  (registration)
-from recs_pipeline.models.base import MODELS, Recommender, build_model, register
+from recs_pipeline.models.base import (
+    MODELS,
+    Recommender,
+    build_model,
+    checkpoint,
+    register,
+    restore,
+)
 
-__all__ = ["MODELS", "Recommender", "build_model", "register"]
+__all__ = ["MODELS", "Recommender", "build_model", "checkpoint", "register", "restore"]

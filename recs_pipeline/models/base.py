@@ -52,3 +52,22 @@ class Recommender(nn.Module):
     def init_params(self) -> dict:
         """Constructor arguments beyond the sizes, stored with checkpoints."""
         return {}
+
+
+def checkpoint(model: Recommender) -> dict:
+    """Everything needed to rebuild ``model``: its registry name, sizes, constructor
+    arguments and weights."""
+    return {
+        "model": model.name,
+        "n_users": model.n_users,
+        "n_items": model.n_items,
+        "init_params": model.init_params(),
+        "state_dict": model.state_dict(),
+    }
+
+
+def restore(state: dict) -> Recommender:
+    """Inverse of :func:`checkpoint`; the model comes back in eval mode."""
+    model = build_model(state["model"], state["n_users"], state["n_items"], **state["init_params"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval()

@@ -1,0 +1,101 @@
+"""Run config: what a user tunes per run, shown with defaults and descriptions in the launchpad."""
+
+import dagster as dg
+from pydantic import Field
+
+from assets.partitions import DEFAULT_TEST_DAYS, DEFAULT_WINDOW_DAYS
+from recs_pipeline.models import MODELS
+from recs_pipeline.sampling import HardNegativeConfig
+from recs_pipeline.split import SplitConfig
+from recs_pipeline.train import TrainConfig
+
+_TRAIN = TrainConfig()
+_HARD = HardNegativeConfig()
+
+
+class SplitSettings(dg.Config):
+    window_days: int = Field(
+        default=DEFAULT_WINDOW_DAYS,
+        description="W: days of history up to and including D that the split uses.",
+    )
+    test_days: int = Field(
+        default=DEFAULT_TEST_DAYS,
+        description="H: the newest H days of the window are the test fold.",
+    )
+    min_degree: int = Field(
+        default=1,
+        description="Iterative k-core on train: users and items keep at least this many edges.",
+    )
+
+    def to_core(self) -> SplitConfig:
+        return SplitConfig(self.window_days, self.test_days, self.min_degree)
+
+
+class HardNegativeSettings(dg.Config):
+    band_start: float = Field(
+        default=_HARD.band_start,
+        description="Start of the hard-negative band of random-walk ranks, as a fraction of the catalogue.",
+    )
+    band_end: float = Field(
+        default=_HARD.band_end, description="End of the band, as a fraction of the catalogue."
+    )
+    pool_size: int = Field(default=_HARD.pool_size, description="Hard negatives kept per user.")
+    restart: float = Field(
+        default=_HARD.restart, description="Restart probability of the random walk."
+    )
+
+    def to_core(self) -> HardNegativeConfig:
+        return HardNegativeConfig(
+            band_start=self.band_start,
+            band_end=self.band_end,
+            pool_size=self.pool_size,
+            restart=self.restart,
+        )
+
+
+class TrainSettings(dg.Config):
+    model: str = Field(default=_TRAIN.model, description=f"One of {sorted(MODELS)}.")
+    dim: int = Field(default=_TRAIN.dim, description="Embedding dimension.")
+    layers: int = Field(default=_TRAIN.layers, description="Propagation layers (graph models).")
+    epochs: int = Field(
+        default=_TRAIN.epochs, description="Maximum epochs (early stopping may end sooner)."
+    )
+    learning_rate: float = Field(default=_TRAIN.lr, description="Adam learning rate.")
+    batch_size: int = Field(default=_TRAIN.batch_size, description="Positive edges per mini-batch.")
+    l2: float = Field(default=_TRAIN.l2, description="L2 weight on the batch's layer-0 embeddings.")
+    loss: str = Field(default=_TRAIN.loss, description="bpr or binary.")
+    uniform_negatives: int = Field(
+        default=_TRAIN.uniform_negatives, description="Uniform negatives per positive."
+    )
+    max_hard_negatives: int = Field(
+        default=_TRAIN.max_hard_negatives,
+        description="Cap of the curriculum: epoch n adds min(n-1, cap) hard negatives per positive.",
+    )
+    patience: int = Field(
+        default=_TRAIN.patience, description="Validation checks without gain before stopping."
+    )
+    eval_every: int = Field(
+        default=_TRAIN.eval_every, description="Epochs between validation checks."
+    )
+    seed: int = Field(default=_TRAIN.seed, description="Random seed.")
+
+    def to_core(self) -> TrainConfig:
+        return TrainConfig(
+            model=self.model,
+            dim=self.dim,
+            layers=self.layers,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.learning_rate,
+            l2=self.l2,
+            loss=self.loss,
+            uniform_negatives=self.uniform_negatives,
+            max_hard_negatives=self.max_hard_negatives,
+            patience=self.patience,
+            eval_every=self.eval_every,
+            seed=self.seed,
+        )
+
+
+class PublishSettings(dg.Config):
+    k: int = Field(default=20, description="K: items published per user.")

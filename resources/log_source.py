@@ -1,0 +1,55 @@
+"""Where the landing logs are and how their columns map onto ``raw.interactions``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+from pydantic import Field
+
+from recs_pipeline.logs import LogFormat, day_files
+from recs_pipeline.synthetic import DEFAULT_PATTERN
+
+
+class LogSource(dg.ConfigurableResource):
+    """Landing files, one folder or file pattern per day."""
+
+    landing_root: str = Field(
+        default="data/landing", description="Folder holding the daily landing files."
+    )
+    path_pattern: str = Field(
+        default=DEFAULT_PATTERN,
+        description="Files of one day, relative to landing_root; {date:...} takes strftime"
+        " codes, e.g. '{date:%Y-%m-%d}/*.csv' or 'dt={date:%Y%m%d}/*.parquet'.",
+    )
+    format: str = Field(default="csv", description="csv, parquet or json (newline-delimited).")
+    user_column: str = Field(default="user_id", description="Column holding the user id.")
+    item_column: str = Field(default="item_id", description="Column holding the item id.")
+    timestamp_column: str = Field(default="timestamp", description="Column holding event time.")
+    timestamp_unit: str = Field(
+        default="ms", description="s, ms or us (epoch numbers) or iso (ISO-8601 text)."
+    )
+    event_type_column: str | None = Field(
+        default="event_type", description="Column holding the event type (optional)."
+    )
+    weight_column: str | None = Field(
+        default=None, description="Column holding a numeric event weight (optional)."
+    )
+    event_types: list[str] | None = Field(
+        default=None, description="Accepted event types; other types are quarantined."
+    )
+
+    def log_format(self) -> LogFormat:
+        return LogFormat(
+            format=self.format,
+            user_column=self.user_column,
+            item_column=self.item_column,
+            timestamp_column=self.timestamp_column,
+            timestamp_unit=self.timestamp_unit,
+            event_type_column=self.event_type_column,
+            weight_column=self.weight_column,
+            event_types=tuple(self.event_types) if self.event_types is not None else None,
+        )
+
+    def files_for(self, day: dt.date) -> list[str]:
+        return day_files(self.landing_root, self.path_pattern, day)
