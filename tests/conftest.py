@@ -1,0 +1,34 @@
+"""Shared fixtures: a small synthetic landing log and pipeline resources in a temp folder."""
+
+import datetime as dt
+
+import pytest
+
+from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+from resources import ArtifactStore, LogSource, Warehouse
+
+SMALL_LOG = SyntheticLogSpec(
+    start=dt.date(2026, 3, 1),
+    days=16,
+    n_users=500,
+    n_items=250,
+    n_communities=6,
+    events_per_day=900,
+    dirty_fraction=0.002,
+    seed=7,
+)
+
+
+@pytest.fixture(scope="session")
+def small_landing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("landing")
+    write_landing_files(SMALL_LOG, root)
+    return root
+
+
+def make_resources(landing, tmp_path) -> dict:
+    return {
+        "warehouse": Warehouse(database=str(tmp_path / "warehouse.duckdb")),
+        "artifacts": ArtifactStore(root=str(tmp_path / "artifacts")),
+        "log_source": LogSource(landing_root=str(landing)),
+    }
