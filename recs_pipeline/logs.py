@@ -240,29 +240,36 @@ def ingest_day(
     if fmt.event_types is not None:
         event_filter = "event_raw IS NULL OR NOT list_contains($2, event_raw)"
         params.append(list(fmt.event_types))
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _validated AS
-        WITH parsed AS (
-            SELECT *, {_timestamp_sql(fmt.timestamp_unit)} AS ts,
-                   nullif(trim(user_raw), '') AS user_id,
-                   nullif(trim(item_raw), '') AS item_id,
-                   CASE WHEN weight_raw IS NULL THEN 1.0
-                        ELSE TRY_CAST(weight_raw AS DOUBLE) END AS weight
-            FROM _staged
+    # ISO text without an offset means UTC: parse under a UTC session time zone (DuckDB's
+    # default is the machine's local zone), then restore the caller's setting.
+    zone = con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _validated AS
+            WITH parsed AS (
+                SELECT *, {_timestamp_sql(fmt.timestamp_unit)} AS ts,
+                       nullif(trim(user_raw), '') AS user_id,
+                       nullif(trim(item_raw), '') AS item_id,
+                       CASE WHEN weight_raw IS NULL THEN 1.0
+                            ELSE TRY_CAST(weight_raw AS DOUBLE) END AS weight
+                FROM _staged
+            )
+            SELECT *, coalesce(reason,
+                CASE WHEN user_id IS NULL THEN 'null or empty user id'
+                     WHEN item_id IS NULL THEN 'null or empty item id'
+                     WHEN ts IS NULL THEN 'unparseable timestamp'
+                     WHEN CAST(ts AS DATE) <> CAST($1 AS DATE)
+                          THEN 'timestamp outside partition day ' || CAST($1 AS VARCHAR)
+                     WHEN {event_filter} THEN 'unknown event type'
+                     WHEN weight IS NULL OR NOT isfinite(weight) OR weight < 0
+                          THEN 'invalid weight'
+                END) AS final_reason
+            FROM parsed""",
+            params,
         )
-        SELECT *, coalesce(reason,
-            CASE WHEN user_id IS NULL THEN 'null or empty user id'
-                 WHEN item_id IS NULL THEN 'null or empty item id'
-                 WHEN ts IS NULL THEN 'unparseable timestamp'
-                 WHEN CAST(ts AS DATE) <> CAST($1 AS DATE)
-                      THEN 'timestamp outside partition day ' || CAST($1 AS VARCHAR)
-                 WHEN {event_filter} THEN 'unknown event type'
-                 WHEN weight IS NULL OR NOT isfinite(weight) OR weight < 0
-                      THEN 'invalid weight'
-            END) AS final_reason
-        FROM parsed""",
-        params,
-    )
+    finally:
+        con.execute("SET TimeZone = '" + zone.replace("'", "''") + "'")
     con.execute("BEGIN TRANSACTION")
     try:
         accepted = replace_partition(

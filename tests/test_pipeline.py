@@ -60,7 +60,9 @@ def snapshot(con, day: dt.date) -> dict[str, list]:
         "serving.recommendations": "as_of_date",
     }
     return {
-        table: sorted(con.execute(f"SELECT * FROM {table} WHERE {column} = ?", [day]).fetchall(), key=str)
+        table: sorted(
+            con.execute(f"SELECT * FROM {table} WHERE {column} = ?", [day]).fetchall(), key=str
+        )
         for table, column in tables.items()
     }
 
@@ -96,9 +98,7 @@ def test_both_partitions_complete_and_pass_the_gate(pipeline):
 
 def test_every_input_row_is_ingested_or_quarantined(pipeline, small_landing):
     _, resources, _ = pipeline
-    lines = sum(
-        sum(1 for _ in open(path)) - 1 for path in small_landing.glob("*/*.csv")
-    )
+    lines = sum(sum(1 for _ in open(path)) - 1 for path in small_landing.glob("*/*.csv"))
     with connect(resources) as con:
         ingested = con.execute("SELECT count(*) FROM raw.interactions").fetchone()[0]
         rejected = con.execute(
@@ -149,7 +149,9 @@ def test_published_lists_exclude_everything_seen_and_have_k_distinct_items(pipel
                 [day - dt.timedelta(days=13), day],
             ).fetchone()[0]
             assert len(per_user) == window_users
-        latest = con.execute("SELECT DISTINCT as_of_date FROM serving.latest_recommendations").fetchall()
+        latest = con.execute(
+            "SELECT DISTINCT as_of_date FROM serving.latest_recommendations"
+        ).fetchall()
         assert latest == [(DAY_2,)]
 
 
@@ -203,6 +205,8 @@ def test_quality_gate_blocks_publication_of_a_broken_model(pipeline):
         published_after = con.execute(
             "SELECT count(*) FROM serving.recommendations WHERE as_of_date = ?", [DAY_1]
         ).fetchone()[0]
-        latest = con.execute("SELECT DISTINCT as_of_date FROM serving.latest_recommendations").fetchall()
+        latest = con.execute(
+            "SELECT DISTINCT as_of_date FROM serving.latest_recommendations"
+        ).fetchall()
     assert published_after == published_before
     assert latest == [(DAY_2,)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import duckdb
 import pytest
@@ -153,8 +154,6 @@ def test_k_core_cascades(con):
 
 
 def test_k_core_matches_brute_force_on_random_graph(con):
-    import random
-
     rng = random.Random(7)
     train = {(f"u{rng.randrange(30)}", f"i{rng.randrange(20)}") for _ in range(120)}
     insert_events(con, [(ts(1 + n % 8), u, i) for n, (u, i) in enumerate(sorted(train))])

@@ -1,0 +1,166 @@
+"""validation_split against brute force, and a short training run on two obvious communities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recs_pipeline.graph import interaction_csr, normalized_adjacency
+from recs_pipeline.metrics import popularity_embeddings, ranking_metrics, topk_excluding
+from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
+from recs_pipeline.train import TrainConfig, train_model, validation_recall, validation_split
+
+
+def brute_force_latest(users, last_ts, chosen) -> set[int]:
+    """For each chosen user, the index of its latest edge (ties: the larger edge index)."""
+    picked = set()
+    for u in chosen:
+        edges = [e for e in range(len(users)) if users[e] == u]
+        picked.add(max(edges, key=lambda e: (last_ts[e], e)))
+    return picked
+
+
+@pytest.mark.parametrize("max_users", [1, 4, 100])
+def test_validation_split_picks_latest_edge_of_chosen_users(max_users):
+    rng = np.random.default_rng(max_users)
+    n_users = 12
+    users = rng.integers(0, n_users, 60)
+    users[users == 3] = 4  # user 3 has no edges
+    users[users == 7] = 8
+    users[np.flatnonzero(users == 8)[0]] = 7  # user 7 has exactly one edge
+    last_ts = rng.integers(0, 15, 60)  # few distinct times: ties happen
+    mask = validation_split(
+        torch.from_numpy(users),
+        torch.from_numpy(last_ts),
+        n_users,
+        max_users,
+        torch.Generator().manual_seed(5),
+    )
+    picked = set(np.flatnonzero(mask.numpy()).tolist())
+    chosen = {int(users[e]) for e in picked}
+    degree = np.bincount(users, minlength=n_users)
+    eligible = {u for u in range(n_users) if degree[u] >= 2}
+    assert len(picked) == len(chosen) == min(max_users, len(eligible))  # one edge per user
+    assert chosen <= eligible and 3 not in chosen and 7 not in chosen
+    assert picked == brute_force_latest(users.tolist(), last_ts.tolist(), chosen)
+
+
+def test_validation_split_tie_break_by_edge_index():
+    users = torch.tensor([0, 1, 0, 1, 0, 1])
+    last_ts = torch.tensor([5, 9, 5, 2, 1, 9])
+    mask = validation_split(users, last_ts, 2, 10, torch.Generator().manual_seed(0))
+    assert torch.nonzero(mask).squeeze(1).tolist() == [2, 5]
+
+
+def two_communities(seed: int = 0, n_users: int = 40, n_items: int = 40, per_user: int = 8):
+    """Users 0..19 only touch items 0..19 and users 20..39 only items 20..39; within a
+    community items are drawn uniformly, so popularity carries almost no signal."""
+    rng = np.random.default_rng(seed)
+    half_u, half_i = n_users // 2, n_items // 2
+    users, items = [], []
+    for u in range(n_users):
+        base = 0 if u < half_u else half_i
+        for i in rng.choice(half_i, per_user, replace=False):
+            users.append(u)
+            items.append(base + int(i))
+    users_t = torch.tensor(users)
+    items_t = torch.tensor(items)
+    last_ts = torch.from_numpy(rng.integers(0, 1_000_000, len(users)))
+    return users_t, items_t, last_ts
+
+
+def test_short_training_run_beats_popularity_and_keeps_best_state():
+    n_users = n_items = 40
+    users, items, last_ts = two_communities()
+    config = TrainConfig(
+        model="lightgcn",
+        dim=16,
+        layers=2,
+        epochs=12,
+        batch_size=128,
+        lr=0.05,
+        l2=1e-4,
+        eval_every=1,
+        patience=100,
+        val_users=n_users,
+        val_k=10,
+        seed=0,
+    )
+    lines: list[str] = []
+    result = train_model(n_users, n_items, users, items, last_ts, config, log=lines.append)
+
+    # History: one record per epoch with epoch, loss and (every epoch here) val_recall.
+    assert [h["epoch"] for h in result.history] == list(range(1, 13))
+    assert all({"epoch", "loss", "val_recall"} <= set(h) for h in result.history)
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    recalls = [h["val_recall"] for h in result.history]
+    assert result.best_val_recall == max(recalls)
+    assert result.best_epoch == 1 + recalls.index(max(recalls))
+    assert len(lines) == 12
+
+    # Reproduce the validation slice (train_model draws it first from Generator(seed)).
+    val_mask = validation_split(
+        users, last_ts, n_users, config.val_users, torch.Generator().manual_seed(config.seed)
+    )
+    assert int(val_mask.sum()) == n_users  # every user has >= 2 edges
+    fit_u, fit_i = users[~val_mask], items[~val_mask]
+    val_u, val_i = users[val_mask], items[val_mask]
+    adjacency = normalized_adjacency(fit_u, fit_i, n_users, n_items)
+    fit_csr = interaction_csr(fit_u, fit_i, n_users, n_items)
+    val_users = torch.unique(val_u)
+
+    # The returned model is the best epoch's state, not the last one's.
+    again = validation_recall(result.model, adjacency, fit_csr, val_users, val_u, val_i, 10)
+    assert again == pytest.approx(result.best_val_recall)
+
+    # Popularity (train degree of the fit graph) on the same validation slice.
+    pop_user, pop_item = popularity_embeddings(torch.bincount(fit_i, minlength=n_items), n_users)
+    _, top = topk_excluding(pop_user, pop_item, val_users, fit_csr, 10)
+    popularity = ranking_metrics(top, val_users, val_u, val_i, n_items, (10,))[("recall", 10)]
+    assert result.best_val_recall > popularity + 0.2
+
+    # The model's top-10 stays inside each user's community for most users.
+    with torch.no_grad():
+        user_emb, item_emb = result.model.embed(adjacency)
+    _, top = topk_excluding(user_emb, item_emb, torch.arange(n_users), fit_csr, 10)
+    same = [(top[u] < 20).float().mean().item() for u in range(20)]
+    same += [(top[u] >= 20).float().mean().item() for u in range(20, 40)]
+    assert np.mean(same) > 0.9
+
+
+def test_training_with_hard_negatives_and_mf_records_curriculum():
+    n_users = n_items = 40
+    users, items, last_ts = two_communities(seed=1)
+    pools = hard_negative_pools(
+        users,
+        items,
+        n_users,
+        n_items,
+        HardNegativeConfig(band_start=0.3, band_end=0.6, pool_size=8),
+    )
+    config = TrainConfig(
+        model="mf",
+        dim=8,
+        epochs=4,
+        batch_size=64,
+        max_hard_negatives=2,
+        eval_every=2,
+        loss="binary",
+    )
+    result = train_model(n_users, n_items, users, items, last_ts, config, pools, log=lambda _: None)
+    assert [h["hard_negatives"] for h in result.history] == [0, 1, 2, 2]
+    assert ["val_recall" in h for h in result.history] == [False, True, False, True]
+    assert result.best_epoch in (2, 4)
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="unknown model"):
+        TrainConfig(model="nope")
+    with pytest.raises(ValueError, match="unknown loss"):
+        TrainConfig(loss="hinge")
+    with pytest.raises(ValueError, match="negative"):
+        TrainConfig(uniform_negatives=0, max_hard_negatives=0)
+    assert TrainConfig(model="mf", dim=8, layers=5).model_params() == {"dim": 8}
+    assert TrainConfig(dim=8, layers=5).model_params() == {"dim": 8, "layers": 5}
