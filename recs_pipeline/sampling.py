@@ -36,8 +36,10 @@ def uniform_negatives(
 ) -> torch.Tensor:
     """``count`` items per user drawn uniformly from the items the user has not interacted with.
 
-    Rejection sampling: draws that hit a positive are redrawn (up to ``max_rounds``; with any
-    realistic density none are left after two rounds). Returns a (len(users), count) tensor.
+    Rejection sampling: draws that hit a positive are redrawn, up to ``max_rounds`` times (with
+    any realistic density none are left after two rounds); the few draws still clashing then
+    (users who have seen almost everything) are drawn exactly from the user's unseen items.
+    A user who has seen every item has no negative: ValueError. Returns (len(users), count).
     """
     users = users.long().unsqueeze(1).expand(-1, count)
     negatives = torch.randint(0, n_items, users.shape, generator=generator)
@@ -47,6 +49,20 @@ def uniform_negatives(
         if n_clash == 0:
             break
         negatives[clash] = torch.randint(0, n_items, (n_clash,), generator=generator)
+    else:
+        clash = is_edge(positive_keys, users, negatives, n_items)
+        for row, col in torch.nonzero(clash).tolist():
+            user = int(users[row, 0])
+            seen = positive_keys[
+                (positive_keys >= user * n_items) & (positive_keys < (user + 1) * n_items)
+            ]
+            unseen = torch.ones(n_items, dtype=torch.bool)
+            unseen[seen - user * n_items] = False
+            candidates = torch.nonzero(unseen).squeeze(1)
+            if candidates.numel() == 0:
+                raise ValueError(f"user index {user} has interacted with every item: no negative")
+            pick = torch.randint(0, candidates.numel(), (1,), generator=generator)
+            negatives[row, col] = candidates[pick]
     return negatives
 
 

@@ -209,3 +209,16 @@ def test_edge_keys_and_is_edge_match_python_sets():
     # The empty set contains nothing.
     empty = edge_keys(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long), 5)
     assert not is_edge(empty, torch.tensor([0, 1]), torch.tensor([0, 4]), 5).any()
+
+
+def test_uniform_negatives_exact_for_users_who_have_seen_almost_everything():
+    n_items = 10
+    users = torch.tensor([0] * 9 + [1])
+    items = torch.tensor(list(range(9)) + [0])
+    keys = edge_keys(users, items, n_items)
+    generator = torch.Generator().manual_seed(0)
+    draws = uniform_negatives(torch.tensor([0] * 50), n_items, 4, keys, generator, max_rounds=1)
+    assert set(draws.flatten().tolist()) == {9}
+    with pytest.raises(ValueError, match="every item"):
+        full = edge_keys(torch.zeros(10, dtype=torch.long), torch.arange(10), n_items)
+        uniform_negatives(torch.tensor([0]), n_items, 1, full, generator, max_rounds=1)
