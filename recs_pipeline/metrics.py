@@ -11,7 +11,7 @@ Definitions (per user u with test items T_u ≠ ∅, top-K list L_u; averaged ov
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -31,6 +31,46 @@ def csr_rows(matrix: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, to
     return row_of, indices[starts[row_of] + offsets]
 
 
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def topk_scored(
+    score_fn: ScoreFn,
+    users: torch.Tensor,
+    exclude: torch.Tensor | None,
+    k: int,
+    chunk_users: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` items for each of ``users`` by ``score_fn``, skipping excluded items.
+
+    ``score_fn(batch)`` returns the dense (len(batch), n_items) scores of a batch of users.
+    ``exclude`` is an n_users × n_items sparse CSR matrix whose nonzeros are never returned
+    (training items). Users are scored one chunk at a time, so memory stays at
+    ``chunk_users × n_items`` floats. Returns (scores, items), each (len(users), k), best first;
+    where a user has fewer than k unexcluded items the tail has score −inf.
+    """
+    top_scores, top_items = [], []
+    with torch.no_grad():
+        for start in range(0, users.numel(), chunk_users):
+            batch = users[start : start + chunk_users]
+            scores = score_fn(batch)
+            if exclude is not None:
+                row_of, cols = csr_rows(exclude, batch)
+                scores[row_of, cols] = -torch.inf
+            values, indices = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            top_scores.append(values)
+            top_items.append(indices)
+    if not top_items:
+        empty = torch.empty(0, k)
+        return empty, empty.long()
+    return torch.cat(top_scores), torch.cat(top_items)
+
+
+def inner_product(user_emb: torch.Tensor, item_emb: torch.Tensor) -> ScoreFn:
+    """score(u, i) = ⟨user_emb[u], item_emb[i]⟩."""
+    return lambda batch: user_emb[batch] @ item_emb.T
+
+
 def topk_excluding(
     user_emb: torch.Tensor,
     item_emb: torch.Tensor,
@@ -39,29 +79,8 @@ def topk_excluding(
     k: int,
     chunk_users: int = 2048,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` items by ⟨user, item⟩ for each of ``users``, skipping excluded items.
-
-    ``exclude`` is an n_users × n_items sparse CSR matrix whose nonzeros are never returned
-    (training items). Scores are computed one chunk of users at a time, so memory stays at
-    ``chunk_users × n_items`` floats. Returns (scores, items), each (len(users), k), best first;
-    where a user has fewer than k unexcluded items the tail has score −inf.
-    """
-    k = min(k, item_emb.shape[0])
-    top_scores, top_items = [], []
-    with torch.no_grad():
-        for start in range(0, users.numel(), chunk_users):
-            batch = users[start : start + chunk_users]
-            scores = user_emb[batch] @ item_emb.T
-            if exclude is not None:
-                row_of, cols = csr_rows(exclude, batch)
-                scores[row_of, cols] = -torch.inf
-            values, indices = torch.topk(scores, k, dim=1)
-            top_scores.append(values)
-            top_items.append(indices)
-    if not top_items:
-        empty = torch.empty(0, k)
-        return empty, empty.long()
-    return torch.cat(top_scores), torch.cat(top_items)
+    """:func:`topk_scored` for inner-product scores of embeddings."""
+    return topk_scored(inner_product(user_emb, item_emb), users, exclude, k, chunk_users)
 
 
 def ranking_metrics(
@@ -105,6 +124,20 @@ def ranking_metrics(
     return results
 
 
+def evaluate_scorer(
+    score_fn: ScoreFn,
+    n_items: int,
+    exclude: torch.Tensor,
+    test_users: torch.Tensor,
+    test_items: torch.Tensor,
+    ks: Sequence[int] = (10, 20, 50),
+) -> dict[tuple[str, int], float]:
+    """Full-ranking metrics over every user with test items, training items excluded."""
+    users = torch.unique(test_users)
+    _, top = topk_scored(score_fn, users, exclude, max(ks))
+    return ranking_metrics(top, users, test_users, test_items, n_items, ks)
+
+
 def evaluate_embeddings(
     user_emb: torch.Tensor,
     item_emb: torch.Tensor,
@@ -113,10 +146,10 @@ def evaluate_embeddings(
     test_items: torch.Tensor,
     ks: Sequence[int] = (10, 20, 50),
 ) -> dict[tuple[str, int], float]:
-    """Full-ranking metrics over every user with test items, training items excluded."""
-    users = torch.unique(test_users)
-    _, top = topk_excluding(user_emb, item_emb, users, exclude, max(ks))
-    return ranking_metrics(top, users, test_users, test_items, item_emb.shape[0], ks)
+    """:func:`evaluate_scorer` for inner-product scores of embeddings."""
+    return evaluate_scorer(
+        inner_product(user_emb, item_emb), item_emb.shape[0], exclude, test_users, test_items, ks
+    )
 
 
 def popularity_embeddings(item_degree: torch.Tensor, n_users: int):
