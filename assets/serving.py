@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.model import load_embeddings, model_evaluation
+from assets.model import load_scorer, model_evaluation
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import PublishSettings
 from recs_pipeline.recommend import publish_recommendations
@@ -30,7 +30,7 @@ def recommendations(
     ``serving.latest_recommendations`` shows the newest published day."""
     key = context.partition_key
     store = artifacts.store()
-    graph, state, user_emb, item_emb = load_embeddings(store, key)
+    graph, model_name, score_fn = load_scorer(store, key)
     window_days = store.load_json("interaction_split", key, "split.json")["config"]["window_days"]
     as_of = partition_date(context)
     with warehouse.session() as con:
@@ -39,9 +39,8 @@ def recommendations(
             as_of,
             as_of - dt.timedelta(days=window_days - 1),
             graph,
-            user_emb,
-            item_emb,
-            state["model"],
+            score_fn,
+            model_name,
             config.k,
         )
         preview = con.execute(

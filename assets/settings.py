@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.partitions import DEFAULT_TEST_DAYS, DEFAULT_WINDOW_DAYS
-from recs_pipeline.models import MODELS
+from recs_pipeline.models import model_names
 from recs_pipeline.sampling import HardNegativeConfig
 from recs_pipeline.split import SplitConfig
 from recs_pipeline.train import TrainConfig
@@ -54,7 +54,10 @@ class HardNegativeSettings(dg.Config):
 
 
 class TrainSettings(dg.Config):
-    model: str = Field(default=_TRAIN.model, description=f"One of {sorted(MODELS)}.")
+    model: str = Field(
+        default=_TRAIN.model,
+        description=f"One of {model_names()}; popularity and gfcf are training-free (fit, no epochs).",
+    )
     dim: int = Field(default=_TRAIN.dim, description="Embedding dimension.")
     layers: int = Field(default=_TRAIN.layers, description="Propagation layers (graph models).")
     epochs: int = Field(
@@ -95,6 +98,13 @@ class TrainSettings(dg.Config):
             eval_every=self.eval_every,
             seed=self.seed,
         )
+
+
+class EvaluationSettings(dg.Config):
+    baselines: list[str] = Field(
+        default=["popularity", "gfcf"],
+        description="Training-free models evaluated beside the trained one on the same test fold.",
+    )
 
 
 class PublishSettings(dg.Config):

@@ -15,7 +15,8 @@ import polars as pl
 import torch
 
 from recs_pipeline.graph import InteractionGraph, interaction_csr
-from recs_pipeline.metrics import popularity_embeddings, topk_excluding
+from recs_pipeline.metrics import ScoreFn, topk_scored
+from recs_pipeline.models.popularity import Popularity
 from recs_pipeline.warehouse import replace_partition
 
 
@@ -52,13 +53,13 @@ def publish_recommendations(
     as_of: dt.date,
     window_start: dt.date,
     graph: InteractionGraph,
-    user_emb: torch.Tensor,
-    item_emb: torch.Tensor,
+    score_fn: ScoreFn,
     model_name: str,
     k: int,
 ) -> dict[str, int]:
     """Replace ``serving.recommendations[as_of]`` with top-``k`` lists for every user active in
-    [window_start, as_of]. Returns counts of users served by the model and by the fallback."""
+    [window_start, as_of]. ``score_fn`` scores users by their index in ``graph``. Returns the
+    counts of users served by the model and by the popularity fallback, and of rows."""
     users = _window_users(con, as_of, window_start)
     known = {u: i for i, u in enumerate(graph.user_ids)}
     seen = _seen_items(con, as_of, window_start)
@@ -67,48 +68,39 @@ def publish_recommendations(
         np.fromiter((position[u] for u in seen["user_id"]), dtype=np.int64, count=seen.height)
     )
     seen_items = torch.as_tensor(seen["item_idx"].to_numpy().astype(np.int64))
+    # Rows of `exclude` are publish positions; score functions map positions to their users.
     exclude = interaction_csr(seen_rows, seen_items, len(users), graph.n_items)
-
-    model_rows = [j for j, u in enumerate(users) if u in known]
-    fallback_rows = [j for j, u in enumerate(users) if u not in known]
-    pop_user, pop_item = popularity_embeddings(graph.item_degree(), 1)
+    model_index = torch.tensor([known.get(u, -1) for u in users], dtype=torch.long)
+    popularity = Popularity().fit(
+        graph.train_users, graph.train_items, graph.n_users, graph.n_items
+    )
+    groups = (
+        (
+            torch.nonzero(model_index >= 0).squeeze(1),
+            lambda b: score_fn(model_index[b]),
+            model_name,
+        ),
+        (torch.nonzero(model_index < 0).squeeze(1), popularity.scores, "popularity"),
+    )
+    user_array = np.array(users, dtype=object)
+    item_array = np.array(graph.item_ids, dtype=object)
     frames = []
-    for rows, embeddings, items, name in (
-        (model_rows, user_emb[[known[users[j]] for j in model_rows]], item_emb, model_name),
-        (fallback_rows, pop_user.expand(len(fallback_rows), -1), pop_item, "popularity"),
-    ):
-        if not rows:
+    for rows, scorer, name in groups:
+        if rows.numel() == 0:
             continue
-        # Row r of `embeddings` belongs to publish position rows[r]; index the exclusion
-        # matrix by publish position through a permuted copy of the embeddings.
-        full = torch.zeros(len(users), embeddings.shape[1])
-        full[rows] = embeddings
-        scores, top = topk_excluding(full, items, torch.tensor(rows), exclude, k)
-        n = len(rows)
+        scores, top = topk_scored(scorer, rows, exclude, k)
         frames.append(
             pl.DataFrame(
                 {
-                    "user_id": np.repeat(np.array(users, dtype=object)[rows], top.shape[1]),
-                    "rank": np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), n),
-                    "item_id": np.array(graph.item_ids, dtype=object)[top.reshape(-1).numpy()],
+                    "user_id": np.repeat(user_array[rows.numpy()], top.shape[1]),
+                    "rank": np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), rows.numel()),
+                    "item_id": item_array[top.reshape(-1).numpy()],
                     "score": scores.reshape(-1).double().numpy(),
-                    "model": [name] * (n * top.shape[1]),
+                    "model": np.full(top.numel(), name, dtype=object),
                 }
             ).filter(pl.col("score").is_finite())
         )
-    recs = (
-        pl.concat(frames)
-        if frames
-        else pl.DataFrame(
-            schema={
-                "user_id": pl.String,
-                "rank": pl.Int32,
-                "item_id": pl.String,
-                "score": pl.Float64,
-                "model": pl.String,
-            }
-        )
-    )
+    recs = pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMA)
     con.register("_recommendations", recs)
     try:
         replace_partition(
@@ -121,8 +113,14 @@ def publish_recommendations(
         )
     finally:
         con.unregister("_recommendations")
-    return {
-        "model_users": len(model_rows),
-        "fallback_users": len(fallback_rows),
-        "rows": recs.height,
-    }
+    n_model = int((model_index >= 0).sum())
+    return {"model_users": n_model, "fallback_users": len(users) - n_model, "rows": recs.height}
+
+
+_SCHEMA = {
+    "user_id": pl.String,
+    "rank": pl.Int32,
+    "item_id": pl.String,
+    "score": pl.Float64,
+    "model": pl.String,
+}

@@ -112,6 +112,7 @@ def test_model_beats_popularity_and_metrics_are_in_unit_interval(pipeline):
     _, resources, _ = pipeline
     with connect(resources) as con:
         rows = con.execute("SELECT as_of_date, model, k, metric, value FROM ml.metrics").fetchall()
+        assert {r[1] for r in rows} == {"lightgcn", "popularity", "gfcf"}
         assert {(r[2], r[3]) for r in rows} == {
             (k, m) for k in (10, 20, 50) for m in ("recall", "ndcg", "precision", "hitrate")
         }
@@ -210,3 +211,25 @@ def test_quality_gate_blocks_publication_of_a_broken_model(pipeline):
         ).fetchall()
     assert published_after == published_before
     assert latest == [(DAY_2,)]
+
+
+def test_training_free_models_are_selectable_and_evaluated_side_by_side(pipeline):
+    instance, resources, _ = pipeline
+    config = {"ops": {**RUN_CONFIG["ops"], "trained_model": {"config": {"model": "gfcf"}}}}
+    assert run_chain(instance, resources, DAY_1, config).success
+    with connect(resources) as con:
+        recall = dict(
+            con.execute(
+                "SELECT model, value FROM ml.metrics WHERE as_of_date = ? AND k = 20 AND metric = 'recall'",
+                [DAY_1],
+            ).fetchall()
+        )
+        served_by = dict(
+            con.execute(
+                "SELECT model, count(DISTINCT user_id) FROM serving.recommendations WHERE as_of_date = ? GROUP BY 1",
+                [DAY_1],
+            ).fetchall()
+        )
+    assert set(recall) == {"gfcf", "popularity"}
+    assert recall["gfcf"] > recall["popularity"]
+    assert served_by["gfcf"] > 0

@@ -1,18 +1,37 @@
 """Recommender models. Each model is one module registering itself under a config name.
 
-Every model maps the joint node space (users 0..n_users-1, then items) to embeddings through
-:meth:`Recommender.embed`, given the normalised adjacency of the graph to propagate over, and
-scores a (user, item) pair by the inner product of their final embeddings.
+Trained models (:class:`Recommender`) map the joint node space (users 0..n_users-1, then items)
+to embeddings through :meth:`Recommender.embed`, given the normalised adjacency to propagate
+over, and score a (user, item) pair by the inner product of the final embeddings. Training-free
+models (:class:`TrainingFree`: popularity, the GF-CF graph filter) compute scores directly from
+the train graph. :func:`recs_pipeline.scoring.score_function` turns any checkpoint into scores.
 """
 
-from recs_pipeline.models import lightgcn, mf  # noqa: F401  (registration)
+from recs_pipeline.models import gfcf, lightgcn, mf, popularity  # noqa: F401  (registration)
 from recs_pipeline.models.base import (
     MODELS,
+    TRAINING_FREE,
     Recommender,
+    TrainingFree,
     build_model,
     checkpoint,
+    fit_training_free,
+    model_names,
     register,
+    register_training_free,
     restore,
 )
 
-__all__ = ["MODELS", "Recommender", "build_model", "checkpoint", "register", "restore"]
+__all__ = [
+    "MODELS",
+    "TRAINING_FREE",
+    "Recommender",
+    "TrainingFree",
+    "build_model",
+    "checkpoint",
+    "fit_training_free",
+    "model_names",
+    "register",
+    "register_training_free",
+    "restore",
+]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 MODELS: dict[str, type[Recommender]] = {}
+TRAINING_FREE: dict[str, type[TrainingFree]] = {}
 
 
 def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
@@ -23,11 +24,29 @@ def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
     return decorate
 
 
+def register_training_free(name: str) -> Callable[[type[TrainingFree]], type[TrainingFree]]:
+    """Class decorator: make a training-free model selectable by ``name`` in configs."""
+
+    def decorate(cls: type[TrainingFree]) -> type[TrainingFree]:
+        if name in MODELS or name in TRAINING_FREE:
+            raise ValueError(f"model name {name!r} registered twice")
+        TRAINING_FREE[name] = cls
+        cls.name = name
+        return cls
+
+    return decorate
+
+
+def model_names() -> list[str]:
+    """Every selectable model: trained ones and training-free ones."""
+    return sorted(MODELS) + sorted(TRAINING_FREE)
+
+
 def build_model(name: str, n_users: int, n_items: int, **params) -> Recommender:
     try:
         cls = MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+        raise ValueError(f"unknown model {name!r}; choose one of {model_names()}") from None
     return cls(n_users=n_users, n_items=n_items, **params)
 
 
@@ -54,9 +73,51 @@ class Recommender(nn.Module):
         return {}
 
 
-def checkpoint(model: Recommender) -> dict:
+class TrainingFree:
+    """A model with nothing to train: :meth:`fit` computes it from the train edges.
+
+    Its checkpoint holds the constructor arguments and the expensive part of the fit
+    (:meth:`state`); :meth:`restore` rebuilds the model from the same edges and that state.
+    """
+
+    name: str = "training_free"
+
+    def params(self) -> dict:
+        raise NotImplementedError
+
+    def fit(
+        self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
+    ) -> TrainingFree:
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        return {}
+
+    def restore(
+        self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, state: dict
+    ) -> TrainingFree:
+        return self.fit(users, items, n_users, n_items)
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:
+        """Dense (len(users), n_items) scores."""
+        raise NotImplementedError
+
+
+def fit_training_free(
+    name: str, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, **params
+) -> TrainingFree:
+    try:
+        cls = TRAINING_FREE[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {model_names()}") from None
+    return cls(**params).fit(users, items, n_users, n_items)
+
+
+def checkpoint(model: Recommender | TrainingFree) -> dict:
     """Everything needed to rebuild ``model``: its registry name, sizes, constructor
-    arguments and weights."""
+    arguments and weights (training-free: its parameters and the costly part of its fit)."""
+    if isinstance(model, TrainingFree):
+        return {"model": model.name, "params": model.params(), "state": model.state()}
     return {
         "model": model.name,
         "n_users": model.n_users,

@@ -17,14 +17,36 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import svds
 
+from recs_pipeline.models.base import TrainingFree, register_training_free
 
-class GFCF:
-    name = "gfcf"
 
+@register_training_free("gfcf")
+class GFCF(TrainingFree):
     def __init__(self, alpha: float = 0.3, k: int = 256, seed: int = 0) -> None:
         self.alpha, self.k, self.seed = alpha, k, seed
 
+    def params(self) -> dict:
+        return {"alpha": self.alpha, "k": self.k, "seed": self.seed}
+
     def fit(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> GFCF:
+        r_norm, d_i = self._fit_linear(users, items, n_users, n_items)
+        k = min(self.k, min(n_users, n_items) - 1)
+        _, _, vt = svds(r_norm, k=k, random_state=self.seed)
+        inv_sqrt_i = np.where(d_i > 0, 1.0 / np.sqrt(np.maximum(d_i, 1)), 0.0)
+        self.ideal_left = torch.from_numpy((vt * inv_sqrt_i).T.astype(np.float32))  # D_I^-1/2 V̄
+        self.ideal_right = torch.from_numpy((vt * np.sqrt(d_i)).astype(np.float32))  # V̄ᵀ D_I^1/2
+        return self
+
+    def state(self) -> dict:
+        return {"ideal_left": self.ideal_left, "ideal_right": self.ideal_right}
+
+    def restore(self, users, items, n_users, n_items, state) -> GFCF:
+        self._fit_linear(users, items, n_users, n_items)
+        self.ideal_left, self.ideal_right = state["ideal_left"], state["ideal_right"]
+        return self
+
+    def _fit_linear(self, users, items, n_users, n_items) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Store R and the linear filter R̃ᵀR̃; return R̃ and the item degrees."""
         ones = np.ones(users.numel(), dtype=np.float32)
         r = sp.csr_matrix((ones, (users.numpy(), items.numpy())), shape=(n_users, n_items))
         r.data[:] = 1.0  # duplicate edges count once
@@ -35,12 +57,7 @@ class GFCF:
         r_norm = (sp.diags(inv_u) @ r @ sp.diags(inv_i)).tocsr().astype(np.float32)
         self.interactions = r
         self.item_filter = (r_norm.T @ r_norm).tocsr()
-        k = min(self.k, min(n_users, n_items) - 1)
-        _, _, vt = svds(r_norm, k=k, random_state=self.seed)
-        self.ideal_left = torch.from_numpy((vt * inv_i).T.copy())  # D_I^{-1/2} V̄
-        sqrt_i = np.sqrt(d_i).astype(np.float32)
-        self.ideal_right = torch.from_numpy(vt * sqrt_i)  # V̄ᵀ D_I^{1/2}
-        return self
+        return r_norm, d_i
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:
         """Dense scores (len(users), n_items) of the filter above."""
