@@ -5,6 +5,9 @@ With s⁺ = score(u, i⁺) and s⁻ⱼ = score(u, i⁻ⱼ) for the j-th negative
 - BPR (Rendle et al., 2009): L = −mean log σ(s⁺ − s⁻ⱼ), a pairwise ranking loss.
 - Binary: L = −mean [log σ(s⁺) + log(1 − σ(s⁻ⱼ))], sigmoid cross-entropy per pair,
   each positive weighed once against the mean over its negatives.
+- Sampled softmax: L = −mean log( e^{s⁺/τ} / (e^{s⁺/τ} + Σⱼ e^{s⁻ⱼ/τ}) ), cross-entropy of
+  the positive against all the sampled negatives at temperature τ. Many negatives per positive
+  carry far more gradient per step than BPR's one, which matters when epochs are expensive.
 
 ``pos`` has shape (B,) and ``neg`` (B, n_neg).
 """
@@ -23,7 +26,12 @@ def binary_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return -(F.logsigmoid(pos).mean() + F.logsigmoid(-neg).mean(dim=1).mean())
 
 
-LOSSES = {"bpr": bpr_loss, "binary": binary_loss}
+def softmax_loss(pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / temperature
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+LOSSES = {"bpr": bpr_loss, "binary": binary_loss, "softmax": softmax_loss}
 
 
 def l2_penalty(*embeddings: torch.Tensor) -> torch.Tensor:

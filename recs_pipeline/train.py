@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import math
 import time
@@ -34,7 +35,9 @@ class TrainConfig:
     lr: float = 1e-2
     l2: float = 1e-4
     loss: str = "bpr"
+    temperature: float = 1.0
     uniform_negatives: int = 1
+    shared_negatives: int = 0
     max_hard_negatives: int = 2
     patience: int = 4
     eval_every: int = 2
@@ -42,14 +45,17 @@ class TrainConfig:
     val_k: int = 20
     seed: int = 0
     threads: int | None = None
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
-        if self.uniform_negatives + self.max_hard_negatives < 1:
-            raise ValueError("need at least one negative per positive")
+        if self.uniform_negatives + self.shared_negatives < 1:
+            raise ValueError("need uniform or shared negatives (hard ones start at epoch 2)")
+        if self.uniform_negatives and self.shared_negatives:
+            raise ValueError("choose per-user uniform negatives or shared negatives, not both")
 
     def model_params(self) -> dict:
         """The subset of (dim, layers) that the selected model's constructor takes."""
@@ -100,8 +106,13 @@ def train_model(
 ) -> TrainResult:
     """Train ``config.model`` on the edges (users, items) and keep the best validation state.
 
-    ``hard_pools`` (n_users, pool) holds each user's hard negatives; epoch n draws
-    ``min(n − 1, max_hard_negatives)`` of them per positive on top of the uniform negatives.
+    Negatives per positive: ``uniform_negatives`` drawn per user, or ``shared_negatives``
+    drawn once per mini-batch and scored against every user of the batch (one embedding
+    lookup per negative instead of one per user and negative; a shared negative that happens to
+    be some user's positive is not masked, as in in-batch softmax). ``hard_pools`` (n_users,
+    pool) holds each user's hard negatives; epoch n adds ``min(n − 1, max_hard_negatives)`` of
+    them per positive. Training stops early after ``patience`` validation checks without gain,
+    or at the first epoch end past ``time_budget_s``.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -119,6 +130,8 @@ def train_model(
     model = build_model(config.model, n_users, n_items, **config.model_params())
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = LOSSES[config.loss]
+    if config.loss == "softmax":
+        loss_fn = functools.partial(loss_fn, temperature=config.temperature)
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
     history: list[dict] = []
     stale = 0
@@ -133,21 +146,31 @@ def train_model(
         for b in range(n_batches):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             u, p = fit_u[idx], fit_i[idx]
-            negatives = [
-                uniform_negatives(u, n_items, config.uniform_negatives, positives, generator)
-            ]
+            user_emb, item_emb = model.embed(adjacency)
+            zu = user_emb[u]
+            pos = (zu * item_emb[p]).sum(-1)
+            negatives, neg_scores = [], []
+            if config.shared_negatives:
+                shared = torch.randint(0, n_items, (config.shared_negatives,), generator=generator)
+                negatives.append(shared)
+                neg_scores.append(zu @ item_emb[shared].T)
+            per_user = []
+            if config.uniform_negatives:
+                per_user.append(
+                    uniform_negatives(u, n_items, config.uniform_negatives, positives, generator)
+                )
             if n_hard:
                 pick = torch.randint(
                     0, hard_pools.shape[1], (u.numel(), n_hard), generator=generator
                 )
-                negatives.append(hard_pools[u.unsqueeze(1), pick])
-            n = torch.cat(negatives, dim=1)
-            user_emb, item_emb = model.embed(adjacency)
-            zu = user_emb[u]
-            pos = (zu * item_emb[p]).sum(-1)
-            neg = torch.einsum("bd,bnd->bn", zu, item_emb[n])
+                per_user.append(hard_pools[u.unsqueeze(1), pick])
+            if per_user:
+                n = torch.cat(per_user, dim=1)
+                negatives.append(n.reshape(-1))
+                neg_scores.append(torch.einsum("bd,bnd->bn", zu, item_emb[n]))
+            neg = torch.cat(neg_scores, dim=1)
             zu0, zp0 = model.layer0(u, p)
-            _, zn0 = model.layer0(u[:0], n.reshape(-1))
+            _, zn0 = model.layer0(u[:0], torch.cat(negatives))
             reg = l2_penalty(zu0, zp0, zn0)
             loss = loss_fn(pos, neg) + config.l2 * reg
             optimiser.zero_grad(set_to_none=True)
@@ -175,6 +198,9 @@ def train_model(
         )
         if stale >= config.patience:
             log(f"early stop after epoch {epoch}: no gain in {config.patience} evaluations")
+            break
+        if config.time_budget_s and time.perf_counter() - started > config.time_budget_s:
+            log(f"time budget of {config.time_budget_s:.0f}s spent after epoch {epoch}")
             break
     model.load_state_dict(best[2])
     model.eval()

@@ -182,3 +182,22 @@ def test_mf_embed_returns_parameters():
     torch.testing.assert_close(zi, model.item.weight[[5]])
     with pytest.raises(ValueError, match="unknown model"):
         build_model("nope", 1, 1)
+
+
+def test_lightgcn_gradient_matches_dense_autograd():
+    # The symmetric sparse product's custom backward (Â·∂y) equals autograd through dense Â.
+    users = torch.tensor([0, 0, 1, 2, 2, 3])
+    items = torch.tensor([0, 1, 1, 0, 2, 2])
+    adjacency = normalized_adjacency(users, items, 4, 3)
+    model = LightGCN(4, 3, dim=5, layers=3)
+    user_emb, item_emb = model.embed(adjacency)
+    (user_emb.sum(1) * torch.arange(4.0)).sum().backward()
+    loss_grad = torch.cat([torch.arange(4.0), torch.zeros(3)]).unsqueeze(1).expand(-1, 5)
+    dense = adjacency.to_dense()
+    e0 = model.embedding.weight.detach().clone().requires_grad_(True)
+    out, x = e0 / 4, e0
+    for _ in range(3):
+        x = dense @ x
+        out = out + x / 4
+    (out * loss_grad).sum().backward()
+    torch.testing.assert_close(model.embedding.weight.grad, e0.grad)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from recs_pipeline.losses import LOSSES, binary_loss, bpr_loss, l2_penalty
+from recs_pipeline.losses import LOSSES, binary_loss, bpr_loss, l2_penalty, softmax_loss
 
 
 def sigmoid(x: float) -> float:
@@ -55,7 +55,17 @@ def test_binary_loss_zero_scores():
 
 
 def test_losses_registry():
-    assert LOSSES == {"bpr": bpr_loss, "binary": binary_loss}
+    assert LOSSES == {"bpr": bpr_loss, "binary": binary_loss, "softmax": softmax_loss}
+
+
+def test_softmax_loss_hand_example():
+    # One positive at 1, negatives at 0 and 2, temperature 0.5: logits 2, 0, 4.
+    got = softmax_loss(torch.tensor([1.0]), torch.tensor([[0.0, 2.0]]), temperature=0.5)
+    expected = math.log(math.exp(2) + math.exp(0) + math.exp(4)) - 2
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # With one negative and τ = 1, softmax cross-entropy equals BPR: log(1 + e^{s⁻ − s⁺}).
+    pos, neg = torch.tensor([0.3, -1.2]), torch.tensor([[0.9], [0.1]])
+    assert softmax_loss(pos, neg).item() == pytest.approx(bpr_loss(pos, neg).item(), rel=1e-6)
 
 
 def test_l2_penalty_by_hand():

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from recs_pipeline.graph import propagate
 from recs_pipeline.models.base import Recommender, register
 
 
@@ -44,7 +45,7 @@ class LightGCN(Recommender):
         x = self.embedding.weight
         out = self.alphas[0] * x
         for alpha in self.alphas[1:]:
-            x = adjacency @ x
+            x = propagate(adjacency, x)
             out = out + alpha * x
         return out[: self.n_users], out[self.n_users :]
 
