@@ -13,6 +13,7 @@ import hashlib
 
 import duckdb
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from recs_pipeline.warehouse import replace_partition
@@ -114,6 +115,22 @@ class _SymmetricSpMM(torch.autograd.Function):
 def propagate(adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Â x for the symmetric normalised adjacency of :func:`normalized_adjacency`."""
     return _SymmetricSpMM.apply(adjacency, x)
+
+
+def normalized_interactions(
+    users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """(R, R̃ = D_U^{-1/2} R D_I^{-1/2}, item degrees) as scipy CSR float32 (for SVDs and
+    item–item filters); duplicate edges count once, empty rows and columns stay zero."""
+    ones = np.ones(users.numel(), dtype=np.float32)
+    r = sp.csr_matrix((ones, (users.numpy(), items.numpy())), shape=(n_users, n_items))
+    r.data[:] = 1.0
+    d_u = np.asarray(r.sum(axis=1)).ravel()
+    d_i = np.asarray(r.sum(axis=0)).ravel()
+    inv_u = np.where(d_u > 0, 1.0 / np.sqrt(np.maximum(d_u, 1)), 0.0).astype(np.float32)
+    inv_i = np.where(d_i > 0, 1.0 / np.sqrt(np.maximum(d_i, 1)), 0.0).astype(np.float32)
+    r_norm = (sp.diags(inv_u) @ r @ sp.diags(inv_i)).tocsr().astype(np.float32)
+    return r, r_norm, d_i
 
 
 def index_split(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> InteractionGraph:

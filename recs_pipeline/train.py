@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 
 import torch
+from scipy.sparse.linalg import svds
 
-from recs_pipeline.graph import interaction_csr, normalized_adjacency
+from recs_pipeline.graph import interaction_csr, normalized_adjacency, normalized_interactions
 from recs_pipeline.losses import LOSSES, l2_penalty
 from recs_pipeline.metrics import ranking_metrics, topk_excluding
 from recs_pipeline.models import MODELS, Recommender, build_model
@@ -46,6 +47,8 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     time_budget_s: float | None = None
+    init: str = "normal"
+    init_std: float = 0.1
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -54,6 +57,8 @@ class TrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
         if self.uniform_negatives + self.shared_negatives < 1:
             raise ValueError("need uniform or shared negatives (hard ones start at epoch 2)")
+        if self.init not in ("normal", "spectral"):
+            raise ValueError(f"init must be normal or spectral, not {self.init!r}")
         if self.uniform_negatives and self.shared_negatives:
             raise ValueError("choose per-user uniform negatives or shared negatives, not both")
 
@@ -128,6 +133,8 @@ def train_model(
     val_users = torch.unique(val_u)
 
     model = build_model(config.model, n_users, n_items, **config.model_params())
+    if config.init == "spectral":
+        spectral_init(model, fit_u, fit_i, config.init_std, config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = LOSSES[config.loss]
     if config.loss == "softmax":
@@ -205,6 +212,32 @@ def train_model(
     model.load_state_dict(best[2])
     model.eval()
     return TrainResult(model, best[1], best[0], history, time.perf_counter() - started)
+
+
+def spectral_init(
+    model: Recommender, users: torch.Tensor, items: torch.Tensor, std: float, seed: int
+) -> None:
+    """Start from the truncated SVD of the normalised interaction matrix.
+
+    With R̃ = D_U^{-1/2} R D_I^{-1/2} ≈ U S Vᵀ (top ``dim`` singular triplets), layer 0 is
+    set to [U; V]·diag(w) with w = √σ / g(σ), where g is the model's spectral gain (LightGCN:
+    Σₖ αₖ σᵏ, since [u; v] is an eigenvector of Â), so that the model's initial scores are the
+    rank-``dim`` reconstruction of R̃. The weights are then scaled to standard deviation
+    ``std`` (a uniform rescale changes no ranking) so that Adam's first steps refine the
+    start instead of swamping it.
+    """
+    dim = model.init_params()["dim"]
+    _, r_norm, _ = normalized_interactions(users, items, model.n_users, model.n_items)
+    k = min(dim, min(model.n_users, model.n_items) - 1)
+    u, sigma, vt = svds(r_norm, k=k, random_state=seed)
+    sigma = torch.from_numpy(sigma.copy()).float()
+    weight = sigma.sqrt() / model.spectral_gain(sigma)
+    user_w = torch.zeros(model.n_users, dim)
+    item_w = torch.zeros(model.n_items, dim)
+    user_w[:, :k] = torch.from_numpy(u.astype("float32")) * weight
+    item_w[:, :k] = torch.from_numpy(vt.T.astype("float32")) * weight
+    scale = std / torch.cat([user_w, item_w]).std()
+    model.set_layer0(user_w * scale, item_w * scale)
 
 
 def validation_recall(

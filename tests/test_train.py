@@ -8,8 +8,15 @@ import torch
 
 from recs_pipeline.graph import interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import popularity_embeddings, ranking_metrics, topk_excluding
+from recs_pipeline.models import build_model
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
-from recs_pipeline.train import TrainConfig, train_model, validation_recall, validation_split
+from recs_pipeline.train import (
+    TrainConfig,
+    spectral_init,
+    train_model,
+    validation_recall,
+    validation_split,
+)
 
 
 def brute_force_latest(users, last_ts, chosen) -> set[int]:
@@ -164,3 +171,27 @@ def test_train_config_validation():
         TrainConfig(uniform_negatives=0, max_hard_negatives=0)
     assert TrainConfig(model="mf", dim=8, layers=5).model_params() == {"dim": 8}
     assert TrainConfig(dim=8, layers=5).model_params() == {"dim": 8, "layers": 5}
+
+
+@pytest.mark.parametrize("model_name", ["lightgcn", "mf"])
+def test_spectral_init_scores_are_the_truncated_svd_of_the_normalised_matrix(model_name):
+    rng = np.random.default_rng(3)
+    n_users, n_items, dim = 12, 9, 4
+    r = (rng.random((n_users, n_items)) < 0.4).astype(np.float64)
+    r[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1
+    r[rng.integers(0, n_users, n_items), np.arange(n_items)] = 1
+    users, items = (torch.from_numpy(a) for a in np.nonzero(r))
+    model = build_model(model_name, n_users, n_items, dim=dim)
+    spectral_init(model, users, items, std=0.1, seed=0)
+    adjacency = normalized_adjacency(users, items, n_users, n_items)
+    with torch.no_grad():
+        user_emb, item_emb = model.embed(adjacency)
+    scores = (user_emb @ item_emb.T).detach().double().numpy()
+    r_norm = r / np.sqrt(r.sum(1))[:, None] / np.sqrt(r.sum(0))[None, :]
+    u, s, vt = np.linalg.svd(r_norm)
+    reconstruction = u[:, :dim] @ np.diag(s[:dim]) @ vt[:dim]
+    scale = (scores * reconstruction).sum() / (reconstruction**2).sum()
+    assert scale > 0
+    np.testing.assert_allclose(scores, scale * reconstruction, atol=1e-4 * np.abs(scores).max())
+    layer0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert layer0.std().item() == pytest.approx(0.1, rel=1e-3)

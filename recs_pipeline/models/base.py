@@ -72,6 +72,15 @@ class Recommender(nn.Module):
         """Constructor arguments beyond the sizes, stored with checkpoints."""
         return {}
 
+    def spectral_gain(self, sigma: torch.Tensor) -> torch.Tensor:
+        """How propagation scales a layer-0 eigenvector [u; v] of the normalised adjacency
+        with eigenvalue σ (1 for models without propagation)."""
+        return torch.ones_like(sigma)
+
+    def set_layer0(self, user_weights: torch.Tensor, item_weights: torch.Tensor) -> None:
+        """Overwrite the layer-0 embeddings (for initialisation)."""
+        raise NotImplementedError
+
 
 class TrainingFree:
     """A model with nothing to train: :meth:`fit` computes it from the train edges.

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import svds
 
+from recs_pipeline.graph import normalized_interactions
 from recs_pipeline.models.base import TrainingFree, register_training_free
 
 
@@ -47,14 +48,7 @@ class GFCF(TrainingFree):
 
     def _fit_linear(self, users, items, n_users, n_items) -> tuple[sp.csr_matrix, np.ndarray]:
         """Store R and the linear filter R̃ᵀR̃; return R̃ and the item degrees."""
-        ones = np.ones(users.numel(), dtype=np.float32)
-        r = sp.csr_matrix((ones, (users.numpy(), items.numpy())), shape=(n_users, n_items))
-        r.data[:] = 1.0  # duplicate edges count once
-        d_u = np.asarray(r.sum(axis=1)).ravel()
-        d_i = np.asarray(r.sum(axis=0)).ravel()
-        inv_u = np.where(d_u > 0, 1.0 / np.sqrt(np.maximum(d_u, 1)), 0.0).astype(np.float32)
-        inv_i = np.where(d_i > 0, 1.0 / np.sqrt(np.maximum(d_i, 1)), 0.0).astype(np.float32)
-        r_norm = (sp.diags(inv_u) @ r @ sp.diags(inv_i)).tocsr().astype(np.float32)
+        r, r_norm, d_i = normalized_interactions(users, items, n_users, n_items)
         self.interactions = r
         self.item_filter = (r_norm.T @ r_norm).tocsr()
         return r_norm, d_i

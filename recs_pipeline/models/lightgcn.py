@@ -49,5 +49,13 @@ class LightGCN(Recommender):
             out = out + alpha * x
         return out[: self.n_users], out[self.n_users :]
 
+    def spectral_gain(self, sigma: torch.Tensor) -> torch.Tensor:
+        # [u; v] with R̃v = σu, R̃ᵀu = σv is an eigenvector of Â: Âᵏ scales it by σᵏ.
+        return sum(alpha * sigma**k for k, alpha in enumerate(self.alphas))
+
+    def set_layer0(self, user_weights: torch.Tensor, item_weights: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.cat([user_weights, item_weights]))
+
     def layer0(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.embedding(users), self.embedding(items + self.n_users)

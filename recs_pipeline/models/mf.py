@@ -24,5 +24,10 @@ class MatrixFactorization(Recommender):
     def embed(self, adjacency: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user.weight, self.item.weight
 
+    def set_layer0(self, user_weights: torch.Tensor, item_weights: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.user.weight.copy_(user_weights)
+            self.item.weight.copy_(item_weights)
+
     def layer0(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.user(users), self.item(items)
