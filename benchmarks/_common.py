@@ -1,0 +1,116 @@
+"""Helpers shared by the benchmark scripts: machine description, memory probes, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {
+        "nproc": os.cpu_count(),
+        "sched_affinity": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_mib() -> float | None:
+    """Current resident set size (VmRSS) in MiB, or None off Linux."""
+    kib = _status_kib("VmRSS")
+    return None if kib is None else kib / 1024
+
+
+def hwm_mib() -> float | None:
+    """Peak resident set size since start or since the last :func:`reset_hwm` (VmHWM), MiB."""
+    kib = _status_kib("VmHWM")
+    return None if kib is None else kib / 1024
+
+
+def reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0: write 5 to /proc/self/clear_refs).
+
+    Returns whether it worked; when it did not, :func:`hwm_mib` keeps the process peak.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def process_peak_mib() -> float:
+    """Process peak RSS from getrusage (ru_maxrss, KiB on Linux); never reset."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def write_results(name: str, payload: dict, out: str | None = None) -> Path:
+    """Write ``payload`` (plus the command line and the machine) as JSON; returns the path."""
+    path = Path(out) if out else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"command": [sys.executable, "-m", f"benchmarks.{name}", *sys.argv[1:]]}
+    document["machine"] = machine()
+    document.update(payload)
+    path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def fmt(value, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def quiet_sparse_warnings() -> None:
+    """Silence torch's beta/invariant-check notices for sparse tensors (noise in the output)."""
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")

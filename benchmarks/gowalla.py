@@ -1,0 +1,395 @@
+"""Paper-table benchmark on the LightGCN/NGCF Gowalla split.
+
+For each model of ``--models`` (``popularity`` or any registered model, default
+``popularity,mf,lightgcn``): wall time, peak RSS, and test Recall@20 / NDCG@20 by
+:func:`recs_pipeline.metrics.evaluate_embeddings` (full ranking over all 40,981 items, the
+user's training items excluded, averaged over the users with test items: the papers'
+definition). Trained models go through :func:`recs_pipeline.train.train_model` unchanged.
+
+Protocol notes
+- Validation: ``train_model`` carves its validation slice from train (never from test): the
+  "latest" train edge of up to ``--val-users`` users. Gowalla has no timestamps, so
+  ``last_ts`` is a seeded random permutation of the train edges: each chosen user's validation
+  edge is a uniformly random one of their train items. Early stopping and the best epoch use
+  that slice only; the test fold is evaluated once, on the best-validation model.
+- Test embeddings of graph models are propagated over the full train graph (validation edges
+  included), as the pipeline's ``model_evaluation`` does; exclusion uses all train items.
+- Time budget: ``train_model`` has no budget, so with ``--time-budget-minutes`` a 1-epoch probe
+  run (same config, reported separately, not counted in the budget) measures the cost of one
+  epoch including set-up and one validation pass, and the reported run gets
+  ``epochs = min(--epochs, floor(budget / probe))`` (conservative: validation runs only every
+  ``--eval-every`` epochs and set-up once). Early stopping may end it sooner.
+- The validation Recall@20-versus-minutes curve comes from ``train_model``'s history, timed by
+  the ``log`` callback (``time.perf_counter()`` at each epoch's log line, after that epoch's
+  validation pass); minutes count from the ``train_model`` call, set-up included.
+- Wall time per model: training (the probe included, also given without it), embedding and
+  test evaluation; loading the data and building the shared train matrices are reported once.
+- Peak memory: VmHWM is reset (``/proc/self/clear_refs``) before each model, so ``peak_rss_mib``
+  is that model's own peak (data and shared structures included); ``process_peak_rss_mib`` is
+  ``ru_maxrss`` after the model (monotone over the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks._common import (
+    fmt,
+    hwm_mib,
+    process_peak_mib,
+    quiet_sparse_warnings,
+    reset_hwm,
+    rss_mib,
+    write_results,
+)
+from recs_pipeline.graph import interaction_csr, normalized_adjacency
+from recs_pipeline.metrics import evaluate_embeddings, popularity_embeddings
+from recs_pipeline.models import MODELS
+from recs_pipeline.train import TrainConfig, train_model
+
+KS = (10, 20, 50)
+PAPER = {  # published figures on this split, for the table's reference line only
+    "mf": {"recall@20": 0.1291, "ndcg@20": 0.1109, "source": "NGCF paper (SIGIR 2019) Table 2, MF"},
+    "lightgcn": {
+        "recall@20": 0.1830,
+        "ndcg@20": 0.1554,
+        "source": "LightGCN paper Table 3, 3 layers",
+    },
+}
+
+
+def _parse_lines(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) of a ``user item item ...`` per line file, without per-token Python loops.
+
+    All integers are parsed in one ``np.fromstring`` call; token boundaries and line numbers
+    come from vectorised byte tests, so the first token of each line is known to be the user.
+    """
+    data = path.read_bytes()
+    buf = np.frombuffer(data, dtype=np.uint8)
+    whitespace = (buf == ord(" ")) | (buf == ord("\n")) | (buf == ord("\t")) | (buf == ord("\r"))
+    previous_ws = np.concatenate(([True], whitespace[:-1]))
+    token_start = ~whitespace & previous_ws
+    line_of_token = np.cumsum(buf == ord("\n"))[token_start]
+    values = np.fromstring(data, dtype=np.int64, sep=" ")
+    if values.size != line_of_token.size:
+        raise ValueError(
+            f"{path}: parsed {values.size} integers but found {line_of_token.size} tokens"
+            " (non-integer text?)"
+        )
+    first = np.ones(values.size, dtype=bool)
+    first[1:] = line_of_token[1:] != line_of_token[:-1]
+    counts = np.diff(np.flatnonzero(np.append(first, True)))  # tokens per non-empty line
+    users = np.repeat(values[first], counts - 1)
+    items = values[~first]
+    if values.size and values.min() < 0:
+        raise ValueError(f"{path}: negative id")
+    return users, items
+
+
+def load_lightgcn_split(path: str | Path):
+    """Load ``train.txt`` / ``test.txt`` of a LightGCN-format split (0-based ids).
+
+    Returns ``(n_users, n_items, train_users, train_items, test_users, test_items)``: the two
+    counts as ints (max id + 1 over both files) and the edge lists as int64 tensors, in file
+    order (per line, user then the line's items).
+    """
+    path = Path(path)
+    train_u, train_i = _parse_lines(path / "train.txt")
+    test_u, test_i = _parse_lines(path / "test.txt")
+    n_users = int(max(train_u.max(initial=-1), test_u.max(initial=-1))) + 1
+    n_items = int(max(train_i.max(initial=-1), test_i.max(initial=-1))) + 1
+    return (
+        n_users,
+        n_items,
+        *(torch.from_numpy(np.ascontiguousarray(a)) for a in (train_u, train_i, test_u, test_i)),
+    )
+
+
+def split_checks(n_users, n_items, train_u, train_i, test_u, test_i) -> dict:
+    """Counts and sanity figures of a loaded split (duplicates, train/test overlap)."""
+    train_keys = torch.unique(train_u * n_items + train_i)
+    test_keys = torch.unique(test_u * n_items + test_i)
+    return {
+        "n_users": n_users,
+        "n_items": n_items,
+        "train_interactions": train_u.numel(),
+        "test_interactions": test_u.numel(),
+        "train_duplicates": train_u.numel() - train_keys.numel(),
+        "test_duplicates": test_u.numel() - test_keys.numel(),
+        "train_test_overlap": int(torch.isin(test_keys, train_keys).sum()),
+        "test_users": int(torch.unique(test_u).numel()),
+        "train_items_seen": int(torch.unique(train_i).numel()),
+    }
+
+
+class TimedLog:
+    """A ``log`` callback for ``train_model``: prints and timestamps every line."""
+
+    EPOCH = re.compile(r"^epoch (\d+):")
+
+    def __init__(self, prefix: str, echo: bool = True) -> None:
+        self.prefix, self.echo = prefix, echo
+        self.started = time.perf_counter()
+        self.lines: list[tuple[float, str]] = []
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        self.lines.append((elapsed, message))
+        if self.echo:
+            print(f"  [{self.prefix} {elapsed / 60:6.2f} min] {message}", flush=True)
+
+    def epoch_times(self) -> dict[int, float]:
+        """Epoch number → seconds since the ``train_model`` call at its log line."""
+        times = {}
+        for elapsed, message in self.lines:
+            match = self.EPOCH.match(message)
+            if match:
+                times[int(match.group(1))] = elapsed
+        return times
+
+
+def train_config(args, model: str, epochs: int) -> TrainConfig:
+    return TrainConfig(
+        model=model,
+        dim=args.dim,
+        layers=args.layers,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        l2=args.l2,
+        loss=args.loss,
+        uniform_negatives=1,
+        max_hard_negatives=args.max_hard_negatives,
+        patience=args.patience,
+        eval_every=args.eval_every,
+        val_users=args.val_users,
+        val_k=20,
+        seed=args.seed,
+        threads=args.threads,
+    )
+
+
+def run_trained(
+    args, name, data, last_ts, full_adjacency
+) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    n_users, n_items, train_u, train_i = data[:4]
+    record: dict = {}
+    epochs = args.epochs
+    if args.time_budget_minutes is not None:
+        probe_log = TimedLog(f"{name} probe", echo=not args.quiet)
+        probe_config = train_config(args, name, 1)
+        started = time.perf_counter()
+        train_model(n_users, n_items, train_u, train_i, last_ts, probe_config, log=probe_log)
+        probe_seconds = time.perf_counter() - started
+        per_epoch = probe_log.epoch_times()[1]
+        budget_s = 60 * args.time_budget_minutes
+        epochs = max(1, min(args.epochs, math.floor(budget_s / per_epoch)))
+        record["budget"] = {
+            "minutes": args.time_budget_minutes,
+            "probe_seconds_to_first_epoch_log": per_epoch,
+            "probe_seconds_total": probe_seconds,
+            "epochs_from_budget": math.floor(budget_s / per_epoch),
+            "epochs_cap": args.epochs,
+            "epochs_used": epochs,
+        }
+    config = train_config(args, name, epochs)
+    log = TimedLog(name, echo=not args.quiet)
+    started = time.perf_counter()
+    result = train_model(n_users, n_items, train_u, train_i, last_ts, config, log=log)
+    train_seconds = time.perf_counter() - started
+    times = log.epoch_times()
+    curve, epoch_seconds, eval_epoch_seconds = [], [], []
+    previous = 0.0
+    for entry in result.history:
+        at = times.get(entry["epoch"])
+        point = {**entry, "seconds": at, "minutes": None if at is None else at / 60}
+        curve.append(point)
+        if at is not None and entry["epoch"] > 1:
+            (eval_epoch_seconds if "val_recall" in entry else epoch_seconds).append(at - previous)
+        previous = at if at is not None else previous
+    record.update(
+        {
+            "config": dataclasses.asdict(config),
+            "train_seconds": train_seconds,
+            "train_model_seconds": result.seconds,
+            "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch,
+            "best_val_recall@20": result.best_val_recall,
+            "seconds_to_first_epoch_log": times.get(1),
+            "median_epoch_seconds_without_validation": float(np.median(epoch_seconds))
+            if epoch_seconds
+            else None,
+            "median_epoch_seconds_with_validation": float(np.median(eval_epoch_seconds))
+            if eval_epoch_seconds
+            else None,
+            "val_curve": [
+                {"minutes": p["minutes"], "epoch": p["epoch"], "val_recall@20": p["val_recall"]}
+                for p in curve
+                if "val_recall" in p
+            ],
+            "history": curve,
+        }
+    )
+    started = time.perf_counter()
+    with torch.no_grad():
+        user_emb, item_emb = result.model.embed(full_adjacency)
+    record["embed_seconds"] = time.perf_counter() - started
+    return record, user_emb.detach(), item_emb.detach()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gowalla",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", required=True, help="folder with train.txt and test.txt")
+    parser.add_argument(
+        "--models",
+        default="popularity,mf,lightgcn",
+        help=f"comma-separated: popularity or registered models {sorted(MODELS)}",
+    )
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="max epochs")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--l2", type=float, default=defaults.l2)
+    parser.add_argument("--loss", default=defaults.loss)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument(
+        "--max-hard-negatives",
+        type=int,
+        default=0,
+        help="curriculum hard negatives; >0 is rejected (no hard-negative pools are built here)",
+    )
+    parser.add_argument("--patience", type=int, default=defaults.patience)
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--val-users", type=int, default=defaults.val_users)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument(
+        "--time-budget-minutes",
+        type=float,
+        default=None,
+        help="per trained model: epochs = min(--epochs, floor(budget / 1-epoch probe time))",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not echo train_model's log")
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/gowalla.json)"
+    )
+    args = parser.parse_args(argv)
+    quiet_sparse_warnings()
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in models:
+        if m != "popularity" and m not in MODELS:
+            parser.error(f"unknown model {m!r}; choose popularity or one of {sorted(MODELS)}")
+    if args.max_hard_negatives:
+        parser.error("hard negatives need RWR pools, which this benchmark does not build")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    started = time.perf_counter()
+    data = load_lightgcn_split(args.data)
+    load_seconds = time.perf_counter() - started
+    n_users, n_items, train_u, train_i, test_u, test_i = data
+    checks = split_checks(*data)
+    print(
+        f"loaded {args.data} in {load_seconds:.2f} s: {n_users} users, {n_items} items,"
+        f" {train_u.numel()} train / {test_u.numel()} test interactions"
+    )
+
+    started = time.perf_counter()
+    exclude = interaction_csr(train_u, train_i, n_users, n_items)
+    full_adjacency = normalized_adjacency(train_u, train_i, n_users, n_items)
+    item_degree = torch.bincount(train_i, minlength=n_items)
+    # No timestamps: a seeded random order makes each validation edge a random train item.
+    last_ts = torch.randperm(train_u.numel(), generator=torch.Generator().manual_seed(args.seed))
+    prep_seconds = time.perf_counter() - started
+
+    results = {}
+    for name in models:
+        reset_ok = reset_hwm()
+        rss_before = rss_mib()
+        started = time.perf_counter()
+        if name == "popularity":
+            record = {}
+            user_emb, item_emb = popularity_embeddings(item_degree, n_users)
+        else:
+            record, user_emb, item_emb = run_trained(args, name, data, last_ts, full_adjacency)
+        eval_started = time.perf_counter()
+        metrics = evaluate_embeddings(user_emb, item_emb, exclude, test_u, test_i, KS)
+        record["eval_seconds"] = time.perf_counter() - eval_started
+        record["wall_seconds"] = time.perf_counter() - started
+        probe = record.get("budget", {}).get("probe_seconds_total", 0.0)
+        record["wall_seconds_excluding_probe"] = record["wall_seconds"] - probe
+        record["test"] = {f"{metric}@{k}": value for (metric, k), value in metrics.items()}
+        record["recall@20"] = metrics[("recall", 20)]
+        record["ndcg@20"] = metrics[("ndcg", 20)]
+        record["rss_before_mib"] = rss_before
+        record["peak_rss_mib"] = hwm_mib() if reset_ok else None
+        record["process_peak_rss_mib"] = process_peak_mib()
+        if name in PAPER:
+            record["paper"] = PAPER[name]
+        results[name] = record
+        del user_emb, item_emb
+        print(
+            f"{name}: recall@20 {record['recall@20']:.4f}, ndcg@20 {record['ndcg@20']:.4f},"
+            f" wall {record['wall_seconds']:.1f} s",
+            flush=True,
+        )
+
+    print()
+    header = (
+        f"{'model':<11}{'epochs':>7}{'best':>6}{'val R@20':>10}{'train s':>9}{'eval s':>8}"
+        f"{'wall s':>9}{'peak MiB':>10}{'R@20':>8}{'N@20':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, r in results.items():
+        print(
+            f"{name:<11}{r.get('epochs_run', '-')!s:>7}{r.get('best_epoch', '-')!s:>6}"
+            f"{fmt(r.get('best_val_recall@20')):>10}{fmt(r.get('train_seconds'), '.1f'):>9}"
+            f"{fmt(r['eval_seconds'], '.1f'):>8}{fmt(r['wall_seconds'], '.1f'):>9}"
+            f"{fmt(r['peak_rss_mib'] or r['process_peak_rss_mib'], '.0f'):>10}"
+            f"{r['recall@20']:>8.4f}{r['ndcg@20']:>8.4f}"
+        )
+    for name, r in results.items():
+        if r.get("val_curve"):
+            points = ", ".join(
+                f"{p['minutes']:.1f} min {p['val_recall@20']:.4f}" for p in r["val_curve"]
+            )
+            print(f"{name} validation Recall@20 vs minutes: {points}")
+    print("(papers, Gowalla: LightGCN R@20 0.1830 N@20 0.1554; MF-BPR R@20 0.1291 N@20 0.1109)")
+
+    payload = {
+        "data": str(args.data),
+        "args": vars(args),
+        "split": checks,
+        "load_seconds": load_seconds,
+        "prep_seconds": prep_seconds,
+        "protocol": {
+            "metric": "evaluate_embeddings: full ranking, train items excluded, mean over test users",
+            "validation": "train_model's slice carved from train; last_ts = seeded random"
+            " permutation, so each chosen user's validation edge is a random train item",
+            "test_embeddings": "best-validation state, propagated over the full train graph",
+            "peak_rss_mib": "VmHWM since a reset (clear_refs) just before the model",
+        },
+        "models": results,
+    }
+    path = write_results("gowalla", payload, args.out)
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
