@@ -27,8 +27,10 @@ def binary_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
 
 
 def softmax_loss(pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / temperature
-    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+    # log(e^a + Σ e^b) − a without concatenating the (B, n_neg) logits: two passes over them.
+    pos = pos / temperature
+    negatives = torch.logsumexp(neg * (1.0 / temperature), dim=1)
+    return (torch.logaddexp(pos, negatives) - pos).mean()
 
 
 LOSSES = {"bpr": bpr_loss, "binary": binary_loss, "softmax": softmax_loss}

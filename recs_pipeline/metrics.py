@@ -58,6 +58,7 @@ def topk_scored(
                 row_of, cols = csr_rows(exclude, batch)
                 scores[row_of, cols] = -torch.inf
             values, indices = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            del scores  # free this chunk's scores before the next chunk allocates its own
             top_scores.append(values)
             top_items.append(indices)
     if not top_items:
