@@ -66,9 +66,22 @@ class TrainSettings(dg.Config):
     learning_rate: float = Field(default=_TRAIN.lr, description="Adam learning rate.")
     batch_size: int = Field(default=_TRAIN.batch_size, description="Positive edges per mini-batch.")
     l2: float = Field(default=_TRAIN.l2, description="L2 weight on the batch's layer-0 embeddings.")
-    loss: str = Field(default=_TRAIN.loss, description="bpr or binary.")
+    loss: str = Field(default=_TRAIN.loss, description="bpr, binary or softmax (sampled softmax).")
+    temperature: float = Field(default=_TRAIN.temperature, description="Softmax temperature.")
     uniform_negatives: int = Field(
         default=_TRAIN.uniform_negatives, description="Uniform negatives per positive."
+    )
+    shared_negatives: int = Field(
+        default=_TRAIN.shared_negatives,
+        description="Negatives drawn once per mini-batch and shared by all its users"
+        " (instead of uniform_negatives; set that to 0).",
+    )
+    init: str = Field(
+        default=_TRAIN.init,
+        description="normal, or spectral (truncated SVD of the normalised interaction matrix).",
+    )
+    time_budget_minutes: float | None = Field(
+        default=None, description="Stop training at the first epoch end past this many minutes."
     )
     max_hard_negatives: int = Field(
         default=_TRAIN.max_hard_negatives,
@@ -92,7 +105,13 @@ class TrainSettings(dg.Config):
             lr=self.learning_rate,
             l2=self.l2,
             loss=self.loss,
+            temperature=self.temperature,
             uniform_negatives=self.uniform_negatives,
+            shared_negatives=self.shared_negatives,
+            init=self.init,
+            time_budget_s=None
+            if self.time_budget_minutes is None
+            else 60 * self.time_budget_minutes,
             max_hard_negatives=self.max_hard_negatives,
             patience=self.patience,
             eval_every=self.eval_every,

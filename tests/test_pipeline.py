@@ -233,3 +233,26 @@ def test_training_free_models_are_selectable_and_evaluated_side_by_side(pipeline
     assert set(recall) == {"gfcf", "popularity"}
     assert recall["gfcf"] > recall["popularity"]
     assert served_by["gfcf"] > 0
+
+
+def test_softmax_with_shared_negatives_and_spectral_init_from_run_config(pipeline):
+    instance, resources, _ = pipeline
+    train = {
+        "loss": "softmax",
+        "temperature": 0.2,
+        "uniform_negatives": 0,
+        "shared_negatives": 256,
+        "init": "spectral",
+        "epochs": 6,
+        "eval_every": 2,
+    }
+    config = {"ops": {**RUN_CONFIG["ops"], "trained_model": {"config": train}}}
+    assert run_chain(instance, resources, DAY_1, config).success
+    with connect(resources) as con:
+        recall = dict(
+            con.execute(
+                "SELECT model, value FROM ml.metrics WHERE as_of_date = ? AND k = 20 AND metric = 'recall'",
+                [DAY_1],
+            ).fetchall()
+        )
+    assert recall["lightgcn"] > recall["popularity"] * 1.2
