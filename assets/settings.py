@@ -60,6 +60,10 @@ class TrainSettings(dg.Config):
     )
     dim: int = Field(default=_TRAIN.dim, description="Embedding dimension.")
     layers: int = Field(default=_TRAIN.layers, description="Propagation layers (graph models).")
+    alphas: list[float] | None = Field(
+        default=None,
+        description="LightGCN's layer coefficients α₀..α_K (layers + 1 values); default 1/(K+1) each.",
+    )
     epochs: int = Field(
         default=_TRAIN.epochs, description="Maximum epochs (early stopping may end sooner)."
     )
@@ -100,6 +104,7 @@ class TrainSettings(dg.Config):
             model=self.model,
             dim=self.dim,
             layers=self.layers,
+            alphas=None if self.alphas is None else tuple(self.alphas),
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.learning_rate,

@@ -49,6 +49,7 @@ class TrainConfig:
     time_budget_s: float | None = None
     init: str = "normal"
     init_std: float = 0.1
+    alphas: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -63,9 +64,14 @@ class TrainConfig:
             raise ValueError("choose per-user uniform negatives or shared negatives, not both")
 
     def model_params(self) -> dict:
-        """The subset of (dim, layers) that the selected model's constructor takes."""
+        """The subset of (dim, layers, alphas) that the selected model's constructor takes."""
         accepted = inspect.signature(MODELS[self.model]).parameters
-        return {k: v for k, v in {"dim": self.dim, "layers": self.layers}.items() if k in accepted}
+        params = {"dim": self.dim, "layers": self.layers}
+        if self.alphas is not None:
+            if "alphas" not in accepted:
+                raise ValueError(f"model {self.model!r} takes no layer coefficients (alphas)")
+            params["alphas"] = list(self.alphas)
+        return {k: v for k, v in params.items() if k in accepted}
 
 
 @dataclasses.dataclass

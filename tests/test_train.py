@@ -195,3 +195,12 @@ def test_spectral_init_scores_are_the_truncated_svd_of_the_normalised_matrix(mod
     np.testing.assert_allclose(scores, scale * reconstruction, atol=1e-4 * np.abs(scores).max())
     layer0 = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert layer0.std().item() == pytest.approx(0.1, rel=1e-3)
+
+
+def test_model_params_pass_alphas_to_lightgcn_only():
+    config = TrainConfig(model="lightgcn", layers=2, alphas=(0.5, 0.3, 0.2))
+    model = build_model("lightgcn", 3, 2, **config.model_params())
+    assert model.alphas == [0.5, 0.3, 0.2]
+    assert TrainConfig(model="mf").model_params() == {"dim": 64}
+    with pytest.raises(ValueError, match="alphas"):
+        TrainConfig(model="mf", alphas=(1.0,)).model_params()
