@@ -41,8 +41,10 @@ class TrainConfig:
     shared_negatives: int = 0
     max_hard_negatives: int = 2
     patience: int = 4
+    plateau_decay: float = 1.0
     eval_every: int = 2
     val_users: int = 3000
+    val_fraction: float = 0.0
     val_k: int = 20
     seed: int = 0
     threads: int | None = None
@@ -89,19 +91,25 @@ def validation_split(
     n_users: int,
     max_users: int,
     generator: torch.Generator,
+    fraction: float = 0.0,
 ) -> torch.Tensor:
-    """Boolean mask over edges: the latest edge of up to ``max_users`` random users that have at
-    least two edges (ties in time broken by the larger edge index)."""
+    """Boolean mask over edges: for up to ``max_users`` random users with at least two edges,
+    their latest edges (ties in time broken by the larger edge index): one edge when
+    ``fraction`` is 0, else ``fraction`` of the user's edges (at least one, never all)."""
     degree = torch.bincount(users, minlength=n_users)
     eligible = torch.nonzero(degree >= 2).squeeze(1)
     chosen = eligible[torch.randperm(eligible.numel(), generator=generator)[:max_users]]
-    # Latest edge per user: order edges by (user, ts) and take each user's last position.
+    held_out = torch.zeros(n_users, dtype=torch.long)
+    per_user = torch.ones_like(degree) if fraction <= 0 else (fraction * degree).long().clamp(min=1)
+    held_out[chosen] = torch.minimum(per_user[chosen], degree[chosen] - 1)
+    # Order edges by (user, ts); an edge's position from its user's end says how recent it is.
     order = torch.argsort(last_ts, stable=True)
     order = order[torch.argsort(users[order], stable=True)]
-    last_of_user = torch.full((n_users,), -1, dtype=torch.long)
-    last_of_user[users[order]] = order  # later positions overwrite earlier ones
+    sorted_users = users[order]
+    end_of_user = torch.cumsum(degree, 0)[sorted_users]
+    from_end = end_of_user - torch.arange(users.numel())  # 1 for the latest edge
     mask = torch.zeros(users.numel(), dtype=torch.bool)
-    mask[last_of_user[chosen]] = True
+    mask[order] = from_end <= held_out[sorted_users]
     return mask
 
 
@@ -122,15 +130,18 @@ def train_model(
     lookup per negative instead of one per user and negative; a shared negative that happens to
     be some user's positive is not masked, as in in-batch softmax). ``hard_pools`` (n_users,
     pool) holds each user's hard negatives; epoch n adds ``min(n − 1, max_hard_negatives)`` of
-    them per positive. Training stops early after ``patience`` validation checks without gain,
-    or at the first epoch end past ``time_budget_s``.
+    them per positive. A validation check without gain multiplies the learning rate by
+    ``plateau_decay`` (1 = constant) and restarts from the best state so far; training stops
+    after ``patience`` checks without gain, or at the first epoch end past ``time_budget_s``.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    val_mask = validation_split(users, last_ts, n_users, config.val_users, generator)
+    val_mask = validation_split(
+        users, last_ts, n_users, config.val_users, generator, config.val_fraction
+    )
     fit_u, fit_i = users[~val_mask], items[~val_mask]
     val_u, val_i = users[val_mask], items[val_mask]
     adjacency = normalized_adjacency(fit_u, fit_i, n_users, n_items)
@@ -200,6 +211,11 @@ def train_model(
                 best, stale = (recall, epoch, copy.deepcopy(model.state_dict())), 0
             else:
                 stale += 1
+                if config.plateau_decay != 1.0:
+                    model.load_state_dict(best[2])
+                    for group in optimiser.param_groups:
+                        group["lr"] *= config.plateau_decay
+                    record["lr"] = optimiser.param_groups[0]["lr"]
         history.append(record)
         log(
             f"epoch {epoch}: loss {record['loss']:.4f}, hard negatives {n_hard}"

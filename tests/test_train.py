@@ -204,3 +204,14 @@ def test_model_params_pass_alphas_to_lightgcn_only():
     assert TrainConfig(model="mf").model_params() == {"dim": 64}
     with pytest.raises(ValueError, match="alphas"):
         TrainConfig(model="mf", alphas=(1.0,)).model_params()
+
+
+def test_validation_split_fraction_holds_out_each_chosen_users_latest_edges():
+    generator = torch.Generator().manual_seed(0)
+    users = torch.tensor([0] * 10 + [1] * 3 + [2])
+    last_ts = torch.tensor([5, 1, 9, 3, 7, 2, 8, 0, 6, 4] + [2, 1, 3] + [0])
+    mask = validation_split(users, last_ts, 3, max_users=10, generator=generator, fraction=0.3)
+    # user 0: 3 of 10 edges, the latest (ts 9, 8, 7); user 1: one edge (ts 3); user 2 has one
+    # edge only and is not eligible.
+    held = {(int(u), int(t)) for u, t in zip(users[mask], last_ts[mask], strict=True)}
+    assert held == {(0, 9), (0, 8), (0, 7), (1, 3)}
