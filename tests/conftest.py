@@ -2,9 +2,11 @@
 
 import datetime as dt
 
+import duckdb
 import pytest
 
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+from recs_pipeline.warehouse import ensure_schema
 from resources import ArtifactStore, LogSource, Warehouse
 
 SMALL_LOG = SyntheticLogSpec(
@@ -32,3 +34,12 @@ def make_resources(landing, tmp_path) -> dict:
         "artifacts": ArtifactStore(root=str(tmp_path / "artifacts")),
         "log_source": LogSource(landing_root=str(landing)),
     }
+
+
+@pytest.fixture
+def con():
+    """An in-memory warehouse with every table and view created."""
+    connection = duckdb.connect(":memory:")
+    ensure_schema(connection)
+    yield connection
+    connection.close()

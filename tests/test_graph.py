@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
 import numpy as np
 import pytest
 import torch
@@ -13,18 +12,9 @@ from recs_pipeline.graph import index_split, interaction_csr, normalized_adjacen
 from recs_pipeline.models import build_model
 from recs_pipeline.models.lightgcn import LightGCN
 from recs_pipeline.models.mf import MatrixFactorization
-from recs_pipeline.warehouse import ensure_schema
 
 AS_OF = dt.date(2024, 3, 1)
 T0 = dt.datetime(2024, 2, 20, 8, 0, 0)
-
-
-@pytest.fixture
-def con():
-    connection = duckdb.connect(":memory:")
-    ensure_schema(connection)
-    yield connection
-    connection.close()
 
 
 def insert_split(con, table, edges, as_of=AS_OF):

@@ -7,12 +7,10 @@ import datetime as dt
 import os
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
 from recs_pipeline.logs import LogConfigError, LogFormat, day_files, ingest_day
-from recs_pipeline.warehouse import ensure_schema
 
 DAY = dt.date(2024, 5, 2)
 DAY_START_MS = 1714608000000  # 2024-05-02T00:00:00Z
@@ -22,14 +20,6 @@ EVENT_TYPES = ("view", "click", "purchase")
 def utc(ms: int) -> dt.datetime:
     """Epoch milliseconds as a naive UTC datetime (what a DuckDB TIMESTAMP reads back as)."""
     return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)
-
-
-@pytest.fixture
-def con():
-    connection = duckdb.connect(":memory:")
-    ensure_schema(connection)
-    yield connection
-    connection.close()
 
 
 def write(path: Path, text: str) -> str:

@@ -82,6 +82,17 @@ def connect(resources):
     return duckdb.connect(resources["warehouse"].database, read_only=True)
 
 
+def recall_at_20(resources, day: dt.date) -> dict[str, float]:
+    """Model name → Recall@20 in ml.metrics for ``day``."""
+    with connect(resources) as con:
+        return dict(
+            con.execute(
+                "SELECT model, value FROM ml.metrics WHERE as_of_date = ? AND k = 20 AND metric = 'recall'",
+                [day],
+            ).fetchall()
+        )
+
+
 def test_both_partitions_complete_and_pass_the_gate(pipeline):
     instance, _, results = pipeline
     for day, result in results.items():
@@ -217,13 +228,8 @@ def test_training_free_models_are_selectable_and_evaluated_side_by_side(pipeline
     instance, resources, _ = pipeline
     config = {"ops": {**RUN_CONFIG["ops"], "trained_model": {"config": {"model": "gfcf"}}}}
     assert run_chain(instance, resources, DAY_1, config).success
+    recall = recall_at_20(resources, DAY_1)
     with connect(resources) as con:
-        recall = dict(
-            con.execute(
-                "SELECT model, value FROM ml.metrics WHERE as_of_date = ? AND k = 20 AND metric = 'recall'",
-                [DAY_1],
-            ).fetchall()
-        )
         served_by = dict(
             con.execute(
                 "SELECT model, count(DISTINCT user_id) FROM serving.recommendations WHERE as_of_date = ? GROUP BY 1",
@@ -248,11 +254,5 @@ def test_softmax_with_shared_negatives_and_spectral_init_from_run_config(pipelin
     }
     config = {"ops": {**RUN_CONFIG["ops"], "trained_model": {"config": train}}}
     assert run_chain(instance, resources, DAY_1, config).success
-    with connect(resources) as con:
-        recall = dict(
-            con.execute(
-                "SELECT model, value FROM ml.metrics WHERE as_of_date = ? AND k = 20 AND metric = 'recall'",
-                [DAY_1],
-            ).fetchall()
-        )
+    recall = recall_at_20(resources, DAY_1)
     assert recall["lightgcn"] > recall["popularity"] * 1.2

@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-import duckdb
 import pytest
 
 from recs_pipeline.split import SplitConfig, temporal_split
-from recs_pipeline.warehouse import ensure_schema
 
 AS_OF = dt.date(2024, 1, 10)
 # window 10 days, 2 test days: train = [Jan 1, Jan 8], test = [Jan 9, Jan 10].
@@ -18,14 +16,6 @@ CONFIG = SplitConfig(window_days=10, test_days=2)
 
 def ts(day: int, hour: int = 12, minute: int = 0, second: int = 0, us: int = 0) -> dt.datetime:
     return dt.datetime(2024, 1, day, hour, minute, second, us)
-
-
-@pytest.fixture
-def con():
-    connection = duckdb.connect(":memory:")
-    ensure_schema(connection)
-    yield connection
-    connection.close()
 
 
 def insert_events(con, events):
