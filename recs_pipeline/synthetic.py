@@ -152,7 +152,9 @@ def write_landing_files(spec: SyntheticLogSpec, root: str | Path) -> list[Path]:
         (pl.col("timestamp") // 86_400_000).alias("_day"),
         pl.Series("_file", rng.integers(0, spec.files_per_day, size=events.height)),
     )
-    for (day_number, file_number), part in events.group_by(["_day", "_file"]):
+    # Files in a fixed order: the corruption draws below consume `rng` file by file.
+    parts = events.partition_by(["_day", "_file"], maintain_order=True, as_dict=True)
+    for (day_number, file_number), part in sorted(parts.items()):
         day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_number))
         folder = root / day.isoformat()
         folder.mkdir(exist_ok=True)

@@ -140,3 +140,13 @@ def test_dirty_fraction_corrupts_that_many_rows(tmp_path):
     # Each file gets round(fraction * rows) corruptions.
     expected = sum(round(fraction * pl.read_csv(f).height) for f in files)
     assert int(bad.sum()) == expected
+
+
+def test_dirty_log_is_byte_identical_for_the_same_seed(tmp_path):
+    spec = dataclasses.replace(SPEC, dirty_fraction=0.05)
+    first = write_landing_files(spec, tmp_path / "a")
+    second = write_landing_files(spec, tmp_path / "b")
+    assert [f.relative_to(tmp_path / "a") for f in first] == [
+        f.relative_to(tmp_path / "b") for f in second
+    ]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True))
