@@ -43,6 +43,11 @@ class HardNegativeSettings(dg.Config):
     restart: float = Field(
         default=_HARD.restart, description="Restart probability of the random walk."
     )
+    method: str = Field(
+        default=_HARD.method,
+        description="ppr (exact personalised PageRank), walks (sampled random walks with"
+        " restart, cost independent of the graph's size) or auto (ppr on small graphs).",
+    )
 
     def to_core(self) -> HardNegativeConfig:
         return HardNegativeConfig(
@@ -50,6 +55,7 @@ class HardNegativeSettings(dg.Config):
             band_end=self.band_end,
             pool_size=self.pool_size,
             restart=self.restart,
+            method=self.method,
         )
 
 

@@ -73,6 +73,17 @@ def interaction_csr(
     )
 
 
+def csr_rows(matrix: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nonzeros of the given rows of a sparse CSR matrix as (position in ``rows``, column)."""
+    indptr, indices = matrix.crow_indices(), matrix.col_indices()
+    starts, counts = indptr[rows], indptr[rows + 1] - indptr[rows]
+    row_of = torch.repeat_interleave(torch.arange(rows.numel()), counts)
+    offsets = torch.arange(row_of.numel()) - torch.repeat_interleave(
+        counts.cumsum(0) - counts, counts
+    )
+    return row_of, indices[starts[row_of] + offsets]
+
+
 def normalized_adjacency(
     users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
 ) -> torch.Tensor:

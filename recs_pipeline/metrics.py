@@ -15,20 +15,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from recs_pipeline.graph import csr_rows
 from recs_pipeline.sampling import edge_keys, is_edge
 
 METRICS = ("recall", "ndcg", "precision", "hitrate")
-
-
-def csr_rows(matrix: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nonzeros of the given rows of a sparse CSR matrix as (position in ``rows``, column)."""
-    indptr, indices = matrix.crow_indices(), matrix.col_indices()
-    starts, counts = indptr[rows], indptr[rows + 1] - indptr[rows]
-    row_of = torch.repeat_interleave(torch.arange(rows.numel()), counts)
-    offsets = torch.arange(row_of.numel()) - torch.repeat_interleave(
-        counts.cumsum(0) - counts, counts
-    )
-    return row_of, indices[starts[row_of] + offsets]
 
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]

@@ -13,6 +13,8 @@ import dataclasses
 
 import torch
 
+from recs_pipeline.graph import csr_rows, interaction_csr
+
 
 def edge_keys(users: torch.Tensor, items: torch.Tensor, n_items: int) -> torch.Tensor:
     """Sorted unique int64 keys ``user * n_items + item``: a set of edges for membership tests."""
@@ -94,7 +96,13 @@ def personalized_pagerank(
 
 @dataclasses.dataclass(frozen=True)
 class HardNegativeConfig:
-    """Band of personalised-PageRank ranks (as fractions of the catalogue) to draw from."""
+    """Band of random-walk ranks (as fractions of the catalogue) to draw hard negatives from.
+
+    ``method`` ranks items for a user by ``ppr`` (personalised PageRank by power iteration:
+    exact, cost ∝ users × edges × iterations), ``walks`` (visit counts of ``walks`` random walks
+    with restart of ``walk_length`` steps each, the lecture's procedure: cost ∝ users × walks ×
+    steps, independent of the graph's size) or ``auto`` (``ppr`` up to ``ppr_max_nodes`` nodes).
+    """
 
     band_start: float = 0.02
     band_end: float = 0.10
@@ -102,13 +110,61 @@ class HardNegativeConfig:
     restart: float = 0.3
     iterations: int = 30
     batch_users: int = 512
+    method: str = "auto"
+    ppr_max_nodes: int = 20_000
+    walks: int = 256
+    walk_length: int = 32
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("auto", "ppr", "walks"):
+            raise ValueError(f"method must be auto, ppr or walks, not {self.method!r}")
 
     def band(self, n_items: int) -> tuple[int, int]:
         """The rank band [lo, hi) for a catalogue of ``n_items`` (at least one rank wide)."""
         lo = int(self.band_start * n_items)
         hi = max(lo + 1, int(round(self.band_end * n_items)))
         return lo, min(hi, n_items)
+
+
+def random_walk_visits(
+    adjacency: torch.Tensor,
+    seeds: torch.Tensor,
+    walks: int,
+    length: int,
+    restart: float,
+    generator: torch.Generator,
+    columns: slice,
+) -> torch.Tensor:
+    """Visit counts of random walks with restart: (len(seeds), columns) float tensor.
+
+    From each seed, ``walks`` walkers take ``length`` steps each on the graph of ``adjacency``
+    (sparse CSR): at each step a walker jumps back to its seed with probability ``restart``,
+    otherwise it moves to a uniformly chosen neighbour. Every node a walker lands on within ``columns`` of
+    the node range is counted. As walks grow long the normalised counts converge to the
+    personalised PageRank of :func:`personalized_pagerank`.
+    """
+    indptr, indices = adjacency.crow_indices(), adjacency.col_indices()
+    degree = indptr.diff()
+    home = seeds.repeat_interleave(walks)
+    row = torch.arange(seeds.numel()).repeat_interleave(walks)
+    position = home.clone()
+    width = columns.stop - columns.start
+    counts = torch.zeros(seeds.numel() * width)
+    for _ in range(length):
+        # Each step either jumps back to the seed or moves to a uniform neighbour.
+        jump = torch.rand(position.numel(), generator=generator) < restart
+        d = degree[position]
+        offset = (torch.rand(position.numel(), generator=generator) * d).long()
+        moved = indices[(indptr[position] + offset).clamp(max=max(indices.numel() - 1, 0))]
+        position = torch.where(jump | (d == 0), home, moved)
+        inside = (position >= columns.start) & (position < columns.stop)
+        counts.index_add_(
+            0,
+            row[inside] * width + (position[inside] - columns.start),
+            torch.ones(int(inside.sum())),
+        )
+    return counts.view(seeds.numel(), width)
 
 
 def hard_negative_pools(
@@ -120,10 +176,12 @@ def hard_negative_pools(
 ) -> torch.Tensor:
     """An (n_users, pool_size) tensor of hard negatives per user.
 
-    For each user: personalised PageRank over the bipartite graph from the user, items ranked
-    by visit probability with the user's own items removed, and ``pool_size`` items drawn
-    uniformly from the ranks [lo, hi) of :meth:`HardNegativeConfig.band`. When the user's
-    unseen items are fewer than ``hi``, the band is clipped to the unseen items.
+    For each user: random walks with restart over the bipartite graph from the user (exact
+    personalised PageRank or sampled walks, :class:`HardNegativeConfig`), items ranked by
+    visits with the user's own items removed, and ``pool_size`` items drawn uniformly from the
+    ranks [lo, hi) of :meth:`HardNegativeConfig.band`. When the user's unseen items are fewer
+    than ``hi``, the band is clipped to the unseen items. With sampled walks, items never
+    visited tie at zero and fill the ranks past the visited ones in random order.
     """
     adjacency = torch.sparse_coo_tensor(
         torch.stack([torch.cat([users, items + n_users]), torch.cat([items + n_users, users])]),
@@ -133,18 +191,33 @@ def hard_negative_pools(
     adjacency = torch.sparse_coo_tensor(
         adjacency.indices(), torch.ones_like(adjacency.values()), adjacency.shape
     ).to_sparse_csr()
-    positives = edge_keys(users, items, n_items)
-    degree = torch.bincount(users, minlength=n_users)
+    seen = interaction_csr(users, items, n_users, n_items)
+    degree = seen.crow_indices().diff()
     lo, hi = config.band(n_items)
+    method = config.method
+    if method == "auto":
+        method = "ppr" if n_users + n_items <= config.ppr_max_nodes else "walks"
     generator = torch.Generator().manual_seed(config.seed)
     pools = torch.empty(n_users, config.pool_size, dtype=torch.long)
     for start in range(0, n_users, config.batch_users):
         batch = torch.arange(start, min(start + config.batch_users, n_users))
-        pi = personalized_pagerank(adjacency, batch, config.restart, config.iterations)
-        scores = pi[n_users:].T.contiguous()  # (batch, n_items)
-        batch_keys = batch.unsqueeze(1) * n_items + torch.arange(n_items)
-        seen = torch.isin(batch_keys, positives)
-        scores[seen] = -1.0  # below every visit probability
+        if method == "ppr":
+            pi = personalized_pagerank(adjacency, batch, config.restart, config.iterations)
+            scores = pi[n_users:].T.contiguous()  # (batch, n_items)
+        else:
+            scores = random_walk_visits(
+                adjacency,
+                batch,
+                config.walks,
+                config.walk_length,
+                config.restart,
+                generator,
+                slice(n_users, n_users + n_items),
+            )
+            # Unvisited items tie at 0: a random tie-break keeps them in random order.
+            scores += torch.rand(scores.shape, generator=generator) * 1e-3
+        row_of, cols = csr_rows(seen, batch)
+        scores[row_of, cols] = -1.0  # below every visit probability
         ranked = torch.topk(scores, hi, dim=1).indices  # (batch, hi), best first
         unseen = (n_items - degree[batch]).clamp(min=1)
         band_hi = torch.minimum(torch.full_like(unseen, hi), unseen)

@@ -14,6 +14,7 @@ from recs_pipeline.sampling import (
     hard_negative_pools,
     is_edge,
     personalized_pagerank,
+    random_walk_visits,
     uniform_negatives,
 )
 
@@ -222,3 +223,41 @@ def test_uniform_negatives_exact_for_users_who_have_seen_almost_everything():
     with pytest.raises(ValueError, match="every item"):
         full = edge_keys(torch.zeros(10, dtype=torch.long), torch.arange(10), n_items)
         uniform_negatives(torch.tensor([0]), n_items, 1, full, generator, max_rounds=1)
+
+
+def test_random_walk_visit_frequencies_converge_to_personalised_pagerank():
+    rng = np.random.default_rng(5)
+    n_users, n_items = 6, 8
+    r = (rng.random((n_users, n_items)) < 0.4).astype(np.float64)
+    r[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1
+    r[rng.integers(0, n_users, n_items), np.arange(n_items)] = 1
+    a = np.zeros((n_users + n_items,) * 2)
+    a[:n_users, n_users:] = r
+    a[n_users:, :n_users] = r.T
+    adjacency = torch.from_numpy(a).float().to_sparse_csr()
+    generator = torch.Generator().manual_seed(0)
+    seeds = torch.tensor([0, 3])
+    visits = random_walk_visits(
+        adjacency,
+        seeds,
+        walks=400,
+        length=500,
+        restart=0.3,
+        generator=generator,
+        columns=slice(0, n_users + n_items),
+    )
+    for row, seed in enumerate(seeds.tolist()):
+        expected = dense_ppr(a, seed, 0.3)
+        got = (visits[row] / visits[row].sum()).numpy()
+        np.testing.assert_allclose(got, expected, atol=0.01)
+
+
+def test_walk_based_pools_hold_only_unseen_items():
+    n_users, n_items = 40, 60
+    users, items = random_bipartite(seed=11, n_users=n_users, n_items=n_items, n_edges=300)
+    config = HardNegativeConfig(method="walks", pool_size=16, walks=64, walk_length=16)
+    pools = hard_negative_pools(users, items, n_users, n_items, config)
+    positives = {(u, i) for u, i in zip(users.tolist(), items.tolist(), strict=True)}
+    assert pools.shape == (n_users, 16)
+    assert not any((u, int(i)) in positives for u in range(n_users) for i in pools[u])
+    assert HardNegativeConfig().band(60) == (1, 6)
