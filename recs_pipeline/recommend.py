@@ -20,32 +20,30 @@ from recs_pipeline.models.popularity import Popularity
 from recs_pipeline.warehouse import replace_partition
 
 
-def _seen_items(
-    con: duckdb.DuckDBPyConnection, as_of: dt.date, window_start: dt.date
-) -> pl.DataFrame:
-    """(user_id, item_idx) for every catalogue item each window user interacted with up to D."""
-    return pl.DataFrame(
-        con.execute(
-            """WITH users AS (
-               SELECT DISTINCT user_id FROM raw.interactions
-               WHERE event_date BETWEEN ? AND ?)
-           SELECT DISTINCT r.user_id, ii.idx AS item_idx
-           FROM raw.interactions r
-           JOIN users USING (user_id)
-           JOIN features.item_index ii ON ii.as_of_date = ? AND ii.item_id = r.item_id
-           WHERE r.event_date <= ?""",
-            [window_start, as_of, as_of, as_of],
-        ).fetchnumpy()
+def _publish_users(con: duckdb.DuckDBPyConnection, as_of: dt.date, window_start: dt.date):
+    """Temp table ``_publish_users(user_id, pos, model_idx)``: every user active in the window,
+    its publish position (0.., in id order) and its index in the model (NULL if unknown)."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _publish_users AS
+           SELECT w.user_id, (row_number() OVER (ORDER BY w.user_id) - 1)::BIGINT AS pos,
+                  ui.idx::BIGINT AS model_idx
+           FROM (SELECT DISTINCT user_id FROM raw.interactions
+                 WHERE event_date BETWEEN ? AND ?) w
+           LEFT JOIN features.user_index ui ON ui.as_of_date = ? AND ui.user_id = w.user_id""",
+        [window_start, as_of, as_of],
     )
 
 
-def _window_users(con: duckdb.DuckDBPyConnection, as_of: dt.date, window_start: dt.date):
-    rows = con.execute(
-        """SELECT DISTINCT user_id FROM raw.interactions WHERE event_date BETWEEN ? AND ?
-           ORDER BY user_id""",
-        [window_start, as_of],
-    ).fetchnumpy()["user_id"]
-    return [str(u) for u in rows]
+def _seen_items(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> dict[str, np.ndarray]:
+    """(pos, item_idx) for every catalogue item each publish user interacted with up to D."""
+    return con.execute(
+        """SELECT DISTINCT p.pos, ii.idx::BIGINT AS item_idx
+           FROM raw.interactions r
+           JOIN _publish_users p USING (user_id)
+           JOIN features.item_index ii ON ii.as_of_date = ? AND ii.item_id = r.item_id
+           WHERE r.event_date <= ?""",
+        [as_of, as_of],
+    ).fetchnumpy()
 
 
 def publish_recommendations(
@@ -60,17 +58,20 @@ def publish_recommendations(
     """Replace ``serving.recommendations[as_of]`` with top-``k`` lists for every user active in
     [window_start, as_of]. ``score_fn`` scores users by their index in ``graph``. Returns the
     counts of users served by the model and by the popularity fallback, and of rows."""
-    users = _window_users(con, as_of, window_start)
-    known = {u: i for i, u in enumerate(graph.user_ids)}
-    seen = _seen_items(con, as_of, window_start)
-    position = {u: j for j, u in enumerate(users)}
-    seen_rows = torch.as_tensor(
-        np.fromiter((position[u] for u in seen["user_id"]), dtype=np.int64, count=seen.height)
-    )
-    seen_items = torch.as_tensor(seen["item_idx"].to_numpy().astype(np.int64))
+    _publish_users(con, as_of, window_start)
+    publish = con.execute(
+        "SELECT user_id, coalesce(model_idx, -1) AS model_idx FROM _publish_users ORDER BY pos"
+    ).fetchnumpy()
+    n_publish = len(publish["user_id"])
+    seen = _seen_items(con, as_of)
     # Rows of `exclude` are publish positions; score functions map positions to their users.
-    exclude = interaction_csr(seen_rows, seen_items, len(users), graph.n_items)
-    model_index = torch.tensor([known.get(u, -1) for u in users], dtype=torch.long)
+    exclude = interaction_csr(
+        torch.from_numpy(seen["pos"].astype(np.int64)),
+        torch.from_numpy(seen["item_idx"].astype(np.int64)),
+        n_publish,
+        graph.n_items,
+    )
+    model_index = torch.from_numpy(publish["model_idx"].astype(np.int64))
     popularity = Popularity().fit(
         graph.train_users, graph.train_items, graph.n_users, graph.n_items
     )
@@ -82,7 +83,7 @@ def publish_recommendations(
         ),
         (torch.nonzero(model_index < 0).squeeze(1), popularity.scores, "popularity"),
     )
-    user_array = np.array(users, dtype=object)
+    user_array = np.asarray(publish["user_id"], dtype=object)
     item_array = np.array(graph.item_ids, dtype=object)
     frames = []
     for rows, scorer, name in groups:
@@ -113,8 +114,9 @@ def publish_recommendations(
         )
     finally:
         con.unregister("_recommendations")
+    con.execute("DROP TABLE IF EXISTS _publish_users")
     n_model = int((model_index >= 0).sum())
-    return {"model_users": n_model, "fallback_users": len(users) - n_model, "rows": recs.height}
+    return {"model_users": n_model, "fallback_users": n_publish - n_model, "rows": recs.height}
 
 
 _SCHEMA = {
