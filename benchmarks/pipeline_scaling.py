@@ -1,0 +1,168 @@
+"""The whole chain on synthetic logs of growing size: time and peak memory per asset.
+
+``python -m benchmarks.pipeline_scaling --events 250000,1000000`` writes, for each size, a
+synthetic log (users and items growing with the events) under ``--workdir``, then runs the
+Dagster chain with an ephemeral instance, one asset per run so each is timed and measured on
+its own: ``raw_interactions`` over every day in one run, then ``interaction_split`` …
+``recommendations`` for the newest day. Peak memory is the process's peak RSS during that
+asset's run (VmHWM reset before it), so it includes the interpreter and libraries (the
+``baseline_rss_mib`` before the first run). Results: ``benchmarks/results/pipeline_scaling.json``
+with seconds per million events for each asset, to compare growth across sizes.
+
+Training is bounded (``--epochs``, large batches) because its cost per epoch, not the number of
+epochs a model needs, is what scales with the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from assets.definitions import ALL_ASSETS
+from benchmarks._common import hwm_mib, quiet_sparse_warnings, reset_hwm, rss_mib, write_results
+from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+from resources import ArtifactStore, LogSource, Warehouse
+
+CHAIN = [
+    "interaction_split",
+    "interaction_graph",
+    "hard_negatives",
+    "trained_model",
+    "model_evaluation",
+    "recommendations",
+]
+
+
+def spec_for(events: int, days: int) -> SyntheticLogSpec:
+    """A log of about ``events`` events: 1 user per 25 events, 1 item per 100."""
+    return SyntheticLogSpec(
+        start=dt.date(2026, 1, 1),
+        days=days,
+        n_users=max(1000, events // 25),
+        n_items=max(500, events // 100),
+        n_communities=32,
+        events_per_day=events // days,
+        dirty_fraction=0.0005,
+        seed=0,
+    )
+
+
+def run_size(events: int, args) -> dict:
+    spec = spec_for(events, args.days)
+    root = Path(args.workdir) / f"events_{events}"
+    shutil.rmtree(root, ignore_errors=True)
+    started = time.perf_counter()
+    write_landing_files(spec, root / "landing")
+    generate_seconds = time.perf_counter() - started
+    resources = {
+        "warehouse": Warehouse(database=str(root / "warehouse.duckdb")),
+        "artifacts": ArtifactStore(root=str(root / "artifacts")),
+        "log_source": LogSource(landing_root=str(root / "landing")),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    run_config = {
+        "ops": {
+            "interaction_split": {"config": {"window_days": args.days, "test_days": 2}},
+            "trained_model": {
+                "config": {"epochs": args.epochs, "batch_size": args.batch_size, "eval_every": 1}
+            },
+            "model_evaluation": {"config": {"baselines": ["popularity"]}},
+        }
+    }
+    by_key = {a.key.to_user_string(): a for a in ALL_ASSETS}
+    steps: dict[str, dict] = {}
+    baseline = rss_mib()
+
+    def measure(name: str, **kwargs) -> None:
+        reset_hwm()
+        started = time.perf_counter()
+        result = dg.materialize(
+            ALL_ASSETS,
+            selection=dg.AssetSelection.assets(by_key[name]),
+            instance=instance,
+            resources=resources,
+            raise_on_error=True,
+            **kwargs,
+        )
+        steps[name] = {
+            "seconds": time.perf_counter() - started,
+            "peak_rss_mib": hwm_mib(),
+            "success": result.success,
+        }
+        print(
+            f"  {name:<20}{steps[name]['seconds']:>8.1f} s{steps[name]['peak_rss_mib']:>9.0f} MiB"
+        )
+
+    print(f"{events:,} events: {spec.n_users:,} users, {spec.n_items:,} items, {spec.days} days")
+    measure(
+        "raw_interactions",
+        tags={
+            "dagster/asset_partition_range_start": spec.start.isoformat(),
+            "dagster/asset_partition_range_end": spec.end.isoformat(),
+        },
+    )
+    for name in CHAIN:
+        config = {"ops": {name: run_config["ops"][name]}} if name in run_config["ops"] else {}
+        measure(name, partition_key=spec.end.isoformat(), run_config=config)
+    with resources["warehouse"].session() as con:
+        ingested = con.execute("SELECT count(*) FROM raw.interactions").fetchone()[0]
+        train_edges = con.execute(
+            "SELECT count(*) FROM features.train_interactions WHERE as_of_date = ?", [spec.end]
+        ).fetchone()[0]
+        recall = con.execute(
+            """SELECT model, value FROM ml.metrics
+               WHERE as_of_date = ? AND k = 20 AND metric = 'recall'""",
+            [spec.end],
+        ).fetchall()
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "events_requested": events,
+        "events_ingested": ingested,
+        "train_edges": train_edges,
+        "users": spec.n_users,
+        "items": spec.n_items,
+        "generate_seconds": generate_seconds,
+        "baseline_rss_mib": baseline,
+        "steps": steps,
+        "seconds_per_million_events": {
+            name: step["seconds"] / (ingested / 1e6) for name, step in steps.items()
+        },
+        "recall@20": dict(recall),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_scaling")
+    parser.add_argument("--events", default="250000,1000000", help="comma-separated sizes")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=65536)
+    parser.add_argument("--workdir", default="/tmp/recs_pipeline_scaling")
+    parser.add_argument("--keep", action="store_true", help="keep each size's files")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    quiet_sparse_warnings()
+    sizes = [int(x) for x in args.events.split(",") if x.strip()]
+    results = {str(n): run_size(n, args) for n in sizes}
+    names = ["raw_interactions", *CHAIN]
+    print(f"\n{'asset':<20}" + "".join(f"{n:>14,}" for n in sizes) + "   (s per million events)")
+    for name in names:
+        print(
+            f"{name:<20}"
+            + "".join(
+                f"{results[str(n)]['seconds_per_million_events'][name]:>14.1f}" for n in sizes
+            )
+        )
+    path = write_results("pipeline_scaling", {"args": vars(args), "sizes": results}, args.out)
+    print(f"wrote {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
