@@ -75,6 +75,11 @@ class TrainSettings(dg.Config):
     )
     learning_rate: float = Field(default=_TRAIN.lr, description="Adam learning rate.")
     batch_size: int = Field(default=_TRAIN.batch_size, description="Positive edges per mini-batch.")
+    max_steps_per_epoch: int | None = Field(
+        default=None,
+        description="Cap on mini-batches per epoch (batches grow on larger graphs), so that an"
+        " epoch of a graph model costs time linear in the edges.",
+    )
     l2: float = Field(default=_TRAIN.l2, description="L2 weight on the batch's layer-0 embeddings.")
     loss: str = Field(default=_TRAIN.loss, description="bpr, binary or softmax (sampled softmax).")
     temperature: float = Field(default=_TRAIN.temperature, description="Softmax temperature.")
@@ -113,6 +118,7 @@ class TrainSettings(dg.Config):
             alphas=None if self.alphas is None else tuple(self.alphas),
             epochs=self.epochs,
             batch_size=self.batch_size,
+            max_steps_per_epoch=self.max_steps_per_epoch,
             lr=self.learning_rate,
             l2=self.l2,
             loss=self.loss,

@@ -9,8 +9,9 @@ asset's run (VmHWM reset before it), so it includes the interpreter and librarie
 ``baseline_rss_mib`` before the first run). Results: ``benchmarks/results/pipeline_scaling.json``
 with seconds per million events for each asset, to compare growth across sizes.
 
-Training is bounded (``--epochs``, large batches) because its cost per epoch, not the number of
-epochs a model needs, is what scales with the log.
+Training is bounded (``--epochs``; at most ``--max-steps`` mini-batches per epoch, so batches
+grow with the graph) because its cost per epoch, not the number of epochs a model needs, is
+what scales with the log.
 """
 
 from __future__ import annotations
@@ -69,7 +70,12 @@ def run_size(events: int, args) -> dict:
         "ops": {
             "interaction_split": {"config": {"window_days": args.days, "test_days": 2}},
             "trained_model": {
-                "config": {"epochs": args.epochs, "batch_size": args.batch_size, "eval_every": 1}
+                "config": {
+                    "epochs": args.epochs,
+                    "batch_size": args.batch_size,
+                    "max_steps_per_epoch": args.max_steps,
+                    "eval_every": 1,
+                }
             },
             "model_evaluation": {"config": {"baselines": ["popularity"]}},
         }
@@ -142,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--events", default="250000,1000000", help="comma-separated sizes")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=65536)
+    parser.add_argument("--batch-size", type=int, default=16384)
+    parser.add_argument("--max-steps", type=int, default=16, help="mini-batches per epoch, at most")
     parser.add_argument("--workdir", default="/tmp/recs_pipeline_scaling")
     parser.add_argument("--keep", action="store_true", help="keep each size's files")
     parser.add_argument("--out", default=None)

@@ -111,9 +111,10 @@ class HardNegativeConfig:
     iterations: int = 30
     batch_users: int = 512
     method: str = "auto"
-    ppr_max_nodes: int = 20_000
+    ppr_max_nodes: int = 5_000
     walks: int = 256
     walk_length: int = 32
+    walk_batch_users: int = 2048
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -142,7 +143,8 @@ def random_walk_visits(
     (sparse CSR): at each step a walker jumps back to its seed with probability ``restart``,
     otherwise it moves to a uniformly chosen neighbour. Every node a walker lands on within ``columns`` of
     the node range is counted. As walks grow long the normalised counts converge to the
-    personalised PageRank of :func:`personalized_pagerank`.
+    personalised PageRank of :func:`personalized_pagerank`. The counts come back as a
+    coalesced sparse COO tensor: memory grows with the visits, not with the catalogue.
     """
     indptr, indices = adjacency.crow_indices(), adjacency.col_indices()
     degree = indptr.diff()
@@ -150,7 +152,7 @@ def random_walk_visits(
     row = torch.arange(seeds.numel()).repeat_interleave(walks)
     position = home.clone()
     width = columns.stop - columns.start
-    counts = torch.zeros(seeds.numel() * width)
+    landed = []
     for _ in range(length):
         # Each step either jumps back to the seed or moves to a uniform neighbour.
         jump = torch.rand(position.numel(), generator=generator) < restart
@@ -159,12 +161,14 @@ def random_walk_visits(
         moved = indices[(indptr[position] + offset).clamp(max=max(indices.numel() - 1, 0))]
         position = torch.where(jump | (d == 0), home, moved)
         inside = (position >= columns.start) & (position < columns.stop)
-        counts.index_add_(
-            0,
-            row[inside] * width + (position[inside] - columns.start),
-            torch.ones(int(inside.sum())),
-        )
-    return counts.view(seeds.numel(), width)
+        landed.append(row[inside] * width + (position[inside] - columns.start))
+    keys, counts = torch.unique(torch.cat(landed), return_counts=True)
+    return torch.sparse_coo_tensor(
+        torch.stack([keys // width, keys % width]),
+        counts.float(),
+        (seeds.numel(), width),
+        is_coalesced=True,
+    )
 
 
 def hard_negative_pools(
@@ -199,33 +203,56 @@ def hard_negative_pools(
         method = "ppr" if n_users + n_items <= config.ppr_max_nodes else "walks"
     generator = torch.Generator().manual_seed(config.seed)
     pools = torch.empty(n_users, config.pool_size, dtype=torch.long)
-    for start in range(0, n_users, config.batch_users):
-        batch = torch.arange(start, min(start + config.batch_users, n_users))
-        if method == "ppr":
-            pi = personalized_pagerank(adjacency, batch, config.restart, config.iterations)
-            scores = pi[n_users:].T.contiguous()  # (batch, n_items)
-        else:
-            scores = random_walk_visits(
-                adjacency,
-                batch,
-                config.walks,
-                config.walk_length,
-                config.restart,
-                generator,
-                slice(n_users, n_users + n_items),
-            )
-            # Unvisited items tie at 0: a random tie-break keeps them in random order.
-            scores += torch.rand(scores.shape, generator=generator) * 1e-3
-        row_of, cols = csr_rows(seen, batch)
-        scores[row_of, cols] = -1.0  # below every visit probability
-        ranked = torch.topk(scores, hi, dim=1).indices  # (batch, hi), best first
+    positives = edge_keys(users, items, n_items)
+    batch_users = config.batch_users if method == "ppr" else config.walk_batch_users
+    for start in range(0, n_users, batch_users):
+        batch = torch.arange(start, min(start + batch_users, n_users))
         unseen = (n_items - degree[batch]).clamp(min=1)
         band_hi = torch.minimum(torch.full_like(unseen, hi), unseen)
         band_lo = torch.minimum(torch.full_like(unseen, lo), band_hi - 1)
         offsets = torch.rand(batch.numel(), config.pool_size, generator=generator)
         rank = band_lo.unsqueeze(1) + (offsets * (band_hi - band_lo).unsqueeze(1)).long()
-        pools[batch] = ranked.gather(1, rank)
+        if method == "ppr":
+            pi = personalized_pagerank(adjacency, batch, config.restart, config.iterations)
+            scores = pi[n_users:].T.contiguous()  # (batch, n_items)
+            row_of, cols = csr_rows(seen, batch)
+            scores[row_of, cols] = -1.0  # below every visit probability
+            ranked = torch.topk(scores, hi, dim=1).indices  # (batch, hi), best first
+            pools[batch] = ranked.gather(1, rank)
+        else:
+            pools[batch] = _ranks_from_walks(
+                adjacency, batch, rank, positives, n_users, n_items, config, generator
+            )
     return pools
+
+
+def _ranks_from_walks(adjacency, batch, rank, positives, n_users, n_items, config, generator):
+    """Items at the given visit ranks (per user, own items removed, most visited first); ranks
+    past a user's visited items are filled with uniformly drawn unvisited unseen items."""
+    visits = random_walk_visits(
+        adjacency,
+        batch,
+        config.walks,
+        config.walk_length,
+        config.restart,
+        generator,
+        slice(n_users, n_users + n_items),
+    )
+    row, item = visits.indices()
+    count = visits.values()
+    keep = ~is_edge(positives, batch[row], item, n_items)
+    row, item, count = row[keep], item[keep], count[keep]
+    # Within each user: most visited first, ties in random order.
+    order = torch.argsort(-(count + 0.5 * torch.rand(count.numel(), generator=generator)))
+    order = order[torch.argsort(row[order], stable=True)]
+    row, item = row[order], item[order]
+    n_visited = torch.bincount(row, minlength=batch.numel())
+    first = torch.cumsum(n_visited, 0) - n_visited
+    visited = rank < n_visited.unsqueeze(1)
+    at = (first.unsqueeze(1) + rank).clamp(max=max(item.numel() - 1, 0))
+    ranked = item[at] if item.numel() else torch.zeros_like(rank)
+    fill = uniform_negatives(batch, n_items, rank.shape[1], positives, generator)
+    return torch.where(visited, ranked, fill)
 
 
 def curriculum_hard_count(epoch: int, max_hard: int) -> int:

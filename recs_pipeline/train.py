@@ -33,6 +33,7 @@ class TrainConfig:
     layers: int = 3
     epochs: int = 60
     batch_size: int = 4096
+    max_steps_per_epoch: int | None = None
     lr: float = 1e-2
     l2: float = 1e-4
     loss: str = "bpr"
@@ -159,7 +160,12 @@ def train_model(
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
     history: list[dict] = []
     stale = 0
-    n_batches = math.ceil(fit_u.numel() / config.batch_size)
+    # Every step of a graph model propagates over the whole graph, so an epoch costs
+    # steps × edges: capping the steps (larger batches on larger graphs) keeps it linear.
+    batch_size = config.batch_size
+    if config.max_steps_per_epoch:
+        batch_size = max(batch_size, math.ceil(fit_u.numel() / config.max_steps_per_epoch))
+    n_batches = math.ceil(fit_u.numel() / batch_size)
     for epoch in range(1, config.epochs + 1):
         model.train()
         n_hard = (
@@ -168,7 +174,7 @@ def train_model(
         epoch_loss = 0.0
         order = torch.randperm(fit_u.numel(), generator=generator)
         for b in range(n_batches):
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            idx = order[b * batch_size : (b + 1) * batch_size]
             u, p = fit_u[idx], fit_i[idx]
             user_emb, item_emb = model.embed(adjacency)
             zu = user_emb[u]

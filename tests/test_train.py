@@ -215,3 +215,20 @@ def test_validation_split_fraction_holds_out_each_chosen_users_latest_edges():
     # edge only and is not eligible.
     held = {(int(u), int(t)) for u, t in zip(users[mask], last_ts[mask], strict=True)}
     assert held == {(0, 9), (0, 8), (0, 7), (1, 3)}
+
+
+def test_max_steps_per_epoch_grows_the_batch_on_large_graphs(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    users = torch.randint(0, 50, (2000,), generator=generator)
+    items = torch.randint(0, 40, (2000,), generator=generator)
+    steps = []
+    config = TrainConfig(model="mf", epochs=1, batch_size=64, max_steps_per_epoch=5, val_users=0)
+    original = torch.optim.Adam.step
+
+    def counting_step(self, *args, **kwargs):
+        steps.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
+    train_model(50, 40, users, items, torch.arange(2000), config, log=lambda message: None)
+    assert len(steps) == 5  # 2000 edges in batches of 400, not 32 batches of 64
