@@ -1,5 +1,6 @@
 """The code location loads and validates, and declares what operating it relies on."""
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -60,3 +61,12 @@ def test_workspace_loads_the_code_location():
     workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
     module = workspace["load_from"][0]["python_module"]
     assert (module["module_name"], module["attribute"]) == ("assets.definitions", "defs")
+
+
+def test_schedule_tick_requests_the_newest_complete_day():
+    schedule = defs.resolve_schedule_def("daily_recommendations_schedule")
+    tick = dt.datetime(2026, 3, 10, 2, 0, tzinfo=dt.UTC)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [request.partition_key for request in requests] == ["2026-03-09"]
