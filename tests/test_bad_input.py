@@ -1,0 +1,163 @@
+"""A corpus of malformed landing files: every input row is ingested or quarantined with a
+reason, and no file crashes the ingest."""
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from recs_pipeline.logs import LogFormat, ingest_day
+
+DAY = dt.date(2024, 5, 2)
+T0 = 1714608000000  # 2024-05-02T00:00:00Z in ms
+HEADER = "timestamp,user_id,item_id,event_type\n"
+FORMAT = LogFormat(event_types=("view", "click", "purchase"))
+
+
+def csv(*rows: str) -> bytes:
+    return (HEADER + "".join(row + "\n" for row in rows)).encode()
+
+
+# name -> (file bytes, file suffix, rows ingested, {reason prefix: rows quarantined})
+CORPUS = {
+    "clean": (csv(f"{T0},u1,i1,view", f"{T0 + 1},u2,i2,click"), "csv", 2, {}),
+    "wrong types": (
+        csv(f"{T0},u1,i1,view", "yesterday,u2,i2,view"),
+        "csv",
+        1,
+        {"unparseable timestamp": 1},
+    ),
+    "null ids": (
+        csv(f"{T0},,i1,view", f"{T0},u2,,view", f"{T0},  ,i3,view"),
+        "csv",
+        0,
+        {"null or empty user id": 2, "null or empty item id": 1},
+    ),
+    "timestamp outside the day": (
+        csv(f"{T0 - 1},u1,i1,view", f"{T0 + 86_400_000},u2,i2,view"),
+        "csv",
+        0,
+        {"timestamp outside partition day": 2},
+    ),
+    "far past and far future": (
+        csv("-62135596800000,u1,i1,view", "253402300799000,u2,i2,view", "1e30,u3,i3,view"),
+        "csv",
+        0,
+        {"timestamp outside partition day": 2, "unparseable timestamp": 1},
+    ),
+    "duplicate rows": (csv(f"{T0},u1,i1,view", f"{T0},u1,i1,view"), "csv", 2, {}),
+    "empty file": (b"", "csv", 0, {}),
+    "header only": (HEADER.encode(), "csv", 0, {}),
+    "not the declared format": (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR garbage",
+        "csv",
+        0,
+        {"unreadable csv file": 1},
+    ),
+    "mixed encodings": (
+        HEADER.encode()
+        + f"{T0},u\xe9,i1,view\n".encode("latin-1")
+        + f"{T0},u\u00e9,i2,view\n".encode(),
+        "csv",
+        1,
+        {"malformed CSV line 2: INVALID ENCODING": 1},
+    ),
+    "quotes and newlines in fields": (
+        csv(f'{T0},"u ""quoted"", one",i1,view', f'{T0},"u\nmultiline",i2,view'),
+        "csv",
+        2,
+        {},
+    ),
+    "unknown event types": (
+        csv(f"{T0},u1,i1,view", f"{T0},u2,i2,teleport"),
+        "csv",
+        1,
+        {"unknown event type": 1},
+    ),
+    "extra columns": (
+        b"timestamp,user_id,item_id,event_type,referrer\n" + f"{T0},u1,i1,view,ads\n".encode(),
+        "csv",
+        1,
+        {},
+    ),
+    "malformed lines": (
+        csv(f"{T0},u1,i1,view", f"{T0},u2,i2,view,surplus", f'{T0},"u3'),
+        "csv",
+        1,
+        {"malformed CSV line": 2},
+    ),
+    "very long and SQL-looking ids": (
+        csv(f"{T0},{'u' * 10_000},i1,view", f"{T0},x'); DROP TABLE raw.interactions; --,i2,view"),
+        "csv",
+        2,
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_every_row_is_ingested_or_quarantined(name, con, tmp_path):
+    content, suffix, n_ingested, reasons = CORPUS[name]
+    path = tmp_path / f"part.{suffix}"
+    path.write_bytes(content)
+    report = ingest_day(con, [str(path)], FORMAT, DAY)
+    rows = con.execute(
+        "SELECT user_id, item_id FROM raw.interactions WHERE event_date = ?", [DAY]
+    ).fetchall()
+    quarantined = con.execute(
+        "SELECT reason, record FROM raw.rejected_interactions WHERE event_date = ?", [DAY]
+    ).fetchall()
+    assert report.accepted == len(rows) and report.rejected == len(quarantined)
+    assert all(reason for reason, _ in quarantined)
+    assert len(rows) == n_ingested
+    for prefix, count in reasons.items():
+        assert sum(reason.startswith(prefix) for reason, _ in quarantined) == count, quarantined
+    assert len(quarantined) == sum(reasons.values())
+    # The table survives SQL-looking ids, and the ids are stored verbatim.
+    assert con.execute("SELECT count(*) FROM raw.interactions").fetchone()[0] == len(rows)
+
+
+def test_a_file_missing_a_column_is_quarantined_when_others_have_it(con, tmp_path):
+    broken = tmp_path / "a.csv"
+    broken.write_bytes(b"timestamp,item_id,event_type\n" + f"{T0},i1,view\n".encode())
+    good = tmp_path / "b.csv"
+    good.write_bytes(csv(f"{T0},u2,i2,view"))
+    report = ingest_day(con, [str(broken), str(good)], FORMAT, DAY)
+    assert report.accepted == 1
+    (reason, record) = con.execute(
+        "SELECT reason, record FROM raw.rejected_interactions"
+    ).fetchone()
+    assert reason == "missing column 'user_id' (user_column)" and '"i1"' in record
+
+
+def test_truncated_parquet_is_quarantined_as_a_file(con, tmp_path):
+    path = tmp_path / "part.parquet"
+    pl.DataFrame(
+        {"timestamp": [T0], "user_id": ["u1"], "item_id": ["i1"], "event_type": ["view"]}
+    ).write_parquet(path)
+    path.write_bytes(path.read_bytes()[:-20])
+    good = tmp_path / "good.parquet"
+    pl.DataFrame(
+        {"timestamp": [T0], "user_id": ["u2"], "item_id": ["i2"], "event_type": ["view"]}
+    ).write_parquet(good)
+    report = ingest_day(con, [str(path), str(good)], LogFormat(format="parquet"), DAY)
+    assert report.accepted == 1
+    (reason,) = con.execute("SELECT reason FROM raw.rejected_interactions").fetchone()
+    assert reason.startswith("unreadable parquet file")
+
+
+def test_sql_looking_ids_are_stored_verbatim(con, tmp_path):
+    evil = "x'); DROP TABLE raw.interactions; --"
+    path = tmp_path / "part.csv"
+    path.write_bytes(csv(f"{T0},{evil},i1,view"))
+    ingest_day(con, [str(path)], FORMAT, DAY)
+    assert con.execute("SELECT user_id FROM raw.interactions").fetchall() == [(evil,)]
+
+
+def test_columns_with_quotes_in_their_names_are_quoted_not_interpolated(con, tmp_path):
+    path = tmp_path / "part.csv"
+    path.write_bytes(b'"ts","user ""id""","item"\n' + f"{T0},u1,i1\n".encode())
+    fmt = LogFormat(
+        timestamp_column="ts", user_column='user "id"', item_column="item", event_type_column=None
+    )
+    assert ingest_day(con, [str(path)], fmt, DAY).accepted == 1
