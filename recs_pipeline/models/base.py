@@ -82,6 +82,23 @@ class Recommender(nn.Module):
         raise NotImplementedError
 
 
+class JointEmbeddingRecommender(Recommender):
+    """A graph model whose only free node parameters are one layer-0 table over the joint
+    node space (users 0..n_users-1, then items), initialised N(0, init_std²)."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int, init_std: float) -> None:
+        super().__init__(n_users, n_items)
+        self.embedding = nn.Embedding(n_users + n_items, dim)
+        nn.init.normal_(self.embedding.weight, std=init_std)
+
+    def set_layer0(self, user_weights: torch.Tensor, item_weights: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.cat([user_weights, item_weights]))
+
+    def layer0(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.embedding(users), self.embedding(items + self.n_users)
+
+
 class TrainingFree:
     """A model with nothing to train: :meth:`fit` computes it from the train edges.
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from recs_pipeline.graph import propagate
-from recs_pipeline.models.base import Recommender, register
+from recs_pipeline.models.base import JointEmbeddingRecommender, register
 
 
 @register("lightgcn")
-class LightGCN(Recommender):
+class LightGCN(JointEmbeddingRecommender):
     def __init__(
         self,
         n_users: int,
@@ -27,14 +26,12 @@ class LightGCN(Recommender):
         alphas: Sequence[float] | None = None,
         init_std: float = 0.1,
     ) -> None:
-        super().__init__(n_users, n_items)
+        super().__init__(n_users, n_items, dim, init_std)
         if alphas is None:
             alphas = [1.0 / (layers + 1)] * (layers + 1)
         if len(alphas) != layers + 1:
             raise ValueError(f"need layers + 1 = {layers + 1} alphas, got {len(alphas)}")
         self.dim, self.layers, self.alphas = dim, layers, [float(a) for a in alphas]
-        self.embedding = nn.Embedding(n_users + n_items, dim)
-        nn.init.normal_(self.embedding.weight, std=init_std)
 
     def init_params(self) -> dict:
         return {"dim": self.dim, "layers": self.layers, "alphas": self.alphas}
@@ -52,10 +49,3 @@ class LightGCN(Recommender):
     def spectral_gain(self, sigma: torch.Tensor) -> torch.Tensor:
         # [u; v] with R̃v = σu, R̃ᵀu = σv is an eigenvector of Â: Âᵏ scales it by σᵏ.
         return sum(alpha * sigma**k for k, alpha in enumerate(self.alphas))
-
-    def set_layer0(self, user_weights: torch.Tensor, item_weights: torch.Tensor) -> None:
-        with torch.no_grad():
-            self.embedding.weight.copy_(torch.cat([user_weights, item_weights]))
-
-    def layer0(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.embedding(users), self.embedding(items + self.n_users)

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from recs_pipeline.graph import propagate
-from recs_pipeline.models.base import Recommender, register
+from recs_pipeline.models.base import JointEmbeddingRecommender, register
 
 
 @register("ngcf")
-class NGCF(Recommender):
+class NGCF(JointEmbeddingRecommender):
     def __init__(
         self,
         n_users: int,
@@ -33,11 +33,9 @@ class NGCF(Recommender):
         negative_slope: float = 0.2,
         init_std: float = 0.1,
     ) -> None:
-        super().__init__(n_users, n_items)
+        super().__init__(n_users, n_items, dim, init_std)
         self.dim, self.layers = dim, layers
         self.message_dropout, self.negative_slope = message_dropout, negative_slope
-        self.embedding = nn.Embedding(n_users + n_items, dim)
-        nn.init.normal_(self.embedding.weight, std=init_std)
         self.w1 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
         self.w2 = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(layers))
         for linear in [*self.w1, *self.w2]:
@@ -71,10 +69,3 @@ class NGCF(Recommender):
             outputs.append(F.normalize(x, p=2, dim=1))
         out = torch.cat(outputs, dim=1)
         return out[: self.n_users], out[self.n_users :]
-
-    def set_layer0(self, user_weights: torch.Tensor, item_weights: torch.Tensor) -> None:
-        with torch.no_grad():
-            self.embedding.weight.copy_(torch.cat([user_weights, item_weights]))
-
-    def layer0(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.embedding(users), self.embedding(items + self.n_users)
