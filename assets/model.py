@@ -1,19 +1,21 @@
 """trained_model and model_evaluation (with the blocking quality gate)."""
 
 import dataclasses
+import datetime as dt
 
 import dagster as dg
 
 from assets.features import hard_negatives, interaction_graph
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import EvaluationSettings, TrainSettings
-from recs_pipeline.artifacts import LocalArtifactStore
+from recs_pipeline.artifacts import ArtifactProgress, LocalArtifactStore
 from recs_pipeline.graph import InteractionGraph, id_map_version
 from recs_pipeline.metrics import ScoreFn, evaluate_scorer
 from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
 from recs_pipeline.scoring import score_function
 from recs_pipeline.train import train_model
 from recs_pipeline.warehouse import replace_partition
+from recs_pipeline.warmstart import WarmStart, id_mapping
 from resources import ArtifactStore, Warehouse
 
 KS = (10, 20, 50)
@@ -23,6 +25,32 @@ GATE_BASELINE = "popularity"
 
 def load_graph(store: LocalArtifactStore, key: str) -> InteractionGraph:
     return InteractionGraph.from_dict(store.load_torch("interaction_graph", key, "graph.pt"))
+
+
+def previous_model(
+    store: LocalArtifactStore, key: str, graph: InteractionGraph, log
+) -> WarmStart | None:
+    """trained_model(D-1) with its ids mapped onto D's graph, or None when there is none
+    (first day, training-free model) or its graph no longer matches it."""
+    prev_key = (dt.date.fromisoformat(key) - dt.timedelta(days=1)).isoformat()
+    if not (
+        store.exists("trained_model", prev_key, "model.pt")
+        and store.exists("interaction_graph", prev_key, "graph.pt")
+    ):
+        return None
+    state = store.load_torch("trained_model", prev_key, "model.pt")
+    prev_graph = load_graph(store, prev_key)
+    if "state_dict" not in state:
+        return None
+    if state["id_map"]["version"] != id_map_version(prev_graph.user_ids, prev_graph.item_ids):
+        log(f"no warm start: trained_model({prev_key}) was fitted on another id map")
+        return None
+    return WarmStart(
+        state,
+        id_mapping(prev_graph.user_ids, graph.user_ids),
+        id_mapping(prev_graph.item_ids, graph.item_ids),
+        source=f"trained_model({prev_key})",
+    )
 
 
 @dg.asset(
@@ -49,6 +77,7 @@ def trained_model(
         store.save_torch({**checkpoint(model), "id_map": id_map}, "trained_model", key, "model.pt")
         return dg.MaterializeResult(metadata={"model": config.model, "training_free": True})
     train_config = config.to_core()
+    progress = ArtifactProgress(store, "trained_model", key)
     result = train_model(
         graph.n_users,
         graph.n_items,
@@ -58,6 +87,10 @@ def trained_model(
         train_config,
         hard_pools=store.load_torch("hard_negatives", key, "pools.pt"),
         log=context.log.info,
+        progress=progress if config.resume else None,
+        warm_start=previous_model(store, key, graph, context.log.info)
+        if config.warm_start
+        else None,
     )
     store.save_torch(
         {
@@ -67,11 +100,13 @@ def trained_model(
             "history": result.history,
             "best_epoch": result.best_epoch,
             "val_recall": result.best_val_recall,
+            "warm_start": result.warm_start,
         },
         "trained_model",
         key,
         "model.pt",
     )
+    progress.clear()
     return dg.MaterializeResult(
         metadata={
             "model": train_config.model,
@@ -79,6 +114,8 @@ def trained_model(
             "epochs_run": len(result.history),
             f"val_recall@{train_config.val_k}": result.best_val_recall,
             "train_seconds": round(result.seconds, 2),
+            "resumed_from_epoch": result.resumed_from_epoch,
+            **(result.warm_start or {"warm_users": 0, "warm_items": 0}),
         }
     )
 

@@ -110,6 +110,17 @@ class TrainSettings(dg.Config):
     )
     seed: int = Field(default=_TRAIN.seed, description="Random seed.")
 
+    warm_start: bool = Field(
+        default=True,
+        description="Initialise from trained_model(D-1) when it exists (same model and sizes):"
+        " known users and items keep their embeddings, new ones start fresh.",
+    )
+    resume: bool = Field(
+        default=True,
+        description="Resume an interrupted run of this partition from its last validation"
+        " check (progress.pt in the artifact store) instead of starting over.",
+    )
+
     def to_core(self) -> TrainConfig:
         return TrainConfig(
             model=self.model,

@@ -64,3 +64,26 @@ class LocalArtifactStore:
 
     def load_json(self, asset: str, partition: str, name: str) -> Any:
         return json.loads(self.path(asset, partition, name).read_text())
+
+
+class ArtifactProgress:
+    """A training run's in-progress state as ``{asset}/{partition}/progress.pt`` of a store
+    (the :class:`recs_pipeline.train.ProgressStore` protocol): written atomically after every
+    validation check, loaded by the next attempt at the same partition, removed once the
+    finished model is saved."""
+
+    NAME = "progress.pt"
+
+    def __init__(self, store: LocalArtifactStore, asset: str, partition: str) -> None:
+        self.store, self.asset, self.partition = store, asset, partition
+
+    def load(self) -> dict | None:
+        if not self.store.exists(self.asset, self.partition, self.NAME):
+            return None
+        return self.store.load_torch(self.asset, self.partition, self.NAME)
+
+    def save(self, state: dict) -> None:
+        self.store.save_torch(state, self.asset, self.partition, self.NAME)
+
+    def clear(self) -> None:
+        self.store.path(self.asset, self.partition, self.NAME).unlink(missing_ok=True)

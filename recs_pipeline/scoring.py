@@ -26,6 +26,8 @@ def score_function(state: dict, graph: InteractionGraph, adjacency: torch.Tensor
             graph.train_users, graph.train_items, graph.n_users, graph.n_items, state["state"]
         )
         return model.scores
+    model = restore(state)
+    model.attach_graph(graph.train_users, graph.train_items)  # structure-building models only
     with torch.no_grad():
-        user_emb, item_emb = restore(state).embed(adjacency)
+        user_emb, item_emb = model.embed(adjacency)
     return inner_product(user_emb, item_emb)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
 import inspect
 import math
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from scipy.sparse.linalg import svds
@@ -24,6 +26,7 @@ from recs_pipeline.losses import LOSSES, l2_penalty
 from recs_pipeline.metrics import ranking_metrics, topk_excluding
 from recs_pipeline.models import MODELS, Recommender, build_model
 from recs_pipeline.sampling import curriculum_hard_count, edge_keys, uniform_negatives
+from recs_pipeline.warmstart import WarmStart, apply_warm_start, incompatibility
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,30 @@ class TrainResult:
     best_val_recall: float
     history: list[dict]
     seconds: float
+    resumed_from_epoch: int = 0
+    warm_start: dict | None = None
+
+
+class ProgressStore(Protocol):
+    """Where a training run keeps its in-progress state (see ``train_model``)."""
+
+    def load(self) -> dict | None: ...
+
+    def save(self, state: dict) -> None: ...
+
+
+# Config fields that may change between a killed run and its resumption without invalidating it.
+_RESUMABLE_CHANGES = {"threads", "time_budget_s", "epochs", "patience"}
+
+
+def run_fingerprint(config: TrainConfig, users: torch.Tensor, items: torch.Tensor) -> str:
+    """Identifies what a training run computes: its config (less the fields above) and edges."""
+    digest = hashlib.sha256()
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE_CHANGES}
+    digest.update(repr(sorted(fields.items())).encode())
+    for tensor in (users, items):
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def validation_split(
@@ -123,6 +150,9 @@ def train_model(
     config: TrainConfig,
     hard_pools: torch.Tensor | None = None,
     log: Callable[[str], None] = print,
+    progress: ProgressStore | None = None,
+    warm_start: WarmStart | None = None,
+    item_features: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on the edges (users, items) and keep the best validation state.
 
@@ -134,6 +164,13 @@ def train_model(
     them per positive. A validation check without gain multiplies the learning rate by
     ``plateau_decay`` (1 = constant) and restarts from the best state so far; training stops
     after ``patience`` checks without gain, or at the first epoch end past ``time_budget_s``.
+
+    ``warm_start`` initialises the model from a previous day's checkpoint (see
+    :mod:`recs_pipeline.warmstart`) instead of ``config.init``; an incompatible one (another
+    model or size) is logged and ignored. ``progress`` makes the run resumable: after every
+    validation check the whole loop state (weights, optimiser, best state, random generators,
+    history) is saved there, and a later call with the same config and edges continues from
+    the last check, giving the same result as an uninterrupted run.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -150,8 +187,21 @@ def train_model(
     positives = edge_keys(users, items, n_items)  # validation items are never negatives
     val_users = torch.unique(val_u)
 
-    model = build_model(config.model, n_users, n_items, **config.model_params())
-    if config.init == "spectral":
+    params = config.model_params()
+    if item_features is not None:  # (n_items, f) node features, for models that take them
+        if "item_features" not in inspect.signature(MODELS[config.model]).parameters:
+            raise ValueError(f"model {config.model!r} takes no item features")
+        params["item_features"] = item_features
+    model = build_model(config.model, n_users, n_items, **params)
+    model.attach_graph(fit_u, fit_i)  # structure-building models (PinSAGE) only
+    warm_counts = None
+    reason = incompatibility(model, warm_start.state) if warm_start else "none given"
+    if warm_start and reason:
+        log(f"warm start from {warm_start.source or 'the previous model'} ignored: {reason}")
+    if not reason:
+        warm_counts = apply_warm_start(model, warm_start)
+        log(f"warm start from {warm_start.source or 'the previous model'}: {warm_counts}")
+    elif config.init == "spectral":
         spectral_init(model, fit_u, fit_i, config.init_std, config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = LOSSES[config.loss]
@@ -159,14 +209,31 @@ def train_model(
         loss_fn = functools.partial(loss_fn, temperature=config.temperature)
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
     history: list[dict] = []
-    stale = 0
+    stale, first_epoch, stop = 0, 1, False
+    fingerprint = run_fingerprint(config, users, items) if progress else ""
+    saved = progress.load() if progress else None
+    if saved is not None and saved.get("fingerprint") != fingerprint:
+        log("saved training progress belongs to another config or graph: starting over")
+        saved = None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        best, stale, history = saved["best"], saved["stale"], saved["history"]
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        started -= saved["seconds"]
+        first_epoch, stop = saved["epoch"] + 1, saved["stop"]
+        warm_counts = saved.get("warm_start")
+        log(f"resumed from epoch {saved['epoch']} (best val recall {best[0]:.4f})")
     # Every step of a graph model propagates over the whole graph, so an epoch costs
     # steps × edges: capping the steps (larger batches on larger graphs) keeps it linear.
     batch_size = config.batch_size
     if config.max_steps_per_epoch:
         batch_size = max(batch_size, math.ceil(fit_u.numel() / config.max_steps_per_epoch))
     n_batches = math.ceil(fit_u.numel() / batch_size)
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
+        if stop:
+            break
         model.train()
         n_hard = (
             curriculum_hard_count(epoch, config.max_hard_negatives) if hard_pools is not None else 0
@@ -233,13 +300,38 @@ def train_model(
         )
         if stale >= config.patience:
             log(f"early stop after epoch {epoch}: no gain in {config.patience} evaluations")
-            break
-        if config.time_budget_s and time.perf_counter() - started > config.time_budget_s:
+            stop = True
+        elif config.time_budget_s and time.perf_counter() - started > config.time_budget_s:
             log(f"time budget of {config.time_budget_s:.0f}s spent after epoch {epoch}")
-            break
+            stop = True
+        if progress and "val_recall" in record:
+            progress.save(
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "stop": stop,
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "best": best,
+                    "stale": stale,
+                    "history": history,
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "seconds": time.perf_counter() - started,
+                    "warm_start": warm_counts,
+                }
+            )
     model.load_state_dict(best[2])
     model.eval()
-    return TrainResult(model, best[1], best[0], history, time.perf_counter() - started)
+    return TrainResult(
+        model,
+        best[1],
+        best[0],
+        history,
+        time.perf_counter() - started,
+        resumed_from_epoch=first_epoch - 1,
+        warm_start=warm_counts,
+    )
 
 
 def spectral_init(

@@ -107,6 +107,19 @@ def test_both_partitions_complete_and_pass_the_gate(pipeline):
     assert materialized == {DAY_1.isoformat(), DAY_2.isoformat()}
 
 
+def test_second_day_warm_starts_from_the_first_and_cleans_up_progress(pipeline):
+    _, resources, _ = pipeline
+    store = resources["artifacts"].store()
+    first = store.load_torch("trained_model", DAY_1.isoformat(), "model.pt")
+    second = store.load_torch("trained_model", DAY_2.isoformat(), "model.pt")
+    assert first["warm_start"] is None  # no model for the day before
+    warm = second["warm_start"]
+    assert warm["warm_users"] > 0 and warm["warm_items"] > 0
+    assert warm["warm_users"] + warm["new_users"] == second["n_users"]
+    for day in (DAY_1, DAY_2):
+        assert not store.exists("trained_model", day.isoformat(), "progress.pt")
+
+
 def test_every_input_row_is_ingested_or_quarantined(pipeline, small_landing):
     _, resources, _ = pipeline
     lines = sum(sum(1 for _ in open(path)) - 1 for path in small_landing.glob("*/*.csv"))
@@ -199,7 +212,15 @@ def test_quality_gate_blocks_publication_of_a_broken_model(pipeline):
         "ops": {
             **RUN_CONFIG["ops"],
             # Learning rate 0: the model keeps its random initial embeddings.
-            "trained_model": {"config": {"epochs": 2, "learning_rate": 0.0, "eval_every": 1}},
+            # No warm start, so nothing but the random initialisation reaches the gate.
+            "trained_model": {
+                "config": {
+                    "epochs": 2,
+                    "learning_rate": 0.0,
+                    "eval_every": 1,
+                    "warm_start": False,
+                }
+            },
         }
     }
     result = run_chain(instance, resources, DAY_1, broken)

@@ -54,11 +54,22 @@ class Recommender(nn.Module):
     """Embeddings for users and items; score(u, i) = ⟨z_u, z_i⟩."""
 
     name: str = "base"
+    #: state_dict keys of per-node tables and whose rows they hold: "user", "item" or "joint"
+    #: (users 0..n_users-1, then items). Warm starts map these rows across days by external id.
+    node_tables: dict[str, str] = {}
 
     def __init__(self, n_users: int, n_items: int) -> None:
         super().__init__()
         self.n_users = n_users
         self.n_items = n_items
+
+    def attach_graph(self, users: torch.Tensor, items: torch.Tensor) -> None:
+        """Hook for models whose structure is built from the edges themselves (PinSAGE's
+        random-walk neighbourhoods): (re)build it from the edges (users, items) that
+        :meth:`embed` should see. ``train_model`` calls it with the fit edges and
+        :func:`recs_pipeline.scoring.score_function` with the full train edges; call it again
+        before embedding over another graph. Such state is never part of the checkpoint.
+        Default: nothing (models that propagate over the ``adjacency`` given to :meth:`embed`)."""
 
     def embed(self, adjacency: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (user, item) embeddings, propagating over ``adjacency`` where the model does."""
@@ -85,6 +96,8 @@ class Recommender(nn.Module):
 class JointEmbeddingRecommender(Recommender):
     """A graph model whose only free node parameters are one layer-0 table over the joint
     node space (users 0..n_users-1, then items), initialised N(0, init_std²)."""
+
+    node_tables = {"embedding.weight": "joint"}
 
     def __init__(self, n_users: int, n_items: int, dim: int, init_std: float) -> None:
         super().__init__(n_users, n_items)

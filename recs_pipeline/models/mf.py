@@ -10,6 +10,8 @@ from recs_pipeline.models.base import Recommender, register
 
 @register("mf")
 class MatrixFactorization(Recommender):
+    node_tables = {"user.weight": "user", "item.weight": "item"}
+
     def __init__(self, n_users: int, n_items: int, dim: int = 64, init_std: float = 0.1) -> None:
         super().__init__(n_users, n_items)
         self.dim = dim

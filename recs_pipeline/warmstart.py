@@ -1,0 +1,88 @@
+"""Warm starts: initialise day D's model from day D-1's checkpoint.
+
+Indices differ between days (each day's id map sorts that day's external ids), so rows of the
+per-node tables are mapped by external id: a user or item known on both days starts from its
+D-1 row, a new one keeps its fresh initialisation, and one that left the window is dropped.
+Every other parameter (NGCF's weight matrices, for instance) is copied when its shape matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from recs_pipeline.models import Recommender
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmStart:
+    """A previous checkpoint (:func:`recs_pipeline.models.checkpoint` form) and, per current
+    user and item index, the previous index of the same external id (-1 if new)."""
+
+    state: dict
+    user_map: torch.Tensor
+    item_map: torch.Tensor
+    source: str = ""
+
+
+def id_mapping(previous_ids: Sequence[str], current_ids: Sequence[str]) -> torch.Tensor:
+    """For each current id, its index in ``previous_ids`` or -1 (vectorised, any order)."""
+    previous = np.asarray(previous_ids, dtype=object).astype(str)
+    current = np.asarray(current_ids, dtype=object).astype(str)
+    if previous.size == 0:
+        return torch.full((current.size,), -1, dtype=torch.long)
+    order = np.argsort(previous, kind="stable")
+    sorted_previous = previous[order]
+    position = np.searchsorted(sorted_previous, current).clip(max=previous.size - 1)
+    found = sorted_previous[position] == current
+    return torch.from_numpy(np.where(found, order[position], -1).astype(np.int64))
+
+
+def incompatibility(model: Recommender, state: dict) -> str | None:
+    """Why ``state`` cannot warm-start ``model`` (None when it can)."""
+    if state.get("model") != model.name:
+        return f"previous model is {state.get('model')!r}, this one {model.name!r}"
+    if "state_dict" not in state:
+        return "previous checkpoint holds no weights"
+    if state.get("init_params") != model.init_params():
+        return f"previous model was built with {state.get('init_params')}, this one with {model.init_params()}"
+    return None
+
+
+def apply_warm_start(model: Recommender, warm: WarmStart) -> dict[str, int]:
+    """Copy ``warm.state``'s weights into ``model`` as described in the module docstring.
+    Returns how many users and items were carried over and how many start fresh."""
+    reason = incompatibility(model, warm.state)
+    if reason:
+        raise ValueError(f"cannot warm-start: {reason}")
+    previous = warm.state["state_dict"]
+    prev_users = warm.state["n_users"]
+    known_u = torch.nonzero(warm.user_map >= 0).squeeze(1)
+    known_i = torch.nonzero(warm.item_map >= 0).squeeze(1)
+    current = model.state_dict()
+    with torch.no_grad():
+        for key, tensor in current.items():
+            kind = model.node_tables.get(key)
+            old = previous.get(key)
+            if old is None:
+                continue
+            if kind is None:
+                if old.shape == tensor.shape:
+                    tensor.copy_(old)
+                continue
+            if kind in ("user", "joint"):
+                tensor[known_u] = old[warm.user_map[known_u]]
+            if kind == "item":
+                tensor[known_i] = old[warm.item_map[known_i]]
+            if kind == "joint":
+                tensor[model.n_users + known_i] = old[prev_users + warm.item_map[known_i]]
+    model.load_state_dict(current)
+    return {
+        "warm_users": int(known_u.numel()),
+        "new_users": model.n_users - int(known_u.numel()),
+        "warm_items": int(known_i.numel()),
+        "new_items": model.n_items - int(known_i.numel()),
+    }
