@@ -9,7 +9,7 @@ from assets.features import hard_negatives, interaction_graph
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import EvaluationSettings, TrainSettings
 from recs_pipeline.artifacts import ArtifactProgress, LocalArtifactStore
-from recs_pipeline.graph import InteractionGraph, id_map_version
+from recs_pipeline.graph import InteractionGraph, id_map_version, normalized_adjacency
 from recs_pipeline.metrics import ScoreFn, evaluate_scorer
 from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
 from recs_pipeline.scoring import score_function
@@ -120,9 +120,13 @@ def trained_model(
     )
 
 
-def load_scorer(store: LocalArtifactStore, key: str) -> tuple[InteractionGraph, str, ScoreFn]:
-    """(graph, model name, score function) of partition ``key``; a trained model propagates
-    over the full train graph of that day."""
+def load_scorer(
+    store: LocalArtifactStore, key: str, up_to_date: bool = False
+) -> tuple[InteractionGraph, str, ScoreFn]:
+    """(graph, model name, score function) of partition ``key``. Evaluation scores from the
+    train graph (the test fold stays unseen); publication (``up_to_date``) from train ∪ test,
+    everything known up to D, so a graph model's lists reflect the user's newest interactions
+    (a trained model propagates over that graph, a training-free one is refitted on it)."""
     graph = load_graph(store, key)
     state = store.load_torch("trained_model", key, "model.pt")
     if state["id_map"]["version"] != id_map_version(graph.user_ids, graph.item_ids):
@@ -130,7 +134,13 @@ def load_scorer(store: LocalArtifactStore, key: str) -> tuple[InteractionGraph, 
             f"trained_model({key}) was fitted on another id map than interaction_graph({key}):"
             " re-materialise trained_model"
         )
-    adjacency = store.load_torch("interaction_graph", key, "adjacency.pt")
+    if up_to_date:
+        graph = graph.up_to_date()
+        adjacency = normalized_adjacency(
+            graph.train_users, graph.train_items, graph.n_users, graph.n_items
+        )
+    else:
+        adjacency = store.load_torch("interaction_graph", key, "adjacency.pt")
     return graph, state["model"], score_function(state, graph, adjacency)
 
 

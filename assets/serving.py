@@ -25,12 +25,13 @@ def recommendations(
     artifacts: ArtifactStore,
 ) -> dg.MaterializeResult:
     """Top-K per user into ``serving.recommendations`` (one atomic partition replace), excluding
-    everything the user interacted with up to D; users the model does not know get the
-    popularity fallback. Runs only when the quality gate passed; the view
+    everything the user interacted with up to D and scored from everything known up to D (the
+    test period's interactions included); users the model does not know get the popularity
+    fallback. Runs only when the quality gate passed; the view
     ``serving.latest_recommendations`` shows the newest published day."""
     key = context.partition_key
     store = artifacts.store()
-    graph, model_name, score_fn = load_scorer(store, key)
+    graph, model_name, score_fn = load_scorer(store, key, up_to_date=True)
     window_days = store.load_json("interaction_split", key, "split.json")["config"]["window_days"]
     as_of = partition_date(context)
     with warehouse.session() as con:

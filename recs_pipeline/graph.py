@@ -53,6 +53,30 @@ class InteractionGraph:
     def item_degree(self) -> torch.Tensor:
         return torch.bincount(self.train_items, minlength=self.n_items)
 
+    def up_to_date(self) -> InteractionGraph:
+        """Everything known up to the as-of date: train ∪ test edges as the train edges (test
+        fold empty), sorted by user then item. For publication, not evaluation: a user's
+        interactions in the test period then shape that day's list. Test edges carry no event
+        time here, so they get the newest train time."""
+        train_keys = self.train_users * self.n_items + self.train_items
+        test_keys = self.test_users * self.n_items + self.test_items
+        new_keys = torch.unique(test_keys[~torch.isin(test_keys, train_keys)])
+        newest = int(self.train_last_ts.max()) if self.train_last_ts.numel() else 0
+        keys = torch.cat([train_keys, new_keys])
+        last_ts = torch.cat([self.train_last_ts, torch.full_like(new_keys, newest)])
+        order = torch.argsort(keys)
+        keys, last_ts = keys[order], last_ts[order]
+        empty = self.test_users[:0]
+        return InteractionGraph(
+            self.user_ids,
+            self.item_ids,
+            keys // self.n_items,
+            keys % self.n_items,
+            last_ts,
+            empty,
+            empty,
+        )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
