@@ -4,6 +4,7 @@ import dataclasses
 import datetime as dt
 
 import dagster as dg
+import torch
 
 from assets.features import hard_negatives, interaction_graph
 from assets.partitions import daily_partitions, partition_date
@@ -144,6 +145,19 @@ def load_scorer(
     return graph, state["model"], score_function(state, graph, adjacency)
 
 
+def sample_test_users(
+    graph: InteractionGraph, max_users: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test edges of a seeded random sample of at most ``max_users`` test users (all of
+    them when there are no more): the metrics are then unbiased estimates of the full ones."""
+    users = torch.unique(graph.test_users)
+    if max_users is None or users.numel() <= max_users:
+        return graph.test_users, graph.test_items
+    order = torch.randperm(users.numel(), generator=torch.Generator().manual_seed(seed))
+    keep = torch.isin(graph.test_users, users[order[:max_users]])
+    return graph.test_users[keep], graph.test_items[keep]
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[trained_model],
@@ -178,10 +192,9 @@ def model_evaluation(
                 baseline, graph.train_users, graph.train_items, graph.n_users, graph.n_items
             ).scores
     exclude = graph.train_csr()
+    test_users, test_items = sample_test_users(graph, config.max_users, config.seed)
     results = {
-        name: evaluate_scorer(
-            scorer, graph.n_items, exclude, graph.test_users, graph.test_items, KS
-        )
+        name: evaluate_scorer(scorer, graph.n_items, exclude, test_users, test_items, KS)
         for name, scorer in scorers.items()
     }
     rows = [
@@ -215,6 +228,7 @@ def model_evaluation(
         metadata={
             "model": model_name,
             "test_users": int(graph.test_users.unique().numel()),
+            "evaluated_users": int(test_users.unique().numel()),
             **metadata,
         },
         check_results=[

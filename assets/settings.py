@@ -110,6 +110,15 @@ class TrainSettings(dg.Config):
     )
     seed: int = Field(default=_TRAIN.seed, description="Random seed.")
 
+    distill: str | None = Field(
+        default=None,
+        description="Training-free teacher (gfcf, popularity) whose top distill_k unseen items"
+        " per user become extra loss positives (knowledge distillation); none by default.",
+    )
+    distill_k: int = Field(default=_TRAIN.distill_k, description="Teacher items per user.")
+    distill_weight: float = Field(
+        default=_TRAIN.distill_weight, description="Loss weight of the teacher's positives."
+    )
     warm_start: bool = Field(
         default=True,
         description="Initialise from trained_model(D-1) when it exists (same model and sizes):"
@@ -144,6 +153,9 @@ class TrainSettings(dg.Config):
             patience=self.patience,
             eval_every=self.eval_every,
             seed=self.seed,
+            distill=self.distill,
+            distill_k=self.distill_k,
+            distill_weight=self.distill_weight,
         )
 
 
@@ -152,6 +164,13 @@ class EvaluationSettings(dg.Config):
         default=["popularity", "gfcf"],
         description="Training-free models evaluated beside the trained one on the same test fold.",
     )
+    max_users: int | None = Field(
+        default=20_000,
+        description="Evaluate on a seeded random sample of at most this many test users (None:"
+        " all). Full ranking costs users × items, so a fixed sample keeps evaluation linear in"
+        " the catalogue; at 20,000 users a Recall@20 near 0.3 has a standard error near 0.003.",
+    )
+    seed: int = Field(default=0, description="Seed of the test-user sample.")
 
 
 class PublishSettings(dg.Config):

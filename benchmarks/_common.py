@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -101,7 +102,7 @@ def write_results(name: str, payload: dict, out: str | None = None) -> Path:
 def _jsonable(value):
     if isinstance(value, torch.Tensor):
         return value.tolist()
-    if isinstance(value, Path):
+    if isinstance(value, Path | datetime.date):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value)}")
 

@@ -180,6 +180,9 @@ def train_config(args, model: str) -> TrainConfig:
         threads=args.threads,
         init=args.init,
         time_budget_s=None if args.time_budget_minutes is None else 60 * args.time_budget_minutes,
+        distill=args.distill,
+        distill_k=args.distill_k,
+        distill_weight=args.distill_weight,
     )
 
 
@@ -269,6 +272,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--plateau-decay", type=float, default=0.5, help="lr factor on a check without gain"
     )
+    parser.add_argument(
+        "--distill",
+        default=None,
+        help="training-free teacher (gfcf): its top items per user become extra positives",
+    )
+    parser.add_argument("--distill-k", type=int, default=20, help="teacher items per user")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="their loss weight")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument(

@@ -23,8 +23,8 @@ from scipy.sparse.linalg import svds
 
 from recs_pipeline.graph import interaction_csr, normalized_adjacency, normalized_interactions
 from recs_pipeline.losses import LOSSES, l2_penalty
-from recs_pipeline.metrics import ranking_metrics, topk_excluding
-from recs_pipeline.models import MODELS, Recommender, build_model
+from recs_pipeline.metrics import ranking_metrics, topk_excluding, topk_scored
+from recs_pipeline.models import MODELS, TRAINING_FREE, Recommender, build_model, fit_training_free
 from recs_pipeline.sampling import curriculum_hard_count, edge_keys, uniform_negatives
 from recs_pipeline.warmstart import WarmStart, apply_warm_start, incompatibility
 
@@ -56,6 +56,9 @@ class TrainConfig:
     init: str = "normal"
     init_std: float = 0.1
     alphas: tuple[float, ...] | None = None
+    distill: str | None = None
+    distill_k: int = 20
+    distill_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -66,6 +69,10 @@ class TrainConfig:
             raise ValueError("need uniform or shared negatives (hard ones start at epoch 2)")
         if self.init not in ("normal", "spectral"):
             raise ValueError(f"init must be normal or spectral, not {self.init!r}")
+        if self.distill is not None and self.distill not in TRAINING_FREE:
+            raise ValueError(
+                f"distill must name a training-free model ({sorted(TRAINING_FREE)}), not {self.distill!r}"
+            )
         if self.uniform_negatives and self.shared_negatives:
             raise ValueError("choose per-user uniform negatives or shared negatives, not both")
 
@@ -230,7 +237,15 @@ def train_model(
     batch_size = config.batch_size
     if config.max_steps_per_epoch:
         batch_size = max(batch_size, math.ceil(fit_u.numel() / config.max_steps_per_epoch))
-    n_batches = math.ceil(fit_u.numel() / batch_size)
+    # Loss positives: the fit edges, plus with ``distill`` the teacher's top items per user.
+    pos_u, pos_i, n_fit = fit_u, fit_i, fit_u.numel()
+    if config.distill:
+        teacher_u, teacher_i = teacher_edges(
+            config.distill, fit_u, fit_i, n_users, n_items, config.distill_k
+        )
+        pos_u, pos_i = torch.cat([fit_u, teacher_u]), torch.cat([fit_i, teacher_i])
+        log(f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside {n_fit}")
+    n_batches = math.ceil(pos_u.numel() / batch_size)
     for epoch in range(first_epoch, config.epochs + 1):
         if stop:
             break
@@ -239,10 +254,10 @@ def train_model(
             curriculum_hard_count(epoch, config.max_hard_negatives) if hard_pools is not None else 0
         )
         epoch_loss = 0.0
-        order = torch.randperm(fit_u.numel(), generator=generator)
+        order = torch.randperm(pos_u.numel(), generator=generator)
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            u, p = fit_u[idx], fit_i[idx]
+            u, p = pos_u[idx], pos_i[idx]
             user_emb, item_emb = model.embed(adjacency)
             zu = user_emb[u]
             pos = (zu * item_emb[p]).sum(-1)
@@ -269,7 +284,16 @@ def train_model(
             zu0, zp0 = model.layer0(u, p)
             _, zn0 = model.layer0(u[:0], torch.cat(negatives))
             reg = l2_penalty(zu0, zp0, zn0)
-            loss = loss_fn(pos, neg) + config.l2 * reg
+            if config.distill:
+                taught = idx >= n_fit
+                loss = sum(
+                    weight * part.float().mean() * loss_fn(pos[part], neg[part])
+                    for part, weight in ((~taught, 1.0), (taught, config.distill_weight))
+                    if part.any()
+                )
+            else:
+                loss = loss_fn(pos, neg)
+            loss = loss + config.l2 * reg
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -332,6 +356,21 @@ def train_model(
         resumed_from_epoch=first_epoch - 1,
         warm_start=warm_counts,
     )
+
+
+def teacher_edges(
+    teacher: str, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Knowledge distillation from a training-free model: fit ``teacher`` on the edges and
+    return its top-``k`` unseen items of every user with an edge, as extra (user, item)
+    positives for the loss (never for the propagation graph). The teacher sees only the fit
+    edges, so it knows no validation edge either."""
+    model = fit_training_free(teacher, users, items, n_users, n_items)
+    active = torch.unique(users)
+    exclude = interaction_csr(users, items, n_users, n_items)
+    scores, top = topk_scored(model.scores, active, exclude, k)
+    keep = torch.isfinite(scores)
+    return active.unsqueeze(1).expand_as(top)[keep], top[keep]
 
 
 def spectral_init(

@@ -1,0 +1,49 @@
+"""Distillation from a training-free teacher: extra positives for the loss only."""
+
+import pytest
+import torch
+
+from recs_pipeline.models import fit_training_free
+from recs_pipeline.train import TrainConfig, teacher_edges, train_model
+from tests.test_train import two_communities
+
+
+def test_teacher_edges_are_the_teachers_top_unseen_items_of_every_user():
+    users, items, _ = two_communities()
+    t_users, t_items = teacher_edges("gfcf", users, items, 40, 40, k=3)
+    assert torch.equal(torch.bincount(t_users, minlength=40), torch.full((40,), 3))
+    seen = set(zip(users.tolist(), items.tolist(), strict=True))
+    assert not seen & set(zip(t_users.tolist(), t_items.tolist(), strict=True))
+    scores = fit_training_free("gfcf", users, items, 40, 40).scores(torch.arange(40))
+    for u in (0, 25):
+        row = scores[u].clone()
+        row[items[users == u]] = -torch.inf
+        assert set(t_items[t_users == u].tolist()) == set(row.topk(3).indices.tolist())
+    # Same community: the teacher never leaves the user's half of the catalogue.
+    assert torch.equal(t_users < 20, t_items < 20)
+
+
+def test_distilled_training_logs_teacher_edges_and_learns():
+    users, items, last_ts = two_communities()
+    config = TrainConfig(
+        dim=16,
+        layers=2,
+        epochs=6,
+        batch_size=128,
+        lr=0.05,
+        val_users=40,
+        val_k=10,
+        eval_every=1,
+        distill="gfcf",
+        distill_k=4,
+        distill_weight=0.5,
+    )
+    lines: list[str] = []
+    result = train_model(40, 40, users, items, last_ts, config, log=lines.append)
+    assert lines[0].startswith("distilling gfcf: 160 teacher edges")
+    assert result.best_val_recall > 0.5
+
+
+def test_distill_must_name_a_training_free_model():
+    with pytest.raises(ValueError, match="training-free"):
+        TrainConfig(distill="lightgcn")
