@@ -2,8 +2,9 @@
 
 ``python -m benchmarks.movielens --data ../shared/data/ml-100k`` trains, on the same split and
 budget: MF vs NGCF vs LightGCN (BPR, uniform negatives); binary vs BPR vs sampled-softmax
-loss (LightGCN); uniform vs shared vs uniform + hard-negative curriculum (LightGCN, BPR); plus
-popularity and GF-CF. Results: ``benchmarks/results/movielens.json``.
+loss (LightGCN); uniform vs shared vs uniform + hard-negative curriculum (LightGCN, BPR); PinSAGE
+without and with the genre flags of ``u.item`` as item features; plus popularity and GF-CF; and
+a cold-item check (below). Results: ``benchmarks/results/movielens.json``.
 
 Protocol
 - Interactions: every rating of ``u.data`` is an implicit interaction (user saw the movie).
@@ -16,26 +17,45 @@ Protocol
   reports, per variant, the negative item embeddings gathered per mini-batch and the negative
   scores computed per mini-batch: the saving of shared negatives is the first divided by the
   second, against one gather per scored pair for per-user negatives.
+- PinSAGE: one convolution (``layers`` 1; one layer scored higher validation recall than two
+  in trial runs), the model's default neighbourhoods (top 100 of 128 walks of 8 steps).
+  Before test scoring every model gets ``attach_graph`` with the full train edges (a no-op
+  except for PinSAGE, which rebuilds its neighbourhoods from them).
+
+Cold-item check (``cold_items`` in the JSON)
+- ``--cold-items`` items drawn at random among those with at least ``--cold-min-train`` train
+  interactions lose all their train interactions; every model of the check trains on the rest.
+- Ground truth: each user's interactions with those items, train period (the removed edges)
+  and test period; users need at least one remaining train edge. Ranking: among the cold items
+  only, so that recall@K of a random ranking is K / (number of cold items).
+- Compared: PinSAGE with genre features, PinSAGE without features (every cold item then gets
+  the same embedding), a genre-profile content baseline (score = user's genre counts over
+  their train items · item's genre flags), and the random ranking's expected recall.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks._common import quiet_sparse_warnings, write_results
+from benchmarks._common import fmt, quiet_sparse_warnings, write_results
+from benchmarks.variants import (
+    KS,
+    VARIANTS,
+    flat,
+    print_table,
+    run_training_free,
+    run_variant,
+    variant_config,
+)
 from recs_pipeline.graph import interaction_csr, normalized_adjacency
-from recs_pipeline.metrics import evaluate_scorer, inner_product
-from recs_pipeline.models import fit_training_free
+from recs_pipeline.metrics import evaluate_embeddings
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
-from recs_pipeline.train import TrainConfig, train_model
-
-KS = (10, 20, 50)
+from recs_pipeline.train import train_model
 
 
 def load_temporal_split(folder: str | Path, quantile: float = 0.8):
@@ -57,23 +77,15 @@ def load_temporal_split(folder: str | Path, quantile: float = 0.8):
     )
 
 
-VARIANTS: dict[str, dict] = {
-    # model comparison (BPR, one uniform negative)
-    "mf/bpr/uniform": {"model": "mf"},
-    "ngcf/bpr/uniform": {"model": "ngcf"},
-    "lightgcn/bpr/uniform": {"model": "lightgcn"},
-    # loss comparison (LightGCN)
-    "lightgcn/binary/uniform": {"model": "lightgcn", "loss": "binary"},
-    "lightgcn/softmax/shared": {
-        "model": "lightgcn",
-        "loss": "softmax",
-        "uniform_negatives": 0,
-        "shared": True,
-    },
-    # negative sampling comparison (LightGCN, BPR)
-    "lightgcn/bpr/shared": {"model": "lightgcn", "uniform_negatives": 0, "shared": True},
-    "lightgcn/bpr/uniform+hard-curriculum": {"model": "lightgcn", "hard": True},
-}
+def load_genres(folder: str | Path, n_items: int) -> torch.Tensor:
+    """The 19 genre flags of ``u.item`` (latin-1, ``|``-separated) as an (n_items, 19) float
+    tensor, row i for item id i + 1; a movie can have several genres."""
+    genres = torch.zeros(n_items, 19)
+    for line in (Path(folder) / "u.item").read_text(encoding="latin-1").splitlines():
+        if line.strip():
+            fields = line.split("|")
+            genres[int(fields[0]) - 1] = torch.tensor([float(f) for f in fields[5:24]])
+    return genres
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -87,12 +99,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-hard", type=int, default=3, help="curriculum cap")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cold-items", type=int, default=200, help="items made cold")
+    parser.add_argument("--cold-min-train", type=int, default=5, help="their min train degree")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these variants")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     quiet_sparse_warnings()
     torch.set_num_threads(args.threads)
 
     n_users, n_items, (tu, ti, tts), (su, si), split = load_temporal_split(args.data)
+    genres = load_genres(args.data, n_items)
     print(f"split: {split}, {n_users} users, {n_items} items")
     exclude = interaction_csr(tu, ti, n_users, n_items)
     full_adjacency = normalized_adjacency(tu, ti, n_users, n_items)
@@ -100,63 +116,27 @@ def main(argv: list[str] | None = None) -> dict:
     pools = hard_negative_pools(tu, ti, n_users, n_items, HardNegativeConfig(seed=args.seed))
     pool_seconds = time.perf_counter() - started
 
-    results: dict[str, dict] = {}
-    for name in ("popularity", "gfcf"):
-        started = time.perf_counter()
-        model = fit_training_free(name, tu, ti, n_users, n_items)
-        metrics = evaluate_scorer(model.scores, n_items, exclude, su, si, KS)
-        results[name] = {"seconds": time.perf_counter() - started, **_flat(metrics)}
+    results = run_training_free(("popularity", "gfcf"), tu, ti, n_users, n_items, exclude, su, si)
     for name, variant in VARIANTS.items():
-        overrides = {k: v for k, v in variant.items() if k not in ("shared", "hard")}
-        config = TrainConfig(
-            **overrides,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            shared_negatives=args.shared if variant.get("shared") else 0,
-            max_hard_negatives=args.max_hard if variant.get("hard") else 0,
-            temperature=0.2 if overrides.get("loss") == "softmax" else 1.0,
-            patience=5,
-            eval_every=1,
-            val_users=n_users,
-            val_fraction=0.2,
-            seed=args.seed,
-            threads=args.threads,
-            time_budget_s=args.time_budget_seconds,
+        if args.only is not None and name not in args.only:
+            continue
+        results[name] = run_variant(
+            variant,
+            common_config(args, n_users),
+            args.shared,
+            args.max_hard,
+            (n_users, n_items, tu, ti, tts),
+            full_adjacency,
+            pools,
+            exclude,
+            (su, si),
+            item_features=genres,
         )
-        started = time.perf_counter()
-        result = train_model(
-            n_users,
-            n_items,
-            tu,
-            ti,
-            tts,
-            config,
-            hard_pools=pools if variant.get("hard") else None,
-            log=lambda message: None,
-        )
-        seconds = time.perf_counter() - started
-        with torch.no_grad():
-            user_emb, item_emb = result.model.embed(full_adjacency)
-        metrics = evaluate_scorer(inner_product(user_emb, item_emb), n_items, exclude, su, si, KS)
-        per_user = config.uniform_negatives + config.max_hard_negatives
-        results[name] = {
-            "seconds": seconds,
-            "epochs_run": len(result.history),
-            "best_epoch": result.best_epoch,
-            "best_val_recall@20": result.best_val_recall,
-            "negative_embeddings_per_batch": config.shared_negatives + config.batch_size * per_user,
-            "negative_scores_per_batch": config.batch_size * (config.shared_negatives + per_user),
-            "config": dataclasses.asdict(config),
-            **_flat(metrics),
-        }
-    print(f"\n{'variant':<38}{'R@20':>8}{'N@20':>8}{'epochs':>8}{'s':>7}{'neg emb/batch':>15}")
-    for name, r in results.items():
-        print(
-            f"{name:<38}{r['recall@20']:>8.4f}{r['ndcg@20']:>8.4f}"
-            f"{r.get('epochs_run', '-')!s:>8}{r['seconds']:>7.1f}"
-            f"{r.get('negative_embeddings_per_batch', '-')!s:>15}"
-        )
+    print_table(results)
+    cold = cold_item_check(args, n_users, n_items, (tu, ti, tts), (su, si), genres)
+    print(f"\ncold items: {cold['n_cold_items']} items, {cold['n_users']} users")
+    for name, r in cold["results"].items():
+        print(f"{name:<38}{r['recall@20']:>8.4f}{fmt(r['ndcg@20']):>8}")
     path = write_results(
         "movielens",
         {
@@ -165,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
             "split": split,
             "pool_seconds": pool_seconds,
             "results": results,
+            "cold_items": cold,
         },
         args.out,
     )
@@ -172,8 +153,88 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def _flat(metrics: dict) -> dict:
-    return {f"{metric}@{k}": value for (metric, k), value in metrics.items()}
+def common_config(args, n_users: int) -> dict:
+    """TrainConfig fields every variant shares on this split."""
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "patience": 5,
+        "eval_every": 1,
+        "val_users": n_users,
+        "val_fraction": 0.2,
+        "seed": args.seed,
+        "threads": args.threads,
+        "time_budget_s": args.time_budget_seconds,
+    }
+
+
+def cold_item_check(args, n_users: int, n_items: int, train, test, genres: torch.Tensor) -> dict:
+    """Recall among held-out cold items: PinSAGE with vs without genre features (docstring)."""
+    tu, ti, tts = train
+    su, si = test
+    generator = torch.Generator().manual_seed(args.seed)
+    degree = torch.bincount(ti, minlength=n_items)
+    eligible = torch.nonzero(degree >= args.cold_min_train).squeeze(1)
+    cold = eligible[torch.randperm(eligible.numel(), generator=generator)[: args.cold_items]]
+    cold = torch.sort(cold).values
+    is_cold = torch.zeros(n_items, dtype=torch.bool)
+    is_cold[cold] = True
+    keep = ~is_cold[ti]
+    ku, ki, kts = tu[keep], ti[keep], tts[keep]
+    # Ground truth: every interaction with a cold item, removed train edges and test edges,
+    # of users that keep a train edge; items renumbered 0..len(cold)-1.
+    position = torch.full((n_items,), -1, dtype=torch.long)
+    position[cold] = torch.arange(cold.numel())
+    gu = torch.cat([tu[~keep], su[is_cold[si]]])
+    gi = position[torch.cat([ti[~keep], si[is_cold[si]]])]
+    known = torch.bincount(ku, minlength=n_users) > 0
+    gu, gi = gu[known[gu]], gi[known[gu]]
+    nothing = interaction_csr(gu[:0], gi[:0], n_users, cold.numel())
+    adjacency = normalized_adjacency(ku, ki, n_users, n_items)
+    results: dict[str, dict] = {}
+    for name, with_features in (("pinsage+genres", True), ("pinsage", False)):
+        config = variant_config(
+            {"model": "pinsage", "layers": 1}, common_config(args, n_users), 0, 0
+        )
+        started = time.perf_counter()
+        result = train_model(
+            n_users,
+            n_items,
+            ku,
+            ki,
+            kts,
+            config,
+            log=lambda message: None,
+            item_features=genres if with_features else None,
+        )
+        result.model.attach_graph(ku, ki)
+        with torch.no_grad():
+            user_emb, item_emb = result.model.embed(adjacency)
+        metrics = evaluate_embeddings(user_emb, item_emb[cold], nothing, gu, gi, KS)
+        results[name] = {
+            "seconds": time.perf_counter() - started,
+            "epochs_run": len(result.history),
+            "best_val_recall@20": result.best_val_recall,
+            **flat(metrics),
+        }
+    # Content baseline: a user's genre counts over their remaining train items.
+    profile = torch.zeros(n_users, genres.shape[1]).index_add_(0, ku, genres[ki])
+    metrics = evaluate_embeddings(profile, genres[cold], nothing, gu, gi, KS)
+    results["genre-profile"] = flat(metrics)
+    results["random (expected)"] = {
+        f"{metric}@{k}": min(1.0, k / cold.numel()) if metric == "recall" else None
+        for metric in ("recall", "ndcg")
+        for k in KS
+    }
+    return {
+        "n_cold_items": int(cold.numel()),
+        "min_train_degree": args.cold_min_train,
+        "removed_train_edges": int((~keep).sum()),
+        "ground_truth_edges": int(gu.numel()),
+        "n_users": int(torch.unique(gu).numel()),
+        "results": results,
+    }
 
 
 if __name__ == "__main__":

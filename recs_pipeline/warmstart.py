@@ -3,7 +3,8 @@
 Indices differ between days (each day's id map sorts that day's external ids), so rows of the
 per-node tables are mapped by external id: a user or item known on both days starts from its
 D-1 row, a new one keeps its fresh initialisation, and one that left the window is dropped.
-Every other parameter (NGCF's weight matrices, for instance) is copied when its shape matches.
+Every other parameter (NGCF's weight matrices, for instance) is copied when its shape matches;
+buffers are not (they hold the day's data, such as PinSAGE's item features).
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ def apply_warm_start(model: Recommender, warm: WarmStart) -> dict[str, int]:
     known_u = torch.nonzero(warm.user_map >= 0).squeeze(1)
     known_i = torch.nonzero(warm.item_map >= 0).squeeze(1)
     current = model.state_dict()
+    parameters = {name for name, _ in model.named_parameters()}
     with torch.no_grad():
         for key, tensor in current.items():
             kind = model.node_tables.get(key)
             old = previous.get(key)
-            if old is None:
-                continue
+            if old is None or (kind is None and key not in parameters):
+                continue  # buffers (e.g. today's item features) describe today's data
             if kind is None:
                 if old.shape == tensor.shape:
                     tensor.copy_(old)

@@ -183,3 +183,14 @@ def test_a_run_that_had_already_stopped_does_not_train_further_on_resume():
     again = train_model(40, 40, users, items, last_ts, config, log=lines.append, progress=progress)
     assert again.history == first.history
     assert lines == [lines[0]] and lines[0].startswith("resumed from epoch 2")
+
+
+def test_warm_start_keeps_todays_item_features():
+    yesterday = build_model("pinsage", 3, 2, dim=4, layers=1, item_features=torch.ones(2, 3))
+    today_features = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    today = build_model("pinsage", 3, 2, dim=4, layers=1, item_features=today_features)
+    identity = torch.arange(3), torch.arange(2)
+    apply_warm_start(today, WarmStart(checkpoint(yesterday), *identity))
+    torch.testing.assert_close(today.item_features, today_features)
+    torch.testing.assert_close(today.embedding.weight, yesterday.embedding.weight)
+    torch.testing.assert_close(today.feature.weight, yesterday.feature.weight)
