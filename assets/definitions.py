@@ -54,6 +54,7 @@ def default_resources() -> dict:
                     ("timestamp_column", "RECS_TIMESTAMP_COLUMN"),
                     ("timestamp_unit", "RECS_TIMESTAMP_UNIT"),
                     ("event_type_column", "RECS_EVENT_TYPE_COLUMN"),
+                    ("item_features_path", "RECS_ITEM_FEATURES"),
                 )
                 if env in os.environ
             },

@@ -7,10 +7,12 @@ import dagster as dg
 from assets.ingest import raw_interactions
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
 from assets.settings import HardNegativeSettings, SplitSettings
-from recs_pipeline.graph import index_split, normalized_adjacency
+from recs_pipeline.artifacts import LocalArtifactStore
+from recs_pipeline.graph import InteractionGraph, index_split, normalized_adjacency
+from recs_pipeline.item_features import read_item_features
 from recs_pipeline.sampling import hard_negative_pools
 from recs_pipeline.split import temporal_split
-from resources import ArtifactStore, Warehouse
+from resources import ArtifactStore, LogSource, Warehouse
 
 _WINDOW = dg.TimeWindowPartitionMapping(
     start_offset=-(DEFAULT_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
@@ -59,10 +61,14 @@ def interaction_split(
     kinds={"duckdb", "torch"},
 )
 def interaction_graph(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, artifacts: ArtifactStore
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    artifacts: ArtifactStore,
+    log_source: LogSource,
 ) -> dg.MaterializeResult:
     """Id maps (``features.user_index`` / ``item_index``) and the bipartite graph with its
-    symmetric normalised adjacency, stored in the artifact store."""
+    symmetric normalised adjacency, stored in the artifact store; with a catalogue file
+    (``log_source.item_features_path``), the items' features aligned to the id map too."""
     with warehouse.session() as con:
         graph = index_split(con, partition_date(context))
     adjacency = normalized_adjacency(
@@ -71,6 +77,7 @@ def interaction_graph(
     store = artifacts.store()
     store.save_torch(graph.to_dict(), "interaction_graph", context.partition_key, "graph.pt")
     store.save_torch(adjacency, "interaction_graph", context.partition_key, "adjacency.pt")
+    feature_metadata = save_item_features(store, context.partition_key, log_source, graph)
     n_train = graph.train_users.numel()
     return dg.MaterializeResult(
         metadata={
@@ -79,8 +86,28 @@ def interaction_graph(
             "train_edges": n_train,
             "test_edges": graph.test_users.numel(),
             "density": n_train / max(1, graph.n_users * graph.n_items),
+            **feature_metadata,
         }
     )
+
+
+def save_item_features(
+    store: LocalArtifactStore, key: str, log_source: LogSource, graph: InteractionGraph
+) -> dict:
+    """Store the catalogue features of the graph's items as ``item_features.pt`` (or remove a
+    stale one when there is no catalogue file); returns metadata describing them."""
+    path = log_source.item_features_file()
+    target = store.path("interaction_graph", key, "item_features.pt")
+    if path is None:
+        target.unlink(missing_ok=True)
+        return {"item_features": "none"}
+    features = read_item_features(path, log_source.item_column, graph.item_ids)
+    store.save_torch(dataclasses.asdict(features), "interaction_graph", key, "item_features.pt")
+    return {
+        "item_features": ", ".join(features.columns) or "none (no numeric column)",
+        "items_with_features": features.matched_items,
+        "ignored_feature_columns": ", ".join(features.ignored_columns) or "none",
+    }
 
 
 @dg.asset(

@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--days", type=int, default=60, help="days of synthetic log to generate")
-    parser.add_argument("--model", default="lightgcn", help="model to train (lightgcn or mf)")
+    parser.add_argument(
+        "--model",
+        default="lightgcn",
+        help="model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), popularity or gfcf",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
     args = parser.parse_args(argv)
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime as dt
+import inspect
 
 import dagster as dg
 import torch
@@ -12,7 +13,7 @@ from assets.settings import EvaluationSettings, TrainSettings
 from recs_pipeline.artifacts import ArtifactProgress, LocalArtifactStore
 from recs_pipeline.graph import InteractionGraph, id_map_version, normalized_adjacency
 from recs_pipeline.metrics import ScoreFn, evaluate_scorer
-from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
+from recs_pipeline.models import MODELS, TRAINING_FREE, checkpoint, fit_training_free
 from recs_pipeline.scoring import score_function
 from recs_pipeline.train import train_model
 from recs_pipeline.warehouse import replace_partition
@@ -26,6 +27,18 @@ GATE_BASELINE = "popularity"
 
 def load_graph(store: LocalArtifactStore, key: str) -> InteractionGraph:
     return InteractionGraph.from_dict(store.load_torch("interaction_graph", key, "graph.pt"))
+
+
+def item_features(store: LocalArtifactStore, key: str, model: str, log) -> torch.Tensor | None:
+    """The day's item features for a model that takes them (PinSAGE), else None."""
+    if "item_features" not in inspect.signature(MODELS[model]).parameters:
+        return None
+    if not store.exists("interaction_graph", key, "item_features.pt"):
+        log(f"{model}: no item features for {key}; ids only")
+        return None
+    features = store.load_torch("interaction_graph", key, "item_features.pt")
+    log(f"{model}: item features {features['columns']}")
+    return features["values"] if features["columns"] else None
 
 
 def previous_model(
@@ -89,6 +102,7 @@ def trained_model(
         hard_pools=store.load_torch("hard_negatives", key, "pools.pt"),
         log=context.log.info,
         progress=progress if config.resume else None,
+        item_features=item_features(store, key, train_config.model, context.log.info),
         warm_start=previous_model(store, key, graph, context.log.info)
         if config.warm_start
         else None,

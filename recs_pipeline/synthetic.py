@@ -114,6 +114,31 @@ def generate_events(spec: SyntheticLogSpec) -> pl.DataFrame:
     )
 
 
+N_GENRES = 8
+ITEM_CATALOGUE = "items.csv"
+
+
+def item_catalogue(spec: SyntheticLogSpec, noise: float = 0.05) -> pl.DataFrame:
+    """One row per item: ``item_id`` and ``N_GENRES`` 0/1 genre flags. Community c has genres
+    c mod 8 and (c + 1 + c // 8) mod 8; each flag is then flipped with probability ``noise``,
+    so genres carry most, not all, of an item's community (the signal PinSAGE's features use)."""
+    rng = np.random.default_rng(spec.seed)
+    rng.integers(0, spec.n_communities, size=spec.n_users)  # the same draws as generate_events
+    item_community = rng.integers(0, spec.n_communities, size=spec.n_items)
+    flags = np.zeros((spec.n_items, N_GENRES), dtype=np.int64)
+    rows = np.arange(spec.n_items)
+    flags[rows, item_community % N_GENRES] = 1
+    flags[rows, (item_community + 1 + item_community // N_GENRES) % N_GENRES] = 1
+    flip = np.random.default_rng(spec.seed + 2).random(flags.shape) < noise
+    flags = np.where(flip, 1 - flags, flags)
+    return pl.DataFrame(
+        {
+            "item_id": [f"i{i:06d}" for i in range(spec.n_items)],
+            **{f"genre_{g}": flags[:, g] for g in range(N_GENRES)},
+        }
+    )
+
+
 def _dirty(frame: pl.DataFrame, fraction: float, rng: np.random.Generator) -> pl.DataFrame:
     """Corrupt ``fraction`` of rows the way real logs go bad (missing ids, bad timestamps...)."""
     n_bad = int(round(fraction * frame.height))
@@ -135,7 +160,8 @@ def _dirty(frame: pl.DataFrame, fraction: float, rng: np.random.Generator) -> pl
 
 
 def write_landing_files(spec: SyntheticLogSpec, root: str | Path) -> list[Path]:
-    """Write the period's events as daily landing files under ``root``; returns the files.
+    """Write the period's events as daily landing files under ``root``, and the item catalogue
+    (genre flags) as ``root/items.csv``; returns the daily files.
 
     Idempotent: when ``root`` already holds a log written from the same spec, nothing is
     rewritten (the spec is recorded in ``root/_synthetic_spec.json``).
@@ -143,6 +169,8 @@ def write_landing_files(spec: SyntheticLogSpec, root: str | Path) -> list[Path]:
     root = Path(root)
     spec_path = root / _SPEC_FILE
     if spec_path.exists() and spec_path.read_text() == spec.to_json():
+        if not (root / ITEM_CATALOGUE).exists():
+            item_catalogue(spec).write_csv(root / ITEM_CATALOGUE)
         return sorted(root.glob("*/*.csv"))
     events = generate_events(spec)
     rng = np.random.default_rng(spec.seed + 1)
@@ -161,6 +189,7 @@ def write_landing_files(spec: SyntheticLogSpec, root: str | Path) -> list[Path]:
         path = folder / f"events-{file_number}.csv"
         _dirty(part.drop("_day", "_file"), spec.dirty_fraction, rng).write_csv(path)
         written.append(path)
+    item_catalogue(spec).write_csv(root / ITEM_CATALOGUE)
     spec_path.write_text(spec.to_json())
     return sorted(written)
 

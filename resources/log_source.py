@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from recs_pipeline.item_features import feature_file
 from recs_pipeline.logs import LogFormat, day_files
 from recs_pipeline.synthetic import DEFAULT_PATTERN
 
@@ -38,6 +40,12 @@ class LogSource(dg.ConfigurableResource):
     event_types: list[str] | None = Field(
         default=None, description="Accepted event types; other types are quarantined."
     )
+    item_features_path: str | None = Field(
+        default="items.csv",
+        description="Catalogue file relative to landing_root (csv, parquet or json): the"
+        " item_column plus numeric/boolean feature columns (genres, categories...), read by"
+        " interaction_graph for models that take item features (pinsage). Ignored when absent.",
+    )
 
     def log_format(self) -> LogFormat:
         return LogFormat(
@@ -50,6 +58,11 @@ class LogSource(dg.ConfigurableResource):
             weight_column=self.weight_column,
             event_types=tuple(self.event_types) if self.event_types is not None else None,
         )
+
+    def item_features_file(self) -> Path | None:
+        if self.item_features_path is None:
+            return None
+        return feature_file(self.landing_root, self.item_features_path)
 
     def files_for(self, day: dt.date) -> list[str]:
         return day_files(self.landing_root, self.path_pattern, day)

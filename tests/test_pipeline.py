@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 import duckdb
 import pytest
+import torch
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
@@ -323,3 +324,25 @@ def test_published_lists_are_scored_from_everything_known_up_to_the_day(pipeline
     for row, user in enumerate(users.tolist()[:20]):
         expected = [graph.item_ids[i] for i in fresh[row].tolist()]
         assert published[graph.user_ids[user]] == expected
+
+
+def test_pinsage_trains_on_the_catalogues_item_features(pipeline):
+    """The synthetic landing folder has items.csv (genre flags): interaction_graph aligns them
+    to the id map, and trained_model hands them to PinSAGE, whose checkpoint carries them."""
+    instance, resources, _ = pipeline
+    train = {"model": "pinsage", "layers": 1, "epochs": 4, "batch_size": 2048, "eval_every": 2}
+    config = {"ops": {**RUN_CONFIG["ops"], "trained_model": {"config": train}}}
+    result = run_chain(instance, resources, DAY_1, config)
+    assert "trained_model" in {
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+    }
+    store = resources["artifacts"].store()
+    key = DAY_1.isoformat()
+    features = store.load_torch("interaction_graph", key, "item_features.pt")
+    assert features["columns"] == [f"genre_{g}" for g in range(8)]
+    assert features["matched_items"] == features["values"].shape[0]  # every graph item listed
+    state = store.load_torch("trained_model", key, "model.pt")
+    assert state["model"] == "pinsage"
+    torch.testing.assert_close(state["state_dict"]["item_features"], features["values"])
+    # Restore the day's default model for the tests that read it.
+    assert run_chain(instance, resources, DAY_1).success

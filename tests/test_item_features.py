@@ -1,0 +1,50 @@
+"""Item features from a catalogue file, aligned to the id map."""
+
+import polars as pl
+import pytest
+import torch
+
+from recs_pipeline.item_features import feature_file, read_item_features
+from recs_pipeline.logs import LogConfigError
+
+
+def test_features_align_to_the_id_map_with_flags_kept_and_numbers_standardised(tmp_path):
+    (tmp_path / "items.csv").write_text(
+        "item_id,action,comedy,price,title\n"
+        "i1,1,0,10,Alpha\n"
+        "i2,0,1,30,Beta\n"
+        "i2,0,1,30,Beta\n"  # a duplicate row counts once
+        "i9,1,1,,Gamma\n"  # missing price
+        "i7,1,1,20,not in the id map\n"
+    )
+    features = read_item_features(
+        feature_file(tmp_path, "items.csv"), "item_id", ["i0", "i1", "i2", "i9"]
+    )
+    assert features.columns == ["action", "comedy", "price"]
+    assert features.ignored_columns == ["title"]
+    assert features.matched_items == 3
+    # price: mean 20 and std 10 over the id map's priced items (10, 30) → −1, +1; missing → 0.
+    expected = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, -1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    torch.testing.assert_close(features.values, expected)
+
+
+def test_parquet_catalogue_with_another_id_column(tmp_path):
+    pl.DataFrame({"sku": ["b", "a"], "weight": [0.5, 1.5], "flag": [True, False]}).write_parquet(
+        tmp_path / "catalogue.parquet"
+    )
+    features = read_item_features(tmp_path / "catalogue.parquet", "sku", ["a", "b", "c"])
+    assert features.columns == ["weight", "flag"]
+    torch.testing.assert_close(features.values, torch.tensor([[1.0, 0.0], [-1.0, 1.0], [0.0, 0.0]]))
+
+
+def test_configuration_errors_name_the_setting(tmp_path):
+    (tmp_path / "items.csv").write_text("id,genre\nx,1\n")
+    with pytest.raises(LogConfigError, match="item_column 'item_id'"):
+        read_item_features(tmp_path / "items.csv", "item_id", ["x"])
+    with pytest.raises(LogConfigError, match="item_features_path .* outside landing_root"):
+        feature_file(tmp_path, "../elsewhere.csv")
+    with pytest.raises(LogConfigError, match="relative to landing_root"):
+        feature_file(tmp_path, str(tmp_path / "items.csv"))
+    with pytest.raises(LogConfigError, match="unknown format"):
+        feature_file(tmp_path, "items.xlsx")
+    assert feature_file(tmp_path, "missing.csv") is None
