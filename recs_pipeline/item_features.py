@@ -10,6 +10,7 @@ its unit. Items of the id map that the file lacks, and missing values, get 0.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from pathlib import Path
 
@@ -59,7 +60,10 @@ def read_item_features(path: Path, item_column: str, item_ids: list[str]) -> Ite
     con = duckdb.connect()
     try:
         reader = _READERS[path.suffix.lower()]
-        con.execute(f"CREATE TEMP TABLE catalogue AS SELECT * FROM {reader}(?)", [str(path)])
+        # DuckDB's readers glob their path: escape it so the file is read as itself.
+        con.execute(
+            f"CREATE TEMP TABLE catalogue AS SELECT * FROM {reader}(?)", [glob.escape(str(path))]
+        )
         described = con.execute("DESCRIBE catalogue").fetchall()
         names = [row[0] for row in described]
         if item_column not in names:

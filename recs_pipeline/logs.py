@@ -106,7 +106,7 @@ def day_files(landing_root: str | os.PathLike, pattern: str, day: dt.date) -> li
     if os.path.isabs(relative):
         raise LogConfigError(f"path_pattern {pattern!r} must be relative to landing_root")
     files = []
-    for match in sorted(glob.glob(str(root / relative))):
+    for match in sorted(glob.glob(os.path.join(glob.escape(str(root)), relative))):
         path = Path(match).resolve()
         if not path.is_relative_to(root):
             raise LogConfigError(f"path_pattern {pattern!r} reaches outside landing_root: {match}")
@@ -133,7 +133,10 @@ def _stage_file(
     """Load one file into ``_staged`` (mapped, all text). Returns (rows, missing settings)."""
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _file AS SELECT * FROM {_read_sql(fmt)}", [path])
+    # DuckDB's readers glob their path: escape it so a name with * ? [ is read as itself.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _file AS SELECT * FROM {_read_sql(fmt)}", [glob.escape(path)]
+    )
     columns = {row[0] for row in con.execute("DESCRIBE _file").fetchall()}
     missing = {
         setting: column

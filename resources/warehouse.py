@@ -22,5 +22,10 @@ class Warehouse(DuckDBResource):
         if self.database != ":memory:":
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with self.get_connection() as con:
-            ensure_schema(con)
-            yield con
+            try:
+                ensure_schema(con)
+                yield con
+            finally:
+                # get_connection closes only on a clean exit: a failing step would keep the
+                # read-write connection, and the file lock, until garbage collection.
+                con.close()

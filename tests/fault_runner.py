@@ -1,0 +1,55 @@
+"""Materialise one asset of the pipeline in this process, for the fault tests to SIGKILL.
+
+    python -m tests.fault_runner '<json job>'
+
+The job names the asset, the partition (or an inclusive range ``[start, end]`` for a
+single-run backfill of ``raw_interactions``), the run config and the resources' locations
+(``warehouse``, ``artifacts``, ``landing``). The runner prints ``RUNNER START`` once Dagster is
+imported (so the parent can tell start-up from work) and ``RUNNER DONE <success>`` at the end;
+Dagster's own event log goes to stderr. It changes nothing in the product: the same assets, the
+same resources as ``dg.materialize`` in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(argv[0])
+    import dagster as dg
+
+    from assets.definitions import ALL_ASSETS
+    from resources import ArtifactStore, LogSource, Warehouse
+
+    resources = {
+        "warehouse": Warehouse(database=job["warehouse"]),
+        "artifacts": ArtifactStore(root=job["artifacts"]),
+        "log_source": LogSource(landing_root=job["landing"]),
+    }
+    kwargs: dict = {}
+    if "range" in job:
+        start, end = job["range"]
+        kwargs["tags"] = {
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        }
+    else:
+        kwargs["partition_key"] = job["partition"]
+    print("RUNNER START", flush=True)
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=[job["asset"]],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=resources,
+        run_config=job.get("run_config") or {},
+        raise_on_error=False,
+        **kwargs,
+    )
+    print(f"RUNNER DONE {result.success}", flush=True)
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
