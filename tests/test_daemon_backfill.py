@@ -29,9 +29,6 @@ import duckdb
 import polars as pl
 import pytest
 
-# Over 5 minutes on 2 cores (a daemon, a webserver and 31 runs): out of the default run.
-pytestmark = pytest.mark.slow
-
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from assets.partitions import DEFAULT_WINDOW_DAYS
@@ -44,6 +41,9 @@ from tests.daemon_support import (
     sigterm_raises,
     write_instance,
 )
+
+# Over 5 minutes on 2 cores (a daemon, a webserver and 31 runs): out of the default run.
+pytestmark = pytest.mark.slow
 
 PARTITIONS = 30
 MAX_CONCURRENT_RUNS = 3
