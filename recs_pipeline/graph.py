@@ -108,6 +108,19 @@ def csr_rows(matrix: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, to
     return row_of, indices[starts[row_of] + offsets]
 
 
+def bipartite_csr(
+    users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
+) -> torch.Tensor:
+    """The 0/1 adjacency [[0, R], [Rᵀ, 0]] over the joint node space as sparse CSR
+    (duplicate edges count once)."""
+    n = n_users + n_items
+    key = torch.unique(users.long() * n_items + items.long())
+    u, i = key // n_items, key % n_items
+    rows, cols = torch.cat([u, i + n_users]), torch.cat([i + n_users, u])
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(rows.numel()), (n, n))
+    return coo.coalesce().to_sparse_csr()
+
+
 def normalized_adjacency(
     users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
 ) -> torch.Tensor:

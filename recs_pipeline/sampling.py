@@ -13,7 +13,7 @@ import dataclasses
 
 import torch
 
-from recs_pipeline.graph import csr_rows, interaction_csr
+from recs_pipeline.graph import bipartite_csr, csr_rows, interaction_csr
 
 
 def edge_keys(users: torch.Tensor, items: torch.Tensor, n_items: int) -> torch.Tensor:
@@ -187,14 +187,7 @@ def hard_negative_pools(
     than ``hi``, the band is clipped to the unseen items. With sampled walks, items never
     visited tie at zero and fill the ranks past the visited ones in random order.
     """
-    adjacency = torch.sparse_coo_tensor(
-        torch.stack([torch.cat([users, items + n_users]), torch.cat([items + n_users, users])]),
-        torch.ones(2 * users.numel()),
-        (n_users + n_items, n_users + n_items),
-    ).coalesce()
-    adjacency = torch.sparse_coo_tensor(
-        adjacency.indices(), torch.ones_like(adjacency.values()), adjacency.shape
-    ).to_sparse_csr()
+    adjacency = bipartite_csr(users, items, n_users, n_items)
     seen = interaction_csr(users, items, n_users, n_items)
     degree = seen.crow_indices().diff()
     lo, hi = config.band(n_items)

@@ -45,6 +45,7 @@ import torch
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from recs_pipeline.logs import ingest_day
+from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.warehouse import ensure_schema
 from tests.conftest import SMALL_LOG, make_resources
@@ -52,16 +53,6 @@ from tests.conftest import SMALL_LOG, make_resources
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
 PROJECT = Path(__file__).resolve().parents[1]
-PARTITION_COLUMN = {
-    "raw.interactions": "event_date",
-    "raw.rejected_interactions": "event_date",
-    "features.train_interactions": "as_of_date",
-    "features.test_interactions": "as_of_date",
-    "features.user_index": "as_of_date",
-    "features.item_index": "as_of_date",
-    "ml.metrics": "as_of_date",
-    "serving.recommendations": "as_of_date",
-}
 RNG = random.Random()  # seeded per test below; the seed is in every failure message
 
 

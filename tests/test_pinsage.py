@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
+from recs_pipeline.graph import (
+    InteractionGraph,
+    bipartite_csr,
+    interaction_csr,
+    normalized_adjacency,
+)
 from recs_pipeline.metrics import popularity_embeddings, ranking_metrics, topk_excluding
 from recs_pipeline.models import build_model, checkpoint, restore
 from recs_pipeline.models.pinsage import (
     Neighbourhoods,
-    bipartite_csr,
     importance_neighbourhoods,
     top_visited,
 )

@@ -9,6 +9,7 @@ import torch
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
+from recs_pipeline.schema import PARTITION_COLUMN
 from tests.conftest import SMALL_LOG, make_resources
 
 DAY_1 = SMALL_LOG.end - dt.timedelta(days=1)
@@ -50,21 +51,11 @@ def run_chain(instance, resources, day: dt.date, run_config=RUN_CONFIG):
 
 def snapshot(con, day: dt.date) -> dict[str, list]:
     """Every row of every partitioned table for ``day``, sorted."""
-    tables = {
-        "raw.interactions": "event_date",
-        "raw.rejected_interactions": "event_date",
-        "features.train_interactions": "as_of_date",
-        "features.test_interactions": "as_of_date",
-        "features.user_index": "as_of_date",
-        "features.item_index": "as_of_date",
-        "ml.metrics": "as_of_date",
-        "serving.recommendations": "as_of_date",
-    }
     return {
         table: sorted(
             con.execute(f"SELECT * FROM {table} WHERE {column} = ?", [day]).fetchall(), key=str
         )
-        for table, column in tables.items()
+        for table, column in PARTITION_COLUMN.items()
     }
 
 

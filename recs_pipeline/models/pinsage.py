@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recs_pipeline.graph import bipartite_csr
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
 from recs_pipeline.sampling import random_walk_visits
 
@@ -68,19 +69,6 @@ class Neighbourhoods:
             torch.stack([rows, self.nodes[keep]]), self.weights[keep], (n, n)
         )
         return coo.coalesce().to_sparse_csr()
-
-
-def bipartite_csr(
-    users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
-) -> torch.Tensor:
-    """The 0/1 adjacency [[0, R], [Rᵀ, 0]] over the joint node space as sparse CSR
-    (duplicate edges count once)."""
-    n = n_users + n_items
-    key = torch.unique(users.long() * n_items + items.long())
-    u, i = key // n_items, key % n_items
-    rows, cols = torch.cat([u, i + n_users]), torch.cat([i + n_users, u])
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(rows.numel()), (n, n))
-    return coo.coalesce().to_sparse_csr()
 
 
 def top_visited(
