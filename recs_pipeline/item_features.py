@@ -16,7 +16,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import polars as pl
 import torch
 
 from recs_pipeline.logs import LogConfigError
@@ -73,6 +72,8 @@ def read_item_features(path: Path, item_column: str, item_ids: list[str]) -> Ite
             )
         columns = [n for n, kind, *_ in described if n != item_column and kind in _NUMERIC]
         ignored = [n for n in names if n != item_column and n not in columns]
+        import polars as pl  # lazily, as in recommend.publish_recommendations
+
         ids = pl.DataFrame({"idx": np.arange(len(item_ids)), "item_id": list(item_ids)})
         con.register("ids", ids)
         selected = ", ".join(

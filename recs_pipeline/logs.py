@@ -24,6 +24,8 @@ TimestampUnit = Literal["s", "ms", "us", "iso"]
 FileFormat = Literal["csv", "parquet", "json"]
 
 # Microseconds per unit of an epoch timestamp.
+# The landing layout the project writes and reads by default: one folder per day.
+DEFAULT_PATTERN = "{date:%Y-%m-%d}/*.csv"
 _EPOCH_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 

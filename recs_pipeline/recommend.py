@@ -11,7 +11,6 @@ import datetime as dt
 
 import duckdb
 import numpy as np
-import polars as pl
 import torch
 
 from recs_pipeline.graph import InteractionGraph, interaction_csr
@@ -83,6 +82,10 @@ def publish_recommendations(
         ),
         (torch.nonzero(model_index < 0).squeeze(1), popularity.scores, "popularity"),
     )
+    # Imported here, not with the module: polars' runtime takes ~2 s to load, and every process
+    # that loads the code location (webserver, daemon, each run) would pay it.
+    import polars as pl
+
     user_array = np.asarray(publish["user_id"], dtype=object)
     item_array = np.array(graph.item_ids, dtype=object)
     frames = []
@@ -101,7 +104,19 @@ def publish_recommendations(
                 }
             ).filter(pl.col("score").is_finite())
         )
-    recs = pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMA)
+    recs = (
+        pl.concat(frames)
+        if frames
+        else pl.DataFrame(
+            schema={
+                "user_id": pl.String,
+                "rank": pl.Int32,
+                "item_id": pl.String,
+                "score": pl.Float64,
+                "model": pl.String,
+            }
+        )
+    )
     con.register("_recommendations", recs)
     try:
         replace_partition(
@@ -117,12 +132,3 @@ def publish_recommendations(
     con.execute("DROP TABLE IF EXISTS _publish_users")
     n_model = int((model_index >= 0).sum())
     return {"model_users": n_model, "fallback_users": n_publish - n_model, "rows": recs.height}
-
-
-_SCHEMA = {
-    "user_id": pl.String,
-    "rank": pl.Int32,
-    "item_id": pl.String,
-    "score": pl.Float64,
-    "model": pl.String,
-}

@@ -23,7 +23,6 @@ import polars as pl
 
 EVENT_TYPES = ("view", "click", "purchase")
 EVENT_TYPE_PROBABILITIES = (0.70, 0.25, 0.05)
-DEFAULT_PATTERN = "{date:%Y-%m-%d}/*.csv"
 _SPEC_FILE = "_synthetic_spec.json"
 
 

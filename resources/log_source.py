@@ -9,8 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from recs_pipeline.item_features import feature_file
-from recs_pipeline.logs import LogFormat, day_files
-from recs_pipeline.synthetic import DEFAULT_PATTERN
+from recs_pipeline.logs import DEFAULT_PATTERN, LogFormat, day_files
 
 
 class LogSource(dg.ConfigurableResource):
