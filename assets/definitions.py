@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from assets.executor import forkserver_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
 from assets.ingest import raw_interactions
 from assets.model import model_evaluation, trained_model
@@ -67,4 +68,5 @@ defs = dg.Definitions(
     jobs=[daily_job],
     schedules=[daily_schedule],
     resources=default_resources(),
+    executor=forkserver_executor,
 )

@@ -1,0 +1,112 @@
+"""The runs' executor: forked step processes from a fork server primed before any pool claim."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from assets.definitions import defs
+from assets.executor import PRELOAD_MODULE, PrimedForkserverExecutor
+from assets.step_preload import instance_modules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_job_runs_on_the_primed_forkserver_executor():
+    for name in ("daily_recommendations", "__ASSET_JOB"):
+        job = defs.resolve_job_def(name)
+        assert job.executor_def.name == "multiprocess_forkserver", name
+        executor = job.executor_def.executor_creation_fn(
+            dg.InitExecutorContext(
+                job=dg.reconstructable(_job),
+                executor_def=job.executor_def,
+                executor_config={
+                    "max_concurrent": 3,
+                    "retries": {"enabled": {}},
+                    "start_method": "forkserver",
+                },
+                instance=dg.DagsterInstance.ephemeral(),
+            )
+        )
+        assert isinstance(executor, PrimedForkserverExecutor)
+        assert executor._start_method == "forkserver"
+        assert list(executor._explicit_forkserver_preload) == [PRELOAD_MODULE]
+        assert executor._max_concurrent == 3
+    spawn = job.executor_def.executor_creation_fn(
+        dg.InitExecutorContext(
+            job=dg.reconstructable(_job),
+            executor_def=job.executor_def,
+            executor_config={
+                "max_concurrent": None,
+                "retries": {"enabled": {}},
+                "start_method": "spawn",
+            },
+            instance=dg.DagsterInstance.ephemeral(),
+        )
+    )
+    assert spawn._start_method == "spawn"
+
+
+def _job():
+    return defs.resolve_job_def("daily_recommendations")
+
+
+def test_fork_server_has_imported_its_preload_when_priming_returns(tmp_path):
+    """Priming returns only once the server has imported its modules, so no step that claims
+    a pool slot afterwards waits for the server to boot."""
+    probe = tmp_path / "probe"
+    script = (
+        "import time; from pathlib import Path; from assets.executor import prime_fork_server\n"
+        "prime_fork_server(['tests.preload_probe'])\n"
+        f"pid, at = Path({str(probe)!r}).read_text().split()\n"
+        "assert int(pid) != __import__('os').getpid() and float(at) <= time.time()\n"
+        "print('primed')\n"
+    )
+    env = {**os.environ, "PRELOAD_PROBE": str(probe)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "primed"
+
+
+def test_preload_covers_the_instance_storage_a_step_opens(tmp_path):
+    assert instance_modules(None) == []
+    assert instance_modules(str(tmp_path / "missing")) == []
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    modules = instance_modules(str(home))
+    assert {"dagster._core.storage.runs", "dagster._core.storage.event_log"} <= set(modules)
+
+    # Opening the instance in a fresh interpreter imports ~500 modules (sqlalchemy, alembic,
+    # Dagster's storage: ~1 s); after the preload's imports, only a few small ones remain.
+    def new_modules(preload: bool) -> list[str]:
+        script = (
+            "import importlib, json, sys, dagster as dg\n"
+            "from assets.step_preload import instance_modules\n"
+            f"[importlib.import_module(m) for m in instance_modules({str(home)!r})] if {preload}"
+            " else None\n"
+            "before = set(sys.modules)\n"
+            f"dg.DagsterInstance.from_config({str(home)!r})\n"
+            "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    cold, preloaded = new_modules(False), new_modules(True)
+    heavy = (
+        "sqlalchemy",
+        "alembic",
+        "dagster._core.storage.runs",
+        "dagster._core.storage.event_log",
+    )
+    assert any(m.startswith(heavy) for m in cold)
+    assert not any(m.startswith(heavy) for m in preloaded), preloaded
+    assert len(preloaded) * 10 < len(cold), (len(preloaded), len(cold))
