@@ -5,19 +5,24 @@ through GraphQL the way the UI drives it."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
 from dagster_graphql import DagsterGraphQLClient
+
+from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -69,9 +74,9 @@ query Backfill($backfillId: String!) {
 }
 """
 
-BACKFILL_RUNS = """
-query BackfillRuns($backfillId: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $backfillId}]}) {
+TAGGED_RUNS = """
+query TaggedRuns($key: String!, $value: String!) {
+  runsOrError(filter: {tags: [{key: $key, value: $value}]}) {
     __typename
     ... on Runs {
       results {
@@ -132,14 +137,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_instance(home: Path, max_concurrent_runs: int, run_buffer: int) -> dict[str, Any]:
-    """The project's ``dagster_home/dagster.yaml`` (the DuckDB pool at limit 1 per op, runs
-    queued by the QueuedRunCoordinator) in ``home``, with at most ``max_concurrent_runs`` runs
-    in progress of which ``run_buffer`` may have started while their first step waits for the
-    pool (so that they start their processes while another run holds the pool's slot)."""
-    config = yaml.safe_load((PROJECT_ROOT / "dagster_home" / "dagster.yaml").read_text())
-    config["concurrency"]["runs"]["max_concurrent_runs"] = max_concurrent_runs
-    config["concurrency"]["pools"]["op_granularity_run_buffer"] = run_buffer
+PROJECT_INSTANCE = PROJECT_ROOT / "dagster_home" / "dagster.yaml"
+
+
+def project_instance_config() -> dict[str, Any]:
+    """The project's ``dagster_home/dagster.yaml``: the DuckDB pool at limit 1 per op, its run
+    buffer, runs queued by the QueuedRunCoordinator, at most ``max_concurrent_runs`` at once."""
+    return yaml.safe_load(PROJECT_INSTANCE.read_text())
+
+
+def write_instance(home: Path) -> dict[str, Any]:
+    """The project's instance settings in a fresh ``home``; returns them."""
+    config = project_instance_config()
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return config
@@ -246,11 +255,14 @@ class Deployment:
             raise RuntimeError(f"backfill query failed: {result}")
         return result
 
-    def backfill_runs(self, backfill_id: str) -> list[dict[str, Any]]:
-        result = self.graphql(BACKFILL_RUNS, {"backfillId": backfill_id})["runsOrError"]
+    def runs_tagged(self, key: str, value: str) -> list[dict[str, Any]]:
+        result = self.graphql(TAGGED_RUNS, {"key": key, "value": value})["runsOrError"]
         if result["__typename"] != "Runs":
             raise RuntimeError(f"runs query failed: {result}")
         return result["results"]
+
+    def backfill_runs(self, backfill_id: str) -> list[dict[str, Any]]:
+        return self.runs_tagged("dagster/backfill", backfill_id)
 
     def run_events(self, run_id: str) -> list[dict[str, Any]]:
         events, cursor = [], None
@@ -284,3 +296,138 @@ class Deployment:
             out.append(f"----- {name}.log, last {min(lines, len(text))} of {len(text)} lines -----")
             out.extend(text[-lines:])
         return "\n".join(out)
+
+
+@dataclass
+class BackfillOutcome:
+    """What :func:`run_backfills` observed, read back through GraphQL before the services
+    stopped (and ``tmp``, which holds the instance, warehouse and server logs)."""
+
+    spec: SyntheticLogSpec
+    tmp: Path
+    partitions: int
+    ingest_runs: list[dict] = field(default_factory=list)
+    ingest_output: str = ""
+    backfill_id: str = ""
+    backfill: dict = field(default_factory=dict)
+    runs: list[dict] = field(default_factory=list)
+    events: dict[str, list[dict]] = field(default_factory=dict)
+    max_in_progress: int = 0
+    max_queued: int = 0
+    server_logs: str = ""
+    seconds: float = 0.0
+    downstream_seconds: float = 0.0
+
+    @property
+    def days(self) -> list[str]:
+        return [(self.spec.start + dt.timedelta(days=i)).isoformat() for i in range(self.spec.days)]
+
+    @property
+    def backfilled_days(self) -> list[str]:
+        return self.days[-self.partitions :]
+
+
+def launch(deployment: Deployment, assets, partitions: list[str], run_config: str) -> str:
+    """The parameters the UI's "Launch backfill" sends for an asset selection."""
+    return deployment.launch_backfill(
+        {
+            "assetSelection": [{"path": list(asset.key.path)} for asset in assets],
+            "partitionNames": partitions,
+            "fromFailure": False,
+            "runConfigData": run_config,
+            "tags": [{"key": "test", "value": "daemon_backfill"}],
+        }
+    )
+
+
+def wait_until_done(deployment: Deployment, outcome: BackfillOutcome, deadline: float) -> None:
+    """Poll until the daemon marks the backfill done; record how many of its runs were queued
+    and in progress at once."""
+    while True:
+        deployment.check_alive()
+        status = Counter(run["status"] for run in deployment.backfill_runs(outcome.backfill_id))
+        outcome.max_in_progress = max(outcome.max_in_progress, sum(status[s] for s in IN_PROGRESS))
+        outcome.max_queued = max(outcome.max_queued, status["QUEUED"])
+        state = deployment.backfill(outcome.backfill_id, detail=False)["status"]
+        if state in BACKFILL_DONE:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"backfill {outcome.backfill_id} {state}, runs {status}")
+        time.sleep(2)
+
+
+def run_backfills(
+    tmp: Path,
+    spec: SyntheticLogSpec,
+    partitions: int,
+    downstream: list,
+    run_config: str,
+    timeout_s: float,
+) -> BackfillOutcome:
+    """A real webserver and daemon over a temporary instance with the project's settings,
+    warehouse, artifact store and landing folder holding ``spec``'s log, operated as the README
+    says: the whole history ingested in one run by ``dagster asset materialize`` (the
+    single-run backfill policy of ``raw_interactions``), then a backfill of ``downstream`` over
+    the newest ``partitions`` days with ``run_config``, launched through GraphQL as the UI
+    launches it and executed by the daemon."""
+    write_landing_files(spec, tmp / "landing")
+    write_instance(tmp / "dagster_home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "DAGSTER_"))}
+    env.update(
+        DAGSTER_HOME=str(tmp / "dagster_home"),
+        RECS_WAREHOUSE=str(tmp / "warehouse.duckdb"),
+        RECS_ARTIFACTS=str(tmp / "artifacts"),
+        RECS_LANDING_ROOT=str(tmp / "landing"),
+        RECS_PARTITION_START=spec.start.isoformat(),
+        # Several runs share few cores: one math thread per process, not several spinning.
+        OMP_NUM_THREADS="1",
+    )
+    deployment = Deployment(env, logs=tmp)
+    started = time.monotonic()
+    deadline = started + timeout_s
+    outcome = BackfillOutcome(spec, tmp, partitions)
+    with sigterm_raises():
+        try:
+            deployment.start_webserver()
+            ingest = subprocess.run(
+                [
+                    str(BIN / "dagster"),
+                    *("asset", "materialize", "-m", "assets.definitions"),
+                    *("--select", "raw_interactions"),
+                    *("--partition-range", f"{outcome.days[0]}...{outcome.days[-1]}"),
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
+            outcome.ingest_output = ingest.stdout[-4000:] + ingest.stderr[-4000:]
+            if ingest.returncode != 0:
+                raise RuntimeError(f"ingest failed:\n{outcome.ingest_output}")
+            deployment.wait_until_loaded(timeout=300)
+            outcome.ingest_runs = deployment.runs_tagged(
+                "dagster/asset_partition_range_start", outcome.days[0]
+            )
+            # Launched before the daemon starts, so that its first backfill tick picks it up
+            # (the daemon looks for new backfill work every 30 s).
+            outcome.backfill_id = launch(
+                deployment, downstream, outcome.backfilled_days, run_config
+            )
+            downstream_started = time.monotonic()
+            deployment.start_daemon()
+            wait_until_done(deployment, outcome, deadline)
+            outcome.downstream_seconds = time.monotonic() - downstream_started
+            outcome.backfill = deployment.backfill(outcome.backfill_id)
+            outcome.runs = deployment.backfill_runs(outcome.backfill_id)
+            for run in outcome.runs + outcome.ingest_runs:
+                outcome.events[run["runId"]] = deployment.run_events(run["runId"])
+            outcome.seconds = time.monotonic() - started
+        finally:
+            deployment.stop()
+            # pytest shows this only when a test using it fails.
+            print(deployment.log_tails())
+    outcome.server_logs = "\n".join(
+        (tmp / f"{name}.log").read_text(errors="replace") for name in ("webserver", "daemon")
+    )
+    return outcome

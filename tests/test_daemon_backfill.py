@@ -3,14 +3,14 @@
 A real ``dagster-webserver`` and ``dagster-daemon`` run on loopback, on the project's
 ``workspace.yaml``, over a temporary instance with the project's settings (the DuckDB pool at
 limit 1 per op; runs queued, at most ``MAX_CONCURRENT_RUNS`` in progress) and temporary
-warehouse, artifact store and landing folder. Through GraphQL, with the parameters the UI's
-"Launch backfill" sends, the test backfills
+warehouse, artifact store and landing folder. Operated as the README says:
 
-1. ``raw_interactions`` over the whole synthetic log (single-run backfill policy: one run), then
-2. the six downstream assets over the newest ``PARTITIONS`` days, each with its full 28-day
-   window of history: one run per day, queued by the daemon and executed by the multiprocess
-   executor (forkserver start method, chosen in the backfill's run config as a user would in
-   the launchpad; the default spawn method starts a fresh interpreter per step).
+1. ``raw_interactions`` ingested over the whole synthetic log with ``dagster asset
+   materialize --partition-range`` (single-run backfill policy: one run), then
+2. through GraphQL, with the parameters the UI's "Launch backfill" sends, a backfill of the six
+   downstream assets over the newest ``PARTITIONS`` days, each with its full 28-day window of
+   history: one run per day, queued by the daemon and executed by the code location's
+   multiprocess executor (``assets.executor``).
 
 Then every targeted partition of every asset is materialised, every run succeeded, no DuckDB
 lock error appears anywhere, no two steps of the ``duckdb`` pool overlapped in time, runs were
@@ -18,11 +18,7 @@ queued and in progress together, and the warehouse holds no duplicate rows.
 """
 
 import datetime as dt
-import os
-import time
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -32,24 +28,14 @@ import pytest
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from assets.partitions import DEFAULT_WINDOW_DAYS
-from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
-from tests.daemon_support import (
-    BACKFILL_DONE,
-    FINISHED,
-    IN_PROGRESS,
-    Deployment,
-    sigterm_raises,
-    write_instance,
-)
+from recs_pipeline.synthetic import SyntheticLogSpec
+from tests.daemon_support import BackfillOutcome, project_instance_config, run_backfills
 
-# Over 5 minutes on 2 cores (a daemon, a webserver and 31 runs): out of the default run.
-pytestmark = pytest.mark.slow
-
+# In the default run: ~4.5 minutes on 2 cores (a webserver, a daemon and 31 runs, each run
+# ~12 s of process start-up CPU, the floor of one Dagster run per day; benchmarks/backfill.py).
 PARTITIONS = 30
-MAX_CONCURRENT_RUNS = 3
-# Runs the queue may start while their first step waits for the pool: they start their
-# processes while another run holds the pool's slot (with 0, the slot idles ~40% of the time).
-RUN_BUFFER = MAX_CONCURRENT_RUNS - 1
+# The project's instance settings, as the test runs them.
+MAX_CONCURRENT_RUNS = project_instance_config()["concurrency"]["runs"]["max_concurrent_runs"]
 TIMEOUT_S = 2400  # a bound for a hung deployment, far above the expected wall time
 DOWNSTREAM = [asset for asset in ALL_ASSETS if asset.key != raw_interactions.key]
 DUCKDB_POOL_ASSETS = {
@@ -58,15 +44,10 @@ DUCKDB_POOL_ASSETS = {
 # DuckDB's: 'IO Error: Could not set lock on file "...": Conflicting lock is held in ...'.
 LOCK_ERRORS = ("could not set lock", "conflicting lock")
 
-# What a user would save in the launchpad for a long backfill: forked step processes (each
-# spawned step would import torch and the code location again), two epochs, one baseline.
+# What a user would save in the launchpad for a short backfill: two epochs, one baseline. The
+# runs use the code location's executor (``assets.executor``: multiprocess, steps forked from a
+# fork server primed before the run claims the pool).
 BACKFILL_CONFIG = """\
-execution:
-  config:
-    multiprocess:
-      start_method:
-        forkserver:
-          preload_modules: [assets.definitions]
 ops:
   trained_model:
     config:
@@ -75,12 +56,11 @@ ops:
     config:
       baselines: [popularity]
 """
-INGEST_CONFIG = BACKFILL_CONFIG.split("ops:")[0]
 
 
-def log_spec() -> SyntheticLogSpec:
-    """A small log ending yesterday (UTC): ``PARTITIONS`` days, each after a full window."""
-    days = PARTITIONS + DEFAULT_WINDOW_DAYS - 1
+def log_spec(partitions: int = PARTITIONS) -> SyntheticLogSpec:
+    """A small log ending yesterday (UTC): ``partitions`` days, each after a full window."""
+    days = partitions + DEFAULT_WINDOW_DAYS - 1
     today = dt.datetime.now(dt.UTC).date()
     return SyntheticLogSpec(
         start=today - dt.timedelta(days=days),
@@ -94,135 +74,33 @@ def log_spec() -> SyntheticLogSpec:
     )
 
 
-@dataclass
-class Outcome:
-    spec: SyntheticLogSpec
-    tmp: Path
-    ingest_id: str = ""
-    backfill_id: str = ""
-    backfills: dict[str, dict] = field(default_factory=dict)
-    runs: dict[str, list[dict]] = field(default_factory=dict)
-    events: dict[str, list[dict]] = field(default_factory=dict)
-    max_in_progress: int = 0
-    max_queued: int = 0
-    server_logs: str = ""
-    seconds: float = 0.0
-
-    @property
-    def days(self) -> list[str]:
-        return [(self.spec.start + dt.timedelta(days=i)).isoformat() for i in range(self.spec.days)]
-
-    @property
-    def backfilled_days(self) -> list[str]:
-        return self.days[-PARTITIONS:]
-
-
-def wait_until_done(deployment: Deployment, outcome: Outcome, deadline: float) -> None:
-    """Poll until the daemon marks both backfills done; record how many of the downstream
-    backfill's runs were queued and in progress at once."""
-    backfill_ids = [outcome.ingest_id, outcome.backfill_id]
-    while True:
-        deployment.check_alive()
-        status = Counter(run["status"] for run in deployment.backfill_runs(outcome.backfill_id))
-        outcome.max_in_progress = max(outcome.max_in_progress, sum(status[s] for s in IN_PROGRESS))
-        outcome.max_queued = max(outcome.max_queued, status["QUEUED"])
-        states = [deployment.backfill(i, detail=False)["status"] for i in backfill_ids]
-        if all(state in BACKFILL_DONE for state in states):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"backfills {backfill_ids} {states}, downstream runs {status}")
-        time.sleep(2)
-
-
-def launch(deployment: Deployment, assets, partitions: list[str], run_config: str) -> str:
-    """The parameters the UI's "Launch backfill" sends for an asset selection."""
-    return deployment.launch_backfill(
-        {
-            "assetSelection": [{"path": list(asset.key.path)} for asset in assets],
-            "partitionNames": partitions,
-            "fromFailure": False,
-            "runConfigData": run_config,
-            "tags": [{"key": "test", "value": "daemon_backfill"}],
-        }
-    )
-
-
 @pytest.fixture(scope="module")
-def outcome(tmp_path_factory) -> Outcome:
-    tmp = tmp_path_factory.mktemp("daemon_backfill")
-    spec = log_spec()
-    write_landing_files(spec, tmp / "landing")
-    write_instance(tmp / "dagster_home", MAX_CONCURRENT_RUNS, RUN_BUFFER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "DAGSTER_"))}
-    env.update(
-        DAGSTER_HOME=str(tmp / "dagster_home"),
-        RECS_WAREHOUSE=str(tmp / "warehouse.duckdb"),
-        RECS_ARTIFACTS=str(tmp / "artifacts"),
-        RECS_LANDING_ROOT=str(tmp / "landing"),
-        RECS_PARTITION_START=spec.start.isoformat(),
-        # Several runs share two cores: one math thread per process, not two spinning each.
-        OMP_NUM_THREADS="1",
+def outcome(tmp_path_factory) -> BackfillOutcome:
+    outcome = run_backfills(
+        tmp_path_factory.mktemp("daemon_backfill"),
+        log_spec(),
+        PARTITIONS,
+        DOWNSTREAM,
+        BACKFILL_CONFIG,
+        TIMEOUT_S,
     )
-    deployment = Deployment(env, logs=tmp)
-    started = time.monotonic()
-    deadline = started + TIMEOUT_S
-    outcome = Outcome(spec, tmp)
-    with sigterm_raises():
-        try:
-            deployment.start_webserver()
-            deployment.wait_until_loaded(timeout=300)
-            # Launched before the daemon starts, so that its first backfill tick picks it up.
-            outcome.ingest_id = launch(deployment, [raw_interactions], outcome.days, INGEST_CONFIG)
-            deployment.start_daemon()
-            # The downstream backfill reads the whole history: launch it once the ingest run
-            # has finished, as a user would.
-            while not (
-                (runs := deployment.backfill_runs(outcome.ingest_id))
-                and all(run["status"] in FINISHED for run in runs)
-            ):
-                deployment.check_alive()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"ingest backfill not done: {runs}")
-                time.sleep(1)
-            outcome.backfill_id = launch(
-                deployment, DOWNSTREAM, outcome.backfilled_days, BACKFILL_CONFIG
-            )
-            wait_until_done(deployment, outcome, deadline)
-            for backfill_id in (outcome.ingest_id, outcome.backfill_id):
-                outcome.backfills[backfill_id] = deployment.backfill(backfill_id)
-                outcome.runs[backfill_id] = deployment.backfill_runs(backfill_id)
-                for run in outcome.runs[backfill_id]:
-                    outcome.events[run["runId"]] = deployment.run_events(run["runId"])
-            outcome.seconds = time.monotonic() - started
-        finally:
-            deployment.stop()
-            # pytest shows this only when a test of the module fails.
-            print(deployment.log_tails())
-    outcome.server_logs = "\n".join(
-        (tmp / f"{name}.log").read_text(errors="replace") for name in ("webserver", "daemon")
+    print(
+        f"ingest and {len(outcome.runs)} backfill runs in {outcome.seconds:.0f} s"
+        f" (the backfill {outcome.downstream_seconds:.0f} s)"
     )
-    print(f"{sum(map(len, outcome.runs.values()))} runs in {outcome.seconds:.0f} s")
     return outcome
 
 
 def test_every_partition_of_every_asset_is_materialised(outcome):
-    ingest = outcome.backfills[outcome.ingest_id]
-    downstream = outcome.backfills[outcome.backfill_id]
-    assert ingest["status"] == "COMPLETED_SUCCESS", ingest
-    assert downstream["status"] == "COMPLETED_SUCCESS", downstream
+    assert outcome.backfill["status"] == "COMPLETED_SUCCESS", outcome.backfill
     counts = {
-        (backfill_id, tuple(s["assetKey"]["path"])): s
-        for backfill_id in (outcome.ingest_id, outcome.backfill_id)
-        for s in outcome.backfills[backfill_id]["assetBackfillData"]["assetBackfillStatuses"]
+        tuple(s["assetKey"]["path"]): s
+        for s in outcome.backfill["assetBackfillData"]["assetBackfillStatuses"]
     }
-    expected = {(outcome.ingest_id, ("raw_interactions",)): len(outcome.days)} | {
-        (outcome.backfill_id, tuple(asset.key.path)): PARTITIONS for asset in DOWNSTREAM
-    }
-    assert set(counts) == set(expected)
-    for key, n in expected.items():
-        status = counts[key]
-        assert status["numPartitionsTargeted"] == n, status
-        assert status["numPartitionsMaterialized"] == n, status
+    assert set(counts) == {tuple(asset.key.path) for asset in DOWNSTREAM}
+    for status in counts.values():
+        assert status["numPartitionsTargeted"] == PARTITIONS, status
+        assert status["numPartitionsMaterialized"] == PARTITIONS, status
         assert status["numPartitionsFailed"] == 0 and status["numPartitionsInProgress"] == 0
     # The same from the instance's own records, read after the services stopped.
     with dg.DagsterInstance.from_config(str(outcome.tmp / "dagster_home")) as instance:
@@ -236,9 +114,10 @@ def test_every_partition_of_every_asset_is_materialised(outcome):
 
 
 def test_every_run_succeeded_one_ingest_run_and_one_run_per_day(outcome):
-    ingest_runs = outcome.runs[outcome.ingest_id]
-    downstream_runs = outcome.runs[outcome.backfill_id]
-    assert [run["status"] for run in ingest_runs] == ["SUCCESS"]  # single-run backfill policy
+    ingest_runs = outcome.ingest_runs
+    downstream_runs = outcome.runs
+    # The single-run backfill policy: the whole range in one run.
+    assert [run["status"] for run in ingest_runs] == ["SUCCESS"], outcome.ingest_output
     ingest_tags = {t["key"]: t["value"] for t in ingest_runs[0]["tags"]}
     assert ingest_tags["dagster/asset_partition_range_start"] == outcome.days[0]
     assert ingest_tags["dagster/asset_partition_range_end"] == outcome.days[-1]
@@ -255,7 +134,7 @@ def test_runs_were_queued_and_in_progress_together(outcome):
     assert outcome.max_queued >= 2, outcome.max_queued
     assert outcome.max_in_progress >= 2, outcome.max_in_progress
     # From the runs' own start and end times: how many overlapped at most.
-    runs = outcome.runs[outcome.backfill_id]
+    runs = outcome.runs
     edges = sorted(
         [(run["startTime"], 1) for run in runs] + [(run["endTime"], -1) for run in runs],
         key=lambda edge: (edge[0], edge[1]),
