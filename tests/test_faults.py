@@ -6,11 +6,11 @@ hooks in the product) on an input large enough that its write takes a measurable
 SIGKILLs it at moments found by polling every millisecond:
 
 - ingestion (``raw_interactions``, a 600k-row extra file): after a random delay, when the DuckDB
-  file starts to grow (bulk insert writing row groups, before the commit), and when the
+  file is first written (bulk insert writing row groups, before the commit), and when the
   write-ahead log grows past its start-of-session size (commit or checkpoint; best effort, the
   window is a few milliseconds and a run that finishes first still has its result checked);
-- publication (``recommendations``, K raised from 10 to 400: ~1M rows): when the file starts to
-  grow, and at a random moment up to 0.4 s later;
+- publication (``recommendations``, K raised from 10 to 400: ~1M rows): when the file is first
+  written, and at a random moment up to 0.4 s later;
 - training (``trained_model``): at a random moment of the epoch after the second save of
   ``progress.pt``;
 - the artifact store: at random moments while it rewrites a 16 MB checkpoint in a loop.
@@ -129,18 +129,23 @@ def run_and_kill(
     return Outcome(trigger, killed, returncode, time.monotonic() - t0, log)
 
 
-def kill_when_file_grows(
-    path: Path, by: int = 1 << 20, then: float = 0.0
-) -> Callable[[float | None], bool]:
-    """True ``then`` seconds after ``path`` (the DuckDB file) got ``by`` bytes larger than it is
-    now: a bulk insert is writing its row groups (with ``then`` = 0, before the commit)."""
-    base = path.stat().st_size
-    grew: list[float] = []
+def kill_when_file_written(path: Path, then: float = 0.0) -> Callable[[float | None], bool]:
+    """True ``then`` seconds after ``path`` (the DuckDB file) was first written since now: its
+    modification time or size changed. Only a bulk insert's row groups (or the replay of a log
+    an earlier kill left) reach the main file before a commit; growth alone would miss an
+    insert that reuses the free blocks an earlier killed or superseded write left behind."""
+
+    def signature() -> tuple[int, int]:
+        stat = path.stat()
+        return stat.st_mtime_ns, stat.st_size
+
+    base = signature()
+    written: list[float] = []
 
     def should(_since: float | None) -> bool:
-        if not grew and path.stat().st_size > base + by:
-            grew.append(time.monotonic())
-        return bool(grew) and time.monotonic() >= grew[0] + then
+        if not written and signature() != base:
+            written.append(time.monotonic())
+        return bool(written) and time.monotonic() >= written[0] + then
 
     return should
 
@@ -288,7 +293,7 @@ def test_ingestion_killed_mid_write_keeps_old_partitions_and_the_next_run_comple
     # Triggers are made right before their run: they measure the file as the last kill left it.
     for trigger, should_kill in (
         (f"after {delay:.2f}s", lambda: kill_after(delay)),
-        ("insert writing row groups", lambda: kill_when_file_grows(db)),
+        ("insert writing row groups", lambda: kill_when_file_written(db)),
         ("commit or checkpoint", lambda: kill_when_wal_grows(db)),
     ):
         outcome = run_and_kill(job, should_kill(), trigger, tmp_path)
@@ -303,7 +308,7 @@ def test_ingestion_killed_mid_write_keeps_old_partitions_and_the_next_run_comple
         # Both tables of the day change together: old and old, or new and new.
         assert state in (old, expected), (state, old, expected, context)
         artifact_report(Path(resources["artifacts"].root))
-    # The file-growth trigger fires only while the insert is writing: that kill was mid-write.
+    # The file-write trigger fires only while the file is being written: that kill was mid-write.
     assert outcomes[1].killed, outcomes[1].log
 
     rerun = dg.materialize(
@@ -415,8 +420,8 @@ def test_publication_killed_mid_write_keeps_published_lists_and_the_next_run_com
     outcomes = []
     # Triggers are made right before their run: they measure the file as the last kill left it.
     for trigger, should_kill in (
-        ("insert writing row groups", lambda: kill_when_file_grows(db)),
-        (f"{delay:.2f}s after the insert began", lambda: kill_when_file_grows(db, then=delay)),
+        ("insert writing row groups", lambda: kill_when_file_written(db)),
+        (f"{delay:.2f}s after the insert began", lambda: kill_when_file_written(db, then=delay)),
     ):
         outcome = run_and_kill(job, should_kill(), trigger, tmp_path)
         outcomes.append(outcome)
