@@ -94,8 +94,10 @@ def test_preload_covers_the_instance_storage_a_step_opens(tmp_path):
             f"dg.DagsterInstance.from_config({str(home)!r})\n"
             "print(json.dumps(sorted(set(sys.modules) - before)))\n"
         )
+        # Without DAGSTER_HOME (make test sets it), importing step_preload preloads nothing.
+        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
         done = subprocess.run(
-            [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout)
