@@ -15,43 +15,36 @@ from assets.step_preload import instance_modules
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_job_runs_on_the_primed_forkserver_executor():
-    for name in ("daily_recommendations", "__ASSET_JOB"):
-        job = defs.resolve_job_def(name)
-        assert job.executor_def.name == "multiprocess_forkserver", name
-        executor = job.executor_def.executor_creation_fn(
-            dg.InitExecutorContext(
-                job=dg.reconstructable(_job),
-                executor_def=job.executor_def,
-                executor_config={
-                    "max_concurrent": 3,
-                    "retries": {"enabled": {}},
-                    "start_method": "forkserver",
-                },
-                instance=dg.DagsterInstance.ephemeral(),
-            )
-        )
-        assert isinstance(executor, PrimedForkserverExecutor)
-        assert executor._start_method == "forkserver"
-        assert list(executor._explicit_forkserver_preload) == [PRELOAD_MODULE]
-        assert executor._max_concurrent == 3
-    spawn = job.executor_def.executor_creation_fn(
+def _job():
+    return defs.resolve_job_def("daily_recommendations")
+
+
+def create_executor(job, max_concurrent: int | None, start_method: str):
+    """The executor the job's executor definition creates for this launchpad config."""
+    return job.executor_def.executor_creation_fn(
         dg.InitExecutorContext(
             job=dg.reconstructable(_job),
             executor_def=job.executor_def,
             executor_config={
-                "max_concurrent": None,
+                "max_concurrent": max_concurrent,
                 "retries": {"enabled": {}},
-                "start_method": "spawn",
+                "start_method": start_method,
             },
             instance=dg.DagsterInstance.ephemeral(),
         )
     )
-    assert spawn._start_method == "spawn"
 
 
-def _job():
-    return defs.resolve_job_def("daily_recommendations")
+def test_every_job_runs_on_the_primed_forkserver_executor():
+    for name in ("daily_recommendations", "__ASSET_JOB"):
+        job = defs.resolve_job_def(name)
+        assert job.executor_def.name == "multiprocess_forkserver", name
+        executor = create_executor(job, 3, "forkserver")
+        assert isinstance(executor, PrimedForkserverExecutor)
+        assert executor._start_method == "forkserver"
+        assert list(executor._explicit_forkserver_preload) == [PRELOAD_MODULE]
+        assert executor._max_concurrent == 3
+    assert create_executor(job, None, "spawn")._start_method == "spawn"
 
 
 def test_fork_server_has_imported_its_preload_when_priming_returns(tmp_path):
