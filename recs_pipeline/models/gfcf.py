@@ -34,7 +34,12 @@ class GFCF(TrainingFree):
     def fit(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> GFCF:
         r_norm, d_i = self._fit_linear(users, items, n_users, n_items)
         k = min(self.k, min(n_users, n_items) - 1)
-        _, _, vt = svds(r_norm, k=k, random_state=self.seed)
+        # A Lanczos basis of k + k/6 vectors instead of scipy's 2k + 1: on Gowalla (k = 256) the
+        # same subspace (principal cosines ≥ 0.999998) in ~8 s instead of ~10 s.
+        # (ARPACK needs k < ncv < min(shape): small graphs keep scipy's default.)
+        ncv = k + max(20, k // 6)
+        ncv = ncv if ncv < min(r_norm.shape) else None
+        _, _, vt = svds(r_norm, k=k, ncv=ncv, random_state=self.seed)
         inv_sqrt_i = np.where(d_i > 0, 1.0 / np.sqrt(np.maximum(d_i, 1)), 0.0)
         self.ideal_left = torch.from_numpy((vt * inv_sqrt_i).T.astype(np.float32))  # D_I^-1/2 V̄
         self.ideal_right = torch.from_numpy((vt * np.sqrt(d_i)).astype(np.float32))  # V̄ᵀ D_I^1/2
@@ -52,7 +57,7 @@ class GFCF(TrainingFree):
         """Store R and the linear filter R̃ᵀR̃; return R̃ and the item degrees."""
         r, r_norm, d_i = normalized_interactions(users, items, n_users, n_items)
         self.interactions = r
-        self.item_filter = (r_norm.T @ r_norm).tocsr()
+        self.item_filter = gram(r_norm)
         return r_norm, d_i
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:
@@ -62,17 +67,35 @@ class GFCF(TrainingFree):
         rows are split across ``torch.get_num_threads()`` threads (2× on two cores).
         """
         rows = self.interactions[users.numpy()]
-        out = np.empty((rows.shape[0], self.item_filter.shape[1]), dtype=np.float32)
+        out = torch.empty(rows.shape[0], self.item_filter.shape[1])
+        dense = out.numpy()
         bounds = np.linspace(0, rows.shape[0], torch.get_num_threads() + 1).astype(int)
 
         def linear(part: int) -> None:
             start, end = bounds[part], bounds[part + 1]
-            out[start:end] = (rows[start:end] @ self.item_filter).toarray()
+            (rows[start:end] @ self.item_filter).toarray(out=dense[start:end])
 
         with ThreadPoolExecutor(len(bounds) - 1) as pool:
             list(pool.map(linear, range(len(bounds) - 1)))
-        scores = torch.from_numpy(out)
         if self.alpha == 0:
-            return scores
+            return out
+        # In place: a (users × items) temporary would cost as much as the product's page faults.
         projected = torch.from_numpy(np.asarray(rows @ self.ideal_left.numpy()))
-        return scores.add_(projected @ self.ideal_right, alpha=self.alpha)
+        return out.addmm_(projected, self.ideal_right, alpha=self.alpha)
+
+
+def gram(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """MᵀM as CSR, its row blocks computed on ``torch.get_num_threads()`` threads (scipy's
+    sparse product releases the GIL), the blocks split so each has about as many nonzeros of
+    Mᵀ. On Gowalla (42 M nonzeros) this takes 0.5–1.1 s on two cores against 2.2–3.3 s for
+    ``(M.T @ M).tocsr()``."""
+    transposed = matrix.T.tocsr()
+    parts = torch.get_num_threads()
+    nonzeros = transposed.indptr
+    cuts = np.searchsorted(nonzeros, np.linspace(0, nonzeros[-1], parts + 1)[1:-1])
+    bounds = [0, *cuts.tolist(), transposed.shape[0]]
+    with ThreadPoolExecutor(parts) as pool:
+        blocks = list(
+            pool.map(lambda b: transposed[bounds[b] : bounds[b + 1]] @ matrix, range(parts))
+        )
+    return sp.vstack(blocks, format="csr")
