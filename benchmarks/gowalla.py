@@ -222,7 +222,12 @@ def run_trained(
             if eval_epoch_seconds
             else None,
             "val_curve": [
-                {"minutes": p["minutes"], "epoch": p["epoch"], "val_recall@20": p["val_recall"]}
+                {
+                    "minutes": p["minutes"],
+                    "epoch": p["epoch"],
+                    "val_recall@20": p["val_recall"],
+                    "val_ndcg@20": p["val_ndcg"],
+                }
                 for p in curve
                 if "val_recall" in p
             ],

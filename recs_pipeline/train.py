@@ -300,10 +300,10 @@ def train_model(
             epoch_loss += loss.item()
         record = {"epoch": epoch, "loss": epoch_loss / n_batches, "hard_negatives": n_hard}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
-            recall = validation_recall(
+            recall, ndcg = validation_metrics(
                 model, adjacency, fit_csr, val_users, val_u, val_i, config.val_k
             )
-            record["val_recall"] = recall
+            record["val_recall"], record["val_ndcg"] = recall, ndcg
             if recall > best[0]:
                 best, stale = (recall, epoch, copy.deepcopy(model.state_dict())), 0
             else:
@@ -318,6 +318,7 @@ def train_model(
             f"epoch {epoch}: loss {record['loss']:.4f}, hard negatives {n_hard}"
             + (
                 f", val recall@{config.val_k} {record['val_recall']:.4f}"
+                f" ndcg@{config.val_k} {record['val_ndcg']:.4f}"
                 if "val_recall" in record
                 else ""
             )
@@ -399,7 +400,7 @@ def spectral_init(
     model.set_layer0(user_w * scale, item_w * scale)
 
 
-def validation_recall(
+def validation_metrics(
     model: Recommender,
     adjacency: torch.Tensor,
     exclude: torch.Tensor,
@@ -407,9 +408,16 @@ def validation_recall(
     val_users: torch.Tensor,
     val_items: torch.Tensor,
     k: int,
-) -> float:
+) -> tuple[float, float]:
+    """(Recall@k, NDCG@k) on the validation edges, fit items excluded."""
     model.eval()
     with torch.no_grad():
         user_emb, item_emb = model.embed(adjacency)
         _, top = topk_excluding(user_emb, item_emb, users, exclude, k)
-    return ranking_metrics(top, users, val_users, val_items, item_emb.shape[0], (k,))[("recall", k)]
+    metrics = ranking_metrics(top, users, val_users, val_items, item_emb.shape[0], (k,))
+    return metrics[("recall", k)], metrics[("ndcg", k)]
+
+
+def validation_recall(*args) -> float:
+    """Recall@k of :func:`validation_metrics`: the early-stopping criterion."""
+    return validation_metrics(*args)[0]
