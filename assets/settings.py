@@ -119,6 +119,11 @@ class TrainSettings(dg.Config):
     distill_weight: float = Field(
         default=_TRAIN.distill_weight, description="Loss weight of the teacher's positives."
     )
+    distill_ranked: bool = Field(
+        default=_TRAIN.distill_ranked,
+        description="Scale the teacher's r-th item (r = 0, 1, ...) by the DCG discount"
+        " 1/log2(r + 2), so the model learns the teacher's order, not only its set.",
+    )
     warm_start: bool = Field(
         default=True,
         description="Initialise from trained_model(D-1) when it exists (same model and sizes):"
@@ -156,6 +161,7 @@ class TrainSettings(dg.Config):
             distill=self.distill,
             distill_k=self.distill_k,
             distill_weight=self.distill_weight,
+            distill_ranked=self.distill_ranked,
         )
 
 

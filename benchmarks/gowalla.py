@@ -183,6 +183,7 @@ def train_config(args, model: str) -> TrainConfig:
         distill=args.distill,
         distill_k=args.distill_k,
         distill_weight=args.distill_weight,
+        distill_ranked=args.distill_ranked,
     )
 
 
@@ -284,6 +285,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--distill-k", type=int, default=20, help="teacher items per user")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="their loss weight")
+    parser.add_argument(
+        "--distill-ranked",
+        action="store_true",
+        help="weigh the teacher's r-th item by 1/log2(r + 2): learn its order, not only its set",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument(

@@ -59,6 +59,7 @@ class TrainConfig:
     distill: str | None = None
     distill_k: int = 20
     distill_weight: float = 1.0
+    distill_ranked: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -238,13 +239,22 @@ def train_model(
     if config.max_steps_per_epoch:
         batch_size = max(batch_size, math.ceil(fit_u.numel() / config.max_steps_per_epoch))
     # Loss positives: the fit edges, plus with ``distill`` the teacher's top items per user.
-    pos_u, pos_i, n_fit = fit_u, fit_i, fit_u.numel()
+    # Each positive's loss weight: 1 for the user's own edges; for a teacher item
+    # distill_weight, times the DCG discount 1/log2(r + 2) of its teacher rank r with
+    # distill_ranked (the student then learns the teacher's order, not only its set).
+    pos_u, pos_i, pos_w = fit_u, fit_i, None
     if config.distill:
-        teacher_u, teacher_i = teacher_edges(
+        teacher_u, teacher_i, teacher_rank = teacher_edges(
             config.distill, fit_u, fit_i, n_users, n_items, config.distill_k
         )
+        teacher_w = torch.full((teacher_u.numel(),), float(config.distill_weight))
+        if config.distill_ranked:
+            teacher_w /= torch.log2(teacher_rank.float() + 2)
         pos_u, pos_i = torch.cat([fit_u, teacher_u]), torch.cat([fit_i, teacher_i])
-        log(f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside {n_fit}")
+        pos_w = torch.cat([torch.ones(fit_u.numel()), teacher_w])
+        log(
+            f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside {fit_u.numel()}"
+        )
     n_batches = math.ceil(pos_u.numel() / batch_size)
     for epoch in range(first_epoch, config.epochs + 1):
         if stop:
@@ -284,15 +294,7 @@ def train_model(
             zu0, zp0 = model.layer0(u, p)
             _, zn0 = model.layer0(u[:0], torch.cat(negatives))
             reg = l2_penalty(zu0, zp0, zn0)
-            if config.distill:
-                taught = idx >= n_fit
-                loss = sum(
-                    weight * part.float().mean() * loss_fn(pos[part], neg[part])
-                    for part, weight in ((~taught, 1.0), (taught, config.distill_weight))
-                    if part.any()
-                )
-            else:
-                loss = loss_fn(pos, neg)
+            loss = loss_fn(pos, neg, None if pos_w is None else pos_w[idx])
             loss = loss + config.l2 * reg
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -361,17 +363,19 @@ def train_model(
 
 def teacher_edges(
     teacher: str, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Knowledge distillation from a training-free model: fit ``teacher`` on the edges and
     return its top-``k`` unseen items of every user with an edge, as extra (user, item)
     positives for the loss (never for the propagation graph). The teacher sees only the fit
-    edges, so it knows no validation edge either."""
+    edges, so it knows no validation edge either. Returns (users, items, teacher ranks 0..k−1).
+    """
     model = fit_training_free(teacher, users, items, n_users, n_items)
     active = torch.unique(users)
     exclude = interaction_csr(users, items, n_users, n_items)
     scores, top = topk_scored(model.scores, active, exclude, k)
     keep = torch.isfinite(scores)
-    return active.unsqueeze(1).expand_as(top)[keep], top[keep]
+    rank = torch.arange(top.shape[1]).expand_as(top)
+    return active.unsqueeze(1).expand_as(top)[keep], top[keep], rank[keep]
 
 
 def spectral_init(

@@ -10,7 +10,7 @@ from tests.test_train import two_communities
 
 def test_teacher_edges_are_the_teachers_top_unseen_items_of_every_user():
     users, items, _ = two_communities()
-    t_users, t_items = teacher_edges("gfcf", users, items, 40, 40, k=3)
+    t_users, t_items, t_rank = teacher_edges("gfcf", users, items, 40, 40, k=3)
     assert torch.equal(torch.bincount(t_users, minlength=40), torch.full((40,), 3))
     seen = set(zip(users.tolist(), items.tolist(), strict=True))
     assert not seen & set(zip(t_users.tolist(), t_items.tolist(), strict=True))
@@ -19,6 +19,9 @@ def test_teacher_edges_are_the_teachers_top_unseen_items_of_every_user():
         row = scores[u].clone()
         row[items[users == u]] = -torch.inf
         assert set(t_items[t_users == u].tolist()) == set(row.topk(3).indices.tolist())
+        # Ranks follow the teacher's scores: rank 0 is its best unseen item.
+        by_rank = t_items[t_users == u][torch.argsort(t_rank[t_users == u])]
+        assert (scores[u, by_rank].diff() <= 0).all()
     # Same community: the teacher never leaves the user's half of the catalogue.
     assert torch.equal(t_users < 20, t_items < 20)
 
@@ -42,6 +45,39 @@ def test_distilled_training_logs_teacher_edges_and_learns():
     result = train_model(40, 40, users, items, last_ts, config, log=lines.append)
     assert lines[0].startswith("distilling gfcf: 160 teacher edges")
     assert result.best_val_recall > 0.5
+
+
+def test_ranked_distillation_weighs_teacher_items_by_their_dcg_discount():
+    """With distill_ranked the loss gets weights 1 (own edges) and w/log2(r + 2) (teacher
+    rank r): the run with all weights equal to the flat run's reproduces it only when off."""
+    users, items, last_ts = two_communities()
+    base = dict(
+        dim=8,
+        layers=1,
+        epochs=2,
+        batch_size=64,
+        lr=0.05,
+        val_users=40,
+        val_k=10,
+        eval_every=1,
+        distill="gfcf",
+        distill_k=4,
+        distill_weight=0.5,
+    )
+    flat = train_model(40, 40, users, items, last_ts, TrainConfig(**base), log=lambda _: None)
+    again = train_model(40, 40, users, items, last_ts, TrainConfig(**base), log=lambda _: None)
+    ranked = train_model(
+        40,
+        40,
+        users,
+        items,
+        last_ts,
+        TrainConfig(**base, distill_ranked=True),
+        log=lambda _: None,
+    )
+    assert flat.history[0]["loss"] == again.history[0]["loss"]
+    # Lower weights on ranks 1..3 only: a smaller first-epoch loss, everything else equal.
+    assert ranked.history[0]["loss"] < flat.history[0]["loss"]
 
 
 def test_distill_must_name_a_training_free_model():

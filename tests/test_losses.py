@@ -68,6 +68,16 @@ def test_softmax_loss_hand_example():
     assert softmax_loss(pos, neg).item() == pytest.approx(bpr_loss(pos, neg).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["bpr", "binary", "softmax"])
+def test_weights_scale_each_positives_term_of_the_batch_mean(loss):
+    pos, neg = torch.tensor([0.3, -1.2, 0.5]), torch.tensor([[0.9, 0.0], [0.1, 0.4], [-2.0, 1.0]])
+    fn = LOSSES[loss]
+    each = torch.stack([fn(pos[i : i + 1], neg[i : i + 1]) for i in range(3)])
+    weight = torch.tensor([1.0, 0.5, 0.25])
+    assert fn(pos, neg, weight).item() == pytest.approx((each * weight).mean().item(), rel=1e-6)
+    assert fn(pos, neg, torch.ones(3)).item() == pytest.approx(fn(pos, neg).item(), rel=1e-6)
+
+
 def test_l2_penalty_by_hand():
     users = torch.tensor([[1.0, 2.0], [0.0, -1.0]])  # ‖·‖² = 5 + 1
     items = torch.tensor([[3.0, 0.0], [1.0, 1.0]])  # 9 + 2
