@@ -43,6 +43,7 @@ def recommendations(
             score_fn,
             model_name,
             config.k,
+            config.publish_index(),
         )
         preview = con.execute(
             """SELECT user_id, string_agg(item_id, ', ' ORDER BY rank) AS items, any_value(model)

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from assets.partitions import DEFAULT_TEST_DAYS, DEFAULT_WINDOW_DAYS
 from recs_pipeline.models import model_names
+from recs_pipeline.recommend import PublishIndex
 from recs_pipeline.sampling import HardNegativeConfig
 from recs_pipeline.split import SplitConfig
 from recs_pipeline.train import TrainConfig
@@ -181,3 +182,26 @@ class EvaluationSettings(dg.Config):
 
 class PublishSettings(dg.Config):
     k: int = Field(default=20, description="K: items published per user.")
+    index: str = Field(
+        default="auto",
+        description="How model users are ranked: exact (every item scored), ivf (an inverted-file"
+        " index over item embeddings: each user scores only its `ivf_probes` nearest lists of"
+        " about `ivf_list_size` items, so publication grows with users, not users × items) or"
+        " auto (ivf where it scans at most an eighth of the catalogue: 65,536 items and more at the"
+        " defaults; exact elsewhere)."
+        " Training-free models (popularity, gfcf) are always ranked exactly.",
+    )
+    ivf_list_size: int = Field(default=256, description="Items per inverted list (about).")
+    ivf_probes: int = Field(default=32, description="Lists scanned per user.")
+    ivf_overlap_users: int = Field(
+        default=1000,
+        description="Users also ranked exactly, to record the index's overlap with exact lists.",
+    )
+
+    def publish_index(self) -> PublishIndex:
+        return PublishIndex(
+            kind=self.index,
+            list_size=self.ivf_list_size,
+            probes=self.ivf_probes,
+            overlap_users=self.ivf_overlap_users,
+        )

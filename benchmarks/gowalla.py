@@ -242,7 +242,7 @@ def run_trained(
     return record, user_emb.detach(), item_emb.detach()
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.gowalla",
         description=__doc__.split("\n\n")[0],
@@ -300,8 +300,18 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--quiet", action="store_true", help="do not echo train_model's log")
     parser.add_argument(
+        "--save-embeddings",
+        default=None,
+        help="folder (outside the project) for each trained model's final embeddings",
+    )
+    parser.add_argument(
         "--out", default=None, help="JSON path (default benchmarks/results/gowalla.json)"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     quiet_sparse_warnings()
 
@@ -343,6 +353,10 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             record, user_emb, item_emb = run_trained(args, name, data, last_ts, full_adjacency)
             score_fn = inner_product(user_emb, item_emb)
+            if args.save_embeddings:
+                path = Path(args.save_embeddings) / f"{name}_embeddings.pt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"user_emb": user_emb, "item_emb": item_emb}, path)
         eval_started = time.perf_counter()
         metrics = evaluate_scorer(score_fn, n_items, exclude, test_u, test_i, KS)
         record["eval_seconds"] = time.perf_counter() - eval_started

@@ -100,6 +100,13 @@ def run_size(events: int, args) -> dict:
             "peak_rss_mib": hwm_mib(),
             "success": result.success,
         }
+        if name == "recommendations":  # how the lists were ranked (exact or the index)
+            (event,) = result.get_asset_materialization_events()
+            steps[name]["metadata"] = {
+                key: value.value
+                for key, value in event.materialization.metadata.items()
+                if key != "preview"
+            }
         print(
             f"  {name:<20}{steps[name]['seconds']:>8.1f} s{steps[name]['peak_rss_mib']:>9.0f} MiB"
         )

@@ -57,9 +57,20 @@ def topk_scored(
     return torch.cat(top_scores), torch.cat(top_items)
 
 
-def inner_product(user_emb: torch.Tensor, item_emb: torch.Tensor) -> ScoreFn:
+class InnerProduct:
+    """score(u, i) = ⟨user_emb[u], item_emb[i]⟩, keeping the embeddings visible to consumers
+    that can rank without every score (publication's approximate index)."""
+
+    def __init__(self, user_emb: torch.Tensor, item_emb: torch.Tensor) -> None:
+        self.user_emb, self.item_emb = user_emb, item_emb
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.user_emb[batch] @ self.item_emb.T
+
+
+def inner_product(user_emb: torch.Tensor, item_emb: torch.Tensor) -> InnerProduct:
     """score(u, i) = ⟨user_emb[u], item_emb[i]⟩."""
-    return lambda batch: user_emb[batch] @ item_emb.T
+    return InnerProduct(user_emb, item_emb)
 
 
 def topk_excluding(

@@ -8,13 +8,16 @@ the user interacted with up to the as-of date, including test-period interaction
 from __future__ import annotations
 
 import datetime as dt
+import time
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import torch
 
+from recs_pipeline.ann import IVFIndex, list_overlap
 from recs_pipeline.graph import InteractionGraph, interaction_csr
-from recs_pipeline.metrics import ScoreFn, topk_scored
+from recs_pipeline.metrics import InnerProduct, ScoreFn, topk_scored
 from recs_pipeline.models.popularity import Popularity
 from recs_pipeline.warehouse import replace_partition
 
@@ -45,6 +48,77 @@ def _seen_items(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> dict[str, np.
     ).fetchnumpy()
 
 
+@dataclass(frozen=True)
+class PublishIndex:
+    """How model users' lists are ranked: ``exact`` scores every item; ``ivf`` searches an
+    :class:`~recs_pipeline.ann.IVFIndex` (embedding models only); ``auto`` picks ``ivf``
+    where it would scan at most an eighth of the catalogue (``probes × list_size ≤ items/8``,
+    65,536 items and more at the defaults: below that exact ranking is cheap) and exact
+    ranking elsewhere. ``overlap_users`` exact lists are computed beside an index
+    search to measure its recall against exact ranking."""
+
+    kind: str = "auto"
+    list_size: int = 256
+    probes: int = 32
+    overlap_users: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("auto", "exact", "ivf"):
+            raise ValueError(f"index must be auto, exact or ivf, not {self.kind!r}")
+
+    def uses_ivf(self, score_fn: ScoreFn, n_items: int) -> bool:
+        if not isinstance(score_fn, InnerProduct):
+            if self.kind == "ivf":
+                raise ValueError("the ivf index needs an embedding model's inner-product scores")
+            return False
+        if self.kind == "auto":
+            return 8 * self.probes * self.list_size <= n_items
+        return self.kind == "ivf"
+
+
+def rank_model_users(
+    score_fn: ScoreFn,
+    model_index: torch.Tensor,
+    rows: torch.Tensor,
+    exclude: torch.Tensor,
+    k: int,
+    index: PublishIndex,
+    n_items: int,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Top-``k`` (scores, items) of the publish rows ``rows``, whose users are
+    ``model_index[rows]`` in the model, exact or by the index, with what was used and
+    measured. ``exclude`` is indexed by publish row."""
+    by_row = lambda batch: score_fn(model_index[batch])  # noqa: E731
+    if not index.uses_ivf(score_fn, n_items):
+        scores, top = topk_scored(by_row, rows, exclude, k)
+        return scores, top, {"index": "exact"}
+    started = time.perf_counter()
+    ivf = IVFIndex.build(score_fn.item_emb, index.list_size, seed=index.seed)
+    built = time.perf_counter() - started
+    scores, top = ivf.search(score_fn.user_emb[model_index[rows]], k, index.probes, exclude, rows)
+    # Users whose probed lists hold fewer than k unseen items are ranked exactly instead.
+    short = torch.nonzero(~torch.isfinite(scores[:, -1])).squeeze(1) if k else torch.empty(0)
+    if short.numel():
+        scores[short], top[short] = topk_scored(by_row, rows[short], exclude, k)
+    generator = torch.Generator().manual_seed(index.seed)
+    sample = torch.randperm(rows.numel(), generator=generator)[: index.overlap_users]
+    exact_scores, exact = topk_scored(by_row, rows[sample], exclude, k)
+    return (
+        scores,
+        top,
+        {
+            "index": "ivf",
+            "ivf_lists": ivf.centroids.shape[0],
+            "ivf_probes": min(index.probes, ivf.centroids.shape[0]),
+            "ivf_build_seconds": round(built, 3),
+            "ivf_short_users_ranked_exactly": short.numel(),
+            f"ivf_overlap@{k}": list_overlap(top[sample], exact, exact_scores),
+            "ivf_overlap_users": sample.numel(),
+        },
+    )
+
+
 def publish_recommendations(
     con: duckdb.DuckDBPyConnection,
     as_of: dt.date,
@@ -53,82 +127,97 @@ def publish_recommendations(
     score_fn: ScoreFn,
     model_name: str,
     k: int,
-) -> dict[str, int]:
+    index: PublishIndex | None = None,
+) -> dict:
     """Replace ``serving.recommendations[as_of]`` with top-``k`` lists for every user active in
-    [window_start, as_of]. ``score_fn`` scores users by their index in ``graph``. Returns the
-    counts of users served by the model and by the popularity fallback, and of rows."""
+    [window_start, as_of]. ``score_fn`` scores users by their index in ``graph``; ``index``
+    chooses exact or approximate ranking for them. Returns the counts of users served by the
+    model and by the popularity fallback and of rows, and what ranked the model's users."""
+    index = index or PublishIndex()
     _publish_users(con, as_of, window_start)
-    publish = con.execute(
-        "SELECT user_id, coalesce(model_idx, -1) AS model_idx FROM _publish_users ORDER BY pos"
-    ).fetchnumpy()
-    n_publish = len(publish["user_id"])
+    model_index = torch.from_numpy(
+        con.execute("SELECT coalesce(model_idx, -1) AS idx FROM _publish_users ORDER BY pos")
+        .fetchnumpy()["idx"]
+        .astype(np.int64)
+    )
+    n_publish = model_index.numel()
     seen = _seen_items(con, as_of)
-    # Rows of `exclude` are publish positions; score functions map positions to their users.
+    # Rows of `exclude` are publish positions.
     exclude = interaction_csr(
         torch.from_numpy(seen["pos"].astype(np.int64)),
         torch.from_numpy(seen["item_idx"].astype(np.int64)),
         n_publish,
         graph.n_items,
     )
-    model_index = torch.from_numpy(publish["model_idx"].astype(np.int64))
-    popularity = Popularity().fit(
-        graph.train_users, graph.train_items, graph.n_users, graph.n_items
-    )
-    groups = (
-        (
-            torch.nonzero(model_index >= 0).squeeze(1),
-            lambda b: score_fn(model_index[b]),
-            model_name,
-        ),
-        (torch.nonzero(model_index < 0).squeeze(1), popularity.scores, "popularity"),
-    )
+    model_rows = torch.nonzero(model_index >= 0).squeeze(1)
+    fallback_rows = torch.nonzero(model_index < 0).squeeze(1)
+    ranked, used = [], {"index": "exact"}
+    if model_rows.numel():
+        scores, top, used = rank_model_users(
+            score_fn, model_index, model_rows, exclude, k, index, graph.n_items
+        )
+        ranked.append((model_rows, scores, top, model_name))
+    if fallback_rows.numel():
+        popularity = Popularity().fit(
+            graph.train_users, graph.train_items, graph.n_users, graph.n_items
+        )
+        scores, top = topk_scored(popularity.scores, fallback_rows, exclude, k)
+        ranked.append((fallback_rows, scores, top, "popularity"))
     # Imported here, not with the module: polars' runtime takes ~2 s to load, and every process
     # that loads the code location (webserver, daemon, each run) would pay it.
     import polars as pl
 
-    user_array = np.asarray(publish["user_id"], dtype=object)
-    item_array = np.array(graph.item_ids, dtype=object)
-    frames = []
-    for rows, scorer, name in groups:
-        if rows.numel() == 0:
-            continue
-        scores, top = topk_scored(scorer, rows, exclude, k)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "user_id": np.repeat(user_array[rows.numpy()], top.shape[1]),
-                    "rank": np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), rows.numel()),
-                    "item_id": item_array[top.reshape(-1).numpy()],
-                    "score": scores.reshape(-1).double().numpy(),
-                    "model": np.full(top.numel(), name, dtype=object),
-                }
-            ).filter(pl.col("score").is_finite())
+    # Integer rows only: DuckDB maps positions and item indices back to ids, so no step
+    # holds users × K Python strings.
+    frames = [
+        pl.DataFrame(
+            {
+                "pos": rows.repeat_interleave(top.shape[1]).numpy(),
+                "rank": np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), rows.numel()),
+                "item_idx": top.reshape(-1).numpy(),
+                "score": scores.reshape(-1).double().numpy(),
+            }
         )
+        .filter(pl.col("score").is_finite())
+        .with_columns(pl.lit(name).alias("model"))
+        for rows, scores, top, name in ranked
+    ]
     recs = (
         pl.concat(frames)
         if frames
         else pl.DataFrame(
             schema={
-                "user_id": pl.String,
+                "pos": pl.Int64,
                 "rank": pl.Int32,
-                "item_id": pl.String,
+                "item_idx": pl.Int64,
                 "score": pl.Float64,
                 "model": pl.String,
             }
         )
     )
+    items = pl.DataFrame({"idx": np.arange(graph.n_items), "item_id": graph.item_ids})
     con.register("_recommendations", recs)
+    con.register("_items", items)
     try:
         replace_partition(
             con,
             "serving.recommendations",
             as_of,
-            """SELECT CAST(? AS DATE), user_id, rank, item_id, score, model
-               FROM _recommendations ORDER BY user_id, rank""",
+            """SELECT CAST(? AS DATE), p.user_id, r.rank, it.item_id, r.score, r.model
+               FROM _recommendations r
+               JOIN _publish_users p USING (pos)
+               JOIN _items it ON it.idx = r.item_idx
+               ORDER BY p.user_id, r.rank""",
             [as_of],
         )
     finally:
         con.unregister("_recommendations")
+        con.unregister("_items")
     con.execute("DROP TABLE IF EXISTS _publish_users")
-    n_model = int((model_index >= 0).sum())
-    return {"model_users": n_model, "fallback_users": n_publish - n_model, "rows": recs.height}
+    n_model = model_rows.numel()
+    return {
+        "model_users": n_model,
+        "fallback_users": n_publish - n_model,
+        "rows": recs.height,
+        **used,
+    }
