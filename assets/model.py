@@ -129,6 +129,10 @@ def trained_model(
             "epochs_run": len(result.history),
             f"val_recall@{train_config.val_k}": result.best_val_recall,
             "train_seconds": round(result.seconds, 2),
+            # Where the time went (the scaling benchmark reads these).
+            "setup_seconds": round(result.setup_seconds, 2),
+            "step_seconds": round(sum(r.get("step_seconds", 0.0) for r in result.history), 2),
+            "validation_seconds": round(sum(r.get("val_seconds", 0.0) for r in result.history), 2),
             "resumed_from_epoch": result.resumed_from_epoch,
             **(result.warm_start or {"warm_users": 0, "warm_items": 0}),
         }

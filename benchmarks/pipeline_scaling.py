@@ -100,7 +100,8 @@ def run_size(events: int, args) -> dict:
             "peak_rss_mib": hwm_mib(),
             "success": result.success,
         }
-        if name == "recommendations":  # how the lists were ranked (exact or the index)
+        # trained_model: where the time went; recommendations: exact ranking or the index.
+        if name in ("trained_model", "recommendations"):
             (event,) = result.get_asset_materialization_events()
             steps[name]["metadata"] = {
                 key: value.value

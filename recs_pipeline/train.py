@@ -97,6 +97,7 @@ class TrainResult:
     seconds: float
     resumed_from_epoch: int = 0
     warm_start: dict | None = None
+    setup_seconds: float = 0.0  # graph, initialisation and teacher, before the first epoch
 
 
 class ProgressStore(Protocol):
@@ -256,9 +257,11 @@ def train_model(
             f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside {fit_u.numel()}"
         )
     n_batches = math.ceil(pos_u.numel() / batch_size)
+    setup_seconds = time.perf_counter() - started
     for epoch in range(first_epoch, config.epochs + 1):
         if stop:
             break
+        epoch_started = time.perf_counter()
         model.train()
         n_hard = (
             curriculum_hard_count(epoch, config.max_hard_negatives) if hard_pools is not None else 0
@@ -300,12 +303,19 @@ def train_model(
             loss.backward()
             optimiser.step()
             epoch_loss += loss.item()
-        record = {"epoch": epoch, "loss": epoch_loss / n_batches, "hard_negatives": n_hard}
+        record = {
+            "epoch": epoch,
+            "loss": epoch_loss / n_batches,
+            "hard_negatives": n_hard,
+            "step_seconds": time.perf_counter() - epoch_started,
+        }
         if epoch % config.eval_every == 0 or epoch == config.epochs:
+            val_started = time.perf_counter()
             recall, ndcg = validation_metrics(
                 model, adjacency, fit_csr, val_users, val_u, val_i, config.val_k
             )
             record["val_recall"], record["val_ndcg"] = recall, ndcg
+            record["val_seconds"] = time.perf_counter() - val_started
             if recall > best[0]:
                 best, stale = (recall, epoch, copy.deepcopy(model.state_dict())), 0
             else:
@@ -358,6 +368,7 @@ def train_model(
         time.perf_counter() - started,
         resumed_from_epoch=first_epoch - 1,
         warm_start=warm_counts,
+        setup_seconds=setup_seconds,
     )
 
 

@@ -99,7 +99,13 @@ def test_short_training_run_beats_popularity_and_keeps_best_state():
 
     # History: one record per epoch with epoch, loss and (every epoch here) val_recall.
     assert [h["epoch"] for h in result.history] == list(range(1, 13))
-    assert all({"epoch", "loss", "val_recall"} <= set(h) for h in result.history)
+    fields = {"epoch", "loss", "val_recall", "val_ndcg", "step_seconds", "val_seconds"}
+    assert all(fields <= set(h) for h in result.history)
+    assert all(0 <= h["val_ndcg"] <= 1 and h["step_seconds"] > 0 for h in result.history)
+    phases = result.setup_seconds + sum(
+        h["step_seconds"] + h["val_seconds"] for h in result.history
+    )
+    assert 0 < phases <= result.seconds
     assert all(np.isfinite(h["loss"]) for h in result.history)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     recalls = [h["val_recall"] for h in result.history]
