@@ -2,7 +2,9 @@
 
 Users the model knows get the model's top-K; users seen in the window but unknown to the model
 (they arrived in the test period) get the popularity fallback. Every list excludes every item
-the user interacted with up to the as-of date, including test-period interactions.
+the user interacted with up to the as-of date, including test-period interactions. On large
+catalogues the model's lists come from an inverted-file index (:class:`PublishIndex`), so
+publication grows with the users rather than with users × items.
 """
 
 from __future__ import annotations
