@@ -39,10 +39,12 @@ class IVFIndex:
         cls, item_emb: torch.Tensor, list_size: int = 256, iterations: int = 8, seed: int = 0
     ) -> IVFIndex:
         """k-means (``iterations`` Lloyd steps from random items) into ⌈n / list_size⌉ lists;
-        lists longer than 2 × ``list_size`` are cut into pieces that share the centroid, so
-        no user's candidate block is padded to a giant popular cluster."""
+        a list longer than 2 × ``list_size`` is cut into equal pieces, each with its own mean as
+        centroid, so no user's candidate block is padded to a giant popular cluster."""
         item_emb = item_emb.detach().float()
         n_items = item_emb.shape[0]
+        if n_items == 0:
+            raise ValueError("cannot index an empty catalogue")
         n_lists = max(1, math.ceil(n_items / list_size))
         generator = torch.Generator().manual_seed(seed)
         centroids = item_emb[torch.randperm(n_items, generator=generator)[:n_lists]].clone()
@@ -50,37 +52,35 @@ class IVFIndex:
             assign = _nearest(item_emb, centroids)
             counts = torch.bincount(assign, minlength=n_lists)
             sums = torch.zeros_like(centroids).index_add_(0, assign, item_emb)
-            empty = counts == 0  # re-seed empty lists at random items
-            reseed = torch.randint(0, n_items, (int(empty.sum()),), generator=generator)
-            centroids = torch.where(
-                empty.unsqueeze(1),
-                centroids,
-                sums / counts.clamp(min=1).unsqueeze(1).float(),
-            )
-            centroids[empty] = item_emb[reseed]
+            centroids = sums / counts.clamp(min=1).unsqueeze(1).float()
+            empty = torch.nonzero(counts == 0).squeeze(1)  # re-seed at distinct random items
+            if empty.numel():
+                reseed = torch.randperm(n_items, generator=generator)[: empty.numel()]
+                centroids[empty] = item_emb[reseed]
         assign = _nearest(item_emb, centroids)
-        # Order items by list, then cut every list into pieces of at most 2 × list_size.
+        # Order items by list; cut a list of c > 2 × list_size items into ⌈c / cap⌉ equal pieces.
         order = torch.argsort(assign, stable=True)
         sorted_lists = assign[order]
         counts = torch.bincount(sorted_lists, minlength=n_lists)
-        starts = counts.cumsum(0) - counts
-        rank_in_list = torch.arange(n_items) - starts[sorted_lists]
+        rank_in_list = torch.arange(n_items) - (counts.cumsum(0) - counts)[sorted_lists]
         cap = 2 * list_size
-        piece = rank_in_list // cap
         pieces_per_list = (counts + cap - 1) // cap
+        piece = rank_in_list * pieces_per_list[sorted_lists] // counts[sorted_lists]
         first_piece = pieces_per_list.cumsum(0) - pieces_per_list
-        piece_id = first_piece[sorted_lists] + piece
+        piece_id = first_piece[sorted_lists] + piece  # non-decreasing along `order`
         n_pieces = int(pieces_per_list.sum())
         piece_counts = torch.bincount(piece_id, minlength=n_pieces)
-        longest = int(piece_counts.max()) if n_items else 0
-        slot = rank_in_list % cap
-        lists = torch.full((n_pieces, longest), -1, dtype=torch.long)
+        slot = torch.arange(n_items) - (piece_counts.cumsum(0) - piece_counts)[piece_id]
+        lists = torch.full((n_pieces, int(piece_counts.max())), -1, dtype=torch.long)
         lists[piece_id, slot] = order
         list_of = torch.empty(n_items, dtype=torch.long)
         slot_of = torch.empty(n_items, dtype=torch.long)
         list_of[order], slot_of[order] = piece_id, slot
-        owner = torch.repeat_interleave(torch.arange(n_lists), pieces_per_list)
-        return cls(centroids[owner], lists, list_of, slot_of, item_emb)
+        piece_sums = torch.zeros(n_pieces, item_emb.shape[1]).index_add_(
+            0, piece_id, item_emb[order]
+        )
+        piece_centroids = piece_sums / piece_counts.unsqueeze(1).float()
+        return cls(piece_centroids, lists, list_of, slot_of, item_emb)
 
     def search(
         self,
@@ -129,9 +129,14 @@ class IVFIndex:
             begin = end
         if exclude is not None and rows is not None:
             row_of, item = csr_rows(exclude, rows)
-            hit = probed[row_of] == self.list_of[item].unsqueeze(1)  # (pairs, probes)
-            pair, probe = torch.nonzero(hit, as_tuple=True)
-            block[row_of[pair], probe, self.slot_of[item[pair]]] = -torch.inf
+            # Which probe (if any) of its row holds each excluded item's list.
+            probe_of_list = torch.full((n, self.centroids.shape[0]), -1, dtype=torch.int32)
+            probe_of_list[torch.arange(n).unsqueeze(1), probed] = torch.arange(
+                probes, dtype=torch.int32
+            )
+            probe = probe_of_list[row_of, self.list_of[item]].long()
+            hit = probe >= 0
+            block[row_of[hit], probe[hit], self.slot_of[item[hit]]] = -torch.inf
         kk = min(k, probes * self.longest)
         scores, flat_top = torch.topk(block.reshape(n, -1), kk, dim=1)
         probe, slot = flat_top // self.longest, flat_top % self.longest

@@ -68,13 +68,15 @@ class PublishIndex:
     def __post_init__(self) -> None:
         if self.kind not in ("auto", "exact", "ivf"):
             raise ValueError(f"index must be auto, exact or ivf, not {self.kind!r}")
+        if self.list_size < 1 or self.probes < 1 or self.overlap_users < 0:
+            raise ValueError("ivf_list_size and ivf_probes must be >= 1, ivf_overlap_users >= 0")
 
     def uses_ivf(self, score_fn: ScoreFn, n_items: int) -> bool:
         if not isinstance(score_fn, InnerProduct):
             if self.kind == "ivf":
                 raise ValueError("the ivf index needs an embedding model's inner-product scores")
             return False
-        if self.kind == "auto":
+        if self.kind == "auto":  # lists hold list_size items on average
             return 8 * self.probes * self.list_size <= n_items
         return self.kind == "ivf"
 
@@ -99,13 +101,15 @@ def rank_model_users(
     ivf = IVFIndex.build(score_fn.item_emb, index.list_size, seed=index.seed)
     built = time.perf_counter() - started
     scores, top = ivf.search(score_fn.user_emb[model_index[rows]], k, index.probes, exclude, rows)
-    # Users whose probed lists hold fewer than k unseen items are ranked exactly instead.
-    short = torch.nonzero(~torch.isfinite(scores[:, -1])).squeeze(1) if k else torch.empty(0)
-    if short.numel():
-        scores[short], top[short] = topk_scored(by_row, rows[short], exclude, k)
+    # The index's own lists are measured against exact ones on a sample, before any repair.
     generator = torch.Generator().manual_seed(index.seed)
     sample = torch.randperm(rows.numel(), generator=generator)[: index.overlap_users]
-    exact_scores, exact = topk_scored(by_row, rows[sample], exclude, k)
+    exact_scores, exact = _padded(*topk_scored(by_row, rows[sample], exclude, k), k)
+    overlap = list_overlap(top[sample], exact, exact_scores)
+    # Users whose probed lists hold fewer than k unseen items are ranked exactly instead.
+    short = torch.nonzero(~torch.isfinite(scores[:, -1])).squeeze(1)
+    if short.numel():
+        scores[short], top[short] = _padded(*topk_scored(by_row, rows[short], exclude, k), k)
     return (
         scores,
         top,
@@ -115,9 +119,21 @@ def rank_model_users(
             "ivf_probes": min(index.probes, ivf.centroids.shape[0]),
             "ivf_build_seconds": round(built, 3),
             "ivf_short_users_ranked_exactly": short.numel(),
-            f"ivf_overlap@{k}": list_overlap(top[sample], exact, exact_scores),
+            f"ivf_overlap@{k}": overlap,
             "ivf_overlap_users": sample.numel(),
         },
+    )
+
+
+def _padded(scores: torch.Tensor, top: torch.Tensor, k: int):
+    """``topk_scored`` output widened to k columns (it has fewer when the catalogue does)."""
+    missing = k - top.shape[1]
+    if missing <= 0:
+        return scores, top
+    rows = top.shape[0]
+    return (
+        torch.cat([scores, torch.full((rows, missing), -torch.inf)], 1),
+        torch.cat([top, torch.zeros(rows, missing, dtype=top.dtype)], 1),
     )
 
 
@@ -135,6 +151,8 @@ def publish_recommendations(
     [window_start, as_of]. ``score_fn`` scores users by their index in ``graph``; ``index``
     chooses exact or approximate ranking for them. Returns the counts of users served by the
     model and by the popularity fallback and of rows, and what ranked the model's users."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
     index = index or PublishIndex()
     _publish_users(con, as_of, window_start)
     model_index = torch.from_numpy(

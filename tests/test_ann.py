@@ -3,6 +3,7 @@ import torch
 from recs_pipeline.ann import IVFIndex, list_overlap
 from recs_pipeline.graph import interaction_csr
 from recs_pipeline.metrics import inner_product, topk_scored
+from recs_pipeline.recommend import PublishIndex, rank_model_users
 
 
 def embeddings(n_users=300, n_items=2000, dim=16, clusters=40, seed=0):
@@ -74,3 +75,26 @@ def test_list_overlap_counts_only_finite_exact_entries():
     exact = torch.tensor([[1, 2, 3, 4]])
     exact_scores = torch.tensor([[4.0, 3.0, -torch.inf, -torch.inf]])
     assert list_overlap(torch.tensor([[2, 9, 8, 7]]), exact, exact_scores) == 0.5
+
+
+def test_a_catalogue_smaller_than_k_publishes_every_unseen_item_through_the_index():
+    users, items = embeddings(n_users=8, n_items=6, clusters=2)
+    exclude = seen(8, 6, per_user=2)
+    rows = torch.arange(8)
+    scores, top, used = rank_model_users(
+        inner_product(users, items), rows, rows, exclude, 10, PublishIndex("ivf", list_size=2), 6
+    )
+    assert used["index"] == "ivf" and top.shape == (8, 10)
+    seen_sets = [set(exclude.to_dense()[u].nonzero().squeeze(1).tolist()) for u in range(8)]
+    for u in range(8):
+        published = set(top[u][torch.isfinite(scores[u])].tolist())
+        assert published == set(range(6)) - seen_sets[u]
+
+
+def test_publish_index_settings_are_validated():
+    for bad in (dict(kind="hnsw"), dict(probes=0), dict(list_size=0), dict(overlap_users=-1)):
+        try:
+            PublishIndex(**bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
