@@ -180,10 +180,13 @@ class EvaluationSettings(dg.Config):
     seed: int = Field(default=0, description="Seed of the test-user sample.")
 
 
+_PUBLISH = PublishIndex()
+
+
 class PublishSettings(dg.Config):
     k: int = Field(default=20, description="K: items published per user.")
     index: str = Field(
-        default="auto",
+        default=_PUBLISH.kind,
         description="How model users are ranked: exact (every item scored), ivf (an inverted-file"
         " index over item embeddings: each user scores only its `ivf_probes` nearest lists of"
         " about `ivf_list_size` items, so publication grows with users, not users × items) or"
@@ -191,10 +194,12 @@ class PublishSettings(dg.Config):
         " defaults; exact elsewhere)."
         " Training-free models (popularity, gfcf) are always ranked exactly.",
     )
-    ivf_list_size: int = Field(default=256, description="Items per inverted list (about).")
-    ivf_probes: int = Field(default=32, description="Lists scanned per user.")
+    ivf_list_size: int = Field(
+        default=_PUBLISH.list_size, description="Items per inverted list (about)."
+    )
+    ivf_probes: int = Field(default=_PUBLISH.probes, description="Lists scanned per user.")
     ivf_overlap_users: int = Field(
-        default=1000,
+        default=_PUBLISH.overlap_users,
         description="Users also ranked exactly, to record the index's overlap with exact lists.",
     )
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from recs_pipeline.graph import csr_rows
+from recs_pipeline.metrics import pad_to_k
 
 
 @dataclass(frozen=True)
@@ -137,16 +138,11 @@ class IVFIndex:
             probe = probe_of_list[row_of, self.list_of[item]].long()
             hit = probe >= 0
             block[row_of[hit], probe[hit], self.slot_of[item[hit]]] = -torch.inf
-        kk = min(k, probes * self.longest)
-        scores, flat_top = torch.topk(block.reshape(n, -1), kk, dim=1)
+        scores, flat_top = torch.topk(block.reshape(n, -1), min(k, probes * self.longest), dim=1)
         probe, slot = flat_top // self.longest, flat_top % self.longest
         items = self.lists[probed.gather(1, probe), slot]
         items = torch.where(torch.isfinite(scores), items, torch.zeros_like(items))
-        if kk < k:  # fewer candidates than k: pad like topk_scored
-            pad = k - kk
-            scores = torch.cat([scores, torch.full((n, pad), -torch.inf)], 1)
-            items = torch.cat([items, torch.zeros(n, pad, dtype=torch.long)], 1)
-        return scores, items
+        return pad_to_k(scores, items, k)  # fewer candidates than k
 
 
 def _nearest(points: torch.Tensor, centroids: torch.Tensor, chunk: int = 16384) -> torch.Tensor:

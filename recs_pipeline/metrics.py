@@ -57,6 +57,20 @@ def topk_scored(
     return torch.cat(top_scores), torch.cat(top_items)
 
 
+def pad_to_k(scores: torch.Tensor, items: torch.Tensor, k: int):
+    """Top-K (scores, items) widened to ``k`` columns with −inf scores and item 0, for lists
+    that must have exactly k columns (publication) when fewer candidates existed. Padded
+    entries are recognisable by their −inf score only: keep them out of ranking metrics."""
+    missing = k - items.shape[1]
+    if missing <= 0:
+        return scores, items
+    rows = items.shape[0]
+    return (
+        torch.cat([scores, torch.full((rows, missing), -torch.inf)], 1),
+        torch.cat([items, torch.zeros(rows, missing, dtype=items.dtype)], 1),
+    )
+
+
 class InnerProduct:
     """score(u, i) = ⟨user_emb[u], item_emb[i]⟩, keeping the embeddings visible to consumers
     that can rank without every score (publication's approximate index)."""

@@ -19,7 +19,7 @@ import torch
 
 from recs_pipeline.ann import IVFIndex, list_overlap
 from recs_pipeline.graph import InteractionGraph, interaction_csr
-from recs_pipeline.metrics import InnerProduct, ScoreFn, topk_scored
+from recs_pipeline.metrics import InnerProduct, ScoreFn, pad_to_k, topk_scored
 from recs_pipeline.models.popularity import Popularity
 from recs_pipeline.warehouse import replace_partition
 
@@ -104,12 +104,12 @@ def rank_model_users(
     # The index's own lists are measured against exact ones on a sample, before any repair.
     generator = torch.Generator().manual_seed(index.seed)
     sample = torch.randperm(rows.numel(), generator=generator)[: index.overlap_users]
-    exact_scores, exact = _padded(*topk_scored(by_row, rows[sample], exclude, k), k)
+    exact_scores, exact = pad_to_k(*topk_scored(by_row, rows[sample], exclude, k), k)
     overlap = list_overlap(top[sample], exact, exact_scores)
     # Users whose probed lists hold fewer than k unseen items are ranked exactly instead.
     short = torch.nonzero(~torch.isfinite(scores[:, -1])).squeeze(1)
     if short.numel():
-        scores[short], top[short] = _padded(*topk_scored(by_row, rows[short], exclude, k), k)
+        scores[short], top[short] = pad_to_k(*topk_scored(by_row, rows[short], exclude, k), k)
     return (
         scores,
         top,
@@ -122,18 +122,6 @@ def rank_model_users(
             f"ivf_overlap@{k}": overlap,
             "ivf_overlap_users": sample.numel(),
         },
-    )
-
-
-def _padded(scores: torch.Tensor, top: torch.Tensor, k: int):
-    """``topk_scored`` output widened to k columns (it has fewer when the catalogue does)."""
-    missing = k - top.shape[1]
-    if missing <= 0:
-        return scores, top
-    rows = top.shape[0]
-    return (
-        torch.cat([scores, torch.full((rows, missing), -torch.inf)], 1),
-        torch.cat([top, torch.zeros(rows, missing, dtype=top.dtype)], 1),
     )
 
 

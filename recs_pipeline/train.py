@@ -431,8 +431,3 @@ def validation_metrics(
         _, top = topk_excluding(user_emb, item_emb, users, exclude, k)
     metrics = ranking_metrics(top, users, val_users, val_items, item_emb.shape[0], (k,))
     return metrics[("recall", k)], metrics[("ndcg", k)]
-
-
-def validation_recall(*args) -> float:
-    """Recall@k of :func:`validation_metrics`: the early-stopping criterion."""
-    return validation_metrics(*args)[0]

@@ -14,7 +14,7 @@ from recs_pipeline.train import (
     TrainConfig,
     spectral_init,
     train_model,
-    validation_recall,
+    validation_metrics,
     validation_split,
 )
 
@@ -125,7 +125,7 @@ def test_short_training_run_beats_popularity_and_keeps_best_state():
     val_users = torch.unique(val_u)
 
     # The returned model is the best epoch's state, not the last one's.
-    again = validation_recall(result.model, adjacency, fit_csr, val_users, val_u, val_i, 10)
+    again, _ = validation_metrics(result.model, adjacency, fit_csr, val_users, val_u, val_i, 10)
     assert again == pytest.approx(result.best_val_recall)
 
     # Popularity (train degree of the fit graph) on the same validation slice.
