@@ -24,7 +24,9 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The instance's storage is created first, by one process (assets/instance.py says why).
 ui: setup
+	$(BIN)/python -m assets.instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: setup

@@ -35,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     import dagster as dg
 
+    from assets.instance import InstanceCorrupted, prepare_instance
+
+    try:
+        prepare_instance(os.environ["DAGSTER_HOME"])
+    except InstanceCorrupted as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
     from assets.definitions import ALL_ASSETS, default_resources
     from assets.ingest import raw_interactions
     from recs_pipeline.synthetic import SyntheticLogSpec, recorded_spec, write_landing_files

@@ -22,6 +22,7 @@ import requests
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
+from assets.instance import prepare_instance
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -147,10 +148,13 @@ def project_instance_config() -> dict[str, Any]:
 
 
 def write_instance(home: Path) -> dict[str, Any]:
-    """The project's instance settings in a fresh ``home``; returns them."""
+    """A fresh ``home`` with the project's instance settings, its storage created before any
+    server or run starts (``assets.instance``: two processes creating it at once can corrupt
+    it); returns the settings."""
     config = project_instance_config()
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    prepare_instance(home)
     return config
 
 
