@@ -9,42 +9,57 @@ from pathlib import Path
 import dagster as dg
 
 from assets.definitions import defs
-from assets.executor import PRELOAD_MODULE, PrimedForkserverExecutor
+from assets.executor import PRELOAD_MODULE, forkserver_executor
 from assets.step_preload import instance_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _job():
-    return defs.resolve_job_def("daily_recommendations")
-
-
-def create_executor(job, max_concurrent: int | None, start_method: str):
-    """The executor the job's executor definition creates for this launchpad config."""
-    return job.executor_def.executor_creation_fn(
-        dg.InitExecutorContext(
-            job=dg.reconstructable(_job),
-            executor_def=job.executor_def,
-            executor_config={
-                "max_concurrent": max_concurrent,
-                "retries": {"enabled": {}},
-                "start_method": start_method,
-            },
-            instance=dg.DagsterInstance.ephemeral(),
-        )
+@dg.op(config_schema={"path": str})
+def probe(context) -> None:
+    """Records where its step process came from."""
+    Path(context.op_config["path"]).write_text(
+        json.dumps({"parent": os.getppid(), "preloaded": PRELOAD_MODULE in sys.modules})
     )
+
+
+@dg.job(executor_def=forkserver_executor)
+def probe_job():
+    probe()
+
+
+def run_probe(tmp_path, start_method: str) -> dict:
+    """Run ``probe_job`` as a run worker runs it, with the launchpad's ``start_method``; what
+    its step process saw."""
+    out = tmp_path / f"{start_method}.json"
+    (tmp_path / start_method).mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / start_method)) as instance:
+        result = dg.execute_job(
+            dg.reconstructable(probe_job),
+            instance=instance,
+            run_config={
+                "ops": {"probe": {"config": {"path": str(out)}}},
+                "execution": {"config": {"start_method": start_method}},
+            },
+        )
+        assert result.success
+    return json.loads(out.read_text())
 
 
 def test_every_job_runs_on_the_primed_forkserver_executor():
     for name in ("daily_recommendations", "__ASSET_JOB"):
-        job = defs.resolve_job_def(name)
-        assert job.executor_def.name == "multiprocess_forkserver", name
-        executor = create_executor(job, 3, "forkserver")
-        assert isinstance(executor, PrimedForkserverExecutor)
-        assert executor._start_method == "forkserver"
-        assert list(executor._explicit_forkserver_preload) == [PRELOAD_MODULE]
-        assert executor._max_concurrent == 3
-    assert create_executor(job, None, "spawn")._start_method == "spawn"
+        assert defs.resolve_job_def(name).executor_def is forkserver_executor, name
+
+
+def test_steps_are_forked_from_the_primed_server_and_spawn_restores_the_default(tmp_path):
+    """By default a step process is forked from the run's fork server, which imported the
+    preload; ``start_method: spawn`` starts each step as a child of the run worker."""
+    # Here the run worker is this process: a spawned step is its child, a forked one the fork
+    # server's.
+    forked = run_probe(tmp_path, "forkserver")
+    assert forked["preloaded"] and forked["parent"] != os.getpid()
+    spawned = run_probe(tmp_path, "spawn")
+    assert spawned["parent"] == os.getpid()
 
 
 def test_fork_server_has_imported_its_preload_when_priming_returns(tmp_path):
