@@ -117,12 +117,42 @@ def day_files(landing_root: str | os.PathLike, pattern: str, day: dt.date) -> li
     return files
 
 
+# A CSV line longer than DuckDB's reader limit (``max_line_size``, 2,000,000 bytes) is one
+# rejected line, quarantined with the reader's message. Its raw text is kept up to
+# MAX_RECORD_CHARS characters (DuckDB's rejects table keeps no more).
+MAX_RECORD_CHARS = 10_000
+# The dialect and header are sniffed from the start of each file with this larger limit, so that
+# a long line among the first rows cannot make the whole file unreadable.
+SNIFF_MAX_LINE_BYTES = 64 << 20
+
+
+def _sniffed_csv(con: duckdb.DuckDBPyConnection, path: str) -> list:
+    """The read_csv parameters of one CSV file: its dialect and header sniffed once, every
+    column as text. Reading with them fixed (``auto_detect=false``) makes a line over the
+    reader's maximum size a rejected line like any other malformed line."""
+    delim, quote, escape, new_line, comment, skip, columns = con.execute(
+        """SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, Columns
+           FROM sniff_csv(?, header=true, all_varchar=true, ignore_errors=true,
+                          strict_mode=true, max_line_size=?)""",
+        [path, SNIFF_MAX_LINE_BYTES],
+    ).fetchone()
+
+    def option(value: str) -> str:
+        return "" if value == "(empty)" else value
+
+    names = {column["name"]: "VARCHAR" for column in columns}
+    return [path, option(delim), option(quote), option(escape), new_line, option(comment),
+            skip, names]
+
+
 def _read_sql(fmt: LogFormat) -> str:
-    """A DuckDB table function reading one file (bound to ``?``), every column as text."""
+    """A DuckDB table function reading one file, every column as text. Parquet and JSON take the
+    path (``?``); CSV takes the parameters of :func:`_sniffed_csv`."""
     if fmt.format == "csv":
         return (
-            "read_csv(?, all_varchar=true, header=true, store_rejects=true,"
-            " rejects_table='_rejects', rejects_scan='_rejects_scan', strict_mode=true)"
+            "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, new_line=?,"
+            " comment=?, skip=?, columns=?, store_rejects=true, rejects_table='_rejects',"
+            " rejects_scan='_rejects_scan', strict_mode=true)"
         )
     if fmt.format == "parquet":
         return "read_parquet(?)"
@@ -135,10 +165,13 @@ def _stage_file(
     """Load one file into ``_staged`` (mapped, all text). Returns (rows, missing settings)."""
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
+    if os.path.getsize(path) == 0:
+        return 0, None  # no header, no rows: nothing to read or sniff
     # DuckDB's readers glob their path: escape it so a name with * ? [ is read as itself.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _file AS SELECT * FROM {_read_sql(fmt)}", [glob.escape(path)]
-    )
+    params = [glob.escape(path)]
+    if fmt.format == "csv":
+        params = _sniffed_csv(con, params[0])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _file AS SELECT * FROM {_read_sql(fmt)}", params)
     columns = {row[0] for row in con.execute("DESCRIBE _file").fetchall()}
     missing = {
         setting: column
@@ -171,13 +204,16 @@ def _stage_file(
         )
     n_rows = con.execute("SELECT count(*) FROM _file").fetchone()[0]
     if fmt.format == "csv":
-        # Lines the CSV reader could not parse (wrong field count, broken quoting).
+        # Lines the CSV reader could not parse (wrong field count, broken quoting, over the
+        # maximum line size): one record per line, its raw text and the reader's error (the
+        # first one, in text order, of a line with several).
         con.execute(
             """INSERT INTO _staged
-            SELECT DISTINCT ?, csv_line, NULL, NULL, NULL, NULL, NULL,
-                   'malformed CSV line ' || line || ': ' || error_type
-            FROM _rejects""",
-            [path],
+            SELECT ?, left(min(csv_line), ?), NULL, NULL, NULL, NULL, NULL,
+                   'malformed CSV line ' || line || ': '
+                   || min(error_type || coalesce(' (' || error_message || ')', ''))
+            FROM _rejects GROUP BY line""",
+            [path, MAX_RECORD_CHARS],
         )
         n_rows += con.execute("SELECT count(DISTINCT line) FROM _rejects").fetchone()[0]
     return n_rows, missing or None

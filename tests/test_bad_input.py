@@ -6,7 +6,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from recs_pipeline.logs import LogFormat, ingest_day
+from recs_pipeline.logs import MAX_RECORD_CHARS, LogFormat, ingest_day
 
 DAY = dt.date(2024, 5, 2)
 T0 = 1714608000000  # 2024-05-02T00:00:00Z in ms
@@ -161,3 +161,23 @@ def test_columns_with_quotes_in_their_names_are_quoted_not_interpolated(con, tmp
         timestamp_column="ts", user_column='user "id"', item_column="item", event_type_column=None
     )
     assert ingest_day(con, [str(path)], fmt, DAY).accepted == 1
+
+
+def test_a_line_over_the_maximum_line_size_quarantines_only_that_line(con, tmp_path):
+    # Issue 11, finding 7: a line longer than DuckDB's maximum line size (2,000,000 bytes) in
+    # the part of the file the CSV sniffer reads used to quarantine the whole file as one record
+    # with no raw text and without the cause. Only that line is quarantined, with its raw text
+    # (truncated) and the reader's cause; the other rows of the file are ingested.
+    long_user = "u" * 2_100_000
+    path = tmp_path / "part.csv"
+    path.write_bytes(csv(f"{T0},u1,i1,view", f"{T0 + 1},{long_user},i2,view", f"{T0 + 2},u3,i3,view"))
+    report = ingest_day(con, [str(path)], FORMAT, DAY)
+    rows = con.execute("SELECT user_id FROM raw.interactions ORDER BY user_id").fetchall()
+    assert rows == [("u1",), ("u3",)]
+    [(reason, record)] = con.execute(
+        "SELECT reason, record FROM raw.rejected_interactions"
+    ).fetchall()
+    assert reason.startswith("malformed CSV line 3: LINE SIZE OVER MAXIMUM"), reason
+    assert "Maximum line size of 2000000 bytes exceeded" in reason
+    assert record.startswith(f"{T0 + 1},uuuu") and len(record) == MAX_RECORD_CHARS
+    assert report.accepted == 2 and report.rejected == 1
