@@ -12,13 +12,13 @@ import dataclasses
 import datetime as dt
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 
-from recs_pipeline.warehouse import quote_identifier, replace_partition
+from recs_pipeline.warehouse import quote_identifier, replace_partition, transaction
 
 TimestampUnit = Literal["s", "ms", "us", "iso"]
 FileFormat = Literal["csv", "parquet", "json"]
@@ -80,6 +80,38 @@ class LogFormat:
             )
             if column
         }
+
+
+class IngestInterrupted(RuntimeError):
+    """An ingest of several days stopped at ``day`` on ``cause`` (also its ``__cause__``).
+
+    Each day is replaced in its own transaction: the ``committed`` days were completely replaced
+    before the error, ``day`` was rolled back and it and the ``not_ingested`` days keep their
+    previous partitions. Re-running the range is safe (a day's replacement is idempotent).
+    """
+
+    def __init__(
+        self,
+        day: dt.date,
+        committed: Sequence[dt.date],
+        not_ingested: Sequence[dt.date],
+        cause: BaseException,
+    ) -> None:
+        self.day = day
+        self.committed = list(committed)
+        self.not_ingested = list(not_ingested)
+        self.cause = cause
+
+        def days(values: Sequence[dt.date]) -> str:
+            return ", ".join(d.isoformat() for d in values) or "none"
+
+        super().__init__(
+            f"{type(cause).__name__}: {cause}\n"
+            f"Ingest of {day} failed and was rolled back. Days committed before it (complete):"
+            f" {days(self.committed)}. Not ingested (previous partitions kept): {day}"
+            + (f", {days(self.not_ingested)}" if self.not_ingested else "")
+            + ". Fix the cause and re-run the range."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,15 +343,13 @@ def ingest_day(
         )
     finally:
         con.execute("SET TimeZone = '" + zone.replace("'", "''") + "'")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         accepted = replace_partition(
             con,
             "raw.interactions",
             day,
             """SELECT CAST(ts AS DATE), ts, user_id, item_id, event_raw, weight, source_file
                FROM _validated WHERE final_reason IS NULL""",
-            in_transaction=True,
         )
         rejected = replace_partition(
             con,
@@ -328,12 +358,7 @@ def ingest_day(
             """SELECT CAST(? AS DATE), source_file, record, final_reason
                FROM _validated WHERE final_reason IS NOT NULL""",
             [day],
-            in_transaction=True,
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     reasons = dict(
         con.execute(
             """SELECT regexp_replace(final_reason, ':.*$', ''), count(*) FROM _validated
@@ -343,3 +368,32 @@ def ingest_day(
     for table in ("_staged", "_validated", "_file", "_rejects", "_rejects_scan"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return IngestReport(day, len(files), accepted, rejected, reasons)
+
+
+def ingest_days(
+    con: duckdb.DuckDBPyConnection,
+    files_by_day: Mapping[dt.date, Sequence[str]],
+    fmt: LogFormat,
+    *,
+    on_day: Callable[[IngestReport], None] | None = None,
+) -> list[IngestReport]:
+    """Ingest several days (in date order) with :func:`ingest_day`, each in its own transaction.
+
+    A range is not one transaction: every day is a partition of its own, complete once
+    committed, so a range that fails part-way leaves correct (if not all new) data; one
+    transaction over a whole backfill would keep the write-ahead log and undo of every day at
+    once, which is what runs out of disk first. A failure raises :class:`IngestInterrupted`
+    naming the cause and the days committed before it. ``on_day`` sees each day's report.
+    """
+    days = sorted(files_by_day)
+    reports: list[IngestReport] = []
+    for position, day in enumerate(days):
+        try:
+            report = ingest_day(con, files_by_day[day], fmt, day)
+        except Exception as error:
+            committed = [r.day for r in reports]
+            raise IngestInterrupted(day, committed, days[position + 1 :], error) from error
+        reports.append(report)
+        if on_day is not None:
+            on_day(report)
+    return reports
