@@ -98,6 +98,4 @@ def replace_partition(
     with transaction(con):
         con.execute(f"DELETE FROM {ref} WHERE {column} = ?", [key])
         con.execute(f"INSERT INTO {ref} {select_sql}", params or [])
-        return con.execute(
-            f"SELECT count(*) FROM {ref} WHERE {column} = ?", [key]
-        ).fetchone()[0]
+        return con.execute(f"SELECT count(*) FROM {ref} WHERE {column} = ?", [key]).fetchone()[0]

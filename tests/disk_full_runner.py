@@ -51,9 +51,13 @@ def main(argv: list[str]) -> int:
         error = info.message if info is not None else None
         if data.user_failure_data is not None:
             metadata = {key: value.value for key, value in data.user_failure_data.metadata.items()}
-    print("RUNNER RESULT " + json.dumps(
-        {"success": result.success, "error": error, "metadata": metadata}, default=str
-    ), flush=True)
+    print(
+        "RUNNER RESULT "
+        + json.dumps(
+            {"success": result.success, "error": error, "metadata": metadata}, default=str
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -170,7 +170,9 @@ def test_a_line_over_the_maximum_line_size_quarantines_only_that_line(con, tmp_p
     # (truncated) and the reader's cause; the other rows of the file are ingested.
     long_user = "u" * 2_100_000
     path = tmp_path / "part.csv"
-    path.write_bytes(csv(f"{T0},u1,i1,view", f"{T0 + 1},{long_user},i2,view", f"{T0 + 2},u3,i3,view"))
+    path.write_bytes(
+        csv(f"{T0},u1,i1,view", f"{T0 + 1},{long_user},i2,view", f"{T0 + 2},u3,i3,view")
+    )
     report = ingest_day(con, [str(path)], FORMAT, DAY)
     rows = con.execute("SELECT user_id FROM raw.interactions ORDER BY user_id").fetchall()
     assert rows == [("u1",), ("u3",)]

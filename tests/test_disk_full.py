@@ -102,8 +102,6 @@ def test_disk_full_mid_range_raises_the_cause_and_reports_committed_days(small_d
     # Days before the failure are complete; the failed day and those after it are untouched.
     with duckdb.connect(str(db), read_only=True) as con:
         counts = dict(
-            con.execute(
-                "SELECT event_date, count(*) FROM raw.interactions GROUP BY 1"
-            ).fetchall()
+            con.execute("SELECT event_date, count(*) FROM raw.interactions GROUP BY 1").fetchall()
         )
     assert counts == {DAYS[0]: ROWS[DAYS[0]], DAYS[1]: ROWS[DAYS[1]]}
