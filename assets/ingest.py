@@ -4,10 +4,22 @@ import datetime as dt
 from collections import Counter
 
 import dagster as dg
+from pydantic import Field
 
 from assets.partitions import daily_partitions
 from recs_pipeline.logs import IngestInterrupted, IngestReport, ingest_days
 from resources import LogSource, Warehouse
+
+
+class IngestSettings(dg.Config):
+    allow_empty_days: bool = Field(
+        default=False,
+        description="Let days without landing files be ingested as empty: a stored day whose"
+        " files are gone is emptied (its rows deleted), and a range whose days mostly (more"
+        " than half, of two or more days) have no files runs. Off (the default), such a run"
+        " fails before replacing anything: an unmounted or unfinished export must not delete"
+        " history. Set it for the one run that should empty days.",
+    )
 
 
 @dg.asset(
@@ -18,11 +30,15 @@ from resources import LogSource, Warehouse
     kinds={"duckdb"},
 )
 def raw_interactions(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, log_source: LogSource
+    context: dg.AssetExecutionContext,
+    config: IngestSettings,
+    warehouse: Warehouse,
+    log_source: LogSource,
 ) -> dg.MaterializeResult:
     """One day of events read from the landing files through DuckDB, validated; bad rows go to
     ``raw.rejected_interactions`` with their raw text and a reason. Each day's partition is
-    replaced atomically. A backfill ingests its whole range in one run, day by day: a failure
+    replaced atomically. A day without files never deletes a stored partition, and a range
+    mostly without files fails, unless ``allow_empty_days`` is set. A backfill ingests its whole range in one run, day by day: a failure
     names its cause and the days committed before it (failure metadata ``committed_days``)."""
     window = context.partition_time_window
     fmt = log_source.log_format()
@@ -33,7 +49,7 @@ def raw_interactions(
         day += dt.timedelta(days=1)
     empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
     for day in empty_days:
-        context.log.warning(f"no landing files for {day}: its partition is empty")
+        context.log.warning(f"no landing files for {day}")
 
     def log_day(report: IngestReport) -> None:
         context.log.info(
@@ -43,7 +59,9 @@ def raw_interactions(
 
     with warehouse.session() as con:
         try:
-            reports = ingest_days(con, files_by_day, fmt, on_day=log_day)
+            reports = ingest_days(
+                con, files_by_day, fmt, allow_empty_days=config.allow_empty_days, on_day=log_day
+            )
         except IngestInterrupted as error:
             raise dg.Failure(
                 description=str(error),

@@ -82,6 +82,16 @@ class LogFormat:
         }
 
 
+# A range of at least two days in which more than this fraction of the days have no landing
+# files is refused as a whole (an unmounted or unfinished export), unless empty days are allowed.
+MOSTLY_EMPTY_FRACTION = 0.5
+
+
+class EmptyDaysError(RuntimeError):
+    """Days without landing files would delete stored rows, or most days of a range have no
+    files. Raised before anything is replaced."""
+
+
 class IngestInterrupted(RuntimeError):
     """An ingest of several days stopped at ``day`` on ``cause`` (also its ``__cause__``).
 
@@ -173,8 +183,16 @@ def _sniffed_csv(con: duckdb.DuckDBPyConnection, path: str) -> list:
         return "" if value == "(empty)" else value
 
     names = {column["name"]: "VARCHAR" for column in columns}
-    return [path, option(delim), option(quote), option(escape), new_line, option(comment),
-            skip, names]
+    return [
+        path,
+        option(delim),
+        option(quote),
+        option(escape),
+        new_line,
+        option(comment),
+        skip,
+        names,
+    ]
 
 
 def _read_sql(fmt: LogFormat) -> str:
@@ -268,12 +286,16 @@ def ingest_day(
     files: Sequence[str],
     fmt: LogFormat,
     day: dt.date,
+    *,
+    allow_empty: bool = False,
 ) -> IngestReport:
     """Validate ``files`` as the events of ``day`` and replace that day's partitions.
 
     Clean rows replace ``raw.interactions[event_date = day]``; rejected rows (with raw text and
     reason) replace ``raw.rejected_interactions[event_date = day]``, both in one transaction.
-    Raises :class:`LogConfigError` when a mapped column exists in none of the files.
+    Raises :class:`LogConfigError` when a mapped column exists in none of the files, and
+    :class:`EmptyDaysError` when ``files`` is empty but the day has stored rows, unless
+    ``allow_empty`` (then the day becomes an empty partition).
     """
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _staged (source_file VARCHAR, record VARCHAR,
@@ -344,6 +366,8 @@ def ingest_day(
     finally:
         con.execute("SET TimeZone = '" + zone.replace("'", "''") + "'")
     with transaction(con):
+        if not files and not allow_empty and (stored := _stored_rows(con, day)):
+            raise EmptyDaysError(_stored_message({day: stored}))
         accepted = replace_partition(
             con,
             "raw.interactions",
@@ -375,9 +399,16 @@ def ingest_days(
     files_by_day: Mapping[dt.date, Sequence[str]],
     fmt: LogFormat,
     *,
+    allow_empty_days: bool = False,
     on_day: Callable[[IngestReport], None] | None = None,
 ) -> list[IngestReport]:
     """Ingest several days (in date order) with :func:`ingest_day`, each in its own transaction.
+
+    Checked first, before anything is replaced (both lifted by ``allow_empty_days``): a range
+    of two or more days in which more than half the days (:data:`MOSTLY_EMPTY_FRACTION`) have
+    no landing files is refused, and so is a day without files whose partition holds rows (a
+    day moved away would otherwise delete its history). A day without files and without stored
+    rows is ingested as an empty partition.
 
     A range is not one transaction: every day is a partition of its own, complete once
     committed, so a range that fails part-way leaves correct (if not all new) data; one
@@ -386,10 +417,22 @@ def ingest_days(
     naming the cause and the days committed before it. ``on_day`` sees each day's report.
     """
     days = sorted(files_by_day)
+    empty = [day for day in days if not files_by_day[day]]
+    if not allow_empty_days:
+        if len(days) >= 2 and len(empty) > MOSTLY_EMPTY_FRACTION * len(days):
+            raise EmptyDaysError(
+                f"{len(empty)} of {len(days)} days of the range {days[0]}..{days[-1]} have no"
+                f" landing files ({_day_list(empty)}): the landing files look unmounted or not"
+                " exported yet. Nothing was replaced. Re-mount or complete the export and"
+                " re-run, or set allow_empty_days to ingest these days as empty."
+            )
+        stored = {day: n for day in empty if (n := _stored_rows(con, day))}
+        if stored:
+            raise EmptyDaysError(_stored_message(stored))
     reports: list[IngestReport] = []
     for position, day in enumerate(days):
         try:
-            report = ingest_day(con, files_by_day[day], fmt, day)
+            report = ingest_day(con, files_by_day[day], fmt, day, allow_empty=allow_empty_days)
         except Exception as error:
             committed = [r.day for r in reports]
             raise IngestInterrupted(day, committed, days[position + 1 :], error) from error
@@ -397,3 +440,30 @@ def ingest_days(
         if on_day is not None:
             on_day(report)
     return reports
+
+
+def _stored_rows(con: duckdb.DuckDBPyConnection, day: dt.date) -> int:
+    """Rows stored for ``day`` in ``raw.interactions`` and ``raw.rejected_interactions``."""
+    return con.execute(
+        """SELECT (SELECT count(*) FROM raw.interactions WHERE event_date = $1)
+                + (SELECT count(*) FROM raw.rejected_interactions WHERE event_date = $1)""",
+        [day],
+    ).fetchone()[0]
+
+
+def _day_list(days: Sequence[dt.date], shown: int = 10) -> str:
+    text = ", ".join(day.isoformat() for day in days[:shown])
+    return text + (f" and {len(days) - shown} more" if len(days) > shown else "")
+
+
+def _stored_message(stored: Mapping[dt.date, int]) -> str:
+    days = sorted(stored)
+    detail = ", ".join(f"{day} ({stored[day]} rows)" for day in days[:10])
+    if len(days) > 10:
+        detail += f" and {len(days) - 10} more"
+    return (
+        f"{len(days)} day(s) without landing files have stored rows that ingesting would"
+        f" delete: {detail}. Nothing was replaced. Restore their landing files (re-mount the"
+        " export, move the day's folder back) and re-run, or set allow_empty_days to replace"
+        " them by empty partitions."
+    )
