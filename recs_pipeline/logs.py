@@ -29,6 +29,24 @@ DEFAULT_PATTERN = "{date:%Y-%m-%d}/*.csv"
 _EPOCH_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
+# The id rule, for user and item ids at ingest and for the item catalogue's ids: Unicode NFC;
+# leading and trailing Unicode White_Space trimmed (tab, line breaks, NEL, NBSP and every other
+# space separator); nothing left is an empty id; a control character (Unicode Cc: U+0000-U+001F,
+# U+007F-U+009F) left inside quarantines the row. NFC and NFD spellings are then one id.
+_WHITE_SPACE = r"[\t\n\x{0B}\f\r\x{85}\pZ]"
+
+
+def normalized_id_sql(expr: str) -> str:
+    """SQL for the id ``expr`` (text) under the id rule: NFC, trimmed, NULL when empty."""
+    trim = f"^{_WHITE_SPACE}+|{_WHITE_SPACE}+$"
+    return f"nullif(regexp_replace(nfc_normalize({expr}), '{trim}', '', 'g'), '')"
+
+
+def control_character_sql(expr: str) -> str:
+    """SQL true when the text ``expr`` holds a control character (Unicode Cc)."""
+    return f"regexp_matches({expr}, '\\p{{Cc}}')"
+
+
 class LogConfigError(ValueError):
     """A setting of the log source is wrong; the message names the setting."""
 
@@ -344,8 +362,8 @@ def ingest_day(
             f"""CREATE OR REPLACE TEMP TABLE _validated AS
             WITH parsed AS (
                 SELECT *, {_timestamp_sql(fmt.timestamp_unit)} AS ts,
-                       nullif(trim(user_raw), '') AS user_id,
-                       nullif(trim(item_raw), '') AS item_id,
+                       {normalized_id_sql("user_raw")} AS user_id,
+                       {normalized_id_sql("item_raw")} AS item_id,
                        CASE WHEN weight_raw IS NULL THEN 1.0
                             ELSE TRY_CAST(weight_raw AS DOUBLE) END AS weight
                 FROM _staged
@@ -353,6 +371,8 @@ def ingest_day(
             SELECT *, coalesce(reason,
                 CASE WHEN user_id IS NULL THEN 'null or empty user id'
                      WHEN item_id IS NULL THEN 'null or empty item id'
+                     WHEN {control_character_sql("user_id")} THEN 'control character in user id'
+                     WHEN {control_character_sql("item_id")} THEN 'control character in item id'
                      WHEN ts IS NULL THEN 'unparseable timestamp'
                      WHEN CAST(ts AS DATE) <> CAST($1 AS DATE)
                           THEN 'timestamp outside partition day ' || CAST($1 AS VARCHAR)
