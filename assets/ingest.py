@@ -38,8 +38,9 @@ def raw_interactions(
     """One day of events read from the landing files through DuckDB, validated; bad rows go to
     ``raw.rejected_interactions`` with their raw text and a reason. Each day's partition is
     replaced atomically. A day without files never deletes a stored partition, and a range
-    mostly without files fails, unless ``allow_empty_days`` is set. A backfill ingests its whole range in one run, day by day: a failure
-    names its cause and the days committed before it (failure metadata ``committed_days``)."""
+    mostly without files fails, unless ``allow_empty_days`` is set. A backfill ingests its
+    whole range in one run, day by day: a failure names its cause and the days committed
+    before it (failure metadata ``committed_days``)."""
     window = context.partition_time_window
     fmt = log_source.log_format()
     files_by_day = {}
