@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recs_pipeline.warehouse import replace_partition
+from recs_pipeline.warehouse import replace_partition, transaction
 
 
 @dataclasses.dataclass
@@ -185,8 +185,7 @@ def index_split(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> InteractionGr
     """Build the id maps of ``as_of`` from its train split, store them in
     ``features.user_index`` / ``features.item_index`` (one transaction), and return the split in
     index space."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table, column, source in (
             ("features.user_index", "user_id", "user_id"),
             ("features.item_index", "item_id", "item_id"),
@@ -200,12 +199,7 @@ def index_split(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> InteractionGr
                     FROM (SELECT DISTINCT {source} AS {column}
                           FROM features.train_interactions WHERE as_of_date = ?)""",
                 [as_of, as_of],
-                in_transaction=True,
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
     def ids(table: str, column: str) -> list[str]:
         rows = con.execute(

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import torch
 
-from recs_pipeline.logs import LogConfigError
+from recs_pipeline.logs import LogConfigError, control_character_sql, normalized_id_sql
 from recs_pipeline.warehouse import quote_identifier
 
 _READERS = {
@@ -79,15 +79,18 @@ def read_item_features(path: Path, item_column: str, item_ids: list[str]) -> Ite
         selected = ", ".join(
             f"any_value({quote_identifier(c)})::DOUBLE AS {quote_identifier(c)}" for c in columns
         )
-        item = quote_identifier(item_column)
+        # Catalogue ids follow the ingest id rule (NFC, trimmed), so they match the stored ids;
+        # an id with a control character matches none (ingest quarantines such ids).
+        item = normalized_id_sql(f"{quote_identifier(item_column)}::VARCHAR")
+        valid = f"NOT {control_character_sql(item)}"
         rows = con.execute(
             f"""SELECT ids.idx, f.* EXCLUDE (item_id) FROM ids LEFT JOIN (
-                    SELECT {item}::VARCHAR AS item_id{", " + selected if columns else ""}
-                    FROM catalogue GROUP BY 1) f ON f.item_id = ids.item_id
+                    SELECT {item} AS item_id{", " + selected if columns else ""}
+                    FROM catalogue WHERE {valid} GROUP BY 1) f ON f.item_id = ids.item_id
                 ORDER BY ids.idx"""
         ).fetchnumpy()
         matched = con.execute(
-            f"SELECT count(DISTINCT {item}::VARCHAR) FROM catalogue WHERE {item}::VARCHAR IN"
+            f"SELECT count(DISTINCT {item}) FROM catalogue WHERE {valid} AND {item} IN"
             " (SELECT item_id FROM ids)"
         ).fetchone()[0]
     finally:

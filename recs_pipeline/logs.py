@@ -12,13 +12,13 @@ import dataclasses
 import datetime as dt
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 
-from recs_pipeline.warehouse import quote_identifier, replace_partition
+from recs_pipeline.warehouse import quote_identifier, replace_partition, transaction
 
 TimestampUnit = Literal["s", "ms", "us", "iso"]
 FileFormat = Literal["csv", "parquet", "json"]
@@ -27,6 +27,24 @@ FileFormat = Literal["csv", "parquet", "json"]
 # The landing layout the project writes and reads by default: one folder per day.
 DEFAULT_PATTERN = "{date:%Y-%m-%d}/*.csv"
 _EPOCH_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+# The id rule, for user and item ids at ingest and for the item catalogue's ids: Unicode NFC;
+# leading and trailing Unicode White_Space trimmed (tab, line breaks, NEL, NBSP and every other
+# space separator); nothing left is an empty id; a control character (Unicode Cc: U+0000-U+001F,
+# U+007F-U+009F) left inside quarantines the row. NFC and NFD spellings are then one id.
+_WHITE_SPACE = r"[\t\n\x{0B}\f\r\x{85}\pZ]"
+
+
+def normalized_id_sql(expr: str) -> str:
+    """SQL for the id ``expr`` (text) under the id rule: NFC, trimmed, NULL when empty."""
+    trim = f"^{_WHITE_SPACE}+|{_WHITE_SPACE}+$"
+    return f"nullif(regexp_replace(nfc_normalize({expr}), '{trim}', '', 'g'), '')"
+
+
+def control_character_sql(expr: str) -> str:
+    """SQL true when the text ``expr`` holds a control character (Unicode Cc)."""
+    return f"regexp_matches({expr}, '\\p{{Cc}}')"
 
 
 class LogConfigError(ValueError):
@@ -82,6 +100,48 @@ class LogFormat:
         }
 
 
+# A range of at least two days in which more than this fraction of the days have no landing
+# files is refused as a whole (an unmounted or unfinished export), unless empty days are allowed.
+MOSTLY_EMPTY_FRACTION = 0.5
+
+
+class EmptyDaysError(RuntimeError):
+    """Days without landing files would delete stored rows, or most days of a range have no
+    files. Raised before anything is replaced."""
+
+
+class IngestInterrupted(RuntimeError):
+    """An ingest of several days stopped at ``day`` on ``cause`` (also its ``__cause__``).
+
+    Each day is replaced in its own transaction: the ``committed`` days were completely replaced
+    before the error, ``day`` was rolled back and it and the ``not_ingested`` days keep their
+    previous partitions. Re-running the range is safe (a day's replacement is idempotent).
+    """
+
+    def __init__(
+        self,
+        day: dt.date,
+        committed: Sequence[dt.date],
+        not_ingested: Sequence[dt.date],
+        cause: BaseException,
+    ) -> None:
+        self.day = day
+        self.committed = list(committed)
+        self.not_ingested = list(not_ingested)
+        self.cause = cause
+
+        def days(values: Sequence[dt.date]) -> str:
+            return ", ".join(d.isoformat() for d in values) or "none"
+
+        super().__init__(
+            f"{type(cause).__name__}: {cause}\n"
+            f"Ingest of {day} failed and was rolled back. Days committed before it (complete):"
+            f" {days(self.committed)}. Not ingested (previous partitions kept): {day}"
+            + (f", {days(self.not_ingested)}" if self.not_ingested else "")
+            + ". Fix the cause and re-run the range."
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class IngestReport:
     day: dt.date
@@ -117,12 +177,50 @@ def day_files(landing_root: str | os.PathLike, pattern: str, day: dt.date) -> li
     return files
 
 
+# A CSV line longer than DuckDB's reader limit (``max_line_size``, 2,000,000 bytes) is one
+# rejected line, quarantined with the reader's message. Its raw text is kept up to
+# MAX_RECORD_CHARS characters (DuckDB's rejects table keeps no more).
+MAX_RECORD_CHARS = 10_000
+# The dialect and header are sniffed from the start of each file with this larger limit, so that
+# a long line among the first rows cannot make the whole file unreadable.
+SNIFF_MAX_LINE_BYTES = 64 << 20
+
+
+def _sniffed_csv(con: duckdb.DuckDBPyConnection, path: str) -> list:
+    """The read_csv parameters of one CSV file: its dialect and header sniffed once, every
+    column as text. Reading with them fixed (``auto_detect=false``) makes a line over the
+    reader's maximum size a rejected line like any other malformed line."""
+    delim, quote, escape, new_line, comment, skip, columns = con.execute(
+        """SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, Columns
+           FROM sniff_csv(?, header=true, all_varchar=true, ignore_errors=true,
+                          strict_mode=true, max_line_size=?)""",
+        [path, SNIFF_MAX_LINE_BYTES],
+    ).fetchone()
+
+    def option(value: str) -> str:
+        return "" if value == "(empty)" else value
+
+    names = {column["name"]: "VARCHAR" for column in columns}
+    return [
+        path,
+        option(delim),
+        option(quote),
+        option(escape),
+        new_line,
+        option(comment),
+        skip,
+        names,
+    ]
+
+
 def _read_sql(fmt: LogFormat) -> str:
-    """A DuckDB table function reading one file (bound to ``?``), every column as text."""
+    """A DuckDB table function reading one file, every column as text. Parquet and JSON take the
+    path (``?``); CSV takes the parameters of :func:`_sniffed_csv`."""
     if fmt.format == "csv":
         return (
-            "read_csv(?, all_varchar=true, header=true, store_rejects=true,"
-            " rejects_table='_rejects', rejects_scan='_rejects_scan', strict_mode=true)"
+            "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, new_line=?,"
+            " comment=?, skip=?, columns=?, store_rejects=true, rejects_table='_rejects',"
+            " rejects_scan='_rejects_scan', strict_mode=true)"
         )
     if fmt.format == "parquet":
         return "read_parquet(?)"
@@ -135,10 +233,13 @@ def _stage_file(
     """Load one file into ``_staged`` (mapped, all text). Returns (rows, missing settings)."""
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
+    if os.path.getsize(path) == 0:
+        return 0, None  # no header, no rows: nothing to read or sniff
     # DuckDB's readers glob their path: escape it so a name with * ? [ is read as itself.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _file AS SELECT * FROM {_read_sql(fmt)}", [glob.escape(path)]
-    )
+    params = [glob.escape(path)]
+    if fmt.format == "csv":
+        params = _sniffed_csv(con, params[0])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _file AS SELECT * FROM {_read_sql(fmt)}", params)
     columns = {row[0] for row in con.execute("DESCRIBE _file").fetchall()}
     missing = {
         setting: column
@@ -171,13 +272,16 @@ def _stage_file(
         )
     n_rows = con.execute("SELECT count(*) FROM _file").fetchone()[0]
     if fmt.format == "csv":
-        # Lines the CSV reader could not parse (wrong field count, broken quoting).
+        # Lines the CSV reader could not parse (wrong field count, broken quoting, over the
+        # maximum line size): one record per line, its raw text and the reader's error (the
+        # first one, in text order, of a line with several).
         con.execute(
             """INSERT INTO _staged
-            SELECT DISTINCT ?, csv_line, NULL, NULL, NULL, NULL, NULL,
-                   'malformed CSV line ' || line || ': ' || error_type
-            FROM _rejects""",
-            [path],
+            SELECT ?, left(min(csv_line), ?), NULL, NULL, NULL, NULL, NULL,
+                   'malformed CSV line ' || line || ': '
+                   || min(error_type || coalesce(' (' || error_message || ')', ''))
+            FROM _rejects GROUP BY line""",
+            [path, MAX_RECORD_CHARS],
         )
         n_rows += con.execute("SELECT count(DISTINCT line) FROM _rejects").fetchone()[0]
     return n_rows, missing or None
@@ -200,12 +304,16 @@ def ingest_day(
     files: Sequence[str],
     fmt: LogFormat,
     day: dt.date,
+    *,
+    allow_empty: bool = False,
 ) -> IngestReport:
     """Validate ``files`` as the events of ``day`` and replace that day's partitions.
 
     Clean rows replace ``raw.interactions[event_date = day]``; rejected rows (with raw text and
     reason) replace ``raw.rejected_interactions[event_date = day]``, both in one transaction.
-    Raises :class:`LogConfigError` when a mapped column exists in none of the files.
+    Raises :class:`LogConfigError` when a mapped column exists in none of the files, and
+    :class:`EmptyDaysError` when ``files`` is empty but the day has stored rows, unless
+    ``allow_empty`` (then the day becomes an empty partition).
     """
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _staged (source_file VARCHAR, record VARCHAR,
@@ -254,8 +362,8 @@ def ingest_day(
             f"""CREATE OR REPLACE TEMP TABLE _validated AS
             WITH parsed AS (
                 SELECT *, {_timestamp_sql(fmt.timestamp_unit)} AS ts,
-                       nullif(trim(user_raw), '') AS user_id,
-                       nullif(trim(item_raw), '') AS item_id,
+                       {normalized_id_sql("user_raw")} AS user_id,
+                       {normalized_id_sql("item_raw")} AS item_id,
                        CASE WHEN weight_raw IS NULL THEN 1.0
                             ELSE TRY_CAST(weight_raw AS DOUBLE) END AS weight
                 FROM _staged
@@ -263,6 +371,8 @@ def ingest_day(
             SELECT *, coalesce(reason,
                 CASE WHEN user_id IS NULL THEN 'null or empty user id'
                      WHEN item_id IS NULL THEN 'null or empty item id'
+                     WHEN {control_character_sql("user_id")} THEN 'control character in user id'
+                     WHEN {control_character_sql("item_id")} THEN 'control character in item id'
                      WHEN ts IS NULL THEN 'unparseable timestamp'
                      WHEN CAST(ts AS DATE) <> CAST($1 AS DATE)
                           THEN 'timestamp outside partition day ' || CAST($1 AS VARCHAR)
@@ -275,15 +385,15 @@ def ingest_day(
         )
     finally:
         con.execute("SET TimeZone = '" + zone.replace("'", "''") + "'")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
+        if not files and not allow_empty and (stored := _stored_rows(con, day)):
+            raise EmptyDaysError(_stored_message({day: stored}))
         accepted = replace_partition(
             con,
             "raw.interactions",
             day,
             """SELECT CAST(ts AS DATE), ts, user_id, item_id, event_raw, weight, source_file
                FROM _validated WHERE final_reason IS NULL""",
-            in_transaction=True,
         )
         rejected = replace_partition(
             con,
@@ -292,12 +402,7 @@ def ingest_day(
             """SELECT CAST(? AS DATE), source_file, record, final_reason
                FROM _validated WHERE final_reason IS NOT NULL""",
             [day],
-            in_transaction=True,
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     reasons = dict(
         con.execute(
             """SELECT regexp_replace(final_reason, ':.*$', ''), count(*) FROM _validated
@@ -307,3 +412,78 @@ def ingest_day(
     for table in ("_staged", "_validated", "_file", "_rejects", "_rejects_scan"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return IngestReport(day, len(files), accepted, rejected, reasons)
+
+
+def ingest_days(
+    con: duckdb.DuckDBPyConnection,
+    files_by_day: Mapping[dt.date, Sequence[str]],
+    fmt: LogFormat,
+    *,
+    allow_empty_days: bool = False,
+    on_day: Callable[[IngestReport], None] | None = None,
+) -> list[IngestReport]:
+    """Ingest several days (in date order) with :func:`ingest_day`, each in its own transaction.
+
+    Checked first, before anything is replaced (both lifted by ``allow_empty_days``): a range
+    of two or more days in which more than half the days (:data:`MOSTLY_EMPTY_FRACTION`) have
+    no landing files is refused, and so is a day without files whose partition holds rows (a
+    day moved away would otherwise delete its history). A day without files and without stored
+    rows is ingested as an empty partition.
+
+    A range is not one transaction: every day is a partition of its own, complete once
+    committed, so a range that fails part-way leaves correct (if not all new) data; one
+    transaction over a whole backfill would keep the write-ahead log and undo of every day at
+    once, which is what runs out of disk first. A failure raises :class:`IngestInterrupted`
+    naming the cause and the days committed before it. ``on_day`` sees each day's report.
+    """
+    days = sorted(files_by_day)
+    empty = [day for day in days if not files_by_day[day]]
+    if not allow_empty_days:
+        if len(days) >= 2 and len(empty) > MOSTLY_EMPTY_FRACTION * len(days):
+            raise EmptyDaysError(
+                f"{len(empty)} of {len(days)} days of the range {days[0]}..{days[-1]} have no"
+                f" landing files ({_day_list(empty)}): the landing files look unmounted or not"
+                " exported yet. Nothing was replaced. Re-mount or complete the export and"
+                " re-run, or set allow_empty_days to ingest these days as empty."
+            )
+        stored = {day: n for day in empty if (n := _stored_rows(con, day))}
+        if stored:
+            raise EmptyDaysError(_stored_message(stored))
+    reports: list[IngestReport] = []
+    for position, day in enumerate(days):
+        try:
+            report = ingest_day(con, files_by_day[day], fmt, day, allow_empty=allow_empty_days)
+        except Exception as error:
+            committed = [r.day for r in reports]
+            raise IngestInterrupted(day, committed, days[position + 1 :], error) from error
+        reports.append(report)
+        if on_day is not None:
+            on_day(report)
+    return reports
+
+
+def _stored_rows(con: duckdb.DuckDBPyConnection, day: dt.date) -> int:
+    """Rows stored for ``day`` in ``raw.interactions`` and ``raw.rejected_interactions``."""
+    return con.execute(
+        """SELECT (SELECT count(*) FROM raw.interactions WHERE event_date = $1)
+                + (SELECT count(*) FROM raw.rejected_interactions WHERE event_date = $1)""",
+        [day],
+    ).fetchone()[0]
+
+
+def _day_list(days: Sequence[dt.date], shown: int = 10) -> str:
+    text = ", ".join(day.isoformat() for day in days[:shown])
+    return text + (f" and {len(days) - shown} more" if len(days) > shown else "")
+
+
+def _stored_message(stored: Mapping[dt.date, int]) -> str:
+    days = sorted(stored)
+    detail = ", ".join(f"{day} ({stored[day]} rows)" for day in days[:10])
+    if len(days) > 10:
+        detail += f" and {len(days) - 10} more"
+    return (
+        f"{len(days)} day(s) without landing files have stored rows that ingesting would"
+        f" delete: {detail}. Nothing was replaced. Restore their landing files (re-mount the"
+        " export, move the day's folder back) and re-run, or set allow_empty_days to replace"
+        " them by empty partitions."
+    )

@@ -15,7 +15,7 @@ import datetime as dt
 
 import duckdb
 
-from recs_pipeline.warehouse import replace_partition
+from recs_pipeline.warehouse import replace_partition, transaction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +108,7 @@ def temporal_split(
            WHERE t.user_id IN (SELECT user_id FROM _train)
              AND t.item_id IN (SELECT item_id FROM _train)"""
     )
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table, source in (
             ("features.train_interactions", "_train"),
             ("features.test_interactions", "_test"),
@@ -121,12 +120,7 @@ def temporal_split(
                 f"""SELECT CAST(? AS DATE), user_id, item_id, n_events, weight, first_ts, last_ts
                     FROM {source} ORDER BY user_id, item_id""",
                 [as_of],
-                in_transaction=True,
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     stats = con.execute(
         """SELECT (SELECT count(*) FROM _train), (SELECT count(*) FROM _test),
                   (SELECT count(DISTINCT user_id) FROM _train),

@@ -1,4 +1,5 @@
-"""DuckDB warehouse helpers: create the schema, replace one partition atomically.
+"""DuckDB warehouse helpers: create the schema, run writes in a transaction, replace one
+partition atomically.
 
 Every function takes an open ``duckdb.DuckDBPyConnection``; the caller decides how long it lives
 (never across model training: DuckDB allows one read-write process per file).
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import duckdb
 
@@ -41,35 +44,58 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
 
 
+# Connections (by id) inside a transaction() block: a nested block joins the outer transaction.
+_OPEN_TRANSACTIONS: set[int] = set()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block's statements in one transaction: committed if the block completes, rolled
+    back if it raises. The one way the project writes several statements atomically.
+
+    A block nested in another on the same connection joins the outer transaction (the outer
+    block commits or rolls back). If the commit itself fails (a full disk: DuckDB cannot write
+    its write-ahead log) DuckDB has already ended the transaction; the rollback that follows
+    then fails too, and that second error is attached as a note while the first, the cause, is
+    the one raised.
+    """
+    key = id(con)
+    if key in _OPEN_TRANSACTIONS:
+        yield con
+        return
+    con.execute("BEGIN TRANSACTION")
+    _OPEN_TRANSACTIONS.add(key)
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException as error:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error as rollback_error:
+            error.add_note(f"(rollback after this error: {rollback_error})")
+        raise
+    finally:
+        _OPEN_TRANSACTIONS.discard(key)
+
+
 def replace_partition(
     con: duckdb.DuckDBPyConnection,
     table: str,
     key: dt.date,
     select_sql: str,
     params: list | None = None,
-    *,
-    in_transaction: bool = False,
 ) -> int:
     """Replace the rows of ``table`` whose partition column equals ``key`` by ``select_sql``.
 
     ``select_sql`` must produce the table's columns in order, with ``key`` as the partition
-    column of every row. Delete and insert run in one
-    transaction, so readers see either the old partition or the new one, never a mix, and a
-    re-run never duplicates rows. With ``in_transaction=True`` the caller owns the transaction
-    (to replace several tables together). Returns the number of rows inserted.
+    column of every row. Delete and insert run in one :func:`transaction`, so readers see either
+    the old partition or the new one, never a mix, and a re-run never duplicates rows. Called
+    inside the caller's ``with transaction(con):`` it joins that transaction (to replace several
+    tables together). Returns the number of rows inserted.
     """
     ref = _table_ref(table)
     column = PARTITION_COLUMN[table]
-    if not in_transaction:
-        con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(f"DELETE FROM {ref} WHERE {column} = ?", [key])
         con.execute(f"INSERT INTO {ref} {select_sql}", params or [])
-        written = con.execute(f"SELECT count(*) FROM {ref} WHERE {column} = ?", [key]).fetchone()[0]
-        if not in_transaction:
-            con.execute("COMMIT")
-    except BaseException:
-        if not in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    return written
+        return con.execute(f"SELECT count(*) FROM {ref} WHERE {column} = ?", [key]).fetchone()[0]

@@ -48,3 +48,14 @@ def test_configuration_errors_name_the_setting(tmp_path):
     with pytest.raises(LogConfigError, match="unknown format"):
         feature_file(tmp_path, "items.xlsx")
     assert feature_file(tmp_path, "missing.csv") is None
+
+
+def test_catalogue_ids_follow_the_ingest_id_rule(tmp_path):
+    # Issue 11, finding 12: ingest stores ids in NFC with whitespace trimmed; the catalogue's id
+    # column is read under the same rule, so an NFD or padded catalogue id matches its item.
+    (tmp_path / "items.csv").write_text(
+        'item_id,genre\n"caf\u0065\u0301\t",1\n" i2\u00a0",1\n', encoding="utf-8"
+    )
+    features = read_item_features(tmp_path / "items.csv", "item_id", ["caf\u00e9", "i2", "i3"])
+    assert features.matched_items == 2
+    torch.testing.assert_close(features.values, torch.tensor([[1.0], [1.0], [0.0]]))

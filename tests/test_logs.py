@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from recs_pipeline.logs import LogConfigError, LogFormat, day_files, ingest_day
+from recs_pipeline.logs import EmptyDaysError, LogConfigError, LogFormat, day_files, ingest_day
 
 DAY = dt.date(2024, 5, 2)
 DAY_START_MS = 1714608000000  # 2024-05-02T00:00:00Z
@@ -91,10 +91,10 @@ def test_clean_and_rejected_rows(con, tmp_path):
         user = line.split(",")[1].strip()
         matches = [r for r in by_reason.get(reason, []) if f'"{user}"' in r or not user]
         assert matches, (line, reason)
-    assert sorted(by_reason) == sorted(
-        set(BAD.values()) | {"malformed CSV line 14: TOO MANY COLUMNS"}
-    )
-    assert by_reason["malformed CSV line 14: TOO MANY COLUMNS"] == [MALFORMED]
+    # A malformed line's reason carries the reader's error type and message.
+    too_many = "malformed CSV line 14: TOO MANY COLUMNS (Expected Number of Columns: 4 Found: 5)"
+    assert sorted(by_reason) == sorted(set(BAD.values()) | {too_many})
+    assert by_reason[too_many] == [MALFORMED]
     assert len(rows) == len(BAD) + 1
     assert any('"not-a-time"' in r for r in by_reason["unparseable timestamp"])
 
@@ -147,9 +147,17 @@ def test_reingest_replaces_partition(con, tmp_path):
 
 
 def test_day_without_files_gives_empty_partition(con, tmp_path):
+    # Nothing stored: a day without files is a valid empty partition.
+    report = ingest_day(con, [], LogFormat(), DAY)
+    assert (report.files, report.accepted, report.rejected, report.reasons) == (0, 0, 0, {})
     path = hand_csv(tmp_path)
     ingest_day(con, [path], LogFormat(event_types=EVENT_TYPES), DAY)
-    report = ingest_day(con, [], LogFormat(event_types=EVENT_TYPES), DAY)
+    rows, bad = accepted(con), rejected(con)
+    # Stored rows: no files never deletes them (issue 11, finding 2) unless explicitly allowed.
+    with pytest.raises(EmptyDaysError, match=r"2024-05-02 \(13 rows\).*allow_empty_days"):
+        ingest_day(con, [], LogFormat(event_types=EVENT_TYPES), DAY)
+    assert accepted(con) == rows and rejected(con) == bad
+    report = ingest_day(con, [], LogFormat(event_types=EVENT_TYPES), DAY, allow_empty=True)
     assert (report.files, report.accepted, report.rejected, report.reasons) == (0, 0, 0, {})
     assert accepted(con) == [] and rejected(con) == []
 
