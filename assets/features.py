@@ -5,9 +5,17 @@ import dataclasses
 import dagster as dg
 
 from assets.ingest import raw_interactions
+from assets.lineage import expected_writer
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
 from assets.settings import HardNegativeSettings, SplitSettings
-from recs_pipeline.artifacts import LocalArtifactStore
+from recs_pipeline.artifacts import (
+    ADJACENCY,
+    GRAPH,
+    HARD_NEGATIVES,
+    ITEM_FEATURES,
+    SPLIT,
+    LocalArtifactStore,
+)
 from recs_pipeline.graph import InteractionGraph, index_split, normalized_adjacency
 from recs_pipeline.item_features import read_item_features
 from recs_pipeline.sampling import hard_negative_pools
@@ -44,11 +52,12 @@ def interaction_split(
             f" {split_config.train_range(as_of)[1]}]: ingest raw_interactions for those days first"
         )
     context.log.info(f"split of {as_of}: {report}")
-    artifacts.store().save_json(
-        {"config": dataclasses.asdict(split_config), "report": dataclasses.asdict(report)},
-        "interaction_split",
+    # Written in the same step (and pool slot) as the warehouse split: its run id tells
+    # interaction_graph whose split the tables hold.
+    artifacts.store().put(
+        SPLIT,
         context.partition_key,
-        "split.json",
+        {"config": dataclasses.asdict(split_config), "report": dataclasses.asdict(report)},
     )
     return dg.MaterializeResult(metadata=dataclasses.asdict(report))
 
@@ -69,14 +78,18 @@ def interaction_graph(
     """Id maps (``features.user_index`` / ``item_index``) and the bipartite graph with its
     symmetric normalised adjacency, stored in the artifact store; with a catalogue file
     (``log_source.item_features_path``), the items' features aligned to the id map too."""
+    store = artifacts.store()
     with warehouse.session() as con:
+        # The warehouse split tables carry no run id; split.json, written by the same
+        # interaction_split step, does. Checked while holding the duckdb pool slot, so no
+        # other split can land between the check and the read.
+        store.get(SPLIT, context.partition_key, expected_writer(context, "interaction_split"))
         graph = index_split(con, partition_date(context))
     adjacency = normalized_adjacency(
         graph.train_users, graph.train_items, graph.n_users, graph.n_items
     )
-    store = artifacts.store()
-    store.save_torch(graph.to_dict(), "interaction_graph", context.partition_key, "graph.pt")
-    store.save_torch(adjacency, "interaction_graph", context.partition_key, "adjacency.pt")
+    store.put(GRAPH, context.partition_key, graph.to_dict())
+    store.put(ADJACENCY, context.partition_key, adjacency)
     feature_metadata = save_item_features(store, context.partition_key, log_source, graph)
     n_train = graph.train_users.numel()
     return dg.MaterializeResult(
@@ -97,12 +110,11 @@ def save_item_features(
     """Store the catalogue features of the graph's items as ``item_features.pt`` (or remove a
     stale one when there is no catalogue file); returns metadata describing them."""
     path = log_source.item_features_file()
-    target = store.path("interaction_graph", key, "item_features.pt")
     if path is None:
-        target.unlink(missing_ok=True)
+        store.remove(ITEM_FEATURES, key)
         return {"item_features": "none"}
     features = read_item_features(path, log_source.item_column, graph.item_ids)
-    store.save_torch(dataclasses.asdict(features), "interaction_graph", key, "item_features.pt")
+    store.put(ITEM_FEATURES, key, dataclasses.asdict(features))
     return {
         "item_features": ", ".join(features.columns) or "none (no numeric column)",
         "items_with_features": features.matched_items,
@@ -122,7 +134,7 @@ def hard_negatives(
     """Per-user hard-negative pools from random walk with restart (personalised PageRank):
     items ranked inside a band — high, but not the top — never interacted with."""
     store = artifacts.store()
-    graph = store.load_torch("interaction_graph", context.partition_key, "graph.pt")
+    graph = store.get(GRAPH, context.partition_key, expected_writer(context, "interaction_graph"))
     hard_config = config.to_core()
     pools = hard_negative_pools(
         graph["train_users"],
@@ -131,7 +143,7 @@ def hard_negatives(
         len(graph["item_ids"]),
         hard_config,
     )
-    store.save_torch(pools, "hard_negatives", context.partition_key, "pools.pt")
+    store.put(HARD_NEGATIVES, context.partition_key, pools)
     lo, hi = hard_config.band(len(graph["item_ids"]))
     return dg.MaterializeResult(
         metadata={

@@ -4,9 +4,19 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.model import load_scorer, model_evaluation
+from assets.lineage import expected_writer
+from assets.model import model_evaluation
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import PublishSettings
+from recs_pipeline.artifacts import SPLIT
+from recs_pipeline.daily import (
+    GATE_BASELINE,
+    NO_TEST_USERS,
+    load_model,
+    load_scorer,
+    popularity_scorer,
+    publishable,
+)
 from recs_pipeline.recommend import publish_recommendations
 from resources import ArtifactStore, Warehouse
 
@@ -27,12 +37,35 @@ def recommendations(
     """Top-K per user into ``serving.recommendations`` (one atomic partition replace), excluding
     everything the user interacted with up to D and scored from everything known up to D (the
     test period's interactions included); users the model does not know get the popularity
-    fallback. Runs only when the quality gate passed; the view
-    ``serving.latest_recommendations`` shows the newest published day."""
+    fallback. The view ``serving.latest_recommendations`` shows the newest published day.
+
+    Publishes only a model.pt whose fingerprint passed the quality gate (the record
+    model_evaluation wrote for this partition), whatever the run selects: a model retrained
+    since its evaluation, or one that failed, is refused. On a day without test users the gate
+    has no verdict and every user gets the popularity fallback, recorded in the metadata."""
     key = context.partition_key
     store = artifacts.store()
-    graph, model_name, score_fn = load_scorer(store, key, up_to_date=True)
-    window_days = store.load_json("interaction_split", key, "split.json")["config"]["window_days"]
+    # One read of model.pt: the fingerprint checked against the gate is that of the weights
+    # published, even if trained_model is re-materialised meanwhile.
+    model = load_model(store, key, expected_writer(context, "trained_model"))
+    gate = publishable(store, key, model[1], expected_writer(context, "model_evaluation"))
+    scorer = load_scorer(
+        store,
+        key,
+        up_to_date=True,
+        model=model,
+        expect_graph_run=expected_writer(context, "interaction_graph"),
+    )
+    graph, model_name, score_fn = scorer.graph, scorer.model, scorer.score_fn
+    fallback = {}
+    if gate.verdict == NO_TEST_USERS:
+        model_name, score_fn = GATE_BASELINE, popularity_scorer(graph)
+        fallback = {"fallback": "popularity: no test users on this day"}
+        context.log.warning(
+            f"{key}: no test users, the model was not evaluated: {gate.description}"
+        )
+    split = store.get(SPLIT, key, expected_writer(context, "interaction_split"))
+    window_days = split["config"]["window_days"]
     as_of = partition_date(context)
     with warehouse.session() as con:
         counts = publish_recommendations(
@@ -55,5 +88,12 @@ def recommendations(
         f"| {u} | {m} | {items} |" for u, items, m in preview
     )
     return dg.MaterializeResult(
-        metadata={**counts, "k": config.k, "preview": dg.MetadataValue.md(table)}
+        metadata={
+            **counts,
+            **fallback,
+            "k": config.k,
+            "model_sha256": scorer.fingerprint,
+            "gate": gate.verdict,
+            "preview": dg.MetadataValue.md(table),
+        }
     )

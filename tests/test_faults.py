@@ -44,6 +44,7 @@ import torch
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
+from recs_pipeline.artifacts import Artifact, LocalArtifactStore
 from recs_pipeline.logs import ingest_day
 from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
@@ -203,7 +204,8 @@ def digests(db: str, days: list[dt.date]) -> dict[tuple[str, dt.date], tuple[int
 
 def artifact_report(root: Path) -> tuple[list[str], list[str]]:
     """(real artifacts, leftover temporary files). Every real artifact (a name without the
-    leading dot of LocalArtifactStore's temporary files) must load completely."""
+    leading dot of LocalArtifactStore's temporary files) must load completely, its checksum
+    verified by the store."""
     real, temporary = [], []
     if not root.exists():
         return real, temporary
@@ -212,10 +214,8 @@ def artifact_report(root: Path) -> tuple[list[str], list[str]]:
         if path.name.startswith("."):
             temporary.append(relative)
             continue
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        else:
-            torch.load(path, weights_only=False)
+        asset, partition, name = path.relative_to(root).parts
+        LocalArtifactStore(root).get(Artifact(asset, name), partition)
         real.append(relative)
     return real, temporary
 
@@ -335,12 +335,15 @@ PUBLISH_LOG = SyntheticLogSpec(
     events_per_day=3000,
     seed=3,
 )
-UPSTREAM = ["interaction_split", "interaction_graph", "trained_model"]
+# Publication needs the quality gate's verdict on the model it publishes, so the model is
+# evaluated too.
+UPSTREAM = ["interaction_split", "interaction_graph", "trained_model", "model_evaluation"]
 UPSTREAM_CONFIG = {
     "ops": {
         "interaction_split": {"config": {"window_days": 7, "test_days": 1}},
-        # Training-free: the fault under test is in publication, not in training.
-        "trained_model": {"config": {"model": "popularity"}},
+        # Training-free: the fault under test is in publication, not in training. (Popularity
+        # itself can never pass the gate: it cannot beat itself.)
+        "trained_model": {"config": {"model": "gfcf"}},
     }
 }
 OLD_K, NEW_K = 10, 400  # 400 of 600 items for ~2,600 users: about a million rows to publish
@@ -506,7 +509,7 @@ def test_artifact_overwritten_in_a_loop_and_killed_is_always_a_whole_version(tmp
         assert proc.wait() == -signal.SIGKILL, printed
         reader.join(timeout=5)
         last_done = int(printed[-1])
-        state = torch.load(root / "trained_model" / "2026-03-01" / "model.pt", weights_only=False)
+        state = LocalArtifactStore(root).load_torch("trained_model", "2026-03-01", "model.pt")
         version = state["version"]
         assert version in (last_done, last_done + 1), (version, last_done, seed)
         assert torch.equal(state["weights"], torch.full((4_000_000,), float(version))), seed
@@ -604,10 +607,11 @@ def test_training_killed_mid_run_keeps_the_previous_model_and_resumes(small_land
     assert outcome.killed, context
     # The finished model of the earlier run is untouched and loads; the progress is whole.
     assert file_bytes(model_path) == previous, context
-    assert torch.load(model_path, weights_only=False)["model"] == "popularity", context
+    store = LocalArtifactStore(root)
+    assert store.load_torch("trained_model", key, "model.pt")["model"] == "popularity", context
     real, _temporary = artifact_report(root)
     assert f"trained_model/{key}/progress.pt" in real, context
-    saved_epoch = torch.load(progress_path, weights_only=False)["epoch"]
+    saved_epoch = store.load_torch("trained_model", key, "progress.pt")["epoch"]
     assert 2 <= saved_epoch < TRAIN_CONFIG["epochs"], context
 
     lines: list[str] = []
@@ -636,7 +640,7 @@ def test_training_killed_mid_run_keeps_the_previous_model_and_resumes(small_land
     assert any(line.startswith(f"resumed from epoch {saved_epoch}") for line in lines), lines
     trained = [line for line in lines if line.startswith("epoch ")]
     assert trained and trained[0].startswith(f"epoch {saved_epoch + 1}:"), trained
-    state = torch.load(model_path, weights_only=False)
+    state = store.load_torch("trained_model", key, "model.pt")
     assert [h["epoch"] for h in state["history"]] == list(range(1, TRAIN_CONFIG["epochs"] + 1))
     assert not progress_path.exists()
 

@@ -282,8 +282,9 @@ def test_published_lists_are_scored_from_everything_known_up_to_the_day(pipeline
     _, resources, _ = pipeline
     store = resources["artifacts"].store()
     key = DAY_2.isoformat()
-    graph, _, stale_fn = load_scorer(store, key)
-    _, _, fresh_fn = load_scorer(store, key, up_to_date=True)
+    stale = load_scorer(store, key)
+    graph, stale_fn = stale.graph, stale.score_fn
+    fresh_fn = load_scorer(store, key, up_to_date=True).score_fn
     users = torch.unique(graph.test_users)
     with connect(resources) as con:
         seen_pairs = con.execute(

@@ -84,7 +84,8 @@ class MemoryProgress:
         self.saves: list[int] = []
 
     def load(self):
-        return None if self.blob is None else torch.load(io.BytesIO(self.blob), weights_only=False)
+        # weights_only as the artifact store loads it: the state must be tensors and plain data.
+        return None if self.blob is None else torch.load(io.BytesIO(self.blob), weights_only=True)
 
     def save(self, state):
         buffer = io.BytesIO()

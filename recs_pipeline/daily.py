@@ -1,0 +1,226 @@
+"""A day's stored artifacts as training, evaluation and publication read them: the graph, item
+features, the previous day's model for warm starts, scorers, the evaluation sample and the
+quality gate's record (which publication checks against the model it is about to serve).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import inspect
+import math
+from collections.abc import Callable
+
+import torch
+
+from recs_pipeline.artifacts import (
+    ADJACENCY,
+    GATE,
+    GRAPH,
+    ITEM_FEATURES,
+    MODEL,
+    ArtifactError,
+    LocalArtifactStore,
+    Stamp,
+)
+from recs_pipeline.graph import InteractionGraph, id_map_version, normalized_adjacency
+from recs_pipeline.metrics import ScoreFn
+from recs_pipeline.models import MODELS, fit_training_free
+from recs_pipeline.scoring import score_function
+from recs_pipeline.warmstart import WarmStart, id_mapping
+
+Log = Callable[[str], None]
+GATE_BASELINE = "popularity"
+
+
+def load_graph(
+    store: LocalArtifactStore, key: str, expect_run: str | None = None
+) -> InteractionGraph:
+    return InteractionGraph.from_dict(store.get(GRAPH, key, expect_run))
+
+
+def item_features(
+    store: LocalArtifactStore, key: str, model: str, log: Log, expect_run: str | None = None
+) -> torch.Tensor | None:
+    """The day's item features for a model that takes them (PinSAGE), else None."""
+    if "item_features" not in inspect.signature(MODELS[model]).parameters:
+        return None
+    if not store.has(ITEM_FEATURES, key):
+        log(f"{model}: no item features for {key}; ids only")
+        return None
+    features = store.get(ITEM_FEATURES, key, expect_run)
+    log(f"{model}: item features {features['columns']}")
+    return features["values"] if features["columns"] else None
+
+
+def previous_model(
+    store: LocalArtifactStore, key: str, graph: InteractionGraph, log: Log
+) -> WarmStart | None:
+    """trained_model(D-1) with its ids mapped onto D's graph, or None when there is none
+    (first day, training-free model), its graph no longer matches it, or it is refused (a
+    file that fails verification is never decoded: training starts cold and says why)."""
+    prev_key = (dt.date.fromisoformat(key) - dt.timedelta(days=1)).isoformat()
+    if not (store.has(MODEL, prev_key) and store.has(GRAPH, prev_key)):
+        return None
+    try:
+        state = store.get(MODEL, prev_key)
+        prev_graph = load_graph(store, prev_key)
+    except ArtifactError as error:
+        log(f"no warm start: trained_model({prev_key}) refused: {error}")
+        return None
+    if "state_dict" not in state:
+        return None
+    if state["id_map"]["version"] != id_map_version(prev_graph.user_ids, prev_graph.item_ids):
+        log(f"no warm start: trained_model({prev_key}) was fitted on another id map")
+        return None
+    return WarmStart(
+        state,
+        id_mapping(prev_graph.user_ids, graph.user_ids),
+        id_mapping(prev_graph.item_ids, graph.item_ids),
+        source=f"trained_model({prev_key})",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    graph: InteractionGraph
+    model: str
+    score_fn: ScoreFn
+    fingerprint: str  # sha256 of the model.pt it was built from
+
+
+def load_model(
+    store: LocalArtifactStore, key: str, expect_run: str | None = None
+) -> tuple[dict, Stamp]:
+    """trained_model(key)'s checkpoint and stamp, read from one file version."""
+    return store.get_stamped(MODEL, key, expect_run)
+
+
+def load_scorer(
+    store: LocalArtifactStore,
+    key: str,
+    up_to_date: bool = False,
+    model: tuple[dict, Stamp] | None = None,
+    expect_graph_run: str | None = None,
+) -> Scorer:
+    """The scorer of partition ``key`` (from ``model``, else the stored model.pt). Evaluation
+    scores from the train graph (the test fold stays unseen); publication (``up_to_date``)
+    from train ∪ test, everything known up to D, so a graph model's lists reflect the user's
+    newest interactions (a trained model propagates over that graph, a training-free one is
+    refitted on it)."""
+    graph = load_graph(store, key, expect_graph_run)
+    state, stamp = model or load_model(store, key)
+    if state["id_map"]["version"] != id_map_version(graph.user_ids, graph.item_ids):
+        raise ArtifactError(
+            f"trained_model({key}) was fitted on another id map than interaction_graph({key}):"
+            " re-materialise trained_model"
+        )
+    if up_to_date:
+        graph = graph.up_to_date()
+        adjacency = normalized_adjacency(
+            graph.train_users, graph.train_items, graph.n_users, graph.n_items
+        )
+    else:
+        adjacency = store.get(ADJACENCY, key, expect_graph_run)
+    return Scorer(graph, state["model"], score_function(state, graph, adjacency), stamp.sha256)
+
+
+def popularity_scorer(graph: InteractionGraph) -> ScoreFn:
+    return fit_training_free(
+        GATE_BASELINE, graph.train_users, graph.train_items, graph.n_users, graph.n_items
+    ).scores
+
+
+def sample_test_users(
+    graph: InteractionGraph, max_users: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test edges of a seeded random sample of at most ``max_users`` test users (all of
+    them when there are no more): the metrics are then unbiased estimates of the full ones."""
+    users = torch.unique(graph.test_users)
+    if max_users is None or users.numel() <= max_users:
+        return graph.test_users, graph.test_items
+    order = torch.randperm(users.numel(), generator=torch.Generator().manual_seed(seed))
+    keep = torch.isin(graph.test_users, users[order[:max_users]])
+    return graph.test_users[keep], graph.test_items[keep]
+
+
+# --- the quality gate -------------------------------------------------------------------------
+
+PASSED, FAILED, NO_TEST_USERS = "passed", "failed", "no_test_users"
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict on one model artifact (``model_sha256``) of one partition."""
+
+    verdict: str
+    model: str
+    model_sha256: str
+    model_score: float
+    baseline_score: float
+    evaluated_users: int
+
+    @property
+    def description(self) -> str | None:
+        if self.verdict == NO_TEST_USERS:
+            return (
+                "no test users on this day (every test-period user is new, or none was"
+                " sampled): the model cannot be evaluated, so the popularity fallback is"
+                " published for every user"
+            )
+        if self.verdict == FAILED:
+            if self.model == GATE_BASELINE:
+                return "the model is popularity itself: it cannot beat popularity"
+            return "the model does not beat popularity on Recall@20"
+        return None
+
+
+def gate_verdict(
+    model: str, fingerprint: str, model_score: float, baseline_score: float, evaluated_users: int
+) -> GateResult:
+    """Pass when the model's score exceeds popularity's; with no evaluated user the scores are
+    undefined, which is its own verdict (not a failure of the model)."""
+    if evaluated_users == 0 or math.isnan(model_score) or math.isnan(baseline_score):
+        verdict = NO_TEST_USERS
+    elif model != GATE_BASELINE and model_score > baseline_score:
+        verdict = PASSED
+    else:
+        verdict = FAILED
+    return GateResult(verdict, model, fingerprint, model_score, baseline_score, evaluated_users)
+
+
+def record_gate(store: LocalArtifactStore, key: str, result: GateResult) -> None:
+    store.put(GATE, key, dataclasses.asdict(result))
+
+
+class GateError(RuntimeError):
+    """Publication refused: no passing gate result for the model about to be published."""
+
+
+def publishable(
+    store: LocalArtifactStore, key: str, model: Stamp, expect_run: str | None = None
+) -> GateResult:
+    """The gate result that allows publishing the model stamped ``model`` for ``key`` (verdict
+    passed, or no_test_users: publish popularity); raises :class:`GateError` otherwise."""
+    if not store.has(GATE, key):
+        raise GateError(
+            f"no quality gate result for partition {key}: materialise model_evaluation({key})"
+            " before recommendations"
+        )
+    try:
+        result = GateResult(**store.get(GATE, key, expect_run))
+    except ArtifactError as error:
+        raise GateError(f"the quality gate result of {key} is unusable: {error}") from None
+    if result.model_sha256 != model.sha256:
+        raise GateError(
+            f"the quality gate of {key} evaluated trained_model {result.model_sha256[:12]}, but"
+            f" model.pt is now {model.sha256[:12]} (retrained since): materialise"
+            f" model_evaluation({key}) before publishing"
+        )
+    if result.verdict == FAILED:
+        raise GateError(
+            f"trained_model({key}) {model.sha256[:12]} failed the quality gate"
+            f" ({result.description}: {result.model_score:.4f} vs popularity"
+            f" {result.baseline_score:.4f}); nothing is published"
+        )
+    return result
