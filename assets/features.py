@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.ingest import raw_interactions
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
-from assets.settings import HardNegativeSettings, SplitSettings
+from assets.settings import HardNegativeSettings, SplitSettings, check_run_config
 from recs_pipeline.artifacts import LocalArtifactStore
 from recs_pipeline.graph import InteractionGraph, index_split, normalized_adjacency
 from recs_pipeline.item_features import read_item_features
@@ -34,6 +34,7 @@ def interaction_split(
 ) -> dg.MaterializeResult:
     """Temporal split in DuckDB SQL: train = [D-W+1, D-H], test = (D-H, D]; repeated events
     collapse to one edge; test keeps users and items seen in train."""
+    check_run_config(context)
     as_of = partition_date(context)
     split_config = config.to_core()
     with warehouse.session() as con:
@@ -69,6 +70,7 @@ def interaction_graph(
     """Id maps (``features.user_index`` / ``item_index``) and the bipartite graph with its
     symmetric normalised adjacency, stored in the artifact store; with a catalogue file
     (``log_source.item_features_path``), the items' features aligned to the id map too."""
+    check_run_config(context)
     with warehouse.session() as con:
         graph = index_split(con, partition_date(context))
     adjacency = normalized_adjacency(
@@ -121,6 +123,7 @@ def hard_negatives(
 ) -> dg.MaterializeResult:
     """Per-user hard-negative pools from random walk with restart (personalised PageRank):
     items ranked inside a band — high, but not the top — never interacted with."""
+    check_run_config(context)
     store = artifacts.store()
     graph = store.load_torch("interaction_graph", context.partition_key, "graph.pt")
     hard_config = config.to_core()

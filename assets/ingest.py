@@ -6,6 +6,7 @@ from collections import Counter
 import dagster as dg
 
 from assets.partitions import daily_partitions
+from assets.settings import check_run_config
 from recs_pipeline.logs import ingest_day
 from resources import LogSource, Warehouse
 
@@ -23,6 +24,7 @@ def raw_interactions(
     """One day of events read from the landing files through DuckDB, validated; bad rows go to
     ``raw.rejected_interactions`` with their raw text and a reason. Each day's partition is
     replaced atomically. A backfill ingests its whole range in one run."""
+    check_run_config(context)
     window = context.partition_time_window
     day = window.start.date()
     fmt = log_source.log_format()

@@ -9,7 +9,7 @@ import torch
 
 from assets.features import hard_negatives, interaction_graph
 from assets.partitions import daily_partitions, partition_date
-from assets.settings import EvaluationSettings, TrainSettings
+from assets.settings import EvaluationSettings, TrainSettings, check_run_config
 from recs_pipeline.artifacts import ArtifactProgress, LocalArtifactStore
 from recs_pipeline.graph import InteractionGraph, id_map_version, normalized_adjacency
 from recs_pipeline.metrics import ScoreFn, evaluate_scorer
@@ -80,6 +80,7 @@ def trained_model(
     BPR or binary loss, uniform plus curriculum hard negatives and early stopping on a
     validation slice carved from train; training-free models (popularity, GF-CF) are fitted.
     The checkpoint, its config and its id-map version are stored under the partition key."""
+    check_run_config(context)
     store = artifacts.store()
     key = context.partition_key
     graph = load_graph(store, key)
@@ -201,6 +202,7 @@ def model_evaluation(
     """Full-ranking evaluation on the test fold, training items excluded: Recall, NDCG,
     Precision and HitRate at K ∈ {10, 20, 50} for the model and every baseline, side by side,
     into ``ml.metrics`` and as numeric metadata (plotted over partitions in the UI)."""
+    check_run_config(context)
     key = context.partition_key
     graph, model_name, score_fn = load_scorer(artifacts.store(), key)
     scorers = {model_name: score_fn}

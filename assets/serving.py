@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.model import load_scorer, model_evaluation
 from assets.partitions import daily_partitions, partition_date
-from assets.settings import PublishSettings
+from assets.settings import PublishSettings, check_run_config
 from recs_pipeline.recommend import publish_recommendations
 from resources import ArtifactStore, Warehouse
 
@@ -29,6 +29,7 @@ def recommendations(
     test period's interactions included); users the model does not know get the popularity
     fallback. Runs only when the quality gate passed; the view
     ``serving.latest_recommendations`` shows the newest published day."""
+    check_run_config(context)
     key = context.partition_key
     store = artifacts.store()
     graph, model_name, score_fn = load_scorer(store, key, up_to_date=True)

@@ -11,6 +11,10 @@ the choices and a run with any other value is rejected at launch. The only diffe
 the core are declared below, each in one place: ``RENAMED`` (run-config names that differ from
 the core's), ``INTERNAL`` (core fields kept out of the run config, with the reason) and
 ``EXTRAS`` (Dagster-only fields that steer the asset, not the computation).
+
+Ranges are checked by the core dataclasses. Dagster checks only types at launch, so every asset
+calls :func:`check_run_config` first: it builds every op's core config from the run's whole
+config and fails the step, before it writes anything, with one error naming the op and setting.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import typing
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import ConfigDict, Field, create_model
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from recs_pipeline.config import describe_range
+from recs_pipeline.config import SettingError, describe_range
 from recs_pipeline.evaluation import EvaluationConfig
 from recs_pipeline.recommend import PublishConfig, PublishIndex
 from recs_pipeline.sampling import HardNegativeConfig
@@ -190,3 +194,42 @@ OPS: dict[str, type[_Derived]] = {
     "model_evaluation": EvaluationSettings,
     "recommendations": PublishSettings,
 }
+
+
+def check_settings(run_config: dict) -> None:
+    """Build the core config of every op in ``run_config`` (a run's whole config; ops absent
+    from it take the defaults): dg.Failure naming the first invalid op and setting."""
+    ops = run_config.get("ops") or {}
+    for op, settings_cls in OPS.items():
+        op_config = (ops.get(op) or {}).get("config") or {}
+        try:
+            settings = settings_cls(**op_config)
+        except ValidationError as error:  # e.g. null for a setting Dagster lets be null
+            first = error.errors()[0]
+            name = ".".join(str(part) for part in first["loc"])
+            raise dg.Failure(
+                f"invalid run config: ops.{op}.config.{name}: {first['msg']}."
+                " Nothing was written: fix the setting and launch the run again.",
+                metadata={"op": op, "settings": name, "error": first["msg"]},
+            ) from None
+        for core in SETTINGS[settings_cls]:
+            try:
+                settings._core(core)
+            except SettingError as error:
+                names = [RENAMED.get(core, {}).get(f, f) for f in error.fields]
+                message = error.message
+                for field, name in zip(error.fields, names, strict=True):
+                    if name != field:
+                        message = message.replace(field, name)
+                raise dg.Failure(
+                    f"invalid run config: ops.{op}.config.{' / '.join(names)}: {message}."
+                    " Nothing was written: fix the setting and launch the run again.",
+                    metadata={"op": op, "settings": ", ".join(names), "error": message},
+                ) from None
+
+
+def check_run_config(context: dg.AssetExecutionContext) -> None:
+    """Check the whole run's config (every op of the run, not only this step's) before the
+    step writes anything. Called first by every asset, so whichever step a run (the daily job,
+    a CLI selection, dg.materialize) starts with fails on a bad setting of any later step."""
+    check_settings(context.run.run_config)
