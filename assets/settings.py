@@ -103,7 +103,14 @@ def derived(*cores: type) -> type[dg.Config]:
         for field in dataclasses.fields(core):
             if field.name in INTERNAL.get(core, {}):
                 continue
+            if "doc" not in field.metadata:
+                raise TypeError(
+                    f"{core.__name__}.{field.name} is not declared with setting() (description,"
+                    " range): declare it, or list it in INTERNAL with the reason"
+                )
             name = RENAMED.get(core, {}).get(field.name, field.name)
+            if name in fields:
+                raise TypeError(f"run-config name {name!r} is taken twice: rename one in RENAMED")
             default = field.default
             if isinstance(default, tuple):
                 default = list(default)

@@ -16,6 +16,7 @@ import pytest
 import assets.settings as settings
 from assets.definitions import ALL_ASSETS, defs
 from recs_pipeline.models import model_names
+from recs_pipeline.sampling import HardNegativeConfig
 
 
 def test_every_settings_class_mirrors_its_core_dataclasses():
@@ -165,3 +166,20 @@ def test_a_bad_setting_fails_the_first_step_under_the_jobs_own_executor(tmp_path
         assert result.get_asset_materialization_events() == []
     assert not (tmp_path / "warehouse.duckdb").exists()
     assert not (tmp_path / "artifacts").exists()
+
+
+def test_an_undeclared_or_clashing_core_field_cannot_reach_the_run_config():
+    from recs_pipeline.config import setting
+
+    @dataclasses.dataclass(frozen=True)
+    class Undeclared:
+        size: int = 3
+
+    @dataclasses.dataclass(frozen=True)
+    class Seeded:
+        seed: int = setting(0, "A seed.")
+
+    with pytest.raises(TypeError, match="Undeclared.size is not declared"):
+        settings.derived(Undeclared)
+    with pytest.raises(TypeError, match="'seed' is taken twice"):
+        settings.derived(Seeded, HardNegativeConfig)
