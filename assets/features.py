@@ -7,7 +7,7 @@ import dagster as dg
 from assets.ingest import raw_interactions
 from assets.lineage import expected_writer
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
-from assets.settings import HardNegativeSettings, SplitSettings
+from assets.settings import HardNegativeSettings, SplitSettings, check_run_config
 from recs_pipeline.artifacts import (
     ADJACENCY,
     GRAPH,
@@ -42,6 +42,7 @@ def interaction_split(
 ) -> dg.MaterializeResult:
     """Temporal split in DuckDB SQL: train = [D-W+1, D-H], test = (D-H, D]; repeated events
     collapse to one edge; test keeps users and items seen in train."""
+    check_run_config(context)
     as_of = partition_date(context)
     split_config = config.to_core()
     with warehouse.session() as con:
@@ -78,6 +79,7 @@ def interaction_graph(
     """Id maps (``features.user_index`` / ``item_index``) and the bipartite graph with its
     symmetric normalised adjacency, stored in the artifact store; with a catalogue file
     (``log_source.item_features_path``), the items' features aligned to the id map too."""
+    check_run_config(context)
     store = artifacts.store()
     with warehouse.session() as con:
         # The warehouse split tables carry no run id; split.json, written by the same
@@ -133,6 +135,7 @@ def hard_negatives(
 ) -> dg.MaterializeResult:
     """Per-user hard-negative pools from random walk with restart (personalised PageRank):
     items ranked inside a band — high, but not the top — never interacted with."""
+    check_run_config(context)
     store = artifacts.store()
     graph = store.get(GRAPH, context.partition_key, expected_writer(context, "interaction_graph"))
     hard_config = config.to_core()

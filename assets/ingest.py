@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.partitions import daily_partitions
+from assets.settings import check_run_config
 from recs_pipeline.logs import IngestInterrupted, IngestReport, ingest_days
 from resources import LogSource, Warehouse
 
@@ -41,6 +42,7 @@ def raw_interactions(
     mostly without files fails, unless ``allow_empty_days`` is set. A backfill ingests its
     whole range in one run, day by day: a failure names its cause and the days committed
     before it (failure metadata ``committed_days``)."""
+    check_run_config(context)
     window = context.partition_time_window
     fmt = log_source.log_format()
     files_by_day = {}

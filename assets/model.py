@@ -7,7 +7,7 @@ import dagster as dg
 from assets.features import hard_negatives, interaction_graph
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
-from assets.settings import EvaluationSettings, TrainSettings
+from assets.settings import EvaluationSettings, TrainSettings, check_run_config
 from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, ArtifactProgress
 from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
     GATE_BASELINE,
@@ -46,6 +46,7 @@ def trained_model(
     BPR or binary loss, uniform plus curriculum hard negatives and early stopping on a
     validation slice carved from train; training-free models (popularity, GF-CF) are fitted.
     The checkpoint, its config and its id-map version are stored under the partition key."""
+    check_run_config(context)
     store = artifacts.store()
     key = context.partition_key
     graph_run = expected_writer(context, "interaction_graph")
@@ -138,6 +139,7 @@ def model_evaluation(
     """Full-ranking evaluation on the test fold, training items excluded: Recall, NDCG,
     Precision and HitRate at K ∈ {10, 20, 50} for the model and every baseline, side by side,
     into ``ml.metrics`` and as numeric metadata (plotted over partitions in the UI)."""
+    check_run_config(context)
     key = context.partition_key
     store = artifacts.store()
     scorer = load_scorer(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from recs_pipeline.split import SplitConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("RECS_DATA_ROOT", PROJECT_ROOT / "data"))
 
@@ -17,8 +19,8 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITION_START, time
 
 # Lineage of interaction_split(D) over raw_interactions(D-W+1 .. D) with the default window.
 # A run may choose a different window in its config; the split reads whatever days it needs.
-DEFAULT_WINDOW_DAYS = 28
-DEFAULT_TEST_DAYS = 2
+DEFAULT_WINDOW_DAYS = SplitConfig.window_days
+DEFAULT_TEST_DAYS = SplitConfig.test_days
 
 
 def partition_date(context: dg.AssetExecutionContext) -> dt.date:

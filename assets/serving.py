@@ -7,7 +7,7 @@ import dagster as dg
 from assets.lineage import expected_writer
 from assets.model import model_evaluation
 from assets.partitions import daily_partitions, partition_date
-from assets.settings import PublishSettings
+from assets.settings import PublishSettings, check_run_config
 from recs_pipeline.artifacts import SPLIT
 from recs_pipeline.daily import (
     GATE_BASELINE,
@@ -43,6 +43,7 @@ def recommendations(
     model_evaluation wrote for this partition), whatever the run selects: a model retrained
     since its evaluation, or one that failed, is refused. On a day without test users the gate
     has no verdict and every user gets the popularity fallback, recorded in the metadata."""
+    check_run_config(context)
     key = context.partition_key
     store = artifacts.store()
     # One read of model.pt: the fingerprint checked against the gate is that of the weights

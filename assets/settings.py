@@ -1,130 +1,159 @@
-"""Run config: what a user tunes per run, shown with defaults and descriptions in the launchpad."""
+"""Run config: what a user tunes per run, shown with defaults, ranges and choices in the
+launchpad.
+
+One source of truth: the core dataclasses (``TrainConfig``, ``SplitConfig``,
+``HardNegativeConfig``, ``EvaluationConfig``, ``PublishConfig``, ``PublishIndex``) declare every
+setting once, with its default, description, range and choices
+(:func:`recs_pipeline.config.setting`). The ``dg.Config`` classes here are generated from
+those declarations by :func:`derived`: a choice becomes a ``Literal`` (or an ``Enum`` inside a
+list or an optional), which Dagster turns into an enum config type, so the launchpad lists
+the choices and a run with any other value is rejected at launch. The only differences from
+the core are declared below, each in one place: ``RENAMED`` (run-config names that differ from
+the core's), ``INTERNAL`` (core fields kept out of the run config, with the reason) and
+``EXTRAS`` (Dagster-only fields that steer the asset, not the computation).
+
+Ranges are checked by the core dataclasses. Dagster checks only types at launch, so every asset
+calls :func:`check_run_config` first: it builds every op's core config from the run's whole
+config and fails the step, before it writes anything, with one error naming the op and setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+from typing import Any, Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from assets.partitions import DEFAULT_TEST_DAYS, DEFAULT_WINDOW_DAYS
-from recs_pipeline.models import model_names
-from recs_pipeline.recommend import PublishIndex
+from recs_pipeline.config import SettingError, describe_range
+from recs_pipeline.evaluation import EvaluationConfig
+from recs_pipeline.recommend import PublishConfig, PublishIndex
 from recs_pipeline.sampling import HardNegativeConfig
 from recs_pipeline.split import SplitConfig
 from recs_pipeline.train import TrainConfig
 
-_TRAIN = TrainConfig()
-_HARD = HardNegativeConfig()
+# Core field -> run-config name, where they differ. The run-config names are the documented,
+# user-facing ones (README); the core names are used throughout the code and its tests.
+RENAMED: dict[type, dict[str, str]] = {
+    TrainConfig: {"lr": "learning_rate"},
+    PublishIndex: {
+        "kind": "index",
+        "list_size": "ivf_list_size",
+        "probes": "ivf_probes",
+        "overlap_users": "ivf_overlap_users",
+        "seed": "ivf_seed",
+    },
+}
+
+# Core fields that are not run config, and why.
+INTERNAL: dict[type, dict[str, str]] = {
+    TrainConfig: {
+        "threads": "torch's thread count is process-wide: set by a run, an in-process run"
+        " (dg.materialize, tests) would change it for its caller and every later step; the"
+        " daemon's OMP_NUM_THREADS sets it instead (README).",
+    },
+}
 
 
-class SplitSettings(dg.Config):
-    window_days: int = Field(
-        default=DEFAULT_WINDOW_DAYS,
-        description="W: days of history up to and including D that the split uses.",
+def _choice_type(name: str, choices: tuple[str, ...], optional: bool, many: bool) -> Any:
+    """The run-config type of a choice: Literal (Dagster: Enum) when it stands alone; a
+    Python Enum of the same values inside an optional or a list, where Dagster takes no
+    Literal. ``use_enum_values`` keeps the values plain strings in the Config object."""
+    if not optional and not many:
+        return Literal[choices]  # type: ignore[valid-type]
+    choice = enum.Enum(name, [(c, c) for c in choices], type=str)  # type: ignore[misc]
+    if many:
+        return list[choice]  # type: ignore[valid-type]
+    return choice | None
+
+
+def _run_type(core: type, field: dataclasses.Field, hint: Any) -> Any:
+    optional = type(None) in typing.get_args(hint)
+    inner = (
+        next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
     )
-    test_days: int = Field(
-        default=DEFAULT_TEST_DAYS,
-        description="H: the newest H days of the window are the test fold.",
-    )
-    min_degree: int = Field(
-        default=1,
-        description="Iterative k-core on train: users and items keep at least this many edges.",
+    many = typing.get_origin(inner) is tuple
+    choices = field.metadata.get("choices")
+    if choices:
+        return _choice_type(f"{core.__name__}_{field.name}", choices, optional, many)
+    if many:  # tuple[X, ...]: a list in the run config
+        inner = list[typing.get_args(inner)[0]]  # type: ignore[misc]
+        return inner | None if optional else inner
+    return hint
+
+
+def choices_of(annotation: Any) -> tuple[str, ...]:
+    """The choices a generated run-config type accepts (for the parity test)."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    for arg in typing.get_args(annotation):
+        if arg is not type(None):
+            return choices_of(arg)
+    return tuple(member.value for member in annotation)
+
+
+def derived(*cores: type) -> type[dg.Config]:
+    """A ``dg.Config`` class with one field per run-config field of ``cores``: name (after
+    ``RENAMED``), type, default and description (with the allowed range) from the core."""
+    fields: dict[str, Any] = {}
+    for core in cores:
+        hints = typing.get_type_hints(core)
+        for field in dataclasses.fields(core):
+            if field.name in INTERNAL.get(core, {}):
+                continue
+            if "doc" not in field.metadata:
+                raise TypeError(
+                    f"{core.__name__}.{field.name} is not declared with setting() (description,"
+                    " range): declare it, or list it in INTERNAL with the reason"
+                )
+            name = RENAMED.get(core, {}).get(field.name, field.name)
+            if name in fields:
+                raise TypeError(f"run-config name {name!r} is taken twice: rename one in RENAMED")
+            default = field.default
+            if isinstance(default, tuple):
+                default = list(default)
+            allowed = describe_range(field.metadata)
+            description = field.metadata["doc"] + (f" Allowed: {allowed}." if allowed else "")
+            fields[name] = (
+                _run_type(core, field, hints[field.name]),
+                Field(default=default, description=description),
+            )
+    return create_model(  # type: ignore[call-overload]
+        "_".join(core.__name__ for core in cores) + "Fields",
+        __base__=dg.Config,
+        **fields,
     )
 
+
+class _Derived(dg.Config):
+    model_config = ConfigDict(use_enum_values=True)
+
+    def _core(self, core: type) -> Any:
+        """The core dataclass ``core`` built from this run config; SettingError if invalid."""
+        values = {}
+        for field in dataclasses.fields(core):
+            if field.name in INTERNAL.get(core, {}):
+                continue
+            value = getattr(self, RENAMED.get(core, {}).get(field.name, field.name))
+            if isinstance(value, list):
+                value = tuple(value)
+            values[field.name] = value
+        return core(**values)
+
+
+class SplitSettings(derived(SplitConfig), _Derived):
     def to_core(self) -> SplitConfig:
-        return SplitConfig(self.window_days, self.test_days, self.min_degree)
+        return self._core(SplitConfig)
 
 
-class HardNegativeSettings(dg.Config):
-    band_start: float = Field(
-        default=_HARD.band_start,
-        description="Start of the hard-negative band of random-walk ranks, as a fraction of the catalogue.",
-    )
-    band_end: float = Field(
-        default=_HARD.band_end, description="End of the band, as a fraction of the catalogue."
-    )
-    pool_size: int = Field(default=_HARD.pool_size, description="Hard negatives kept per user.")
-    restart: float = Field(
-        default=_HARD.restart, description="Restart probability of the random walk."
-    )
-    method: str = Field(
-        default=_HARD.method,
-        description="ppr (exact personalised PageRank), walks (sampled random walks with"
-        " restart, cost independent of the graph's size) or auto (ppr on small graphs).",
-    )
-
+class HardNegativeSettings(derived(HardNegativeConfig), _Derived):
     def to_core(self) -> HardNegativeConfig:
-        return HardNegativeConfig(
-            band_start=self.band_start,
-            band_end=self.band_end,
-            pool_size=self.pool_size,
-            restart=self.restart,
-            method=self.method,
-        )
+        return self._core(HardNegativeConfig)
 
 
-class TrainSettings(dg.Config):
-    model: str = Field(
-        default=_TRAIN.model,
-        description=f"One of {model_names()}; popularity and gfcf are training-free (fit, no epochs).",
-    )
-    dim: int = Field(default=_TRAIN.dim, description="Embedding dimension.")
-    layers: int = Field(default=_TRAIN.layers, description="Propagation layers (graph models).")
-    alphas: list[float] | None = Field(
-        default=None,
-        description="LightGCN's layer coefficients α₀..α_K (layers + 1 values); default 1/(K+1) each.",
-    )
-    epochs: int = Field(
-        default=_TRAIN.epochs, description="Maximum epochs (early stopping may end sooner)."
-    )
-    learning_rate: float = Field(default=_TRAIN.lr, description="Adam learning rate.")
-    batch_size: int = Field(default=_TRAIN.batch_size, description="Positive edges per mini-batch.")
-    max_steps_per_epoch: int | None = Field(
-        default=None,
-        description="Cap on mini-batches per epoch (batches grow on larger graphs), so that an"
-        " epoch of a graph model costs time linear in the edges.",
-    )
-    l2: float = Field(default=_TRAIN.l2, description="L2 weight on the batch's layer-0 embeddings.")
-    loss: str = Field(default=_TRAIN.loss, description="bpr, binary or softmax (sampled softmax).")
-    temperature: float = Field(default=_TRAIN.temperature, description="Softmax temperature.")
-    uniform_negatives: int = Field(
-        default=_TRAIN.uniform_negatives, description="Uniform negatives per positive."
-    )
-    shared_negatives: int = Field(
-        default=_TRAIN.shared_negatives,
-        description="Negatives drawn once per mini-batch and shared by all its users"
-        " (instead of uniform_negatives; set that to 0).",
-    )
-    init: str = Field(
-        default=_TRAIN.init,
-        description="normal, or spectral (truncated SVD of the normalised interaction matrix).",
-    )
-    time_budget_minutes: float | None = Field(
-        default=None, description="Stop training at the first epoch end past this many minutes."
-    )
-    max_hard_negatives: int = Field(
-        default=_TRAIN.max_hard_negatives,
-        description="Cap of the curriculum: epoch n adds min(n-1, cap) hard negatives per positive.",
-    )
-    patience: int = Field(
-        default=_TRAIN.patience, description="Validation checks without gain before stopping."
-    )
-    eval_every: int = Field(
-        default=_TRAIN.eval_every, description="Epochs between validation checks."
-    )
-    seed: int = Field(default=_TRAIN.seed, description="Random seed.")
-
-    distill: str | None = Field(
-        default=None,
-        description="Training-free teacher (gfcf, popularity) whose top distill_k unseen items"
-        " per user become extra loss positives (knowledge distillation); none by default.",
-    )
-    distill_k: int = Field(default=_TRAIN.distill_k, description="Teacher items per user.")
-    distill_weight: float = Field(
-        default=_TRAIN.distill_weight, description="Loss weight of the teacher's positives."
-    )
-    distill_ranked: bool = Field(
-        default=_TRAIN.distill_ranked,
-        description="Scale the teacher's r-th item (r = 0, 1, ...) by the DCG discount"
-        " 1/log2(r + 2), so the model learns the teacher's order, not only its set.",
-    )
+class TrainSettings(derived(TrainConfig), _Derived):
     warm_start: bool = Field(
         default=True,
         description="Initialise from trained_model(D-1) when it exists (same model and sizes):"
@@ -137,76 +166,77 @@ class TrainSettings(dg.Config):
     )
 
     def to_core(self) -> TrainConfig:
-        return TrainConfig(
-            model=self.model,
-            dim=self.dim,
-            layers=self.layers,
-            alphas=None if self.alphas is None else tuple(self.alphas),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            max_steps_per_epoch=self.max_steps_per_epoch,
-            lr=self.learning_rate,
-            l2=self.l2,
-            loss=self.loss,
-            temperature=self.temperature,
-            uniform_negatives=self.uniform_negatives,
-            shared_negatives=self.shared_negatives,
-            init=self.init,
-            time_budget_s=None
-            if self.time_budget_minutes is None
-            else 60 * self.time_budget_minutes,
-            max_hard_negatives=self.max_hard_negatives,
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-            distill=self.distill,
-            distill_k=self.distill_k,
-            distill_weight=self.distill_weight,
-            distill_ranked=self.distill_ranked,
-        )
+        return self._core(TrainConfig)
 
 
-class EvaluationSettings(dg.Config):
-    baselines: list[str] = Field(
-        default=["popularity", "gfcf"],
-        description="Training-free models evaluated beside the trained one on the same test fold.",
-    )
-    max_users: int | None = Field(
-        default=20_000,
-        description="Evaluate on a seeded random sample of at most this many test users (None:"
-        " all). Full ranking costs users × items, so a fixed sample keeps evaluation linear in"
-        " the catalogue; at 20,000 users a Recall@20 near 0.3 has a standard error near 0.003.",
-    )
-    seed: int = Field(default=0, description="Seed of the test-user sample.")
+class EvaluationSettings(derived(EvaluationConfig), _Derived):
+    def to_core(self) -> EvaluationConfig:
+        return self._core(EvaluationConfig)
 
 
-_PUBLISH = PublishIndex()
-
-
-class PublishSettings(dg.Config):
-    k: int = Field(default=20, description="K: items published per user.")
-    index: str = Field(
-        default=_PUBLISH.kind,
-        description="How model users are ranked: exact (every item scored), ivf (an inverted-file"
-        " index over item embeddings: each user scores only its `ivf_probes` nearest lists of"
-        " about `ivf_list_size` items, so publication grows with users, not users × items) or"
-        " auto (ivf where it scans at most an eighth of the catalogue: 65,536 items and more at the"
-        " defaults; exact elsewhere)."
-        " Training-free models (popularity, gfcf) are always ranked exactly.",
-    )
-    ivf_list_size: int = Field(
-        default=_PUBLISH.list_size, description="Items per inverted list (about)."
-    )
-    ivf_probes: int = Field(default=_PUBLISH.probes, description="Lists scanned per user.")
-    ivf_overlap_users: int = Field(
-        default=_PUBLISH.overlap_users,
-        description="Users also ranked exactly, to record the index's overlap with exact lists.",
-    )
+class PublishSettings(derived(PublishConfig, PublishIndex), _Derived):
+    def to_core(self) -> PublishConfig:
+        return self._core(PublishConfig)
 
     def publish_index(self) -> PublishIndex:
-        return PublishIndex(
-            kind=self.index,
-            list_size=self.ivf_list_size,
-            probes=self.ivf_probes,
-            overlap_users=self.ivf_overlap_users,
-        )
+        return self._core(PublishIndex)
+
+
+# Run-config fields that are not core settings: they steer the asset (what it starts from),
+# not what it computes.
+EXTRAS: dict[type, tuple[str, ...]] = {TrainSettings: ("warm_start", "resume")}
+
+# Each settings class, the core dataclasses it is generated from, and the op it configures.
+SETTINGS: dict[type[_Derived], tuple[type, ...]] = {
+    SplitSettings: (SplitConfig,),
+    HardNegativeSettings: (HardNegativeConfig,),
+    TrainSettings: (TrainConfig,),
+    EvaluationSettings: (EvaluationConfig,),
+    PublishSettings: (PublishConfig, PublishIndex),
+}
+OPS: dict[str, type[_Derived]] = {
+    "interaction_split": SplitSettings,
+    "hard_negatives": HardNegativeSettings,
+    "trained_model": TrainSettings,
+    "model_evaluation": EvaluationSettings,
+    "recommendations": PublishSettings,
+}
+
+
+def check_settings(run_config: dict) -> None:
+    """Build the core config of every op in ``run_config`` (a run's whole config; ops absent
+    from it take the defaults): dg.Failure naming the first invalid op and setting."""
+    ops = run_config.get("ops") or {}
+    for op, settings_cls in OPS.items():
+        op_config = (ops.get(op) or {}).get("config") or {}
+        try:
+            settings = settings_cls(**op_config)
+        except ValidationError as error:  # e.g. null for a setting Dagster lets be null
+            first = error.errors()[0]
+            name = ".".join(str(part) for part in first["loc"])
+            raise dg.Failure(
+                f"invalid run config: ops.{op}.config.{name}: {first['msg']}."
+                " Nothing was written: fix the setting and launch the run again.",
+                metadata={"op": op, "settings": name, "error": first["msg"]},
+            ) from None
+        for core in SETTINGS[settings_cls]:
+            try:
+                settings._core(core)
+            except SettingError as error:
+                names = [RENAMED.get(core, {}).get(f, f) for f in error.fields]
+                message = error.message
+                for field, name in zip(error.fields, names, strict=True):
+                    if name != field:
+                        message = message.replace(field, name)
+                raise dg.Failure(
+                    f"invalid run config: ops.{op}.config.{' / '.join(names)}: {message}."
+                    " Nothing was written: fix the setting and launch the run again.",
+                    metadata={"op": op, "settings": ", ".join(names), "error": message},
+                ) from None
+
+
+def check_run_config(context: dg.AssetExecutionContext) -> None:
+    """Check the whole run's config (every op of the run, not only this step's) before the
+    step writes anything. Called first by every asset, so whichever step a run (the daily job,
+    a CLI selection, dg.materialize) starts with fails on a bad setting of any later step."""
+    check_settings(context.run.run_config)

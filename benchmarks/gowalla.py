@@ -16,7 +16,7 @@ Protocol notes
   that slice only; the test fold is evaluated once, on the best-validation model.
 - Test embeddings of graph models are propagated over the full train graph (validation edges
   included), as the pipeline's ``model_evaluation`` does; exclusion uses all train items.
-- Time budget: ``--time-budget-minutes`` is ``TrainConfig.time_budget_s``: training stops at
+- Time budget: ``--time-budget-minutes`` is ``TrainConfig.time_budget_minutes``: training stops at
   the first epoch end past it (validation included); early stopping may end it sooner.
 - Training-free models (``popularity``, ``gfcf``) are fitted; their wall time is fit plus
   evaluation.
@@ -179,7 +179,7 @@ def train_config(args, model: str) -> TrainConfig:
         seed=args.seed,
         threads=args.threads,
         init=args.init,
-        time_budget_s=None if args.time_budget_minutes is None else 60 * args.time_budget_minutes,
+        time_budget_minutes=args.time_budget_minutes,
         distill=args.distill,
         distill_k=args.distill_k,
         distill_weight=args.distill_weight,

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         "val_fraction": 0.2,
         "seed": args.seed,
         "threads": args.threads,
-        "time_budget_s": 60 * args.time_budget_minutes,
+        "time_budget_minutes": args.time_budget_minutes,
     }
     for name in names:
         results[name] = run_variant(

@@ -165,7 +165,7 @@ def common_config(args, n_users: int) -> dict:
         "val_fraction": 0.2,
         "seed": args.seed,
         "threads": args.threads,
-        "time_budget_s": args.time_budget_seconds,
+        "time_budget_minutes": args.time_budget_seconds / 60,
     }
 
 

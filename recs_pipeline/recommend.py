@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from recs_pipeline.ann import IVFIndex, list_overlap
+from recs_pipeline.config import SettingError, check_declared, setting
 from recs_pipeline.graph import InteractionGraph, interaction_csr
 from recs_pipeline.metrics import InnerProduct, ScoreFn, pad_to_k, topk_scored
 from recs_pipeline.models.popularity import Popularity
@@ -59,17 +60,25 @@ class PublishIndex:
     ranking elsewhere. ``overlap_users`` exact lists are computed beside an index
     search to measure its recall against exact ranking."""
 
-    kind: str = "auto"
-    list_size: int = 256
-    probes: int = 32
-    overlap_users: int = 1000
-    seed: int = 0
+    kind: str = setting(
+        "auto",
+        "How model users are ranked: exact (every item scored), ivf (an inverted-file"
+        " index over item embeddings: each user scores only its `ivf_probes` nearest lists of"
+        " about `ivf_list_size` items, so publication grows with users, not users × items) or"
+        " auto (ivf where it scans at most an eighth of the catalogue: 65,536 items and more at the"
+        " defaults; exact elsewhere)."
+        " Training-free models (popularity, gfcf) are always ranked exactly.",
+        choices=("auto", "exact", "ivf"),
+    )
+    list_size: int = setting(256, "Items per inverted list (about).", ge=1)
+    probes: int = setting(32, "Lists scanned per user.", ge=1)
+    overlap_users: int = setting(
+        1000, "Users also ranked exactly, to record the index's overlap with exact lists.", ge=0
+    )
+    seed: int = setting(0, "Seed of the index's clustering and of the overlap sample.")
 
     def __post_init__(self) -> None:
-        if self.kind not in ("auto", "exact", "ivf"):
-            raise ValueError(f"index must be auto, exact or ivf, not {self.kind!r}")
-        if self.list_size < 1 or self.probes < 1 or self.overlap_users < 0:
-            raise ValueError("ivf_list_size and ivf_probes must be >= 1, ivf_overlap_users >= 0")
+        check_declared(self)
 
     def uses_ivf(self, score_fn: ScoreFn, n_items: int) -> bool:
         if not isinstance(score_fn, InnerProduct):
@@ -79,6 +88,17 @@ class PublishIndex:
         if self.kind == "auto":  # lists hold list_size items on average
             return 8 * self.probes * self.list_size <= n_items
         return self.kind == "ivf"
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """How many items a published list holds. Whether the catalogue has that many is known
+    only at publication: :func:`publish_recommendations` fails then (see there)."""
+
+    k: int = setting(20, "K: items published per user.", ge=1)
+
+    def __post_init__(self) -> None:
+        check_declared(self)
 
 
 def rank_model_users(
@@ -139,8 +159,15 @@ def publish_recommendations(
     [window_start, as_of]. ``score_fn`` scores users by their index in ``graph``; ``index``
     chooses exact or approximate ranking for them. Returns the counts of users served by the
     model and by the popularity fallback and of rows, and what ranked the model's users."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, not {k}")
+    PublishConfig(k)  # k >= 1
+    if k > graph.n_items:
+        # Fail before anything is written: the previous publication stays the latest one,
+        # instead of a day of lists silently shorter than the K consumers were promised.
+        raise SettingError(
+            "k",
+            f"k ({k}) exceeds the catalogue of {as_of} ({graph.n_items} items): no list can"
+            f" hold {k} items; publish with k <= {graph.n_items}",
+        )
     index = index or PublishIndex()
     _publish_users(con, as_of, window_start)
     model_index = torch.from_numpy(

@@ -15,25 +15,28 @@ import datetime as dt
 
 import duckdb
 
+from recs_pipeline.config import SettingError, check_declared, setting
 from recs_pipeline.warehouse import replace_partition, transaction
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
-    window_days: int = 28
-    test_days: int = 2
-    min_degree: int = 1
+    window_days: int = setting(
+        28, "W: days of history up to and including D that the split uses.", ge=2
+    )
+    test_days: int = setting(2, "H: the newest H days of the window are the test fold.", ge=1)
+    min_degree: int = setting(
+        1, "Iterative k-core on train: users and items keep at least this many edges.", ge=1
+    )
 
     def __post_init__(self) -> None:
-        if self.test_days < 1:
-            raise ValueError(f"test_days must be at least 1, not {self.test_days}")
+        check_declared(self)
         if self.window_days <= self.test_days:
-            raise ValueError(
+            raise SettingError(
+                ("window_days", "test_days"),
                 f"window_days ({self.window_days}) must be longer than test_days"
-                f" ({self.test_days}): the train period would be empty"
+                f" ({self.test_days}): the train period would be empty",
             )
-        if self.min_degree < 1:
-            raise ValueError(f"min_degree must be at least 1, not {self.min_degree}")
 
     def train_range(self, as_of: dt.date) -> tuple[dt.date, dt.date]:
         return (

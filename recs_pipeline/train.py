@@ -21,64 +21,158 @@ from typing import Protocol
 import torch
 from scipy.sparse.linalg import svds
 
+from recs_pipeline.config import SettingError, check_declared, setting
 from recs_pipeline.graph import interaction_csr, normalized_adjacency, normalized_interactions
 from recs_pipeline.losses import LOSSES, l2_penalty
 from recs_pipeline.metrics import ranking_metrics, topk_excluding, topk_scored
-from recs_pipeline.models import MODELS, TRAINING_FREE, Recommender, build_model, fit_training_free
+from recs_pipeline.models import (
+    MODELS,
+    TRAINING_FREE,
+    Recommender,
+    build_model,
+    fit_training_free,
+    model_names,
+)
 from recs_pipeline.sampling import curriculum_hard_count, edge_keys, uniform_negatives
 from recs_pipeline.warmstart import WarmStart, apply_warm_start, incompatibility
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    model: str = "lightgcn"
-    dim: int = 64
-    layers: int = 3
-    epochs: int = 60
-    batch_size: int = 4096
-    max_steps_per_epoch: int | None = None
-    lr: float = 1e-2
-    l2: float = 1e-4
-    loss: str = "bpr"
-    temperature: float = 1.0
-    uniform_negatives: int = 1
-    shared_negatives: int = 0
-    max_hard_negatives: int = 2
-    patience: int = 4
-    plateau_decay: float = 1.0
-    eval_every: int = 2
-    val_users: int = 3000
-    val_fraction: float = 0.0
-    val_k: int = 20
-    seed: int = 0
-    threads: int | None = None
-    time_budget_s: float | None = None
-    init: str = "normal"
-    init_std: float = 0.1
-    alphas: tuple[float, ...] | None = None
-    distill: str | None = None
-    distill_k: int = 20
-    distill_weight: float = 1.0
-    distill_ranked: bool = False
+    """What a training run computes. Every field is declared with its description and allowed
+    range (:func:`~recs_pipeline.config.setting`); the run config of ``trained_model`` is
+    generated from these declarations (``assets/settings.py``)."""
+
+    model: str = setting(
+        "lightgcn",
+        "The model to train or fit; popularity and gfcf are training-free (fit, no epochs).",
+        choices=model_names(),
+    )
+    dim: int = setting(64, "Embedding dimension.", ge=1)
+    layers: int = setting(3, "Propagation layers (graph models).", ge=1)
+    epochs: int = setting(60, "Maximum epochs (early stopping may end sooner).", ge=1)
+    batch_size: int = setting(4096, "Positive edges per mini-batch.", ge=1)
+    max_steps_per_epoch: int | None = setting(
+        None,
+        "Cap on mini-batches per epoch (batches grow on larger graphs), so that an"
+        " epoch of a graph model costs time linear in the edges.",
+        ge=1,
+    )
+    lr: float = setting(1e-2, "Adam learning rate.", ge=0.0)
+    l2: float = setting(1e-4, "L2 weight on the batch's layer-0 embeddings.", ge=0.0)
+    loss: str = setting("bpr", "bpr, binary or softmax (sampled softmax).", choices=sorted(LOSSES))
+    temperature: float = setting(1.0, "Softmax temperature.", gt=0.0)
+    uniform_negatives: int = setting(1, "Uniform negatives per positive.", ge=0)
+    shared_negatives: int = setting(
+        0,
+        "Negatives drawn once per mini-batch and shared by all its users"
+        " (instead of uniform_negatives; set that to 0).",
+        ge=0,
+    )
+    max_hard_negatives: int = setting(
+        2,
+        "Cap of the curriculum: epoch n adds min(n-1, cap) hard negatives per positive.",
+        ge=0,
+    )
+    patience: int = setting(4, "Validation checks without gain before stopping.", ge=1)
+    plateau_decay: float = setting(
+        1.0,
+        "A validation check without gain multiplies the learning rate by this and restarts"
+        " from the best state so far (1: constant learning rate).",
+        gt=0.0,
+        le=1.0,
+    )
+    eval_every: int = setting(2, "Epochs between validation checks.", ge=1)
+    val_users: int = setting(
+        3000, "Users whose latest train edges are held out for validation (0: none).", ge=0
+    )
+    val_fraction: float = setting(
+        0.0,
+        "Fraction of each validation user's edges held out (0: the latest edge only).",
+        ge=0.0,
+        lt=1.0,
+    )
+    val_k: int = setting(20, "K of the validation Recall@K and NDCG@K.", ge=1)
+    seed: int = setting(0, "Random seed.")
+    threads: int | None = setting(None, "torch threads of the training process.", ge=1)
+    time_budget_minutes: float | None = setting(
+        None, "Stop training at the first epoch end past this many minutes.", gt=0.0
+    )
+    init: str = setting(
+        "normal",
+        "normal, or spectral (truncated SVD of the normalised interaction matrix).",
+        choices=("normal", "spectral"),
+    )
+    init_std: float = setting(
+        0.1, "Standard deviation of the initial (layer-0) embeddings.", gt=0.0
+    )
+    alphas: tuple[float, ...] | None = setting(
+        None,
+        "LightGCN's layer coefficients α₀..α_K (layers + 1 values); default 1/(K+1) each.",
+    )
+    distill: str | None = setting(
+        None,
+        "Training-free teacher (gfcf, popularity) whose top distill_k unseen items"
+        " per user become extra loss positives (knowledge distillation); none by default.",
+        choices=sorted(TRAINING_FREE),
+    )
+    distill_k: int = setting(20, "Teacher items per user.", ge=1)
+    distill_weight: float = setting(1.0, "Loss weight of the teacher's positives.", ge=0.0)
+    distill_ranked: bool = setting(
+        False,
+        "Scale the teacher's r-th item (r = 0, 1, ...) by the DCG discount"
+        " 1/log2(r + 2), so the model learns the teacher's order, not only its set.",
+    )
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
+        if self.model not in model_names():
+            raise SettingError(
+                "model", f"unknown model {self.model!r}; choose one of {model_names()}"
+            )
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
-        if self.uniform_negatives + self.shared_negatives < 1:
-            raise ValueError("need uniform or shared negatives (hard ones start at epoch 2)")
-        if self.init not in ("normal", "spectral"):
-            raise ValueError(f"init must be normal or spectral, not {self.init!r}")
+            raise SettingError(
+                "loss", f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}"
+            )
         if self.distill is not None and self.distill not in TRAINING_FREE:
-            raise ValueError(
-                f"distill must name a training-free model ({sorted(TRAINING_FREE)}), not {self.distill!r}"
+            raise SettingError(
+                "distill",
+                f"distill must name a training-free model ({sorted(TRAINING_FREE)}),"
+                f" not {self.distill!r}",
+            )
+        check_declared(self)
+        if self.uniform_negatives + self.shared_negatives < 1:
+            raise SettingError(
+                ("uniform_negatives", "shared_negatives"),
+                "need uniform_negatives or shared_negatives >= 1 (hard ones start at epoch 2)",
             )
         if self.uniform_negatives and self.shared_negatives:
-            raise ValueError("choose per-user uniform negatives or shared negatives, not both")
+            raise SettingError(
+                ("uniform_negatives", "shared_negatives"),
+                "choose per-user uniform_negatives or shared_negatives, not both",
+            )
+        if self.alphas is not None:
+            if len(self.alphas) != self.layers + 1:
+                raise SettingError(
+                    ("alphas", "layers"),
+                    f"alphas needs layers + 1 = {self.layers + 1} values, not {len(self.alphas)}",
+                )
+            if not all(math.isfinite(a) for a in self.alphas):
+                raise SettingError("alphas", f"alphas must be finite numbers, not {self.alphas}")
+            if (
+                self.model in MODELS
+                and "alphas" not in inspect.signature(MODELS[self.model]).parameters
+            ):
+                raise SettingError(
+                    ("alphas", "model"),
+                    f"model {self.model!r} takes no layer coefficients (alphas)",
+                )
 
     def model_params(self) -> dict:
         """The subset of (dim, layers, alphas) that the selected model's constructor takes."""
+        if self.model not in MODELS:
+            raise ValueError(
+                f"model {self.model!r} is training-free: fit it (fit_training_free), not train it"
+            )
         accepted = inspect.signature(MODELS[self.model]).parameters
         params = {"dim": self.dim, "layers": self.layers}
         if self.alphas is not None:
@@ -109,7 +203,7 @@ class ProgressStore(Protocol):
 
 
 # Config fields that may change between a killed run and its resumption without invalidating it.
-_RESUMABLE_CHANGES = {"threads", "time_budget_s", "epochs", "patience"}
+_RESUMABLE_CHANGES = {"threads", "time_budget_minutes", "epochs", "patience"}
 
 
 def run_fingerprint(config: TrainConfig, users: torch.Tensor, items: torch.Tensor) -> str:
@@ -172,7 +266,7 @@ def train_model(
     pool) holds each user's hard negatives; epoch n adds ``min(n − 1, max_hard_negatives)`` of
     them per positive. A validation check without gain multiplies the learning rate by
     ``plateau_decay`` (1 = constant) and restarts from the best state so far; training stops
-    after ``patience`` checks without gain, or at the first epoch end past ``time_budget_s``.
+    after ``patience`` checks without gain, or at the first epoch end past ``time_budget_minutes``.
 
     ``warm_start`` initialises the model from a previous day's checkpoint (see
     :mod:`recs_pipeline.warmstart`) instead of ``config.init``; an incompatible one (another
@@ -338,8 +432,11 @@ def train_model(
         if stale >= config.patience:
             log(f"early stop after epoch {epoch}: no gain in {config.patience} evaluations")
             stop = True
-        elif config.time_budget_s and time.perf_counter() - started > config.time_budget_s:
-            log(f"time budget of {config.time_budget_s:.0f}s spent after epoch {epoch}")
+        elif (
+            config.time_budget_minutes
+            and time.perf_counter() - started > 60 * config.time_budget_minutes
+        ):
+            log(f"time budget of {config.time_budget_minutes:g} min spent after epoch {epoch}")
             stop = True
         if progress and "val_recall" in record:
             progress.save(

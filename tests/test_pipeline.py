@@ -1,6 +1,7 @@
 """The whole chain on a small generated log, through dg.materialize with an ephemeral instance."""
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -403,3 +404,62 @@ def test_the_ivf_index_publishes_the_exact_lists_when_it_probes_every_list(pipel
     assert all(len(set(items)) == len(items) for items in approximate.values())
     # Restore the default (exact at this catalogue size) for any later reader.
     assert publish(instance, resources, DAY_2, {})["index"] == "exact"
+
+
+def partition_state(resources, day: dt.date) -> tuple[dict, dict]:
+    """Every warehouse row of ``day`` and the bytes of every artifact of its partition."""
+    with connect(resources) as con:
+        rows = snapshot(con, day)
+    root = Path(resources["artifacts"].root)
+    files = {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.glob(f"*/{day.isoformat()}/*"))
+    }
+    return rows, files
+
+
+@pytest.mark.parametrize(
+    ("op", "bad", "named"),
+    [
+        ("trained_model", {"batch_size": 0}, "batch_size"),
+        ("hard_negatives", {"band_start": 0.5, "band_end": 0.2}, "band_start"),
+    ],
+)
+def test_an_out_of_range_setting_fails_the_first_step_before_anything_is_written(
+    pipeline, op, bad, named
+):
+    """The run's whole config is checked by its first step: the bad setting of a later step
+    stops the run before the split rewrites its tables; the partition is left as it was."""
+    instance, resources, _ = pipeline
+    before = partition_state(resources, DAY_1)
+    ops = dict(RUN_CONFIG["ops"])
+    ops[op] = {"config": {**ops.get(op, {}).get("config", {}), **bad}}
+    result = run_chain(instance, resources, DAY_1, {"ops": ops})
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_key == "interaction_split"  # the first step of the chain
+    message = failure.event_specific_data.error.message
+    assert op in message and named in message
+    assert result.get_asset_materialization_events() == []
+    assert partition_state(resources, DAY_1) == before
+
+
+def test_k_above_the_catalogue_fails_publication_clearly_and_publishes_nothing(pipeline):
+    from assets.serving import recommendations
+
+    instance, resources, _ = pipeline
+    before = partition_state(resources, DAY_2)
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=dg.AssetSelection.assets(recommendations),
+        partition_key=DAY_2.isoformat(),
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"recommendations": {"config": {"k": 10_000}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.event_specific_data.error.to_string()  # with the cause
+    assert "k (10000) exceeds the catalogue" in message
+    assert partition_state(resources, DAY_2) == before
