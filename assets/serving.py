@@ -8,6 +8,7 @@ from assets.model import load_scorer, model_evaluation
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import PublishSettings
 from recs_pipeline.recommend import publish_recommendations
+from recs_pipeline.serving import export_published
 from resources import ArtifactStore, Warehouse
 
 
@@ -45,6 +46,7 @@ def recommendations(
             config.k,
             config.publish_index(),
         )
+        counts |= export_published(con, warehouse.serving_path(), as_of)
         preview = con.execute(
             """SELECT user_id, string_agg(item_id, ', ' ORDER BY rank) AS items, any_value(model)
                FROM serving.recommendations WHERE as_of_date = ?

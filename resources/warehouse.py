@@ -96,6 +96,21 @@ class Warehouse(DuckDBResource):
         " with the holder's PID, before it fails. Any other error opening the file (read-only"
         " filesystem, corrupt file, permissions) fails at once.",
     )
+    serving_root: str | None = Field(
+        default=None,
+        description="Folder of the published recommendations as Parquet files, which"
+        " applications read at any moment while the pipeline writes (README 'Reading the"
+        " recommendation table'). Default: 'serving' beside the database file; nothing is"
+        " exported for ':memory:'.",
+    )
+
+    def serving_path(self) -> Path | None:
+        """Where :func:`recs_pipeline.serving.export_published` writes, or None for none."""
+        if self.serving_root:
+            return Path(self.serving_root)
+        if self.database == ":memory:":
+            return None
+        return Path(self.database).parent / "serving"
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
