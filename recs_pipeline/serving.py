@@ -60,6 +60,14 @@ def _temporary(target: Path) -> Path:
     return target.parent / f".{target.name}.{os.getpid()}.tmp"
 
 
+def _drop_leftovers(directory: Path) -> None:
+    """Temporary files of an export that was killed. Exports never run concurrently (each
+    runs inside the warehouse's read-write connection), so none is in use."""
+    for pattern in (".*.tmp", ".*.tmp.wal"):
+        for leftover in directory.glob(pattern):
+            leftover.unlink(missing_ok=True)
+
+
 def _day_dir(root: Path, day: dt.date) -> Path:
     return root / DAYS_DIR / f"as_of_date={day.isoformat()}"
 
@@ -73,6 +81,7 @@ def _versions(root: Path, day: dt.date) -> list[Path]:
 def _export_day(con: duckdb.DuckDBPyConnection, root: Path, day: dt.date) -> Path:
     directory = _day_dir(root, day)
     directory.mkdir(parents=True, exist_ok=True)
+    _drop_leftovers(directory)
     version = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
     target = directory / f"part-{version}.parquet"
     tmp = _temporary(target)
@@ -92,8 +101,8 @@ def _export_day(con: duckdb.DuckDBPyConnection, root: Path, day: dt.date) -> Pat
 
 def _write_database(root: Path, files: dict[dt.date, Path]) -> Path:
     target = root / DATABASE
+    _drop_leftovers(root)
     tmp = _temporary(target)
-    tmp.unlink(missing_ok=True)
     newest = max(files)
     paths = ", ".join(_literal(files[day].resolve()) for day in sorted(files))
     try:
@@ -111,7 +120,7 @@ def _write_database(root: Path, files: dict[dt.date, Path]) -> Path:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-        Path(f"{tmp}.wal").unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)  # a .tmp.wal, should DuckDB leave one
     _fsync(root)
     return target
 

@@ -17,6 +17,7 @@ import duckdb
 from assets.definitions import ALL_ASSETS
 from recs_pipeline.serving import export_published
 from recs_pipeline.warehouse import replace_partition
+from resources import Warehouse
 from tests.conftest import SMALL_LOG, make_resources
 from tests.test_pipeline import CHAIN, ingest
 
@@ -162,3 +163,31 @@ def test_each_export_replaces_whole_files_under_a_polling_reader(con, tmp_path):
     assert not [p for p in (tmp_path / "serving").rglob("*") if p.name.endswith(".tmp")]
     # Superseded versions stay for readers that opened published.duckdb before (GRACE_SECONDS).
     assert len(list((tmp_path / "serving").rglob("*.parquet"))) == len(sizes)
+
+
+def test_an_export_killed_midway_leaves_nothing_behind_the_next_one(con, tmp_path):
+    day = dt.date(2026, 3, 1)
+    root = tmp_path / "serving"
+    day_dir = root / "recommendations" / f"as_of_date={day.isoformat()}"
+    day_dir.mkdir(parents=True)
+    leftovers = [
+        day_dir / ".part-1-dead.parquet.4242.tmp",
+        root / ".published.duckdb.4242.tmp",
+        root / ".published.duckdb.4242.tmp.wal",
+    ]
+    for leftover in leftovers:
+        leftover.write_bytes(b"half")
+    replace_partition(
+        con, "serving.recommendations", day, "SELECT ?, 'u', 1, 'i', 1.0, 'm'", [day]
+    )
+    export_published(con, root, day)
+    assert not [p for p in leftovers if p.exists()]
+    with duckdb.connect(str(root / "published.duckdb"), read_only=True) as served:
+        assert served.execute("SELECT count(*) FROM serving.latest_recommendations").fetchone() == (1,)
+
+
+def test_the_serving_folder_defaults_beside_the_warehouse_and_is_none_in_memory(tmp_path):
+    assert Warehouse(database=str(tmp_path / "w.duckdb")).serving_path() == tmp_path / "serving"
+    assert Warehouse(database=str(tmp_path / "w.duckdb"), serving_root="/srv/recs").serving_path() == Path("/srv/recs")
+    assert Warehouse(database=":memory:").serving_path() is None
+    assert Warehouse.model_fields["serving_root"].description
