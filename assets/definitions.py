@@ -39,7 +39,8 @@ def default_resources() -> dict:
     return {
         "warehouse": Warehouse(
             database=os.environ.get("RECS_WAREHOUSE", str(DATA_ROOT / "warehouse.duckdb")),
-            serving_root=os.environ.get("RECS_SERVING", str(DATA_ROOT / "serving")),
+            # Unset: a `serving` folder beside the database file (data/serving by default).
+            serving_root=os.environ.get("RECS_SERVING"),
         ),
         "artifacts": ArtifactStore(
             root=os.environ.get("RECS_ARTIFACTS", str(DATA_ROOT / "artifacts"))

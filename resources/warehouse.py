@@ -20,7 +20,7 @@ from recs_pipeline.warehouse import ensure_schema
 # DuckDB's message when another process holds the file: 'Could not set lock on file "…":
 # Conflicting lock is held in /usr/bin/python3 (PID 1234) by user …'.
 _LOCK_CONFLICT = re.compile(r"Could not set lock on file|Conflicting lock is held")
-_HOLDER = re.compile(r"Conflicting lock is held in (.*?\(PID \d+\))")
+_HOLDER = re.compile(r"Conflicting lock is held in .*?\(PID \d+\)")
 
 
 class WarehouseLockTimeout(RuntimeError):
@@ -28,13 +28,13 @@ class WarehouseLockTimeout(RuntimeError):
 
 
 def lock_holder(error: BaseException) -> str | None:
-    """The process DuckDB names as holding the file's lock, or None when ``error`` is not a
-    lock conflict."""
+    """DuckDB's words naming the process that holds the file's lock ("Conflicting lock is held
+    in /usr/bin/python3 (PID 1234)"), or None when ``error`` is not a lock conflict."""
     message = str(error)
     if not isinstance(error, duckdb.IOException) or not _LOCK_CONFLICT.search(message):
         return None
     found = _HOLDER.search(message)
-    return found.group(1) if found else "another process"
+    return found.group(0) if found else message
 
 
 def connect_with_retries(
@@ -63,13 +63,13 @@ def connect_with_retries(
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WarehouseLockTimeout(
-                    f"the warehouse {database} is still locked by {holder} after {attempt}"
+                    f"the warehouse {database} is still locked ({holder}) after {attempt}"
                     f" attempts over {timeout_seconds:g} s (Warehouse.lock_timeout_seconds);"
                     " close that process's connection (a notebook?) and re-run"
                 ) from exc
             wait = min(delay, max_delay, left)
             log.warning(
-                "warehouse %s is locked by another process: %s; retry %d in %.1f s"
+                "warehouse %s is locked by another process (%s); retry %d in %.1f s"
                 " (%.0f s left of lock_timeout_seconds=%g)",
                 database,
                 holder,
