@@ -38,7 +38,9 @@ def default_resources() -> dict:
     """Resources with every location settable from an environment variable."""
     return {
         "warehouse": Warehouse(
-            database=os.environ.get("RECS_WAREHOUSE", str(DATA_ROOT / "warehouse.duckdb"))
+            database=os.environ.get("RECS_WAREHOUSE", str(DATA_ROOT / "warehouse.duckdb")),
+            # Unset: a `serving` folder beside the database file (data/serving by default).
+            serving_root=os.environ.get("RECS_SERVING"),
         ),
         "artifacts": ArtifactStore(
             root=os.environ.get("RECS_ARTIFACTS", str(DATA_ROOT / "artifacts"))

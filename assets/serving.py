@@ -18,6 +18,7 @@ from recs_pipeline.daily import (
     publishable,
 )
 from recs_pipeline.recommend import publish_recommendations
+from recs_pipeline.serving import export_published
 from resources import ArtifactStore, Warehouse
 
 
@@ -79,6 +80,7 @@ def recommendations(
             config.k,
             config.publish_index(),
         )
+        counts |= export_published(con, warehouse.serving_path(), as_of)
         preview = con.execute(
             """SELECT user_id, string_agg(item_id, ', ' ORDER BY rank) AS items, any_value(model)
                FROM serving.recommendations WHERE as_of_date = ?

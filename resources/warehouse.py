@@ -2,14 +2,85 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from recs_pipeline.warehouse import ensure_schema
+
+# DuckDB's message when another process holds the file: 'Could not set lock on file "…":
+# Conflicting lock is held in /usr/bin/python3 (PID 1234) by user …'.
+_LOCK_CONFLICT = re.compile(r"Could not set lock on file|Conflicting lock is held")
+_HOLDER = re.compile(r"Conflicting lock is held in .*?\(PID \d+\)")
+
+
+class WarehouseLockTimeout(RuntimeError):
+    """Another process kept the warehouse file locked for the whole allowed wait."""
+
+
+def lock_holder(error: BaseException) -> str | None:
+    """DuckDB's words naming the process that holds the file's lock ("Conflicting lock is held
+    in /usr/bin/python3 (PID 1234)"), or None when ``error`` is not a lock conflict."""
+    message = str(error)
+    if not isinstance(error, duckdb.IOException) or not _LOCK_CONFLICT.search(message):
+        return None
+    found = _HOLDER.search(message)
+    return found.group(0) if found else message
+
+
+def connect_with_retries(
+    database: str,
+    *,
+    config: dict[str, Any],
+    timeout_seconds: float,
+    log: logging.Logger,
+    first_delay: float = 0.2,
+    max_delay: float = 10.0,
+) -> duckdb.DuckDBPyConnection:
+    """Open ``database`` read-write. Only a lock held by another process is waited for, with
+    growing delays, each retry logged with the holder DuckDB names, ``timeout_seconds`` in all;
+    then :class:`WarehouseLockTimeout`. Any other error (a read-only filesystem, a corrupt file,
+    a permission) is raised at the first attempt."""
+    deadline = time.monotonic() + timeout_seconds
+    delay = first_delay
+    attempt = 1
+    while True:
+        try:
+            return duckdb.connect(database=database, read_only=False, config=config)
+        except duckdb.IOException as exc:
+            holder = lock_holder(exc)
+            if holder is None:
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WarehouseLockTimeout(
+                    f"the warehouse {database} is still locked ({holder}) after {attempt}"
+                    f" attempts over {timeout_seconds:g} s (Warehouse.lock_timeout_seconds);"
+                    " close that process's connection (a notebook?) and re-run"
+                ) from exc
+            wait = min(delay, max_delay, left)
+            log.warning(
+                "warehouse %s is locked by another process (%s); retry %d in %.1f s"
+                " (%.0f s left of lock_timeout_seconds=%g)",
+                database,
+                holder,
+                attempt,
+                wait,
+                left,
+                timeout_seconds,
+            )
+            time.sleep(wait)
+            delay *= 2
+            attempt += 1
 
 
 class Warehouse(DuckDBResource):
@@ -17,15 +88,52 @@ class Warehouse(DuckDBResource):
     before long work (training): DuckDB allows one read-write process per file, and every asset
     that opens it is in the Dagster pool ``duckdb``."""
 
+    lock_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long, in all, a step waits for another process (a notebook, a script)"
+        " holding the DuckDB file to let go, retrying with growing delays and logging each retry"
+        " with the holder's PID, before it fails. Any other error opening the file (read-only"
+        " filesystem, corrupt file, permissions) fails at once.",
+    )
+    serving_root: str | None = Field(
+        default=None,
+        description="Folder of the published recommendations as Parquet files, which"
+        " applications read at any moment while the pipeline writes (README 'Reading the"
+        " recommendation table'). Default: 'serving' beside the database file; nothing is"
+        " exported for ':memory:'.",
+    )
+
+    def serving_path(self) -> Path | None:
+        """Where :func:`recs_pipeline.serving.export_published` writes, or None for none."""
+        if self.serving_root:
+            return Path(self.serving_root)
+        if self.database == ":memory:":
+            return None
+        return Path(self.database).parent / "serving"
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """dagster-duckdb's connection, but with this project's logged, bounded lock wait (the
+        library retries every IOException, ~100 s in silence)."""
+        config = {"custom_user_agent": "dagster", **self.connection_config}
+        con = connect_with_retries(
+            self.database,
+            config=config,
+            timeout_seconds=self.lock_timeout_seconds,
+            log=dg.get_dagster_logger(),
+        )
+        try:
+            yield con
+        finally:
+            # Closed on a failing step too: it would keep the read-write connection, and the
+            # file lock, until garbage collection.
+            con.close()
+
     @contextmanager
     def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self.database != ":memory:":
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with self.get_connection() as con:
-            try:
-                ensure_schema(con)
-                yield con
-            finally:
-                # get_connection closes only on a clean exit: a failing step would keep the
-                # read-write connection, and the file lock, until garbage collection.
-                con.close()
+            ensure_schema(con)
+            yield con

@@ -1,0 +1,193 @@
+"""Applications read the published recommendations at any moment, while the pipeline writes.
+
+Real processes: a reader polls the serving files (and, for comparison, a second one the DuckDB
+warehouse) while days are published through dg.materialize, one of them older than the newest
+(a backfill) and one blocked by the quality gate."""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from assets.definitions import ALL_ASSETS
+from recs_pipeline.serving import export_published
+from recs_pipeline.warehouse import replace_partition
+from resources import Warehouse
+from tests.conftest import SMALL_LOG, make_resources
+from tests.test_pipeline import CHAIN, ingest
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 5
+DAYS = [SMALL_LOG.end - dt.timedelta(days=n) for n in (3, 2, 1, 0)]
+
+
+def chain(instance, resources, day: dt.date, model: str):
+    return dg.materialize(
+        ALL_ASSETS,
+        selection=CHAIN,
+        partition_key=day.isoformat(),
+        instance=instance,
+        resources=resources,
+        run_config={
+            "ops": {
+                "interaction_split": {"config": {"window_days": 14, "test_days": 2}},
+                "trained_model": {"config": {"model": model}},
+                "recommendations": {"config": {"k": K}},
+            }
+        },
+        raise_on_error=False,
+    )
+
+
+def start_reader(mode: str, target: Path, stop: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.serving_reader", mode, str(target), str(stop), str(out),
+         "200000", "900"],
+        cwd=ROOT,
+    )
+
+
+def test_readers_see_whole_published_days_while_the_pipeline_writes(small_landing, tmp_path):
+    resources = make_resources(small_landing, tmp_path)
+    serving = tmp_path / "serving"
+    database = Path(resources["warehouse"].database)
+    stop = tmp_path / "stop"
+    files_reader = start_reader("files", serving, stop, tmp_path / "files.json")
+    warehouse_reader = start_reader("warehouse", database, stop, tmp_path / "warehouse.json")
+    try:
+        instance = dg.DagsterInstance.ephemeral()
+        assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
+        # Two days in order, the gate blocking a third (popularity cannot beat itself), then an
+        # older day published after the newest, as a backfill does.
+        blocked_day, backfilled_day = DAYS[0], DAYS[1]
+        outcomes = {
+            DAYS[2]: chain(instance, resources, DAYS[2], "gfcf"),
+            DAYS[3]: chain(instance, resources, DAYS[3], "gfcf"),
+            blocked_day: chain(instance, resources, blocked_day, "popularity"),
+            backfilled_day: chain(instance, resources, backfilled_day, "gfcf"),
+        }
+    finally:
+        stop.touch()
+        files_reader.wait(timeout=120)
+        warehouse_reader.wait(timeout=120)
+    published = {DAYS[1], DAYS[2], DAYS[3]}
+    for day in published:
+        assert outcomes[day].success, day
+    assert "recommendations" not in {
+        event.asset_key.to_user_string()
+        for event in outcomes[blocked_day].get_asset_materialization_events()
+    }
+
+    with duckdb.connect(str(database), read_only=True) as con:
+        truth = {
+            day.isoformat(): (rows, users)
+            for day, rows, users in con.execute(
+                """SELECT as_of_date, count(*), count(DISTINCT user_id)
+                   FROM serving.recommendations GROUP BY 1"""
+            ).fetchall()
+        }
+        assert set(truth) == {day.isoformat() for day in published}
+        # The serving views hold exactly the warehouse's rows, the blocked day in neither.
+        con.execute(f"ATTACH '{serving / 'published.duckdb'}' AS published (READ_ONLY)")
+        for view in ("serving.recommendations", "serving.latest_recommendations"):
+            assert con.execute(
+                f"""SELECT count(*) FROM (
+                      (SELECT * FROM {view} EXCEPT ALL SELECT * FROM published.{view})
+                      UNION ALL
+                      (SELECT * FROM published.{view} EXCEPT ALL SELECT * FROM {view}))"""
+            ).fetchone()[0] == 0, view
+    assert sorted(p.relative_to(serving).parent.name for p in serving.rglob("*.parquet")) == [
+        f"as_of_date={day.isoformat()}" for day in sorted(published)
+    ]
+
+    seen = json.loads((tmp_path / "files.json").read_text())
+    assert seen["stopped"] == "stop file"
+    assert seen["n_errors"] == 0, seen["errors"]
+    latest_days = set()
+    for kind, groups, _times in seen["reads"]:
+        if kind == "latest":
+            # latest_recommendations: always exactly one day, never the blocked or backfilled one.
+            assert len(groups) == 1, groups
+            latest_days.add(groups[0][0])
+        for day, rows, users, user_ranks, max_rank in groups:
+            # A whole day: users × K rows, every user with ranks 1..K, the day's final count.
+            assert (rows, users) == truth[day], (kind, groups)
+            assert rows == users * K == user_ranks and max_rank == K, (kind, groups)
+    assert latest_days <= {DAYS[2].isoformat(), DAYS[3].isoformat()}
+    assert DAYS[3].isoformat() in latest_days
+
+    old_way = json.loads((tmp_path / "warehouse.json").read_text())
+    print(
+        f"files reader: {seen['polls']} polls, 0 errors; warehouse reader: {old_way['polls']}"
+        f" polls, {old_way['n_errors']} errors, e.g. {old_way['errors'][:1]}"
+    )
+
+
+def test_each_export_replaces_whole_files_under_a_polling_reader(con, tmp_path):
+    """The same day re-published many times with a different number of users: a reader polling
+    in another process sees one of the written versions, whole, every time."""
+    day = dt.date(2026, 3, 1)
+    stop, out = tmp_path / "stop", tmp_path / "reader.json"
+    reader = start_reader("files", tmp_path / "serving", stop, out)
+    sizes = [20 + 37 * (i % 5) for i in range(60)]
+    try:
+        for i, users in enumerate(sizes):
+            replace_partition(
+                con,
+                "serving.recommendations",
+                day,
+                """SELECT CAST(? AS DATE), 'u' || u, r, 'i' || r, 1.0 / r, 'test'
+                   FROM range(?) t(u), range(1, ? + 1) s(r)""",
+                [day, users, K],
+            )
+            export_published(con, tmp_path / "serving", day)
+            # Count-bounded wait for the reader's first poll, so the exports overlap its reads.
+            while i == 0 and not Path(f"{out}.started").exists() and reader.poll() is None:
+                time.sleep(0.05)
+    finally:
+        stop.touch()
+        reader.wait(timeout=120)
+    seen = json.loads(out.read_text())
+    assert seen["stopped"] == "stop file" and seen["n_errors"] == 0, seen["errors"]
+    assert seen["reads"]
+    for kind, groups, _times in seen["reads"]:
+        assert len(groups) == 1, (kind, groups)
+        (date, rows, users, user_ranks, max_rank), = groups
+        assert date == day.isoformat() and users in sizes, (kind, groups)
+        assert rows == users * K == user_ranks and max_rank == K, (kind, groups)
+    assert not [p for p in (tmp_path / "serving").rglob("*") if p.name.endswith(".tmp")]
+    # Superseded versions stay for readers that opened published.duckdb before (GRACE_SECONDS).
+    assert len(list((tmp_path / "serving").rglob("*.parquet"))) == len(sizes)
+
+
+def test_an_export_killed_midway_leaves_nothing_behind_the_next_one(con, tmp_path):
+    day = dt.date(2026, 3, 1)
+    root = tmp_path / "serving"
+    day_dir = root / "recommendations" / f"as_of_date={day.isoformat()}"
+    day_dir.mkdir(parents=True)
+    leftovers = [
+        day_dir / ".part-1-dead.parquet.4242.tmp",
+        root / ".published.duckdb.4242.tmp",
+        root / ".published.duckdb.4242.tmp.wal",
+    ]
+    for leftover in leftovers:
+        leftover.write_bytes(b"half")
+    replace_partition(
+        con, "serving.recommendations", day, "SELECT ?, 'u', 1, 'i', 1.0, 'm'", [day]
+    )
+    export_published(con, root, day)
+    assert not [p for p in leftovers if p.exists()]
+    with duckdb.connect(str(root / "published.duckdb"), read_only=True) as served:
+        assert served.execute("SELECT count(*) FROM serving.latest_recommendations").fetchone() == (1,)
+
+
+def test_the_serving_folder_defaults_beside_the_warehouse_and_is_none_in_memory(tmp_path):
+    assert Warehouse(database=str(tmp_path / "w.duckdb")).serving_path() == tmp_path / "serving"
+    assert Warehouse(database=str(tmp_path / "w.duckdb"), serving_root="/srv/recs").serving_path() == Path("/srv/recs")
+    assert Warehouse(database=":memory:").serving_path() is None
+    assert Warehouse.model_fields["serving_root"].description
