@@ -30,6 +30,7 @@ backfilling an older day leaves it alone.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import time
 import uuid
@@ -127,7 +128,7 @@ def _write_database(root: Path, files: dict[dt.date, Path]) -> Path:
 
 def _drop_superseded(root: Path, day: dt.date, now: float) -> None:
     versions = _versions(root, day)
-    for old, successor in zip(versions, versions[1:]):
+    for old, successor in itertools.pairwise(versions):
         if now - successor.stat().st_mtime > GRACE_SECONDS:
             old.unlink(missing_ok=True)
 
