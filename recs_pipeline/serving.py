@@ -144,9 +144,12 @@ def export_published(
         return {}
     root = Path(root)
     exported = _export_day(con, root, as_of)
-    published = [row[0] for row in con.execute(
-        "SELECT DISTINCT as_of_date FROM serving.recommendations ORDER BY 1"
-    ).fetchall()]
+    published = [
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT as_of_date FROM serving.recommendations ORDER BY 1"
+        ).fetchall()
+    ]
     files = {}
     for day in published:
         versions = _versions(root, day)

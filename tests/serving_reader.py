@@ -28,7 +28,10 @@ def poll_files(root: Path) -> list[tuple[str, list]]:
         return []
     with duckdb.connect(str(database), read_only=True) as con:
         return [
-            ("latest", con.execute(SUMMARY.format(source="serving.latest_recommendations")).fetchall()),
+            (
+                "latest",
+                con.execute(SUMMARY.format(source="serving.latest_recommendations")).fetchall(),
+            ),
             ("days", con.execute(SUMMARY.format(source="serving.recommendations")).fetchall()),
         ]
 
@@ -41,7 +44,12 @@ def poll_warehouse(database: Path) -> list[tuple[str, list]]:
             "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'serving'"
         ).fetchone()[0]:
             return []
-        return [("latest", con.execute(SUMMARY.format(source="serving.latest_recommendations")).fetchall())]
+        return [
+            (
+                "latest",
+                con.execute(SUMMARY.format(source="serving.latest_recommendations")).fetchall(),
+            )
+        ]
 
 
 def main(mode: str, target: str, stop: str, out: str, max_reads: str, max_seconds: str) -> None:
@@ -67,7 +75,15 @@ def main(mode: str, target: str, stop: str, out: str, max_reads: str, max_second
         time.sleep(0.01)
     Path(out).write_text(
         # Distinct observations with how often each was seen.
-        json.dumps({"polls": polls, "reads": [[*json.loads(k), n] for k, n in reads.items()], "errors": errors, "n_errors": n_errors, "stopped": stopped})
+        json.dumps(
+            {
+                "polls": polls,
+                "reads": [[*json.loads(k), n] for k, n in reads.items()],
+                "errors": errors,
+                "n_errors": n_errors,
+                "stopped": stopped,
+            }
+        )
     )
 
 

@@ -46,8 +46,17 @@ def chain(instance, resources, day: dt.date, model: str):
 
 def start_reader(mode: str, target: Path, stop: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.serving_reader", mode, str(target), str(stop), str(out),
-         "200000", "900"],
+        [
+            sys.executable,
+            "-m",
+            "tests.serving_reader",
+            mode,
+            str(target),
+            str(stop),
+            str(out),
+            "200000",
+            "900",
+        ],
         cwd=ROOT,
     )
 
@@ -95,12 +104,15 @@ def test_readers_see_whole_published_days_while_the_pipeline_writes(small_landin
         # The serving views hold exactly the warehouse's rows, the blocked day in neither.
         con.execute(f"ATTACH '{serving / 'published.duckdb'}' AS published (READ_ONLY)")
         for view in ("serving.recommendations", "serving.latest_recommendations"):
-            assert con.execute(
-                f"""SELECT count(*) FROM (
+            assert (
+                con.execute(
+                    f"""SELECT count(*) FROM (
                       (SELECT * FROM {view} EXCEPT ALL SELECT * FROM published.{view})
                       UNION ALL
                       (SELECT * FROM published.{view} EXCEPT ALL SELECT * FROM {view}))"""
-            ).fetchone()[0] == 0, view
+                ).fetchone()[0]
+                == 0
+            ), view
     assert sorted(p.relative_to(serving).parent.name for p in serving.rglob("*.parquet")) == [
         f"as_of_date={day.isoformat()}" for day in sorted(published)
     ]
@@ -157,7 +169,7 @@ def test_each_export_replaces_whole_files_under_a_polling_reader(con, tmp_path):
     assert seen["reads"]
     for kind, groups, _times in seen["reads"]:
         assert len(groups) == 1, (kind, groups)
-        (date, rows, users, user_ranks, max_rank), = groups
+        ((date, rows, users, user_ranks, max_rank),) = groups
         assert date == day.isoformat() and users in sizes, (kind, groups)
         assert rows == users * K == user_ranks and max_rank == K, (kind, groups)
     assert not [p for p in (tmp_path / "serving").rglob("*") if p.name.endswith(".tmp")]
@@ -177,17 +189,19 @@ def test_an_export_killed_midway_leaves_nothing_behind_the_next_one(con, tmp_pat
     ]
     for leftover in leftovers:
         leftover.write_bytes(b"half")
-    replace_partition(
-        con, "serving.recommendations", day, "SELECT ?, 'u', 1, 'i', 1.0, 'm'", [day]
-    )
+    replace_partition(con, "serving.recommendations", day, "SELECT ?, 'u', 1, 'i', 1.0, 'm'", [day])
     export_published(con, root, day)
     assert not [p for p in leftovers if p.exists()]
     with duckdb.connect(str(root / "published.duckdb"), read_only=True) as served:
-        assert served.execute("SELECT count(*) FROM serving.latest_recommendations").fetchone() == (1,)
+        assert served.execute("SELECT count(*) FROM serving.latest_recommendations").fetchone() == (
+            1,
+        )
 
 
 def test_the_serving_folder_defaults_beside_the_warehouse_and_is_none_in_memory(tmp_path):
     assert Warehouse(database=str(tmp_path / "w.duckdb")).serving_path() == tmp_path / "serving"
-    assert Warehouse(database=str(tmp_path / "w.duckdb"), serving_root="/srv/recs").serving_path() == Path("/srv/recs")
+    assert Warehouse(
+        database=str(tmp_path / "w.duckdb"), serving_root="/srv/recs"
+    ).serving_path() == Path("/srv/recs")
     assert Warehouse(database=":memory:").serving_path() is None
     assert Warehouse.model_fields["serving_root"].description

@@ -62,7 +62,9 @@ def attempts(monkeypatch):
     return calls
 
 
-def test_a_locked_warehouse_is_retried_in_the_open_and_gives_up_after_the_setting(tmp_path, attempts):
+def test_a_locked_warehouse_is_retried_in_the_open_and_gives_up_after_the_setting(
+    tmp_path, attempts
+):
     database = tmp_path / "warehouse.duckdb"
 
     @dg.asset
@@ -136,7 +138,9 @@ def read_only_filesystem(tmp_path):
         subprocess.run(["umount", str(mount)], check=True, capture_output=True)
 
 
-def test_a_read_only_filesystem_fails_at_the_first_attempt(read_only_filesystem, attempts, monkeypatch):
+def test_a_read_only_filesystem_fails_at_the_first_attempt(
+    read_only_filesystem, attempts, monkeypatch
+):
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
     warehouse = Warehouse(database=str(read_only_filesystem / "warehouse.duckdb"))
