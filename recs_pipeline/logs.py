@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import glob
 import os
+import string
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -23,9 +24,14 @@ from recs_pipeline.warehouse import quote_identifier, replace_partition, transac
 TimestampUnit = Literal["s", "ms", "us", "iso"]
 FileFormat = Literal["csv", "parquet", "json"]
 
-# Microseconds per unit of an epoch timestamp.
+# The earliest event date accepted by default. Older than any web interaction log (MovieLens
+# starts in 1995), newer than the dates a broken export produces: epoch 0 (1970) from a zero
+# timestamp or a millisecond epoch read as microseconds, the 1956-1979 dates of Last.fm's HetRec
+# tag log. Lower it (``min_plausible_date``) for an older log.
+MIN_PLAUSIBLE_DATE = dt.date(1990, 1, 1)
 # The landing layout the project writes and reads by default: one folder per day.
 DEFAULT_PATTERN = "{date:%Y-%m-%d}/*.csv"
+# Microseconds per unit of an epoch timestamp.
 _EPOCH_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
@@ -59,6 +65,11 @@ class LogFormat:
     column is written: epoch seconds / milliseconds / microseconds, or ``iso`` (ISO-8601 text, an
     offset converted to UTC). ``event_types``, when given, is the set of accepted event types;
     other types are quarantined. ``weight_column`` is optional (weight 1.0 without it).
+
+    ``date_columns`` (year, month, day), when given, builds each event's time from three
+    columns (midnight UTC of that date) instead of ``timestamp_column``. An event dated before
+    ``min_plausible_date`` is quarantined as "implausible timestamp" (a zero or missing epoch
+    reads as 1970; bogus 1956-1979 dates occur in real exports).
     """
 
     format: FileFormat = "csv"
@@ -69,6 +80,8 @@ class LogFormat:
     event_type_column: str | None = "event_type"
     weight_column: str | None = None
     event_types: tuple[str, ...] | None = None
+    date_columns: tuple[str, str, str] | None = None
+    min_plausible_date: dt.date | None = MIN_PLAUSIBLE_DATE
 
     def __post_init__(self) -> None:
         if self.format not in ("csv", "parquet", "json"):
@@ -77,17 +90,28 @@ class LogFormat:
             raise LogConfigError(
                 f"timestamp_unit must be s, ms, us or iso, not {self.timestamp_unit!r}"
             )
+        if self.date_columns is not None and (
+            len(self.date_columns) != 3 or not all(self.date_columns)
+        ):
+            raise LogConfigError(
+                f"date_columns must name three columns (year, month, day), not"
+                f" {list(self.date_columns)!r}"
+            )
         for setting in ("user_column", "item_column", "timestamp_column"):
+            if setting == "timestamp_column" and self.date_columns is not None:
+                continue
             if not getattr(self, setting):
                 raise LogConfigError(f"{setting} must name a column of the landing files")
 
     def required_columns(self) -> dict[str, str]:
         """Setting name -> landing column, for the columns every file must have."""
-        return {
-            "user_column": self.user_column,
-            "item_column": self.item_column,
-            "timestamp_column": self.timestamp_column,
-        }
+        if self.date_columns is not None:
+            year, month, day = self.date_columns
+            time = {"date_columns (year)": year, "date_columns (month)": month}
+            time["date_columns (day)"] = day
+        else:
+            time = {"timestamp_column": self.timestamp_column}
+        return {"user_column": self.user_column, "item_column": self.item_column, **time}
 
     def optional_columns(self) -> dict[str, str]:
         return {
@@ -150,6 +174,45 @@ class IngestReport:
     rejected: int
     reasons: dict[str, int]
 
+    @property
+    def rows_in(self) -> int:
+        """Rows read for this day: every one accepted or quarantined."""
+        return self.accepted + self.rejected
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryReport:
+    """One pass over a history export: a report per day of the run's range, and the rows whose
+    day lies before or after it (counted, not stored). ``undated`` rows (no plausible
+    timestamp, unreadable lines) are quarantined in ``undated_day``, the export's first day,
+    so every run places them in the same partition.
+    ``rows_in == sum(day.rows_in) + outside_before + outside_after``."""
+
+    files: int
+    rows_in: int
+    days: list[IngestReport]
+    outside_before: int
+    outside_after: int
+    undated: int
+    undated_day: dt.date | None
+
+
+def is_history_pattern(pattern: str) -> bool:
+    """True when ``pattern`` has no ``{date...}`` field: it names a whole export, not a day."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None]
+    except ValueError as error:
+        raise LogConfigError(f"path_pattern {pattern!r} is not a valid pattern: {error}") from None
+    return not fields
+
+
+def export_files(landing_root: str | os.PathLike, pattern: str) -> list[str]:
+    """Every file of a history export: ``pattern`` (no ``{date}``; ``**`` crosses folders)
+    globbed under ``landing_root``, for example ``"ratings.csv"``, ``"*.dat"`` or
+    ``"month=*/*.parquet"``. Every match must lie inside ``landing_root``."""
+    relative = pattern.replace("{{", "{").replace("}}", "}")
+    return _glob_files(landing_root, relative, pattern, recursive=True)
+
 
 def day_files(landing_root: str | os.PathLike, pattern: str, day: dt.date) -> list[str]:
     """The landing files of ``day``: ``pattern`` formatted with ``date=day``, globbed.
@@ -158,17 +221,24 @@ def day_files(landing_root: str | os.PathLike, pattern: str, day: dt.date) -> li
     ``"{date:%Y-%m-%d}/*.csv"`` or ``"dt={date:%Y%m%d}/part-*.parquet"``. Every match must lie
     inside ``landing_root`` (no ``..`` or symlink escapes).
     """
-    root = Path(landing_root).resolve()
-    if not root.is_dir():
-        raise LogConfigError(f"landing_root {str(landing_root)!r} is not an existing directory")
     try:
         relative = pattern.format(date=day)
     except (KeyError, IndexError, ValueError) as error:
         raise LogConfigError(f"path_pattern {pattern!r} is not a valid pattern: {error}") from None
+    return _glob_files(landing_root, relative, pattern)
+
+
+def _glob_files(
+    landing_root: str | os.PathLike, relative: str, pattern: str, *, recursive: bool = False
+) -> list[str]:
+    root = Path(landing_root).resolve()
+    if not root.is_dir():
+        raise LogConfigError(f"landing_root {str(landing_root)!r} is not an existing directory")
     if os.path.isabs(relative):
         raise LogConfigError(f"path_pattern {pattern!r} must be relative to landing_root")
     files = []
-    for match in sorted(glob.glob(os.path.join(glob.escape(str(root)), relative))):
+    matches = glob.glob(os.path.join(glob.escape(str(root)), relative), recursive=recursive)
+    for match in sorted(matches):
         path = Path(match).resolve()
         if not path.is_relative_to(root):
             raise LogConfigError(f"path_pattern {pattern!r} reaches outside landing_root: {match}")
@@ -262,10 +332,15 @@ def _stage_file(
             [path, reason],
         )
     else:
+        if fmt.date_columns is not None:
+            # year-month-day text, read as a date by _timestamp_sql (month 13: unparseable).
+            timestamp = " || '-' || ".join(text(column) for column in fmt.date_columns)
+        else:
+            timestamp = text(fmt.timestamp_column)
         con.execute(
             f"""INSERT INTO _staged
             SELECT ?, CAST(to_json(f) AS VARCHAR), {text(fmt.user_column)},
-                   {text(fmt.item_column)}, {text(fmt.timestamp_column)},
+                   {text(fmt.item_column)}, {timestamp},
                    {text(fmt.event_type_column)}, {text(fmt.weight_column)}, NULL
             FROM _file f""",
             [path],
@@ -287,8 +362,11 @@ def _stage_file(
     return n_rows, missing or None
 
 
-def _timestamp_sql(unit: TimestampUnit) -> str:
+def _timestamp_sql(fmt: LogFormat) -> str:
     """SQL turning the text column ``ts_raw`` into a UTC TIMESTAMP, NULL when unparseable."""
+    unit = fmt.timestamp_unit
+    if fmt.date_columns is not None:
+        return "CAST(TRY_CAST(ts_raw AS DATE) AS TIMESTAMP)"
     if unit == "iso":
         return "timezone('UTC', TRY_CAST(ts_raw AS TIMESTAMPTZ))"
     factor = _EPOCH_FACTOR[unit]
@@ -299,22 +377,11 @@ def _timestamp_sql(unit: TimestampUnit) -> str:
     )
 
 
-def ingest_day(
-    con: duckdb.DuckDBPyConnection,
-    files: Sequence[str],
-    fmt: LogFormat,
-    day: dt.date,
-    *,
-    allow_empty: bool = False,
-) -> IngestReport:
-    """Validate ``files`` as the events of ``day`` and replace that day's partitions.
-
-    Clean rows replace ``raw.interactions[event_date = day]``; rejected rows (with raw text and
-    reason) replace ``raw.rejected_interactions[event_date = day]``, both in one transaction.
-    Raises :class:`LogConfigError` when a mapped column exists in none of the files, and
-    :class:`EmptyDaysError` when ``files`` is empty but the day has stored rows, unless
-    ``allow_empty`` (then the day becomes an empty partition).
-    """
+def _stage_files(
+    con: duckdb.DuckDBPyConnection, files: Sequence[str], fmt: LogFormat, what: str
+) -> None:
+    """Load ``files`` into ``_staged`` (mapped, all text); an unreadable file is one record.
+    Raises :class:`LogConfigError` when a mapped column exists in none of them."""
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _staged (source_file VARCHAR, record VARCHAR,
         user_raw VARCHAR, item_raw VARCHAR, ts_raw VARCHAR, event_raw VARCHAR,
@@ -344,14 +411,18 @@ def ingest_day(
     if readable and missing_everywhere:
         setting, column = next(iter(missing_everywhere.items()))
         raise LogConfigError(
-            f"{setting} maps to column {column!r}, which none of the {readable} landing files"
-            f" of {day} has"
+            f"{setting} maps to column {column!r}, which none of the {readable} {what} has"
         )
 
+
+def _validate(con: duckdb.DuckDBPyConnection, fmt: LogFormat, day: dt.date | None) -> None:
+    """``_staged`` -> ``_validated``: parsed ``ts``, ids, weight and ``final_reason`` (NULL for
+    a clean row). With ``day``, a row of another day is rejected ("timestamp outside partition
+    day"); without (a history export), the row's own day decides where it goes."""
     event_filter = "FALSE"
-    params: list = [day]
+    params: list = [day, fmt.min_plausible_date]
     if fmt.event_types is not None:
-        event_filter = "event_raw IS NULL OR NOT list_contains($2, event_raw)"
+        event_filter = "event_raw IS NULL OR NOT list_contains($3, event_raw)"
         params.append(list(fmt.event_types))
     # ISO text without an offset means UTC: parse under a UTC session time zone (DuckDB's
     # default is the machine's local zone), then restore the caller's setting.
@@ -361,7 +432,7 @@ def ingest_day(
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _validated AS
             WITH parsed AS (
-                SELECT *, {_timestamp_sql(fmt.timestamp_unit)} AS ts,
+                SELECT *, {_timestamp_sql(fmt)} AS ts,
                        {normalized_id_sql("user_raw")} AS user_id,
                        {normalized_id_sql("item_raw")} AS item_id,
                        CASE WHEN weight_raw IS NULL THEN 1.0
@@ -374,6 +445,8 @@ def ingest_day(
                      WHEN {control_character_sql("user_id")} THEN 'control character in user id'
                      WHEN {control_character_sql("item_id")} THEN 'control character in item id'
                      WHEN ts IS NULL THEN 'unparseable timestamp'
+                     WHEN CAST(ts AS DATE) < CAST($2 AS DATE)
+                          THEN 'implausible timestamp: before ' || CAST($2 AS VARCHAR)
                      WHEN CAST(ts AS DATE) <> CAST($1 AS DATE)
                           THEN 'timestamp outside partition day ' || CAST($1 AS VARCHAR)
                      WHEN {event_filter} THEN 'unknown event type'
@@ -385,6 +458,26 @@ def ingest_day(
         )
     finally:
         con.execute("SET TimeZone = '" + zone.replace("'", "''") + "'")
+
+
+def ingest_day(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[str],
+    fmt: LogFormat,
+    day: dt.date,
+    *,
+    allow_empty: bool = False,
+) -> IngestReport:
+    """Validate ``files`` as the events of ``day`` and replace that day's partitions.
+
+    Clean rows replace ``raw.interactions[event_date = day]``; rejected rows (with raw text and
+    reason) replace ``raw.rejected_interactions[event_date = day]``, both in one transaction.
+    Raises :class:`LogConfigError` when a mapped column exists in none of the files, and
+    :class:`EmptyDaysError` when ``files`` is empty but the day has stored rows, unless
+    ``allow_empty`` (then the day becomes an empty partition).
+    """
+    _stage_files(con, files, fmt, f"landing files of {day}")
+    _validate(con, fmt, day)
     with transaction(con):
         if not files and not allow_empty and (stored := _stored_rows(con, day)):
             raise EmptyDaysError(_stored_message({day: stored}))
@@ -462,6 +555,108 @@ def ingest_days(
     return reports
 
 
+def ingest_history(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[str],
+    fmt: LogFormat,
+    days: Sequence[dt.date],
+    *,
+    allow_empty_days: bool = False,
+    on_day: Callable[[IngestReport], None] | None = None,
+) -> HistoryReport:
+    """Read a history export (``files``, all of it) once and replace every day of ``days``.
+
+    Each row goes to the partition of its event day. Rows whose day lies outside ``days`` are
+    counted (before / after the range), never stored: another run's range stores them. Rows
+    without a plausible timestamp (unparseable, before ``min_plausible_date``, unreadable
+    lines) are quarantined in the export's first day (the earliest plausible event day of the
+    files, else the range's first day), the same partition for every run. A one-day run is the
+    same pass with one day in range.
+
+    Checked before anything is replaced (both lifted by ``allow_empty_days``): an export with
+    no rows at all is refused, and so is a day of the range without rows whose partition holds
+    rows. Each day is then replaced in its own transaction, as :func:`ingest_days` does; a
+    failure raises :class:`IngestInterrupted`.
+    """
+    days = sorted(days)
+    _stage_files(con, files, fmt, "files of the export")
+    _validate(con, fmt, None)
+    dated = "ts IS NOT NULL AND (CAST(? AS DATE) IS NULL OR CAST(ts AS DATE) >= ?)"
+    bound = [fmt.min_plausible_date, fmt.min_plausible_date]
+    first_day = con.execute(
+        f"SELECT min(CAST(ts AS DATE)) FROM _validated WHERE {dated}", bound
+    ).fetchone()[0]
+    undated_day = first_day or days[0]
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _placed AS
+        SELECT *, coalesce({dated}, FALSE) AS dated,
+               CASE WHEN {dated} THEN CAST(ts AS DATE) ELSE CAST(? AS DATE) END AS event_day
+        FROM _validated""",
+        [*bound, *bound, undated_day],
+    )
+    rows_in, before, after, undated = con.execute(
+        """SELECT count(*), count(*) FILTER (event_day < $1), count(*) FILTER (event_day > $2),
+                  count(*) FILTER (NOT dated) FROM _placed""",
+        [days[0], days[-1]],
+    ).fetchone()
+    counts = {
+        day: (n_files, n)
+        for day, n_files, n in con.execute(
+            """SELECT event_day, count(DISTINCT source_file), count(*) FROM _placed
+               WHERE event_day BETWEEN $1 AND $2 GROUP BY 1""",
+            [days[0], days[-1]],
+        ).fetchall()
+    }
+    if not allow_empty_days:
+        if rows_in == 0:
+            raise EmptyDaysError(
+                f"the export ({len(files)} files) holds no rows: the landing files look"
+                " unmounted or not exported yet. Nothing was replaced. Check landing_root and"
+                " path_pattern, or set allow_empty_days to ingest the range as empty."
+            )
+        stored = {day: n for day in days if day not in counts and (n := _stored_rows(con, day))}
+        if stored:
+            raise EmptyDaysError(_stored_message(stored, "without rows in the export"))
+    reports: list[IngestReport] = []
+    for position, day in enumerate(days):
+        try:
+            with transaction(con):
+                accepted = replace_partition(
+                    con,
+                    "raw.interactions",
+                    day,
+                    """SELECT event_day, ts, user_id, item_id, event_raw, weight, source_file
+                       FROM _placed WHERE final_reason IS NULL AND event_day = ?""",
+                    [day],
+                )
+                rejected = replace_partition(
+                    con,
+                    "raw.rejected_interactions",
+                    day,
+                    """SELECT event_day, source_file, record, final_reason
+                       FROM _placed WHERE final_reason IS NOT NULL AND event_day = ?""",
+                    [day],
+                )
+        except Exception as error:
+            committed = [r.day for r in reports]
+            raise IngestInterrupted(day, committed, days[position + 1 :], error) from error
+        reasons = dict(
+            con.execute(
+                """SELECT regexp_replace(final_reason, ':.*$', ''), count(*) FROM _placed
+                   WHERE final_reason IS NOT NULL AND event_day = ? GROUP BY 1
+                   ORDER BY 2 DESC, 1""",
+                [day],
+            ).fetchall()
+        )
+        report = IngestReport(day, counts.get(day, (0, 0))[0], accepted, rejected, reasons)
+        reports.append(report)
+        if on_day is not None:
+            on_day(report)
+    for table in ("_staged", "_validated", "_placed", "_file", "_rejects", "_rejects_scan"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return HistoryReport(len(files), rows_in, reports, before, after, undated, undated_day)
+
+
 def _stored_rows(con: duckdb.DuckDBPyConnection, day: dt.date) -> int:
     """Rows stored for ``day`` in ``raw.interactions`` and ``raw.rejected_interactions``."""
     return con.execute(
@@ -476,13 +671,13 @@ def _day_list(days: Sequence[dt.date], shown: int = 10) -> str:
     return text + (f" and {len(days) - shown} more" if len(days) > shown else "")
 
 
-def _stored_message(stored: Mapping[dt.date, int]) -> str:
+def _stored_message(stored: Mapping[dt.date, int], what: str = "without landing files") -> str:
     days = sorted(stored)
     detail = ", ".join(f"{day} ({stored[day]} rows)" for day in days[:10])
     if len(days) > 10:
         detail += f" and {len(days) - 10} more"
     return (
-        f"{len(days)} day(s) without landing files have stored rows that ingesting would"
+        f"{len(days)} day(s) {what} have stored rows that ingesting would"
         f" delete: {detail}. Nothing was replaced. Restore their landing files (re-mount the"
         " export, move the day's folder back) and re-run, or set allow_empty_days to replace"
         " them by empty partitions."

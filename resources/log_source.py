@@ -9,11 +9,19 @@ import dagster as dg
 from pydantic import Field
 
 from recs_pipeline.item_features import feature_file
-from recs_pipeline.logs import DEFAULT_PATTERN, LogFormat, day_files
+from recs_pipeline.logs import (
+    DEFAULT_PATTERN,
+    MIN_PLAUSIBLE_DATE,
+    LogConfigError,
+    LogFormat,
+    day_files,
+    export_files,
+    is_history_pattern,
+)
 
 
 class LogSource(dg.ConfigurableResource):
-    """Landing files, one folder or file pattern per day."""
+    """Landing files: one folder or file pattern per day, or one history export."""
 
     landing_root: str = Field(
         default="data/landing", description="Folder holding the daily landing files."
@@ -21,7 +29,9 @@ class LogSource(dg.ConfigurableResource):
     path_pattern: str = Field(
         default=DEFAULT_PATTERN,
         description="Files of one day, relative to landing_root; {date:...} takes strftime"
-        " codes, e.g. '{date:%Y-%m-%d}/*.csv' or 'dt={date:%Y%m%d}/*.parquet'.",
+        " codes, e.g. '{date:%Y-%m-%d}/*.csv' or 'dt={date:%Y%m%d}/*.parquet'. Without {date}"
+        " it names a history export (one file, a glob, '**' across folders such as"
+        " 'month=*/*.parquet'): read once per run, each row written to its event day.",
     )
     format: str = Field(default="csv", description="csv, parquet or json (newline-delimited).")
     user_column: str = Field(default="user_id", description="Column holding the user id.")
@@ -38,6 +48,16 @@ class LogSource(dg.ConfigurableResource):
     )
     event_types: list[str] | None = Field(
         default=None, description="Accepted event types; other types are quarantined."
+    )
+    date_columns: list[str] | None = Field(
+        default=None,
+        description="Year, month and day columns building the event date (midnight UTC),"
+        " instead of timestamp_column; e.g. ['year', 'month', 'day'].",
+    )
+    min_plausible_date: str | None = Field(
+        default=MIN_PLAUSIBLE_DATE.isoformat(),
+        description="Events dated before this day (YYYY-MM-DD) are quarantined as 'implausible"
+        " timestamp'; null accepts any date.",
     )
     item_features_path: str | None = Field(
         default="items.csv",
@@ -56,7 +76,19 @@ class LogSource(dg.ConfigurableResource):
             event_type_column=self.event_type_column,
             weight_column=self.weight_column,
             event_types=tuple(self.event_types) if self.event_types is not None else None,
+            date_columns=tuple(self.date_columns) if self.date_columns is not None else None,
+            min_plausible_date=self.plausible_from(),
         )
+
+    def plausible_from(self) -> dt.date | None:
+        if not self.min_plausible_date:
+            return None
+        try:
+            return dt.date.fromisoformat(self.min_plausible_date)
+        except ValueError:
+            raise LogConfigError(
+                f"min_plausible_date must be a date YYYY-MM-DD, not {self.min_plausible_date!r}"
+            ) from None
 
     def item_features_file(self) -> Path | None:
         if self.item_features_path is None:
@@ -65,3 +97,10 @@ class LogSource(dg.ConfigurableResource):
 
     def files_for(self, day: dt.date) -> list[str]:
         return day_files(self.landing_root, self.path_pattern, day)
+
+    def is_history_export(self) -> bool:
+        """path_pattern has no {date}: one export holding every day."""
+        return is_history_pattern(self.path_pattern)
+
+    def export_files(self) -> list[str]:
+        return export_files(self.landing_root, self.path_pattern)

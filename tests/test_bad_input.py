@@ -43,7 +43,12 @@ CORPUS = {
         csv("-62135596800000,u1,i1,view", "253402300799000,u2,i2,view", "1e30,u3,i3,view"),
         "csv",
         0,
-        {"timestamp outside partition day": 2, "unparseable timestamp": 1},
+        # Year 1 is before min_plausible_date (issue 12): implausible, not merely another day.
+        {
+            "implausible timestamp": 1,
+            "timestamp outside partition day": 1,
+            "unparseable timestamp": 1,
+        },
     ),
     "duplicate rows": (csv(f"{T0},u1,i1,view", f"{T0},u1,i1,view"), "csv", 2, {}),
     "empty file": (b"", "csv", 0, {}),

@@ -1,0 +1,157 @@
+"""History exports (issue 12, findings 3 and 4): one file, many files or hive folders holding
+the whole log are ingested in one pass by event day; every row is accounted for per day
+(in = accepted + quarantined + outside the run's range); implausible dates are quarantined; a
+day whose rows were all rejected fails the ``rows_accepted`` check. Hand-written fixtures mimic
+a MovieLens ratings CSV and a Last.fm tag TSV (never the real datasets)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from recs_pipeline.logs import EmptyDaysError, LogFormat, export_files, ingest_history
+
+D1, D2, D3 = (dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(3))
+BEFORE, AFTER = dt.date(2026, 2, 27), dt.date(2026, 3, 5)
+
+
+def epoch(day: dt.date, seconds: int = 0) -> int:
+    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()) + seconds
+
+
+# MovieLens-like: userId,movieId,rating,timestamp (epoch seconds), two trailing empty columns.
+MOVIELENS_ROWS = [
+    (1, 31, 2.5, epoch(BEFORE, 10)),  # before the range
+    (1, 1029, 3.0, epoch(D1, 60)),
+    (2, 1061, 4.0, epoch(D1, 3600)),
+    (2, 1129, 2.0, epoch(D2, 7)),
+    ("", 1172, 4.0, epoch(D2, 8)),  # empty user id: quarantined on D2
+    (3, 1263, 5.0, epoch(AFTER, 5)),  # after the range
+    (4, 1287, 1.0, -441763200),  # 1956-01-02: implausible
+]
+MOVIELENS = "userId,movieId,rating,timestamp,,\n" + "".join(
+    f"{u},{i},{r},{t},,\n" for u, i, r, t in MOVIELENS_ROWS
+)
+ML_FORMAT = LogFormat(
+    user_column="userId",
+    item_column="movieId",
+    timestamp_column="timestamp",
+    timestamp_unit="s",
+    event_type_column=None,
+    weight_column="rating",
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def stored(con, table: str) -> dict[dt.date, int]:
+    return dict(con.execute(f"SELECT event_date, count(*) FROM {table} GROUP BY 1").fetchall())
+
+
+def test_a_one_file_export_is_read_once_and_each_day_written_to_its_own_partition(con, tmp_path):
+    path = write(tmp_path / "land" / "ratings.csv", MOVIELENS)
+    files = export_files(tmp_path / "land", "ratings.csv")
+    assert files == [str(path.resolve())]
+    report = ingest_history(con, files, ML_FORMAT, [D1, D2, D3])
+
+    assert stored(con, "raw.interactions") == {D1: 2, D2: 1}
+    by_day = {r.day: r for r in report.days}
+    assert (by_day[D1].accepted, by_day[D1].rejected) == (2, 0)
+    assert (by_day[D2].accepted, by_day[D2].rejected) == (1, 1)
+    assert (by_day[D3].accepted, by_day[D3].rejected) == (0, 0)
+    assert by_day[D2].reasons == {"null or empty user id": 1}
+    # The rows outside the range are counted, never quarantined; the 1956 row has no plausible
+    # day, so it belongs to the export's first day (2026-02-27), before the range as well.
+    assert (report.outside_before, report.outside_after) == (2, 1)
+    assert report.undated == 1 and report.undated_day == BEFORE
+    assert stored(con, "raw.rejected_interactions") == {D2: 1}
+    # Every row of the file is accounted for, exactly.
+    assert report.rows_in == len(MOVIELENS_ROWS)
+    assert report.rows_in == (
+        sum(r.accepted + r.rejected for r in report.days)
+        + report.outside_before
+        + report.outside_after
+    )
+    weights = con.execute("SELECT weight FROM raw.interactions ORDER BY event_ts").fetchall()
+    assert weights == [(3.0,), (4.0,), (2.0,)]
+
+    # A one-day run of the same export writes that day only; the rest is outside its range.
+    report = ingest_history(con, files, ML_FORMAT, [D2])
+    assert [(r.day, r.accepted, r.rejected) for r in report.days] == [(D2, 1, 1)]
+    assert (report.outside_before, report.outside_after) == (4, 1)
+    assert stored(con, "raw.interactions") == {D1: 2, D2: 1}  # idempotent, nothing duplicated
+
+
+def test_implausible_dates_are_quarantined_in_the_exports_first_day(con, tmp_path):
+    write(tmp_path / "land" / "ratings.csv", MOVIELENS)
+    files = export_files(tmp_path / "land", "*.csv")
+    report = ingest_history(con, files, ML_FORMAT, [BEFORE, D1])
+    first = report.days[0]
+    assert first.day == BEFORE and first.accepted == 1
+    assert first.reasons == {"implausible timestamp": 1}
+    [(record, reason)] = con.execute(
+        "SELECT record, reason FROM raw.rejected_interactions WHERE event_date = ?", [BEFORE]
+    ).fetchall()
+    assert "-441763200" in record and reason.startswith("implausible timestamp")
+    # With the bound lowered, 1956 is a day of its own (outside this range: counted).
+    lowered = LogFormat(**{**ML_FORMAT.__dict__, "min_plausible_date": dt.date(1950, 1, 1)})
+    report = ingest_history(con, files, lowered, [BEFORE, D1])
+    assert report.days[0].reasons == {} and report.outside_before == 1
+
+
+def test_the_min_plausible_date_also_applies_to_per_day_folders(con, tmp_path):
+    from recs_pipeline.logs import ingest_day
+
+    path = write(tmp_path / "x.csv", "userId,movieId,rating,timestamp\n1,2,3,0\n")
+    day = dt.date(1970, 1, 1)
+    report = ingest_day(con, [str(path)], ML_FORMAT, day)
+    assert (report.accepted, report.reasons) == (0, {"implausible timestamp": 1})
+
+
+# Last.fm-like: tab-separated, the date in three columns (month granularity in practice).
+LASTFM = (
+    "userID\tartistID\ttagID\tday\tmonth\tyear\n"
+    "2\t52\t13\t1\t3\t2026\n"
+    "2\t52\t15\t1\t3\t2026\n"
+    "2\t63\t13\t2\t3\t2026\n"
+    "7\t63\t13\t1\t13\t2026\n"  # month 13: unparseable
+    "9\t70\t13\t1\t4\t1956\n"  # implausible
+)
+
+
+def test_a_tsv_with_the_date_in_three_columns(con, tmp_path):
+    folder = tmp_path / "land"
+    write(folder / "user_taggedartists.dat", LASTFM)
+    fmt = LogFormat(
+        user_column="userID",
+        item_column="artistID",
+        timestamp_column="",
+        date_columns=("year", "month", "day"),
+        event_type_column=None,
+    )
+    report = ingest_history(con, export_files(folder, "*.dat"), fmt, [D1, D2])
+    assert stored(con, "raw.interactions") == {D1: 2, D2: 1}
+    assert report.days[0].reasons == {"unparseable timestamp": 1, "implausible timestamp": 1}
+    assert report.rows_in == 5
+
+
+def test_hive_folders_by_month_and_a_day_without_rows_keeps_its_stored_partition(con, tmp_path):
+    land = tmp_path / "land"
+    header = "userId,movieId,rating,timestamp\n"
+    write(land / "month=2026-02" / "part-0.csv", header + f"1,1,1,{epoch(BEFORE)}\n")
+    write(land / "month=2026-03" / "part-0.csv", header + f"1,2,1,{epoch(D1)}\n")
+    files = export_files(land, "month=*/*.csv")
+    assert len(files) == 2
+    ingest_history(con, files, ML_FORMAT, [D1])
+    (land / "month=2026-03" / "part-0.csv").write_text(header)  # D1's rows are gone
+    with pytest.raises(EmptyDaysError, match="allow_empty_days"):
+        ingest_history(con, export_files(land, "month=*/*.csv"), ML_FORMAT, [D1])
+    assert stored(con, "raw.interactions") == {D1: 1}
+    ingest_history(con, files, ML_FORMAT, [D1], allow_empty_days=True)
+    assert stored(con, "raw.interactions") == {}
