@@ -1,14 +1,15 @@
-"""raw_interactions: one day of landing files, validated, into ``raw.interactions``."""
+"""raw_interactions: landing files (one day's, or a whole history export), validated, into
+``raw.interactions``; per-day counts and the ``rows_accepted`` check on every partition."""
 
 import datetime as dt
-from collections import Counter
+import warnings
 
 import dagster as dg
 from pydantic import Field
 
 from assets.partitions import daily_partitions
 from assets.settings import check_run_config
-from recs_pipeline.logs import IngestInterrupted, IngestReport, ingest_days
+from recs_pipeline.logs import IngestInterrupted, IngestReport, ingest_days, ingest_history
 from resources import LogSource, Warehouse
 
 
@@ -23,12 +24,48 @@ class IngestSettings(dg.Config):
     )
 
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # a partitioned check spec is a preview feature
+    ROWS_ACCEPTED = dg.AssetCheckSpec(
+        "rows_accepted",
+        asset="raw_interactions",
+        partitions_def=daily_partitions,
+        description="Fails on a day that had rows and accepted none (all quarantined),"
+        " naming the top reasons: a wrong column mapping or timestamp unit.",
+    )
+
+
+def day_metadata(report: IngestReport) -> dict:
+    """One day's own counts: rows_in = rows_ingested + rows_quarantined."""
+    return {
+        "files": report.files,
+        "rows_in": report.rows_in,
+        "rows_ingested": report.accepted,
+        "rows_quarantined": report.rejected,
+        "quarantine_rate": round(report.rejected / report.rows_in, 4) if report.rows_in else 0.0,
+        "quarantine_reasons": report.reasons,
+    }
+
+
+def rows_accepted(report: IngestReport) -> tuple[bool, str, dict]:
+    passed = not (report.rows_in and not report.accepted)
+    top = ", ".join(f"{reason} ({n})" for reason, n in list(report.reasons.items())[:3])
+    description = (
+        f"{report.day}: {report.accepted} of {report.rows_in} rows accepted"
+        if passed
+        else f"{report.day}: all {report.rows_in} rows quarantined; top reasons: {top}."
+        " Check the column mapping and timestamp_unit, then re-ingest the day."
+    )
+    return passed, description, day_metadata(report)
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="duckdb",
     group_name="ingest",
     kinds={"duckdb"},
+    check_specs=[ROWS_ACCEPTED],
 )
 def raw_interactions(
     context: dg.AssetExecutionContext,
@@ -36,23 +73,31 @@ def raw_interactions(
     warehouse: Warehouse,
     log_source: LogSource,
 ) -> dg.MaterializeResult:
-    """One day of events read from the landing files through DuckDB, validated; bad rows go to
+    """Events read from the landing files through DuckDB, validated; bad rows go to
     ``raw.rejected_interactions`` with their raw text and a reason. Each day's partition is
-    replaced atomically. A day without files never deletes a stored partition, and a range
-    mostly without files fails, unless ``allow_empty_days`` is set. A backfill ingests its
-    whole range in one run, day by day: a failure names its cause and the days committed
-    before it (failure metadata ``committed_days``)."""
+    replaced atomically. With a path_pattern without {date} (a history export) all files are
+    read once and each row goes to its event day; rows outside the run's range are counted.
+    A day without files (or rows) never deletes a stored partition, and a range mostly without
+    files fails, unless ``allow_empty_days`` is set. A backfill ingests its whole range in one
+    run, day by day: a failure names its cause and the days committed before it (failure
+    metadata ``committed_days``). Each partition's metadata holds that day's own counts."""
     check_run_config(context)
     window = context.partition_time_window
     fmt = log_source.log_format()
-    files_by_day = {}
+    days = []
     day = window.start.date()
     while day < window.end.date():
-        files_by_day[day] = log_source.files_for(day)
+        days.append(day)
         day += dt.timedelta(days=1)
-    empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
-    for day in empty_days:
-        context.log.warning(f"no landing files for {day}")
+    history = log_source.is_history_export()
+    if history:
+        export = log_source.export_files()
+        empty_days = []
+    else:
+        files_by_day = {day: log_source.files_for(day) for day in days}
+        empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
+        for day in empty_days:
+            context.log.warning(f"no landing files for {day}")
 
     def log_day(report: IngestReport) -> None:
         context.log.info(
@@ -60,11 +105,34 @@ def raw_interactions(
             f" {report.rejected} quarantined {report.reasons or ''}"
         )
 
+    outside = {}
     with warehouse.session() as con:
         try:
-            reports = ingest_days(
-                con, files_by_day, fmt, allow_empty_days=config.allow_empty_days, on_day=log_day
-            )
+            if history:
+                result = ingest_history(
+                    con,
+                    export,
+                    fmt,
+                    days,
+                    allow_empty_days=config.allow_empty_days,
+                    on_day=log_day,
+                )
+                reports = result.days
+                outside = {"before": result.outside_before, "after": result.outside_after}
+                context.log.info(
+                    f"export: {result.files} files, {result.rows_in} rows; {days[0]}..{days[-1]}:"
+                    f" {sum(r.accepted for r in reports)} ingested,"
+                    f" {sum(r.rejected for r in reports)} quarantined; outside the range:"
+                    f" {result.outside_before} before, {result.outside_after} after"
+                )
+            else:
+                reports = ingest_days(
+                    con,
+                    files_by_day,
+                    fmt,
+                    allow_empty_days=config.allow_empty_days,
+                    on_day=log_day,
+                )
         except IngestInterrupted as error:
             raise dg.Failure(
                 description=str(error),
@@ -76,15 +144,37 @@ def raw_interactions(
                     "error": f"{type(error.cause).__name__}: {error.cause}",
                 },
             ) from error
-    reasons: Counter[str] = Counter()
-    for report in reports:
-        reasons.update(report.reasons)
+    checks = [rows_accepted(report) for report in reports]
+    for report, (passed, description, metadata) in zip(reports, checks, strict=True):
+        context.add_asset_metadata(day_metadata(report), partition_key=report.day.isoformat())
+        if len(reports) > 1:
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey("raw_interactions"),
+                    check_name=ROWS_ACCEPTED.name,
+                    passed=passed,
+                    partition=report.day.isoformat(),
+                    description=description,
+                    metadata=metadata,
+                )
+            )
+    if len(reports) == 1:
+        [(passed, description, metadata)] = checks
+    else:  # the step's own result sums up the range; each day has its evaluation above
+        failed = [d for (ok, d, _) in checks if not ok]
+        passed, metadata = not failed, {"failed_days": len(failed)}
+        description = " ".join(failed) or f"every day of {days[0]}..{days[-1]} accepted rows"
+    run_metadata: dict = {"days_without_files": empty_days}
+    if history:
+        run_metadata["run_rows_outside_range"] = outside
     return dg.MaterializeResult(
-        metadata={
-            "files": sum(r.files for r in reports),
-            "rows_ingested": sum(r.accepted for r in reports),
-            "rows_quarantined": sum(r.rejected for r in reports),
-            "quarantine_reasons": dict(reasons),
-            "days_without_files": empty_days,
-        }
+        metadata=run_metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=ROWS_ACCEPTED.name,
+                passed=passed,
+                description=description,
+                metadata=metadata,
+            )
+        ],
     )

@@ -7,11 +7,15 @@ a MovieLens ratings CSV and a Last.fm tag TSV (never the real datasets)."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from assets.ingest import raw_interactions
 from recs_pipeline.logs import EmptyDaysError, LogFormat, export_files, ingest_history
+from resources import LogSource, Warehouse
 
 D1, D2, D3 = (dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(3))
 BEFORE, AFTER = dt.date(2026, 2, 27), dt.date(2026, 3, 5)
@@ -155,3 +159,86 @@ def test_hive_folders_by_month_and_a_day_without_rows_keeps_its_stored_partition
     assert stored(con, "raw.interactions") == {D1: 1}
     ingest_history(con, files, ML_FORMAT, [D1], allow_empty_days=True)
     assert stored(con, "raw.interactions") == {}
+
+
+# -- through Dagster: per-day metadata and the rows_accepted check, read from the instance --
+
+
+def materialize(landing: Path, db: Path, days: list[dt.date], instance, **source):
+    result = dg.materialize(
+        [raw_interactions],
+        instance=instance,
+        resources={
+            "warehouse": Warehouse(database=str(db)),
+            "log_source": LogSource(landing_root=str(landing), **source),
+        },
+        tags={
+            "dagster/asset_partition_range_start": days[0].isoformat(),
+            "dagster/asset_partition_range_end": days[-1].isoformat(),
+        },
+        raise_on_error=False,
+    )
+    gc.collect()
+    return result
+
+
+def day_metadata(instance, day: dt.date) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("raw_interactions"), asset_partitions=[day.isoformat()]
+        ),
+        limit=1,
+    ).records
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def check_evaluations(result) -> dict[str | None, dg.AssetCheckEvaluation]:
+    return {e.partition: e for e in result.get_asset_check_evaluations()}
+
+
+ML_SOURCE = {
+    "path_pattern": "ratings.csv",
+    "user_column": "userId",
+    "item_column": "movieId",
+    "timestamp_unit": "s",
+    "event_type_column": None,
+    "weight_column": "rating",
+}
+
+
+def test_a_ranged_run_reports_each_day_and_fails_the_check_on_a_day_all_rejected(tmp_path):
+    landing = tmp_path / "land"
+    rows = MOVIELENS + f",9,1.0,{epoch(D3, 1)},,\n,9,1.0,{epoch(D3, 2)},,\n"  # D3: all bad
+    write(landing / "ratings.csv", rows)
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(landing, tmp_path / "w.duckdb", [D1, D2, D3], instance, **ML_SOURCE)
+    assert result.success  # the check fails; the ingest itself succeeded
+
+    d1, d2, d3 = (day_metadata(instance, day) for day in (D1, D2, D3))
+    assert (d1["rows_in"], d1["rows_ingested"], d1["rows_quarantined"]) == (2, 2, 0)
+    assert (d2["rows_in"], d2["rows_ingested"], d2["rows_quarantined"]) == (2, 1, 1)
+    assert (d3["rows_in"], d3["rows_ingested"], d3["rows_quarantined"]) == (2, 0, 2)
+    assert d2["quarantine_reasons"] == {"null or empty user id": 1}
+
+    evaluations = check_evaluations(result)
+    assert {day: e.passed for day, e in evaluations.items() if day} == {
+        D1.isoformat(): True,
+        D2.isoformat(): True,
+        D3.isoformat(): False,
+    }
+    assert "null or empty user id" in evaluations[D3.isoformat()].description
+
+
+def test_per_day_folders_report_each_days_own_counts(tmp_path):
+    landing = tmp_path / "land"
+    for day, users in ((D1, 1), (D2, 3)):
+        ms = epoch(day) * 1000
+        lines = [f"{ms + i},u{i},i{i},view" for i in range(users)]
+        write(
+            landing / day.isoformat() / "e.csv",
+            "timestamp,user_id,item_id,event_type\n" + "\n".join(lines) + "\n",
+        )
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(landing, tmp_path / "w.duckdb", [D1, D2], instance).success
+    assert day_metadata(instance, D1)["rows_ingested"] == 1
+    assert day_metadata(instance, D2)["rows_ingested"] == 3
