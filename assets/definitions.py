@@ -58,6 +58,8 @@ def default_resources() -> dict:
                     ("timestamp_unit", "RECS_TIMESTAMP_UNIT"),
                     ("event_type_column", "RECS_EVENT_TYPE_COLUMN"),
                     ("item_features_path", "RECS_ITEM_FEATURES"),
+                    ("date_columns", "RECS_DATE_COLUMNS"),
+                    ("min_plausible_date", "RECS_MIN_PLAUSIBLE_DATE"),
                 )
                 if env in os.environ
             },

@@ -147,7 +147,7 @@ def raw_interactions(
     checks = [rows_accepted(report) for report in reports]
     for report, (passed, description, metadata) in zip(reports, checks, strict=True):
         context.add_asset_metadata(day_metadata(report), partition_key=report.day.isoformat())
-        if len(reports) > 1:
+        if not context.has_partition_key:  # a range (even of one day): one event per day
             context.log_event(
                 dg.AssetCheckEvaluation(
                     asset_key=dg.AssetKey("raw_interactions"),
@@ -158,7 +158,7 @@ def raw_interactions(
                     metadata=metadata,
                 )
             )
-    if len(reports) == 1:
+    if context.has_partition_key:  # attached to the run's partition by Dagster
         [(passed, description, metadata)] = checks
     else:  # the step's own result sums up the range; each day has its evaluation above
         failed = [d for (ok, d, _) in checks if not ok]

@@ -49,15 +49,15 @@ class LogSource(dg.ConfigurableResource):
     event_types: list[str] | None = Field(
         default=None, description="Accepted event types; other types are quarantined."
     )
-    date_columns: list[str] | None = Field(
+    date_columns: str | None = Field(
         default=None,
-        description="Year, month and day columns building the event date (midnight UTC),"
-        " instead of timestamp_column; e.g. ['year', 'month', 'day'].",
+        description="Year, month and day columns, comma-separated (e.g. 'year,month,day'),"
+        " building the event date (midnight UTC) instead of timestamp_column.",
     )
     min_plausible_date: str | None = Field(
         default=MIN_PLAUSIBLE_DATE.isoformat(),
         description="Events dated before this day (YYYY-MM-DD) are quarantined as 'implausible"
-        " timestamp'; null accepts any date.",
+        " timestamp'; empty or 'none' accepts any date.",
     )
     item_features_path: str | None = Field(
         default="items.csv",
@@ -76,12 +76,14 @@ class LogSource(dg.ConfigurableResource):
             event_type_column=self.event_type_column,
             weight_column=self.weight_column,
             event_types=tuple(self.event_types) if self.event_types is not None else None,
-            date_columns=tuple(self.date_columns) if self.date_columns is not None else None,
+            date_columns=tuple(c.strip() for c in self.date_columns.split(","))
+            if self.date_columns
+            else None,
             min_plausible_date=self.plausible_from(),
         )
 
     def plausible_from(self) -> dt.date | None:
-        if not self.min_plausible_date:
+        if not self.min_plausible_date or self.min_plausible_date.lower() == "none":
             return None
         try:
             return dt.date.fromisoformat(self.min_plausible_date)

@@ -242,3 +242,55 @@ def test_per_day_folders_report_each_days_own_counts(tmp_path):
     assert materialize(landing, tmp_path / "w.duckdb", [D1, D2], instance).success
     assert day_metadata(instance, D1)["rows_ingested"] == 1
     assert day_metadata(instance, D2)["rows_ingested"] == 3
+
+
+LASTFM_SOURCE = {
+    "path_pattern": "*.dat",
+    "user_column": "userID",
+    "item_column": "artistID",
+    "event_type_column": None,
+}
+
+
+def test_the_tsv_through_the_resource_and_a_wrong_mapping_fails_the_days_check(tmp_path):
+    landing = tmp_path / "land"
+    write(landing / "user_taggedartists.dat", LASTFM)
+    instance = dg.DagsterInstance.ephemeral()
+    db = tmp_path / "w.duckdb"
+    result = materialize(
+        landing, db, [D1], instance, date_columns="year, month, day", **LASTFM_SOURCE
+    )
+    assert result.success
+    assert day_metadata(instance, D1)["rows_ingested"] == 2
+    evaluation = check_evaluations(result)[D1.isoformat()]
+    assert evaluation.passed
+
+    # The year column read as epoch seconds: every row is 1970, all quarantined on D1 (the
+    # export has no plausible day): the run succeeds, the day's check fails and says why.
+    wrong = {**LASTFM_SOURCE, "timestamp_column": "year", "timestamp_unit": "s"}
+    result = materialize(landing, db, [D1], instance, **wrong)
+    assert result.success
+    assert day_metadata(instance, D1)["rows_ingested"] == 0
+    evaluation = check_evaluations(result)[D1.isoformat()]
+    assert not evaluation.passed
+    assert "all 5 rows quarantined" in evaluation.description
+    assert "implausible timestamp" in evaluation.description
+
+
+def test_a_partition_key_run_attaches_the_check_to_its_day(tmp_path):
+    landing = tmp_path / "land"
+    write(landing / "user_taggedartists.dat", LASTFM)
+    wrong = {**LASTFM_SOURCE, "timestamp_column": "year", "timestamp_unit": "s"}
+    result = dg.materialize(
+        [raw_interactions],
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key=D1.isoformat(),
+        resources={
+            "warehouse": Warehouse(database=str(tmp_path / "w.duckdb")),
+            "log_source": LogSource(landing_root=str(landing), **wrong),
+        },
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert (evaluation.partition, evaluation.passed) == (D1.isoformat(), False)
+    [materialization] = result.asset_materializations_for_node("raw_interactions")
+    assert materialization.metadata["rows_quarantined"].value == 5
