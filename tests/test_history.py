@@ -294,3 +294,19 @@ def test_a_partition_key_run_attaches_the_check_to_its_day(tmp_path):
     assert (evaluation.partition, evaluation.passed) == (D1.isoformat(), False)
     [materialization] = result.asset_materializations_for_node("raw_interactions")
     assert materialization.metadata["rows_quarantined"].value == 5
+
+
+def test_malformed_lines_and_control_characters_in_an_export_are_quarantined(con, tmp_path):
+    text = (
+        "userId,movieId,rating,timestamp\n"
+        f"1,2,3,{epoch(D1)}\n"
+        f"u\x07x,2,3,{epoch(D1, 1)}\n"  # control character in the user id: on its day
+        f"1,2,3,{epoch(D2)},extra\n"  # malformed line: no trusted day, the export's first day
+        f"2,2,3,{epoch(D2, 5)}\n"
+    )
+    write(tmp_path / "land" / "ratings.csv", text)
+    report = ingest_history(con, export_files(tmp_path / "land", "*.csv"), ML_FORMAT, [D1, D2])
+    d1, d2 = report.days
+    assert (d1.accepted, d2.accepted) == (1, 1)
+    assert d1.reasons == {"control character in user id": 1, "malformed CSV line 4": 1}
+    assert report.rows_in == 4 == d1.rows_in + d2.rows_in
