@@ -48,9 +48,7 @@ def test_ingested_but_empty_days_suggest_a_wider_window(con):
 def test_never_ingested_days_are_named(con):
     ingested = {dt.date(2024, 1, 11), dt.date(2024, 1, 12)}
     # a day with only quarantined rows was ingested too
-    con.execute(
-        "INSERT INTO raw.rejected_interactions VALUES ('2024-01-13', 'f.csv', 'x', 'bad')"
-    )
+    con.execute("INSERT INTO raw.rejected_interactions VALUES ('2024-01-13', 'f.csv', 'x', 'bad')")
     message = explain_empty_train(con, AS_OF, CONFIG, ingested)
     assert message == (
         "no train interactions in [2024-01-11, 2024-01-18]: 5 of 8 days were never ingested"
