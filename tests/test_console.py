@@ -4,7 +4,13 @@ no DEBUG events and no Python warnings from the main job; warnings fixed at thei
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import dagster as dg
 import torch
@@ -14,6 +20,8 @@ from recs_pipeline.artifacts import ADJACENCY, LocalArtifactStore
 from recs_pipeline.console import days_summary
 from recs_pipeline.graph import bipartite_csr, interaction_csr, normalized_adjacency
 from resources import LogSource, Warehouse
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_days_summary():
@@ -75,3 +83,29 @@ def test_sparse_tensors_and_artifacts_raise_no_warnings(tmp_path):
     messages = [str(w.message) for w in caught]
     # The one left, "Sparse CSR tensor support is in beta state", has no opt-out (main filters it).
     assert [m for m in messages if "beta state" not in m] == []
+
+
+def test_main_job_prints_progress_and_results_without_noise(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", home)  # as `make run` uses
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "PYTHONWARNINGS"))}
+    env |= {"RECS_DATA_ROOT": str(tmp_path / "data"), "DAGSTER_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "assets.main", "--days", "12", "--small", "--epochs", "1"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 0, err
+    assert " - DEBUG - " not in out + err
+    assert not re.search(r"\w+Warning\b", out + err), err
+    assert "no landing files" not in out + err
+    for step in ("raw_interactions", "interaction_split", "trained_model", "recommendations"):
+        assert re.search(rf"^  {step} +done in \d+\.\ds$", out, re.M), out
+    assert "full-ranking test metrics as of" in out
+    assert "published lists as of" in out
+    assert err.strip() == "", err
