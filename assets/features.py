@@ -1,6 +1,7 @@
 """interaction_split, interaction_graph and hard_negatives: the training data of day D."""
 
 import dataclasses
+import datetime as dt
 
 import dagster as dg
 
@@ -19,7 +20,7 @@ from recs_pipeline.artifacts import (
 from recs_pipeline.graph import InteractionGraph, index_split, normalized_adjacency
 from recs_pipeline.item_features import read_item_features
 from recs_pipeline.sampling import hard_negative_pools
-from recs_pipeline.split import temporal_split
+from recs_pipeline.split import explain_empty_train, temporal_split
 from resources import ArtifactStore, LogSource, Warehouse
 
 _WINDOW = dg.TimeWindowPartitionMapping(
@@ -47,11 +48,13 @@ def interaction_split(
     split_config = config.to_core()
     with warehouse.session() as con:
         report = temporal_split(con, as_of, split_config)
-    if report.train_edges == 0:
-        raise dg.Failure(
-            f"no train interactions in [{split_config.train_range(as_of)[0]},"
-            f" {split_config.train_range(as_of)[1]}]: ingest raw_interactions for those days first"
-        )
+        if report.train_edges == 0:
+            ingested = context.instance.get_materialized_partitions(raw_interactions.key)
+            raise dg.Failure(
+                explain_empty_train(
+                    con, as_of, split_config, {dt.date.fromisoformat(d) for d in ingested}
+                )
+            )
     context.log.info(f"split of {as_of}: {report}")
     # Written in the same step (and pool slot) as the warehouse split: its run id tells
     # interaction_graph whose split the tables hold.

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from assets.partitions import daily_partitions
 from assets.settings import check_run_config
+from recs_pipeline.console import days_summary, progress_bar
 from recs_pipeline.logs import IngestInterrupted, IngestReport, ingest_days, ingest_history
 from resources import LogSource, Warehouse
 
@@ -96,14 +97,17 @@ def raw_interactions(
     else:
         files_by_day = {day: log_source.files_for(day) for day in days}
         empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
-        for day in empty_days:
-            context.log.warning(f"no landing files for {day}")
+    if empty_days:  # one line for the range: a sparse log has thousands of empty days
+        context.log.warning(days_summary("no landing files", empty_days, len(days)))
+    bar = progress_bar(len(days), "ingest", "day")
 
     def log_day(report: IngestReport) -> None:
-        context.log.info(
-            f"{report.day}: {report.files} files, {report.accepted} rows ingested,"
-            f" {report.rejected} quarantined {report.reasons or ''}"
-        )
+        bar.update(1)
+        if report.files:  # days without files are in the summary line above
+            context.log.info(
+                f"{report.day}: {report.files} files, {report.accepted} rows ingested,"
+                f" {report.rejected} quarantined {report.reasons or ''}"
+            )
 
     outside = {}
     with warehouse.session() as con:
@@ -144,6 +148,8 @@ def raw_interactions(
                     "error": f"{type(error.cause).__name__}: {error.cause}",
                 },
             ) from error
+        finally:
+            bar.close()
     checks = [rows_accepted(report) for report in reports]
     for report, (passed, description, metadata) in zip(reports, checks, strict=True):
         context.add_asset_metadata(day_metadata(report), partition_key=report.day.isoformat())

@@ -6,6 +6,9 @@
 3. Materialises the rest of the chain for the newest day.
 4. Prints the model's and the popularity baseline's metrics and a few published lists.
 
+The terminal shows one line per finished step, the steps' warnings and errors, and the
+results (``assets/console.py``); Dagster's DEBUG events stay in the run's event log.
+
 Runs are recorded in the project's Dagster instance (``DAGSTER_HOME``, default
 ``dagster_home/``), so ``dagster dev`` afterwards shows the run history and materialisations.
 """
@@ -30,10 +33,19 @@ def main(argv: list[str] | None = None) -> int:
         help="model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), popularity or gfcf",
     )
     parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="a small synthetic log (500 users, 250 items, 900 events a day): a quick check",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     import dagster as dg
+
+    from recs_pipeline.console import silence_unfixable_warnings
+
+    silence_unfixable_warnings()  # before the asset modules are imported
 
     from assets.instance import InstanceCorrupted, prepare_instance
 
@@ -43,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    from assets.console import materialize
     from assets.definitions import ALL_ASSETS, default_resources
     from assets.ingest import raw_interactions
     from recs_pipeline.synthetic import SyntheticLogSpec, recorded_spec, write_landing_files
@@ -50,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     resources = default_resources()
     landing = resources["log_source"].landing_root
     spec = recorded_spec(landing)
-    if spec is None or spec.days != args.days:
+    small = {"n_users": 500, "n_items": 250, "n_communities": 6, "events_per_day": 900}
+    if spec is None or spec.days != args.days or (spec.n_users == small["n_users"]) != args.small:
         yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         spec = SyntheticLogSpec(
-            start=yesterday - dt.timedelta(days=args.days - 1), days=args.days, dirty_fraction=0.001
+            start=yesterday - dt.timedelta(days=args.days - 1),
+            days=args.days,
+            dirty_fraction=0.001,
+            **(small if args.small else {}),
         )
         print(
             f"writing {spec.days} days of synthetic logs ({spec.start} .. {spec.end}) to {landing}"
@@ -65,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     instance = dg.DagsterInstance.get()
 
     started = time.perf_counter()
-    ingest = dg.materialize(
+    ingest = materialize(
         [raw_interactions],
         instance=instance,
         resources=resources,
@@ -80,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     train_config = {"model": args.model} | ({"epochs": args.epochs} if args.epochs else {})
     started = time.perf_counter()
-    chain = dg.materialize(
+    chain = materialize(
         ALL_ASSETS,
         selection=dg.AssetSelection.assets(*ALL_ASSETS)
         - dg.AssetSelection.assets(raw_interactions),

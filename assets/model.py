@@ -9,6 +9,7 @@ from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import EvaluationSettings, TrainSettings, check_run_config
 from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, ArtifactProgress
+from recs_pipeline.console import progress_bar
 from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
     GATE_BASELINE,
     NO_TEST_USERS,
@@ -62,6 +63,12 @@ def trained_model(
         )
     train_config = config.to_core()
     progress = ArtifactProgress(store, key, log=context.log.warning)
+    bar = progress_bar(train_config.epochs, f"train {train_config.model}", "epoch")
+
+    def on_epoch(record: dict) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"loss {record['loss']:.4f}")
+
     result = train_model(
         graph.n_users,
         graph.n_items,
@@ -76,7 +83,9 @@ def trained_model(
         warm_start=previous_model(store, key, graph, context.log.warning)
         if config.warm_start
         else None,
+        on_epoch=on_epoch,
     )
+    bar.close()
     # The checksum of model.pt is the model's fingerprint: the gate records the one it
     # evaluated and publication refuses any other.
     stamp = store.put(

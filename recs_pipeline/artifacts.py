@@ -108,7 +108,8 @@ class LocalArtifactStore:
             payload = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
         else:
             buffer = io.BytesIO()
-            torch.save(obj, buffer)
+            # Protocol 2 explicitly: torch.load(weights_only=True) warns on any other.
+            torch.save(obj, buffer, pickle_protocol=2)
             payload = buffer.getvalue()
         stamp = Stamp(hashlib.sha256(payload).hexdigest(), len(payload), self.run_id)
         header = {

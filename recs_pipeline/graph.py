@@ -90,10 +90,16 @@ def interaction_csr(
 ) -> torch.Tensor:
     """The binary n_users × n_items interaction matrix R as a sparse CSR tensor."""
     values = torch.ones(users.numel(), dtype=torch.float32)
-    coo = torch.sparse_coo_tensor(torch.stack([users, items]), values, (n_users, n_items))
+    coo = torch.sparse_coo_tensor(
+        torch.stack([users, items]), values, (n_users, n_items), check_invariants=False
+    )
     csr = coo.coalesce().to_sparse_csr()
     return torch.sparse_csr_tensor(
-        csr.crow_indices(), csr.col_indices(), torch.ones_like(csr.values()), csr.shape
+        csr.crow_indices(),
+        csr.col_indices(),
+        torch.ones_like(csr.values()),
+        csr.shape,
+        check_invariants=False,
     )
 
 
@@ -117,7 +123,9 @@ def bipartite_csr(
     key = torch.unique(users.long() * n_items + items.long())
     u, i = key // n_items, key % n_items
     rows, cols = torch.cat([u, i + n_users]), torch.cat([i + n_users, u])
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(rows.numel()), (n, n))
+    coo = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), torch.ones(rows.numel()), (n, n), check_invariants=False
+    )
     return coo.coalesce().to_sparse_csr()
 
 
@@ -139,7 +147,9 @@ def normalized_adjacency(
     rows = torch.cat([u, i + n_users])
     cols = torch.cat([i + n_users, u])
     values = inv_sqrt[rows] * inv_sqrt[cols]
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
+    coo = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), values, (n, n), check_invariants=False
+    ).coalesce()
     return coo.to_sparse_csr()
 
 

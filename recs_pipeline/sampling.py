@@ -186,6 +186,7 @@ def random_walk_visits(
         counts.float(),
         (seeds.numel(), width),
         is_coalesced=True,
+        check_invariants=False,
     )
 
 

@@ -133,3 +133,69 @@ def temporal_split(
     for table in ("_train", "_test_all", "_test"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return SplitReport(*stats, cold, repeat, k_core_dropped)
+
+
+def _days(days: list[dt.date], first: int = 5) -> str:
+    shown = ", ".join(d.isoformat() for d in days[:first])
+    return shown + (f" … (first {first} of {len(days)})" if len(days) > first else "")
+
+
+def explain_empty_train(
+    con: duckdb.DuckDBPyConnection,
+    as_of: dt.date,
+    config: SplitConfig,
+    ingested: set[dt.date] | None = None,
+) -> str:
+    """Why the split of ``as_of`` has no train edges, and what to do about it.
+
+    Days never ingested (not in ``ingested``, the days the orchestrator recorded as
+    materialised, and without any row, accepted or quarantined, in the warehouse) are told
+    apart from days ingested but empty, and from events all removed by the k-core filter. When
+    the train period holds no events, the nearest earlier events in ``raw.interactions`` give
+    the window that would include them.
+    """
+    start, end = config.train_range(as_of)
+    where = f"no train interactions in [{start}, {end}]"
+    recorded = {
+        day
+        for (day,) in con.execute(
+            """SELECT DISTINCT event_date FROM raw.interactions WHERE event_date BETWEEN ? AND ?
+               UNION SELECT DISTINCT event_date FROM raw.rejected_interactions
+               WHERE event_date BETWEEN ? AND ?""",
+            [start, end, start, end],
+        ).fetchall()
+    }
+    period = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    known = recorded | (ingested or set())
+    missing = [day for day in period if day not in known]
+    events = con.execute(
+        "SELECT count(*) FROM raw.interactions WHERE event_date BETWEEN ? AND ?", [start, end]
+    ).fetchone()[0]
+    if events:
+        return (
+            f"{where}: its {events} events were all removed by the k-core filter"
+            f" (min_degree {config.min_degree}): lower min_degree or widen window_days"
+        )
+    parts = []
+    if missing:
+        parts.append(
+            f"{len(missing)} of {len(period)} days were never ingested ({_days(missing)}):"
+            " ingest raw_interactions for those days first"
+        )
+    empty = len(period) - len(missing)
+    if empty:
+        parts.append(
+            ("all " if not missing else "")
+            + f"{empty} of {len(period)} days were ingested and hold no events"
+        )
+    nearest = con.execute(
+        "SELECT max(event_date) FROM raw.interactions WHERE event_date < ?", [start]
+    ).fetchone()[0]
+    if nearest is not None:
+        parts.append(
+            f"the nearest events are {(start - nearest).days} days earlier ({nearest}):"
+            f" window_days ≥ {(as_of - nearest).days + 1} would include them"
+        )
+    elif not missing:
+        parts.append("raw.interactions holds no events before this period either")
+    return f"{where}: " + "; ".join(parts)

@@ -256,6 +256,7 @@ def train_model(
     progress: ProgressStore | None = None,
     warm_start: WarmStart | None = None,
     item_features: torch.Tensor | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on the edges (users, items) and keep the best validation state.
 
@@ -273,7 +274,8 @@ def train_model(
     model or size) is logged and ignored. ``progress`` makes the run resumable: after every
     validation check the whole loop state (weights, optimiser, best state, random generators,
     history) is saved there, and a later call with the same config and edges continues from
-    the last check, giving the same result as an uninterrupted run.
+    the last check, giving the same result as an uninterrupted run. ``on_epoch`` sees each
+    epoch's history record (a progress bar's hook).
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -420,6 +422,8 @@ def train_model(
                         group["lr"] *= config.plateau_decay
                     record["lr"] = optimiser.param_groups[0]["lr"]
         history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         log(
             f"epoch {epoch}: loss {record['loss']:.4f}, hard negatives {n_hard}"
             + (

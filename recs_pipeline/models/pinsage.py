@@ -66,7 +66,10 @@ class Neighbourhoods:
         keep = self.nodes >= 0
         rows = torch.arange(n).unsqueeze(1).expand_as(self.nodes)[keep]
         coo = torch.sparse_coo_tensor(
-            torch.stack([rows, self.nodes[keep]]), self.weights[keep], (n, n)
+            torch.stack([rows, self.nodes[keep]]),
+            self.weights[keep],
+            (n, n),
+            check_invariants=False,
         )
         return coo.coalesce().to_sparse_csr()
 

@@ -1,0 +1,79 @@
+"""The main job's terminal: one line per finished step, warnings and errors; no DEBUG events.
+
+:func:`materialize` is ``dg.materialize`` with the default colored console logger (every
+Dagster event, DEBUG included) replaced by :data:`step_lines`, a logger that prints a compact
+line when a step succeeds or fails and the steps' own warnings and errors. Everything else
+(the per-day ingest lines, the training epochs, Dagster's events) is still recorded in the
+instance's event log, where the UI shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+
+# The name dg.materialize gives its job: runs look the same in the UI either way.
+JOB_NAME = "__ephemeral_asset_job__"
+
+
+class _StepLineHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        step = meta.get("step_key") or "run"
+        event = meta.get("dagster_event")
+        if event is not None:
+            kind = event.event_type_value
+            if kind == "STEP_SUCCESS":
+                seconds = event.event_specific_data.duration_ms / 1000
+                print(f"  {step:<20} done in {seconds:.1f}s", flush=True)
+            elif kind == "STEP_FAILURE":
+                error = event.event_specific_data.error
+                message = error.message.strip() if error is not None else "failed"
+                print(f"  {step:<20} FAILED: {message}", file=sys.stderr, flush=True)
+            elif kind == "RUN_FAILURE" and record.levelno >= logging.ERROR:
+                print(f"  run failed: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)
+            return
+        if record.levelno >= logging.WARNING:
+            message = meta.get("orig_message", record.getMessage())
+            level = record.levelname.lower()
+            print(f"  {step:<20} {level}: {message}", file=sys.stderr, flush=True)
+
+
+@dg.logger(description="One line per finished step, plus the steps' warnings and errors.")
+def step_lines(init_context: dg.InitLoggerContext) -> logging.Logger:
+    logger = logging.Logger("recs_pipeline.steps", level=logging.DEBUG)
+    logger.addHandler(_StepLineHandler())
+    return logger
+
+
+def materialize(
+    assets: Sequence[Any],
+    *,
+    instance: dg.DagsterInstance,
+    resources: Mapping[str, Any],
+    selection: Any = None,
+    partition_key: str | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """``dg.materialize`` printing :data:`step_lines` instead of Dagster's console log."""
+    defs = dg.Definitions(
+        assets=assets,
+        resources=resources,
+        jobs=[dg.define_asset_job(JOB_NAME, selection=selection)],
+    )
+    job = defs.resolve_job_def(JOB_NAME).with_logger_defs({"step_lines": step_lines})
+    # A job's loggers are used only when the run config names them; else Dagster's console.
+    run_config = {**(run_config or {}), "loggers": {"step_lines": {}}}
+    return job.execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        partition_key=partition_key,
+        tags=tags,
+        raise_on_error=raise_on_error,
+    )
