@@ -24,9 +24,14 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# The instance's storage is created first, by one process (assets/instance.py says why).
+# The instance's storage is created first, by one process (assets/instance.py says why). With
+# no deployment of your own configured, the UI opens on the demo that `make run` wrote.
 ui: setup
 	$(BIN)/python -m assets.instance
+	@if [ -z "$${RECS_CONFIG+set}$${RECS_LANDING_ROOT}$${RECS_WAREHOUSE}" ] && [ ! -f recs.toml ] \
+		&& [ -f data/demo/recs.toml ]; then \
+		echo "no deployment configured: the UI opens on the demo (RECS_CONFIG=data/demo/recs.toml)"; \
+		export RECS_CONFIG=data/demo/recs.toml; fi; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: setup

@@ -3,6 +3,7 @@
 import os
 
 import dagster as dg
+from pydantic import Field, create_model
 
 from assets.executor import forkserver_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
@@ -10,6 +11,7 @@ from assets.ingest import raw_interactions
 from assets.model import model_evaluation, trained_model
 from assets.partitions import DATA_ROOT, daily_partitions
 from assets.serving import recommendations
+from recs_pipeline import project_config
 from resources import ArtifactStore, LogSource, Warehouse
 
 ALL_ASSETS = [
@@ -34,36 +36,75 @@ daily_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 
+# Resource fields settable from the environment (README "Pointing it at your own logs").
+RESOURCE_ENV: dict[str, dict[str, str]] = {
+    "warehouse": {"database": "RECS_WAREHOUSE", "serving_root": "RECS_SERVING"},
+    "artifacts": {"root": "RECS_ARTIFACTS"},
+    "log_source": {
+        "landing_root": "RECS_LANDING_ROOT",
+        "path_pattern": "RECS_PATH_PATTERN",
+        "format": "RECS_FORMAT",
+        "user_column": "RECS_USER_COLUMN",
+        "item_column": "RECS_ITEM_COLUMN",
+        "timestamp_column": "RECS_TIMESTAMP_COLUMN",
+        "timestamp_unit": "RECS_TIMESTAMP_UNIT",
+        "event_type_column": "RECS_EVENT_TYPE_COLUMN",
+        "item_features_path": "RECS_ITEM_FEATURES",
+        "date_columns": "RECS_DATE_COLUMNS",
+        "min_plausible_date": "RECS_MIN_PLAUSIBLE_DATE",
+    },
+}
+RESOURCE_CLASSES: dict[str, type[dg.ConfigurableResource]] = {
+    "warehouse": Warehouse,
+    "artifacts": ArtifactStore,
+    "log_source": LogSource,
+}
+
+
+def deployment_defaults(key: str) -> dict:
+    """The resource ``key``'s defaults for this deployment: the environment (RECS_*) over the
+    project config file's [resources.<key>] over the data root's locations."""
+    builtin = {
+        "warehouse": {"database": str(DATA_ROOT / "warehouse.duckdb")},
+        "artifacts": {"root": str(DATA_ROOT / "artifacts")},
+        "log_source": {"landing_root": str(DATA_ROOT / "landing")},
+    }[key]
+    from_file = project_config.section("resources", key)
+    unknown = set(from_file) - set(RESOURCE_CLASSES[key].model_fields)
+    if unknown:
+        raise project_config.ProjectConfigError(
+            f"project config {project_config.config_path()}: [resources.{key}] has no field(s)"
+            f" {sorted(unknown)}; its fields: {', '.join(RESOURCE_CLASSES[key].model_fields)}"
+        )
+    env = {field: os.environ[var] for field, var in RESOURCE_ENV[key].items() if var in os.environ}
+    return builtin | from_file | env
+
+
+def with_defaults(cls: type[dg.ConfigurableResource], defaults: dict) -> type:
+    """A subclass of the resource class ``cls`` whose fields default to ``defaults``. The
+    values are the config schema's per-field defaults, so a run config setting one field of the
+    resource keeps the others (values passed to the constructor would be one default for the
+    whole resource config, dropped as soon as a run sets any field)."""
+    fields = {
+        name: (
+            cls.model_fields[name].annotation,
+            Field(default=value, description=cls.model_fields[name].description),
+        )
+        for name, value in defaults.items()
+    }
+    return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **fields)
+
+
 def default_resources() -> dict:
-    """Resources with every location settable from an environment variable."""
+    """Resources with this deployment's defaults: environment, project config file, built-in
+    (:func:`deployment_defaults`)."""
+    for key in set(project_config.project_config().get("resources") or {}) - set(RESOURCE_ENV):
+        raise project_config.ProjectConfigError(
+            f"project config {project_config.config_path()}: no resource {key!r};"
+            f" [resources.<key>] takes one of {', '.join(RESOURCE_CLASSES)}"
+        )
     return {
-        "warehouse": Warehouse(
-            database=os.environ.get("RECS_WAREHOUSE", str(DATA_ROOT / "warehouse.duckdb")),
-            # Unset: a `serving` folder beside the database file (data/serving by default).
-            serving_root=os.environ.get("RECS_SERVING"),
-        ),
-        "artifacts": ArtifactStore(
-            root=os.environ.get("RECS_ARTIFACTS", str(DATA_ROOT / "artifacts"))
-        ),
-        "log_source": LogSource(
-            landing_root=os.environ.get("RECS_LANDING_ROOT", str(DATA_ROOT / "landing")),
-            **{
-                field: os.environ[env]
-                for field, env in (
-                    ("path_pattern", "RECS_PATH_PATTERN"),
-                    ("format", "RECS_FORMAT"),
-                    ("user_column", "RECS_USER_COLUMN"),
-                    ("item_column", "RECS_ITEM_COLUMN"),
-                    ("timestamp_column", "RECS_TIMESTAMP_COLUMN"),
-                    ("timestamp_unit", "RECS_TIMESTAMP_UNIT"),
-                    ("event_type_column", "RECS_EVENT_TYPE_COLUMN"),
-                    ("item_features_path", "RECS_ITEM_FEATURES"),
-                    ("date_columns", "RECS_DATE_COLUMNS"),
-                    ("min_plausible_date", "RECS_MIN_PLAUSIBLE_DATE"),
-                )
-                if env in os.environ
-            },
-        ),
+        key: with_defaults(cls, deployment_defaults(key))() for key, cls in RESOURCE_CLASSES.items()
     }
 
 

@@ -1,13 +1,24 @@
-"""The main job on the embedded default: ``python -m assets.main``.
+"""The main job: ``python -m assets.main`` (the demo) or ``python -m assets.main --own-logs``.
 
-1. Writes about 60 days of synthetic click logs into the landing folder (once; later runs reuse
-   them), ending yesterday (UTC).
+The demo (``make run``):
+
+1. Writes about 60 days of synthetic click logs, ending yesterday (UTC), into its own folder
+   ``data/demo/landing`` (once; later runs reuse them). Everything it writes is under
+   ``data/demo/`` (``{RECS_DATA_ROOT}/demo``): the landing files, the warehouse, the artifacts, and
+   ``recs.toml`` to browse it (``RECS_CONFIG=data/demo/recs.toml make ui``). It ignores the
+   ``RECS_*`` log settings and the project config file, and refuses to run when the configured
+   landing root overlaps its folder: it never writes into a landing root.
 2. Ingests every day in one run of ``raw_interactions`` over the partition range.
-3. Materialises the rest of the chain for the newest day.
+3. Materialises the rest of the chain for the newest day, with the built-in settings.
 4. Prints the model's and the popularity baseline's metrics and a few published lists.
 
 The terminal shows one line per finished step, the steps' warnings and errors, and the
 results (``assets/console.py``); Dagster's DEBUG events stay in the run's event log.
+
+``--own-logs``: the same chain on your logs, with this deployment's settings (``RECS_*``
+variables, then the project config file; README "Pointing it at your own logs"): ingests the
+window's days before ``--to`` (default: the log's last day) and runs the chain for ``--to``.
+It only reads the landing root.
 
 Runs are recorded in the project's Dagster instance (``DAGSTER_HOME``, default
 ``dagster_home/``), so ``dagster dev`` afterwards shows the run history and materialisations.
@@ -18,8 +29,9 @@ import datetime as dt
 import os
 import sys
 import time
+from pathlib import Path
 
-from assets.partitions import PROJECT_ROOT
+from recs_pipeline.project_config import PROJECT_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--days", type=int, default=60, help="days of synthetic log to generate")
+    parser.add_argument("--users", type=int, default=4000, help="users of the synthetic log")
+    parser.add_argument("--items", type=int, default=2000, help="items of the synthetic log")
+    parser.add_argument(
+        "--events-per-day", type=int, default=4000, help="events per day of the synthetic log"
+    )
     parser.add_argument(
         "--model",
-        default="lightgcn",
-        help="model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), popularity or gfcf",
+        default=None,
+        help="model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), popularity or gfcf"
+        " (default: lightgcn for the demo, the deployment's for --own-logs)",
     )
     parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
     parser.add_argument(
@@ -38,8 +56,126 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a small synthetic log (500 users, 250 items, 900 events a day): a quick check",
     )
+    parser.add_argument(
+        "--own-logs",
+        action="store_true",
+        help="run the chain on your own logs (RECS_* / recs.toml) instead of the demo",
+    )
+    parser.add_argument("--to", type=dt.date.fromisoformat, help="--own-logs: the day D to run")
+    parser.add_argument(
+        "--from",
+        dest="start",
+        type=dt.date.fromisoformat,
+        help="--own-logs: the first day to ingest (default: D - window_days + 1)",
+    )
     args = parser.parse_args(argv)
+    if args.own_logs:
+        return _own_logs(args)
+    return _demo(args)
 
+
+def _demo(args: argparse.Namespace) -> int:
+    from recs_pipeline import project_config
+    from recs_pipeline.synthetic import SyntheticLogSpec, recorded_spec, write_landing_files
+
+    data_root = project_config.setting("data_root", "RECS_DATA_ROOT", PROJECT_ROOT / "data")
+    root = (Path(data_root) / "demo").resolve()
+    landing = root / "landing"
+    spec = recorded_spec(landing)
+    if args.small:
+        args.users, args.items, args.events_per_day = 500, 250, 900
+    size = (args.days, args.users, args.items, args.events_per_day)
+    if spec is None or (spec.days, spec.n_users, spec.n_items, spec.events_per_day) != size:
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        spec = SyntheticLogSpec(
+            start=yesterday - dt.timedelta(days=args.days - 1),
+            days=args.days,
+            n_users=args.users,
+            n_items=args.items,
+            events_per_day=args.events_per_day,
+            dirty_fraction=0.001,
+        )
+    # The demo's days must be partitions, whatever the deployment's start (set before the code
+    # location is imported).
+    configured_start = project_config.setting("partition_start", "RECS_PARTITION_START")
+    if configured_start and dt.date.fromisoformat(configured_start) > spec.start:
+        os.environ["RECS_PARTITION_START"] = spec.start.isoformat()
+    configured = _configured_landing_root()
+    if configured.is_relative_to(root) or root.is_relative_to(configured):
+        print(
+            f"error: the demo writes under {root}, which overlaps the configured landing root"
+            f" {configured} (RECS_LANDING_ROOT / recs.toml): it never writes into a landing"
+            " root. Set RECS_DATA_ROOT to another folder, or run your logs with --own-logs.",
+            file=sys.stderr,
+        )
+        return 2
+    if recorded_spec(landing) != spec:
+        print(
+            f"writing {spec.days} days of synthetic logs ({spec.start} .. {spec.end}) to {landing}"
+        )
+        write_landing_files(spec, landing)
+    else:
+        print(f"reusing the synthetic logs in {landing} ({spec.start} .. {spec.end})")
+    _write_demo_config(root, spec.start)
+    from resources import ArtifactStore, LogSource, Warehouse
+
+    resources = {
+        "warehouse": Warehouse(database=str(root / "warehouse.duckdb")),
+        "artifacts": ArtifactStore(root=str(root / "artifacts")),
+        "log_source": LogSource(landing_root=str(landing)),
+    }
+    from assets.settings import builtin_run_config
+
+    run_config = builtin_run_config()
+    train = run_config["ops"]["trained_model"]["config"]
+    train["model"] = args.model or "lightgcn"
+    if args.epochs:
+        train["epochs"] = args.epochs
+    return _run(resources, spec.start, spec.end, run_config)
+
+
+def _configured_landing_root() -> Path:
+    from assets.definitions import deployment_defaults
+
+    return Path(deployment_defaults("log_source")["landing_root"]).resolve()
+
+
+def _write_demo_config(root: Path, start: dt.date) -> None:
+    """``data/demo/recs.toml``: the demo as a deployment, for ``RECS_CONFIG=... make ui``."""
+    (root / "recs.toml").write_text(
+        "# Written by `python -m assets.main` (the demo). Browse it in the UI from a shell\n"
+        "# without RECS_* variables: RECS_CONFIG=data/demo/recs.toml make ui\n"
+        f'partition_start = "{start.isoformat()}"\n\n'
+        '[resources.log_source]\nlanding_root = "landing"\n\n'
+        '[resources.warehouse]\ndatabase = "warehouse.duckdb"\n\n'
+        '[resources.artifacts]\nroot = "artifacts"\n'
+    )
+
+
+def _own_logs(args: argparse.Namespace) -> int:
+    from assets.definitions import default_resources
+    from assets.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
+
+    resources = default_resources()
+    end = args.to
+    if end is None:
+        from recs_pipeline.profile import all_files, profile_log
+
+        source = resources["log_source"]
+        end = profile_log(
+            all_files(source.landing_root, source.path_pattern), source.log_format()
+        ).last_day
+        print(f"the log's last day: {end}")
+    first = dt.date.fromisoformat(PARTITION_START)
+    start = args.start or max(first, end - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1))
+    train = ({"model": args.model} if args.model else {}) | (
+        {"epochs": args.epochs} if args.epochs else {}
+    )
+    run_config = {"ops": {"trained_model": {"config": train}}} if train else {}
+    return _run(resources, start, end, run_config)
+
+
+def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     import dagster as dg
 
@@ -56,29 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from assets.console import materialize
-    from assets.definitions import ALL_ASSETS, default_resources
+    from assets.definitions import ALL_ASSETS
     from assets.ingest import raw_interactions
-    from recs_pipeline.synthetic import SyntheticLogSpec, recorded_spec, write_landing_files
 
-    resources = default_resources()
-    landing = resources["log_source"].landing_root
-    spec = recorded_spec(landing)
-    small = {"n_users": 500, "n_items": 250, "n_communities": 6, "events_per_day": 900}
-    if spec is None or spec.days != args.days or (spec.n_users == small["n_users"]) != args.small:
-        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-        spec = SyntheticLogSpec(
-            start=yesterday - dt.timedelta(days=args.days - 1),
-            days=args.days,
-            dirty_fraction=0.001,
-            **(small if args.small else {}),
-        )
-        print(
-            f"writing {spec.days} days of synthetic logs ({spec.start} .. {spec.end}) to {landing}"
-        )
-        write_landing_files(spec, landing)
-    else:
-        print(f"reusing the synthetic logs in {landing} ({spec.start} .. {spec.end})")
-    newest = spec.end.isoformat()
+    days = (end - start).days + 1
+    newest = end.isoformat()
     instance = dg.DagsterInstance.get()
 
     started = time.perf_counter()
@@ -87,15 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         instance=instance,
         resources=resources,
         tags={
-            "dagster/asset_partition_range_start": spec.start.isoformat(),
+            "dagster/asset_partition_range_start": start.isoformat(),
             "dagster/asset_partition_range_end": newest,
         },
     )
-    print(
-        f"ingested {spec.days} days in {time.perf_counter() - started:.1f}s (run {ingest.run_id})"
-    )
+    print(f"ingested {days} days in {time.perf_counter() - started:.1f}s (run {ingest.run_id})")
 
-    train_config = {"model": args.model} | ({"epochs": args.epochs} if args.epochs else {})
     started = time.perf_counter()
     chain = materialize(
         ALL_ASSETS,
@@ -104,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         partition_key=newest,
         instance=instance,
         resources=resources,
-        run_config={"ops": {"trained_model": {"config": train_config}}},
+        run_config=run_config,
         raise_on_error=False,
     )
     print(f"chain for {newest} in {time.perf_counter() - started:.1f}s (run {chain.run_id})")
@@ -113,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = con.execute(
             """SELECT model, k, metric, value FROM ml.metrics WHERE as_of_date = ?
                ORDER BY model = 'popularity', model, metric, k""",
-            [spec.end],
+            [end],
         ).fetchall()
         print(f"\nfull-ranking test metrics as of {newest} (training items excluded):")
         print(f"{'model':<12}{'metric':<11}{'@10':>8}{'@20':>8}{'@50':>8}")

@@ -1,26 +1,31 @@
 """Daily partitions (UTC) and the project's paths and defaults."""
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import dagster as dg
 
-from recs_pipeline.split import SplitConfig
+from assets.settings import SplitSettings
+from recs_pipeline import project_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("RECS_DATA_ROOT", PROJECT_ROOT / "data"))
+DATA_ROOT = Path(project_config.setting("data_root", "RECS_DATA_ROOT", PROJECT_ROOT / "data"))
 
-# The first day a partition exists for. Set RECS_PARTITION_START (YYYY-MM-DD) before loading
-# the code location when your logs start earlier.
-PARTITION_START = os.environ.get("RECS_PARTITION_START", "2025-01-01")
+# The first day a partition exists for, read by every process that loads the code location
+# (UI, daemon, CLI): RECS_PARTITION_START, else the project config file's partition_start
+# (`python -m assets.profile --write` sets it to the log's first day), else 2025-01-01.
+BUILTIN_PARTITION_START = "2025-01-01"
+PARTITION_START = project_config.setting(
+    "partition_start", "RECS_PARTITION_START", BUILTIN_PARTITION_START
+)
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC")
 
-# Lineage of interaction_split(D) over raw_interactions(D-W+1 .. D) with the default window.
-# A run may choose a different window in its config; the split reads whatever days it needs.
-DEFAULT_WINDOW_DAYS = SplitConfig.window_days
-DEFAULT_TEST_DAYS = SplitConfig.test_days
+# Lineage of interaction_split(D) over raw_interactions(D-W+1 .. D) with the default window
+# (the deployment's, when the project config file sets one). A run may choose a different
+# window in its config; the split reads whatever days it needs.
+DEFAULT_WINDOW_DAYS = SplitSettings.model_fields["window_days"].default
+DEFAULT_TEST_DAYS = SplitSettings.model_fields["test_days"].default
 
 
 def partition_date(context: dg.AssetExecutionContext) -> dt.date:

@@ -29,6 +29,7 @@ from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from recs_pipeline.config import SettingError, describe_range
 from recs_pipeline.evaluation import EvaluationConfig
+from recs_pipeline.project_config import ProjectConfigError, config_path, project_config, section
 from recs_pipeline.recommend import PublishConfig, PublishIndex
 from recs_pipeline.sampling import HardNegativeConfig
 from recs_pipeline.split import SplitConfig
@@ -94,10 +95,14 @@ def choices_of(annotation: Any) -> tuple[str, ...]:
     return tuple(member.value for member in annotation)
 
 
-def derived(*cores: type) -> type[dg.Config]:
+def derived(*cores: type, op: str | None = None) -> type[dg.Config]:
     """A ``dg.Config`` class with one field per run-config field of ``cores``: name (after
-    ``RENAMED``), type, default and description (with the allowed range) from the core."""
+    ``RENAMED``), type, default and description (with the allowed range) from the core. The
+    default is the deployment's where the project config file sets one (``[ops.<op>]``,
+    :mod:`recs_pipeline.project_config`): the launchpad shows it and every run without that
+    setting (schedule ticks, backfills) uses it."""
     fields: dict[str, Any] = {}
+    overrides = section("ops", op) if op else {}
     for core in cores:
         hints = typing.get_type_hints(core)
         for field in dataclasses.fields(core):
@@ -111,7 +116,7 @@ def derived(*cores: type) -> type[dg.Config]:
             name = RENAMED.get(core, {}).get(field.name, field.name)
             if name in fields:
                 raise TypeError(f"run-config name {name!r} is taken twice: rename one in RENAMED")
-            default = field.default
+            default = overrides.pop(name, field.default)
             if isinstance(default, tuple):
                 default = list(default)
             allowed = describe_range(field.metadata)
@@ -120,11 +125,37 @@ def derived(*cores: type) -> type[dg.Config]:
                 _run_type(core, field, hints[field.name]),
                 Field(default=default, description=description),
             )
-    return create_model(  # type: ignore[call-overload]
+    if overrides:
+        raise ProjectConfigError(
+            f"project config {config_path()}: [ops.{op}] has no setting(s) {sorted(overrides)};"
+            f" its settings: {', '.join(fields)}"
+        )
+    model = create_model(  # type: ignore[call-overload]
         "_".join(core.__name__ for core in cores) + "Fields",
         __base__=dg.Config,
         **fields,
     )
+    if op:
+        _check_defaults(model, cores, op)
+    return model
+
+
+def _check_defaults(model: type[dg.Config], cores: tuple[type, ...], op: str) -> None:
+    """The deployment's defaults pass the core's checks (ranges, cross-field rules), so a bad
+    project config file fails at code-location load, naming the file and setting."""
+    for core in cores:
+        values = {}
+        for field in dataclasses.fields(core):
+            if field.name in INTERNAL.get(core, {}):
+                continue
+            value = model.model_fields[RENAMED.get(core, {}).get(field.name, field.name)].default
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+        try:
+            core(**values)
+        except SettingError as error:
+            raise ProjectConfigError(
+                f"project config {config_path()}: [ops.{op}]: {error.message}"
+            ) from None
 
 
 class _Derived(dg.Config):
@@ -143,17 +174,17 @@ class _Derived(dg.Config):
         return core(**values)
 
 
-class SplitSettings(derived(SplitConfig), _Derived):
+class SplitSettings(derived(SplitConfig, op="interaction_split"), _Derived):
     def to_core(self) -> SplitConfig:
         return self._core(SplitConfig)
 
 
-class HardNegativeSettings(derived(HardNegativeConfig), _Derived):
+class HardNegativeSettings(derived(HardNegativeConfig, op="hard_negatives"), _Derived):
     def to_core(self) -> HardNegativeConfig:
         return self._core(HardNegativeConfig)
 
 
-class TrainSettings(derived(TrainConfig), _Derived):
+class TrainSettings(derived(TrainConfig, op="trained_model"), _Derived):
     warm_start: bool = Field(
         default=True,
         description="Initialise from trained_model(D-1) when it exists (same model and sizes):"
@@ -169,12 +200,12 @@ class TrainSettings(derived(TrainConfig), _Derived):
         return self._core(TrainConfig)
 
 
-class EvaluationSettings(derived(EvaluationConfig), _Derived):
+class EvaluationSettings(derived(EvaluationConfig, op="model_evaluation"), _Derived):
     def to_core(self) -> EvaluationConfig:
         return self._core(EvaluationConfig)
 
 
-class PublishSettings(derived(PublishConfig, PublishIndex), _Derived):
+class PublishSettings(derived(PublishConfig, PublishIndex, op="recommendations"), _Derived):
     def to_core(self) -> PublishConfig:
         return self._core(PublishConfig)
 
@@ -201,6 +232,31 @@ OPS: dict[str, type[_Derived]] = {
     "model_evaluation": EvaluationSettings,
     "recommendations": PublishSettings,
 }
+
+_unknown_ops = set(project_config().get("ops") or {}) - set(OPS)
+if _unknown_ops:
+    raise ProjectConfigError(
+        f"project config {config_path()}: no op(s) {sorted(_unknown_ops)} take settings there;"
+        f" [ops.<op>] takes one of {', '.join(OPS)}"
+    )
+
+
+def builtin_run_config() -> dict:
+    """Every op's settings at the built-in defaults (the core's), whatever the project config
+    file says: the demo (``python -m assets.main``) runs with these."""
+    ops = {}
+    for op, settings_cls in OPS.items():
+        config = {}
+        for core in SETTINGS[settings_cls]:
+            for field in dataclasses.fields(core):
+                if field.name in INTERNAL.get(core, {}):
+                    continue
+                value = field.default
+                config[RENAMED.get(core, {}).get(field.name, field.name)] = (
+                    list(value) if isinstance(value, tuple) else value
+                )
+        ops[op] = {"config": config}
+    return {"ops": ops}
 
 
 def check_settings(run_config: dict) -> None:

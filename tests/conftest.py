@@ -1,9 +1,14 @@
 """Shared fixtures: a small synthetic landing log and pipeline resources in a temp folder."""
 
 import datetime as dt
+import os
 
 import duckdb
 import pytest
+
+# The tests never read the project's own config file (recs.toml, a deployment's defaults):
+# RECS_CONFIG set empty reads none. A test that wants one points RECS_CONFIG at its own.
+os.environ["RECS_CONFIG"] = ""
 
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.warehouse import ensure_schema

@@ -383,6 +383,7 @@ def run_backfills(
         RECS_ARTIFACTS=str(tmp / "artifacts"),
         RECS_LANDING_ROOT=str(tmp / "landing"),
         RECS_PARTITION_START=spec.start.isoformat(),
+        RECS_CONFIG="",  # never the project's own recs.toml
         # Several runs share few cores: one math thread per process, not several spinning.
         OMP_NUM_THREADS="1",
     )

@@ -1,0 +1,68 @@
+"""Profile your log before choosing settings: ``python -m assets.profile [--write]``.
+
+Reads every file the ``log_source`` settings match (the same settings ingest uses: RECS_*
+variables, then the project config file) and prints events, users and items per day, the share
+of empty days, and a suggested ``window_days``, ``test_days`` and partition start (the rule:
+:mod:`recs_pipeline.profile`). ``--write`` stores the partition start in the project config file
+(``recs.toml``, or the file in RECS_CONFIG), so every process loading the code location (UI,
+daemon, CLI) has partitions from the log's first day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from recs_pipeline import project_config
+from recs_pipeline.logs import LogConfigError
+from recs_pipeline.profile import all_files, describe, profile_log
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--min-train-events", type=int, default=5, help="train events wanted per test user"
+    )
+    parser.add_argument("--min-test-users", type=int, default=100, help="test users wanted")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="write partition_start to the project config file",
+    )
+    args = parser.parse_args(argv)
+
+    from assets.definitions import default_resources
+
+    source = default_resources()["log_source"]
+    try:
+        files = all_files(source.landing_root, source.path_pattern)
+        profile = profile_log(
+            files,
+            source.log_format(),
+            min_train_events=args.min_train_events,
+            min_test_users=args.min_test_users,
+        )
+    except (LogConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"log: {source.landing_root}/{source.path_pattern}")
+    print(describe(profile))
+    if args.write:
+        path = project_config.write_top_level(
+            "partition_start", profile.partition_start.isoformat()
+        )
+        print(f"wrote partition_start = {profile.partition_start} to {path}")
+    else:
+        print("write the partition start for every process: python -m assets.profile --write")
+    print(
+        "set the window for the schedule and backfills in the project config file:\n"
+        f"  [ops.interaction_split]\n  window_days = {profile.window_days}\n"
+        f"  test_days = {profile.test_days}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""A log's profile: its days, events, users and items per day, the share of empty days, and a
+suggested window and test period for the temporal split.
+
+The suggestion, as of the log's last day D:
+
+* test days H: the smallest H (1 up to a quarter of the log's span) whose last H days hold at
+  least ``min_test_users`` users who were also active before them (only those are evaluated);
+  when no H reaches it, a quarter of the span.
+* window W: each of those test users needs ``min_train_events`` events before the test period;
+  W is the smallest window (counted back from D, test period included) that gives at least half
+  of them that many, and at least H + 1; when fewer than half have that many in the whole log,
+  the whole span.
+
+The partition start is the log's first day, except that a few implausible early days (less than
+1% of the events, before a gap of more than a year, such as 1956 dates in a 2005-2011 log) are
+left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import glob
+import os
+import re
+from pathlib import Path
+
+import duckdb
+
+from recs_pipeline.logs import LogConfigError, LogFormat, _timestamp_sql
+
+_DATE_FIELD = re.compile(r"\{date(:[^}]*)?\}")
+OUTLIER_GAP_DAYS = 365
+OUTLIER_SHARE = 0.01
+
+
+def all_files(landing_root: str | os.PathLike, pattern: str) -> list[str]:
+    """Every file the pattern can match on any day (``{date:...}`` as a wildcard), inside the
+    landing root."""
+    root = Path(landing_root).resolve()
+    if not root.is_dir():
+        raise LogConfigError(f"landing_root {str(landing_root)!r} is not an existing directory")
+    relative = _DATE_FIELD.sub("*", pattern)
+    files = []
+    for match in sorted(glob.glob(os.path.join(glob.escape(str(root)), relative))):
+        path = Path(match).resolve()
+        if path.is_file() and path.is_relative_to(root):
+            files.append(str(path))
+    return files
+
+
+@dataclasses.dataclass(frozen=True)
+class DayCounts:
+    day: dt.date
+    events: int
+    users: int
+    items: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LogProfile:
+    files: int
+    events: int
+    unreadable_timestamps: int
+    users: int
+    items: int
+    first_day: dt.date
+    last_day: dt.date
+    per_day: tuple[DayCounts, ...]  # the days with events, in order
+    partition_start: dt.date
+    outlier_events: int  # events before partition_start
+    test_days: int
+    test_users: int
+    window_days: int
+    covered_test_users: int  # test users with min_train_events in the window
+    min_train_events: int
+    min_test_users: int
+
+    @property
+    def span_days(self) -> int:
+        return (self.last_day - self.partition_start).days + 1
+
+    @property
+    def empty_share(self) -> float:
+        active = sum(1 for d in self.per_day if d.day >= self.partition_start)
+        return 1 - active / self.span_days
+
+
+def _events_sql(fmt: LogFormat) -> str:
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    if fmt.format == "csv":
+        source = "read_csv(?, all_varchar=true, union_by_name=true, null_padding=true)"
+    elif fmt.format == "parquet":
+        source = "read_parquet(?, union_by_name=true)"
+    else:
+        source = "read_json(?, format='newline_delimited', union_by_name=true)"
+    return f"""
+        CREATE TEMP TABLE events AS
+        WITH raw AS (
+            SELECT CAST({q(fmt.user_column)} AS VARCHAR) AS user_id,
+                   CAST({q(fmt.item_column)} AS VARCHAR) AS item_id,
+                   CAST({q(fmt.timestamp_column)} AS VARCHAR) AS ts_raw
+            FROM {source})
+        SELECT user_id, item_id, CAST({_timestamp_sql(fmt.timestamp_unit)} AS DATE) AS day
+        FROM raw WHERE user_id IS NOT NULL AND item_id IS NOT NULL"""
+
+
+def profile_log(
+    files: list[str],
+    fmt: LogFormat,
+    *,
+    min_train_events: int = 5,
+    min_test_users: int = 100,
+) -> LogProfile:
+    """Read every file once (columns mapped as ingest maps them) and profile the log."""
+    if not files:
+        raise LogConfigError("no landing files match the path pattern")
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(_events_sql(fmt), [files])
+        unreadable = con.execute("SELECT count(*) FROM events WHERE day IS NULL").fetchone()[0]
+        con.execute("DELETE FROM events WHERE day IS NULL")
+        events, users, items = con.execute(
+            "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id) FROM events"
+        ).fetchone()
+        if not events:
+            raise LogConfigError(
+                f"no event with a readable timestamp in {len(files)} file(s): check"
+                f" timestamp_column ({fmt.timestamp_column!r}) and timestamp_unit"
+                f" ({fmt.timestamp_unit!r})"
+            )
+        per_day = tuple(
+            DayCounts(*row)
+            for row in con.execute(
+                """SELECT day, count(*), count(DISTINCT user_id), count(DISTINCT item_id)
+                   FROM events GROUP BY day ORDER BY day"""
+            ).fetchall()
+        )
+        start = _plausible_start(per_day, events)
+        outliers = sum(d.events for d in per_day if d.day < start)
+        last = per_day[-1].day
+        span = (last - start).days + 1
+        test_days, test_users = _test_days(con, last, max(1, span // 4), min_test_users)
+        window, covered = _window(con, last, test_days, span, min_train_events)
+    finally:
+        con.close()
+    return LogProfile(
+        files=len(files),
+        events=events,
+        unreadable_timestamps=unreadable,
+        users=users,
+        items=items,
+        first_day=per_day[0].day,
+        last_day=last,
+        per_day=per_day,
+        partition_start=start,
+        outlier_events=outliers,
+        test_days=test_days,
+        test_users=test_users,
+        window_days=window,
+        covered_test_users=covered,
+        min_train_events=min_train_events,
+        min_test_users=min_test_users,
+    )
+
+
+def _plausible_start(per_day: tuple[DayCounts, ...], events: int) -> dt.date:
+    start = per_day[0].day
+    before = 0
+    for previous, current in zip(per_day, per_day[1:], strict=False):
+        before += previous.events
+        if (current.day - previous.day).days > OUTLIER_GAP_DAYS and before < OUTLIER_SHARE * events:
+            start = current.day
+    return start
+
+
+def _test_users(con: duckdb.DuckDBPyConnection, last: dt.date, days: int) -> int:
+    cut = last - dt.timedelta(days=days)
+    return con.execute(
+        """SELECT count(DISTINCT user_id) FROM events
+           WHERE day > ? AND user_id IN (SELECT user_id FROM events WHERE day <= ?)""",
+        [cut, cut],
+    ).fetchone()[0]
+
+
+def _test_days(
+    con: duckdb.DuckDBPyConnection, last: dt.date, most: int, wanted: int
+) -> tuple[int, int]:
+    for days in range(1, most + 1):
+        users = _test_users(con, last, days)
+        if users >= wanted:
+            return days, users
+    return most, _test_users(con, last, most)
+
+
+def _window(
+    con: duckdb.DuckDBPyConnection, last: dt.date, test_days: int, span: int, wanted: int
+) -> tuple[int, int]:
+    """The window giving half the test users ``wanted`` train events, and how many it covers."""
+    cut = last - dt.timedelta(days=test_days)
+    # Per test user: the day of their wanted-th most recent event before the test period; the
+    # window must reach back to it.
+    needs = [
+        row[0]
+        for row in con.execute(
+            """WITH test AS (SELECT DISTINCT user_id FROM events WHERE day > ?
+                             AND user_id IN (SELECT user_id FROM events WHERE day <= ?)),
+                    train AS (
+                        SELECT user_id, day,
+                               row_number() OVER (PARTITION BY user_id ORDER BY day DESC) AS n
+                        FROM events WHERE day <= ? AND user_id IN (SELECT user_id FROM test))
+               SELECT datediff('day', day, CAST(? AS DATE)) + 1 FROM train WHERE n = ?
+               ORDER BY 1""",
+            [cut, cut, cut, last, wanted],
+        ).fetchall()
+    ]
+    test_users = _test_users(con, last, test_days)
+    half = (test_users + 1) // 2
+    if test_users == 0 or len(needs) < half:
+        return max(span, test_days + 1), len(needs)
+    window = max(needs[half - 1], test_days + 1)
+    return window, sum(1 for need in needs if need <= window)
+
+
+def describe(profile: LogProfile, shown_days: int = 14) -> str:
+    """The profile in words, for the terminal."""
+    p = profile
+    active = [d for d in p.per_day if d.day >= p.partition_start]
+
+    def spread(values: list[int]) -> str:
+        values = sorted(values)
+        return f"min {values[0]:,}, median {values[len(values) // 2]:,}, max {values[-1]:,}"
+
+    lines = [
+        f"{p.files} file(s), {p.events:,} events, {p.users:,} users, {p.items:,} items",
+        f"days: {p.first_day} .. {p.last_day}"
+        + (
+            f"; {p.outlier_events:,} events before {p.partition_start} look implausible"
+            f" (under {OUTLIER_SHARE:.0%} of the log, before a gap of over {OUTLIER_GAP_DAYS}"
+            " days) and are left out below"
+            if p.outlier_events
+            else ""
+        ),
+        f"{p.span_days:,} days from {p.partition_start}, {len(active):,} with events:"
+        f" {p.empty_share:.1%} of days empty",
+        f"per day with events: events {spread([d.events for d in active])};"
+        f" users {spread([d.users for d in active])}; items {spread([d.items for d in active])}",
+    ]
+    if p.unreadable_timestamps:
+        lines.append(f"{p.unreadable_timestamps:,} rows with an unreadable timestamp (ignored)")
+    lines.append(f"the last {min(shown_days, len(active))} days with events:")
+    lines.append(f"  {'day':<12}{'events':>10}{'users':>8}{'items':>8}")
+    for d in active[-shown_days:]:
+        lines.append(f"  {d.day!s:<12}{d.events:>10,}{d.users:>8,}{d.items:>8,}")
+    lines += [
+        f"suggested test_days = {p.test_days}: the last {p.test_days} day(s) hold"
+        f" {p.test_users:,} users also active before them (wanted >= {p.min_test_users})",
+        f"suggested window_days = {p.window_days}: gives {p.covered_test_users:,} of those test"
+        f" users >= {p.min_train_events} train events (wanted: half of them)",
+        f"suggested partition_start = {p.partition_start}",
+    ]
+    return "\n".join(lines)

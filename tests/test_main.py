@@ -1,0 +1,76 @@
+"""The two commands of assets.main (issue 12, finding 1): the demo writes only under its own
+data root, ``--own-logs`` runs the chain on the configured logs, and neither writes into the
+landing root."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tests.test_project_config import RATINGS_ENV, fresh_process, write_ratings
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root``, with each file's sha256."""
+    return {
+        str(path.relative_to(root)): (
+            hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        )
+        for path in sorted(root.rglob("*"))
+    }
+
+
+TINY_DEMO = ("--days", "4", "--users", "200", "--items", "100", "--events-per-day", "300")
+
+
+def test_demo_and_own_logs_leave_the_landing_root_byte_for_byte_unchanged(tmp_path):
+    landing = tmp_path / "my-export"
+    write_ratings(landing)
+    (landing / "items.csv").write_text("movieId,title\n100,Heat\n")
+    before = snapshot(landing)
+    config = tmp_path / "recs.toml"
+    config.write_text(
+        'partition_start = "2016-01-01"\n[ops.interaction_split]\nwindow_days = 5\ntest_days = 1\n'
+    )
+    env = RATINGS_ENV | {
+        "RECS_CONFIG": str(config),
+        "RECS_LANDING_ROOT": str(landing),
+        "RECS_DATA_ROOT": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+    }
+    (tmp_path / "home").mkdir()
+
+    both = (
+        "import sys\n"
+        "from assets.main import main\n"
+        f"print('demo exit', main({list(TINY_DEMO)!r} + ['--model', 'popularity']), flush=True)\n"
+        "print('own exit', main(['--own-logs', '--to', '2016-01-10', '--model', 'popularity']))\n"
+    )
+    ran = fresh_process(both, env | {"RECS_WAREHOUSE": str(tmp_path / "mine.duckdb")})
+    out = ran.stdout + ran.stderr
+    assert snapshot(landing) == before, out
+    demo, own = out.split("demo exit")
+    assert "chain for" in demo, out
+    demo_root = tmp_path / "data" / "demo"
+    assert (demo_root / "landing" / "items.csv").exists()
+    assert (demo_root / "warehouse.duckdb").exists()
+    assert not (tmp_path / "data" / "warehouse.duckdb").exists()
+    assert "ingested 5 days" in own, out
+    assert "chain for 2016-01-10" in own, out
+    assert (tmp_path / "mine.duckdb").exists()
+
+
+def test_the_demo_refuses_a_data_root_overlapping_the_landing_root(tmp_path):
+    landing = tmp_path / "data"
+    landing.mkdir()
+    (landing / "keep.csv").write_text("a\n")
+    env = {
+        "RECS_LANDING_ROOT": str(landing),
+        "RECS_DATA_ROOT": str(landing),
+        "RECS_CONFIG": "",
+        "DAGSTER_HOME": str(tmp_path / "home"),
+    }
+    ran = fresh_process("", env, "-m", "assets.main", "--days", "3")
+    assert ran.returncode == 2
+    assert "never writes into a landing root" in ran.stderr
+    assert snapshot(landing) == {"keep.csv": hashlib.sha256(b"a\n").hexdigest()}

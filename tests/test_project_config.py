@@ -1,0 +1,224 @@
+"""Deployment defaults (issue 12): the project config file and the environment are the code
+location's defaults, for the schedule, backfills and the launchpad alike; overriding one
+resource field keeps the others; the profile command; partitions from the data's first day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from recs_pipeline.logs import LogFormat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A MovieLens-like one-file export: userId,movieId,rating,timestamp (epoch seconds). Days of
+# January 2016 with events (4 and 7 are empty); on each, users 1-3 rate the day's 5 movies;
+# user 4 appears on the last day only; one implausible 1956 rating.
+ACTIVE_DAYS = (1, 2, 3, 5, 6, 8, 9, 10)
+
+
+def _epoch(day: dt.date) -> int:
+    return int(dt.datetime.combine(day, dt.time(12), dt.UTC).timestamp())
+
+
+def write_ratings(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["userId,movieId,rating,timestamp", f"1,9999,3.0,{_epoch(dt.date(1956, 5, 1))}"]
+    for d in ACTIVE_DAYS:
+        day = dt.date(2016, 1, d)
+        for user in (1, 2, 3):
+            lines += [f"{user},{d * 100 + k},4.5,{_epoch(day)}" for k in range(5)]
+    lines.append(f"4,1000,5.0,{_epoch(dt.date(2016, 1, 10))}")
+    path = folder / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+RATINGS_ENV = {
+    "RECS_PATH_PATTERN": "ratings.csv",
+    "RECS_USER_COLUMN": "userId",
+    "RECS_ITEM_COLUMN": "movieId",
+    "RECS_TIMESTAMP_UNIT": "s",
+}
+
+
+def fresh_process(code: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``code`` (or ``-m module`` in args) in a new interpreter from the project root, with
+    only ``env``'s RECS_* settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RECS_")}
+    command = [sys.executable, *args] if args else [sys.executable, "-c", code]
+    return subprocess.run(
+        command, cwd=ROOT, env=base | env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_profile_counts_days_users_items_and_suggests_a_window(tmp_path):
+    from recs_pipeline.profile import all_files, profile_log
+
+    path = write_ratings(tmp_path)
+    fmt = LogFormat(
+        user_column="userId", item_column="movieId", timestamp_unit="s", event_type_column=None
+    )
+    assert all_files(tmp_path, "ratings.csv") == [str(path.resolve())]
+    profile = profile_log([str(path)], fmt, min_train_events=12, min_test_users=3)
+    assert (profile.events, profile.users, profile.items) == (122, 4, 41)
+    assert profile.first_day == dt.date(1956, 5, 1)
+    # One 1956 event of 122 (< 1%), before a gap of 60 years: left out of the partitions.
+    assert (profile.partition_start, profile.outlier_events) == (dt.date(2016, 1, 1), 1)
+    assert profile.last_day == dt.date(2016, 1, 10)
+    assert profile.empty_share == pytest.approx(0.2)  # 2 of 10 days
+    last = profile.per_day[-1]
+    assert (last.day, last.events, last.users, last.items) == (dt.date(2016, 1, 10), 16, 4, 5)
+    # Test period: the last day holds users 1-3, seen before (user 4 is new): 3 >= 3.
+    assert (profile.test_days, profile.test_users) == (1, 3)
+    # Each test user's 12th most recent train event is on Jan 6: days 6..10 = 5 days.
+    assert (profile.window_days, profile.covered_test_users) == (5, 3)
+
+
+def test_profile_write_sets_the_partition_start_every_new_process_reads(tmp_path):
+    """Finding 10: the partitions follow the data, in every process that loads the code
+    location, with nothing set in its shell but where the project config file is."""
+    write_ratings(tmp_path / "landing")
+    config = tmp_path / "recs.toml"
+    config.write_text("# my deployment\n\n[ops.interaction_split]\nwindow_days = 5\n")
+    env = RATINGS_ENV | {
+        "RECS_CONFIG": str(config),
+        "RECS_LANDING_ROOT": str(tmp_path / "landing"),
+    }
+    profiled = fresh_process("", env, "-m", "assets.profile", "--write", "--min-test-users", "3")
+    assert profiled.returncode == 0, profiled.stderr
+    assert "20.0% of days empty" in profiled.stdout
+    assert "suggested test_days = 1" in profiled.stdout
+    text = config.read_text()
+    assert text.startswith("# my deployment\n") and "window_days = 5" in text
+    load = (
+        "from assets.definitions import defs\n"
+        "from assets.partitions import daily_partitions\n"
+        "print(daily_partitions.get_first_partition_key())"
+    )
+    loaded = fresh_process(load, {"RECS_CONFIG": str(config)})
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split()[-1] == "2016-01-01"
+
+
+def test_partition_start_env_overrides_the_file(tmp_path, monkeypatch):
+    from recs_pipeline import project_config
+
+    config = tmp_path / "recs.toml"
+    project_config.write_top_level("partition_start", "2016-01-01", config)
+    monkeypatch.setenv("RECS_CONFIG", str(config))
+    assert project_config.setting("partition_start", "RECS_PARTITION_START") == "2016-01-01"
+    monkeypatch.setenv("RECS_PARTITION_START", "2015-06-01")
+    assert project_config.setting("partition_start", "RECS_PARTITION_START") == "2015-06-01"
+
+
+def test_schedule_ticks_and_backfills_use_the_project_configs_defaults(tmp_path):
+    """Finding 2: a run built with no run config (a schedule tick, a backfill's run, `dagster
+    job backfill`) gets the deployment's window, test days, model and K; the launchpad shows
+    them as defaults; the lineage follows the window."""
+    config = tmp_path / "recs.toml"
+    config.write_text(
+        "[ops.interaction_split]\nwindow_days = 90\ntest_days = 7\n"
+        '[ops.trained_model]\nmodel = "gfcf"\n[ops.recommendations]\nk = 10\n'
+    )
+    code = """
+import datetime as dt, json
+import dagster as dg
+from assets.definitions import defs
+job = defs.resolve_job_def("daily_recommendations")
+schedule = defs.resolve_schedule_def("daily_recommendations_schedule")
+with dg.instance_for_test() as instance:
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=dt.datetime(2026, 3, 10, 2, tzinfo=dt.UTC))
+    request = schedule.evaluate_tick(context).run_requests[0]
+tick = dg.validate_run_config(job, request.run_config)["ops"]
+backfill = dg.validate_run_config(job, {})["ops"]
+fields = job.run_config_schema.config_type.fields["ops"].config_type.fields
+shown = fields["interaction_split"].config_type.fields["config"].config_type.fields
+split = [a for a in job.asset_layer.asset_graph.get(dg.AssetKey("interaction_split")).parent_keys]
+from assets.features import _WINDOW
+print(json.dumps({
+    "tick": [tick["interaction_split"]["config"]["window_days"],
+             tick["interaction_split"]["config"]["test_days"],
+             tick["trained_model"]["config"]["model"], tick["recommendations"]["config"]["k"]],
+    "backfill": [backfill["interaction_split"]["config"]["window_days"],
+                 backfill["trained_model"]["config"]["model"]],
+    "launchpad": shown["window_days"].default_value,
+    "lineage": _WINDOW.start_offset,
+}))
+"""
+    ran = fresh_process(code, {"RECS_CONFIG": str(config)})
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout.splitlines()[-1])
+    assert result == {
+        "tick": [90, 7, "gfcf", 10],
+        "backfill": [90, "gfcf"],
+        "launchpad": 90,
+        "lineage": -89,
+    }
+
+
+def test_a_bad_project_config_fails_at_load_naming_the_file_and_setting(tmp_path, monkeypatch):
+    from assets import settings
+    from recs_pipeline import project_config
+    from recs_pipeline.split import SplitConfig
+
+    config = tmp_path / "recs.toml"
+    monkeypatch.setenv("RECS_CONFIG", str(config))
+    config.write_text("[ops.interaction_split]\nwindow_days = 2\ntest_days = 2\n")
+    with pytest.raises(project_config.ProjectConfigError, match=r"recs.toml.*test_days"):
+        settings.derived(SplitConfig, op="interaction_split")
+    config.write_text("[ops.interaction_split]\nwindow = 30\n")
+    with pytest.raises(project_config.ProjectConfigError, match=r"no setting\(s\) \['window'\]"):
+        settings.derived(SplitConfig, op="interaction_split")
+
+
+def test_overriding_one_resource_field_keeps_the_environments_others(tmp_path, monkeypatch):
+    """Finding 8: a run config setting only weight_column on log_source keeps landing_root
+    and the column mapping from the environment."""
+    from assets.definitions import default_resources
+    from assets.ingest import raw_interactions
+
+    landing = tmp_path / "landing" / "2026-03-01"
+    landing.mkdir(parents=True)
+    (landing / "events.csv").write_text(
+        "ts,uid,sku,w\n2026-03-01T10:00:00Z,u1,i1,2.5\n2026-03-01T11:00:00Z,u2,i1,0.5\n"
+    )
+    for name, value in {
+        "RECS_LANDING_ROOT": str(tmp_path / "landing"),
+        "RECS_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "RECS_ARTIFACTS": str(tmp_path / "artifacts"),
+        "RECS_USER_COLUMN": "uid",
+        "RECS_ITEM_COLUMN": "sku",
+        "RECS_TIMESTAMP_COLUMN": "ts",
+        "RECS_TIMESTAMP_UNIT": "iso",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [raw_interactions],
+            partition_key="2026-03-01",
+            instance=instance,
+            resources=default_resources(),
+            run_config={
+                "resources": {
+                    "log_source": {"config": {"weight_column": "w", "event_type_column": None}}
+                }
+            },
+            raise_on_error=False,
+        )
+        errors = [e.event_specific_data.error.message for e in result.all_events if e.is_failure]
+        assert result.success, errors
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT user_id, weight FROM raw.interactions ORDER BY user_id"
+        ).fetchall()
+    assert rows == [("u1", 2.5), ("u2", 0.5)]
