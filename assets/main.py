@@ -179,10 +179,6 @@ def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     import dagster as dg
 
-    from recs_pipeline.console import silence_unfixable_warnings
-
-    silence_unfixable_warnings()  # before the asset modules are imported
-
     from assets.instance import InstanceCorrupted, prepare_instance
 
     try:

@@ -96,14 +96,19 @@ def _events_sql(fmt: LogFormat) -> str:
         source = "read_parquet(?, union_by_name=true)"
     else:
         source = "read_json(?, format='newline_delimited', union_by_name=true)"
+    # As ingest reads it: one timestamp column, or a date from (year, month, day) columns.
+    if fmt.date_columns is not None:
+        timestamp = " || '-' || ".join(f"CAST({q(c)} AS VARCHAR)" for c in fmt.date_columns)
+    else:
+        timestamp = f"CAST({q(fmt.timestamp_column)} AS VARCHAR)"
     return f"""
         CREATE TEMP TABLE events AS
         WITH raw AS (
             SELECT CAST({q(fmt.user_column)} AS VARCHAR) AS user_id,
                    CAST({q(fmt.item_column)} AS VARCHAR) AS item_id,
-                   CAST({q(fmt.timestamp_column)} AS VARCHAR) AS ts_raw
+                   {timestamp} AS ts_raw
             FROM {source})
-        SELECT user_id, item_id, CAST({_timestamp_sql(fmt.timestamp_unit)} AS DATE) AS day
+        SELECT user_id, item_id, CAST({_timestamp_sql(fmt)} AS DATE) AS day
         FROM raw WHERE user_id IS NOT NULL AND item_id IS NOT NULL"""
 
 
