@@ -73,6 +73,7 @@ def trained_model(
         log=context.log.info,
         progress=progress if config.resume else None,
         item_features=item_features(store, key, train_config.model, context.log.info, graph_run),
+        weights=graph.train_weight,
         warm_start=previous_model(store, key, graph, context.log.warning)
         if config.warm_start
         else None,
