@@ -506,3 +506,23 @@ def test_another_model_keeps_the_first_ones_metrics_and_the_published_model(pipe
     assert store.get(MODEL, DAY_2.isoformat())["model"] == "popularity"
     pinned, stamp = store.get_stamped(PUBLISHED_MODEL, DAY_2.isoformat())
     assert stamp.sha256 == published_sha and pinned["model"] == "lightgcn"
+
+
+def test_min_weight_and_weighted_training_run_through_the_chain(pipeline):
+    """Issue 12, finding 6, end to end: the split's min_weight and trained_model's weighted
+    are run-config settings; the graph carries the edge weights to training."""
+    instance, resources, _ = pipeline
+    ops = {
+        **RUN_CONFIG["ops"],
+        "interaction_split": {"config": {"window_days": 14, "test_days": 2, "min_weight": 1.0}},
+        "trained_model": {"config": {"model": "mf", "epochs": 2, "weighted": True}},
+    }
+    result = run_chain(instance, resources, DAY_1, {"ops": ops})
+    metadata = {
+        e.asset_key.path[-1]: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert metadata["interaction_split"]["below_min_weight_rows_dropped"].value == 0
+    assert metadata["trained_model"]["model"].value == "mf"
+    state = resources["artifacts"].store().get(MODEL, DAY_1.isoformat())
+    assert state["train_config"]["weighted"] is True
