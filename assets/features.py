@@ -118,12 +118,21 @@ def save_item_features(
     if path is None:
         store.remove(ITEM_FEATURES, key)
         return {"item_features": "none"}
-    features = read_item_features(path, log_source.item_column, graph.item_ids)
+    features = read_item_features(
+        path,
+        log_source.item_column,
+        graph.item_ids,
+        separator=log_source.item_feature_separator,
+        max_categories=log_source.item_feature_max_categories,
+    )
     store.put(ITEM_FEATURES, key, dataclasses.asdict(features))
     return {
-        "item_features": ", ".join(features.columns) or "none (no numeric column)",
+        "item_features": ", ".join(features.columns) or "none (no usable column)",
         "items_with_features": features.matched_items,
-        "ignored_feature_columns": ", ".join(features.ignored_columns) or "none",
+        # Every catalogue column not used, with the reason (a dict shown as JSON in the UI).
+        "ignored_feature_columns": dg.MetadataValue.json(features.ignored)
+        if features.ignored
+        else "none",
     }
 
 

@@ -14,6 +14,7 @@ from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users
     GATE_BASELINE,
     NO_TEST_USERS,
     PASSED,
+    config_hash,
     gate_verdict,
     item_features,
     load_graph,
@@ -80,6 +81,7 @@ def trained_model(
         log=context.log.info,
         progress=progress if config.resume else None,
         item_features=item_features(store, key, train_config.model, context.log.info, graph_run),
+        weights=graph.train_weight,
         warm_start=previous_model(store, key, graph, context.log.warning)
         if config.warm_start
         else None,
@@ -147,14 +149,17 @@ def model_evaluation(
 ) -> dg.MaterializeResult:
     """Full-ranking evaluation on the test fold, training items excluded: Recall, NDCG,
     Precision and HitRate at K ∈ {10, 20, 50} for the model and every baseline, side by side,
-    into ``ml.metrics`` and as numeric metadata (plotted over partitions in the UI)."""
+    into ``ml.metrics`` and as numeric metadata (plotted over partitions in the UI). The rows
+    replace only this model and configuration's earlier evaluation of the day: other models'
+    and configurations' rows stay beside them."""
     check_run_config(context)
     key = context.partition_key
     store = artifacts.store()
+    model = load_model(store, key, expected_writer(context, "trained_model"))
     scorer = load_scorer(
         store,
         key,
-        model=load_model(store, key, expected_writer(context, "trained_model")),
+        model=model,
         expect_graph_run=expected_writer(context, "interaction_graph"),
     )
     graph, model_name = scorer.graph, scorer.model
@@ -176,6 +181,7 @@ def model_evaluation(
         for (metric, k), value in metrics.items()
     ]
     as_of = partition_date(context)
+    evaluation = {"evaluated_model": model_name, "config_hash": config_hash(model[0])}
     with warehouse.session() as con:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _metrics (model VARCHAR, k INTEGER, metric VARCHAR, value DOUBLE)"
@@ -185,8 +191,11 @@ def model_evaluation(
             con,
             "ml.metrics",
             as_of,
-            "SELECT CAST(? AS DATE), model, k, metric, value FROM _metrics WHERE NOT isnan(value)",
-            [as_of],
+            """SELECT CAST(? AS DATE), model, k, metric, value, ?, ?, ?, ?,
+                      now()::TIMESTAMP
+               FROM _metrics WHERE NOT isnan(value)""",
+            [as_of, *evaluation.values(), scorer.fingerprint, context.run_id],
+            within=evaluation,
         )
     evaluated_users = int(test_users.unique().numel())
     gate = gate_verdict(
@@ -211,6 +220,7 @@ def model_evaluation(
             "evaluated_users": evaluated_users,
             "gate": gate.verdict,
             "model_sha256": scorer.fingerprint,
+            "config_hash": evaluation["config_hash"],
             **metadata,
         },
         check_results=[

@@ -8,12 +8,13 @@ from assets.lineage import expected_writer
 from assets.model import model_evaluation
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import PublishSettings, check_run_config
-from recs_pipeline.artifacts import SPLIT
+from recs_pipeline.artifacts import PUBLISHED_MODEL, SPLIT
 from recs_pipeline.daily import (
     GATE_BASELINE,
     NO_TEST_USERS,
-    load_model,
+    load_model_payload,
     load_scorer,
+    pin_published_model,
     popularity_scorer,
     publishable,
 )
@@ -43,13 +44,17 @@ def recommendations(
     Publishes only a model.pt whose fingerprint passed the quality gate (the record
     model_evaluation wrote for this partition), whatever the run selects: a model retrained
     since its evaluation, or one that failed, is refused. On a day without test users the gate
-    has no verdict and every user gets the popularity fallback, recorded in the metadata."""
+    has no verdict and every user gets the popularity fallback, recorded in the metadata.
+
+    Once published, the model.pt read here is kept byte for byte as
+    ``recommendations/D/published_model.pt`` (its sha256 is the metadata's model_sha256):
+    re-materialising trained_model with another model replaces model.pt, not that copy."""
     check_run_config(context)
     key = context.partition_key
     store = artifacts.store()
     # One read of model.pt: the fingerprint checked against the gate is that of the weights
     # published, even if trained_model is re-materialised meanwhile.
-    model = load_model(store, key, expected_writer(context, "trained_model"))
+    model, payload = load_model_payload(store, key, expected_writer(context, "trained_model"))
     gate = publishable(store, key, model[1], expected_writer(context, "model_evaluation"))
     scorer = load_scorer(
         store,
@@ -81,6 +86,8 @@ def recommendations(
             config.publish_index(),
         )
         counts |= export_published(con, warehouse.serving_path(), as_of)
+        # After the lists are committed: a publication that fails leaves the earlier pin.
+        pin_published_model(store, key, payload)
         preview = con.execute(
             """SELECT user_id, string_agg(item_id, ', ' ORDER BY rank) AS items, any_value(model)
                FROM serving.recommendations WHERE as_of_date = ?
@@ -96,6 +103,7 @@ def recommendations(
             **fallback,
             "k": config.k,
             "model_sha256": scorer.fingerprint,
+            "published_model": PUBLISHED_MODEL.at(key),
             "gate": gate.verdict,
             "preview": dg.MetadataValue.md(table),
         }

@@ -68,6 +68,9 @@ HARD_NEGATIVES = Artifact("hard_negatives", "pools.pt")
 MODEL = Artifact("trained_model", "model.pt")
 PROGRESS = Artifact("trained_model", "progress.pt")
 GATE = Artifact("model_evaluation", "gate.json")
+# The model.pt behind the day's published lists, byte for byte (its sha256 is the published
+# fingerprint): trained_model/D/model.pt may be replaced by a later run with another model.
+PUBLISHED_MODEL = Artifact("recommendations", "published_model.pt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +114,11 @@ class LocalArtifactStore:
             # Protocol 2 explicitly: torch.load(weights_only=True) warns on any other.
             torch.save(obj, buffer, pickle_protocol=2)
             payload = buffer.getvalue()
+        return self.put_payload(artifact, partition, payload)
+
+    def put_payload(self, artifact: Artifact, partition: str, payload: bytes) -> Stamp:
+        """Write an already encoded payload (from :meth:`get_payload`) as ``artifact``: a copy
+        keeps its sha256, the fingerprint."""
         stamp = Stamp(hashlib.sha256(payload).hexdigest(), len(payload), self.run_id)
         header = {
             "format": FORMAT,
@@ -142,11 +150,21 @@ class LocalArtifactStore:
     ) -> tuple[Any, Stamp]:
         """Content and stamp read from one and the same file version."""
         stamp, payload = self._read(artifact, partition, expect_run)
+        return self.decode(artifact, partition, payload), stamp
+
+    def get_payload(
+        self, artifact: Artifact, partition: str, expect_run: str | None = None
+    ) -> tuple[Stamp, bytes]:
+        """The verified stamp and undecoded payload of ``artifact`` (see :meth:`decode`)."""
+        return self._read(artifact, partition, expect_run)
+
+    def decode(self, artifact: Artifact, partition: str, payload: bytes) -> Any:
+        """A verified payload of ``artifact`` decoded (tensors and plain data only)."""
         where = artifact.at(partition)
         if artifact.encoding == "json":
-            return json.loads(payload), stamp
+            return json.loads(payload)
         try:
-            return torch.load(io.BytesIO(payload), weights_only=True), stamp
+            return torch.load(io.BytesIO(payload), weights_only=True)
         except pickle.UnpicklingError as error:
             raise ArtifactError(
                 f"refused to load {where}: it holds objects other than tensors and plain data,"

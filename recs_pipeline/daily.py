@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import inspect
+import json
 import math
 from collections.abc import Callable
 
@@ -19,6 +21,7 @@ from recs_pipeline.artifacts import (
     GRAPH,
     ITEM_FEATURES,
     MODEL,
+    PUBLISHED_MODEL,
     ArtifactError,
     LocalArtifactStore,
     Stamp,
@@ -94,6 +97,35 @@ def load_model(
 ) -> tuple[dict, Stamp]:
     """trained_model(key)'s checkpoint and stamp, read from one file version."""
     return store.get_stamped(MODEL, key, expect_run)
+
+
+def load_model_payload(
+    store: LocalArtifactStore, key: str, expect_run: str | None = None
+) -> tuple[tuple[dict, Stamp], bytes]:
+    """trained_model(key)'s (checkpoint, stamp) and its file's payload, from one file version:
+    publication pins exactly these bytes (:func:`pin_published_model`)."""
+    stamp, payload = store.get_payload(MODEL, key, expect_run)
+    return (store.decode(MODEL, key, payload), stamp), payload
+
+
+def pin_published_model(store: LocalArtifactStore, key: str, payload: bytes) -> Stamp:
+    """Keep the model.pt behind ``key``'s published lists as ``recommendations/key/
+    published_model.pt``, byte for byte (same sha256): a later run of trained_model with
+    another model replaces model.pt, not what was published."""
+    return store.put_payload(PUBLISHED_MODEL, key, payload)
+
+
+def published_model(store: LocalArtifactStore, key: str) -> tuple[dict, Stamp]:
+    """The checkpoint and stamp of the model behind ``key``'s published lists."""
+    return store.get_stamped(PUBLISHED_MODEL, key)
+
+
+def config_hash(state: dict) -> str:
+    """A short digest of a checkpoint's configuration: its train config (trained models) or
+    its model name (training-free ones). ``ml.metrics`` keys each evaluation by it."""
+    config = state.get("train_config") or {"model": state["model"]}
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_scorer(

@@ -24,8 +24,9 @@ class InteractionGraph:
     """The split of one as-of date in index space.
 
     ``train_users[e], train_items[e]`` is train edge e (sorted by user, then item) and
-    ``train_last_ts[e]`` its latest event time in epoch microseconds; ``test_*`` likewise for
-    test edges, whose users and items all occur in train.
+    ``train_last_ts[e]`` its latest event time in epoch microseconds and ``train_weight[e]``
+    its weight (the sum of its events' weights; None in graphs stored before it was kept);
+    ``test_*`` likewise for test edges, whose users and items all occur in train.
     """
 
     user_ids: list[str]
@@ -35,6 +36,7 @@ class InteractionGraph:
     train_last_ts: torch.Tensor
     test_users: torch.Tensor
     test_items: torch.Tensor
+    train_weight: torch.Tensor | None = None
 
     @property
     def n_users(self) -> int:
@@ -227,7 +229,7 @@ def index_split(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> InteractionGr
             [as_of],
         ).fetchnumpy()
 
-    train = edges("features.train_interactions", ", epoch_us(t.last_ts) AS ts")
+    train = edges("features.train_interactions", ", epoch_us(t.last_ts) AS ts, t.weight AS w")
     test = edges("features.test_interactions")
 
     def tensor(array: np.ndarray) -> torch.Tensor:
@@ -241,6 +243,7 @@ def index_split(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> InteractionGr
         train_last_ts=tensor(train["ts"]),
         test_users=tensor(test["u"]),
         test_items=tensor(test["i"]),
+        train_weight=torch.from_numpy(np.asarray(train["w"], dtype=np.float32)),
     )
 
 

@@ -1,10 +1,21 @@
 """Item features (genres, categories, prices...) from a catalogue file, aligned to an id map.
 
 The file (CSV, Parquet or newline-delimited JSON, by extension) has one row per item: the
-item id column and any number of feature columns. Numeric and boolean columns become features;
-other columns are ignored and listed. 0/1 columns stay as they are; other numeric columns are
-standardised (zero mean, unit variance over the file's items) so that no column dominates by
-its unit. Items of the id map that the file lacks, and missing values, get 0.
+item id column and any number of feature columns.
+
+- Numeric and boolean columns: 0/1 columns stay as they are; other numeric columns are
+  standardised (zero mean, unit variance over the file's items) so that no column dominates by
+  its unit.
+- Text columns are categorical. A column whose values hold the ``separator`` (MovieLens genres
+  ``Adventure|Animation``) is multi-valued and becomes one 0/1 column per value (multi-hot,
+  named ``genres=Adventure``); other text columns one-hot, one 0/1 column per value.
+  A text column with more than ``max_categories`` distinct values, or a different value for
+  every item (titles, names, ids), is not a category: it would add a column per item, far
+  more inputs than the catalogue can inform, so it is ignored.
+- Every column not used (other types, the text columns above) is listed in ``ignored`` with
+  the reason.
+
+Items of the id map that the file lacks, and missing values, get 0.
 """
 
 from __future__ import annotations
@@ -28,6 +39,9 @@ _READERS = {
     ".jsonl": "read_json",
 }
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "BOOLEAN")
+_TEXT = ("VARCHAR",)
+DEFAULT_SEPARATOR = "|"
+DEFAULT_MAX_CATEGORIES = 50
 
 
 @dataclasses.dataclass
@@ -36,6 +50,7 @@ class ItemFeatures:
     columns: list[str]
     ignored_columns: list[str]
     matched_items: int
+    ignored: dict[str, str] = dataclasses.field(default_factory=dict)  # column -> reason
 
 
 def feature_file(landing_root: str | os.PathLike, relative: str) -> Path | None:
@@ -54,8 +69,15 @@ def feature_file(landing_root: str | os.PathLike, relative: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def read_item_features(path: Path, item_column: str, item_ids: list[str]) -> ItemFeatures:
-    """The features of ``item_ids`` (in that order) from the catalogue file at ``path``."""
+def read_item_features(
+    path: Path,
+    item_column: str,
+    item_ids: list[str],
+    separator: str | None = DEFAULT_SEPARATOR,
+    max_categories: int = DEFAULT_MAX_CATEGORIES,
+) -> ItemFeatures:
+    """The features of ``item_ids`` (in that order) from the catalogue file at ``path``
+    (see the module docstring for which columns become features and how)."""
     con = duckdb.connect()
     try:
         reader = _READERS[path.suffix.lower()]
@@ -70,38 +92,131 @@ def read_item_features(path: Path, item_column: str, item_ids: list[str]) -> Ite
                 f"item_column {item_column!r} is not a column of the item features file"
                 f" {path.name} (columns: {names})"
             )
-        columns = [n for n, kind, *_ in described if n != item_column and kind in _NUMERIC]
-        ignored = [n for n in names if n != item_column and n not in columns]
+        candidates = [(n, kind) for n, kind, *_ in described if n != item_column]
         import polars as pl  # lazily, as in recommend.publish_recommendations
 
         ids = pl.DataFrame({"idx": np.arange(len(item_ids)), "item_id": list(item_ids)})
         con.register("ids", ids)
-        selected = ", ".join(
-            f"any_value({quote_identifier(c)})::DOUBLE AS {quote_identifier(c)}" for c in columns
-        )
         # Catalogue ids follow the ingest id rule (NFC, trimmed), so they match the stored ids;
         # an id with a control character matches none (ingest quarantines such ids).
         item = normalized_id_sql(f"{quote_identifier(item_column)}::VARCHAR")
         valid = f"NOT {control_character_sql(item)}"
+        selected = "".join(
+            f", any_value({quote_identifier(c)})"
+            + ("::DOUBLE" if kind in _NUMERIC else "")
+            + f" AS {quote_identifier(c)}"
+            for c, kind in candidates
+            if kind in _NUMERIC or kind in _TEXT
+        )
+        con.execute(
+            f"""CREATE TEMP TABLE per_item AS SELECT {item} AS item_id{selected}
+                FROM catalogue WHERE {valid} GROUP BY 1"""
+        )
+        n_catalogue = con.execute("SELECT count(*) FROM per_item").fetchone()[0]
+        columns: list[str] = []
+        encoders: list[tuple[str, str | None, list[str]]] = []  # (column, separator, values)
+        ignored: dict[str, str] = {}
+        for column, kind in candidates:
+            if kind in _NUMERIC:
+                columns.append(column)
+                encoders.append((column, None, []))
+            elif kind in _TEXT:
+                reason, split, values = _categories(
+                    con, column, n_catalogue, separator, max_categories
+                )
+                if reason:
+                    ignored[column] = reason
+                else:
+                    columns.extend(f"{column}={v}" for v in values)
+                    encoders.append((column, split, values))
+            else:
+                ignored[column] = f"type {kind}: neither numeric, boolean nor text"
         rows = con.execute(
-            f"""SELECT ids.idx, f.* EXCLUDE (item_id) FROM ids LEFT JOIN (
-                    SELECT {item} AS item_id{", " + selected if columns else ""}
-                    FROM catalogue WHERE {valid} GROUP BY 1) f ON f.item_id = ids.item_id
-                ORDER BY ids.idx"""
+            """SELECT ids.idx, f.* EXCLUDE (item_id) FROM ids
+               LEFT JOIN per_item f ON f.item_id = ids.item_id ORDER BY ids.idx"""
         ).fetchnumpy()
         matched = con.execute(
-            f"SELECT count(DISTINCT {item}) FROM catalogue WHERE {valid} AND {item} IN"
-            " (SELECT item_id FROM ids)"
+            "SELECT count(*) FROM per_item WHERE item_id IN (SELECT item_id FROM ids)"
         ).fetchone()[0]
     finally:
         con.close()
-    values = np.zeros((len(item_ids), len(columns)), dtype=np.float64)
-    for j, column in enumerate(columns):
+    blocks = []
+    for column, split, values in encoders:
+        if values:
+            blocks.append(_hot(rows[column], split, values))
+            continue
         data = np.ma.asarray(rows[column]).astype(np.float64).filled(np.nan)
         missing = ~np.isfinite(data)
         present = data[~missing]
         if present.size and not np.isin(present, (0.0, 1.0)).all() and present.std() > 0:
             data = (data - present.mean()) / present.std()
         data[missing] = 0.0
-        values[:, j] = data
-    return ItemFeatures(torch.from_numpy(values.astype(np.float32)), columns, ignored, matched)
+        blocks.append(data[:, None])
+    values = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(item_ids), 0))
+    return ItemFeatures(
+        torch.from_numpy(values.astype(np.float32)), columns, list(ignored), matched, ignored
+    )
+
+
+def _categories(
+    con: duckdb.DuckDBPyConnection,
+    column: str,
+    n_items: int,
+    separator: str | None,
+    max_categories: int,
+) -> tuple[str | None, str | None, list[str]]:
+    """(reason to ignore or None, the separator if multi-valued, the sorted distinct values)."""
+    ref = quote_identifier(column)
+    multi = (
+        bool(separator)
+        and con.execute(
+            f"SELECT count(*) FROM per_item WHERE contains({ref}, ?)", [separator]
+        ).fetchone()[0]
+        > 0
+    )
+    if multi:
+        values_sql = f"SELECT DISTINCT trim(unnest(string_split({ref}, ?))) AS v FROM per_item"
+        params = [separator]
+    else:
+        values_sql, params = f"SELECT DISTINCT trim({ref}) AS v FROM per_item", []
+    values = [
+        v
+        for (v,) in con.execute(
+            f"SELECT v FROM ({values_sql}) WHERE v IS NOT NULL AND v <> '' ORDER BY v", params
+        ).fetchall()
+    ]
+    n_present = con.execute(
+        f"SELECT count(*) FROM per_item WHERE nullif(trim({ref}), '') IS NOT NULL"
+    ).fetchone()[0]
+    kind = f"multi-valued ({separator!r})" if multi else "text"
+    if not values:
+        return "no values", None, []
+    if len(values) > max_categories:
+        return (
+            f"{kind}, {len(values)} distinct values > max_categories {max_categories}"
+            " (a column per value would outnumber what the catalogue can inform)",
+            None,
+            [],
+        )
+    if not multi and n_present > 1 and len(values) == n_present:
+        return (
+            f"text with a different value for every item ({len(values)} of {n_items}):"
+            " a name or an id, not a category",
+            None,
+            [],
+        )
+    return None, separator if multi else None, values
+
+
+def _hot(data: np.ndarray, separator: str | None, values: list[str]) -> np.ndarray:
+    """One 0/1 column per value: the item's value (one-hot) or values (multi-hot) set."""
+    index = {v: j for j, v in enumerate(values)}
+    out = np.zeros((len(data), len(values)))
+    for row, cell in enumerate(np.ma.asarray(data, dtype=object).filled(None)):
+        if cell is None:
+            continue
+        for token in cell.split(separator) if separator else [cell]:
+            j = index.get(token.strip())
+            if j is not None:
+                out[row, j] = 1.0
+    return out

@@ -3,7 +3,8 @@
 Schemas: ``raw`` (ingested logs), ``features`` (split and id maps), ``ml`` (metrics) and
 ``serving`` (published recommendations). Each table is partitioned by one DATE column, named in
 :data:`PARTITION_COLUMN`; writes replace a whole partition in one transaction
-(:func:`recs_pipeline.warehouse.replace_partition`).
+(:func:`recs_pipeline.warehouse.replace_partition`), except ``ml.metrics``, whose writes replace
+one evaluation of the partition (see its comment).
 """
 
 from __future__ import annotations
@@ -53,12 +54,25 @@ TABLES: dict[str, str] = {
         item_id VARCHAR NOT NULL,
         idx INTEGER NOT NULL
     """,
+    # One row per (model scored, K, metric) of one evaluation. An evaluation is keyed by the
+    # day, the evaluated model and its configuration's hash: re-evaluating the same model and
+    # config replaces its rows, another model or config adds rows beside them. ``model`` is the
+    # scorer of the row (the evaluated model, or a baseline scored on the same test sample);
+    # ``evaluated_model``, ``config_hash``, ``model_sha256`` (the fingerprint of the evaluated
+    # model.pt), ``run_id`` and ``evaluated_at`` say which evaluation it belongs to. Columns
+    # added after the first release are nullable: ensure_schema adds them to older warehouses,
+    # whose rows keep NULL there.
     "ml.metrics": """
         as_of_date DATE NOT NULL,
         model VARCHAR NOT NULL,
         k INTEGER NOT NULL,
         metric VARCHAR NOT NULL,
-        value DOUBLE NOT NULL
+        value DOUBLE NOT NULL,
+        evaluated_model VARCHAR,
+        config_hash VARCHAR,
+        model_sha256 VARCHAR,
+        run_id VARCHAR,
+        evaluated_at TIMESTAMP
     """,
     "serving.recommendations": """
         as_of_date DATE NOT NULL,

@@ -6,6 +6,11 @@ Repeated (user, item) events collapse to one edge. A pair already in train is no
 (it is not a new interaction). Test keeps only users and items that train knows: cold-start
 rows are dropped and counted. With ``min_degree`` > 1, train is reduced to its iterative k-core
 (every user and item keeps at least that many edges) before test is filtered.
+
+Explicit feedback: with ``min_weight`` set, an event whose weight (a rating, say) is below it
+is no interaction at all, in train and test alike (ratings 1-5 with min_weight 4: the 4s and
+5s are the positives); such rows are counted. An edge's weight is the sum of its events'
+weights; training can read it (``TrainConfig.weighted``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ class SplitConfig:
     test_days: int = setting(2, "H: the newest H days of the window are the test fold.", ge=1)
     min_degree: int = setting(
         1, "Iterative k-core on train: users and items keep at least this many edges.", ge=1
+    )
+    min_weight: float | None = setting(
+        None,
+        "Events weighing less than this (explicit ratings: the rating) are not interactions,"
+        " in train and test; none by default (every event is one).",
     )
 
     def __post_init__(self) -> None:
@@ -58,13 +68,14 @@ class SplitReport:
     cold_start_test_rows_dropped: int
     repeat_test_rows_dropped: int
     k_core_edges_dropped: int
+    below_min_weight_rows_dropped: int = 0
 
 
 _EDGES = """
     SELECT user_id, item_id, count(*)::INTEGER AS n_events, sum(weight) AS weight,
            min(event_ts) AS first_ts, max(event_ts) AS last_ts
     FROM raw.interactions
-    WHERE event_date BETWEEN ? AND ?
+    WHERE event_date BETWEEN ? AND ? AND (CAST(? AS DOUBLE) IS NULL OR weight >= ?)
     GROUP BY user_id, item_id
 """
 
@@ -92,9 +103,20 @@ def temporal_split(
     ``features.train_interactions`` and ``features.test_interactions`` in one transaction."""
     train_start, train_end = config.train_range(as_of)
     test_start, test_end = config.test_range(as_of)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _train AS {_EDGES}", [train_start, train_end])
+    threshold = [config.min_weight, config.min_weight]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _train AS {_EDGES}", [train_start, train_end, *threshold]
+    )
     k_core_dropped = _k_core(con, config.min_degree) if config.min_degree > 1 else 0
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _test_all AS {_EDGES}", [test_start, test_end])
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _test_all AS {_EDGES}", [test_start, test_end, *threshold]
+    )
+    below = 0
+    if config.min_weight is not None:
+        below = con.execute(
+            "SELECT count(*) FROM raw.interactions WHERE event_date BETWEEN ? AND ? AND weight < ?",
+            [train_start, test_end, config.min_weight],
+        ).fetchone()[0]
     repeat, cold = con.execute(
         """SELECT
              count(*) FILTER (WHERE tr.user_id IS NOT NULL),
@@ -132,7 +154,7 @@ def temporal_split(
     ).fetchone()
     for table in ("_train", "_test_all", "_test"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    return SplitReport(*stats, cold, repeat, k_core_dropped)
+    return SplitReport(*stats, cold, repeat, k_core_dropped, below)
 
 
 def _days(days: list[dt.date], first: int = 5) -> str:

@@ -123,6 +123,11 @@ class TrainConfig:
         "Scale the teacher's r-th item (r = 0, 1, ...) by the DCG discount"
         " 1/log2(r + 2), so the model learns the teacher's order, not only its set.",
     )
+    weighted: bool = setting(
+        False,
+        "Scale each train edge's loss term by its weight (the split's summed event weights:"
+        " ratings, say) over the mean weight, so the loss keeps its scale; off: every edge 1.",
+    )
 
     def __post_init__(self) -> None:
         if self.model not in model_names():
@@ -206,12 +211,18 @@ class ProgressStore(Protocol):
 _RESUMABLE_CHANGES = {"threads", "time_budget_minutes", "epochs", "patience"}
 
 
-def run_fingerprint(config: TrainConfig, users: torch.Tensor, items: torch.Tensor) -> str:
-    """Identifies what a training run computes: its config (less the fields above) and edges."""
+def run_fingerprint(
+    config: TrainConfig,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> str:
+    """Identifies what a training run computes: its config (less the fields above), edges and
+    (weighted training) edge weights."""
     digest = hashlib.sha256()
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE_CHANGES}
     digest.update(repr(sorted(fields.items())).encode())
-    for tensor in (users, items):
+    for tensor in (users, items) if weights is None else (users, items, weights.float()):
         digest.update(tensor.contiguous().numpy().tobytes())
     return digest.hexdigest()
 
@@ -257,6 +268,7 @@ def train_model(
     warm_start: WarmStart | None = None,
     item_features: torch.Tensor | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    weights: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on the edges (users, items) and keep the best validation state.
 
@@ -269,6 +281,9 @@ def train_model(
     ``plateau_decay`` (1 = constant) and restarts from the best state so far; training stops
     after ``patience`` checks without gain, or at the first epoch end past ``time_budget_minutes``.
 
+    With ``config.weighted``, ``weights`` (one per edge) scale each edge's loss term, divided
+    by the mean weight of the fit edges (equal weights train exactly as unweighted ones).
+
     ``warm_start`` initialises the model from a previous day's checkpoint (see
     :mod:`recs_pipeline.warmstart`) instead of ``config.init``; an incompatible one (another
     model or size) is logged and ignored. ``progress`` makes the run resumable: after every
@@ -277,6 +292,11 @@ def train_model(
     the last check, giving the same result as an uninterrupted run. ``on_epoch`` sees each
     epoch's history record (a progress bar's hook).
     """
+    if config.weighted and (weights is None or weights.numel() != users.numel()):
+        raise ValueError(
+            "weighted training needs one weight per train edge (weights): the graph has none;"
+            " re-materialise interaction_graph"
+        )
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -315,7 +335,11 @@ def train_model(
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
     history: list[dict] = []
     stale, first_epoch, stop = 0, 1, False
-    fingerprint = run_fingerprint(config, users, items) if progress else ""
+    fingerprint = (
+        run_fingerprint(config, users, items, weights if config.weighted else None)
+        if progress
+        else ""
+    )
     saved = progress.load() if progress else None
     if saved is not None and saved.get("fingerprint") != fingerprint:
         log("saved training progress belongs to another config or graph: starting over")
@@ -340,6 +364,9 @@ def train_model(
     # distill_weight, times the DCG discount 1/log2(r + 2) of its teacher rank r with
     # distill_ranked (the student then learns the teacher's order, not only its set).
     pos_u, pos_i, pos_w = fit_u, fit_i, None
+    if config.weighted:
+        fit_w = weights[~val_mask].float()
+        pos_w = fit_w / fit_w.mean().clamp(min=torch.finfo(torch.float32).tiny)
     if config.distill:
         teacher_u, teacher_i, teacher_rank = teacher_edges(
             config.distill, fit_u, fit_i, n_users, n_items, config.distill_k
@@ -348,7 +375,8 @@ def train_model(
         if config.distill_ranked:
             teacher_w /= torch.log2(teacher_rank.float() + 2)
         pos_u, pos_i = torch.cat([fit_u, teacher_u]), torch.cat([fit_i, teacher_i])
-        pos_w = torch.cat([torch.ones(fit_u.numel()), teacher_w])
+        own_w = torch.ones(fit_u.numel()) if pos_w is None else pos_w
+        pos_w = torch.cat([own_w, teacher_w])
         log(
             f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside {fit_u.numel()}"
         )

@@ -34,12 +34,33 @@ def _table_ref(table: str) -> str:
     return f"{schema}.{name}"
 
 
+def _declared_columns(columns: str) -> list[tuple[str, str]]:
+    """(name, definition) of each column of a :data:`TABLES` entry, in order."""
+    parts = [line.strip().rstrip(",") for line in columns.strip().splitlines()]
+    return [(part.split()[0], part) for part in parts if part]
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every schema, table and view of :mod:`recs_pipeline.schema` if missing."""
+    """Create every schema, table and view of :mod:`recs_pipeline.schema` if missing, and add
+    the columns declared since to tables created by an older version (the migration: new
+    columns are nullable, existing rows keep NULL in them)."""
     for schema in sorted({t.split(".")[0] for t in TABLES}):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table, columns in TABLES.items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS {_table_ref(table)} ({columns})")
+        ref = _table_ref(table)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {ref} ({columns})")
+        schema, name = table.split(".")
+        present = {
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = ? AND table_name = ?",
+                [schema, name],
+            ).fetchall()
+        }
+        for column, definition in _declared_columns(columns):
+            if column not in present:
+                con.execute(f"ALTER TABLE {ref} ADD COLUMN {definition}")
     for view, body in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
 
@@ -84,8 +105,13 @@ def replace_partition(
     key: dt.date,
     select_sql: str,
     params: list | None = None,
+    within: dict[str, object] | None = None,
 ) -> int:
     """Replace the rows of ``table`` whose partition column equals ``key`` by ``select_sql``.
+
+    With ``within`` ({column: value}), only the partition's rows matching every one of those
+    values are replaced (one evaluation of ``ml.metrics``, say); ``select_sql`` must then
+    produce rows with those values, and the others of the partition stay.
 
     ``select_sql`` must produce the table's columns in order, with ``key`` as the partition
     column of every row. Delete and insert run in one :func:`transaction`, so readers see either
@@ -94,8 +120,12 @@ def replace_partition(
     tables together). Returns the number of rows inserted.
     """
     ref = _table_ref(table)
-    column = PARTITION_COLUMN[table]
+    where = f"{PARTITION_COLUMN[table]} = ?"
+    values: list = [key]
+    for name, value in (within or {}).items():
+        where += f" AND {quote_identifier(name)} IS NOT DISTINCT FROM ?"
+        values.append(value)
     with transaction(con):
-        con.execute(f"DELETE FROM {ref} WHERE {column} = ?", [key])
+        con.execute(f"DELETE FROM {ref} WHERE {where}", values)
         con.execute(f"INSERT INTO {ref} {select_sql}", params or [])
-        return con.execute(f"SELECT count(*) FROM {ref} WHERE {column} = ?", [key]).fetchone()[0]
+        return con.execute(f"SELECT count(*) FROM {ref} WHERE {where}", values).fetchone()[0]

@@ -65,6 +65,16 @@ class LogSource(dg.ConfigurableResource):
         " item_column plus numeric/boolean feature columns (genres, categories...), read by"
         " interaction_graph for models that take item features (pinsage). Ignored when absent.",
     )
+    item_feature_separator: str | None = Field(
+        default="|",
+        description="Separator of multi-valued catalogue columns (MovieLens genres"
+        " 'Adventure|Animation'): such a column becomes one 0/1 feature per value. None: none.",
+    )
+    item_feature_max_categories: int = Field(
+        default=50,
+        description="Text catalogue columns with more distinct values than this are ignored"
+        " (and reported), not one-/multi-hot encoded.",
+    )
 
     def log_format(self) -> LogFormat:
         return LogFormat(

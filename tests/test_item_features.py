@@ -59,3 +59,60 @@ def test_catalogue_ids_follow_the_ingest_id_rule(tmp_path):
     features = read_item_features(tmp_path / "items.csv", "item_id", ["caf\u00e9", "i2", "i3"])
     assert features.matched_items == 2
     torch.testing.assert_close(features.values, torch.tensor([[1.0], [1.0], [0.0]]))
+
+
+def test_categorical_columns_become_one_and_multi_hot_and_the_rest_are_reported(tmp_path):
+    # Issue 12, finding 7: a MovieLens-like catalogue. Genres (multi-valued, "|") become one 0/1
+    # column per genre; a single-valued category one-hot; the title (a different value for every
+    # item) and a date are not features, and each ignored column says why.
+    (tmp_path / "movies.csv").write_text(
+        "movieId,title,genres,studio,released\n"
+        "1,Toy Story (1995),Adventure|Animation|Children,pixar,1995-11-22\n"
+        "2,Jumanji (1995),Adventure|Children,tristar,1995-12-15\n"
+        "3,Heat (1995),Action|Crime,warner,1995-12-15\n"
+        "4,Sabrina (1995),Comedy,pixar,1995-12-15\n"
+    )
+    ids = ["1", "2", "3", "4", "5"]
+    features = read_item_features(tmp_path / "movies.csv", "movieId", ids)
+    genres = ["Action", "Adventure", "Animation", "Children", "Comedy", "Crime"]
+    studios = ["pixar", "tristar", "warner"]
+    assert features.columns == [f"genres={g}" for g in genres] + [f"studio={s}" for s in studios]
+    torch.testing.assert_close(
+        features.values,
+        torch.tensor(
+            [
+                [0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+                [0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+                [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0],
+                [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # not in the catalogue
+            ]
+        ),
+    )
+    assert set(features.ignored) == {"title", "released"}
+    assert "different value for every item" in features.ignored["title"]
+    assert "DATE" in features.ignored["released"]
+    # The cap on distinct values: above it a column is ignored, with the reason.
+    capped = read_item_features(tmp_path / "movies.csv", "movieId", ids, max_categories=2)
+    assert capped.columns == []
+    assert "max_categories 2" in capped.ignored["genres"]
+    assert "max_categories 2" in capped.ignored["studio"]
+    # The separator is configurable; without one genres is a single value per item (all differ).
+    single = read_item_features(tmp_path / "movies.csv", "movieId", ids, separator=None)
+    assert "different value for every item" in single.ignored["genres"]
+
+
+def test_save_item_features_reports_each_ignored_column_with_its_reason(tmp_path):
+    from assets.features import save_item_features
+    from recs_pipeline.artifacts import ITEM_FEATURES, LocalArtifactStore
+    from recs_pipeline.graph import InteractionGraph
+    from resources import LogSource
+
+    (tmp_path / "items.csv").write_text("item_id,title,genres\na,Alpha,x|y\nb,Beta,y\n")
+    empty = torch.zeros(0, dtype=torch.long)
+    graph = InteractionGraph(["u"], ["a", "b"], empty, empty, empty, empty, empty)
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    metadata = save_item_features(store, "2026-03-01", LogSource(landing_root=str(tmp_path)), graph)
+    assert metadata["item_features"] == "genres=x, genres=y"
+    assert set(metadata["ignored_feature_columns"].data) == {"title"}
+    assert store.get(ITEM_FEATURES, "2026-03-01")["columns"] == ["genres=x", "genres=y"]

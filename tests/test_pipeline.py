@@ -10,6 +10,7 @@ import torch
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
+from recs_pipeline.artifacts import MODEL
 from recs_pipeline.schema import PARTITION_COLUMN
 from tests.conftest import SMALL_LOG, make_resources
 
@@ -76,12 +77,15 @@ def connect(resources):
 
 
 def recall_at_20(resources, day: dt.date) -> dict[str, float]:
-    """Model name → Recall@20 in ml.metrics for ``day``."""
+    """Model name → Recall@20 in ml.metrics for ``day``, of the day's newest evaluation (the
+    earlier ones stay beside it)."""
     with connect(resources) as con:
         return dict(
             con.execute(
-                "SELECT model, value FROM ml.metrics WHERE as_of_date = ? AND k = 20 AND metric = 'recall'",
-                [day],
+                """SELECT model, value FROM ml.metrics
+                   WHERE as_of_date = ? AND k = 20 AND metric = 'recall' AND run_id = (
+                       SELECT arg_max(run_id, evaluated_at) FROM ml.metrics WHERE as_of_date = ?)""",
+                [day, day],
             ).fetchall()
         )
 
@@ -463,3 +467,62 @@ def test_k_above_the_catalogue_fails_publication_clearly_and_publishes_nothing(p
     message = failure.event_specific_data.error.to_string()  # with the cause
     assert "k (10000) exceeds the catalogue" in message
     assert partition_state(resources, DAY_2) == before
+
+
+def test_another_model_keeps_the_first_ones_metrics_and_the_published_model(pipeline):
+    """Issue 12, finding 5: materialising a served day again with another model (here
+    popularity, which fails the gate, so nothing new is published) keeps the first model's
+    metrics beside the new ones, and the model behind the published lists stays loadable,
+    byte for byte the one the publication recorded, although trained_model/D/model.pt moved on.
+    """
+    instance, resources, _ = pipeline
+    (record,) = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("recommendations"), asset_partitions=[DAY_2.isoformat()]
+        ),
+        limit=1,
+    ).records
+    published_sha = record.asset_materialization.metadata["model_sha256"].value
+    lists_before = published_lists(resources, DAY_2)
+    config = {"ops": {**RUN_CONFIG["ops"], "trained_model": {"config": {"model": "popularity"}}}}
+    assert not run_chain(instance, resources, DAY_2, config).success  # gate: popularity fails
+    with connect(resources) as con:
+        models = con.execute(
+            "SELECT DISTINCT model FROM ml.metrics WHERE as_of_date = ?", [DAY_2]
+        ).fetchall()
+        assert ("lightgcn",) in models
+        evaluations = con.execute(
+            """SELECT evaluated_model, count(DISTINCT model), count(DISTINCT run_id),
+                      any_value(model_sha256), any_value(config_hash)
+               FROM ml.metrics WHERE as_of_date = ? GROUP BY 1 ORDER BY 1""",
+            [DAY_2],
+        ).fetchall()
+    assert [row[:3] for row in evaluations] == [("lightgcn", 3, 1), ("popularity", 2, 1)]
+    assert evaluations[0][3] == published_sha and evaluations[0][4] != evaluations[1][4]
+    assert published_lists(resources, DAY_2) == lists_before
+    from recs_pipeline.artifacts import PUBLISHED_MODEL
+
+    store = resources["artifacts"].store()
+    assert store.get(MODEL, DAY_2.isoformat())["model"] == "popularity"
+    pinned, stamp = store.get_stamped(PUBLISHED_MODEL, DAY_2.isoformat())
+    assert stamp.sha256 == published_sha and pinned["model"] == "lightgcn"
+
+
+def test_min_weight_and_weighted_training_run_through_the_chain(pipeline):
+    """Issue 12, finding 6, end to end: the split's min_weight and trained_model's weighted
+    are run-config settings; the graph carries the edge weights to training."""
+    instance, resources, _ = pipeline
+    ops = {
+        **RUN_CONFIG["ops"],
+        "interaction_split": {"config": {"window_days": 14, "test_days": 2, "min_weight": 1.0}},
+        "trained_model": {"config": {"model": "mf", "epochs": 2, "weighted": True}},
+    }
+    result = run_chain(instance, resources, DAY_1, {"ops": ops})
+    metadata = {
+        e.asset_key.path[-1]: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert metadata["interaction_split"]["below_min_weight_rows_dropped"].value == 0
+    assert metadata["trained_model"]["model"].value == "mf"
+    state = resources["artifacts"].store().get(MODEL, DAY_1.isoformat())
+    assert state["train_config"]["weighted"] is True

@@ -190,3 +190,37 @@ def test_config_ranges():
         SplitConfig(window_days=5, test_days=0)
     with pytest.raises(ValueError):
         SplitConfig(window_days=5, test_days=1, min_degree=0)
+
+
+def test_min_weight_turns_ratings_into_positives_and_counts_the_rest(con):
+    # Issue 12, finding 6: ratings 1-5 stored as weights; with min_weight 4 only ratings of 4 and
+    # more are edges (train and test), the others are counted; the graph carries the weights.
+    from assets.settings import SplitSettings
+    from recs_pipeline.graph import index_split
+
+    assert "min_weight" in SplitSettings.model_fields  # a run-config setting like the others
+    ratings = [
+        (ts(1), "u1", "i1", 5.0),
+        (ts(2), "u1", "i2", 2.0),  # below: no edge
+        (ts(3), "u2", "i1", 4.0),
+        (ts(4), "u2", "i2", 3.0),  # below: no edge
+        (ts(5), "u1", "i3", 1.0),  # below; re-rated 5 later: one edge from the 5
+        (ts(6), "u1", "i3", 5.0),
+        (ts(6, 13), "u2", "i3", 4.0),
+        (ts(7), "u3", "i2", 4.0),
+        (ts(9), "u2", "i2", 5.0),  # a test edge: the train rating 3 was no edge
+        (ts(10), "u1", "i2", 1.0),  # below: no test edge
+    ]
+    insert_events(con, ratings)
+    report = temporal_split(con, AS_OF, SplitConfig(window_days=10, test_days=2, min_weight=4))
+    assert split_rows(con, "train_interactions") == [
+        ("u1", "i1", 1, 5.0, ts(1), ts(1)),
+        ("u1", "i3", 1, 5.0, ts(6), ts(6)),
+        ("u2", "i1", 1, 4.0, ts(3), ts(3)),
+        ("u2", "i3", 1, 4.0, ts(6, 13), ts(6, 13)),
+        ("u3", "i2", 1, 4.0, ts(7), ts(7)),
+    ]
+    assert split_rows(con, "test_interactions") == [("u2", "i2", 1, 5.0, ts(9), ts(9))]
+    assert report.below_min_weight_rows_dropped == 4
+    graph = index_split(con, AS_OF)
+    assert graph.train_weight.tolist() == [5.0, 5.0, 4.0, 4.0, 4.0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -241,3 +243,26 @@ def test_max_steps_per_epoch_grows_the_batch_on_large_graphs(monkeypatch):
     monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
     train_model(50, 40, users, items, torch.arange(2000), config, log=lambda message: None)
     assert len(steps) == 5  # 2000 edges in batches of 400, not 32 batches of 64
+
+
+def test_weighted_training_reads_the_edge_weights_as_loss_weights():
+    # Issue 12, finding 6: with ``weighted`` each positive's loss term is scaled by its edge
+    # weight over the mean weight. Equal weights change nothing; other weights change the model.
+    n_users = n_items = 40
+    users, items, last_ts = two_communities()
+    config = TrainConfig(model="mf", dim=8, epochs=2, batch_size=64, eval_every=1, val_users=5)
+    weighted = dataclasses.replace(config, weighted=True)
+
+    def weights_of(**kwargs):
+        model = train_model(n_users, n_items, users, items, last_ts, log=lambda _: None, **kwargs)
+        return model.model.state_dict()
+
+    plain = weights_of(config=config)
+    same = weights_of(config=weighted, weights=torch.full((users.numel(),), 4.0))
+    ratings = torch.from_numpy(np.random.default_rng(1).integers(1, 6, users.numel())).float()
+    rated = weights_of(config=weighted, weights=ratings)
+    for name, tensor in plain.items():
+        torch.testing.assert_close(same[name], tensor)
+    assert any(not torch.allclose(rated[n], t) for n, t in plain.items())
+    with pytest.raises(ValueError, match="weights"):
+        weights_of(config=weighted)  # weighted without weights is a mistake, not a silent no-op

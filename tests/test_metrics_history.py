@@ -1,0 +1,48 @@
+"""ml.metrics keeps every model's evaluation of a day side by side (issue 12, finding 5)."""
+
+import datetime as dt
+
+import duckdb
+
+from recs_pipeline.warehouse import ensure_schema, replace_partition
+
+DAY = dt.date(2026, 3, 1)
+
+
+def test_ensure_schema_adds_the_new_metrics_columns_to_an_old_warehouse(tmp_path):
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("CREATE SCHEMA ml")
+    con.execute(  # the ml.metrics of warehouses created before issue 12
+        """CREATE TABLE ml.metrics (as_of_date DATE NOT NULL, model VARCHAR NOT NULL,
+           k INTEGER NOT NULL, metric VARCHAR NOT NULL, value DOUBLE NOT NULL)"""
+    )
+    con.execute("INSERT INTO ml.metrics VALUES (?, 'lightgcn', 20, 'recall', 0.25)", [DAY])
+    ensure_schema(con)
+    ensure_schema(con)  # idempotent
+    columns = [row[0] for row in con.execute("DESCRIBE ml.metrics").fetchall()]
+    assert columns[:5] == ["as_of_date", "model", "k", "metric", "value"]
+    assert {"evaluated_model", "config_hash", "model_sha256", "run_id"} <= set(columns)
+    assert con.execute("SELECT model, value, config_hash FROM ml.metrics").fetchall() == [
+        ("lightgcn", 0.25, None)
+    ]
+
+
+def test_a_keyed_replace_keeps_the_other_evaluations_of_the_day(con):
+    def evaluate(model: str, config: str, value: float) -> int:
+        return replace_partition(
+            con,
+            "ml.metrics",
+            DAY,
+            """SELECT CAST(? AS DATE), ?, 20, 'recall', ?, ?, ?, 'sha', 'run', now()::TIMESTAMP""",
+            [DAY, model, value, model, config],
+            within={"evaluated_model": model, "config_hash": config},
+        )
+
+    assert evaluate("lightgcn", "a", 0.3) == 1
+    assert evaluate("gfcf", "b", 0.2) == 1
+    assert evaluate("lightgcn", "a", 0.4) == 1  # the same model and config: replaced
+    assert evaluate("lightgcn", "c", 0.5) == 1  # another config: kept beside
+    rows = con.execute(
+        "SELECT evaluated_model, config_hash, value FROM ml.metrics ORDER BY 1, 2"
+    ).fetchall()
+    assert rows == [("gfcf", "b", 0.2), ("lightgcn", "a", 0.4), ("lightgcn", "c", 0.5)]
