@@ -222,9 +222,10 @@ def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int
 
     with resources["warehouse"].session() as con:
         metrics = con.execute(
-            """SELECT model, k, metric, value FROM ml.metrics WHERE as_of_date = ?
+            # This run's evaluation: ml.metrics keeps every evaluation of the day.
+            """SELECT model, k, metric, value FROM ml.metrics WHERE as_of_date = ? AND run_id = ?
                ORDER BY model = 'popularity', model, metric, k""",
-            [end],
+            [end, chain.run_id],
         ).fetchall()
         print(f"\nfull-ranking test metrics as of {newest} (training items excluded):")
         print(f"{'model':<12}{'metric':<11}{'@10':>8}{'@20':>8}{'@50':>8}")
