@@ -13,6 +13,22 @@ So the instance is created once, by one process, before anything concurrent star
 storage, and checks the result. Every entry point of the project calls it first (``make run``,
 ``make ui``, the tests and benchmarks that start servers). A home already corrupted this way is
 reported with the command that repairs it.
+
+Where the instance keeps its storage is chosen here too, by one setting (README "Deploying"):
+``RECS_INSTANCE`` in the environment, else ``storage`` in the ``[instance]`` table of the
+project config file (``recs.toml``), else ``sqlite``:
+
+- ``sqlite`` (embedded, the default): Dagster's SQLite files in the home, as ``make run`` and
+  ``make ui`` have always used; the home's ``dagster.yaml`` is left exactly as it is.
+- ``postgres`` (shared): ``dagster-postgres``, so the webserver, the daemon, the code server and
+  the run workers on several machines share one instance. :func:`prepare_instance` writes the
+  ``storage: postgres:`` section into the home's ``dagster.yaml`` (a marked block at its end,
+  every other line kept), with ``env:`` values only: every Dagster process reads the server's
+  address and credentials from ``DAGSTER_PG_HOST``, ``DAGSTER_PG_PORT``, ``DAGSTER_PG_USER``,
+  ``DAGSTER_PG_PASSWORD`` and ``DAGSTER_PG_DB`` (no secret is written to a file). Switching back
+  to ``sqlite`` removes the block.
+
+Either way the storage is then created by this one process and checked.
 """
 
 from __future__ import annotations
@@ -36,9 +52,130 @@ VERSIONED_DATABASES = {
 LOCK_FILE = ".instance-setup.lock"
 REPAIR_COMMAND = "python -m assets.instance --repair"
 
+INSTANCE_ENV = "RECS_INSTANCE"
+STORAGES = ("sqlite", "postgres")
+# The connection of the shared instance, read by every Dagster process from its environment:
+# the field of Dagster's ``postgres_db`` config -> the environment variable.
+POSTGRES_ENV = {
+    "hostname": "DAGSTER_PG_HOST",
+    "port": "DAGSTER_PG_PORT",
+    "username": "DAGSTER_PG_USER",
+    "password": "DAGSTER_PG_PASSWORD",
+    "db_name": "DAGSTER_PG_DB",
+}
+POSTGRES_SCHEME = "postgresql+psycopg2"
+# The block prepare_instance manages at the end of a home's dagster.yaml.
+BLOCK_START = (
+    "# --- storage: written by `python -m assets.instance` (RECS_INSTANCE / [instance]) ---"
+)
+BLOCK_END = "# --- end of the storage written by assets.instance ---"
+
 
 class InstanceCorrupted(RuntimeError):
     """The instance's storage was created twice at once; the message says how to repair it."""
+
+
+class InstanceConfigError(ValueError):
+    """The storage setting is unknown, or the shared instance's connection is not set."""
+
+
+def selected_storage() -> str:
+    """``sqlite`` or ``postgres``: ``RECS_INSTANCE``, else ``[instance] storage`` of the project
+    config file, else ``sqlite``."""
+    from recs_pipeline import project_config
+
+    table = project_config.project_config().get("instance") or {}
+    if not isinstance(table, dict) or set(table) - {"storage"}:
+        raise InstanceConfigError(
+            f"project config {project_config.config_path()}: [instance] takes one key,"
+            f" storage = {' | '.join(map(repr, STORAGES))}"
+        )
+    value = (os.environ.get(INSTANCE_ENV) or table.get("storage") or "sqlite").strip().lower()
+    if value not in STORAGES:
+        raise InstanceConfigError(
+            f"unknown instance storage {value!r} ({INSTANCE_ENV} or [instance] storage):"
+            f" one of {', '.join(STORAGES)}"
+        )
+    return value
+
+
+def storage_config(storage: str) -> dict | None:
+    """The ``storage:`` section of ``dagster.yaml`` for ``storage`` (None: Dagster's default,
+    SQLite files in the home)."""
+    if storage == "sqlite":
+        return None
+    connection = {field: {"env": var} for field, var in POSTGRES_ENV.items()}
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; dagster-postgres installs psycopg2.
+    connection["scheme"] = POSTGRES_SCHEME
+    return {"postgres": {"postgres_db": connection}}
+
+
+def storage_block(storage: str) -> str:
+    import yaml
+
+    config = storage_config(storage)
+    if config is None:
+        return ""
+    body = yaml.safe_dump({"storage": config}, sort_keys=False)
+    return f"{BLOCK_START}\n{body}{BLOCK_END}\n"
+
+
+def _without_block(text: str) -> str:
+    """``text`` without the block :func:`write_storage` appended (as it was before)."""
+    start = text.find(BLOCK_START)
+    if start < 0:
+        return text
+    end = text.find(BLOCK_END, start)
+    after = "" if end < 0 else text[end + len(BLOCK_END) :].lstrip("\n")
+    before = text[:start].rstrip("\n")
+    return (before + "\n" if before else "") + after
+
+
+def write_storage(home: Path, storage: str) -> bool:
+    """Make the home's ``dagster.yaml`` name ``storage`` (a block at its end; every other line
+    kept); True when the file changed. A storage section written by hand outside the block is
+    an error: two places would choose."""
+    import yaml
+
+    path = home / "dagster.yaml"
+    text = path.read_text() if path.exists() else ""
+    rest = _without_block(text)
+    own = yaml.safe_load(rest) or {}
+    hand_written = sorted(
+        set(own) & {"storage", "run_storage", "event_log_storage", "schedule_storage"}
+    )
+    if hand_written and storage != "sqlite":
+        raise InstanceConfigError(
+            f"{path} names its own {', '.join(hand_written)}; remove it to let"
+            f" {INSTANCE_ENV} / [instance] choose the storage (one place chooses)"
+        )
+    block = storage_block(storage)
+    new = rest if not block else (rest.rstrip("\n") + "\n\n" if rest.strip() else "") + block
+    if new == text:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new)
+    yaml.safe_load(tmp.read_text())  # never leave a file Dagster cannot read
+    os.replace(tmp, path)
+    return True
+
+
+def storage_of(home: Path) -> str:
+    """The storage the home's ``dagster.yaml`` names (``sqlite`` when it names none)."""
+    import yaml
+
+    path = home / "dagster.yaml"
+    config = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    return "postgres" if "postgres" in (config.get("storage") or {}) else "sqlite"
+
+
+def check_postgres_environment(environ=os.environ) -> None:
+    missing = [var for var in POSTGRES_ENV.values() if var not in environ]
+    if missing:
+        raise InstanceConfigError(
+            f"the shared (postgres) instance reads its connection from the environment;"
+            f" set {', '.join(missing)} (DAGSTER_PG_PASSWORD may be empty)"
+        )
 
 
 @contextlib.contextmanager
@@ -88,19 +225,44 @@ def check_instance(home: Path) -> None:
         raise InstanceCorrupted(_corruption_message(home, corrupted))
 
 
-def prepare_instance(home: str | os.PathLike) -> Path:
-    """Create the instance's storage in ``home`` (which holds its ``dagster.yaml``) in this one
-    process, under an exclusive lock, and check it. Idempotent; raises
-    :class:`InstanceCorrupted` for a home two processes already created at once."""
+def postgres_version_rows(instance) -> list[str]:
+    """The ``alembic_version`` rows of a Postgres instance (its storages share one table)."""
+    import sqlalchemy
+
+    with instance.run_storage.connect() as conn:
+        return [
+            r[0] for r in conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
+        ]
+
+
+def prepare_instance(home: str | os.PathLike, storage: str | None = None) -> Path:
+    """Create the instance's storage for ``home`` (which holds its ``dagster.yaml``) in this one
+    process, under an exclusive lock, and check it. ``storage`` (default: the setting,
+    :func:`selected_storage`) is written into the home's ``dagster.yaml`` first. Idempotent;
+    raises :class:`InstanceCorrupted` for a home two processes already created at once and
+    :class:`InstanceConfigError` for an unknown storage or a shared one without connection."""
     home = Path(home).resolve()
+    storage = storage or selected_storage()
+    if storage not in STORAGES:
+        raise InstanceConfigError(f"unknown instance storage {storage!r}: one of {STORAGES}")
+    if storage == "postgres":
+        check_postgres_environment()
     home.mkdir(parents=True, exist_ok=True)
     with _exclusive(home / LOCK_FILE):
+        write_storage(home, storage)
         check_instance(home)
         import dagster as dg
 
-        # Opening the instance creates its run, event log and schedule storages.
-        with dg.DagsterInstance.from_config(str(home)):
-            pass
+        # Opening the instance creates its run, event log and schedule storages (and validates
+        # dagster.yaml against Dagster's schema).
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            if storage == "postgres":
+                versions = postgres_version_rows(instance)
+                if len(versions) != 1:
+                    raise InstanceCorrupted(
+                        f"the Postgres instance has {len(versions)} alembic_version rows"
+                        f" ({', '.join(versions)}) instead of one"
+                    )
         check_instance(home)
     return home
 
@@ -153,10 +315,17 @@ def main(argv: list[str] | None = None) -> int:
             repaired = repair_instance(args.home)
             print(f"repaired {', '.join(repaired)}" if repaired else "nothing to repair")
         prepare_instance(args.home)
-    except InstanceCorrupted as error:
+    except (InstanceCorrupted, InstanceConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"Dagster instance ready in {Path(args.home).resolve()}")
+    home = Path(args.home).resolve()
+    where = (
+        f"on PostgreSQL {os.environ['DAGSTER_PG_HOST']}:{os.environ['DAGSTER_PG_PORT']}"
+        f"/{os.environ['DAGSTER_PG_DB']}"
+        if storage_of(home) == "postgres"
+        else "in SQLite files"
+    )
+    print(f"Dagster instance ready in {home} ({where})")
     return 0
 
 

@@ -19,6 +19,10 @@ config::
     path_pattern = "ratings.csv"
     timestamp_unit = "s"
 
+    [instance]                           # where Dagster keeps runs, events and schedules:
+    storage = "postgres"                 # "sqlite" (embedded, the default) or "postgres"
+                                         # (shared; RECS_INSTANCE overrides; assets/instance.py)
+
 Precedence, highest first: a run's own config; the environment (``RECS_*``); this file; the
 built-in defaults. The values become the *defaults* of the Dagster config schema, so the
 launchpad shows them, a run without config (the schedule, a backfill, ``dagster job backfill``)
@@ -80,11 +84,11 @@ def _load(path: Path | None, mtime: float | None) -> dict:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ProjectConfigError(f"project config {path}: {error}") from None
-    unknown = set(data) - set(TOP_LEVEL_KEYS) - {"ops", "resources"}
+    unknown = set(data) - set(TOP_LEVEL_KEYS) - {"ops", "resources", "instance"}
     if unknown:
         raise ProjectConfigError(
             f"project config {path}: unknown key(s) {sorted(unknown)}; the top level takes"
-            f" {', '.join(TOP_LEVEL_KEYS)} and the tables [ops.<op>] and [resources.<resource>]"
+            f" {', '.join(TOP_LEVEL_KEYS)} and the tables [ops.<op>], [resources.<resource>] and [instance]"
         )
     if "partition_start" in data:
         try:

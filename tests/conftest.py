@@ -48,3 +48,13 @@ def con():
     ensure_schema(connection)
     yield connection
     connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (``tests/postgres_support.py``): started on a
+    loopback port in a temporary folder, stopped by PID at the end; one database per test."""
+    from tests.postgres_support import PostgresServer
+
+    with PostgresServer() as server:
+        yield server

@@ -1,22 +1,34 @@
-"""The instance's storage is created once before anything concurrent starts (issue 11, finding 3).
+"""The instance's storage is created once before anything concurrent starts (issue 11, finding 3),
+on the storage one setting chooses: SQLite files in the home or a shared PostgreSQL (issue 15).
 
 Opening a new ``DAGSTER_HOME`` from several processes at once let each stamp the schema version:
 4 processes corrupted a new home in 2 of 4 trials. ``assets.instance`` creates it in one process
 under a lock; a home that is already corrupted is named with the command that repairs it."""
 
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
+from unittest import mock
 
+import dagster as dg
 import pytest
+import yaml
 
 from assets.instance import (
+    BLOCK_START,
+    POSTGRES_ENV,
     REPAIR_COMMAND,
+    InstanceConfigError,
     InstanceCorrupted,
+    postgres_version_rows,
     prepare_instance,
+    selected_storage,
+    storage_of,
     version_rows,
+    write_storage,
 )
 from tests.daemon_support import PROJECT_INSTANCE, PROJECT_ROOT
 
@@ -30,7 +42,9 @@ def new_home(tmp_path):
     return home
 
 
-def at_once(code: str, home, count: int = PROCESSES) -> list[subprocess.CompletedProcess]:
+def at_once(
+    code: str, home, count: int = PROCESSES, env: dict | None = None
+) -> list[subprocess.CompletedProcess]:
     """Run ``code`` in ``count`` processes that all start it at the same moment (after their
     imports), as ``dagster dev`` and a CLI run started together would."""
     start = time.time() + 6
@@ -42,7 +56,7 @@ def at_once(code: str, home, count: int = PROCESSES) -> list[subprocess.Complete
         subprocess.Popen(
             [sys.executable, "-c", prelude + code],
             cwd=PROJECT_ROOT,
-            env={"DAGSTER_HOME": str(home), "PATH": "/usr/bin:/bin"},
+            env={"DAGSTER_HOME": str(home), "PATH": "/usr/bin:/bin", **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -96,7 +110,96 @@ def test_a_corrupted_home_is_named_with_its_repair(tmp_path):
     assert repair.returncode == 0, repair.stderr
     assert "repaired schedules/schedules.db" in repair.stdout
     assert_one_version_each(home)
-    import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.all_instigator_state() == []
+
+
+# The shared instance: one setting chooses it, prepare_instance writes and validates it.
+
+
+def test_the_storage_is_chosen_by_one_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECS_INSTANCE", raising=False)
+    monkeypatch.setenv("RECS_CONFIG", "")
+    assert selected_storage() == "sqlite"  # the embedded default
+    config = tmp_path / "recs.toml"
+    config.write_text('[instance]\nstorage = "postgres"\n')
+    monkeypatch.setenv("RECS_CONFIG", str(config))
+    assert selected_storage() == "postgres"
+    monkeypatch.setenv("RECS_INSTANCE", "sqlite")  # the environment over the file
+    assert selected_storage() == "sqlite"
+    monkeypatch.setenv("RECS_INSTANCE", "mysql")
+    with pytest.raises(InstanceConfigError, match="one of sqlite, postgres"):
+        selected_storage()
+
+
+def test_the_postgres_block_is_added_and_removed_leaving_the_file_as_it_was(tmp_path):
+    home = new_home(tmp_path)
+    original = (home / "dagster.yaml").read_text()
+    assert write_storage(home, "sqlite") is False  # the default leaves the file alone
+    assert write_storage(home, "postgres") is True
+    text = (home / "dagster.yaml").read_text()
+    assert text.startswith(original) and BLOCK_START in text
+    assert write_storage(home, "postgres") is False  # idempotent
+    assert storage_of(home) == "postgres"
+    config = yaml.safe_load(text)
+    db = config["storage"]["postgres"]["postgres_db"]
+    # Only env: values: no address or secret is written to the file.
+    assert {field: db[field] for field in POSTGRES_ENV} == {
+        field: {"env": var} for field, var in POSTGRES_ENV.items()
+    }
+    assert config["concurrency"] == yaml.safe_load(original)["concurrency"]
+    assert write_storage(home, "sqlite") is True
+    assert (home / "dagster.yaml").read_text() == original
+    assert storage_of(home) == "sqlite"
+
+
+def test_a_hand_written_storage_is_not_overridden(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("storage:\n  sqlite:\n    base_dir: /x\n")
+    with pytest.raises(InstanceConfigError, match="one place chooses"):
+        write_storage(home, "postgres")
+
+
+def test_a_shared_instance_without_its_connection_names_the_variables(tmp_path, monkeypatch):
+    for var in POSTGRES_ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RECS_INSTANCE", "postgres")
+    home = new_home(tmp_path)
+    with pytest.raises(InstanceConfigError) as error:
+        prepare_instance(home)
+    assert all(var in str(error.value) for var in POSTGRES_ENV.values())
+    command = [sys.executable, "-m", "assets.instance", "--home", str(home)]
+    check = subprocess.run(
+        command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert check.returncode == 2 and "DAGSTER_PG_HOST" in check.stderr
+
+
+def test_entry_points_started_together_create_a_postgres_instance_once(tmp_path, postgres_server):
+    """The same race as above on the shared storage: four processes prepare and open a new
+    Postgres instance at once; all succeed and its schema is stamped once."""
+    env = postgres_server.environment(postgres_server.create_database("instance"))
+    home = new_home(tmp_path)
+    results = at_once(
+        f"prepare_instance({str(home)!r}); i = dg.DagsterInstance.get();"
+        " i.get_runs(limit=1); i.all_instigator_state()",
+        home,
+        env=env,
+    )
+    assert [r.returncode for r in results] == [0] * PROCESSES, [r.stderr[-2000:] for r in results]
+    assert version_rows(home) == {}  # no SQLite database was created in the home
+    with mock.patch.dict(os.environ, env):
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert "postgres" in type(instance.run_storage).__module__
+            assert len(postgres_version_rows(instance)) == 1
+    ready = subprocess.run(
+        [sys.executable, "-m", "assets.instance", "--home", str(home)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert ready.returncode == 0, ready.stderr
+    assert f"on PostgreSQL 127.0.0.1:{postgres_server.port}/" in ready.stdout
