@@ -5,7 +5,7 @@ import os
 import dagster as dg
 from pydantic import Field, create_model
 
-from assets.executor import forkserver_executor
+from assets.deploy import deployment_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
 from assets.ingest import raw_interactions
 from assets.model import model_evaluation, trained_model
@@ -113,5 +113,6 @@ defs = dg.Definitions(
     jobs=[daily_job],
     schedules=[daily_schedule],
     resources=default_resources(),
-    executor=forkserver_executor,
+    # The primed forkserver executor; one Kubernetes Job per step with RECS_EXECUTOR=k8s.
+    executor=deployment_executor(),
 )

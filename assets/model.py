@@ -4,6 +4,7 @@ import dataclasses
 
 import dagster as dg
 
+from assets.deploy import gpu_op_tags
 from assets.features import hard_negatives, interaction_graph
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
@@ -40,6 +41,8 @@ GATE_METRIC = ("recall", 20)
     deps=[interaction_graph, hard_negatives],
     group_name="model",
     kinds={"torch"},
+    # On Kubernetes with RECS_K8S_GPU=1: the step's pod on a GPU node (assets/deploy.py).
+    op_tags=gpu_op_tags(),
 )
 def trained_model(
     context: dg.AssetExecutionContext, config: TrainSettings, artifacts: ArtifactStore
