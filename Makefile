@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: setup run test ui lint clean
+.PHONY: setup run test ui lint clean postgres-binaries
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,16 @@ setup: $(BIN)/.installed
 run: setup
 	$(BIN)/python -m assets.main
 
-test: setup
+test: setup postgres-binaries
 	$(BIN)/python -m pytest -q
+
+# The tests start a real PostgreSQL server of their own (tests/postgres_support.py) from Debian's
+# binaries; installed here where missing (CI runs as root on a clean Debian machine).
+postgres-binaries:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
+		echo "installing the PostgreSQL server binaries (apt-get install postgresql-15)"; \
+		apt-get update -qq && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 \
+		|| DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }; fi
 
 # The instance's storage is created first, by one process (assets/instance.py says why). With
 # no deployment of your own configured, the UI opens on the demo that `make run` wrote.
