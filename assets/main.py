@@ -179,11 +179,11 @@ def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     import dagster as dg
 
-    from assets.instance import InstanceCorrupted, prepare_instance
+    from assets.instance import InstanceConfigError, InstanceCorrupted, prepare_instance
 
     try:
         prepare_instance(os.environ["DAGSTER_HOME"])
-    except InstanceCorrupted as error:
+    except (InstanceCorrupted, InstanceConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

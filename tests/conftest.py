@@ -9,6 +9,8 @@ import pytest
 # The tests never read the project's own config file (recs.toml, a deployment's defaults):
 # RECS_CONFIG set empty reads none. A test that wants one points RECS_CONFIG at its own.
 os.environ["RECS_CONFIG"] = ""
+# Nor the caller's choice of instance storage: SQLite unless a test selects PostgreSQL itself.
+os.environ.pop("RECS_INSTANCE", None)
 
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.warehouse import ensure_schema
