@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import requests
 import yaml
@@ -147,14 +148,26 @@ def project_instance_config() -> dict[str, Any]:
     return yaml.safe_load(PROJECT_INSTANCE.read_text())
 
 
-def write_instance(home: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def instance_environment(instance_env: Mapping[str, str] | None) -> Iterator[None]:
+    """``instance_env`` (``RECS_INSTANCE`` and ``DAGSTER_PG_*`` of a shared instance) in this
+    process's environment while the block runs: Dagster resolves the ``env:`` values of
+    ``dagster.yaml`` from it whenever an instance is opened."""
+    with mock.patch.dict(os.environ, dict(instance_env or {})):
+        yield
+
+
+def write_instance(home: Path, instance_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A fresh ``home`` with the project's instance settings, its storage created before any
     server or run starts (``assets.instance``: two processes creating it at once can corrupt
-    it); returns the settings."""
+    it); returns the settings. The storage is SQLite, or what ``instance_env`` selects
+    (:meth:`tests.postgres_support.PostgresServer.environment`), never the caller's own
+    ``RECS_INSTANCE``."""
     config = project_instance_config()
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    prepare_instance(home)
+    with instance_environment(instance_env):
+        prepare_instance(home, storage=(instance_env or {}).get("RECS_INSTANCE", "sqlite"))
     return config
 
 
@@ -321,6 +334,16 @@ class BackfillOutcome:
     server_logs: str = ""
     seconds: float = 0.0
     downstream_seconds: float = 0.0
+    instance_env: dict[str, str] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def open_instance(self) -> Iterator[Any]:
+        """The instance the deployment used, opened here after the services stopped."""
+        import dagster as dg
+
+        with instance_environment(self.instance_env):
+            with dg.DagsterInstance.from_config(str(self.tmp / "dagster_home")) as instance:
+                yield instance
 
     @property
     def days(self) -> list[str]:
@@ -367,15 +390,17 @@ def run_backfills(
     downstream: list,
     run_config: str,
     timeout_s: float,
+    instance_env: Mapping[str, str] | None = None,
 ) -> BackfillOutcome:
     """A real webserver and daemon over a temporary instance with the project's settings,
     warehouse, artifact store and landing folder holding ``spec``'s log, operated as the README
     says: the whole history ingested in one run by ``dagster asset materialize`` (the
     single-run backfill policy of ``raw_interactions``), then a backfill of ``downstream`` over
     the newest ``partitions`` days with ``run_config``, launched through GraphQL as the UI
-    launches it and executed by the daemon."""
+    launches it and executed by the daemon. The instance's storage is SQLite, or the shared
+    one ``instance_env`` selects (every process of the deployment gets it)."""
     write_landing_files(spec, tmp / "landing")
-    write_instance(tmp / "dagster_home")
+    write_instance(tmp / "dagster_home", instance_env)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "DAGSTER_"))}
     env.update(
         DAGSTER_HOME=str(tmp / "dagster_home"),
@@ -387,10 +412,11 @@ def run_backfills(
         # Several runs share few cores: one math thread per process, not several spinning.
         OMP_NUM_THREADS="1",
     )
+    env.update(instance_env or {})
     deployment = Deployment(env, logs=tmp)
     started = time.monotonic()
     deadline = started + timeout_s
-    outcome = BackfillOutcome(spec, tmp, partitions)
+    outcome = BackfillOutcome(spec, tmp, partitions, instance_env=dict(instance_env or {}))
     with sigterm_raises():
         try:
             deployment.start_webserver()

@@ -21,7 +21,6 @@ queued and in progress together, and the warehouse holds no duplicate rows.
 import datetime as dt
 from collections import Counter
 
-import dagster as dg
 import duckdb
 import polars as pl
 import pytest
@@ -75,21 +74,37 @@ def log_spec(partitions: int = PARTITIONS) -> SyntheticLogSpec:
     )
 
 
-@pytest.fixture(scope="module")
-def outcome(tmp_path_factory) -> BackfillOutcome:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def outcome(request, tmp_path_factory) -> BackfillOutcome:
+    """The same deployment and backfill on each instance storage: the embedded default (SQLite
+    files in the home) and the shared one (a real PostgreSQL server the tests start,
+    ``tests/postgres_support.py``; a database of its own)."""
+    instance_env = None
+    if request.param == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        instance_env = server.environment(server.create_database("daemon_backfill"))
     outcome = run_backfills(
-        tmp_path_factory.mktemp("daemon_backfill"),
+        tmp_path_factory.mktemp(f"daemon_backfill_{request.param}"),
         log_spec(),
         PARTITIONS,
         DOWNSTREAM,
         BACKFILL_CONFIG,
         TIMEOUT_S,
+        instance_env=instance_env,
     )
     print(
-        f"ingest and {len(outcome.runs)} backfill runs in {outcome.seconds:.0f} s"
+        f"{request.param}: ingest and {len(outcome.runs)} backfill runs in {outcome.seconds:.0f} s"
         f" (the backfill {outcome.downstream_seconds:.0f} s)"
     )
     return outcome
+
+
+def test_the_instance_storage_is_the_one_selected(outcome, request):
+    storage = request.node.callspec.params["outcome"]
+    with outcome.open_instance() as instance:
+        kind = type(instance.run_storage).__module__
+        assert ("postgres" if "postgres" in kind else "sqlite") == storage, kind
+        assert instance.get_runs_count() == len(outcome.runs) + len(outcome.ingest_runs)
 
 
 def test_every_partition_of_every_asset_is_materialised(outcome):
@@ -104,7 +119,7 @@ def test_every_partition_of_every_asset_is_materialised(outcome):
         assert status["numPartitionsMaterialized"] == PARTITIONS, status
         assert status["numPartitionsFailed"] == 0 and status["numPartitionsInProgress"] == 0
     # The same from the instance's own records, read after the services stopped.
-    with dg.DagsterInstance.from_config(str(outcome.tmp / "dagster_home")) as instance:
+    with outcome.open_instance() as instance:
         materialized = {
             asset.key.to_user_string(): instance.get_materialized_partitions(asset.key)
             for asset in ALL_ASSETS
