@@ -15,6 +15,12 @@ instance each, in the order given:
   server that imported the code location and the instance storage before the run claimed any
   slot of the ``duckdb`` pool.
 
+``--instances sqlite,postgres`` runs each method once per instance storage, in the same
+invocation: the embedded SQLite files, then a shared PostgreSQL instance (a real server started
+from the machine's binaries for the benchmark, ``tests/postgres_support.py``, with PostgreSQL's
+default durability settings; a fresh database per run). The load average of the machine before
+and after each run is recorded with it.
+
 Reported per method: the downstream backfill's wall time, the runs' median duration, how long
 each step of the ``duckdb`` pool held the pool's single slot (from launching its process to its
 success: the part of every run that cannot overlap with any other run's), and the share of the
@@ -24,6 +30,8 @@ backfill's wall time during which the slot was held. Results: ``benchmarks/resul
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -61,7 +69,7 @@ def union_seconds(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def run_method(method: str, args, tmp: Path) -> dict:
+def run_method(method: str, args, tmp: Path, instance_env: dict | None = None) -> dict:
     from assets.definitions import ALL_ASSETS
     from assets.ingest import raw_interactions
     from tests.daemon_support import run_backfills
@@ -77,13 +85,15 @@ def run_method(method: str, args, tmp: Path) -> dict:
         downstream,
         run_config,
         timeout_s=3600,
+        instance_env=instance_env,
     )
     runs = outcome.runs
     statuses = sorted({run["status"] for run in runs})
-    with dg.DagsterInstance.from_config(str(tmp / "dagster_home")) as instance:
+    with outcome.open_instance() as instance:
         holds = pool_holds(instance, [run["runId"] for run in runs], pool_steps)
     hold_seconds = [hi - lo for lo, hi in holds]
     return {
+        "instance": "postgres" if instance_env else "sqlite",
         "start_method": method,
         "backfill_status": outcome.backfill["status"],
         "run_statuses": statuses,
@@ -105,18 +115,54 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.backfill")
     parser.add_argument("--partitions", type=int, default=30)
     parser.add_argument("--methods", default="spawn,forkserver")
+    parser.add_argument(
+        "--instances",
+        default="sqlite",
+        help="instance storages, comma-separated: sqlite (embedded), postgres (a real server)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    instances = [i.strip() for i in args.instances.split(",") if i.strip()]
     results = {}
-    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        with tempfile.TemporaryDirectory(prefix=f"backfill_{method}_") as tmp:
-            results[method] = run_method(method, args, Path(tmp))
-        print(results[method], flush=True)
+    with contextlib.ExitStack() as stack:
+        server = None
+        if "postgres" in instances:
+            from tests.postgres_support import PostgresServer
+
+            server = stack.enter_context(PostgresServer(durable=True))
+        for storage in instances:
+            for method in methods:
+                # The keys of the SQLite-only runs stay the method's name, as before.
+                key = method if instances == ["sqlite"] else f"{storage}/{method}"
+                instance_env = (
+                    server.environment(server.create_database("backfill"))
+                    if storage == "postgres"
+                    else None
+                )
+                load_before = os.getloadavg()
+                with tempfile.TemporaryDirectory(prefix=f"backfill_{storage}_{method}_") as tmp:
+                    results[key] = run_method(method, args, Path(tmp), instance_env)
+                results[key]["load_average_before"] = [round(x, 2) for x in load_before]
+                results[key]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+                print(key, results[key], flush=True)
     if {"spawn", "forkserver"} <= set(results):
         results["ratio_spawn_over_forkserver"] = {
             key: round(results["spawn"][key] / results["forkserver"][key], 2)
             for key in ("downstream_backfill_seconds", "median_pool_hold_seconds")
         }
+    for method in methods:
+        pair = (f"postgres/{method}", f"sqlite/{method}")
+        if set(pair) <= set(results):
+            results[f"ratio_postgres_over_sqlite/{method}"] = {
+                key: round(results[pair[0]][key] / results[pair[1]][key], 2)
+                for key in (
+                    "downstream_backfill_seconds",
+                    "with_ingest_and_startup_seconds",
+                    "median_run_seconds",
+                    "median_pool_hold_seconds",
+                )
+            }
     payload = {"args": vars(args), "results": results}
     print(write_results("backfill", payload, args.out))
     return payload
