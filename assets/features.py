@@ -79,9 +79,9 @@ def interaction_graph(
     artifacts: ArtifactStore,
     log_source: LogSource,
 ) -> dg.MaterializeResult:
-    """Id maps (``features.user_index`` / ``item_index``) and the bipartite graph with its
+    """Id maps (`features.user_index` / `item_index`) and the bipartite graph with its
     symmetric normalised adjacency, stored in the artifact store; with a catalogue file
-    (``log_source.item_features_path``), the items' features aligned to the id map too."""
+    (`log_source.item_features_path`), the items' features aligned to the id map too."""
     check_run_config(context)
     store = artifacts.store()
     with warehouse.session() as con:

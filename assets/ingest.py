@@ -75,13 +75,13 @@ def raw_interactions(
     log_source: LogSource,
 ) -> dg.MaterializeResult:
     """Events read from the landing files through DuckDB, validated; bad rows go to
-    ``raw.rejected_interactions`` with their raw text and a reason. Each day's partition is
+    `raw.rejected_interactions` with their raw text and a reason. Each day's partition is
     replaced atomically. With a path_pattern without {date} (a history export) all files are
     read once and each row goes to its event day; rows outside the run's range are counted.
     A day without files (or rows) never deletes a stored partition, and a range mostly without
-    files fails, unless ``allow_empty_days`` is set. A backfill ingests its whole range in one
+    files fails, unless `allow_empty_days` is set. A backfill ingests its whole range in one
     run, day by day: a failure names its cause and the days committed before it (failure
-    metadata ``committed_days``). Each partition's metadata holds that day's own counts."""
+    metadata `committed_days`). Each partition's metadata holds that day's own counts."""
     check_run_config(context)
     window = context.partition_time_window
     fmt = log_source.log_format()

@@ -149,7 +149,7 @@ def model_evaluation(
 ) -> dg.MaterializeResult:
     """Full-ranking evaluation on the test fold, training items excluded: Recall, NDCG,
     Precision and HitRate at K ∈ {10, 20, 50} for the model and every baseline, side by side,
-    into ``ml.metrics`` and as numeric metadata (plotted over partitions in the UI). The rows
+    into `ml.metrics` and as numeric metadata (plotted over partitions in the UI). The rows
     replace only this model and configuration's earlier evaluation of the day: other models'
     and configurations' rows stay beside them."""
     check_run_config(context)

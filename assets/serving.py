@@ -36,10 +36,10 @@ def recommendations(
     warehouse: Warehouse,
     artifacts: ArtifactStore,
 ) -> dg.MaterializeResult:
-    """Top-K per user into ``serving.recommendations`` (one atomic partition replace), excluding
+    """Top-K per user into `serving.recommendations` (one atomic partition replace), excluding
     everything the user interacted with up to D and scored from everything known up to D (the
     test period's interactions included); users the model does not know get the popularity
-    fallback. The view ``serving.latest_recommendations`` shows the newest published day.
+    fallback. The view `serving.latest_recommendations` shows the newest published day.
 
     Publishes only a model.pt whose fingerprint passed the quality gate (the record
     model_evaluation wrote for this partition), whatever the run selects: a model retrained
@@ -47,7 +47,7 @@ def recommendations(
     has no verdict and every user gets the popularity fallback, recorded in the metadata.
 
     Once published, the model.pt read here is kept byte for byte as
-    ``recommendations/D/published_model.pt`` (its sha256 is the metadata's model_sha256):
+    `recommendations/D/published_model.pt` (its sha256 is the metadata's model_sha256):
     re-materialising trained_model with another model replaces model.pt, not that copy."""
     check_run_config(context)
     key = context.partition_key
