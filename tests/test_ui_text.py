@@ -2,8 +2,6 @@
 
 import re
 
-import dagster as dg
-
 from assets.definitions import defs
 
 # RST literals (``x``) and Sphinx roles (:meth:`x`) show verbatim in Dagster's UI.
