@@ -10,20 +10,25 @@ from recs_pipeline.models.dnfilter import DegreeNormalisedFilter, top_right_sing
 from tests.test_gfcf import dense_gfcf, random_graph
 
 
-def dense_dnfilter(r: np.ndarray, beta: float, weight: float, k: int) -> np.ndarray:
+def dense_dnfilter(r, beta: float, weight: float, k: int, gamma: float | None = None):
+    gamma = beta if gamma is None else gamma
     d_u, d_i = r.sum(1), r.sum(0)
     r_norm = r / np.sqrt(d_u)[:, None] / np.sqrt(d_i)[None, :]
     _, _, vt = np.linalg.svd(r_norm)
     v = vt[:k].T
-    return (r @ np.diag(d_i**-beta)) @ (r_norm.T @ r_norm + weight * v @ v.T) @ np.diag(d_i**beta)
+    return (r @ np.diag(d_i**-beta)) @ (r_norm.T @ r_norm + weight * v @ v.T) @ np.diag(d_i**gamma)
 
 
-@pytest.mark.parametrize("beta,weight,k", [(0.4, 0.2, 5), (0.0, 0.5, 3), (0.5, 0.0, 4)])
-def test_scores_match_the_dense_formula(beta, weight, k):
+@pytest.mark.parametrize(
+    "beta,gamma,weight,k",
+    [(0.4, None, 0.2, 5), (0.0, None, 0.5, 3), (0.5, None, 0.0, 4), (0.3, 0.1, 0.3, 6)],
+)
+def test_scores_match_the_dense_formula(beta, gamma, weight, k):
     r, users, items = random_graph()
-    model = DegreeNormalisedFilter(beta=beta, weight=weight, k=k).fit(users, items, *r.shape)
-    got = model.scores(torch.arange(r.shape[0])).double().numpy()
-    np.testing.assert_allclose(got, dense_dnfilter(r, beta, weight, k), rtol=1e-4, atol=1e-5)
+    model = DegreeNormalisedFilter(beta=beta, gamma=gamma, weight=weight, k=k)
+    got = model.fit(users, items, *r.shape).scores(torch.arange(r.shape[0])).double().numpy()
+    want = dense_dnfilter(r, beta, weight, k, gamma)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_beta_zero_without_ideal_term_is_gfcf_linear_filter():
@@ -39,9 +44,9 @@ def test_beta_zero_without_ideal_term_is_gfcf_linear_filter():
 
 def test_retune_equals_a_fresh_fit_and_restore_equals_fit():
     r, users, items = random_graph(seed=3)
-    fresh = DegreeNormalisedFilter(beta=0.3, weight=0.4, k=3).fit(users, items, *r.shape)
+    fresh = DegreeNormalisedFilter(beta=0.3, gamma=0.2, weight=0.4, k=3).fit(users, items, *r.shape)
     retuned = DegreeNormalisedFilter(beta=0.5, weight=0.1, k=6).fit(users, items, *r.shape)
-    retuned.retune(beta=0.3, weight=0.4, k=3)
+    retuned.retune(beta=0.3, gamma=0.2, weight=0.4, k=3)
     restored = DegreeNormalisedFilter(**fresh.params()).restore(
         users, items, *r.shape, fresh.state()
     )

@@ -3,7 +3,7 @@
 With the binary interaction matrix R, item degrees d, R̃ = D_U^{-1/2} R D_I^{-1/2} and V̄ the top
 ``k`` right singular vectors of R̃, user u's scores over all items are
 
-    s_u = ((r_u ⊙ d^{-β}) · (R̃ᵀR̃ + w · V̄ V̄ᵀ)) ⊙ d^{β}
+    s_u = ((r_u ⊙ d^{-β}) · (R̃ᵀR̃ + w · V̄ V̄ᵀ)) ⊙ d^{γ}      (γ = β unless set)
 
 a linear low-pass filter plus ``w`` times an ideal low-pass filter, both between the same
 degree normalisation (β = 0: no normalisation; GF-CF itself normalises only its ideal term,
@@ -15,6 +15,8 @@ in seconds where ARPACK in float64 takes minutes. Nothing is trained.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,11 +42,10 @@ def top_right_singular_vectors(
         return s[:k].astype(np.float32), vt[:k].T.astype(np.float32)
     rng = np.random.default_rng(seed)
     matrix_t = matrix.T.tocsr()
-    block = torch.from_numpy(rng.standard_normal((n, width), dtype=np.float32))
-    block = torch.linalg.qr(block).Q
+    block = _orthonormal(torch.from_numpy(rng.standard_normal((n, width), dtype=np.float32)))
     for _ in range(iterations):
-        block = torch.linalg.qr(torch.from_numpy(matrix_t @ (matrix @ block.numpy()))).Q
-    projected = torch.from_numpy(matrix @ block.numpy())  # M Q: (rows × width)
+        block = _orthonormal(_times(matrix_t, _times(matrix, block)))
+    projected = _times(matrix, block)  # M Q: (rows × width)
     small = (projected.T @ projected).double()  # Qᵀ MᵀM Q
     eigenvalues, eigenvectors = torch.linalg.eigh(small)
     order = torch.argsort(eigenvalues, descending=True)[:k]
@@ -52,23 +53,48 @@ def top_right_singular_vectors(
     return eigenvalues[order].clamp(min=0).sqrt().float().numpy(), v.numpy()
 
 
+def _orthonormal(block: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis of ``block``'s columns by shifted CholeskyQR3 (Fukaya et al. 2020):
+    a GEMM and a triangular solve per pass instead of Householder QR, ~8× faster on Gowalla's
+    41k × 576 block. The first pass shifts the float32 Gram matrix so it stays positive
+    definite however ill-conditioned the block (power iterations spread column norms by σ^2q);
+    the two unshifted passes restore orthonormality."""
+    for shift in (1e-5, 0.0, 0.0):
+        gram_ = (block.T @ block).double()
+        gram_.diagonal().add_(shift * gram_.diagonal().max() + 1e-30)
+        factor = torch.linalg.cholesky(gram_).float()
+        block = torch.linalg.solve_triangular(factor, block.T, upper=False).T.contiguous()
+    return block
+
+
+def _times(matrix: sp.csr_matrix, block: torch.Tensor) -> torch.Tensor:
+    """``matrix @ block`` (sparse × dense), row blocks on ``torch.get_num_threads()`` threads."""
+    dense = block.numpy()
+    bounds = np.linspace(0, matrix.shape[0], torch.get_num_threads() + 1).astype(int)
+    with ThreadPoolExecutor(len(bounds) - 1) as pool:
+        parts = pool.map(lambda b: matrix[bounds[b] : bounds[b + 1]] @ dense, range(len(bounds) - 1))
+        return torch.from_numpy(np.vstack(list(parts)))
+
+
 @register_training_free("dnfilter")
 class DegreeNormalisedFilter(TrainingFree):
     def __init__(
         self,
         beta: float = 0.4,
+        gamma: float | None = None,
         weight: float = 0.2,
         k: int = 512,
         oversample: int = 64,
         iterations: int = 4,
         seed: int = 0,
     ) -> None:
-        self.beta, self.weight, self.k = beta, weight, k
+        self.beta, self.gamma, self.weight, self.k = beta, gamma, weight, k
         self.oversample, self.iterations, self.seed = oversample, iterations, seed
 
     def params(self) -> dict:
         return {
             "beta": self.beta,
+            "gamma": self.gamma,
             "weight": self.weight,
             "k": self.k,
             "oversample": self.oversample,
@@ -103,21 +129,24 @@ class DegreeNormalisedFilter(TrainingFree):
         return r_norm
 
     def normalise(self, r: sp.csr_matrix, d_i: np.ndarray) -> None:
-        """Set the degree normalisation d^{∓β} from the interactions R and item degrees d (a
+        """Set the degree normalisation d^{-β}, d^{γ} from the interactions R and item degrees d (a
         change of ``beta`` after :meth:`fit` takes effect through this, without a refit)."""
         positive = d_i > 0
         self.binary, self.degrees = r, d_i
         pre = np.where(positive, np.maximum(d_i, 1) ** -self.beta, 0.0).astype(np.float32)
-        self.post = torch.from_numpy(np.where(positive, d_i**self.beta, 0.0).astype(np.float32))
+        gamma = self.beta if self.gamma is None else self.gamma
+        self.post = torch.from_numpy(np.where(positive, d_i**gamma, 0.0).astype(np.float32))
         self.interactions = (r @ sp.diags(pre)).tocsr()  # rows r_u ⊙ d^{-β}
 
-    def retune(self, beta: float, weight: float, k: int) -> DegreeNormalisedFilter:
+    def retune(
+        self, beta: float, weight: float, k: int, gamma: float | None = None
+    ) -> DegreeNormalisedFilter:
         """The same fit with other settings (k ≤ the fitted width): for a validation search."""
         if k > self.basis.shape[1] and weight:
             raise ValueError(f"k={k} exceeds the fitted basis ({self.basis.shape[1]} vectors)")
         self.weight, self.k = weight, k
-        if beta != self.beta:
-            self.beta = beta
+        if (beta, gamma) != (self.beta, self.gamma):
+            self.beta, self.gamma = beta, gamma
             self.normalise(self.binary, self.degrees)
         return self
 
