@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     eval_seconds = time.perf_counter() - t
     end_to_end = time.perf_counter() - end_to_end
 
-    ratio = {
-        m: test_metrics[m] / validation_metrics[m] for m in ("recall@20", "ndcg@20")
-    }
+    ratio = {m: test_metrics[m] / validation_metrics[m] for m in ("recall@20", "ndcg@20")}
     calibration = {"dnfilter test/validation": ratio}
     reference = RESULTS / "gowalla_calibration.json"
     if reference.exists():

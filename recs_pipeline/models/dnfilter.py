@@ -35,12 +35,12 @@ def top_right_singular_vectors(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(σ, V): the top ``k`` singular values and right singular vectors (n × k) of ``matrix``.
 
-    Small matrices (min side ≤ k + oversample): exact dense SVD. Otherwise a randomised
+    Small matrices (min side ≤ 2 (k + oversample)): exact dense SVD. Otherwise a randomised
     subspace iteration (Halko, Martinsson & Tropp 2011, algorithm 4.4) in float32: ``iterations``
     products with MᵀM of an orthonormal block of k + oversample columns, then Rayleigh–Ritz."""
     n = matrix.shape[1]
     width = k + oversample
-    if min(matrix.shape) <= width:
+    if min(matrix.shape) <= 2 * width:
         _, s, vt = np.linalg.svd(matrix.toarray().astype(np.float64), full_matrices=False)
         return s[:k].astype(np.float32), vt[:k].T.astype(np.float32)
     rng = np.random.default_rng(seed)
@@ -65,7 +65,10 @@ def _orthonormal(block: torch.Tensor) -> torch.Tensor:
     for shift in (1e-5, 0.0, 0.0):
         gram_ = (block.T @ block).double()
         gram_.diagonal().add_(shift * gram_.diagonal().max() + 1e-30)
-        factor = torch.linalg.cholesky(gram_).float()
+        factor, info = torch.linalg.cholesky_ex(gram_)
+        if info.item() != 0:  # numerically rank-deficient block: Householder QR instead
+            return torch.linalg.qr(block).Q
+        factor = factor.float()
         block = torch.linalg.solve_triangular(factor, block.T, upper=False).T.contiguous()
     return block
 
@@ -75,7 +78,9 @@ def _times(matrix: sp.csr_matrix, block: torch.Tensor) -> torch.Tensor:
     dense = block.numpy()
     bounds = np.linspace(0, matrix.shape[0], torch.get_num_threads() + 1).astype(int)
     with ThreadPoolExecutor(len(bounds) - 1) as pool:
-        parts = pool.map(lambda b: matrix[bounds[b] : bounds[b + 1]] @ dense, range(len(bounds) - 1))
+        parts = pool.map(
+            lambda b: matrix[bounds[b] : bounds[b + 1]] @ dense, range(len(bounds) - 1)
+        )
         return torch.from_numpy(np.vstack(list(parts)))
 
 
