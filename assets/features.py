@@ -5,6 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.catalog import OWNERS, PER_DAY, tags
 from assets.ingest import raw_interactions
 from assets.lineage import expected_writer
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
@@ -34,6 +35,9 @@ _WINDOW = dg.TimeWindowPartitionMapping(
     pool="duckdb",
     group_name="features",
     kinds={"duckdb"},
+    owners=OWNERS,
+    tags=tags("features"),
+    backfill_policy=PER_DAY,
 )
 def interaction_split(
     context: dg.AssetExecutionContext,
@@ -72,6 +76,9 @@ def interaction_split(
     pool="duckdb",
     group_name="features",
     kinds={"duckdb", "torch"},
+    owners=OWNERS,
+    tags=tags("features"),
+    backfill_policy=PER_DAY,
 )
 def interaction_graph(
     context: dg.AssetExecutionContext,
@@ -141,6 +148,9 @@ def save_item_features(
     deps=[interaction_graph],
     group_name="features",
     kinds={"torch"},
+    owners=OWNERS,
+    tags=tags("features"),
+    backfill_policy=PER_DAY,
 )
 def hard_negatives(
     context: dg.AssetExecutionContext, config: HardNegativeSettings, artifacts: ArtifactStore

@@ -7,6 +7,7 @@ import warnings
 import dagster as dg
 from pydantic import Field
 
+from assets.catalog import OWNERS, tags
 from assets.partitions import daily_partitions
 from assets.settings import check_run_config
 from recs_pipeline.console import days_summary, progress_bar
@@ -67,6 +68,8 @@ def rows_accepted(report: IngestReport) -> tuple[bool, str, dict]:
     group_name="ingest",
     kinds={"duckdb"},
     check_specs=[ROWS_ACCEPTED],
+    owners=OWNERS,
+    tags=tags("ingest"),
 )
 def raw_interactions(
     context: dg.AssetExecutionContext,

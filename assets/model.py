@@ -4,6 +4,7 @@ import dataclasses
 
 import dagster as dg
 
+from assets.catalog import OWNERS, PER_DAY, tags
 from assets.features import hard_negatives, interaction_graph
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
@@ -40,6 +41,9 @@ GATE_METRIC = ("recall", 20)
     deps=[interaction_graph, hard_negatives],
     group_name="model",
     kinds={"torch"},
+    owners=OWNERS,
+    tags=tags("model"),
+    backfill_policy=PER_DAY,
 )
 def trained_model(
     context: dg.AssetExecutionContext, config: TrainSettings, artifacts: ArtifactStore
@@ -140,6 +144,9 @@ def trained_model(
             " recommendations publishes only that model.",
         )
     ],
+    owners=OWNERS,
+    tags=tags("model"),
+    backfill_policy=PER_DAY,
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,

@@ -47,7 +47,7 @@ def run_probe(tmp_path, start_method: str) -> dict:
 
 
 def test_every_job_runs_on_the_primed_forkserver_executor():
-    for name in ("daily_recommendations", "__ASSET_JOB"):
+    for name in ("daily_recommendations", "retrain_days", "ingest_days", "__ASSET_JOB"):
         assert defs.resolve_job_def(name).executor_def is forkserver_executor, name
 
 
