@@ -83,6 +83,7 @@ RESOURCE_ENV: dict[str, dict[str, str]] = {
         "timestamp_column": "RECS_TIMESTAMP_COLUMN",
         "timestamp_unit": "RECS_TIMESTAMP_UNIT",
         "event_type_column": "RECS_EVENT_TYPE_COLUMN",
+        "weight_column": "RECS_WEIGHT_COLUMN",
         "item_features_path": "RECS_ITEM_FEATURES",
         "date_columns": "RECS_DATE_COLUMNS",
         "min_plausible_date": "RECS_MIN_PLAUSIBLE_DATE",

@@ -190,6 +190,7 @@ def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int
     from assets.console import materialize
     from assets.definitions import ALL_ASSETS, daily_job
     from assets.ingest import raw_interactions
+    from assets.partitions import range_tags
 
     days = (end - start).days + 1
     newest = end.isoformat()
@@ -204,10 +205,7 @@ def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int
         asset_selection=[raw_interactions],
         instance=instance,
         resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": newest,
-        },
+        tags=range_tags(start, newest),
     )
     print(f"ingested {days} days in {time.perf_counter() - started:.1f}s (run {ingest.run_id})")
 

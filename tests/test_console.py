@@ -16,6 +16,7 @@ import dagster as dg
 import torch
 
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from recs_pipeline.artifacts import ADJACENCY, LocalArtifactStore
 from recs_pipeline.console import days_summary
 from recs_pipeline.graph import bipartite_csr, interaction_csr, normalized_adjacency
@@ -53,10 +54,7 @@ def test_ingest_warns_once_for_a_range_of_empty_days(tmp_path):
             "warehouse": Warehouse(database=str(tmp_path / "warehouse.duckdb")),
             "log_source": LogSource(landing_root=str(landing)),
         },
-        tags={
-            "dagster/asset_partition_range_start": "2026-03-01",
-            "dagster/asset_partition_range_end": "2026-03-10",
-        },
+        tags=range_tags("2026-03-01", "2026-03-10"),
         run_config={"ops": {"raw_interactions": {"config": {"allow_empty_days": True}}}},
     )
     messages = [

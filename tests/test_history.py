@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from recs_pipeline.logs import EmptyDaysError, LogFormat, export_files, ingest_history
 from resources import LogSource, Warehouse
 
@@ -172,10 +173,7 @@ def materialize(landing: Path, db: Path, days: list[dt.date], instance, **source
             "warehouse": Warehouse(database=str(db)),
             "log_source": LogSource(landing_root=str(landing), **source),
         },
-        tags={
-            "dagster/asset_partition_range_start": days[0].isoformat(),
-            "dagster/asset_partition_range_end": days[-1].isoformat(),
-        },
+        tags=range_tags(days[0], days[-1]),
         raise_on_error=False,
     )
     gc.collect()
