@@ -20,6 +20,7 @@ import pytest
 
 from assets.definitions import ALL_ASSETS, DOWNSTREAM_ASSETS
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from tests.conftest import make_resources
 from tests.daemon_support import Deployment, sigterm_raises, write_instance
@@ -197,10 +198,7 @@ def ui(tmp_path_factory):
             [raw_interactions],
             instance=instance,
             resources=resources,
-            tags={
-                "dagster/asset_partition_range_start": DAYS[0],
-                "dagster/asset_partition_range_end": DAYS[-1],
-            },
+            tags=range_tags(DAYS[0], DAYS[-1]),
         )
         assert ingest.success
         for day in CHAIN_DAYS:
