@@ -81,12 +81,17 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
         threads = threads_per_step(
             queue.max_concurrent_runs if queue else None, available_cpus(), os.environ
         )
-        plan_context.log.info(
-            f"step processes run with {THREADS_VARIABLE}={threads} math threads"
-            f" ({available_cpus()} cores, at most"
-            f" {queue.max_concurrent_runs if queue else 'one'} runs at once;"
-            f" set {THREADS_VARIABLE} to choose)"
-        )
+        if os.environ.get(THREADS_VARIABLE, "").strip():
+            why = f"{THREADS_VARIABLE} is set"
+        elif queue is None:
+            why = f"{available_cpus()} cores, no run queue"
+        else:
+            why = (
+                f"{available_cpus()} cores shared by up to {queue.max_concurrent_runs} runs"
+                if queue.max_concurrent_runs > 0
+                else "no limit on concurrent runs"
+            ) + f"; set {THREADS_VARIABLE} to choose"
+        plan_context.log.info(f"step processes use {threads} math thread(s) ({why})")
         # The step processes (and the fork server they are forked from) inherit the run
         # worker's environment; torch reads the variable when it starts. Set for this run only.
         previous = os.environ.get(THREADS_VARIABLE)
