@@ -1,5 +1,5 @@
-"""What the catalog shows about every asset besides its data: owner, tags, backfill policy, and
-the freshness policy of the published table."""
+"""What the catalog shows about every asset besides its data: owner, tags, and the freshness
+policy of the published table."""
 
 import datetime as dt
 
@@ -7,11 +7,6 @@ import dagster as dg
 
 # Who answers for the assets (the catalog's "Owners"; a team, not a person).
 OWNERS = ["team:recs"]
-
-# One run per day for every asset that computes a day from its window: a backfill of N days is
-# N runs, each retraining and republishing its own day (explicit, so that a job of these assets
-# states one policy). raw_interactions alone has the single-run policy: a range is one ingest.
-PER_DAY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 # recommendations must have been published within the 24 hours before 08:00 UTC each day. The
 # schedule starts day D's run at 02:00; a day whose run failed, was not launched or was stopped

@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.catalog import OWNERS, PER_DAY, tags
+from assets.catalog import OWNERS, tags
 from assets.ingest import raw_interactions
 from assets.lineage import expected_writer
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
@@ -37,7 +37,6 @@ _WINDOW = dg.TimeWindowPartitionMapping(
     kinds={"duckdb"},
     owners=OWNERS,
     tags=tags("features"),
-    backfill_policy=PER_DAY,
 )
 def interaction_split(
     context: dg.AssetExecutionContext,
@@ -78,7 +77,6 @@ def interaction_split(
     kinds={"duckdb", "torch"},
     owners=OWNERS,
     tags=tags("features"),
-    backfill_policy=PER_DAY,
 )
 def interaction_graph(
     context: dg.AssetExecutionContext,
@@ -150,7 +148,6 @@ def save_item_features(
     kinds={"torch"},
     owners=OWNERS,
     tags=tags("features"),
-    backfill_policy=PER_DAY,
 )
 def hard_negatives(
     context: dg.AssetExecutionContext, config: HardNegativeSettings, artifacts: ArtifactStore

@@ -4,7 +4,7 @@ import dataclasses
 
 import dagster as dg
 
-from assets.catalog import OWNERS, PER_DAY, tags
+from assets.catalog import OWNERS, tags
 from assets.features import hard_negatives, interaction_graph
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
@@ -43,7 +43,6 @@ GATE_METRIC = ("recall", 20)
     kinds={"torch"},
     owners=OWNERS,
     tags=tags("model"),
-    backfill_policy=PER_DAY,
 )
 def trained_model(
     context: dg.AssetExecutionContext, config: TrainSettings, artifacts: ArtifactStore
@@ -146,7 +145,6 @@ def trained_model(
     ],
     owners=OWNERS,
     tags=tags("model"),
-    backfill_policy=PER_DAY,
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.catalog import OWNERS, PER_DAY, PUBLICATION_FRESHNESS, tags
+from assets.catalog import OWNERS, PUBLICATION_FRESHNESS, tags
 from assets.lineage import expected_writer
 from assets.model import model_evaluation
 from assets.partitions import daily_partitions, partition_date
@@ -32,7 +32,6 @@ from resources import ArtifactStore, Warehouse
     kinds={"duckdb"},
     owners=OWNERS,
     tags=tags("serving"),
-    backfill_policy=PER_DAY,
     freshness_policy=PUBLICATION_FRESHNESS,
 )
 def recommendations(
