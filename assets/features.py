@@ -5,6 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.catalog import OWNERS, tags
 from assets.ingest import raw_interactions
 from assets.lineage import expected_writer
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
@@ -36,6 +37,8 @@ _WINDOW = dg.TimeWindowPartitionMapping(
     group_name="features",
     kinds={"duckdb"},
     metadata=table_metadata("features.train_interactions", "features.test_interactions"),
+    owners=OWNERS,
+    tags=tags("features"),
 )
 def interaction_split(
     context: dg.AssetExecutionContext,
@@ -78,6 +81,8 @@ def interaction_split(
     group_name="features",
     kinds={"duckdb", "torch"},
     metadata=table_metadata("features.user_index", "features.item_index"),
+    owners=OWNERS,
+    tags=tags("features"),
 )
 def interaction_graph(
     context: dg.AssetExecutionContext,
@@ -148,6 +153,8 @@ def save_item_features(
     deps=[interaction_graph],
     group_name="features",
     kinds={"torch"},
+    owners=OWNERS,
+    tags=tags("features"),
 )
 def hard_negatives(
     context: dg.AssetExecutionContext, config: HardNegativeSettings, artifacts: ArtifactStore

@@ -7,6 +7,7 @@ import warnings
 import dagster as dg
 from pydantic import Field
 
+from assets.catalog import OWNERS, tags
 from assets.partitions import daily_partitions
 from assets.settings import check_run_config
 from assets.tables import row_count, table_metadata
@@ -113,6 +114,8 @@ def quarantine_rate(report: IngestReport, max_rate: float) -> tuple[bool, str, d
     kinds={"duckdb"},
     check_specs=[ROWS_ACCEPTED, QUARANTINE_RATE],
     metadata=table_metadata("raw.interactions", "raw.rejected_interactions"),
+    owners=OWNERS,
+    tags=tags("ingest"),
 )
 def raw_interactions(
     context: dg.AssetExecutionContext,

@@ -6,6 +6,7 @@ import warnings
 
 import dagster as dg
 
+from assets.catalog import OWNERS, tags
 from assets.features import hard_negatives, interaction_graph
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
@@ -138,6 +139,8 @@ def comparison_table(results: dict, model_name: str) -> dg.TableMetadataValue:
     deps=[interaction_graph, hard_negatives],
     group_name="model",
     kinds={"torch"},
+    owners=OWNERS,
+    tags=tags("model"),
 )
 def trained_model(
     context: dg.AssetExecutionContext, config: TrainSettings, artifacts: ArtifactStore
@@ -248,6 +251,8 @@ def trained_model(
     kinds={"duckdb", "torch"},
     metadata=table_metadata("ml.metrics"),
     check_specs=[BEATS_POPULARITY],
+    owners=OWNERS,
+    tags=tags("model"),
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,

@@ -4,6 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.catalog import OWNERS, PUBLICATION_FRESHNESS, tags
 from assets.lineage import expected_writer
 from assets.model import model_evaluation
 from assets.partitions import daily_partitions, partition_date
@@ -56,6 +57,9 @@ def preview_table(rows: list[tuple]) -> dg.TableMetadataValue:
     group_name="serving",
     kinds={"duckdb"},
     metadata=table_metadata("serving.recommendations"),
+    owners=OWNERS,
+    tags=tags("serving"),
+    freshness_policy=PUBLICATION_FRESHNESS,
 )
 def recommendations(
     context: dg.AssetExecutionContext,

@@ -107,3 +107,11 @@ def test_main_job_prints_progress_and_results_without_noise(tmp_path):
     assert "full-ranking test metrics as of" in out
     assert "published lists as of" in out
     assert err.strip() == "", err
+    # The runs are the code location's job's (issue 13, finding 10): the UI lists them on
+    # daily_recommendations' Runs tab, not under __ephemeral_asset_job__.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 2
+    assert {run.job_name for run in runs} == {"daily_recommendations"}
+    selected = sorted(sorted(key.to_user_string() for key in run.asset_selection) for run in runs)
+    assert ["raw_interactions"] in selected, selected
