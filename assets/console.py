@@ -1,8 +1,9 @@
 """The main job's terminal: one line per finished step, warnings and errors; no DEBUG events.
 
-:func:`materialize` is ``dg.materialize`` with the default colored console logger (every
-Dagster event, DEBUG included) replaced by :data:`step_lines`, a logger that prints a compact
-line when a step succeeds or fails and the steps' own warnings and errors. Everything else
+:func:`materialize` runs a job of the code location in process, like ``dg.materialize`` but
+under the job's own name, with the default colored console logger (every Dagster event, DEBUG
+included) replaced by :data:`step_lines`, a logger that prints a compact line when a step
+succeeds or fails and the steps' own warnings and errors. Everything else
 (the per-day ingest lines, the training epochs, Dagster's events) is still recorded in the
 instance's event log, where the UI shows it.
 """
@@ -15,9 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-
-# The name dg.materialize gives its job: runs look the same in the UI either way.
-JOB_NAME = "__ephemeral_asset_job__"
 
 
 class _StepLineHandler(logging.Handler):
@@ -51,29 +49,37 @@ def step_lines(init_context: dg.InitLoggerContext) -> logging.Logger:
 
 
 def materialize(
+    job: dg.UnresolvedAssetJobDefinition,
     assets: Sequence[Any],
     *,
     instance: dg.DagsterInstance,
     resources: Mapping[str, Any],
-    selection: Any = None,
+    asset_selection: Sequence[Any] | None = None,
     partition_key: str | None = None,
     run_config: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """``dg.materialize`` printing :data:`step_lines` instead of Dagster's console log."""
-    defs = dg.Definitions(
-        assets=assets,
-        resources=resources,
-        jobs=[dg.define_asset_job(JOB_NAME, selection=selection)],
+    """Run ``job`` (an asset job of the code location, over ``assets``) in this process with
+    ``resources``, materialising ``asset_selection`` (assets or keys; default: the whole job),
+    printing :data:`step_lines` instead of Dagster's console log.
+
+    The run carries the job's name, so the UI lists it on that job's Runs tab (``dg.materialize``
+    would record it as ``__ephemeral_asset_job__``, a job the UI does not show)."""
+    defs = dg.Definitions(assets=assets, resources=resources, jobs=[job])
+    job_def = defs.resolve_job_def(job.name).with_logger_defs({"step_lines": step_lines})
+    keys = (
+        None
+        if asset_selection is None
+        else [getattr(asset, "key", asset) for asset in asset_selection]
     )
-    job = defs.resolve_job_def(JOB_NAME).with_logger_defs({"step_lines": step_lines})
     # A job's loggers are used only when the run config names them; else Dagster's console.
     run_config = {**(run_config or {}), "loggers": {"step_lines": {}}}
-    return job.execute_in_process(
+    return job_def.execute_in_process(
         run_config=run_config,
         instance=instance,
         partition_key=partition_key,
         tags=tags,
         raise_on_error=raise_on_error,
+        asset_selection=keys,
     )

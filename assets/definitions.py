@@ -1,6 +1,7 @@
 """The code location: assets, jobs, the daily schedule and resources (``defs``)."""
 
 import os
+import warnings
 
 import dagster as dg
 from pydantic import Field, create_model
@@ -9,7 +10,7 @@ from assets.deploy import deployment_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
 from assets.ingest import raw_interactions
 from assets.model import model_evaluation, trained_model
-from assets.partitions import DATA_ROOT, daily_partitions
+from assets.partitions import DATA_ROOT
 from assets.serving import recommendations
 from recs_pipeline import project_config
 from resources import ArtifactStore, LogSource, Warehouse
@@ -24,11 +25,44 @@ ALL_ASSETS = [
     recommendations,
 ]
 
+DOWNSTREAM_ASSETS = [asset for asset in ALL_ASSETS if asset.key != raw_interactions.key]
+
+# The scheduled job: one run per day, ingesting D and then retraining and publishing as of D.
+# Its assets cannot share one backfill policy (raw_interactions ingests a range in one run; the
+# others compute one day per run), and Dagster resolves the job's to the smaller one, one day per
+# run, which is what a run or a backfill of this job does. Dagster warns about the mixture each
+# time a process resolves the job (code server, daemon, run workers, the main job); that warning
+# alone is filtered, for this job alone.
 daily_job = dg.define_asset_job(
     "daily_recommendations",
     selection=dg.AssetSelection.assets(*ALL_ASSETS),
-    partitions_def=daily_partitions,
-    description="Ingest day D and retrain, evaluate and publish recommendations as of D.",
+    description="Ingest day D and retrain, evaluate and publish recommendations as of D"
+    " (the schedule's job; a backfill of it is one run per day, each ingesting its day).",
+)
+warnings.filterwarnings(
+    "ignore",
+    message=f"Asset job {daily_job.name} materializes assets with varying BackfillPolicies",
+    category=UserWarning,
+)
+
+# "Retrain and republish these days": a backfill of this job over days X and Y is one run for
+# X and one for Y, each rebuilding the split, graph, negatives, model, evaluation and published
+# lists of its day from the days already ingested. (Selecting raw_interactions too in the asset
+# graph would also retrain every later day whose 28-day window holds X or Y: Dagster's asset
+# backfill follows the window lineage downstream.)
+retrain_job = dg.define_asset_job(
+    "retrain_days",
+    selection=dg.AssetSelection.assets(*DOWNSTREAM_ASSETS),
+    description="Retrain, evaluate and republish the chosen days from the ingested log, one"
+    " run per day; nothing is re-ingested and no other day is touched.",
+)
+
+# Ingest a range of days in one run (raw_interactions' single-run backfill policy).
+ingest_job = dg.define_asset_job(
+    "ingest_days",
+    selection=dg.AssetSelection.assets(raw_interactions),
+    description="Ingest the chosen days from the landing files, a whole range in one run;"
+    " nothing downstream runs.",
 )
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
@@ -49,6 +83,7 @@ RESOURCE_ENV: dict[str, dict[str, str]] = {
         "timestamp_column": "RECS_TIMESTAMP_COLUMN",
         "timestamp_unit": "RECS_TIMESTAMP_UNIT",
         "event_type_column": "RECS_EVENT_TYPE_COLUMN",
+        "weight_column": "RECS_WEIGHT_COLUMN",
         "item_features_path": "RECS_ITEM_FEATURES",
         "date_columns": "RECS_DATE_COLUMNS",
         "min_plausible_date": "RECS_MIN_PLAUSIBLE_DATE",
@@ -110,7 +145,7 @@ def default_resources() -> dict:
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[daily_job],
+    jobs=[daily_job, retrain_job, ingest_job],
     schedules=[daily_schedule],
     resources=default_resources(),
     # The primed forkserver executor; one Kubernetes Job per step with RECS_EXECUTOR=k8s.

@@ -11,6 +11,10 @@ across all runs. With Dagster's default start method (spawn) each step process i
 interpreter that imports the code location and the instance storage (~1–4 s); with a plain
 forkserver, the first step of each run waits, slot held, for the server to boot (~4 s). Here the
 server boots before any slot is claimed, and forked steps start in ~0.1 s.
+
+Threads: the step processes run torch with the run's share of the cores, ``cores //
+max_concurrent_runs`` of the instance's run queue (at least 1), unless ``OMP_NUM_THREADS`` is
+set: several runs each using every core slowed training ~60x in a UI backfill.
 ``benchmarks/backfill.py`` measures the difference on a daemon backfill.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import dagster as dg
 
@@ -27,9 +31,32 @@ from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 PRELOAD_MODULE = "assets.step_preload"
+THREADS_VARIABLE = "OMP_NUM_THREADS"
 # Dagster's executor puts this module first in any preload list; so does the priming, so that
 # the server it starts is the one Dagster's executor would have started.
 _DAGSTER_PRELOAD = "dagster._core.executor.multiprocess"
+
+
+def available_cpus() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_step(max_concurrent_runs: int | None, cpus: int, environ: Mapping[str, str]) -> int:
+    """Math threads (torch, OpenMP) for each step process of a run: ``OMP_NUM_THREADS`` when set,
+    else the run's share of the cores when the queue lets ``max_concurrent_runs`` runs go at
+    once: ``cpus // max_concurrent_runs``, at least 1. Without a queue (None) a run has the
+    machine; an unlimited queue (-1) may run one run per core."""
+    if environ.get(THREADS_VARIABLE, "").strip():
+        return int(environ[THREADS_VARIABLE])
+    if max_concurrent_runs is None:
+        return max(1, cpus)
+    if max_concurrent_runs < 1:
+        return 1
+    return max(1, cpus // max_concurrent_runs)
 
 
 def prime_fork_server(preload: list[str]) -> None:
@@ -50,9 +77,34 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
     claims any pool slot."""
 
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
-        if self._start_method == "forkserver":
-            prime_fork_server([_DAGSTER_PRELOAD, PRELOAD_MODULE])
-        yield from super().execute(plan_context, execution_plan)
+        queue = plan_context.instance.get_concurrency_config().run_queue_config
+        threads = threads_per_step(
+            queue.max_concurrent_runs if queue else None, available_cpus(), os.environ
+        )
+        if os.environ.get(THREADS_VARIABLE, "").strip():
+            why = f"{THREADS_VARIABLE} is set"
+        elif queue is None:
+            why = f"{available_cpus()} cores, no run queue"
+        else:
+            why = (
+                f"{available_cpus()} cores shared by up to {queue.max_concurrent_runs} runs"
+                if queue.max_concurrent_runs > 0
+                else "no limit on concurrent runs"
+            ) + f"; set {THREADS_VARIABLE} to choose"
+        plan_context.log.info(f"step processes use {threads} math thread(s) ({why})")
+        # The step processes (and the fork server they are forked from) inherit the run
+        # worker's environment; torch reads the variable when it starts. Set for this run only.
+        previous = os.environ.get(THREADS_VARIABLE)
+        os.environ[THREADS_VARIABLE] = str(threads)
+        try:
+            if self._start_method == "forkserver":
+                prime_fork_server([_DAGSTER_PRELOAD, PRELOAD_MODULE])
+            yield from super().execute(plan_context, execution_plan)
+        finally:
+            if previous is None:
+                os.environ.pop(THREADS_VARIABLE, None)
+            else:
+                os.environ[THREADS_VARIABLE] = previous
 
 
 @dg.executor(

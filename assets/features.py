@@ -5,10 +5,12 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.catalog import OWNERS, tags
 from assets.ingest import raw_interactions
 from assets.lineage import expected_writer
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
 from assets.settings import HardNegativeSettings, SplitSettings, check_run_config
+from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import (
     ADJACENCY,
     GRAPH,
@@ -34,6 +36,9 @@ _WINDOW = dg.TimeWindowPartitionMapping(
     pool="duckdb",
     group_name="features",
     kinds={"duckdb"},
+    metadata=table_metadata("features.train_interactions", "features.test_interactions"),
+    owners=OWNERS,
+    tags=tags("features"),
 )
 def interaction_split(
     context: dg.AssetExecutionContext,
@@ -63,7 +68,10 @@ def interaction_split(
         context.partition_key,
         {"config": dataclasses.asdict(split_config), "report": dataclasses.asdict(report)},
     )
-    return dg.MaterializeResult(metadata=dataclasses.asdict(report))
+    # One row per train edge in features.train_interactions.
+    return dg.MaterializeResult(
+        metadata={**row_count(report.train_edges), **dataclasses.asdict(report)}
+    )
 
 
 @dg.asset(
@@ -72,6 +80,9 @@ def interaction_split(
     pool="duckdb",
     group_name="features",
     kinds={"duckdb", "torch"},
+    metadata=table_metadata("features.user_index", "features.item_index"),
+    owners=OWNERS,
+    tags=tags("features"),
 )
 def interaction_graph(
     context: dg.AssetExecutionContext,
@@ -79,9 +90,9 @@ def interaction_graph(
     artifacts: ArtifactStore,
     log_source: LogSource,
 ) -> dg.MaterializeResult:
-    """Id maps (``features.user_index`` / ``item_index``) and the bipartite graph with its
+    """Id maps (`features.user_index` / `item_index`) and the bipartite graph with its
     symmetric normalised adjacency, stored in the artifact store; with a catalogue file
-    (``log_source.item_features_path``), the items' features aligned to the id map too."""
+    (`log_source.item_features_path`), the items' features aligned to the id map too."""
     check_run_config(context)
     store = artifacts.store()
     with warehouse.session() as con:
@@ -99,6 +110,7 @@ def interaction_graph(
     n_train = graph.train_users.numel()
     return dg.MaterializeResult(
         metadata={
+            **row_count(graph.n_users),  # one row per user in features.user_index
             "users": graph.n_users,
             "items": graph.n_items,
             "train_edges": n_train,
@@ -141,6 +153,8 @@ def save_item_features(
     deps=[interaction_graph],
     group_name="features",
     kinds={"torch"},
+    owners=OWNERS,
+    tags=tags("features"),
 )
 def hard_negatives(
     context: dg.AssetExecutionContext, config: HardNegativeSettings, artifacts: ArtifactStore

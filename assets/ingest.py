@@ -7,8 +7,10 @@ import warnings
 import dagster as dg
 from pydantic import Field
 
+from assets.catalog import OWNERS, tags
 from assets.partitions import daily_partitions
 from assets.settings import check_run_config
+from assets.tables import row_count, table_metadata
 from recs_pipeline.console import days_summary, progress_bar
 from recs_pipeline.logs import IngestInterrupted, IngestReport, ingest_days, ingest_history
 from resources import LogSource, Warehouse
@@ -23,6 +25,13 @@ class IngestSettings(dg.Config):
         " fails before replacing anything: an unmounted or unfinished export must not delete"
         " history. Set it for the one run that should empty days.",
     )
+    max_quarantine_rate: float = Field(
+        default=0.05,
+        description="The quarantine_rate check warns on a day whose quarantined share of rows"
+        " is above this (0 to 1). A fixed bound, not one relative to the run's other days, so"
+        " a day gets the same verdict whichever range ingests it. Warns only: the accepted"
+        " rows are ingested and published.",
+    )
 
 
 with warnings.catch_warnings():
@@ -34,6 +43,22 @@ with warnings.catch_warnings():
         description="Fails on a day that had rows and accepted none (all quarantined),"
         " naming the top reasons: a wrong column mapping or timestamp unit.",
     )
+    QUARANTINE_RATE = dg.AssetCheckSpec(
+        "quarantine_rate",
+        asset="raw_interactions",
+        partitions_def=daily_partitions,
+        blocking=False,
+        description="Warns (does not block) on a day whose share of quarantined rows is above"
+        " the run config's max_quarantine_rate (default 5%), naming the top reasons: a source"
+        " that changed its format, or a partly broken export, shows here before it shows in"
+        " the model.",
+    )
+
+# A day that accepted nothing fails (ERROR); an abnormal quarantine rate warns.
+SEVERITY = {
+    ROWS_ACCEPTED.name: dg.AssetCheckSeverity.ERROR,
+    QUARANTINE_RATE.name: dg.AssetCheckSeverity.WARN,
+}
 
 
 def day_metadata(report: IngestReport) -> dict:
@@ -60,13 +85,37 @@ def rows_accepted(report: IngestReport) -> tuple[bool, str, dict]:
     return passed, description, day_metadata(report)
 
 
+def quarantine_rate(report: IngestReport, max_rate: float) -> tuple[bool, str, dict]:
+    rate = report.rejected / report.rows_in if report.rows_in else 0.0
+    passed = rate <= max_rate
+    share = f"{report.day}: quarantine rate {rate:.2%} ({report.rejected} of {report.rows_in} rows)"
+    if passed:
+        description = f"{share}, within max_quarantine_rate {max_rate:.2%}"
+    else:
+        top = ", ".join(f"{reason} ({n})" for reason, n in list(report.reasons.items())[:3])
+        description = (
+            f"{share} is above max_quarantine_rate {max_rate:.2%}; top reasons: {top}. The"
+            " accepted rows were ingested; see raw.rejected_interactions for the rows."
+        )
+    metadata = {
+        "quarantine_rate": round(rate, 4),
+        "max_quarantine_rate": max_rate,
+        "rows_quarantined": report.rejected,
+        "quarantine_reasons": report.reasons,
+    }
+    return passed, description, metadata
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="duckdb",
     group_name="ingest",
     kinds={"duckdb"},
-    check_specs=[ROWS_ACCEPTED],
+    check_specs=[ROWS_ACCEPTED, QUARANTINE_RATE],
+    metadata=table_metadata("raw.interactions", "raw.rejected_interactions"),
+    owners=OWNERS,
+    tags=tags("ingest"),
 )
 def raw_interactions(
     context: dg.AssetExecutionContext,
@@ -75,13 +124,13 @@ def raw_interactions(
     log_source: LogSource,
 ) -> dg.MaterializeResult:
     """Events read from the landing files through DuckDB, validated; bad rows go to
-    ``raw.rejected_interactions`` with their raw text and a reason. Each day's partition is
+    `raw.rejected_interactions` with their raw text and a reason. Each day's partition is
     replaced atomically. With a path_pattern without {date} (a history export) all files are
     read once and each row goes to its event day; rows outside the run's range are counted.
     A day without files (or rows) never deletes a stored partition, and a range mostly without
-    files fails, unless ``allow_empty_days`` is set. A backfill ingests its whole range in one
+    files fails, unless `allow_empty_days` is set. A backfill ingests its whole range in one
     run, day by day: a failure names its cause and the days committed before it (failure
-    metadata ``committed_days``). Each partition's metadata holds that day's own counts."""
+    metadata `committed_days`). Each partition's metadata holds that day's own counts."""
     check_run_config(context)
     window = context.partition_time_window
     fmt = log_source.log_format()
@@ -150,37 +199,49 @@ def raw_interactions(
             ) from error
         finally:
             bar.close()
-    checks = [rows_accepted(report) for report in reports]
-    for report, (passed, description, metadata) in zip(reports, checks, strict=True):
-        context.add_asset_metadata(day_metadata(report), partition_key=report.day.isoformat())
-        if not context.has_partition_key:  # a range (even of one day): one event per day
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=dg.AssetKey("raw_interactions"),
-                    check_name=ROWS_ACCEPTED.name,
-                    passed=passed,
-                    partition=report.day.isoformat(),
-                    description=description,
-                    metadata=metadata,
+    checks = {
+        ROWS_ACCEPTED.name: [rows_accepted(report) for report in reports],
+        QUARANTINE_RATE.name: [
+            quarantine_rate(report, config.max_quarantine_rate) for report in reports
+        ],
+    }
+    for report in reports:
+        context.add_asset_metadata(
+            {**row_count(report.accepted), **day_metadata(report)},
+            partition_key=report.day.isoformat(),
+        )
+    if not context.has_partition_key:  # a range (even of one day): one event per day
+        for name, results in checks.items():
+            for report, (passed, description, metadata) in zip(reports, results, strict=True):
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=dg.AssetKey("raw_interactions"),
+                        check_name=name,
+                        passed=passed,
+                        partition=report.day.isoformat(),
+                        description=description,
+                        metadata=metadata,
+                        severity=SEVERITY[name],
+                    )
                 )
-            )
-    if context.has_partition_key:  # attached to the run's partition by Dagster
-        [(passed, description, metadata)] = checks
-    else:  # the step's own result sums up the range; each day has its evaluation above
-        failed = [d for (ok, d, _) in checks if not ok]
-        passed, metadata = not failed, {"failed_days": len(failed)}
-        description = " ".join(failed) or f"every day of {days[0]}..{days[-1]} accepted rows"
-    run_metadata: dict = {"days_without_files": empty_days}
-    if history:
-        run_metadata["run_rows_outside_range"] = outside
-    return dg.MaterializeResult(
-        metadata=run_metadata,
-        check_results=[
+    check_results = []
+    for name, results in checks.items():
+        if context.has_partition_key:  # attached to the run's partition by Dagster
+            [(passed, description, metadata)] = results
+        else:  # the step's own result sums up the range; each day has its evaluation above
+            failed = [d for (ok, d, _) in results if not ok]
+            passed, metadata = not failed, {"failed_days": len(failed)}
+            description = " ".join(failed) or f"every day of {days[0]}..{days[-1]} passed"
+        check_results.append(
             dg.AssetCheckResult(
-                check_name=ROWS_ACCEPTED.name,
+                check_name=name,
                 passed=passed,
                 description=description,
                 metadata=metadata,
+                severity=SEVERITY[name],
             )
-        ],
-    )
+        )
+    run_metadata: dict = {"days_without_files": empty_days}
+    if history:
+        run_metadata["run_rows_outside_range"] = outside
+    return dg.MaterializeResult(metadata=run_metadata, check_results=check_results)

@@ -1,14 +1,18 @@
 """trained_model and model_evaluation (with the blocking quality gate)."""
 
 import dataclasses
+import math
+import warnings
 
 import dagster as dg
 
+from assets.catalog import OWNERS, tags
 from assets.deploy import gpu_op_tags
 from assets.features import hard_negatives, interaction_graph
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import EvaluationSettings, TrainSettings, check_run_config
+from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, ArtifactProgress
 from recs_pipeline.console import progress_bar
 from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
@@ -26,7 +30,7 @@ from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users
     sample_test_users,
 )
 from recs_pipeline.graph import id_map_version
-from recs_pipeline.metrics import evaluate_scorer
+from recs_pipeline.metrics import METRICS, evaluate_scorer
 from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
 from recs_pipeline.train import train_model
 from recs_pipeline.warehouse import replace_partition
@@ -35,22 +39,124 @@ from resources import ArtifactStore, Warehouse
 KS = (10, 20, 50)
 GATE_METRIC = ("recall", 20)
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # a partitioned check spec is a preview feature
+    BEATS_POPULARITY = dg.AssetCheckSpec(
+        "beats_popularity",
+        asset="model_evaluation",
+        partitions_def=daily_partitions,
+        blocking=True,
+        description="Quality gate: the model's Recall@20 must exceed the popularity"
+        " baseline's; when it does not, nothing is published for the day. Each result is the"
+        " day's (its partition) and names both scores and the lift. A day without test users"
+        " cannot be evaluated: the check warns and the popularity fallback is published. The"
+        " verdict is recorded with the fingerprint of the evaluated model.pt; recommendations"
+        " publishes only that model.",
+    )
+
+
+# The hyperparameters trained_model shows (run-config names; the checkpoint keeps them all).
+KEY_HYPERPARAMETERS = (
+    "model", "dim", "layers", "loss", "learning_rate", "l2", "batch_size", "epochs", "patience",
+    "eval_every", "uniform_negatives", "shared_negatives", "max_hard_negatives", "init",
+    "temperature", "distill", "weighted", "warm_start", "seed",
+)  # fmt: skip
+
+
+def training_history(history: list[dict], best_epoch: int, k: int) -> dg.TableMetadataValue:
+    """The per-epoch curve, the best epoch (the weights kept) marked."""
+    columns = [
+        dg.TableColumn("epoch", "int"),
+        dg.TableColumn("loss", "float", description="mean training loss of the epoch"),
+        dg.TableColumn("hard_negatives", "int", description="hard negatives per positive"),
+        dg.TableColumn(f"val_recall@{k}", "float", description="validation (empty: not run)"),
+        dg.TableColumn(f"val_ndcg@{k}", "float", description="validation (empty: not run)"),
+        dg.TableColumn("lr", "float", description="learning rate after a plateau decay"),
+        dg.TableColumn("seconds", "float", description="training steps and validation"),
+        dg.TableColumn("best", "bool", description="the epoch whose weights are kept"),
+    ]
+    rows = [
+        dg.TableRecord(
+            {
+                "epoch": record["epoch"],
+                "loss": rounded(record["loss"]),
+                "hard_negatives": record.get("hard_negatives"),
+                f"val_recall@{k}": optional(record.get("val_recall")),
+                f"val_ndcg@{k}": optional(record.get("val_ndcg")),
+                "lr": optional(record.get("lr")),
+                "seconds": round(
+                    record.get("step_seconds", 0.0) + record.get("val_seconds", 0.0), 2
+                ),
+                "best": record["epoch"] == best_epoch,
+            }
+        )
+        for record in history
+    ]
+    return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=columns))
+
+
+def optional(value: float | None) -> float | None:
+    return None if value is None else rounded(value)
+
+
+def rounded(value: float) -> float:
+    """Four decimals: what the UI shows of a metric."""
+    return round(float(value), 4)
+
+
+def comparison_table(results: dict, model_name: str) -> dg.TableMetadataValue:
+    """One row per metric@K: the model's value, each baseline's, and the model's lift over
+    popularity (model / popularity - 1; empty where popularity scores 0)."""
+    baselines = [name for name in results if name != model_name]
+    columns = [dg.TableColumn("metric", "string", description="metric@K on the test fold")]
+    columns.append(dg.TableColumn("model", "float", description=f"the model ({model_name})"))
+    columns += [dg.TableColumn(b, "float", description=f"baseline {b}") for b in baselines]
+    columns.append(
+        dg.TableColumn(
+            "lift_vs_popularity", "float", description="model / popularity - 1 (0.25: +25%)"
+        )
+    )
+    rows = []
+    for metric in METRICS:
+        for k in KS:
+            model = results[model_name][(metric, k)]
+            popularity = results[GATE_BASELINE][(metric, k)]
+            lift = model / popularity - 1 if popularity > 0 and not math.isnan(model) else None
+            rows.append(
+                dg.TableRecord(
+                    {
+                        "metric": f"{metric}@{k}",
+                        "model": rounded(model),
+                        **{b: rounded(results[b][(metric, k)]) for b in baselines},
+                        "lift_vs_popularity": None if lift is None else rounded(lift),
+                    }
+                )
+            )
+    return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=columns))
+
 
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[interaction_graph, hard_negatives],
     group_name="model",
     kinds={"torch"},
+    owners=OWNERS,
+    tags=tags("model"),
     # On Kubernetes with RECS_K8S_GPU=1: the step's pod on a GPU node (assets/deploy.py).
     op_tags=gpu_op_tags(),
 )
 def trained_model(
     context: dg.AssetExecutionContext, config: TrainSettings, artifacts: ArtifactStore
 ) -> dg.MaterializeResult:
-    """The recommender of day D. Trained models (LightGCN, MF) learn on D's train split with
-    BPR or binary loss, uniform plus curriculum hard negatives and early stopping on a
-    validation slice carved from train; training-free models (popularity, GF-CF) are fitted.
-    The checkpoint, its config and its id-map version are stored under the partition key."""
+    """The recommender of day D. A trained model (LightGCN, NGCF, PinSAGE, MF) learns on D's
+    train split with BPR, binary or softmax loss, uniform or shared negatives plus curriculum
+    hard negatives, and early stopping on a validation slice carved from train, warm-started
+    from D-1's model and resumable; a training-free model (popularity, GF-CF and the others of
+    `recs_pipeline.models.TRAINING_FREE`) is fitted. The checkpoint (`checkpoint` in the
+    metadata: the path of model.pt), its config and its id-map version are stored under the
+    partition key. The metadata shows the training history (one row per epoch, the best epoch,
+    whose weights are kept, marked), the key hyperparameters, the parameter count and the best
+    validation Recall and NDCG."""
     check_run_config(context)
     store = artifacts.store()
     key = context.partition_key
@@ -63,7 +169,12 @@ def trained_model(
         )
         stamp = store.put(MODEL, key, {**checkpoint(model), "id_map": id_map})
         return dg.MaterializeResult(
-            metadata={"model": config.model, "training_free": True, "model_sha256": stamp.sha256}
+            metadata={
+                "model": config.model,
+                "training_free": True,
+                "model_sha256": stamp.sha256,
+                "checkpoint": dg.MetadataValue.path(str(store.path(MODEL.asset, key, MODEL.name))),
+            }
         )
     train_config = config.to_core()
     progress = ArtifactProgress(store, key, log=context.log.warning)
@@ -107,13 +218,23 @@ def trained_model(
         },
     )
     progress.clear()
+    k = train_config.val_k
+    best = next((r for r in result.history if r["epoch"] == result.best_epoch), {})
+    run_config = config.model_dump()
     return dg.MaterializeResult(
         metadata={
             "model": train_config.model,
             "model_sha256": stamp.sha256,
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.history),
-            f"val_recall@{train_config.val_k}": result.best_val_recall,
+            f"val_recall@{k}": rounded(result.best_val_recall),
+            f"val_ndcg@{k}": optional(best.get("val_ndcg")),
+            "parameter_count": sum(p.numel() for p in result.model.parameters()),
+            "checkpoint": dg.MetadataValue.path(str(store.path(MODEL.asset, key, MODEL.name))),
+            "hyperparameters": dg.MetadataValue.json(
+                {name: run_config[name] for name in KEY_HYPERPARAMETERS if name in run_config}
+            ),
+            "training_history": training_history(result.history, result.best_epoch, k),
             "train_seconds": round(result.seconds, 2),
             # Where the time went (the scaling benchmark reads these).
             "setup_seconds": round(result.setup_seconds, 2),
@@ -131,18 +252,10 @@ def trained_model(
     pool="duckdb",
     group_name="model",
     kinds={"duckdb", "torch"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "beats_popularity",
-            asset="model_evaluation",
-            blocking=True,
-            description="Quality gate: the model's Recall@20 must exceed the popularity"
-            " baseline's; when it does not, nothing is published for the day. A day without"
-            " test users cannot be evaluated: the check warns and the popularity fallback is"
-            " published. The verdict is recorded with the fingerprint of the evaluated model.pt;"
-            " recommendations publishes only that model.",
-        )
-    ],
+    metadata=table_metadata("ml.metrics"),
+    check_specs=[BEATS_POPULARITY],
+    owners=OWNERS,
+    tags=tags("model"),
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,
@@ -152,9 +265,11 @@ def model_evaluation(
 ) -> dg.MaterializeResult:
     """Full-ranking evaluation on the test fold, training items excluded: Recall, NDCG,
     Precision and HitRate at K ∈ {10, 20, 50} for the model and every baseline, side by side,
-    into ``ml.metrics`` and as numeric metadata (plotted over partitions in the UI). The rows
-    replace only this model and configuration's earlier evaluation of the day: other models'
-    and configurations' rows stay beside them."""
+    into `ml.metrics`. The metadata's `comparison` table sets the model beside every baseline
+    with its lift over popularity; the numbers follow (4 decimals, the model's `model_*`
+    first, the baselines' `vs_<baseline>_*` after), plotted over partitions on the asset's
+    Events tab. The rows replace only this model and configuration's earlier evaluation of the
+    day: other models' and configurations' rows stay beside them."""
     check_run_config(context)
     key = context.partition_key
     store = artifacts.store()
@@ -200,6 +315,10 @@ def model_evaluation(
             [as_of, *evaluation.values(), scorer.fingerprint, context.run_id],
             within=evaluation,
         )
+        # The partition's rows: this evaluation's and the day's other evaluations'.
+        (metric_rows,) = con.execute(
+            "SELECT count(*) FROM ml.metrics WHERE as_of_date = ?", [as_of]
+        ).fetchone()
     evaluated_users = int(test_users.unique().numel())
     gate = gate_verdict(
         model_name,
@@ -211,20 +330,28 @@ def model_evaluation(
     # Publication reads this record, not the check event: a run that selects recommendations
     # alone, or after a retrain, is refused unless this verdict names the current model.pt.
     record_gate(store, key, gate)
-    metadata = {
-        f"{'model' if name == model_name else name}_{metric}@{k}": float(value)
-        for name, metrics in results.items()
-        for (metric, k), value in metrics.items()
+    # The model's metrics first: the event's metadata table keeps this order, and the asset's
+    # Plots sort their titles alphabetically, so baselines are prefixed "vs_" to follow
+    # "model_" there too.
+    metrics = {
+        f"{'model' if name == model_name else 'vs_' + name}_{metric}@{k}": rounded(
+            results[name][(metric, k)]
+        )
+        for name in results
+        for metric in METRICS
+        for k in KS
     }
     return dg.MaterializeResult(
         metadata={
+            **row_count(metric_rows),
             "model": model_name,
             "test_users": int(graph.test_users.unique().numel()),
             "evaluated_users": evaluated_users,
             "gate": gate.verdict,
             "model_sha256": scorer.fingerprint,
             "config_hash": evaluation["config_hash"],
-            **metadata,
+            "comparison": comparison_table(results, model_name),
+            **metrics,
         },
         check_results=[
             dg.AssetCheckResult(
@@ -236,12 +363,13 @@ def model_evaluation(
                 if gate.verdict == NO_TEST_USERS
                 else dg.AssetCheckSeverity.ERROR,
                 metadata={
-                    "model_recall@20": gate.model_score,
-                    "popularity_recall@20": gate.baseline_score,
+                    "model_recall@20": rounded(gate.model_score),
+                    "popularity_recall@20": rounded(gate.baseline_score),
+                    "lift": None if gate.lift is None else rounded(gate.lift),
                     "evaluated_users": evaluated_users,
                     "model_sha256": scorer.fingerprint,
                 },
-                description=gate.description,
+                description=gate.summary,
             )
         ],
     )

@@ -30,3 +30,12 @@ DEFAULT_TEST_DAYS = SplitSettings.model_fields["test_days"].default
 
 def partition_date(context: dg.AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
+
+
+def range_tags(start: dt.date | str, end: dt.date | str) -> dict[str, str]:
+    """The tags of one run over the partition range [start, end] (both included): what the
+    UI's and the CLI's ranged launches set, for ``dg.materialize`` and friends."""
+    return {
+        "dagster/asset_partition_range_start": str(start),
+        "dagster/asset_partition_range_end": str(end),
+    }

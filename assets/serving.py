@@ -4,10 +4,12 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.catalog import OWNERS, PUBLICATION_FRESHNESS, tags
 from assets.lineage import expected_writer
 from assets.model import model_evaluation
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import PublishSettings, check_run_config
+from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import PUBLISHED_MODEL, SPLIT
 from recs_pipeline.daily import (
     GATE_BASELINE,
@@ -22,6 +24,31 @@ from recs_pipeline.recommend import publish_recommendations
 from recs_pipeline.serving import export_published
 from resources import ArtifactStore, Warehouse
 
+PREVIEW_RANKS = 10
+PREVIEW_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("user_id", "string"),
+        dg.TableColumn("rank", "int", description="1 = best"),
+        dg.TableColumn("item_id", "string"),
+        dg.TableColumn("score", "float", description="the scorer's score, 4 decimals"),
+        dg.TableColumn("model", "string", description="popularity: the fallback"),
+    ]
+)
+
+
+def preview_table(rows: list[tuple]) -> dg.TableMetadataValue:
+    """A few users' published lists (top ranks): three the model served and, when there is
+    one, a user who got the popularity fallback."""
+    return dg.MetadataValue.table(
+        [
+            dg.TableRecord(
+                {"user_id": u, "rank": rank, "item_id": item, "score": round(score, 4), "model": m}
+            )
+            for u, rank, item, score, m in rows
+        ],
+        schema=PREVIEW_SCHEMA,
+    )
+
 
 @dg.asset(
     partitions_def=daily_partitions,
@@ -29,6 +56,10 @@ from resources import ArtifactStore, Warehouse
     pool="duckdb",
     group_name="serving",
     kinds={"duckdb"},
+    metadata=table_metadata("serving.recommendations"),
+    owners=OWNERS,
+    tags=tags("serving"),
+    freshness_policy=PUBLICATION_FRESHNESS,
 )
 def recommendations(
     context: dg.AssetExecutionContext,
@@ -36,10 +67,10 @@ def recommendations(
     warehouse: Warehouse,
     artifacts: ArtifactStore,
 ) -> dg.MaterializeResult:
-    """Top-K per user into ``serving.recommendations`` (one atomic partition replace), excluding
+    """Top-K per user into `serving.recommendations` (one atomic partition replace), excluding
     everything the user interacted with up to D and scored from everything known up to D (the
     test period's interactions included); users the model does not know get the popularity
-    fallback. The view ``serving.latest_recommendations`` shows the newest published day.
+    fallback. The view `serving.latest_recommendations` shows the newest published day.
 
     Publishes only a model.pt whose fingerprint passed the quality gate (the record
     model_evaluation wrote for this partition), whatever the run selects: a model retrained
@@ -47,7 +78,7 @@ def recommendations(
     has no verdict and every user gets the popularity fallback, recorded in the metadata.
 
     Once published, the model.pt read here is kept byte for byte as
-    ``recommendations/D/published_model.pt`` (its sha256 is the metadata's model_sha256):
+    `recommendations/D/published_model.pt` (its sha256 is the metadata's model_sha256):
     re-materialising trained_model with another model replaces model.pt, not that copy."""
     check_run_config(context)
     key = context.partition_key
@@ -89,22 +120,28 @@ def recommendations(
         # After the lists are committed: a publication that fails leaves the earlier pin.
         pin_published_model(store, key, payload)
         preview = con.execute(
-            """SELECT user_id, string_agg(item_id, ', ' ORDER BY rank) AS items, any_value(model)
-               FROM serving.recommendations WHERE as_of_date = ?
-               GROUP BY user_id ORDER BY user_id LIMIT 5""",
-            [as_of],
+            """WITH users AS (
+                   SELECT user_id, any_value(model) AS model FROM serving.recommendations
+                   WHERE as_of_date = $day GROUP BY user_id),
+               picked AS (
+                   (SELECT user_id FROM users WHERE model <> $fallback ORDER BY user_id LIMIT 3)
+                   UNION ALL
+                   (SELECT user_id FROM users WHERE model = $fallback ORDER BY user_id LIMIT 1))
+               SELECT r.user_id, r.rank, r.item_id, r.score, r.model
+               FROM serving.recommendations r JOIN picked USING (user_id)
+               WHERE r.as_of_date = $day AND r.rank <= $ranks
+               ORDER BY r.model = $fallback, r.user_id, r.rank""",
+            {"day": as_of, "fallback": GATE_BASELINE, "ranks": PREVIEW_RANKS},
         ).fetchall()
-    table = "| user | model | items |\n|---|---|---|\n" + "\n".join(
-        f"| {u} | {m} | {items} |" for u, items, m in preview
-    )
     return dg.MaterializeResult(
         metadata={
+            **row_count(counts["rows"]),
             **counts,
             **fallback,
             "k": config.k,
             "model_sha256": scorer.fingerprint,
             "published_model": PUBLISHED_MODEL.at(key),
             "gate": gate.verdict,
-            "preview": dg.MetadataValue.md(table),
+            "preview": preview_table(preview),
         }
     )

@@ -53,7 +53,8 @@ INTERNAL: dict[type, dict[str, str]] = {
     TrainConfig: {
         "threads": "torch's thread count is process-wide: set by a run, an in-process run"
         " (dg.materialize, tests) would change it for its caller and every later step; the"
-        " daemon's OMP_NUM_THREADS sets it instead (README).",
+        " executor gives each run's step processes their share of the cores instead"
+        " (assets/executor.py: cores // max_concurrent_runs, or OMP_NUM_THREADS).",
     },
 }
 

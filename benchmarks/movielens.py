@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cold-items", type=int, default=200, help="items made cold")
     parser.add_argument("--cold-min-train", type=int, default=5, help="their min train degree")
     parser.add_argument("--only", nargs="*", default=None, help="run only these variants")
+    parser.add_argument(
+        "--training-free",
+        nargs="*",
+        default=["popularity", "gfcf", "dnfilter"],
+        help="training-free models fitted beside the variants (their default settings)",
+    )
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold-item check")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     quiet_sparse_warnings()
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     pools = hard_negative_pools(tu, ti, n_users, n_items, HardNegativeConfig(seed=args.seed))
     pool_seconds = time.perf_counter() - started
 
-    results = run_training_free(("popularity", "gfcf"), tu, ti, n_users, n_items, exclude, su, si)
+    results = run_training_free(args.training_free, tu, ti, n_users, n_items, exclude, su, si)
     for name, variant in VARIANTS.items():
         if args.only is not None and name not in args.only:
             continue
@@ -133,7 +140,11 @@ def main(argv: list[str] | None = None) -> dict:
             item_features=genres,
         )
     print_table(results)
-    cold = cold_item_check(args, n_users, n_items, (tu, ti, tts), (su, si), genres)
+    cold = (
+        {"n_cold_items": 0, "n_users": 0, "results": {}, "skipped": True}
+        if args.no_cold
+        else cold_item_check(args, n_users, n_items, (tu, ti, tts), (su, si), genres)
+    )
     print(f"\ncold items: {cold['n_cold_items']} items, {cold['n_users']} users")
     for name, r in cold["results"].items():
         print(f"{name:<38}{r['recall@20']:>8.4f}{fmt(r['ndcg@20']):>8}")

@@ -106,7 +106,8 @@ def run_size(events: int, args) -> dict:
             steps[name]["metadata"] = {
                 key: value.value
                 for key, value in event.materialization.metadata.items()
-                if key != "preview"
+                # Scalars only: the preview, training history and hyperparameters are tables/JSON.
+                if isinstance(value.value, (int, float, str, bool))
             }
         print(
             f"  {name:<20}{steps[name]['seconds']:>8.1f} s{steps[name]['peak_rss_mib']:>9.0f} MiB"

@@ -67,9 +67,8 @@ def silence_unfixable_warnings() -> None:
 
     for category in (dg.BetaWarning, dg.PreviewWarning):
         warnings.filterwarnings("ignore", category=category, module=r"(dagster|assets)(\.|$)")
+    # Raised wherever a CSR tensor is first built: our code, or torch.load rebuilding a saved
+    # adjacency (module torch._utils); the message is specific enough to filter on alone.
     warnings.filterwarnings(
-        "ignore",
-        message="Sparse CSR tensor support is in beta state",
-        category=UserWarning,
-        module=r"recs_pipeline\.",
+        "ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning
     )

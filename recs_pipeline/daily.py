@@ -206,6 +206,27 @@ class GateResult:
             return "the model does not beat popularity on Recall@20"
         return None
 
+    @property
+    def lift(self) -> float | None:
+        """The model's Recall@20 over popularity's, minus 1 (None when undefined)."""
+        if not self.baseline_score > 0 or math.isnan(self.model_score):
+            return None
+        return self.model_score / self.baseline_score - 1
+
+    @property
+    def summary(self) -> str:
+        """The verdict with both scores and the lift, pass or fail (the check's description)."""
+        if self.verdict == NO_TEST_USERS:
+            return f"{self.verdict}: {self.description}"
+        lift = "undefined" if self.lift is None else f"{self.lift:+.2%}"
+        scores = (
+            f"{self.model} Recall@20 {self.model_score:.4f} vs popularity"
+            f" {self.baseline_score:.4f} (lift {lift}) on {self.evaluated_users} test users"
+        )
+        if self.verdict == PASSED:
+            return f"passed: {scores}; this model.pt may be published"
+        return f"failed: {scores}: {self.description}; nothing is published for the day"
+
 
 def gate_verdict(
     model: str, fingerprint: str, model_score: float, baseline_score: float, evaluated_users: int

@@ -1,4 +1,6 @@
-"""Every warehouse table's name, columns and types: the one place they are spelled.
+"""Every warehouse table's name, columns, types and column descriptions: the one place they
+are spelled. A column's description is its line's ``--`` comment; :func:`columns` reads them
+(the Dagster assets' column schemas are built from it).
 
 Schemas: ``raw`` (ingested logs), ``features`` (split and id maps), ``ml`` (metrics) and
 ``serving`` (published recommendations). Each table is partitioned by one DATE column, named in
@@ -9,50 +11,52 @@ one evaluation of the partition (see its comment).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 TABLES: dict[str, str] = {
     "raw.interactions": """
-        event_date DATE NOT NULL,
-        event_ts TIMESTAMP NOT NULL,
-        user_id VARCHAR NOT NULL,
-        item_id VARCHAR NOT NULL,
-        event_type VARCHAR,
-        weight DOUBLE NOT NULL,
-        source_file VARCHAR
+        event_date DATE NOT NULL,  -- Day of the event (the partition), from event_ts.
+        event_ts TIMESTAMP NOT NULL,  -- When the event happened.
+        user_id VARCHAR NOT NULL,  -- The user, as in the landing files.
+        item_id VARCHAR NOT NULL,  -- The item, as in the landing files.
+        event_type VARCHAR,  -- The event's type, when the log has a column for it.
+        weight DOUBLE NOT NULL,  -- The weight_column's value (a rating, say), or 1.0 without one.
+        source_file VARCHAR  -- The landing file the row came from.
     """,
     "raw.rejected_interactions": """
-        event_date DATE NOT NULL,
-        source_file VARCHAR,
-        record VARCHAR,
-        reason VARCHAR NOT NULL
+        event_date DATE NOT NULL,  -- Day the rejected row is quarantined under (the partition).
+        source_file VARCHAR,  -- The landing file the row came from.
+        record VARCHAR,  -- The row's raw text.
+        reason VARCHAR NOT NULL  -- Why the row was rejected.
     """,
     # One row per distinct (user, item) edge of the split; event counts and first/last times kept.
     "features.train_interactions": """
-        as_of_date DATE NOT NULL,
-        user_id VARCHAR NOT NULL,
-        item_id VARCHAR NOT NULL,
-        n_events INTEGER NOT NULL,
-        weight DOUBLE NOT NULL,
-        first_ts TIMESTAMP NOT NULL,
-        last_ts TIMESTAMP NOT NULL
+        as_of_date DATE NOT NULL,  -- Day D the split is for (the partition).
+        user_id VARCHAR NOT NULL,  -- The user.
+        item_id VARCHAR NOT NULL,  -- The item.
+        n_events INTEGER NOT NULL,  -- The user's events on the item in the period.
+        weight DOUBLE NOT NULL,  -- Sum of those events' weights.
+        first_ts TIMESTAMP NOT NULL,  -- The first of those events.
+        last_ts TIMESTAMP NOT NULL  -- The last of those events.
     """,
     "features.test_interactions": """
-        as_of_date DATE NOT NULL,
-        user_id VARCHAR NOT NULL,
-        item_id VARCHAR NOT NULL,
-        n_events INTEGER NOT NULL,
-        weight DOUBLE NOT NULL,
-        first_ts TIMESTAMP NOT NULL,
-        last_ts TIMESTAMP NOT NULL
+        as_of_date DATE NOT NULL,  -- Day D the split is for (the partition).
+        user_id VARCHAR NOT NULL,  -- The user.
+        item_id VARCHAR NOT NULL,  -- The item.
+        n_events INTEGER NOT NULL,  -- The user's events on the item in the period.
+        weight DOUBLE NOT NULL,  -- Sum of those events' weights.
+        first_ts TIMESTAMP NOT NULL,  -- The first of those events.
+        last_ts TIMESTAMP NOT NULL  -- The last of those events.
     """,
     "features.user_index": """
-        as_of_date DATE NOT NULL,
-        user_id VARCHAR NOT NULL,
-        idx INTEGER NOT NULL
+        as_of_date DATE NOT NULL,  -- Day D the id map is for (the partition).
+        user_id VARCHAR NOT NULL,  -- The user.
+        idx INTEGER NOT NULL  -- The user's row in the model's embeddings.
     """,
     "features.item_index": """
-        as_of_date DATE NOT NULL,
-        item_id VARCHAR NOT NULL,
-        idx INTEGER NOT NULL
+        as_of_date DATE NOT NULL,  -- Day D the id map is for (the partition).
+        item_id VARCHAR NOT NULL,  -- The item.
+        idx INTEGER NOT NULL  -- The item's row in the model's embeddings.
     """,
     # One row per (model scored, K, metric) of one evaluation. An evaluation is keyed by the
     # day, the evaluated model and its configuration's hash: re-evaluating the same model and
@@ -63,24 +67,24 @@ TABLES: dict[str, str] = {
     # added after the first release are nullable: ensure_schema adds them to older warehouses,
     # whose rows keep NULL there.
     "ml.metrics": """
-        as_of_date DATE NOT NULL,
-        model VARCHAR NOT NULL,
-        k INTEGER NOT NULL,
-        metric VARCHAR NOT NULL,
-        value DOUBLE NOT NULL,
-        evaluated_model VARCHAR,
-        config_hash VARCHAR,
-        model_sha256 VARCHAR,
-        run_id VARCHAR,
-        evaluated_at TIMESTAMP
+        as_of_date DATE NOT NULL,  -- Day D evaluated (the partition).
+        model VARCHAR NOT NULL,  -- The scorer of the row: the evaluated model or a baseline.
+        k INTEGER NOT NULL,  -- Cut-off K of the metric.
+        metric VARCHAR NOT NULL,  -- recall, ndcg, precision or hitrate.
+        value DOUBLE NOT NULL,  -- The metric at K, averaged over the evaluated test users.
+        evaluated_model VARCHAR,  -- The model this evaluation was for.
+        config_hash VARCHAR,  -- Hash of the evaluated model's training config.
+        model_sha256 VARCHAR,  -- sha256 of the evaluated model.pt.
+        run_id VARCHAR,  -- The Dagster run that evaluated.
+        evaluated_at TIMESTAMP  -- When the evaluation ran.
     """,
     "serving.recommendations": """
-        as_of_date DATE NOT NULL,
-        user_id VARCHAR NOT NULL,
-        rank INTEGER NOT NULL,
-        item_id VARCHAR NOT NULL,
-        score DOUBLE NOT NULL,
-        model VARCHAR NOT NULL
+        as_of_date DATE NOT NULL,  -- Day D published (the partition).
+        user_id VARCHAR NOT NULL,  -- The user served.
+        rank INTEGER NOT NULL,  -- Position in the user's list, 1 = best.
+        item_id VARCHAR NOT NULL,  -- The recommended item.
+        score DOUBLE NOT NULL,  -- The scorer's score of the item for the user.
+        model VARCHAR NOT NULL  -- The scorer of the list: the model, or popularity (the fallback).
     """,
 }
 
@@ -98,3 +102,24 @@ VIEWS: dict[str, str] = {
         WHERE as_of_date = (SELECT max(as_of_date) FROM serving.recommendations)
     """,
 }
+
+
+class Column(NamedTuple):
+    name: str
+    type: str
+    nullable: bool
+    description: str
+    definition: str  # as declared, without the comment: "name TYPE [NOT NULL]"
+
+
+def columns(table: str) -> list[Column]:
+    """The columns of a :data:`TABLES` entry, in order, with their descriptions."""
+    found = []
+    for line in TABLES[table].strip().splitlines():
+        definition, _, description = line.partition("--")
+        definition = definition.strip().rstrip(",").strip()
+        if definition:
+            name, type_, *constraints = definition.split()
+            nullable = "NOT NULL" not in " ".join(constraints).upper()
+            found.append(Column(name, type_, nullable, description.strip(), definition))
+    return found

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import duckdb
 
 from recs_pipeline.schema import PARTITION_COLUMN, TABLES, VIEWS
+from recs_pipeline.schema import columns as table_columns
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -34,10 +35,9 @@ def _table_ref(table: str) -> str:
     return f"{schema}.{name}"
 
 
-def _declared_columns(columns: str) -> list[tuple[str, str]]:
+def _declared_columns(table: str) -> list[tuple[str, str]]:
     """(name, definition) of each column of a :data:`TABLES` entry, in order."""
-    parts = [line.strip().rstrip(",") for line in columns.strip().splitlines()]
-    return [(part.split()[0], part) for part in parts if part]
+    return [(column.name, column.definition) for column in table_columns(table)]
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -58,7 +58,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 [schema, name],
             ).fetchall()
         }
-        for column, definition in _declared_columns(columns):
+        for column, definition in _declared_columns(table):
             if column not in present:
                 con.execute(f"ALTER TABLE {ref} ADD COLUMN {definition}")
     for view, body in VIEWS.items():

@@ -26,6 +26,7 @@ def main(argv: list[str]) -> int:
     import dagster as dg
 
     from assets.ingest import raw_interactions
+    from assets.partitions import range_tags
     from resources import LogSource, Warehouse
 
     start, end = job["range"]
@@ -36,10 +37,7 @@ def main(argv: list[str]) -> int:
             "warehouse": Warehouse(database=job["warehouse"]),
             "log_source": LogSource(landing_root=job["landing"]),
         },
-        tags={
-            "dagster/asset_partition_range_start": start,
-            "dagster/asset_partition_range_end": end,
-        },
+        tags=range_tags(start, end),
         raise_on_error=False,
     )
     error, metadata = None, {}

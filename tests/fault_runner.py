@@ -21,6 +21,7 @@ def main(argv: list[str]) -> int:
     import dagster as dg
 
     from assets.definitions import ALL_ASSETS
+    from assets.partitions import range_tags
     from resources import ArtifactStore, LogSource, Warehouse
 
     resources = {
@@ -31,10 +32,7 @@ def main(argv: list[str]) -> int:
     kwargs: dict = {}
     if "range" in job:
         start, end = job["range"]
-        kwargs["tags"] = {
-            "dagster/asset_partition_range_start": start,
-            "dagster/asset_partition_range_end": end,
-        }
+        kwargs["tags"] = range_tags(start, end)
     else:
         kwargs["partition_key"] = job["partition"]
     print("RUNNER START", flush=True)

@@ -16,6 +16,7 @@ import dagster as dg
 import torch
 
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from recs_pipeline.artifacts import ADJACENCY, LocalArtifactStore
 from recs_pipeline.console import days_summary
 from recs_pipeline.graph import bipartite_csr, interaction_csr, normalized_adjacency
@@ -53,10 +54,7 @@ def test_ingest_warns_once_for_a_range_of_empty_days(tmp_path):
             "warehouse": Warehouse(database=str(tmp_path / "warehouse.duckdb")),
             "log_source": LogSource(landing_root=str(landing)),
         },
-        tags={
-            "dagster/asset_partition_range_start": "2026-03-01",
-            "dagster/asset_partition_range_end": "2026-03-10",
-        },
+        tags=range_tags("2026-03-01", "2026-03-10"),
         run_config={"ops": {"raw_interactions": {"config": {"allow_empty_days": True}}}},
     )
     messages = [
@@ -109,3 +107,11 @@ def test_main_job_prints_progress_and_results_without_noise(tmp_path):
     assert "full-ranking test metrics as of" in out
     assert "published lists as of" in out
     assert err.strip() == "", err
+    # The runs are the code location's job's (issue 13, finding 10): the UI lists them on
+    # daily_recommendations' Runs tab, not under __ephemeral_asset_job__.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 2
+    assert {run.job_name for run in runs} == {"daily_recommendations"}
+    selected = sorted(sorted(key.to_user_string() for key in run.asset_selection) for run in runs)
+    assert ["raw_interactions"] in selected, selected

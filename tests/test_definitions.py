@@ -70,3 +70,85 @@ def test_schedule_tick_requests_the_newest_complete_day():
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
         requests = schedule.evaluate_tick(context).run_requests
     assert [request.partition_key for request in requests] == ["2026-03-09"]
+
+
+DOWNSTREAM = [asset for asset in ALL_ASSETS if asset.key.to_user_string() != "raw_interactions"]
+
+
+def _policies(job: dg.JobDefinition) -> set:
+    return {
+        job.asset_layer.get(key).backfill_policy for key in job.asset_layer.executable_asset_keys
+    }
+
+
+def test_retrain_days_job_retrains_and_republishes_one_day_per_run():
+    """Issue 13, finding 3: "retrain and republish these days" is a job of its own, the six
+    downstream assets, whose backfill is one run per chosen day (its assets share one policy)."""
+    job = defs.resolve_job_def("retrain_days")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        asset.key.to_user_string() for asset in DOWNSTREAM
+    }
+    # One policy for the whole job: none, Dagster's one run per partition, each run tagged
+    # dagster/partition, the tag the instance's one-run-per-day limit keys on. (An explicit
+    # multi_run(1) makes asset backfills tag partition ranges instead, and that limit no longer
+    # applies: tests/test_daemon_backfill.py failed that way.)
+    assert _policies(job) == {None}
+    assert job.backfill_policy == dg.BackfillPolicy.multi_run(1)
+    ingest = defs.resolve_job_def("ingest_days")
+    assert {k.to_user_string() for k in ingest.asset_layer.executable_asset_keys} == {
+        "raw_interactions"
+    }
+    assert ingest.backfill_policy == dg.BackfillPolicy.single_run()
+    # The scheduled job runs one day per run (ingest D, then the chain for D).
+    assert defs.resolve_job_def("daily_recommendations").backfill_policy == (
+        dg.BackfillPolicy.multi_run(1)
+    )
+
+
+def test_loading_the_code_location_warns_nothing():
+    """The code server resolved daily_recommendations with a warning that its assets mix
+    backfill policies (issue 13, finding 3); loading and resolving every job now says nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\n"
+        "import assets.definitions as d\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    repo = d.defs.get_repository_def()\n"
+        "    [repo.get_job(name) for name in repo.job_names]\n"
+        "print('\\n'.join(f'{w.category.__name__}: {w.message}' for w in caught))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", done.stdout
+
+
+def test_assets_have_owners_tags_and_recommendations_a_freshness_policy():
+    """Issue 13, finding 8: the catalog shows who owns each asset, its domain and layer, and a
+    day without a publication (a missed run, a blocked gate) turns recommendations stale."""
+    layers = {
+        "raw_interactions": "ingest",
+        "interaction_split": "features",
+        "interaction_graph": "features",
+        "hard_negatives": "features",
+        "trained_model": "model",
+        "model_evaluation": "model",
+        "recommendations": "serving",
+    }
+    graph = defs.resolve_asset_graph()
+    for asset in ALL_ASSETS:
+        node = graph.get(asset.key)
+        name = asset.key.to_user_string()
+        assert node.owners == ["team:recs"], name
+        assert node.tags.get("domain") == "recommendations", name
+        assert node.tags.get("layer") == layers[name], name
+    policy = graph.get(dg.AssetKey("recommendations")).freshness_policy
+    assert policy is not None
+    # Due each day by 08:00 UTC (the schedule starts D's run at 02:00), published within the
+    # 24 hours before.
+    assert policy.deadline_cron == "0 8 * * *"
+    assert policy.lower_bound_delta == dt.timedelta(hours=24)
+    assert policy.timezone == "UTC"

@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from resources import LogSource, Warehouse
 
 DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(4)]
@@ -35,10 +36,7 @@ def write_day(landing: Path, day: dt.date, users: int = 3) -> None:
 
 
 def ingest(landing: Path, db: Path, days: list[dt.date], run_config: dict | None = None):
-    tags = {
-        "dagster/asset_partition_range_start": days[0].isoformat(),
-        "dagster/asset_partition_range_end": days[-1].isoformat(),
-    }
+    tags = range_tags(days[0], days[-1])
     result = dg.materialize(
         [raw_interactions],
         instance=dg.DagsterInstance.ephemeral(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.definitions import defs
-from assets.executor import PRELOAD_MODULE, forkserver_executor
+from assets.executor import PRELOAD_MODULE, available_cpus, forkserver_executor, threads_per_step
 from assets.step_preload import instance_modules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,8 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @dg.op(config_schema={"path": str})
 def probe(context) -> None:
     """Records where its step process came from."""
+    import torch
+
     Path(context.op_config["path"]).write_text(
-        json.dumps({"parent": os.getppid(), "preloaded": PRELOAD_MODULE in sys.modules})
+        json.dumps(
+            {
+                "parent": os.getppid(),
+                "preloaded": PRELOAD_MODULE in sys.modules,
+                "torch_threads": torch.get_num_threads(),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            }
+        )
     )
 
 
@@ -47,7 +56,7 @@ def run_probe(tmp_path, start_method: str) -> dict:
 
 
 def test_every_job_runs_on_the_primed_forkserver_executor():
-    for name in ("daily_recommendations", "__ASSET_JOB"):
+    for name in ("daily_recommendations", "retrain_days", "ingest_days", "__ASSET_JOB"):
         assert defs.resolve_job_def(name).executor_def is forkserver_executor, name
 
 
@@ -120,3 +129,66 @@ def test_preload_covers_the_instance_storage_a_step_opens(tmp_path):
     assert any(m.startswith(heavy) for m in cold)
     assert not any(m.startswith(heavy) for m in preloaded), preloaded
     assert len(preloaded) * 10 < len(cold), (len(preloaded), len(cold))
+
+
+def test_threads_per_step_divide_the_cores_among_the_runs_the_queue_lets_run():
+    """Issue 13, finding 11: each of max_concurrent_runs runs gets its share of the cores;
+    OMP_NUM_THREADS, when set, wins."""
+    assert threads_per_step(max_concurrent_runs=4, cpus=16, environ={}) == 4
+    assert threads_per_step(max_concurrent_runs=4, cpus=2, environ={}) == 1
+    assert threads_per_step(max_concurrent_runs=3, cpus=8, environ={}) == 2
+    assert threads_per_step(max_concurrent_runs=1, cpus=8, environ={}) == 8
+    # No run queue (runs start as launched: the CLI, an in-process run): the whole machine.
+    assert threads_per_step(max_concurrent_runs=None, cpus=8, environ={}) == 8
+    # An unlimited queue (-1): as many runs as there are cores, at worst.
+    assert threads_per_step(max_concurrent_runs=-1, cpus=8, environ={}) == 1
+    assert threads_per_step(max_concurrent_runs=4, cpus=16, environ={"OMP_NUM_THREADS": "3"}) == 3
+    # The project's instance: max_concurrent_runs 4.
+    with dg.DagsterInstance.from_config(str(ROOT / "dagster_home")) as instance:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+    assert available_cpus() >= 1
+
+
+STEP_THREADS_SCRIPT = """
+import json, sys
+import dagster as dg
+from tests.test_executor import probe_job
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    result = dg.execute_job(
+        dg.reconstructable(probe_job),
+        instance=instance,
+        run_config={"ops": {"probe": {"config": {"path": sys.argv[2]}}}},
+    )
+    assert result.success
+"""
+
+
+def test_a_step_process_runs_with_its_share_of_the_cores(tmp_path):
+    """A step process of a run on the project's instance (max_concurrent_runs 4) runs torch with
+    cores // 4 threads (at least 1), unless OMP_NUM_THREADS says otherwise. Each run is a fresh
+    interpreter, as a run worker is (its fork server starts with the run's environment)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+
+    def step_saw(name: str, **env: str) -> dict:
+        out = tmp_path / f"{name}.json"
+        base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "DAGSTER_HOME")}
+        done = subprocess.run(
+            [sys.executable, "-c", STEP_THREADS_SCRIPT, str(home), str(out)],
+            cwd=ROOT,
+            env={**base, "DAGSTER_HOME": str(home), **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(out.read_text())
+
+    expected = max(1, available_cpus() // 4)
+    default = step_saw("default")
+    assert default["torch_threads"] == expected, default
+    assert default["omp_num_threads"] == str(expected), default
+    chosen = 1 if expected != 1 else 2  # torch takes at most as many threads as cores
+    overridden = step_saw("overridden", OMP_NUM_THREADS=str(chosen))
+    assert overridden["torch_threads"] == chosen, overridden

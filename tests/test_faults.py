@@ -44,6 +44,7 @@ import torch
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from recs_pipeline.artifacts import Artifact, LocalArtifactStore
 from recs_pipeline.logs import ingest_day
 from recs_pipeline.schema import PARTITION_COLUMN
@@ -261,10 +262,7 @@ def test_ingestion_killed_mid_write_keeps_old_partitions_and_the_next_run_comple
         [raw_interactions],
         instance=dg.DagsterInstance.ephemeral(),
         resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": day1.isoformat(),
-            "dagster/asset_partition_range_end": day3.isoformat(),
-        },
+        tags=range_tags(day1, day3),
     )
     assert good.success
     days = [day1, day2, day3]
@@ -388,10 +386,7 @@ def test_publication_killed_mid_write_keeps_published_lists_and_the_next_run_com
         [raw_interactions],
         instance=instance,
         resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": PUBLISH_LOG.start.isoformat(),
-            "dagster/asset_partition_range_end": PUBLISH_LOG.end.isoformat(),
-        },
+        tags=range_tags(PUBLISH_LOG.start, PUBLISH_LOG.end),
     ).success
     day1, day2 = PUBLISH_LOG.end - dt.timedelta(days=1), PUBLISH_LOG.end
     for day in (day1, day2):
@@ -569,10 +564,7 @@ def test_training_killed_mid_run_keeps_the_previous_model_and_resumes(small_land
         [raw_interactions],
         instance=instance,
         resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": (TRAIN_DAY - dt.timedelta(days=13)).isoformat(),
-            "dagster/asset_partition_range_end": key,
-        },
+        tags=range_tags((TRAIN_DAY - dt.timedelta(days=13)), key),
     ).success
     assert dg.materialize(
         ALL_ASSETS,

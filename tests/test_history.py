@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from recs_pipeline.logs import EmptyDaysError, LogFormat, export_files, ingest_history
 from resources import LogSource, Warehouse
 
@@ -172,10 +173,7 @@ def materialize(landing: Path, db: Path, days: list[dt.date], instance, **source
             "warehouse": Warehouse(database=str(db)),
             "log_source": LogSource(landing_root=str(landing), **source),
         },
-        tags={
-            "dagster/asset_partition_range_start": days[0].isoformat(),
-            "dagster/asset_partition_range_end": days[-1].isoformat(),
-        },
+        tags=range_tags(days[0], days[-1]),
         raise_on_error=False,
     )
     gc.collect()
@@ -192,8 +190,10 @@ def day_metadata(instance, day: dt.date) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-def check_evaluations(result) -> dict[str | None, dg.AssetCheckEvaluation]:
-    return {e.partition: e for e in result.get_asset_check_evaluations()}
+def check_evaluations(
+    result, check: str = "rows_accepted"
+) -> dict[str | None, dg.AssetCheckEvaluation]:
+    return {e.partition: e for e in result.get_asset_check_evaluations() if e.check_name == check}
 
 
 ML_SOURCE = {
@@ -290,7 +290,7 @@ def test_a_partition_key_run_attaches_the_check_to_its_day(tmp_path):
             "log_source": LogSource(landing_root=str(landing), **wrong),
         },
     )
-    [evaluation] = result.get_asset_check_evaluations()
+    [evaluation] = check_evaluations(result).values()
     assert (evaluation.partition, evaluation.passed) == (D1.isoformat(), False)
     [materialization] = result.asset_materializations_for_node("raw_interactions")
     assert materialization.metadata["rows_quarantined"].value == 5

@@ -22,6 +22,7 @@ import yaml
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from tests.conftest import SMALL_LOG, make_resources
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -64,10 +65,7 @@ def ingest(instance, resources, start: dt.date, end: dt.date):
         [raw_interactions],
         instance=instance,
         resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat(),
-        },
+        tags=range_tags(start, end),
     ).success
 
 

@@ -10,6 +10,7 @@ import torch
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from recs_pipeline.artifacts import MODEL
 from recs_pipeline.schema import PARTITION_COLUMN
 from tests.conftest import SMALL_LOG, make_resources
@@ -32,10 +33,7 @@ def ingest(instance, resources, start: dt.date, end: dt.date):
         [raw_interactions],
         instance=instance,
         resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat(),
-        },
+        tags=range_tags(start, end),
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from assets.features import interaction_split
 from assets.ingest import raw_interactions
+from assets.partitions import range_tags
 from recs_pipeline.split import SplitConfig, explain_empty_train, temporal_split
 from resources import ArtifactStore, LogSource, Warehouse
 
@@ -95,10 +96,7 @@ def test_split_asset_tells_the_user_which(tmp_path, ingest_all):
         [raw_interactions],
         instance=instance,
         resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": ingested[0].isoformat(),
-            "dagster/asset_partition_range_end": ingested[-1].isoformat(),
-        },
+        tags=range_tags(ingested[0], ingested[-1]),
         run_config={"ops": {"raw_interactions": {"config": {"allow_empty_days": True}}}},
     ).success
     result = dg.materialize(

@@ -7,7 +7,7 @@ models (:class:`TrainingFree`: popularity, the GF-CF graph filter) compute score
 the train graph. :func:`recs_pipeline.scoring.score_function` turns any checkpoint into scores.
 """
 
-from recs_pipeline.models import gfcf, lightgcn, mf, ngcf, pinsage, popularity  # noqa: F401  (registration)
+from recs_pipeline.models import dnfilter, gfcf, lightgcn, mf, ngcf, pinsage, popularity  # noqa: F401  (registration)
 from recs_pipeline.models.base import (
     MODELS,
     TRAINING_FREE,

@@ -1,0 +1,23 @@
+"""What the catalog shows about every asset besides its data: owner, tags, and the freshness
+policy of the published table."""
+
+import datetime as dt
+
+import dagster as dg
+
+# Who answers for the assets (the catalog's "Owners"; a team, not a person).
+OWNERS = ["team:recs"]
+
+# recommendations must have been published within the 24 hours before 08:00 UTC each day. The
+# schedule starts day D's run at 02:00; a day whose run failed, was not launched or was stopped
+# by the quality gate publishes nothing, and at 08:00 the asset turns stale (FAIL) in the
+# catalog and the asset graph (the daemon's freshness evaluation, every 30 s).
+PUBLICATION_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron="0 8 * * *", lower_bound_delta=dt.timedelta(hours=24), timezone="UTC"
+)
+
+
+def tags(layer: str) -> dict[str, str]:
+    """Tags of an asset of ``layer`` (ingest, features, model, serving): filterable in the
+    catalog."""
+    return {"domain": "recommendations", "layer": layer}

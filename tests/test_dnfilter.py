@@ -1,0 +1,81 @@
+"""The degree-normalised filter against its formula computed densely with numpy."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recs_pipeline.models import fit_training_free
+from recs_pipeline.models.dnfilter import DegreeNormalisedFilter, top_right_singular_vectors
+from tests.test_gfcf import dense_gfcf, random_graph
+
+
+def dense_dnfilter(r, beta: float, weight: float, k: int, gamma: float | None = None):
+    gamma = beta if gamma is None else gamma
+    d_u, d_i = r.sum(1), r.sum(0)
+    r_norm = r / np.sqrt(d_u)[:, None] / np.sqrt(d_i)[None, :]
+    _, _, vt = np.linalg.svd(r_norm)
+    v = vt[:k].T
+    return (r @ np.diag(d_i**-beta)) @ (r_norm.T @ r_norm + weight * v @ v.T) @ np.diag(d_i**gamma)
+
+
+@pytest.mark.parametrize(
+    "beta,gamma,weight,k",
+    [(0.4, None, 0.2, 5), (0.0, None, 0.5, 3), (0.5, None, 0.0, 4), (0.3, 0.1, 0.3, 6)],
+)
+def test_scores_match_the_dense_formula(beta, gamma, weight, k):
+    r, users, items = random_graph()
+    model = DegreeNormalisedFilter(beta=beta, gamma=gamma, weight=weight, k=k)
+    got = model.fit(users, items, *r.shape).scores(torch.arange(r.shape[0])).double().numpy()
+    want = dense_dnfilter(r, beta, weight, k, gamma)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_beta_zero_without_ideal_term_is_gfcf_linear_filter():
+    r, users, items = random_graph(seed=2)
+    params = {"beta": 0.0, "gamma": 0.0, "weight": 0.0}
+    got = fit_training_free("dnfilter", users, items, *r.shape, **params)
+    np.testing.assert_allclose(
+        got.scores(torch.arange(r.shape[0])).double().numpy(),
+        dense_gfcf(r, 0.0, 1),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_retune_equals_a_fresh_fit_and_restore_equals_fit():
+    r, users, items = random_graph(seed=3)
+    fresh = DegreeNormalisedFilter(beta=0.3, gamma=0.2, weight=0.4, k=3).fit(users, items, *r.shape)
+    retuned = DegreeNormalisedFilter(beta=0.5, weight=0.1, k=6).fit(users, items, *r.shape)
+    retuned.retune(beta=0.3, gamma=0.2, weight=0.4, k=3)
+    restored = DegreeNormalisedFilter(**fresh.params()).restore(
+        users, items, *r.shape, fresh.state()
+    )
+    batch = torch.tensor([0, 3, 7])
+    for other in (retuned, restored):
+        np.testing.assert_allclose(other.scores(batch), fresh.scores(batch), rtol=1e-5, atol=1e-6)
+
+
+def test_randomised_subspace_iteration_finds_the_top_singular_subspace():
+    rng = np.random.default_rng(0)
+    # a 300 × 200 sparse matrix with a clear spectral gap after 10 values
+    low = (
+        rng.standard_normal((300, 10))
+        @ np.diag(np.linspace(10, 5, 10))
+        @ rng.standard_normal((10, 200))
+    )
+    dense = (low / 10 + 0.05 * rng.standard_normal((300, 200))).astype(np.float32)
+    s, v = top_right_singular_vectors(sp.csr_matrix(dense), 10, oversample=10, iterations=3)
+    _, s_ref, vt_ref = np.linalg.svd(dense.astype(np.float64))
+    np.testing.assert_allclose(s, s_ref[:10], rtol=1e-3)
+    cosines = np.linalg.svd(vt_ref[:10] @ v, compute_uv=False)
+    assert cosines.min() > 0.999
+
+
+def test_a_rank_deficient_matrix_falls_back_to_householder_qr():
+    rng = np.random.default_rng(1)
+    dense = (rng.standard_normal((200, 5)) @ rng.standard_normal((5, 150))).astype(np.float32)
+    s, v = top_right_singular_vectors(sp.csr_matrix(dense), 20, oversample=10, iterations=2)
+    _, s_ref, _ = np.linalg.svd(dense.astype(np.float64))
+    np.testing.assert_allclose(s[:5], s_ref[:5], rtol=1e-3)
+    assert np.isfinite(v).all()

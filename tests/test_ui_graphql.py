@@ -1,0 +1,440 @@
+"""What the Dagster UI shows, read through a real webserver's GraphQL (issue 13).
+
+A small log is ingested and the chain run for two days in this process, with the code
+location's assets, against a temporary instance with the project's settings; then
+``dagster-webserver`` starts on loopback over that instance (no daemon) and the test reads what
+the UI's pages read: per-partition check results, each day's ingest metadata, the warehouse
+assets' column schemas and row counts, owners, tags and the freshness policy, the enum choices
+of the launchpad's config schema, and what a backfill launched from the UI's dialogs targets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from assets.definitions import ALL_ASSETS, DOWNSTREAM_ASSETS
+from assets.ingest import raw_interactions
+from assets.partitions import range_tags
+from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+from tests.conftest import make_resources
+from tests.daemon_support import Deployment, sigterm_raises, write_instance
+
+SPEC = SyntheticLogSpec(
+    start=dt.date(2026, 3, 1),
+    days=8,
+    n_users=400,
+    n_items=200,
+    n_communities=6,
+    events_per_day=800,
+    dirty_fraction=0.01,
+    seed=13,
+)
+DAYS = [(SPEC.start + dt.timedelta(days=i)).isoformat() for i in range(SPEC.days)]
+CHAIN_DAYS = DAYS[-2:]  # X and Y: the two days the chain ran for, and the backfills target
+RUN_CONFIG = {
+    "ops": {
+        "interaction_split": {"config": {"window_days": 6, "test_days": 2}},
+        "trained_model": {"config": {"model": "gfcf"}},
+        "model_evaluation": {"config": {"baselines": ["popularity"]}},
+    }
+}
+WAREHOUSE_TABLES = {  # asset -> its table, whose rows per day are the partition's row count
+    "raw_interactions": "raw.interactions",
+    "recommendations": "serving.recommendations",
+}
+
+ASSET_NODES = """
+query AssetNodes {
+  assetNodes {
+    assetKey { path }
+    owners {
+      __typename
+      ... on TeamAssetOwner { team }
+      ... on UserAssetOwner { email }
+    }
+    tags { key value }
+    internalFreshnessPolicy {
+      __typename
+      ... on CronFreshnessPolicy { deadlineCron lowerBoundDeltaSeconds timezone }
+      ... on TimeWindowFreshnessPolicy { failWindowSeconds warnWindowSeconds }
+    }
+    metadataEntries { ...Metadata }
+  }
+}
+fragment Metadata on MetadataEntry {
+  label
+  __typename
+  ... on IntMetadataEntry { intValue }
+  ... on FloatMetadataEntry { floatValue }
+  ... on TextMetadataEntry { text }
+  ... on JsonMetadataEntry { jsonString }
+  ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
+}
+"""
+
+MATERIALIZATIONS = """
+query Materializations($path: [String!]!, $partitions: [String!]) {
+  assetOrError(assetKey: {path: $path}) {
+    __typename
+    ... on Asset {
+      assetMaterializations(partitions: $partitions) {
+        partition
+        runId
+        metadataEntries { ...Metadata }
+      }
+    }
+  }
+}
+fragment Metadata on MetadataEntry {
+  label
+  __typename
+  ... on IntMetadataEntry { intValue }
+  ... on FloatMetadataEntry { floatValue }
+  ... on TextMetadataEntry { text }
+  ... on JsonMetadataEntry { jsonString }
+  ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
+}
+"""
+
+CHECK_EXECUTIONS = """
+query CheckExecutions($path: [String!]!, $check: String!) {
+  assetCheckExecutions(assetKey: {path: $path}, checkName: $check, limit: 100) {
+    partition
+    status
+    evaluation { partition success description }
+  }
+}
+"""
+
+CONFIG_TYPES = """
+query ConfigTypes($selector: PipelineSelector!) {
+  runConfigSchemaOrError(selector: $selector) {
+    __typename
+    ... on RunConfigSchema {
+      rootConfigType { key }
+      allConfigTypes {
+        __typename
+        key
+        ... on CompositeConfigType { fields { name configTypeKey } }
+        ... on EnumConfigType { values { value } }
+        ... on NullableConfigType { ofType { key } }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+REPOSITORIES = """
+query Repositories {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } } }
+  }
+}
+"""
+
+BACKFILL_PREVIEW = """
+query Preview($params: AssetBackfillPreviewParams!) {
+  assetBackfillPreview(params: $params) {
+    assetKey { path }
+    partitions { partitionKeys ranges { start end } }
+  }
+}
+"""
+
+BACKFILL_TARGETS = """
+query Targets($backfillId: String!) {
+  partitionBackfillOrError(backfillId: $backfillId) {
+    __typename
+    ... on PartitionBackfill {
+      isAssetBackfill
+      jobName
+      partitionNames
+      numPartitions
+      assetSelection { path }
+      assetBackfillData {
+        assetBackfillStatuses {
+          ... on AssetPartitionsStatusCounts { assetKey { path } numPartitionsTargeted }
+        }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+PARTITIONS_TARGETED = """
+query Targeted($backfillId: String!, $path: [String!]!) {
+  partitionBackfillOrError(backfillId: $backfillId) {
+    ... on PartitionBackfill {
+      partitionsTargetedForAssetKey(assetKey: {path: $path}) {
+        partitionKeys
+        ranges { start end }
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """The log ingested and the chain run for the last two days, in process; then a webserver
+    over the same instance and warehouse. Yields (deployment, instance home, resources)."""
+    tmp = tmp_path_factory.mktemp("ui_graphql")
+    write_landing_files(SPEC, tmp / "landing")
+    home = tmp / "dagster_home"
+    write_instance(home)
+    resources = make_resources(tmp / "landing", tmp)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        ingest = dg.materialize(
+            [raw_interactions],
+            instance=instance,
+            resources=resources,
+            tags=range_tags(DAYS[0], DAYS[-1]),
+        )
+        assert ingest.success
+        for day in CHAIN_DAYS:
+            chain = dg.materialize(
+                ALL_ASSETS,
+                selection=DOWNSTREAM_ASSETS,
+                partition_key=day,
+                instance=instance,
+                resources=resources,
+                run_config=RUN_CONFIG,
+            )
+            assert chain.success
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "DAGSTER_"))}
+    env.update(
+        DAGSTER_HOME=str(home),
+        RECS_WAREHOUSE=resources["warehouse"].database,
+        RECS_ARTIFACTS=resources["artifacts"].root,
+        RECS_LANDING_ROOT=str(tmp / "landing"),
+        RECS_CONFIG="",
+    )
+    deployment = Deployment(env, logs=tmp)
+    with sigterm_raises():
+        try:
+            deployment.start_webserver()
+            deployment.wait_until_loaded(timeout=300)
+            yield deployment, home, resources
+        finally:
+            deployment.stop()
+            print(deployment.log_tails())
+
+
+def metadata(entries: list[dict]) -> dict[str, dict]:
+    return {entry["label"]: entry for entry in entries}
+
+
+def materializations(deployment, asset: str, partitions: list[str]) -> dict[str, dict]:
+    """The newest materialisation of each of ``partitions``: partition -> metadata by label."""
+    result = deployment.graphql(MATERIALIZATIONS, {"path": [asset], "partitions": partitions})
+    newest = {}
+    for event in reversed(result["assetOrError"]["assetMaterializations"]):  # newest first
+        newest[event["partition"]] = metadata(event["metadataEntries"])
+    return newest
+
+
+def warehouse_rows(resources, table: str, column: str) -> dict[str, int]:
+    with duckdb.connect(resources["warehouse"].database, read_only=True) as con:
+        rows = con.execute(f"SELECT {column}, count(*) FROM {table} GROUP BY 1").fetchall()
+    return {day.isoformat(): n for day, n in rows}
+
+
+def asset_nodes(deployment) -> dict[str, dict]:
+    nodes = deployment.graphql(ASSET_NODES)["assetNodes"]
+    return {"/".join(node["assetKey"]["path"]): node for node in nodes}
+
+
+def expand(partitions: dict | None) -> list[str]:
+    """The partition keys of an AssetBackfillTargetPartitions (keys, or inclusive day ranges)."""
+    if partitions is None:
+        return []
+    keys = list(partitions.get("partitionKeys") or [])
+    for day_range in partitions.get("ranges") or []:
+        day = dt.date.fromisoformat(day_range["start"])
+        while day <= dt.date.fromisoformat(day_range["end"]):
+            keys.append(day.isoformat())
+            day += dt.timedelta(days=1)
+    return sorted(keys)
+
+
+def repository(deployment) -> dict:
+    [node] = deployment.graphql(REPOSITORIES)["repositoriesOrError"]["nodes"]
+    return {"repositoryLocationName": node["location"]["name"], "repositoryName": node["name"]}
+
+
+# --- what the catalog and the Checks tab show ----------------------------------------------
+
+
+def test_ingest_check_results_are_per_day(ui):
+    deployment, _, _ = ui
+    executions = deployment.graphql(
+        CHECK_EXECUTIONS, {"path": ["raw_interactions"], "check": "rows_accepted"}
+    )["assetCheckExecutions"]
+    by_day = {e["evaluation"]["partition"]: e for e in executions if e["evaluation"]}
+    assert set(DAYS) <= set(by_day), sorted(by_day)
+    for day in DAYS:
+        assert by_day[day]["evaluation"]["success"], by_day[day]
+        assert by_day[day]["partition"] == day
+
+
+def test_quality_gate_results_are_per_day(ui):
+    """beats_popularity attaches to model_evaluation's partition, one result per evaluated day
+    (issue 13, finding 1: the uimeta branch)."""
+    deployment, _, _ = ui
+    executions = deployment.graphql(
+        CHECK_EXECUTIONS, {"path": ["model_evaluation"], "check": "beats_popularity"}
+    )["assetCheckExecutions"]
+    evaluated = [e for e in executions if e["evaluation"] is not None]
+    assert sorted(str(e["partition"]) for e in evaluated) == CHAIN_DAYS, executions
+    for execution in evaluated:
+        assert execution["evaluation"]["partition"] == execution["partition"]
+        assert execution["evaluation"]["description"], execution
+
+
+def test_each_ingested_day_shows_its_own_counts(ui):
+    """A ranged ingest: each day's materialisation carries that day's rows, not the range's
+    (issue 13, finding 2: the uimeta branch)."""
+    deployment, _, resources = ui
+    stored = warehouse_rows(resources, "raw.interactions", "event_date")
+    landing = Path(resources["log_source"].landing_root)
+    shown = materializations(deployment, "raw_interactions", DAYS)
+    assert set(shown) == set(DAYS)
+    for day in DAYS:
+        entries = shown[day]
+        assert entries["rows_ingested"]["intValue"] == stored[day], (day, entries)
+        files = list((landing / day).glob("*")) if (landing / day).is_dir() else []
+        assert entries["files"]["intValue"] == len(files), (day, entries)
+    # The per-day counts differ between days (a range's totals would be the same on every day).
+    assert len({shown[day]["rows_ingested"]["intValue"] for day in DAYS}) > 1
+
+
+def test_warehouse_assets_declare_table_columns_and_row_counts(ui):
+    """The catalog's columns and row counts (issue 13, finding 5: the uimeta branch)."""
+    deployment, _, resources = ui
+    nodes = asset_nodes(deployment)
+    partition_column = {"raw_interactions": "event_date", "recommendations": "as_of_date"}
+    for asset, table in WAREHOUSE_TABLES.items():
+        definition = metadata(nodes[asset]["metadataEntries"])
+        assert definition["dagster/table_name"]["text"].endswith(table), definition.keys()
+        columns = definition["dagster/column_schema"]["schema"]["columns"]
+        assert partition_column[asset] in {column["name"] for column in columns}
+        assert all(column["description"] for column in columns), columns
+        stored = warehouse_rows(resources, table, partition_column[asset])
+        days = DAYS if asset == "raw_interactions" else CHAIN_DAYS
+        shown = materializations(deployment, asset, days)
+        for day in days:
+            assert shown[day]["dagster/row_count"]["intValue"] == stored[day], (asset, day)
+
+
+def test_assets_show_owners_tags_and_the_freshness_policy(ui):
+    deployment, _, _ = ui
+    nodes = asset_nodes(deployment)
+    for asset in ALL_ASSETS:
+        node = nodes[asset.key.to_user_string()]
+        assert node["owners"] == [{"__typename": "TeamAssetOwner", "team": "recs"}], node
+        tags = {tag["key"]: tag["value"] for tag in node["tags"]}
+        assert tags["domain"] == "recommendations" and tags["layer"], node
+    assert nodes["recommendations"]["internalFreshnessPolicy"] == {
+        "__typename": "CronFreshnessPolicy",
+        "deadlineCron": "0 8 * * *",
+        "lowerBoundDeltaSeconds": 24 * 3600,
+        "timezone": "UTC",
+    }
+
+
+def test_launchpad_lists_the_model_choices(ui):
+    deployment, _, _ = ui
+    selector = {**repository(deployment), "pipelineName": "daily_recommendations"}
+    schema = deployment.graphql(CONFIG_TYPES, {"selector": selector})["runConfigSchemaOrError"]
+    assert schema["__typename"] == "RunConfigSchema", schema
+    types = {t["key"]: t for t in schema["allConfigTypes"]}
+
+    def field(type_key: str, name: str) -> dict:
+        kind = types[type_key]
+        while kind["__typename"] == "NullableConfigType":
+            kind = types[kind["ofType"]["key"]]
+        fields = {f["name"]: f["configTypeKey"] for f in kind["fields"]}
+        return types[fields[name]]
+
+    model = schema["rootConfigType"]["key"]
+    for name in ("ops", "trained_model", "config", "model"):
+        model = field(model if isinstance(model, str) else model["key"], name)
+    while model["__typename"] == "NullableConfigType":
+        model = types[model["ofType"]["key"]]
+    assert model["__typename"] == "EnumConfigType", model
+    choices = {value["value"] for value in model["values"]}
+    assert {"lightgcn", "mf", "ngcf", "pinsage", "popularity", "gfcf"} <= choices, choices
+
+
+# --- what a backfill from the UI's dialogs targets (issue 13, finding 3) ---------------------
+
+
+def test_retrain_days_backfill_targets_exactly_the_chosen_days(ui):
+    """Jobs -> retrain_days -> Partitions -> days X and Y -> Launch backfill: the dialog sends
+    the job's partition set with its assets; the backfill is of that job over X and Y, one run
+    per day (its backfill policy), every asset of it on X and Y only."""
+    deployment, home, _ = ui
+    backfill_id = deployment.launch_backfill(
+        {
+            "selector": {
+                "partitionSetName": "retrain_days_partition_set",
+                "repositorySelector": repository(deployment),
+            },
+            "assetSelection": [{"path": list(a.key.path)} for a in DOWNSTREAM_ASSETS],
+            "partitionNames": CHAIN_DAYS,
+            "fromFailure": False,
+        }
+    )
+    backfill = deployment.graphql(BACKFILL_TARGETS, {"backfillId": backfill_id})
+    backfill = backfill["partitionBackfillOrError"]
+    assert backfill["jobName"] == "retrain_days", backfill
+    assert sorted(backfill["partitionNames"]) == CHAIN_DAYS
+    assert sorted(a["path"][0] for a in backfill["assetSelection"]) == sorted(
+        a.key.to_user_string() for a in DOWNSTREAM_ASSETS
+    )
+    # The instance's record of it, as the daemon will read it.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        record = instance.get_backfill(backfill_id)
+    assert record.job_name == "retrain_days"
+    assert sorted(record.partition_names) == CHAIN_DAYS
+
+
+def test_downstream_assets_backfill_from_the_asset_graph_targets_exactly_the_chosen_days(ui):
+    """The asset graph: select the six downstream assets, Materialize, days X and Y: each asset
+    is targeted on X and Y only. (With raw_interactions selected too, Dagster follows the
+    28-day window downstream: the README says so, and the preview shows it.)"""
+    deployment, _, _ = ui
+    selection = [{"path": list(a.key.path)} for a in DOWNSTREAM_ASSETS]
+    preview = deployment.graphql(
+        BACKFILL_PREVIEW, {"params": {"assetSelection": selection, "partitionNames": CHAIN_DAYS}}
+    )["assetBackfillPreview"]
+    assert {p["assetKey"]["path"][0]: expand(p["partitions"]) for p in preview} == {
+        a.key.to_user_string(): CHAIN_DAYS for a in DOWNSTREAM_ASSETS
+    }
+    backfill_id = deployment.launch_backfill(
+        {"assetSelection": selection, "partitionNames": CHAIN_DAYS, "fromFailure": False}
+    )
+    for asset in DOWNSTREAM_ASSETS:
+        targeted = deployment.graphql(
+            PARTITIONS_TARGETED, {"backfillId": backfill_id, "path": list(asset.key.path)}
+        )["partitionBackfillOrError"]["partitionsTargetedForAssetKey"]
+        assert expand(targeted) == CHAIN_DAYS, (asset.key, targeted)
+
+    everything = [{"path": list(a.key.path)} for a in ALL_ASSETS]
+    wide = deployment.graphql(
+        BACKFILL_PREVIEW,
+        {"params": {"assetSelection": everything, "partitionNames": CHAIN_DAYS[:1]}},
+    )["assetBackfillPreview"]
+    wide = {p["assetKey"]["path"][0]: expand(p["partitions"]) for p in wide}
+    assert wide["raw_interactions"] == CHAIN_DAYS[:1]
+    assert len(wide["interaction_split"]) > 1  # the window passes the raw day forward

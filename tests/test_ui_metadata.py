@@ -1,0 +1,213 @@
+"""What the Dagster UI shows of a materialised chain: per-partition check results, per-day
+ingest checks, table metadata (name, columns, row counts), training history, the evaluation's
+comparison table and the published table's preview. Read back from the instance, as the UI
+reads it."""
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from assets.definitions import ALL_ASSETS
+from assets.ingest import raw_interactions
+from tests.conftest import SMALL_LOG, make_resources
+from tests.test_pipeline import DAY_1, DAY_2, connect, ingest, run_chain
+
+TABLES = {
+    "raw_interactions": "raw.interactions",
+    "interaction_split": "features.train_interactions",
+    "interaction_graph": "features.user_index",
+    "model_evaluation": "ml.metrics",
+    "recommendations": "serving.recommendations",
+}
+
+
+@pytest.fixture(scope="module")
+def chain(small_landing, tmp_path_factory):
+    """The whole log ingested in one range run, then the chain for two days."""
+    resources = make_resources(small_landing, tmp_path_factory.mktemp("ui"))
+    instance = dg.DagsterInstance.ephemeral()
+    assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
+    for day in (DAY_1, DAY_2):
+        assert run_chain(instance, resources, day).success
+    return instance, resources
+
+
+def latest(instance, asset: str, day: dt.date) -> dict:
+    """The metadata of ``asset``'s latest materialisation of ``day``, in stored order."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day.isoformat()]),
+        limit=1,
+    ).records
+    assert records, (asset, day, event)
+    return dict(records[0].asset_materialization.metadata)
+
+
+def check_history(instance, asset: str, check: str):
+    return instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey(asset), check), limit=100
+    )
+
+
+def test_assets_declare_their_table_and_its_described_columns():
+    from recs_pipeline.schema import columns
+
+    by_name = {asset.key.to_user_string(): asset for asset in ALL_ASSETS}
+    for name, table in TABLES.items():
+        metadata = by_name[name].specs_by_key[dg.AssetKey(name)].metadata
+        assert metadata["dagster/table_name"] == table, name
+        schema = metadata["dagster/column_schema"]
+        schema = getattr(schema, "schema", schema)
+        assert [(c.name, c.type, c.description) for c in schema.columns] == [
+            (c.name, c.type, c.description) for c in columns(table)
+        ], name
+        assert all(c.description for c in schema.columns), name
+        assert {c.name for c in schema.columns if not c.constraints.nullable} >= {
+            columns(table)[0].name
+        }
+
+
+def test_each_materialisation_carries_its_partitions_row_count(chain):
+    instance, resources = chain
+    with connect(resources) as con:
+        for day in (DAY_1, DAY_2):
+            for name, table in TABLES.items():
+                column = "event_date" if table.startswith("raw.") else "as_of_date"
+                (rows,) = con.execute(
+                    f"SELECT count(*) FROM {table} WHERE {column} = ?", [day]
+                ).fetchone()
+                metadata = latest(instance, name, day)
+                assert metadata["dagster/row_count"].value == rows > 0, (name, day)
+
+
+def test_the_gate_is_attached_to_its_partition_with_both_scores_and_the_lift(chain):
+    instance, _ = chain
+    records = check_history(instance, "model_evaluation", "beats_popularity")
+    assert sorted(r.partition for r in records) == [DAY_1.isoformat(), DAY_2.isoformat()]
+    assert {r.status.value for r in records} == {"SUCCEEDED"}  # no planned (skipped) row
+    for record in records:
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.partition == record.partition
+        text = evaluation.description
+        metadata = evaluation.metadata
+        model, popularity = (
+            metadata["model_recall@20"].value,
+            metadata["popularity_recall@20"].value,
+        )
+        assert f"{model:.4f}" in text and f"{popularity:.4f}" in text and "lift" in text, text
+        assert metadata["lift"].value == pytest.approx(model / popularity - 1, abs=2e-3)
+
+
+def test_a_day_with_an_abnormal_quarantine_rate_is_flagged_not_blocked(small_landing, tmp_path):
+    """Every small-log day quarantines a few rows (about 0.2%): under the default threshold
+    the check passes; with the threshold at 0 each such day is flagged, as a warning, on its
+    own partition, and the days are still ingested."""
+    resources = make_resources(small_landing, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    days = [SMALL_LOG.start + dt.timedelta(days=i) for i in range(3)]
+    assert ingest(instance, resources, days[0], days[-1]).success
+    records = check_history(instance, "raw_interactions", "quarantine_rate")
+    # One evaluation per day on its partition (and the range run's summary, as rows_accepted).
+    days_checked = sorted(r.partition for r in records if r.partition)
+    assert days_checked == [d.isoformat() for d in days]
+    assert {r.status.value for r in records} == {"SUCCEEDED"}
+    strict = dg.materialize(
+        [raw_interactions],
+        instance=instance,
+        resources=resources,
+        partition_key=days[1].isoformat(),
+        run_config={"ops": {"raw_interactions": {"config": {"max_quarantine_rate": 0.0}}}},
+    )
+    assert strict.success  # not blocking
+    (evaluation,) = [
+        e.event_specific_data
+        for e in strict.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "quarantine_rate"
+    ]
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.partition == days[1].isoformat()
+    reasons = evaluation.metadata["quarantine_reasons"].value
+    assert "above" in evaluation.description and next(iter(reasons)) in evaluation.description
+
+
+def test_training_history_hyperparameters_and_checkpoint_are_shown(chain):
+    instance, resources = chain
+    metadata = latest(instance, "trained_model", DAY_2)
+    history = metadata["training_history"]
+    assert isinstance(history, dg.TableMetadataValue)
+    names = [c.name for c in history.schema.columns]
+    assert names[:2] == ["epoch", "loss"] and {"val_recall@20", "val_ndcg@20", "best"} <= set(names)
+    rows = [r.data for r in history.records]
+    best = [r for r in rows if r["best"]]
+    assert len(best) == 1 and best[0]["epoch"] == metadata["best_epoch"].value
+    assert best[0]["val_recall@20"] == round(metadata["val_recall@20"].value, 4)
+    assert metadata["val_ndcg@20"].value == best[0]["val_ndcg@20"]
+    assert len(rows) == metadata["epochs_run"].value
+    assert metadata["parameter_count"].value > 0
+    hyper = metadata["hyperparameters"].value
+    assert {"dim", "layers", "loss", "learning_rate", "batch_size"} <= set(hyper)
+    checkpoint = metadata["checkpoint"]
+    assert isinstance(checkpoint, dg.PathMetadataValue)
+    store = resources["artifacts"].store()
+    assert checkpoint.value == str(store.path("trained_model", DAY_2.isoformat(), "model.pt"))
+    for key in ("model_sha256", "train_seconds", "setup_seconds", "step_seconds"):
+        assert key in metadata
+
+
+def test_evaluation_compares_model_and_baselines_in_a_rounded_table_model_first(chain):
+    instance, _ = chain
+    metadata = latest(instance, "model_evaluation", DAY_2)
+    table = metadata["comparison"]
+    assert isinstance(table, dg.TableMetadataValue)
+    assert [c.name for c in table.schema.columns] == [
+        "metric",
+        "model",
+        "popularity",
+        "gfcf",
+        "lift_vs_popularity",
+    ]
+    rows = {r.data["metric"]: r.data for r in table.records}
+    assert len(rows) == 12 and list(rows)[:3] == ["recall@10", "recall@20", "recall@50"]
+    recall = rows["recall@20"]
+    assert recall["model"] == metadata["model_recall@20"].value
+    assert recall["lift_vs_popularity"] == pytest.approx(
+        recall["model"] / recall["popularity"] - 1, abs=1e-3
+    )
+    numeric = [k for k, v in metadata.items() if isinstance(v.value, float)]
+    assert all(round(metadata[k].value, 4) == metadata[k].value for k in numeric)
+    metric_keys = [k for k in numeric if "@" in k]
+    # Model first both in insertion order (the event's metadata table) and in the alphabetical
+    # order of the asset's Plots (the UI sorts plot titles).
+    model_keys = [k for k in metric_keys if k.startswith("model_")]
+    assert len(model_keys) == 12 and len(metric_keys) == 36
+    assert metric_keys[:12] == model_keys
+    assert sorted(metric_keys)[:12] == sorted(model_keys)
+
+
+def test_published_preview_shows_ranks_scores_models_and_a_fallback_user(chain):
+    instance, resources = chain
+    metadata = latest(instance, "recommendations", DAY_2)
+    preview = metadata["preview"]
+    assert isinstance(preview, dg.TableMetadataValue)
+    assert [c.name for c in preview.schema.columns] == [
+        "user_id",
+        "rank",
+        "item_id",
+        "score",
+        "model",
+    ]
+    rows = [r.data for r in preview.records]
+    assert metadata["fallback_users"].value > 0  # the small log has users only in test
+    assert {r["model"] for r in rows} == {"lightgcn", "popularity"}
+    with connect(resources) as con:
+        for row in rows:
+            (score,) = con.execute(
+                """SELECT score FROM serving.recommendations
+                   WHERE as_of_date = ? AND user_id = ? AND rank = ? AND item_id = ?""",
+                [DAY_2, row["user_id"], row["rank"], row["item_id"]],
+            ).fetchone()
+            assert row["score"] == round(score, 4)
+    users = {r["user_id"] for r in rows}
+    assert 2 <= len(users) <= 6
