@@ -13,6 +13,17 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+# The columns of both folds of the split (features.train_interactions and test_interactions).
+_SPLIT_EDGES = """
+        as_of_date DATE NOT NULL,  -- Day D the split is for (the partition).
+        user_id VARCHAR NOT NULL,  -- The user.
+        item_id VARCHAR NOT NULL,  -- The item.
+        n_events INTEGER NOT NULL,  -- The user's events on the item in the period.
+        weight DOUBLE NOT NULL,  -- Sum of those events' weights.
+        first_ts TIMESTAMP NOT NULL,  -- The first of those events.
+        last_ts TIMESTAMP NOT NULL  -- The last of those events.
+    """
+
 TABLES: dict[str, str] = {
     "raw.interactions": """
         event_date DATE NOT NULL,  -- Day of the event (the partition), from event_ts.
@@ -30,24 +41,8 @@ TABLES: dict[str, str] = {
         reason VARCHAR NOT NULL  -- Why the row was rejected.
     """,
     # One row per distinct (user, item) edge of the split; event counts and first/last times kept.
-    "features.train_interactions": """
-        as_of_date DATE NOT NULL,  -- Day D the split is for (the partition).
-        user_id VARCHAR NOT NULL,  -- The user.
-        item_id VARCHAR NOT NULL,  -- The item.
-        n_events INTEGER NOT NULL,  -- The user's events on the item in the period.
-        weight DOUBLE NOT NULL,  -- Sum of those events' weights.
-        first_ts TIMESTAMP NOT NULL,  -- The first of those events.
-        last_ts TIMESTAMP NOT NULL  -- The last of those events.
-    """,
-    "features.test_interactions": """
-        as_of_date DATE NOT NULL,  -- Day D the split is for (the partition).
-        user_id VARCHAR NOT NULL,  -- The user.
-        item_id VARCHAR NOT NULL,  -- The item.
-        n_events INTEGER NOT NULL,  -- The user's events on the item in the period.
-        weight DOUBLE NOT NULL,  -- Sum of those events' weights.
-        first_ts TIMESTAMP NOT NULL,  -- The first of those events.
-        last_ts TIMESTAMP NOT NULL  -- The last of those events.
-    """,
+    "features.train_interactions": _SPLIT_EDGES,
+    "features.test_interactions": _SPLIT_EDGES,
     "features.user_index": """
         as_of_date DATE NOT NULL,  -- Day D the id map is for (the partition).
         user_id VARCHAR NOT NULL,  -- The user.

@@ -49,7 +49,21 @@ WAREHOUSE_TABLES = {  # asset -> its table, whose rows per day are the partition
     "recommendations": "serving.recommendations",
 }
 
-ASSET_NODES = """
+# The metadata fields every query below reads.
+METADATA = """
+fragment Metadata on MetadataEntry {
+  label
+  __typename
+  ... on IntMetadataEntry { intValue }
+  ... on FloatMetadataEntry { floatValue }
+  ... on TextMetadataEntry { text }
+  ... on JsonMetadataEntry { jsonString }
+  ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
+}
+"""
+
+ASSET_NODES = (
+    """
 query AssetNodes {
   assetNodes {
     assetKey { path }
@@ -67,18 +81,12 @@ query AssetNodes {
     metadataEntries { ...Metadata }
   }
 }
-fragment Metadata on MetadataEntry {
-  label
-  __typename
-  ... on IntMetadataEntry { intValue }
-  ... on FloatMetadataEntry { floatValue }
-  ... on TextMetadataEntry { text }
-  ... on JsonMetadataEntry { jsonString }
-  ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
-}
 """
+    + METADATA
+)
 
-MATERIALIZATIONS = """
+MATERIALIZATIONS = (
+    """
 query Materializations($path: [String!]!, $partitions: [String!]) {
   assetOrError(assetKey: {path: $path}) {
     __typename
@@ -91,16 +99,9 @@ query Materializations($path: [String!]!, $partitions: [String!]) {
     }
   }
 }
-fragment Metadata on MetadataEntry {
-  label
-  __typename
-  ... on IntMetadataEntry { intValue }
-  ... on FloatMetadataEntry { floatValue }
-  ... on TextMetadataEntry { text }
-  ... on JsonMetadataEntry { jsonString }
-  ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
-}
 """
+    + METADATA
+)
 
 CHECK_EXECUTIONS = """
 query CheckExecutions($path: [String!]!, $check: String!) {
