@@ -30,6 +30,11 @@ import dagster as dg
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
+from assets import pool_slots
+
+# Pool slots are claimed by this executor (in the run worker): on SQLite, atomically.
+pool_slots.install()
+
 PRELOAD_MODULE = "assets.step_preload"
 THREADS_VARIABLE = "OMP_NUM_THREADS"
 # Dagster's executor puts this module first in any preload list; so does the priming, so that
