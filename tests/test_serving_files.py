@@ -14,12 +14,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from assets.definitions import ALL_ASSETS
 from recs_pipeline.serving import export_published
 from recs_pipeline.warehouse import replace_partition
 from resources import Warehouse
 from tests.conftest import SMALL_LOG, make_resources
-from tests.test_pipeline import CHAIN, ingest
+from tests.test_pipeline import ingest, run_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 5
@@ -27,21 +26,12 @@ DAYS = [SMALL_LOG.end - dt.timedelta(days=n) for n in (3, 2, 1, 0)]
 
 
 def chain(instance, resources, day: dt.date, model: str):
-    return dg.materialize(
-        ALL_ASSETS,
-        selection=CHAIN,
-        partition_key=day.isoformat(),
-        instance=instance,
-        resources=resources,
-        run_config={
-            "ops": {
-                "interaction_split": {"config": {"window_days": 14, "test_days": 2}},
-                "trained_model": {"config": {"model": model}},
-                "recommendations": {"config": {"k": K}},
-            }
-        },
-        raise_on_error=False,
-    )
+    config = {
+        "interaction_split": {"config": {"window_days": 14, "test_days": 2}},
+        "trained_model": {"config": {"model": model}},
+        "recommendations": {"config": {"k": K}},
+    }
+    return run_chain(instance, resources, day, run_config={"ops": config})
 
 
 def start_reader(mode: str, target: Path, stop: Path, out: Path) -> subprocess.Popen:
