@@ -13,7 +13,7 @@ from assets.model import model_evaluation, trained_model
 from assets.partitions import DATA_ROOT
 from assets.serving import recommendations
 from recs_pipeline import project_config
-from resources import ArtifactStore, LogSource, Warehouse
+from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 ALL_ASSETS = [
     raw_interactions,
@@ -74,6 +74,7 @@ daily_schedule = dg.build_schedule_from_partitioned_job(
 RESOURCE_ENV: dict[str, dict[str, str]] = {
     "warehouse": {"database": "RECS_WAREHOUSE", "serving_root": "RECS_SERVING"},
     "artifacts": {"root": "RECS_ARTIFACTS"},
+    "engine": {"kind": "RECS_ENGINE", "address": "RECS_RAY_ADDRESS", "workers": "RECS_WORKERS"},
     "log_source": {
         "landing_root": "RECS_LANDING_ROOT",
         "path_pattern": "RECS_PATH_PATTERN",
@@ -93,6 +94,7 @@ RESOURCE_CLASSES: dict[str, type[dg.ConfigurableResource]] = {
     "warehouse": Warehouse,
     "artifacts": ArtifactStore,
     "log_source": LogSource,
+    "engine": ComputeEngine,
 }
 
 
@@ -103,6 +105,7 @@ def deployment_defaults(key: str) -> dict:
         "warehouse": {"database": str(DATA_ROOT / "warehouse.duckdb")},
         "artifacts": {"root": str(DATA_ROOT / "artifacts")},
         "log_source": {"landing_root": str(DATA_ROOT / "landing")},
+        "engine": {},
     }[key]
     from_file = project_config.section("resources", key)
     unknown = set(from_file) - set(RESOURCE_CLASSES[key].model_fields)

@@ -1,0 +1,104 @@
+"""Where the heavy steps run: in the step's own process, or spread over a Ray cluster.
+
+A sharded step (hard negatives, evaluation, publication) splits its users into shards and hands
+them to :meth:`Engine.map`, which returns one result per shard, in order. The kinds:
+
+- ``local`` (the embedded default): the shards run one after another in this process. Nothing
+  beyond the project's own dependencies is imported.
+- ``ray``: each shard is a Ray task on a worker process. With ``address`` the engine joins a
+  running cluster (``ray://head:10001`` for a KubeRay cluster's client port, ``auto`` on a node
+  of one); without it, :meth:`Engine.session` starts a local cluster of ``num_cpus`` worker
+  slots for the step and stops it afterwards (the tests, one big machine).
+
+Large inputs that every shard reads (the graph, the model) go to the cluster once, through
+:meth:`Engine.share`, not once per shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = ("local", "ray")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Engine:
+    kind: str = "local"
+    # A running Ray cluster; None starts a local one for the session (kind "ray" only).
+    address: str | None = None
+    # How many shards (and data-parallel training workers) a step splits its work into.
+    workers: int = 1
+    # Worker slots of a local cluster this process starts (None: Ray's default, every core).
+    num_cpus: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"engine kind {self.kind!r}: one of {', '.join(KINDS)}")
+        if self.workers < 1:
+            raise ValueError(f"engine workers must be >= 1, got {self.workers}")
+        if self.kind == "local" and self.address:
+            raise ValueError("engine address is for kind 'ray'; 'local' runs in this process")
+
+    @property
+    def distributed(self) -> bool:
+        return self.kind == "ray"
+
+    @contextmanager
+    def session(self) -> Iterator[Engine]:
+        """Connect to (or start) the cluster for the block. A cluster this process started is
+        stopped at the end; one that was already connected (an enclosing session) is left."""
+        if self.kind == "local":
+            yield self
+            return
+        import ray
+
+        if ray.is_initialized():
+            yield self
+            return
+        ray.init(
+            address=self.address,
+            num_cpus=None if self.address else self.num_cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+            configure_logging=False,
+        )
+        try:
+            log.info("ray cluster: %s", ray.cluster_resources())
+            yield self
+        finally:
+            ray.shutdown()
+
+    def share(self, obj: Any) -> Any:
+        """``obj`` as every shard should receive it: a Ray object reference (copied to the
+        cluster's object store once; Ray resolves it before the task runs) or ``obj`` itself."""
+        if self.kind == "local":
+            return obj
+        import ray
+
+        return ray.put(obj)
+
+    def map(self, fn: Callable[..., Any], shards: Sequence[Any], *shared: Any) -> list[Any]:
+        """``[fn(shard, *shared) for shard in shards]``, each call a Ray task with kind "ray"
+        (one CPU each, run as slots free up). ``shared``: values from :meth:`share`. Must be
+        called inside :meth:`session`."""
+        if self.kind == "local":
+            return [fn(shard, *shared) for shard in shards]
+        import ray
+
+        if not ray.is_initialized():
+            raise RuntimeError("Engine.map with kind 'ray' outside Engine.session()")
+        task = ray.remote(num_cpus=1, max_retries=0)(fn)
+        return ray.get([task.remote(shard, *shared) for shard in shards])
+
+
+def shard_ranges(n: int, shards: int) -> list[range]:
+    """``range(n)`` cut into ``shards`` contiguous, nearly equal, non-empty ranges (fewer when
+    ``n < shards``): shard i of a fixed ``(n, shards)`` is always the same slice."""
+    shards = max(1, min(shards, n)) if n else 1
+    bounds = [n * i // shards for i in range(shards + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(shards)]
