@@ -100,6 +100,7 @@ class Stamp:
 
 
 _CHUNK = 8 * 2**20
+_READ_ATTEMPTS = 3
 # Object stores, where an upload becomes visible whole when it completes and a rename is a
 # copy: artifacts are uploaded straight to their key.
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"}
@@ -435,9 +436,23 @@ class _FsspecFiles:
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[IO[bytes]]:
-        self.fs.invalidate_cache(self._path(key))
-        with self.fs.open(self._path(key), "rb") as source, tempfile.TemporaryFile() as copy:
-            shutil.copyfileobj(source, copy, _CHUNK)
+        path = self._path(key)
+        with tempfile.TemporaryFile() as copy:
+            for attempt in range(_READ_ATTEMPTS):
+                self.fs.invalidate_cache(path)
+                copy.seek(0)
+                copy.truncate()
+                try:
+                    with self.fs.open(path, "rb", block_size=_CHUNK) as source:
+                        shutil.copyfileobj(source, copy, _CHUNK)
+                    break
+                except FileNotFoundError:
+                    raise
+                except OSError:
+                    # Replaced while being read (s3fs fails a read once the ETag it opened
+                    # changed): the next attempt reads the new version, whole.
+                    if attempt == _READ_ATTEMPTS - 1:
+                        raise
             copy.seek(0)
             yield copy
 

@@ -317,6 +317,40 @@ def test_a_writer_killed_mid_write_leaves_the_previous_version_or_nothing(
     assert store.partitions(MODEL) == [DAY]
 
 
+def test_a_reader_racing_a_writer_on_s3_gets_a_whole_version(s3, tmp_path):
+    """An object replaced while it is read (s3fs then fails the read: its ETag changed) is
+    read again: every read is one whole version, none fails."""
+    root = f"s3://{BUCKET}/{tmp_path.name}"
+    store = UrlArtifactStore(root, storage_options=s3)
+    store.put(MODEL, DAY, {"version": 0, "weights": torch.zeros(1_000_000)})
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def rewrite() -> None:
+        try:
+            for version in range(1, 9):
+                store.put(
+                    MODEL,
+                    DAY,
+                    {"version": version, "weights": torch.full((1_000_000,), float(version))},
+                )
+        except BaseException as error:  # noqa: BLE001  (reported by the main thread)
+            errors.append(error)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    reads = []
+    while not done.is_set():
+        state = store.get(MODEL, DAY)
+        assert torch.equal(state["weights"], torch.full((1_000_000,), float(state["version"])))
+        reads.append(state["version"])
+    writer.join()
+    assert not errors, errors
+    assert reads == sorted(reads) and len(set(reads)) > 1, reads
+
+
 # --- the Dagster resource ---------------------------------------------------------------------
 
 
