@@ -215,7 +215,7 @@ from recs_pipeline.artifacts import MODEL, UrlArtifactStore
 import recs_pipeline.artifacts as artifacts
 
 root, mode, partition = sys.argv[1:4]
-store = UrlArtifactStore(root, storage_options=json.loads(os.environ["STORE_OPTIONS"]))
+store = UrlArtifactStore(root)
 
 def pause():
     print("PAUSED", flush=True)
@@ -247,13 +247,17 @@ while True:
 
 
 def _start_writer(tmp_path: Path, root: str, options: dict, mode: str, partition: str):
+    """The writer, configured through the environment alone, as fsspec reads it
+    (FSSPEC_<PROTOCOL>_<OPTION>): the endpoint and credentials of the S3 server."""
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
-    env = {
-        **os.environ,
-        **S3_ENV,
+    env = {name: value for name, value in os.environ.items() if name not in S3_ENV}
+    env |= {
+        "AWS_DEFAULT_REGION": REGION,
+        **{f"FSSPEC_S3_{name.upper()}": value for name, value in options.items()},
+        "FSSPEC_S3_KEY": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "FSSPEC_S3_SECRET": S3_ENV["AWS_SECRET_ACCESS_KEY"],
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
-        "STORE_OPTIONS": json.dumps(options),
         # A killed upload leaves its local staging file behind: here, not in /tmp.
         "TMPDIR": str(tmp_path),
     }
