@@ -105,8 +105,10 @@ _READ_ATTEMPTS = 3
 # copy: artifacts are uploaded straight to their key.
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"}
 # S3 uploads in 8 MiB parts (the default is 50 MiB, held in memory by the single PUT below
-# 100 MiB); at least 5 MiB (S3's smallest part), at most 10,000 parts.
+# 100 MiB); at least 5 MiB (S3's smallest part), at most 10,000 parts. 4 parts in flight
+# (s3fs's default is 10): 32 MiB held, unless storage_options set max_concurrency.
 _S3_PART = 8 * 2**20
+_S3_PARTS_IN_FLIGHT = 4
 
 
 class UrlArtifactStore:
@@ -358,7 +360,7 @@ def _files_at(root: str, storage_options: dict):
     fs, path = fsspec.core.url_to_fs(root, **storage_options)
     if isinstance(fs, LocalFileSystem):
         return _LocalFiles(Path(path))
-    return _FsspecFiles(fs, path.rstrip("/"))
+    return _FsspecFiles(fs, path.rstrip("/"), storage_options)
 
 
 class _LocalFiles:
@@ -407,8 +409,8 @@ class _FsspecFiles:
     Reads copy one version to an anonymous local file first, then verify and decode it there
     (s3fs pins the version it opened with If-Match on its ETag; the checksum refuses any mix)."""
 
-    def __init__(self, fs, root: str) -> None:
-        self.fs, self.root = fs, root
+    def __init__(self, fs, root: str, storage_options: dict) -> None:
+        self.fs, self.root, self.options = fs, root, storage_options
         protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
         self.object_store = bool(_OBJECT_STORES & set(protocols))
         self.s3 = "s3" in protocols
@@ -483,7 +485,10 @@ class _FsspecFiles:
         if not self.s3:
             return {}
         parts = math.ceil(os.path.getsize(staged) / _S3_PART)
-        return {"chunksize": _S3_PART if parts <= 10_000 else math.ceil(parts / 10_000) * _S3_PART}
+        chunksize = _S3_PART if parts <= 10_000 else math.ceil(parts / 10_000) * _S3_PART
+        if "max_concurrency" in self.options:
+            return {"chunksize": chunksize}
+        return {"chunksize": chunksize, "max_concurrency": _S3_PARTS_IN_FLIGHT}
 
 
 class ArtifactProgress:

@@ -305,7 +305,7 @@ def test_a_writer_killed_mid_write_leaves_the_previous_version_or_nothing(
     with pytest.raises(ArtifactError, match="is missing"):
         store.get(MODEL, "2026-03-02")
     if backend == "s3":
-        # Part 1 is on the server, in an upload that was never completed: never readable.
+        # The multipart upload was started, its parts under way, and never completed.
         s3 = fsspec.filesystem("s3", **options)
         uploads = s3.call_s3("list_multipart_uploads", Bucket=BUCKET).get("Uploads", [])
         assert f"{tmp_path.name}/trained_model/2026-03-02/model.pt" in [u["Key"] for u in uploads]
