@@ -45,13 +45,15 @@ import pickle
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import torch
 
+T = TypeVar("T")
 _SAFE = re.compile(r"^[A-Za-z0-9_.=-]+$")
 FORMAT = "recs-artifact/1"
 _MAX_HEADER = 4096
@@ -100,7 +102,8 @@ class Stamp:
 
 
 _CHUNK = 8 * 2**20
-_READ_ATTEMPTS = 3
+# A remote read that finds the object replaced under it starts over, waiting 0.1, 0.2, ... s.
+_READ_ATTEMPTS = 6
 # Object stores, where an upload becomes visible whole when it completes and a rename is a
 # copy: artifacts are uploaded straight to their key.
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"}
@@ -114,7 +117,8 @@ _S3_PARTS_IN_FLIGHT = 4
 class UrlArtifactStore:
     """Artifacts under a folder or URL root, published atomically and verified on read (see
     the module docstring). ``storage_options`` go to fsspec for URL roots (an endpoint, a
-    region); credentials come from the environment, never from here (``FSSPEC_S3_KEY``, …)."""
+    region; the Dagster resource refuses credentials there: the backend reads them from the
+    environment, e.g. ``AWS_SECRET_ACCESS_KEY`` or ``FSSPEC_S3_SECRET``)."""
 
     def __init__(
         self,
@@ -205,9 +209,8 @@ class UrlArtifactStore:
         # The header goes first but holds the payload's size and sha256: reserve its widest
         # line (a 64-digit hash, a 20-digit size), stream the payload, then fill it in.
         width = len(_header_line({**header, "sha256": "0" * 64, "size": 10**20}))
-        stamps: list[Stamp] = []
 
-        def write(out: IO[bytes]) -> None:
+        def write(out: IO[bytes]) -> Stamp:
             out.write(b" " * (width - 1) + b"\n")
             hashing = _Hashing(out)
             write_payload(hashing)
@@ -216,10 +219,9 @@ class UrlArtifactStore:
             out.seek(0)
             out.write(line[:-1].ljust(width - 1) + b"\n")
             out.seek(0, os.SEEK_END)
-            stamps.append(stamp)
+            return stamp
 
-        self._files.publish(_key(artifact, partition), write)
-        return stamps[0]
+        return self._files.publish(_key(artifact, partition), write)
 
     @contextlib.contextmanager
     def _verified(
@@ -388,19 +390,20 @@ class _LocalFiles:
         # The open file stays the version it opened, whatever is renamed over it meanwhile.
         return open(self.root / key, "rb")
 
-    def publish(self, key: str, write: Callable[[IO[bytes]], None]) -> None:
+    def publish(self, key: str, write: Callable[[IO[bytes]], T]) -> T:
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "w+b") as handle:
-                write(handle)
+                written = write(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return written
 
 
 class _FsspecFiles:
@@ -455,15 +458,16 @@ class _FsspecFiles:
                     # changed): the next attempt reads the new version, whole.
                     if attempt == _READ_ATTEMPTS - 1:
                         raise
+                    time.sleep(0.1 * 2**attempt)
             copy.seek(0)
             yield copy
 
-    def publish(self, key: str, write: Callable[[IO[bytes]], None]) -> None:
+    def publish(self, key: str, write: Callable[[IO[bytes]], T]) -> T:
         target = self._path(key)
         staging = tempfile.NamedTemporaryFile(prefix="recs-artifact-", delete=False)
         try:
             with staging:
-                write(staging)
+                written = write(staging)
             if self.object_store:
                 self.fs.put_file(staging.name, target, **self._put_options(staging.name))
             else:
@@ -480,6 +484,7 @@ class _FsspecFiles:
         finally:
             os.unlink(staging.name)
             self.fs.invalidate_cache(target)
+        return written
 
     def _put_options(self, staged: str) -> dict:
         if not self.s3:
