@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -312,7 +313,7 @@ def test_a_writer_killed_mid_write_leaves_the_previous_version_or_nothing(
 
     # Killed at a random moment while rewriting it in a loop: always one whole version.
     seed = time.time_ns() % 1_000_000
-    rng = __import__("random").Random(seed)
+    rng = random.Random(seed)
     proc, printed, reader = _start_writer(tmp_path, root, options, "loop", DAY)
     _wait_for(printed, proc, lambda lines: len(lines) >= 2)
     time.sleep(rng.uniform(0.0, 0.5 if backend == "s3" else 0.2))
