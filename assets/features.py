@@ -17,7 +17,7 @@ from recs_pipeline.artifacts import (
     HARD_NEGATIVES,
     ITEM_FEATURES,
     SPLIT,
-    LocalArtifactStore,
+    UrlArtifactStore,
 )
 from recs_pipeline.graph import InteractionGraph, index_split, normalized_adjacency
 from recs_pipeline.item_features import read_item_features
@@ -122,7 +122,7 @@ def interaction_graph(
 
 
 def save_item_features(
-    store: LocalArtifactStore, key: str, log_source: LogSource, graph: InteractionGraph
+    store: UrlArtifactStore, key: str, log_source: LogSource, graph: InteractionGraph
 ) -> dict:
     """Store the catalogue features of the graph's items as ``item_features.pt`` (or remove a
     stale one when there is no catalogue file); returns metadata describing them."""

@@ -173,7 +173,7 @@ def trained_model(
                 "model": config.model,
                 "training_free": True,
                 "model_sha256": stamp.sha256,
-                "checkpoint": dg.MetadataValue.path(str(store.path(MODEL.asset, key, MODEL.name))),
+                "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
             }
         )
     train_config = config.to_core()
@@ -230,7 +230,7 @@ def trained_model(
             f"val_recall@{k}": rounded(result.best_val_recall),
             f"val_ndcg@{k}": optional(best.get("val_ndcg")),
             "parameter_count": sum(p.numel() for p in result.model.parameters()),
-            "checkpoint": dg.MetadataValue.path(str(store.path(MODEL.asset, key, MODEL.name))),
+            "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
             "hyperparameters": dg.MetadataValue.json(
                 {name: run_config[name] for name in KEY_HYPERPARAMETERS if name in run_config}
             ),
