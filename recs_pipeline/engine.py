@@ -1,7 +1,8 @@
 """Where the heavy steps run: in the step's own process, or spread over a Ray cluster.
 
 A sharded step (hard negatives, evaluation, publication) splits its users into shards and hands
-them to :meth:`Engine.map`, which returns one result per shard, in order. The kinds:
+them to :meth:`Engine.map` (or :func:`map_shards`, which also times each shard and reports it as
+it completes), which returns one result per shard, in order. The kinds:
 
 - ``local`` (the embedded default): the shards run one after another in this process. Nothing
   beyond the project's own dependencies is imported.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -63,6 +65,10 @@ class Engine:
         if ray.is_initialized():
             yield self
             return
+        if not sys.stdout.isatty():
+            # Workers' output reaches a step's captured stdout/stderr (the run's logs in the
+            # UI): plain "(pid=…)" prefixes there, not ANSI colour codes.
+            os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         ray.init(
             address=self.address,
             num_cpus=None if self.address else self.num_cpus,
