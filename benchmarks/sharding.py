@@ -310,7 +310,7 @@ def main() -> None:
         "identical_to_local": identical,
         "overhead": overhead,
         "data_movement": data,
-        "graph_artifact": str(store.path(GRAPH.asset, key, GRAPH.name)),
+        "graph_artifact": store.location(GRAPH, key),
     }
     path = write_results("sharding", copy.deepcopy(payload), args.out)
     print("speedup 2 workers / 1:", ratio)

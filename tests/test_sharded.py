@@ -136,7 +136,7 @@ def day_outputs(resources, day: dt.date) -> dict:
             [day],
         ).fetchall()
     return {
-        "pools": store.load_torch(HARD_NEGATIVES.asset, day.isoformat(), HARD_NEGATIVES.name),
+        "pools": store.get(HARD_NEGATIVES, day.isoformat()),
         "metrics": {(m, metric, k): value for m, metric, k, value in metrics},
         "lists": lists,
     }
