@@ -7,7 +7,9 @@ import torch
 
 from recs_pipeline.models import fit_training_free
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter, top_right_singular_vectors
+from recs_pipeline.train import TrainConfig, teacher_edges
 from tests.test_gfcf import dense_gfcf, random_graph
+from tests.test_train import two_communities
 
 
 def dense_dnfilter(
@@ -110,3 +112,16 @@ def test_a_rank_deficient_matrix_falls_back_to_householder_qr():
     _, s_ref, _ = np.linalg.svd(dense.astype(np.float64))
     np.testing.assert_allclose(s[:5], s_ref[:5], rtol=1e-3)
     assert np.isfinite(v).all()
+
+
+def test_dnfilter_is_a_distillation_teacher():
+    """The filter's top unseen items per user become the student's extra positives."""
+    users, items, _ = two_communities()
+    assert TrainConfig(distill="dnfilter").distill == "dnfilter"
+    t_users, t_items, _ = teacher_edges("dnfilter", users, items, 40, 40, k=3)
+    scores = fit_training_free("dnfilter", users, items, 40, 40).scores(torch.arange(40))
+    for u in (0, 25):
+        row = scores[u].clone()
+        row[items[users == u]] = -torch.inf
+        assert set(t_items[t_users == u].tolist()) == set(row.topk(3).indices.tolist())
+    assert torch.equal(t_users < 20, t_items < 20)  # never outside the user's community
