@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.definitions import ALL_ASSETS
+from assets.features import interaction_graph, interaction_split
 from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.warehouse import (
     ConflictRetries,
@@ -23,7 +25,7 @@ from recs_pipeline.warehouse import (
 )
 from resources import ArtifactStore, LogSource, Warehouse
 from tests.conftest import SMALL_LOG
-from tests.test_pipeline import DAY_1, DAY_2, RUN_CONFIG, K, ingest, run_chain
+from tests.test_pipeline import DAY_1, DAY_2, RUN_CONFIG, K, ingest, run_chain, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 # A day retrained and republished beside DAY_2 in the concurrency test: neither warm-starts from
@@ -175,6 +177,20 @@ def test_the_chain_runs_on_the_shared_warehouse(shared, small_landing):
                USING (user_id, item_id) WHERE i.event_date <= r.as_of_date"""
         ).fetchone()[0]
         assert leaks == 0
+    # Re-running a day replaces its partitions: the same rows, none twice.
+    with connect_lake(warehouse["catalog"], read_only=True) as con:
+        before = snapshot(con, DAY_1)
+    rerun = dg.materialize(
+        ALL_ASSETS,
+        selection=dg.AssetSelection.assets(interaction_split, interaction_graph),
+        partition_key=DAY_1.isoformat(),
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=resources,
+        run_config={"ops": {"interaction_split": GFCF["ops"]["interaction_split"]}},
+    )
+    assert rerun.success
+    with connect_lake(warehouse["catalog"], read_only=True) as con:
+        assert snapshot(con, DAY_1) == before
     # Applications read the lake itself: no export beside a database file.
     assert resources["warehouse"].serving_path() is None
     assert not (tmp / "serving").exists()
