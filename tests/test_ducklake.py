@@ -352,3 +352,20 @@ def test_two_processes_replacing_days_of_the_same_tables_lose_nothing(lake, two_
             for offset in range(12)
         }
         assert set(counts) == expected, table
+
+
+def test_a_duckdb_catalog_file_serves_one_machine(tmp_path):
+    """The single-machine lake: a DuckDB file as the catalog, through the resource's session."""
+    warehouse = Warehouse(
+        database=str(tmp_path / "unused.duckdb"),
+        catalog=str(tmp_path / "catalog.ducklake"),
+        data_path=str(tmp_path / "data"),
+    )
+    day = dt.date(2026, 1, 1)
+    with warehouse.session() as con:
+        replace_partition(con, "features.user_index", day, INDEX_ROWS, [day, 7])
+    with warehouse.session() as con:
+        assert con.execute("SELECT count(*) FROM features.user_index").fetchone() == (7,)
+        assert con.execute("SELECT current_database()").fetchone() == ("lake",)
+    assert (tmp_path / "catalog.ducklake").exists()
+    assert not (tmp_path / "unused.duckdb").exists()  # the embedded file is not touched
