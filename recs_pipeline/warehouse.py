@@ -49,10 +49,12 @@ _REMOTE = re.compile(r"^(s3|s3a|gcs|gs|r2|https?)://", re.IGNORECASE)
 # and the changes overlap: "Transaction conflict - attempting to insert into table with index
 # "12" - but another transaction has deleted from it").
 # Two processes attaching a new lake at once both create its catalog tables; the loser fails
-# with PostgreSQL's duplicate key ("Failed to initialize DuckLake: … duplicate key value
-# violates unique constraint") and finds the lake when it attaches again.
+# with PostgreSQL's duplicate key or existing relation ("Failed to initialize DuckLake: … duplicate
+# key value violates unique constraint", "… relation "ducklake_metadata" already exists") and
+# finds the lake when it attaches again.
 _CONFLICT = re.compile(
-    r"Transaction conflict|Failed to initialize DuckLake:.*duplicate key", re.IGNORECASE | re.DOTALL
+    r"Transaction conflict|Failed to initialize DuckLake:.*(duplicate key|already exists)",
+    re.IGNORECASE | re.DOTALL,
 )
 
 log = logging.getLogger(__name__)
