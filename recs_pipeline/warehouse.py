@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import logging
+import os
 import random
 import re
 import time
@@ -90,8 +91,6 @@ def _literal(text: str) -> str:
 def _s3_secret(con: duckdb.DuckDBPyConnection) -> None:
     """An S3 secret from the standard AWS variables, when they are set (MinIO and other
     S3-compatible stores: ``AWS_ENDPOINT_URL``). Without them httpfs reads public buckets."""
-    import os
-
     if not os.environ.get("AWS_ACCESS_KEY_ID"):
         return
     options = {
@@ -127,7 +126,8 @@ def connect_lake(
         needed = ["ducklake"]
         if catalog.startswith(("postgres:", "postgresql:")):
             needed.append("postgres_scanner")
-        if data_path and _REMOTE.match(data_path):
+        # Without data_path the catalog's stored one is used, which may be remote.
+        if not data_path or _REMOTE.match(data_path):
             needed.append("httpfs")
         for name in needed:
             con.execute(f"LOAD {_literal(str(extension_path(name)))}")
