@@ -4,7 +4,7 @@ import os
 import warnings
 
 import dagster as dg
-from pydantic import Field, create_model
+from pydantic import Field, TypeAdapter, create_model
 
 from assets.deploy import deployment_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
@@ -119,7 +119,14 @@ def deployment_defaults(key: str) -> dict:
             f"project config {project_config.config_path()}: [resources.{key}] has no field(s)"
             f" {sorted(unknown)}; its fields: {', '.join(RESOURCE_CLASSES[key].model_fields)}"
         )
-    env = {field: os.environ[var] for field, var in RESOURCE_ENV[key].items() if var in os.environ}
+    # The environment holds strings: each becomes its field's type here (RECS_WORKERS=4 an int),
+    # since the values are the config schema's defaults and Dagster checks them strictly.
+    fields = RESOURCE_CLASSES[key].model_fields
+    env = {
+        field: TypeAdapter(fields[field].annotation).validate_python(os.environ[var])
+        for field, var in RESOURCE_ENV[key].items()
+        if var in os.environ
+    }
     return builtin | from_file | env
 
 

@@ -41,6 +41,8 @@ EXPECTED = {
     ("ConfigMap", "dagster-instance"),
     ("ConfigMap", "dagster-workspace"),
     ("Secret", "recs-postgres"),
+    ("Secret", "recs-object-store"),
+    ("RayCluster", "recs-ray"),
     ("PersistentVolumeClaim", "recs-data"),
     ("Deployment", "recs-code-location"),
     ("Service", "recs-code-location"),
@@ -104,6 +106,7 @@ def test_pods_refer_only_to_objects_the_deployment_defines(objects):
             refs = container["envFrom"]
             assert {"configMapRef": {"name": "recs-env"}} in refs, deployment
             assert {"secretRef": {"name": "recs-postgres"}} in refs, deployment
+            assert {"secretRef": {"name": "recs-object-store"}} in refs, deployment
     env = objects["ConfigMap", "recs-env"]["data"]
     # Run and step pods start from the code server's image.
     assert images == {env["DAGSTER_CURRENT_IMAGE"]}
@@ -161,7 +164,7 @@ def test_the_instance_is_postgres_with_the_projects_settings(objects, tmp_path):
     assert result.success, result.errors
     assert launcher["config"]["instance_config_map"] == "dagster-instance"
     assert launcher["config"]["env_config_maps"] == ["recs-env"]
-    assert launcher["config"]["env_secrets"] == ["recs-postgres"]
+    assert launcher["config"]["env_secrets"] == ["recs-postgres", "recs-object-store"]
 
 
 def trained_model_tags(env: dict[str, str]) -> tuple[dict, str]:
@@ -238,7 +241,7 @@ def test_trained_model_lands_on_a_gpu_node_when_the_deployment_asks(objects):
         {"name": e["name"], "value": e["value"]} for e in container["env"]
     ]
     sources = [s.get("config_map_ref") or s.get("secret_ref") for s in container["env_from"]]
-    assert {s["name"] for s in sources} == {"recs-env", "recs-postgres"}
+    assert {s["name"] for s in sources} == {"recs-env", "recs-postgres", "recs-object-store"}
     assert container["image"] == env["DAGSTER_CURRENT_IMAGE"]
 
 
@@ -246,3 +249,74 @@ def test_without_the_setting_nothing_changes():
     tags, executor = trained_model_tags({})
     assert K8S_CONFIG_TAG not in tags
     assert executor == "multiprocess_forkserver"
+
+
+def deployment_resources(env: dict[str, str]) -> dict:
+    """The resources' config and the ``duckdb`` pool's limit as a pod with ``env`` (recs-env
+    and the Secrets) loads them: the project's own loading, in a fresh process."""
+    code = (
+        "import json; from assets.definitions import defs; from assets.instance import"
+        " warehouse_pool_limit; r = defs.resources; print(json.dumps({"
+        "'warehouse': [r['warehouse'].catalog, r['warehouse'].data_path],"
+        " 'artifacts': r['artifacts'].root, 'engine': [r['engine'].kind, r['engine'].address,"
+        " r['engine'].workers], 'pool': warehouse_pool_limit()}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RECS_")}
+    ran = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean | env | {"RECS_CONFIG": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    return json.loads(ran.stdout.strip().splitlines()[-1])
+
+
+def test_the_pods_use_the_shared_warehouse_artifacts_and_ray_cluster(objects):
+    env = objects["ConfigMap", "recs-env"]["data"]
+    secrets = {
+        **objects["Secret", "recs-postgres"]["stringData"],
+        **objects["Secret", "recs-object-store"]["stringData"],
+    }
+    loaded = deployment_resources({**env, **secrets})
+    assert loaded["warehouse"] == [env["RECS_WAREHOUSE_CATALOG"], env["RECS_WAREHOUSE_DATA_PATH"]]
+    assert env["RECS_WAREHOUSE_CATALOG"].startswith("postgres:")
+    assert loaded["artifacts"] == env["RECS_ARTIFACTS"]
+    assert env["RECS_ARTIFACTS"].startswith("s3://")
+    # The lake's writers commit side by side: the pool no longer serialises them.
+    assert loaded["pool"] > 1
+    # libpq reads the catalog's password from the Secret, never from the ConfigMap.
+    assert "PGPASSWORD" in secrets and "password" not in env["RECS_WAREHOUSE_CATALOG"]
+    # The engine is the Ray cluster of raycluster.yaml, at KubeRay's head Service client port.
+    kind, address, workers = loaded["engine"]
+    assert (kind, workers) == ("ray", int(env["RECS_WORKERS"]))
+    cluster = objects["RayCluster", "recs-ray"]
+    service = f"{cluster['metadata']['name']}-head-svc.{cluster['metadata']['namespace']}"
+    assert address == f"ray://{service}.svc.cluster.local:10001"
+    (head,) = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    assert {"name": "client", "containerPort": 10001} in head["ports"]
+
+
+def test_the_ray_cluster_runs_this_project_with_the_pinned_ray(objects):
+    cluster = objects["RayCluster", "recs-ray"]
+    env = objects["ConfigMap", "recs-env"]["data"]
+    pods = [cluster["spec"]["headGroupSpec"]["template"]["spec"]] + [
+        group["template"]["spec"] for group in cluster["spec"]["workerGroupSpecs"]
+    ]
+    pinned = {
+        line.strip().strip('",')
+        for line in (ROOT / "pyproject.toml").read_text().splitlines()
+        if line.strip().startswith('"ray==')
+    }
+    assert {f"ray=={cluster['spec']['rayVersion']}"} == pinned
+    for pod in pods:
+        for container in pod["containers"]:
+            # The tasks are this project's functions: the same image as every step pod.
+            assert container["image"] == env["DAGSTER_CURRENT_IMAGE"]
+            sources = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+            assert sources == {"recs-env", "recs-postgres", "recs-object-store"}
+    # Enough worker slots for RECS_WORKERS shards (or training ranks) at once.
+    workers = cluster["spec"]["workerGroupSpecs"]
+    assert sum(g["maxReplicas"] for g in workers) >= int(env["RECS_WORKERS"])
