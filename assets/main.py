@@ -117,12 +117,13 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         print(f"reusing the synthetic logs in {landing} ({spec.start} .. {spec.end})")
     _write_demo_config(root, spec.start)
-    from resources import ArtifactStore, LogSource, Warehouse
+    from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
     resources = {
         "warehouse": Warehouse(database=str(root / "warehouse.duckdb")),
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
         "log_source": LogSource(landing_root=str(landing)),
+        "engine": ComputeEngine(),
     }
     from assets.settings import builtin_run_config
 

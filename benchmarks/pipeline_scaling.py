@@ -27,7 +27,7 @@ import dagster as dg
 from assets.definitions import ALL_ASSETS
 from benchmarks._common import hwm_mib, quiet_sparse_warnings, reset_hwm, rss_mib, write_results
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
-from resources import ArtifactStore, LogSource, Warehouse
+from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 CHAIN = [
     "interaction_split",
@@ -64,6 +64,7 @@ def run_size(events: int, args) -> dict:
         "warehouse": Warehouse(database=str(root / "warehouse.duckdb")),
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
         "log_source": LogSource(landing_root=str(root / "landing")),
+        "engine": ComputeEngine(),
     }
     instance = dg.DagsterInstance.ephemeral()
     run_config = {

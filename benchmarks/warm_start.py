@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from assets.ingest import raw_interactions
     from assets.model import model_evaluation, trained_model
     from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
-    from resources import ArtifactStore, LogSource, Warehouse
+    from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
     spec = SyntheticLogSpec(start=start, days=args.days, dirty_fraction=0.001)
     write_landing_files(spec, workdir / "landing")
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "warehouse": Warehouse(database=str(workdir / "warehouse.duckdb")),
         "artifacts": ArtifactStore(root=str(workdir / "artifacts")),
         "log_source": LogSource(landing_root=str(workdir / "landing")),
+        "engine": ComputeEngine(),
     }
     instance = dg.DagsterInstance.ephemeral()
     ok = dg.materialize(

@@ -17,10 +17,6 @@ Large inputs that every shard reads (the graph, the model) go to the cluster onc
 from __future__ import annotations
 
 import logging
-import pickle
-import queue
-import socket
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,25 +114,22 @@ class Engine:
         return _process_gang(self.workers, fn, shared)
 
 
-def shard_ranges(n: int, shards: int) -> list[range]:
-    """``range(n)`` cut into ``shards`` contiguous, nearly equal, non-empty ranges (fewer when
-    ``n < shards``): shard i of a fixed ``(n, shards)`` is always the same slice."""
-    shards = max(1, min(shards, n)) if n else 1
-    bounds = [n * i // shards for i in range(shards + 1)]
-    return [range(bounds[i], bounds[i + 1]) for i in range(shards)]
-
-
 # --- gangs: processes that run together (data-parallel training) -----------------------------
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` now (the OS picks it; a rendezvous binds it moments later)."""
+    import socket
+
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
 def _gang_member(fn, rank: int, world: int, rendezvous: str, shared: tuple, results) -> None:
+    import pickle
+    import traceback
+
     try:
         outcome = (rank, True, pickle.dumps(fn(rank, world, rendezvous, *shared)))
     except BaseException:  # noqa: BLE001  (reported to the parent, which raises it)
@@ -148,6 +141,8 @@ def _gang_member(fn, rank: int, world: int, rendezvous: str, shared: tuple, resu
 
 def _process_gang(world: int, fn: Callable[..., Any], shared: tuple) -> list[Any]:
     import multiprocessing
+    import pickle
+    import queue
 
     context = multiprocessing.get_context("spawn")  # fork would copy this process's threads
     results = context.Queue()
@@ -246,3 +241,11 @@ def _ray_gang(world: int, fn: Callable[..., Any], shared: tuple) -> list[Any]:
 
 # How long a gang waits for the cluster to hold all its workers at once.
 GANG_PLACEMENT_TIMEOUT_S = 120
+
+
+def shard_ranges(n: int, shards: int) -> list[range]:
+    """``range(n)`` cut into ``shards`` contiguous, nearly equal, non-empty ranges (fewer when
+    ``n < shards``): shard i of a fixed ``(n, shards)`` is always the same slice."""
+    shards = max(1, min(shards, n)) if n else 1
+    bounds = [n * i // shards for i in range(shards + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(shards)]

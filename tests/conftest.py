@@ -14,7 +14,7 @@ os.environ.pop("RECS_INSTANCE", None)
 
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.warehouse import ensure_schema
-from resources import ArtifactStore, LogSource, Warehouse
+from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 SMALL_LOG = SyntheticLogSpec(
     start=dt.date(2026, 3, 1),
@@ -40,6 +40,7 @@ def make_resources(landing, tmp_path) -> dict:
         "warehouse": Warehouse(database=str(tmp_path / "warehouse.duckdb")),
         "artifacts": ArtifactStore(root=str(tmp_path / "artifacts")),
         "log_source": LogSource(landing_root=str(landing)),
+        "engine": ComputeEngine(),
     }
 
 

@@ -22,12 +22,13 @@ def main(argv: list[str]) -> int:
 
     from assets.definitions import ALL_ASSETS
     from assets.partitions import range_tags
-    from resources import ArtifactStore, LogSource, Warehouse
+    from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
     resources = {
         "warehouse": Warehouse(database=job["warehouse"]),
         "artifacts": ArtifactStore(root=job["artifacts"]),
         "log_source": LogSource(landing_root=job["landing"]),
+        "engine": ComputeEngine(),
     }
     kwargs: dict = {}
     if "range" in job:

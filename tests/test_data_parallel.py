@@ -1,5 +1,6 @@
 """Data-parallel training: worker processes (gloo) that split every batch end where one
-process ends, and a gang whose rank fails stops instead of hanging."""
+process ends, and a gang whose rank fails stops instead of hanging. (On Ray, through the
+pipeline: tests/test_data_parallel_pipeline.py.)"""
 
 from __future__ import annotations
 
@@ -65,15 +66,6 @@ def test_two_worker_processes_end_with_the_single_process_parameters(name):
     if config.plateau_decay != 1.0:
         assert any("lr" in h for h in single.history)  # a restart from the best state happened
     assert sum(line.startswith("epoch ") for line in lines) == config.epochs  # rank 0's log
-
-
-def test_on_a_local_ray_cluster_the_ranks_are_a_placement_group_of_actors():
-    args, kwargs = inputs()
-    config = CONFIGS["lightgcn_hard_negatives"]
-    single = train_model(*args, config, log=lambda _: None, **kwargs)
-    engine = Engine(kind="ray", workers=2, num_cpus=2)
-    parallel = train_data_parallel(engine, *args, config, log=lambda _: None, **kwargs)
-    assert_same_training(parallel, single)
 
 
 def give_up_on_rank_1(rank: int, world: int, rendezvous: str) -> None:
