@@ -45,9 +45,9 @@ class ProcessGroupReplicas(Replicas):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
 
     def wrap(self, objective: torch.nn.Module) -> torch.nn.Module:
-        # Ranks share the graph and no buffer changes during training: nothing to broadcast
-        # before each step beyond what DDP's construction synchronises (the parameters).
-        return DistributedDataParallel(objective, broadcast_buffers=False)
+        # No model changes a buffer while training: nothing to re-broadcast before each step
+        # beyond what DDP's construction synchronises (rank 0's parameters and buffers).
+        return DistributedDataParallel(objective, forward_sync_buffers=False)
 
     def broadcast(self, obj):
         box = [obj]
