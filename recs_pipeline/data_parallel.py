@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 from collections.abc import Callable
 
 import torch
@@ -79,8 +78,10 @@ def train_replica(rank: int, world: int, rendezvous: str | None, job: TrainJob):
     if world == 1:
         result = train_model(*job.args, log=lines.append, **kwargs)
         return result, lines
-    if not config.threads:  # the ranks of one machine share its cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    if not config.threads:
+        # The ranks share what their launcher had: a spawned rank starts with the step's
+        # OMP_NUM_THREADS (its share of the machine) or every core; a Ray actor with its CPUs.
+        torch.set_num_threads(max(1, torch.get_num_threads() // world))
     dist.init_process_group(
         "gloo", init_method=rendezvous, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT
     )
