@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from recs_pipeline.artifacts import ArtifactProgress, LocalArtifactStore
 from recs_pipeline.data_parallel import train_data_parallel
 from recs_pipeline.engine import Engine
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
@@ -55,17 +56,35 @@ def assert_same_training(parallel, single):
     )
 
 
+class Killed(Exception):
+    pass
+
+
+def die_in_epoch_3(line: str) -> None:
+    if line.startswith("epoch 3:"):
+        raise Killed
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-def test_two_worker_processes_end_with_the_single_process_parameters(name):
+def test_two_worker_processes_end_with_the_single_process_parameters(name, tmp_path):
     args, kwargs = inputs()
     config = CONFIGS[name]
     single = train_model(*args, config, log=lambda _: None, **kwargs)
+    resuming = name == "lightgcn_hard_negatives"
+    if resuming:  # the workers resume a single process's run killed after its epoch-2 check
+        kwargs["progress"] = ArtifactProgress(LocalArtifactStore(tmp_path), "2026-03-01")
+        with pytest.raises(Killed):
+            train_model(*args, config, log=die_in_epoch_3, **kwargs)
     lines: list[str] = []
     parallel = train_data_parallel(Engine(workers=2), *args, config, log=lines.append, **kwargs)
     assert_same_training(parallel, single)
     if config.plateau_decay != 1.0:
         assert any("lr" in h for h in single.history)  # a restart from the best state happened
-    assert sum(line.startswith("epoch ") for line in lines) == config.epochs  # rank 0's log
+    epochs = [line for line in lines if line.startswith("epoch ")]  # rank 0's log lines
+    assert len(epochs) == config.epochs - 2 * resuming
+    if resuming:
+        assert lines[0].startswith("resumed from epoch 2") and parallel.resumed_from_epoch == 2
+        assert kwargs["progress"].load()["epoch"] == 4  # rank 0 saved its checks
 
 
 def give_up_on_rank_1(rank: int, world: int, rendezvous: str) -> None:
