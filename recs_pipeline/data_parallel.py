@@ -10,7 +10,10 @@ computes:
   trains on its contiguous slice of the rows (same global batch size as one process);
 - the step is the single-process step (:class:`~recs_pipeline.train.BatchObjective`) wrapped
   in DistributedDataParallel, which all-reduces the gradients; each slice's loss is scaled to
-  its share of the global batch, so the averaged gradient is the global batch's;
+  its share of the global batch, so the averaged gradient is the global batch's. DDP fits
+  although the models propagate over the whole graph outside any ``forward`` of their own:
+  the step module's forward does the propagation, scoring and loss, so every parameter gets
+  its gradient inside one DDP forward/backward (checked for LightGCN, NGCF, MF and PinSAGE);
 - rank 0 validates, logs and saves progress; the others receive its verdict (gains, early
   stop, plateau restarts, time budget) by broadcast, which is where they wait for it.
 

@@ -4,6 +4,12 @@ batch's layer-0 embeddings, early stopping on a validation slice carved from tra
 Validation slice: for up to ``val_users`` users with at least two train edges, the user's most
 recent train edge (by last event time) is held out of the fit graph. Validation Recall@K ranks
 all items except the fit edges. The test fold is never seen here.
+
+The loop reads top down in :func:`train_model`: :func:`set_up`, :func:`resume`, then per
+epoch :func:`train_epoch` (:func:`sample_batch` and :func:`train_step` per mini-batch),
+:func:`validate`, :func:`keep_best` and :func:`save_progress`. Data-parallel training
+(:mod:`recs_pipeline.data_parallel`) runs this same loop on every rank through
+:class:`Replicas`.
 """
 
 from __future__ import annotations
@@ -269,7 +275,7 @@ class Replicas:
         return self.rank == 0
 
     def wrap(self, objective: torch.nn.Module) -> torch.nn.Module:
-        """The module whose backward pass leaves the replicas' summed gradients."""
+        """``objective`` such that its backward pass leaves the replicas' mean gradient."""
         return objective
 
     def broadcast(self, obj):
