@@ -5,10 +5,12 @@ users, 2,000 items, 60 days of 4,000 events, one edge per distinct user–item p
 LightGCN training (the pipeline's defaults: dim 64, 3 layers, batch 4096, one uniform and up to
 two hard negatives per positive) runs
 
-- in this process with 1 and with 2 torch threads (``workers_1_threads_N``), and
+- in this process with 1 torch thread (``workers_1_threads_1``) and
 - on 2 worker processes of one torch thread each (``workers_2``, ``Engine(workers=2)``),
 
-and the epoch time is each run's median ``step_seconds`` (rank 0's: the ranks step together),
+alternately for ``--rounds`` rounds, then once in this process with 2 threads
+(``workers_1_threads_2``). The epoch time is the median of the runs' epochs' ``step_seconds``
+(rank 0's: the ranks step together),
 so process start-up and set-up are apart (``wall_seconds`` has them). Every rank propagates
 over the whole graph in every step (the graph is replicated, not sharded), so only the rest of
 a step divides among the workers: ``propagation_seconds_per_epoch`` is that replicated part
@@ -91,6 +93,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--events-per-day", type=int, default=4000)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating 1- and 2-worker runs")
+    parser.add_argument(
+        "--no-threads-2",
+        dest="threads_2",
+        action="store_false",
+        help="skip the one-process run with 2 torch threads",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     quiet_sparse_warnings()
@@ -103,23 +112,47 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{users.numel():,} edges, {n_users:,} users, {n_items:,} items; load {load()}")
     base = TrainConfig(epochs=args.epochs, eval_every=args.epochs, val_users=1000)
     load_before = load()
-    runs, models = {}, {}
-    for threads in (1, 2):
-        config = dataclasses.replace(base, threads=threads)
+
+    def one_worker(threads: int) -> tuple[dict, dict]:
         started = time.perf_counter()
+        config = dataclasses.replace(base, threads=threads)
         result = train_model(*edges, config, hard_pools=pools, log=lambda _: None)
-        runs[f"workers_1_threads_{threads}"] = summary(result, time.perf_counter() - started)
-        models[threads] = result.model.state_dict()
-    config = dataclasses.replace(base, threads=1)
-    started = time.perf_counter()
-    result = train_data_parallel(
-        Engine(workers=2), *edges, config, hard_pools=pools, log=lambda _: None
-    )
-    runs["workers_2"] = summary(result, time.perf_counter() - started)
+        return summary(result, time.perf_counter() - started), result.model.state_dict()
+
+    def two_workers() -> tuple[dict, dict]:
+        started = time.perf_counter()
+        config = dataclasses.replace(base, threads=1)
+        result = train_data_parallel(
+            Engine(workers=2), *edges, config, hard_pools=pools, log=lambda _: None
+        )
+        return summary(result, time.perf_counter() - started), result.model.state_dict()
+
+    # Rounds alternate the two set-ups, so that a change of the machine's load during the run
+    # falls on both; each round records the load at its start.
+    rounds = []
+    for _ in range(args.rounds):
+        started_at = load()
+        one, single_weights = one_worker(1)
+        two, parallel_weights = two_workers()
+        two["max_abs_param_diff"] = max(
+            float((parallel_weights[name] - tensor).abs().max())
+            for name, tensor in single_weights.items()
+        )
+        rounds.append({"load": started_at, "workers_1_threads_1": one, "workers_2": two})
+    runs = {
+        name: {
+            "seconds_per_epoch": median([s for r in rounds for s in r[name]["epoch_seconds"]]),
+            "per_round": [r[name]["seconds_per_epoch"] for r in rounds],
+            "wall_seconds": median([r[name]["wall_seconds"] for r in rounds]),
+            "val_recall": rounds[0][name]["val_recall"],
+        }
+        for name in ("workers_1_threads_1", "workers_2")
+    }
     runs["workers_2"]["max_abs_param_diff"] = max(
-        float((result.model.state_dict()[name] - tensor).abs().max())
-        for name, tensor in models[1].items()
+        r["workers_2"]["max_abs_param_diff"] for r in rounds
     )
+    if args.threads_2:
+        runs["workers_1_threads_2"], _ = one_worker(2)
     torch.set_num_threads(1)
     steps = math.ceil(users.numel() / base.batch_size)  # about: less the validation edges
     floor = steps * propagation_seconds(n_users, n_items, users, items, base)
@@ -139,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps_per_epoch": steps,
         "propagation_seconds_per_epoch": floor,
         "runs": runs,
+        "rounds": rounds,
     }
     print(f"{'propagation alone':>20}: {floor:.2f} s per epoch (every rank, every step)")
     path = write_results("data_parallel", payload, args.out)
