@@ -11,8 +11,11 @@ import torch.distributed as dist
 from recs_pipeline.artifacts import ArtifactProgress, LocalArtifactStore
 from recs_pipeline.data_parallel import train_data_parallel
 from recs_pipeline.engine import Engine
+from recs_pipeline.graph import normalized_adjacency
+from recs_pipeline.losses import bpr_loss
+from recs_pipeline.models import build_model
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
-from recs_pipeline.train import TrainConfig, train_model
+from recs_pipeline.train import Batch, BatchObjective, TrainConfig, train_model
 from tests.test_train import two_communities
 
 N = 40  # users and items of two_communities
@@ -54,6 +57,44 @@ def assert_same_training(parallel, single):
         single.best_epoch,
         pytest.approx(single.best_val_recall),
     )
+
+
+def whole_and_parts(rows: int, world: int):
+    """A batch of ``rows`` with per-row and shared negatives and weights; the whole batch's
+    objective and gradient, and the replicas' mean of their parts' (what DDP computes)."""
+    generator = torch.Generator().manual_seed(rows)
+    model = build_model("lightgcn", N, N, dim=8, layers=2)
+    users, items, _ = two_communities()
+    adjacency = normalized_adjacency(users, items, N, N)
+    batch = Batch(
+        users=torch.randint(0, N, (rows,), generator=generator),
+        items=torch.randint(0, N, (rows,), generator=generator),
+        weights=torch.rand(rows, generator=generator),
+        negatives=torch.randint(0, N, (rows, 3), generator=generator),
+        shared=torch.randint(0, N, (4,), generator=generator),
+        total=rows,
+    )
+
+    def objective_and_gradient(world_size: int, part: Batch):
+        model.zero_grad()
+        value = BatchObjective(model, adjacency, bpr_loss, 0.5, world=world_size)(part)
+        value.backward()
+        return value.detach(), model.embedding.weight.grad.clone()
+
+    whole = objective_and_gradient(1, batch)
+    parts = [objective_and_gradient(world, batch.part(r, world)) for r in range(world)]
+    mean = tuple(sum(p[i] for p in parts) / world for i in (0, 1))
+    return batch, whole, mean
+
+
+@pytest.mark.parametrize(("rows", "world"), [(7, 2), (7, 3), (1, 2)])
+def test_the_mean_of_the_parts_objectives_and_gradients_is_the_whole_batch(rows, world):
+    batch, whole, mean = whole_and_parts(rows, world)
+    parts = [batch.part(r, world) for r in range(world)]
+    assert torch.equal(torch.cat([p.users for p in parts]), batch.users)  # disjoint, in order
+    assert [p.shared_l2 for p in parts] == [True] + [False] * (world - 1)  # L2 of shared once
+    torch.testing.assert_close(mean[0], whole[0])
+    torch.testing.assert_close(mean[1], whole[1])
 
 
 class Killed(Exception):
