@@ -116,6 +116,9 @@ class Engine:
 
 # --- gangs: processes that run together (data-parallel training) -----------------------------
 
+# How long a gang waits for the cluster to hold all its workers at once.
+GANG_PLACEMENT_TIMEOUT_S = 120
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` now (the OS picks it; a rendezvous binds it moments later)."""
@@ -237,10 +240,6 @@ def _ray_gang(world: int, fn: Callable[..., Any], shared: tuple) -> list[Any]:
         for member in members:
             ray.kill(member)
         remove_placement_group(group)
-
-
-# How long a gang waits for the cluster to hold all its workers at once.
-GANG_PLACEMENT_TIMEOUT_S = 120
 
 
 def shard_ranges(n: int, shards: int) -> list[range]:
