@@ -10,6 +10,7 @@ from assets.ingest import raw_interactions
 from assets.lineage import expected_writer
 from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
 from assets.settings import HardNegativeSettings, SplitSettings, check_run_config
+from assets.sharding import ShardLog
 from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import (
     ADJACENCY,
@@ -17,13 +18,13 @@ from recs_pipeline.artifacts import (
     HARD_NEGATIVES,
     ITEM_FEATURES,
     SPLIT,
-    LocalArtifactStore,
+    UrlArtifactStore,
 )
 from recs_pipeline.graph import InteractionGraph, index_split, normalized_adjacency
 from recs_pipeline.item_features import read_item_features
-from recs_pipeline.sampling import hard_negative_pools
+from recs_pipeline.sampling import sharded_hard_negative_pools
 from recs_pipeline.split import explain_empty_train, temporal_split
-from resources import ArtifactStore, LogSource, Warehouse
+from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 _WINDOW = dg.TimeWindowPartitionMapping(
     start_offset=-(DEFAULT_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
@@ -122,7 +123,7 @@ def interaction_graph(
 
 
 def save_item_features(
-    store: LocalArtifactStore, key: str, log_source: LogSource, graph: InteractionGraph
+    store: UrlArtifactStore, key: str, log_source: LogSource, graph: InteractionGraph
 ) -> dict:
     """Store the catalogue features of the graph's items as ``item_features.pt`` (or remove a
     stale one when there is no catalogue file); returns metadata describing them."""
@@ -157,21 +158,31 @@ def save_item_features(
     tags=tags("features"),
 )
 def hard_negatives(
-    context: dg.AssetExecutionContext, config: HardNegativeSettings, artifacts: ArtifactStore
+    context: dg.AssetExecutionContext,
+    config: HardNegativeSettings,
+    artifacts: ArtifactStore,
+    engine: ComputeEngine,
 ) -> dg.MaterializeResult:
     """Per-user hard-negative pools from random walk with restart (personalised PageRank):
-    items ranked inside a band — high, but not the top — never interacted with."""
+    items ranked inside a band — high, but not the top — never interacted with. The walks run
+    in the engine's shards of users (blocks of users seeded each on its own: the same pools
+    however many shards); `shard_runs` in the metadata shows them."""
     check_run_config(context)
     store = artifacts.store()
     graph = store.get(GRAPH, context.partition_key, expected_writer(context, "interaction_graph"))
     hard_config = config.to_core()
-    pools = hard_negative_pools(
-        graph["train_users"],
-        graph["train_items"],
-        len(graph["user_ids"]),
-        len(graph["item_ids"]),
-        hard_config,
-    )
+    compute = engine.engine()
+    shard_log = ShardLog(context, compute, "hard negatives")
+    with compute.session():
+        pools, _ = sharded_hard_negative_pools(
+            graph["train_users"],
+            graph["train_items"],
+            len(graph["user_ids"]),
+            len(graph["item_ids"]),
+            hard_config,
+            engine=compute,
+            on_shard=shard_log,
+        )
     store.put(HARD_NEGATIVES, context.partition_key, pools)
     lo, hi = hard_config.band(len(graph["item_ids"]))
     return dg.MaterializeResult(
@@ -179,5 +190,6 @@ def hard_negatives(
             "users": pools.shape[0],
             "pool_size": pools.shape[1],
             "rank_band": f"[{lo}, {hi})",
+            **shard_log.metadata(),
         }
     )

@@ -12,6 +12,7 @@ from assets.features import hard_negatives, interaction_graph
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import EvaluationSettings, TrainSettings, check_run_config
+from assets.sharding import ShardLog
 from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, ArtifactProgress
 from recs_pipeline.console import progress_bar
@@ -31,7 +32,7 @@ from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users
 )
 from recs_pipeline.data_parallel import train_data_parallel
 from recs_pipeline.graph import id_map_version
-from recs_pipeline.metrics import METRICS, evaluate_scorer
+from recs_pipeline.metrics import METRICS, evaluate_scorers
 from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
 from recs_pipeline.train import train_model
 from recs_pipeline.warehouse import replace_partition
@@ -179,7 +180,7 @@ def trained_model(
                 "model": config.model,
                 "training_free": True,
                 "model_sha256": stamp.sha256,
-                "checkpoint": dg.MetadataValue.path(str(store.path(MODEL.asset, key, MODEL.name))),
+                "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
             }
         )
     train_config = config.to_core()
@@ -240,7 +241,7 @@ def trained_model(
             f"val_recall@{k}": rounded(result.best_val_recall),
             f"val_ndcg@{k}": optional(best.get("val_ndcg")),
             "parameter_count": sum(p.numel() for p in result.model.parameters()),
-            "checkpoint": dg.MetadataValue.path(str(store.path(MODEL.asset, key, MODEL.name))),
+            "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
             "hyperparameters": dg.MetadataValue.json(
                 {name: run_config[name] for name in KEY_HYPERPARAMETERS if name in run_config}
             ),
@@ -273,6 +274,7 @@ def model_evaluation(
     config: EvaluationSettings,
     warehouse: Warehouse,
     artifacts: ArtifactStore,
+    engine: ComputeEngine,
 ) -> dg.MaterializeResult:
     """Full-ranking evaluation on the test fold, training items excluded: Recall, NDCG,
     Precision and HitRate at K ∈ {10, 20, 50} for the model and every baseline, side by side,
@@ -280,7 +282,8 @@ def model_evaluation(
     with its lift over popularity; the numbers follow (4 decimals, the model's `model_*`
     first, the baselines' `vs_<baseline>_*` after), plotted over partitions on the asset's
     Events tab. The rows replace only this model and configuration's earlier evaluation of the
-    day: other models' and configurations' rows stay beside them."""
+    day: other models' and configurations' rows stay beside them. The ranking runs in the
+    engine's shards of test users (`shard_runs`); the metrics come from the merged lists."""
     check_run_config(context)
     key = context.partition_key
     store = artifacts.store()
@@ -300,10 +303,19 @@ def model_evaluation(
             ).scores
     exclude = graph.train_csr()
     test_users, test_items = sample_test_users(graph, config.max_users, config.seed)
-    results = {
-        name: evaluate_scorer(scorer, graph.n_items, exclude, test_users, test_items, KS)
-        for name, scorer in scorers.items()
-    }
+    compute = engine.engine()
+    shard_log = ShardLog(context, compute, "evaluation")
+    with compute.session():
+        results, _ = evaluate_scorers(
+            scorers,
+            graph.n_items,
+            exclude,
+            test_users,
+            test_items,
+            KS,
+            engine=compute,
+            on_shard=shard_log,
+        )
     rows = [
         (model, k, metric, value)
         for model, metrics in results.items()
@@ -363,6 +375,7 @@ def model_evaluation(
             "config_hash": evaluation["config_hash"],
             "comparison": comparison_table(results, model_name),
             **metrics,
+            **shard_log.metadata(),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -9,6 +9,7 @@ from assets.lineage import expected_writer
 from assets.model import model_evaluation
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import PublishSettings, check_run_config
+from assets.sharding import ShardLog
 from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import PUBLISHED_MODEL, SPLIT
 from recs_pipeline.daily import (
@@ -22,7 +23,7 @@ from recs_pipeline.daily import (
 )
 from recs_pipeline.recommend import publish_recommendations
 from recs_pipeline.serving import export_published
-from resources import ArtifactStore, Warehouse
+from resources import ArtifactStore, ComputeEngine, Warehouse
 
 PREVIEW_RANKS = 10
 PREVIEW_SCHEMA = dg.TableSchema(
@@ -66,6 +67,7 @@ def recommendations(
     config: PublishSettings,
     warehouse: Warehouse,
     artifacts: ArtifactStore,
+    engine: ComputeEngine,
 ) -> dg.MaterializeResult:
     """Top-K per user into `serving.recommendations` (one atomic partition replace), excluding
     everything the user interacted with up to D and scored from everything known up to D (the
@@ -79,7 +81,10 @@ def recommendations(
 
     Once published, the model.pt read here is kept byte for byte as
     `recommendations/D/published_model.pt` (its sha256 is the metadata's model_sha256):
-    re-materialising trained_model with another model replaces model.pt, not that copy."""
+    re-materialising trained_model with another model replaces model.pt, not that copy.
+
+    The lists are ranked in the engine's shards of users (`shard_runs`); this step reads the
+    warehouse and writes the lists."""
     check_run_config(context)
     key = context.partition_key
     store = artifacts.store()
@@ -105,7 +110,10 @@ def recommendations(
     split = store.get(SPLIT, key, expected_writer(context, "interaction_split"))
     window_days = split["config"]["window_days"]
     as_of = partition_date(context)
-    with warehouse.session() as con:
+    compute = engine.engine()
+    shard_log = ShardLog(context, compute, "publication")
+    # The cluster first: starting one must not hold the warehouse.
+    with compute.session(), warehouse.session() as con:
         counts = publish_recommendations(
             con,
             as_of,
@@ -115,6 +123,8 @@ def recommendations(
             model_name,
             config.k,
             config.publish_index(),
+            engine=compute,
+            on_shard=shard_log,
         )
         counts |= export_published(con, warehouse.serving_path(), as_of)
         # After the lists are committed: a publication that fails leaves the earlier pin.
@@ -143,5 +153,6 @@ def recommendations(
             "published_model": PUBLISHED_MODEL.at(key),
             "gate": gate.verdict,
             "preview": preview_table(preview),
+            **shard_log.metadata(),
         }
     )

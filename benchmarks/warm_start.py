@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from assets.features import hard_negatives, interaction_graph, interaction_split
     from assets.ingest import raw_interactions
     from assets.model import model_evaluation, trained_model
+    from recs_pipeline.artifacts import MODEL
     from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
     from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         run(day, [trained_model, model_evaluation], warm=warm)
         seconds = time.perf_counter() - started
-        state = store.load_torch("trained_model", day.isoformat(), "model.pt")
+        state = store.get(MODEL, day.isoformat())
         with resources["warehouse"].session() as con:
             test = dict(
                 con.execute(

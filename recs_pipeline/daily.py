@@ -23,8 +23,8 @@ from recs_pipeline.artifacts import (
     MODEL,
     PUBLISHED_MODEL,
     ArtifactError,
-    LocalArtifactStore,
     Stamp,
+    UrlArtifactStore,
 )
 from recs_pipeline.graph import InteractionGraph, id_map_version, normalized_adjacency
 from recs_pipeline.metrics import ScoreFn
@@ -37,13 +37,13 @@ GATE_BASELINE = "popularity"
 
 
 def load_graph(
-    store: LocalArtifactStore, key: str, expect_run: str | None = None
+    store: UrlArtifactStore, key: str, expect_run: str | None = None
 ) -> InteractionGraph:
     return InteractionGraph.from_dict(store.get(GRAPH, key, expect_run))
 
 
 def item_features(
-    store: LocalArtifactStore, key: str, model: str, log: Log, expect_run: str | None = None
+    store: UrlArtifactStore, key: str, model: str, log: Log, expect_run: str | None = None
 ) -> torch.Tensor | None:
     """The day's item features for a model that takes them (PinSAGE), else None."""
     if "item_features" not in inspect.signature(MODELS[model]).parameters:
@@ -57,7 +57,7 @@ def item_features(
 
 
 def previous_model(
-    store: LocalArtifactStore, key: str, graph: InteractionGraph, log: Log
+    store: UrlArtifactStore, key: str, graph: InteractionGraph, log: Log
 ) -> WarmStart | None:
     """trained_model(D-1) with its ids mapped onto D's graph, or None when there is none
     (first day, training-free model), its graph no longer matches it, or it is refused (a
@@ -93,14 +93,14 @@ class Scorer:
 
 
 def load_model(
-    store: LocalArtifactStore, key: str, expect_run: str | None = None
+    store: UrlArtifactStore, key: str, expect_run: str | None = None
 ) -> tuple[dict, Stamp]:
     """trained_model(key)'s checkpoint and stamp, read from one file version."""
     return store.get_stamped(MODEL, key, expect_run)
 
 
 def load_model_payload(
-    store: LocalArtifactStore, key: str, expect_run: str | None = None
+    store: UrlArtifactStore, key: str, expect_run: str | None = None
 ) -> tuple[tuple[dict, Stamp], bytes]:
     """trained_model(key)'s (checkpoint, stamp) and its file's payload, from one file version:
     publication pins exactly these bytes (:func:`pin_published_model`)."""
@@ -108,14 +108,14 @@ def load_model_payload(
     return (store.decode(MODEL, key, payload), stamp), payload
 
 
-def pin_published_model(store: LocalArtifactStore, key: str, payload: bytes) -> Stamp:
+def pin_published_model(store: UrlArtifactStore, key: str, payload: bytes) -> Stamp:
     """Keep the model.pt behind ``key``'s published lists as ``recommendations/key/
     published_model.pt``, byte for byte (same sha256): a later run of trained_model with
     another model replaces model.pt, not what was published."""
     return store.put_payload(PUBLISHED_MODEL, key, payload)
 
 
-def published_model(store: LocalArtifactStore, key: str) -> tuple[dict, Stamp]:
+def published_model(store: UrlArtifactStore, key: str) -> tuple[dict, Stamp]:
     """The checkpoint and stamp of the model behind ``key``'s published lists."""
     return store.get_stamped(PUBLISHED_MODEL, key)
 
@@ -129,7 +129,7 @@ def config_hash(state: dict) -> str:
 
 
 def load_scorer(
-    store: LocalArtifactStore,
+    store: UrlArtifactStore,
     key: str,
     up_to_date: bool = False,
     model: tuple[dict, Stamp] | None = None,
@@ -242,7 +242,7 @@ def gate_verdict(
     return GateResult(verdict, model, fingerprint, model_score, baseline_score, evaluated_users)
 
 
-def record_gate(store: LocalArtifactStore, key: str, result: GateResult) -> None:
+def record_gate(store: UrlArtifactStore, key: str, result: GateResult) -> None:
     store.put(GATE, key, dataclasses.asdict(result))
 
 
@@ -251,7 +251,7 @@ class GateError(RuntimeError):
 
 
 def publishable(
-    store: LocalArtifactStore, key: str, model: Stamp, expect_run: str | None = None
+    store: UrlArtifactStore, key: str, model: Stamp, expect_run: str | None = None
 ) -> GateResult:
     """The gate result that allows publishing the model stamped ``model`` for ``key`` (verdict
     passed, or no_test_users: publish popularity); raises :class:`GateError` otherwise."""

@@ -1,7 +1,8 @@
 """Where the heavy steps run: in the step's own process, or spread over a Ray cluster.
 
 A sharded step (hard negatives, evaluation, publication) splits its users into shards and hands
-them to :meth:`Engine.map`, which returns one result per shard, in order. The kinds:
+them to :meth:`Engine.map` (or :func:`map_shards`, which also times each shard and reports it as
+it completes), which returns one result per shard, in order. The kinds:
 
 - ``local`` (the embedded default): the shards run one after another in this process. Nothing
   beyond the project's own dependencies is imported.
@@ -17,6 +18,10 @@ Large inputs that every shard reads (the graph, the model) go to the cluster onc
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +65,10 @@ class Engine:
         if ray.is_initialized():
             yield self
             return
+        if not sys.stdout.isatty():
+            # Workers' output reaches a step's captured stdout/stderr (the run's logs in the
+            # UI): plain "(pid=…)" prefixes there, not ANSI colour codes.
+            os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         ray.init(
             address=self.address,
             num_cpus=None if self.address else self.num_cpus,
@@ -248,3 +257,57 @@ def shard_ranges(n: int, shards: int) -> list[range]:
     shards = max(1, min(shards, n)) if n else 1
     bounds = [n * i // shards for i in range(shards + 1)]
     return [range(bounds[i], bounds[i + 1]) for i in range(shards)]
+
+
+@dataclass(frozen=True)
+class ShardRun:
+    """One shard as it ran: its position, the users it covered, its seconds, and where."""
+
+    shard: int
+    users: int
+    seconds: float
+    worker: str  # host:pid of the process that ran it
+
+
+def _timed(fn: Callable[..., Any], shard: Any, *shared: Any) -> tuple[Any, float, str]:
+    started = time.perf_counter()
+    result = fn(shard, *shared)
+    return result, time.perf_counter() - started, f"{socket.gethostname()}:{os.getpid()}"
+
+
+def map_shards(
+    engine: Engine,
+    fn: Callable[..., Any],
+    shards: Sequence[Any],
+    *shared: Any,
+    sizes: Sequence[int] | None = None,
+    on_done: Callable[[ShardRun], None] | None = None,
+) -> tuple[list[Any], list[ShardRun]]:
+    """:meth:`Engine.map`, each shard timed where it runs. Returns the results in shard order
+    and one :class:`ShardRun` per shard; ``on_done`` sees each run as its shard completes (in
+    completion order: a step's log shows progress, not one line at the end). ``sizes``: the
+    users of each shard (default ``len(shard)``)."""
+    sizes = [len(shard) for shard in shards] if sizes is None else list(sizes)
+    results: list[Any] = [None] * len(shards)
+    runs: list[ShardRun | None] = [None] * len(shards)
+
+    def done(index: int, timed: tuple[Any, float, str]) -> None:
+        results[index] = timed[0]
+        runs[index] = ShardRun(index, sizes[index], round(timed[1], 3), timed[2])
+        if on_done is not None:
+            on_done(runs[index])
+
+    if engine.kind == "local":
+        for index, shard in enumerate(shards):
+            done(index, _timed(fn, shard, *shared))
+        return results, runs  # type: ignore[return-value]
+    import ray
+
+    if not ray.is_initialized():
+        raise RuntimeError("map_shards with kind 'ray' outside Engine.session()")
+    task = ray.remote(num_cpus=1, max_retries=0)(_timed)
+    pending = {task.remote(fn, shard, *shared): i for i, shard in enumerate(shards)}
+    while pending:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        done(pending.pop(ready), ray.get(ready))
+    return results, runs  # type: ignore[return-value]

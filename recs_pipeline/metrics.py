@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from recs_pipeline.engine import Engine, ShardRun, map_shards, shard_ranges
 from recs_pipeline.graph import csr_rows
 from recs_pipeline.sampling import edge_keys, is_edge
 
@@ -152,6 +153,38 @@ def evaluate_scorer(
     users = torch.unique(test_users)
     _, top = topk_scored(score_fn, users, exclude, max(ks))
     return ranking_metrics(top, users, test_users, test_items, n_items, ks)
+
+
+def evaluate_scorers(
+    scorers: dict[str, ScoreFn],
+    n_items: int,
+    exclude: torch.Tensor,
+    test_users: torch.Tensor,
+    test_items: torch.Tensor,
+    ks: Sequence[int] = (10, 20, 50),
+    engine: Engine | None = None,
+    on_shard: Callable[[ShardRun], None] | None = None,
+) -> tuple[dict[str, dict[tuple[str, int], float]], list[ShardRun]]:
+    """:func:`evaluate_scorer` for several scorers on the same users, the full ranking (users
+    × items, the cost) in the engine's shards of users; the metrics are computed once from the
+    merged lists, so they are those of one shard. Returns the metrics per scorer name and how
+    the shards ran."""
+    engine = engine or Engine()
+    users = torch.unique(test_users)
+    shards = [users[r.start : r.stop] for r in shard_ranges(users.numel(), engine.workers)]
+    shared = engine.share((scorers, exclude, max(ks)))
+    tops, runs = map_shards(engine, _topk_shard, shards, shared, on_done=on_shard)
+    results = {}
+    for name in scorers:
+        top = torch.cat([t[name] for t in tops]) if tops else torch.empty(0, max(ks)).long()
+        results[name] = ranking_metrics(top, users, test_users, test_items, n_items, ks)
+    return results, runs
+
+
+def _topk_shard(users: torch.Tensor, shared: tuple) -> dict[str, torch.Tensor]:
+    """One shard of :func:`evaluate_scorers`: every scorer's top-k items of ``users``."""
+    scorers, exclude, k = shared
+    return {name: topk_scored(fn, users, exclude, k)[1] for name, fn in scorers.items()}
 
 
 def evaluate_embeddings(

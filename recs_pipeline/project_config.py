@@ -70,7 +70,10 @@ def _resolve_paths(path: Path, data: dict) -> dict:
         node = data
         for key in keys[:-1]:
             node = node.get(key) if isinstance(node, dict) else None
+        # A URL (the artifact store's s3://…, file:///…) is no path relative to the file.
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            if "://" in node[keys[-1]]:
+                continue
             value = Path(node[keys[-1]]).expanduser()
             node[keys[-1]] = str(value if value.is_absolute() else path.parent / value)
     return data

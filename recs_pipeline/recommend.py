@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -19,6 +20,7 @@ import torch
 
 from recs_pipeline.ann import IVFIndex, list_overlap
 from recs_pipeline.config import SettingError, check_declared, setting
+from recs_pipeline.engine import Engine, ShardRun, map_shards, shard_ranges
 from recs_pipeline.graph import InteractionGraph, interaction_csr
 from recs_pipeline.metrics import InnerProduct, ScoreFn, pad_to_k, topk_scored
 from recs_pipeline.models.popularity import Popularity
@@ -113,36 +115,131 @@ def rank_model_users(
     """Top-``k`` (scores, items) of the publish rows ``rows``, whose users are
     ``model_index[rows]`` in the model, exact or by the index, with what was used and
     measured. ``exclude`` is indexed by publish row."""
-    by_row = lambda batch: score_fn(model_index[batch])  # noqa: E731
-    if not index.uses_ivf(score_fn, n_items):
-        scores, top = topk_scored(by_row, rows, exclude, k)
-        return scores, top, {"index": "exact"}
-    started = time.perf_counter()
-    ivf = IVFIndex.build(score_fn.item_emb, index.list_size, seed=index.seed)
-    built = time.perf_counter() - started
-    scores, top = ivf.search(score_fn.user_emb[model_index[rows]], k, index.probes, exclude, rows)
-    # The index's own lists are measured against exact ones on a sample, before any repair.
-    generator = torch.Generator().manual_seed(index.seed)
-    sample = torch.randperm(rows.numel(), generator=generator)[: index.overlap_users]
-    exact_scores, exact = pad_to_k(*topk_scored(by_row, rows[sample], exclude, k), k)
-    overlap = list_overlap(top[sample], exact, exact_scores)
-    # Users whose probed lists hold fewer than k unseen items are ranked exactly instead.
-    short = torch.nonzero(~torch.isfinite(scores[:, -1])).squeeze(1)
-    if short.numel():
-        scores[short], top[short] = pad_to_k(*topk_scored(by_row, rows[short], exclude, k), k)
-    return (
-        scores,
-        top,
-        {
+    ranked = rank_publish_rows(score_fn, model_index, exclude, k, index, n_items, rows=rows)
+    return ranked.model_scores, ranked.model_top, ranked.used
+
+
+@dataclass(frozen=True)
+class RankedRows:
+    """Publication's lists: the model users' rows with their (scores, items), the fallback
+    users' likewise, and what ranked the model's users (exact or the index, measured)."""
+
+    model_rows: torch.Tensor
+    model_scores: torch.Tensor
+    model_top: torch.Tensor
+    fallback_rows: torch.Tensor
+    fallback_scores: torch.Tensor
+    fallback_top: torch.Tensor
+    used: dict
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """What every shard of publication reads (shared with the cluster once)."""
+
+    score_fn: ScoreFn
+    fallback_fn: ScoreFn | None
+    model_index: torch.Tensor
+    exclude: torch.Tensor
+    k: int
+    ivf: IVFIndex | None
+    probes: int
+    overlap_rows: torch.Tensor  # sorted model rows also ranked exactly (ivf)
+
+
+def rank_publish_rows(
+    score_fn: ScoreFn,
+    model_index: torch.Tensor,
+    exclude: torch.Tensor,
+    k: int,
+    index: PublishIndex,
+    n_items: int,
+    fallback_fn: ScoreFn | None = None,
+    rows: torch.Tensor | None = None,
+    engine: Engine | None = None,
+    on_shard: Callable[[ShardRun], None] | None = None,
+) -> RankedRows:
+    """Top-``k`` lists of the publish rows ``rows`` (default: all), in the engine's shards of
+    rows: rows whose ``model_index`` is a model user (≥ 0) by ``score_fn``, exact or by the
+    index, the others by ``fallback_fn``. ``exclude`` is indexed by publish row. The index is
+    built once, before the shards; the overlap sample is drawn over all model rows, so the
+    lists and the measurements are those of one shard."""
+    engine = engine or Engine()
+    rows = torch.arange(model_index.numel()) if rows is None else rows
+    model_rows = rows[model_index[rows] >= 0]
+    used: dict = {"index": "exact"}
+    ivf, overlap_rows = None, torch.empty(0, dtype=torch.long)
+    if model_rows.numel() and index.uses_ivf(score_fn, n_items):
+        started = time.perf_counter()
+        ivf = IVFIndex.build(score_fn.item_emb, index.list_size, seed=index.seed)
+        used = {
             "index": "ivf",
             "ivf_lists": ivf.centroids.shape[0],
             "ivf_probes": min(index.probes, ivf.centroids.shape[0]),
-            "ivf_build_seconds": round(built, 3),
-            "ivf_short_users_ranked_exactly": short.numel(),
-            f"ivf_overlap@{k}": overlap,
-            "ivf_overlap_users": sample.numel(),
-        },
+            "ivf_build_seconds": round(time.perf_counter() - started, 3),
+        }
+        # The index's own lists are measured against exact ones on a sample, before any repair.
+        generator = torch.Generator().manual_seed(index.seed)
+        sample = torch.randperm(model_rows.numel(), generator=generator)[: index.overlap_users]
+        overlap_rows = model_rows[sample].sort().values
+    ranking = _Ranking(
+        score_fn, fallback_fn, model_index, exclude, k, ivf, index.probes, overlap_rows
     )
+    shards = [rows[r.start : r.stop] for r in shard_ranges(rows.numel(), engine.workers)]
+    parts, _ = map_shards(engine, _rank_shard, shards, engine.share(ranking), on_done=on_shard)
+    cat = lambda name: torch.cat([part[name] for part in parts])  # noqa: E731
+    if ivf is not None:
+        used |= {
+            "ivf_short_users_ranked_exactly": sum(part["short"] for part in parts),
+            f"ivf_overlap@{k}": list_overlap(
+                cat("sample_top"), cat("sample_exact"), cat("sample_exact_scores")
+            ),
+            "ivf_overlap_users": overlap_rows.numel(),
+        }
+    return RankedRows(
+        cat("model_rows"),
+        cat("model_scores"),
+        cat("model_top"),
+        cat("fallback_rows"),
+        cat("fallback_scores"),
+        cat("fallback_top"),
+        used,
+    )
+
+
+def _rank_shard(rows: torch.Tensor, r: _Ranking) -> dict[str, torch.Tensor | int]:
+    """One shard of :func:`rank_publish_rows`: the lists of its rows, and its part of the
+    index's measurements."""
+    is_model = r.model_index[rows] >= 0
+    model_rows, fallback_rows = rows[is_model], rows[~is_model]
+    by_row = lambda batch: r.score_fn(r.model_index[batch])  # noqa: E731
+    out: dict = {"model_rows": model_rows, "fallback_rows": fallback_rows, "short": 0}
+    if r.ivf is None:
+        out["model_scores"], out["model_top"] = topk_scored(by_row, model_rows, r.exclude, r.k)
+    else:
+        user_emb = r.score_fn.user_emb[r.model_index[model_rows]]
+        scores, top = r.ivf.search(user_emb, r.k, r.probes, r.exclude, model_rows)
+        sampled = torch.isin(model_rows, r.overlap_rows)
+        out["sample_top"] = top[sampled]
+        out["sample_exact_scores"], out["sample_exact"] = pad_to_k(
+            *topk_scored(by_row, model_rows[sampled], r.exclude, r.k), r.k
+        )
+        # Users whose probed lists hold fewer than k unseen items are ranked exactly instead.
+        short = torch.nonzero(~torch.isfinite(scores[:, -1])).squeeze(1)
+        if short.numel():
+            scores[short], top[short] = pad_to_k(
+                *topk_scored(by_row, model_rows[short], r.exclude, r.k), r.k
+            )
+        out["model_scores"], out["model_top"], out["short"] = scores, top, short.numel()
+    if r.fallback_fn is not None:
+        out["fallback_scores"], out["fallback_top"] = topk_scored(
+            r.fallback_fn, fallback_rows, r.exclude, r.k
+        )
+    else:  # rows of users the model does not know, and no fallback: none ranked
+        out["fallback_rows"] = fallback_rows[:0]
+        out["fallback_scores"], out["fallback_top"] = torch.empty(0, r.k), torch.empty(0, r.k)
+        out["fallback_top"] = out["fallback_top"].long()
+    return out
 
 
 def publish_recommendations(
@@ -154,11 +251,15 @@ def publish_recommendations(
     model_name: str,
     k: int,
     index: PublishIndex | None = None,
+    engine: Engine | None = None,
+    on_shard: Callable[[ShardRun], None] | None = None,
 ) -> dict:
     """Replace ``serving.recommendations[as_of]`` with top-``k`` lists for every user active in
     [window_start, as_of]. ``score_fn`` scores users by their index in ``graph``; ``index``
-    chooses exact or approximate ranking for them. Returns the counts of users served by the
-    model and by the popularity fallback and of rows, and what ranked the model's users."""
+    chooses exact or approximate ranking for them. The ranking runs in the ``engine``'s shards
+    of users (:func:`rank_publish_rows`); reading and writing stay here. Returns the counts of
+    users served by the model and by the popularity fallback and of rows, and what ranked the
+    model's users."""
     PublishConfig(k)  # k >= 1
     if k > graph.n_items:
         # Fail before anything is written: the previous publication stays the latest one,
@@ -184,20 +285,28 @@ def publish_recommendations(
         n_publish,
         graph.n_items,
     )
-    model_rows = torch.nonzero(model_index >= 0).squeeze(1)
-    fallback_rows = torch.nonzero(model_index < 0).squeeze(1)
-    ranked, used = [], {"index": "exact"}
-    if model_rows.numel():
-        scores, top, used = rank_model_users(
-            score_fn, model_index, model_rows, exclude, k, index, graph.n_items
-        )
-        ranked.append((model_rows, scores, top, model_name))
-    if fallback_rows.numel():
-        popularity = Popularity().fit(
-            graph.train_users, graph.train_items, graph.n_users, graph.n_items
-        )
-        scores, top = topk_scored(popularity.scores, fallback_rows, exclude, k)
-        ranked.append((fallback_rows, scores, top, "popularity"))
+    fallback_fn = None
+    if bool((model_index < 0).any()):
+        fallback_fn = (
+            Popularity().fit(graph.train_users, graph.train_items, graph.n_users, graph.n_items)
+        ).scores
+    lists = rank_publish_rows(
+        score_fn,
+        model_index,
+        exclude,
+        k,
+        index,
+        graph.n_items,
+        fallback_fn=fallback_fn,
+        engine=engine,
+        on_shard=on_shard,
+    )
+    ranked = [
+        (lists.model_rows, lists.model_scores, lists.model_top, model_name),
+        (lists.fallback_rows, lists.fallback_scores, lists.fallback_top, "popularity"),
+    ]
+    ranked = [entry for entry in ranked if entry[0].numel()]
+    used = lists.used
     # Imported here, not with the module: polars' runtime takes ~2 s to load, and every process
     # that loads the code location (webserver, daemon, each run) would pay it.
     import polars as pl
@@ -249,7 +358,7 @@ def publish_recommendations(
         con.unregister("_recommendations")
         con.unregister("_items")
     con.execute("DROP TABLE IF EXISTS _publish_users")
-    n_model = model_rows.numel()
+    n_model = lists.model_rows.numel()
     return {
         "model_users": n_model,
         "fallback_users": n_publish - n_model,

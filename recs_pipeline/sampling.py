@@ -10,10 +10,13 @@ of millions), here scaled to the catalogue as fractions of its size.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from recs_pipeline.config import SettingError, check_declared, setting
+from recs_pipeline.engine import Engine, ShardRun, map_shards, shard_ranges
 from recs_pipeline.graph import bipartite_csr, csr_rows, interaction_csr
 
 
@@ -197,7 +200,36 @@ def hard_negative_pools(
     n_items: int,
     config: HardNegativeConfig = HardNegativeConfig(),
 ) -> torch.Tensor:
-    """An (n_users, pool_size) tensor of hard negatives per user.
+    """An (n_users, pool_size) tensor of hard negatives per user, in this process
+    (:func:`sharded_hard_negative_pools` with the local engine, one shard)."""
+    pools, _ = sharded_hard_negative_pools(users, items, n_users, n_items, config)
+    return pools
+
+
+@dataclasses.dataclass(frozen=True)
+class _WalkGraph:
+    """What every shard of the walks reads: the graph, each user's items, and the settings."""
+
+    adjacency: torch.Tensor  # bipartite (users + items)² CSR
+    seen: torch.Tensor  # n_users × n_items CSR of train edges
+    positives: torch.Tensor  # edge_keys of the train edges
+    n_users: int
+    n_items: int
+    method: str  # ppr or walks
+    block_users: int
+    config: HardNegativeConfig
+
+
+def sharded_hard_negative_pools(
+    users: torch.Tensor,
+    items: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    config: HardNegativeConfig = HardNegativeConfig(),
+    engine: Engine | None = None,
+    on_shard: Callable[[ShardRun], None] | None = None,
+) -> tuple[torch.Tensor, list[ShardRun]]:
+    """An (n_users, pool_size) tensor of hard negatives per user, and how its shards ran.
 
     For each user: random walks with restart over the bipartite graph from the user (exact
     personalised PageRank or sampled walks, :class:`HardNegativeConfig`), items ranked by
@@ -205,37 +237,73 @@ def hard_negative_pools(
     ranks [lo, hi) of :meth:`HardNegativeConfig.band`. When the user's unseen items are fewer
     than ``hi``, the band is clipped to the unseen items. With sampled walks, items never
     visited tie at zero and fill the ranks past the visited ones in random order.
+
+    Users are walked in blocks of ``batch_users`` (ppr) or ``walk_batch_users`` (walks), each
+    block with its own generator seeded by (seed, block): the engine's shards are runs of whole
+    blocks, so the pools are the same however many shards computed them.
     """
-    adjacency = bipartite_csr(users, items, n_users, n_items)
-    seen = interaction_csr(users, items, n_users, n_items)
-    degree = seen.crow_indices().diff()
-    lo, hi = config.band(n_items)
+    engine = engine or Engine()
     method = config.method
     if method == "auto":
         method = "ppr" if n_users + n_items <= config.ppr_max_nodes else "walks"
-    generator = torch.Generator().manual_seed(config.seed)
-    pools = torch.empty(n_users, config.pool_size, dtype=torch.long)
-    positives = edge_keys(users, items, n_items)
-    batch_users = config.batch_users if method == "ppr" else config.walk_batch_users
-    for start in range(0, n_users, batch_users):
-        batch = torch.arange(start, min(start + batch_users, n_users))
+    block_users = config.batch_users if method == "ppr" else config.walk_batch_users
+    walk_graph = _WalkGraph(
+        bipartite_csr(users, items, n_users, n_items),
+        interaction_csr(users, items, n_users, n_items),
+        edge_keys(users, items, n_items),
+        n_users,
+        n_items,
+        method,
+        block_users,
+        config,
+    )
+    n_blocks = -(-n_users // block_users)
+    shards = shard_ranges(n_blocks, engine.workers)
+    sizes = [min(s.stop * block_users, n_users) - s.start * block_users for s in shards]
+    pools, runs = map_shards(
+        engine, _pool_blocks, shards, engine.share(walk_graph), sizes=sizes, on_done=on_shard
+    )
+    if not pools:
+        return torch.empty(0, config.pool_size, dtype=torch.long), runs
+    return torch.cat(pools), runs
+
+
+def block_generator(seed: int, block: int) -> torch.Generator:
+    """The generator of user block ``block``: independent streams for every (seed, block)."""
+    state = np.random.SeedSequence([seed % 2**64, block]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) >> 1)
+
+
+def _pool_blocks(blocks: range, g: _WalkGraph) -> torch.Tensor:
+    """The pools of the users of ``blocks`` (a shard's run of whole blocks), in user order."""
+    config, n_users, n_items = g.config, g.n_users, g.n_items
+    degree = g.seen.crow_indices().diff()
+    lo, hi = config.band(n_items)
+    out = []
+    for block in blocks:
+        generator = block_generator(config.seed, block)
+        batch = torch.arange(block * g.block_users, min((block + 1) * g.block_users, n_users))
         unseen = (n_items - degree[batch]).clamp(min=1)
         band_hi = torch.minimum(torch.full_like(unseen, hi), unseen)
         band_lo = torch.minimum(torch.full_like(unseen, lo), band_hi - 1)
         offsets = torch.rand(batch.numel(), config.pool_size, generator=generator)
         rank = band_lo.unsqueeze(1) + (offsets * (band_hi - band_lo).unsqueeze(1)).long()
-        if method == "ppr":
-            pi = personalized_pagerank(adjacency, batch, config.restart, config.iterations)
+        if g.method == "ppr":
+            pi = personalized_pagerank(g.adjacency, batch, config.restart, config.iterations)
             scores = pi[n_users:].T.contiguous()  # (batch, n_items)
-            row_of, cols = csr_rows(seen, batch)
+            row_of, cols = csr_rows(g.seen, batch)
             scores[row_of, cols] = -1.0  # below every visit probability
             ranked = torch.topk(scores, hi, dim=1).indices  # (batch, hi), best first
-            pools[batch] = ranked.gather(1, rank)
+            out.append(ranked.gather(1, rank))
         else:
-            pools[batch] = _ranks_from_walks(
-                adjacency, batch, rank, positives, n_users, n_items, config, generator
+            out.append(
+                _ranks_from_walks(
+                    g.adjacency, batch, rank, g.positives, n_users, n_items, config, generator
+                )
             )
-    return pools
+    if not out:
+        return torch.empty(0, config.pool_size, dtype=torch.long)
+    return torch.cat(out)
 
 
 def _ranks_from_walks(adjacency, batch, rank, positives, n_users, n_items, config, generator):

@@ -17,7 +17,7 @@ import torch
 
 from assets.ingest import raw_interactions
 from assets.partitions import range_tags
-from recs_pipeline.artifacts import ADJACENCY, LocalArtifactStore
+from recs_pipeline.artifacts import ADJACENCY, UrlArtifactStore
 from recs_pipeline.console import days_summary
 from recs_pipeline.graph import bipartite_csr, interaction_csr, normalized_adjacency
 from resources import LogSource, Warehouse
@@ -75,7 +75,7 @@ def test_sparse_tensors_and_artifacts_raise_no_warnings(tmp_path):
         adjacency = normalized_adjacency(users, items, 3, 3)
         interaction_csr(users, items, 3, 3)
         bipartite_csr(users, items, 3, 3)
-        store = LocalArtifactStore(tmp_path, run_id="run")
+        store = UrlArtifactStore(tmp_path, run_id="run")
         store.put(ADJACENCY, "2026-03-01", adjacency)
         store.get(ADJACENCY, "2026-03-01")
     messages = [str(w.message) for w in caught]

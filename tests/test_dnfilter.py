@@ -7,33 +7,61 @@ import torch
 
 from recs_pipeline.models import fit_training_free
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter, top_right_singular_vectors
+from recs_pipeline.train import TrainConfig, teacher_edges
 from tests.test_gfcf import dense_gfcf, random_graph
+from tests.test_train import two_communities
 
 
-def dense_dnfilter(r, beta: float, weight: float, k: int, gamma: float | None = None):
+def dense_dnfilter(
+    r, beta: float, weight: float, k: int, gamma: float | None = None, sharpen: float = 0.0
+):
+    """The module docstring's formula: sharpening as P − cP² on the top-k eigenvectors of P."""
     gamma = beta if gamma is None else gamma
     d_u, d_i = r.sum(1), r.sum(0)
     r_norm = r / np.sqrt(d_u)[:, None] / np.sqrt(d_i)[None, :]
-    _, _, vt = np.linalg.svd(r_norm)
-    v = vt[:k].T
-    return (r @ np.diag(d_i**-beta)) @ (r_norm.T @ r_norm + weight * v @ v.T) @ np.diag(d_i**gamma)
+    p = r_norm.T @ r_norm
+    eigenvalues, vectors = np.linalg.eigh(p)
+    top = np.argsort(eigenvalues)[::-1][:k]
+    v, lam = vectors[:, top], eigenvalues[top]
+    projector = v @ v.T
+    # restricted to V̄'s span, P² is V̄ Λ² V̄ᵀ = P̄ P P̄ (P̄ = V̄V̄ᵀ, which commutes with P)
+    filt = p + weight * projector - sharpen * projector @ p @ p @ projector
+    np.testing.assert_allclose(projector @ p @ p @ projector, v @ np.diag(lam**2) @ v.T, atol=1e-9)
+    return (r @ np.diag(d_i**-beta)) @ filt @ np.diag(d_i**gamma)
 
 
 @pytest.mark.parametrize(
-    "beta,gamma,weight,k",
-    [(0.4, None, 0.2, 5), (0.0, None, 0.5, 3), (0.5, None, 0.0, 4), (0.3, 0.1, 0.3, 6)],
+    "beta,gamma,weight,k,sharpen",
+    [
+        (0.4, None, 0.2, 5, 0.0),
+        (0.0, None, 0.5, 3, 0.0),
+        (0.5, None, 0.0, 4, 0.0),
+        (0.3, 0.1, 0.3, 6, 0.0),
+        (0.2, 0.5, 0.1, 6, 0.9),
+        (0.3, None, 0.0, 4, 0.5),
+    ],
 )
-def test_scores_match_the_dense_formula(beta, gamma, weight, k):
+def test_scores_match_the_dense_formula(beta, gamma, weight, k, sharpen):
     r, users, items = random_graph()
-    model = DegreeNormalisedFilter(beta=beta, gamma=gamma, weight=weight, k=k)
+    model = DegreeNormalisedFilter(beta=beta, gamma=gamma, weight=weight, k=k, sharpen=sharpen)
     got = model.fit(users, items, *r.shape).scores(torch.arange(r.shape[0])).double().numpy()
-    want = dense_dnfilter(r, beta, weight, k, gamma)
+    want = dense_dnfilter(r, beta, weight, k, gamma, sharpen)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_sharpening_lowers_the_top_eigenvectors_gain():
+    """c λ² takes most from the top, popularity-like vectors (λ_1 = 1 for a connected graph)."""
+    r, users, items = random_graph(seed=4)
+    model = DegreeNormalisedFilter(weight=0.1, sharpen=0.9, k=6).fit(users, items, *r.shape)
+    gain = model.spectral_response()
+    np.testing.assert_allclose(model.eigenvalues[0], 1.0, rtol=1e-4)
+    np.testing.assert_allclose(gain[0], 0.1 - 0.9, rtol=1e-3)
+    assert torch.all(gain[1:] >= gain[:-1])  # eigenvalues descend, so the gain ascends
 
 
 def test_beta_zero_without_ideal_term_is_gfcf_linear_filter():
     r, users, items = random_graph(seed=2)
-    params = {"beta": 0.0, "gamma": 0.0, "weight": 0.0}
+    params = {"beta": 0.0, "gamma": 0.0, "weight": 0.0, "sharpen": 0.0}
     got = fit_training_free("dnfilter", users, items, *r.shape, **params)
     np.testing.assert_allclose(
         got.scores(torch.arange(r.shape[0])).double().numpy(),
@@ -45,14 +73,19 @@ def test_beta_zero_without_ideal_term_is_gfcf_linear_filter():
 
 def test_retune_equals_a_fresh_fit_and_restore_equals_fit():
     r, users, items = random_graph(seed=3)
-    fresh = DegreeNormalisedFilter(beta=0.3, gamma=0.2, weight=0.4, k=3).fit(users, items, *r.shape)
-    retuned = DegreeNormalisedFilter(beta=0.5, weight=0.1, k=6).fit(users, items, *r.shape)
-    retuned.retune(beta=0.3, gamma=0.2, weight=0.4, k=3)
+    fresh = DegreeNormalisedFilter(beta=0.3, gamma=0.2, weight=0.4, k=3, sharpen=0.7)
+    fresh.fit(users, items, *r.shape)
+    retuned = DegreeNormalisedFilter(beta=0.5, weight=0.1, k=6, sharpen=0.0)
+    retuned.fit(users, items, *r.shape).retune(beta=0.3, gamma=0.2, weight=0.4, k=3, sharpen=0.7)
     restored = DegreeNormalisedFilter(**fresh.params()).restore(
         users, items, *r.shape, fresh.state()
     )
+    # a checkpoint written before the sharpening term holds the basis only
+    old = DegreeNormalisedFilter(**fresh.params()).restore(
+        users, items, *r.shape, {"basis": fresh.state()["basis"]}
+    )
     batch = torch.tensor([0, 3, 7])
-    for other in (retuned, restored):
+    for other in (retuned, restored, old):
         np.testing.assert_allclose(other.scores(batch), fresh.scores(batch), rtol=1e-5, atol=1e-6)
 
 
@@ -79,3 +112,16 @@ def test_a_rank_deficient_matrix_falls_back_to_householder_qr():
     _, s_ref, _ = np.linalg.svd(dense.astype(np.float64))
     np.testing.assert_allclose(s[:5], s_ref[:5], rtol=1e-3)
     assert np.isfinite(v).all()
+
+
+def test_dnfilter_is_a_distillation_teacher():
+    """The filter's top unseen items per user become the student's extra positives."""
+    users, items, _ = two_communities()
+    assert TrainConfig(distill="dnfilter").distill == "dnfilter"
+    t_users, t_items, _ = teacher_edges("dnfilter", users, items, 40, 40, k=3)
+    scores = fit_training_free("dnfilter", users, items, 40, 40).scores(torch.arange(40))
+    for u in (0, 25):
+        row = scores[u].clone()
+        row[items[users == u]] = -torch.inf
+        assert set(t_items[t_users == u].tolist()) == set(row.topk(3).indices.tolist())
+    assert torch.equal(t_users < 20, t_items < 20)  # never outside the user's community

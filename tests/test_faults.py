@@ -45,7 +45,7 @@ import torch
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from assets.partitions import range_tags
-from recs_pipeline.artifacts import Artifact, LocalArtifactStore
+from recs_pipeline.artifacts import MODEL, PROGRESS, Artifact, UrlArtifactStore
 from recs_pipeline.logs import ingest_day
 from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
@@ -205,7 +205,7 @@ def digests(db: str, days: list[dt.date]) -> dict[tuple[str, dt.date], tuple[int
 
 def artifact_report(root: Path) -> tuple[list[str], list[str]]:
     """(real artifacts, leftover temporary files). Every real artifact (a name without the
-    leading dot of LocalArtifactStore's temporary files) must load completely, its checksum
+    leading dot of UrlArtifactStore's temporary files) must load completely, its checksum
     verified by the store."""
     real, temporary = [], []
     if not root.exists():
@@ -216,7 +216,7 @@ def artifact_report(root: Path) -> tuple[list[str], list[str]]:
             temporary.append(relative)
             continue
         asset, partition, name = path.relative_to(root).parts
-        LocalArtifactStore(root).get(Artifact(asset, name), partition)
+        UrlArtifactStore(root).get(Artifact(asset, name), partition)
         real.append(relative)
     return real, temporary
 
@@ -461,20 +461,20 @@ def test_publication_killed_mid_write_keeps_published_lists_and_the_next_run_com
 
 _WRITER = """
 import sys, torch
-from recs_pipeline.artifacts import LocalArtifactStore
-store = LocalArtifactStore(sys.argv[1])
+from recs_pipeline.artifacts import MODEL, UrlArtifactStore
+store = UrlArtifactStore(sys.argv[1])
 print("RUNNER START", flush=True)
 version = 0
 while True:
     version += 1
-    store.save_torch({"version": version, "weights": torch.full((4_000_000,), float(version))},
-                     "trained_model", "2026-03-01", "model.pt")
+    store.put(MODEL, "2026-03-01",
+              {"version": version, "weights": torch.full((4_000_000,), float(version))})
     print(version, flush=True)
 """
 
 
 def test_artifact_overwritten_in_a_loop_and_killed_is_always_a_whole_version(tmp_path):
-    """SIGKILL at random moments while LocalArtifactStore rewrites a 16 MB checkpoint: the
+    """SIGKILL at random moments while UrlArtifactStore rewrites a 16 MB checkpoint: the
     artifact is always one complete version, never a torn file."""
     seed = time.time_ns() % 1_000_000
     RNG.seed(seed)
@@ -504,7 +504,7 @@ def test_artifact_overwritten_in_a_loop_and_killed_is_always_a_whole_version(tmp
         assert proc.wait() == -signal.SIGKILL, printed
         reader.join(timeout=5)
         last_done = int(printed[-1])
-        state = LocalArtifactStore(root).load_torch("trained_model", "2026-03-01", "model.pt")
+        state = UrlArtifactStore(root).get(MODEL, "2026-03-01")
         version = state["version"]
         assert version in (last_done, last_done + 1), (version, last_done, seed)
         assert torch.equal(state["weights"], torch.full((4_000_000,), float(version))), seed
@@ -599,11 +599,11 @@ def test_training_killed_mid_run_keeps_the_previous_model_and_resumes(small_land
     assert outcome.killed, context
     # The finished model of the earlier run is untouched and loads; the progress is whole.
     assert file_bytes(model_path) == previous, context
-    store = LocalArtifactStore(root)
-    assert store.load_torch("trained_model", key, "model.pt")["model"] == "popularity", context
+    store = UrlArtifactStore(root)
+    assert store.get(MODEL, key)["model"] == "popularity", context
     real, _temporary = artifact_report(root)
     assert f"trained_model/{key}/progress.pt" in real, context
-    saved_epoch = store.load_torch("trained_model", key, "progress.pt")["epoch"]
+    saved_epoch = store.get(PROGRESS, key)["epoch"]
     assert 2 <= saved_epoch < TRAIN_CONFIG["epochs"], context
 
     lines: list[str] = []
@@ -632,7 +632,7 @@ def test_training_killed_mid_run_keeps_the_previous_model_and_resumes(small_land
     assert any(line.startswith(f"resumed from epoch {saved_epoch}") for line in lines), lines
     trained = [line for line in lines if line.startswith("epoch ")]
     assert trained and trained[0].startswith(f"epoch {saved_epoch + 1}:"), trained
-    state = store.load_torch("trained_model", key, "model.pt")
+    state = store.get(MODEL, key)
     assert [h["epoch"] for h in state["history"]] == list(range(1, TRAIN_CONFIG["epochs"] + 1))
     assert not progress_path.exists()
 

@@ -220,30 +220,28 @@ def test_planted_warm_start_and_progress_files_never_run(chain, tmp_path):
 def test_a_truncated_or_tampered_artifact_is_refused_with_a_clear_error(tmp_path):
     import torch
 
-    from recs_pipeline.artifacts import ArtifactError, LocalArtifactStore
+    from recs_pipeline.artifacts import MODEL, ArtifactError, UrlArtifactStore
 
-    store = LocalArtifactStore(tmp_path, run_id="run-1")
-    store.save_torch({"w": torch.arange(1000.0)}, "trained_model", "2026-03-01", "model.pt")
-    path = store.path("trained_model", "2026-03-01", "model.pt")
-    assert torch.equal(
-        store.load_torch("trained_model", "2026-03-01", "model.pt")["w"], torch.arange(1000.0)
-    )
+    store = UrlArtifactStore(tmp_path, run_id="run-1")
+    store.put(MODEL, "2026-03-01", {"w": torch.arange(1000.0)})
+    path = Path(store.location(MODEL, "2026-03-01"))
+    assert torch.equal(store.get(MODEL, "2026-03-01")["w"], torch.arange(1000.0))
     whole = path.read_bytes()
     path.write_bytes(whole[:-100])
     with pytest.raises(ArtifactError, match="truncated"):
-        store.load_torch("trained_model", "2026-03-01", "model.pt")
+        store.get(MODEL, "2026-03-01")
     tampered = bytearray(whole)
     tampered[-50] ^= 0xFF
     path.write_bytes(bytes(tampered))
     with pytest.raises(ArtifactError, match="checksum"):
-        store.load_torch("trained_model", "2026-03-01", "model.pt")
+        store.get(MODEL, "2026-03-01")
     # A file copied from another partition is refused too: the header names where it belongs.
     path.write_bytes(whole)
-    other = store.path("trained_model", "2026-03-02", "model.pt")
+    other = Path(store.location(MODEL, "2026-03-02"))
     other.parent.mkdir(parents=True)
     other.write_bytes(whole)
     with pytest.raises(ArtifactError, match="trained_model/2026-03-01/model.pt"):
-        store.load_torch("trained_model", "2026-03-02", "model.pt")
+        store.get(MODEL, "2026-03-02")
 
 
 # --- finding 4: two runs of one partition never mix their data ------------------------------

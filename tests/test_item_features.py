@@ -104,14 +104,14 @@ def test_categorical_columns_become_one_and_multi_hot_and_the_rest_are_reported(
 
 def test_save_item_features_reports_each_ignored_column_with_its_reason(tmp_path):
     from assets.features import save_item_features
-    from recs_pipeline.artifacts import ITEM_FEATURES, LocalArtifactStore
+    from recs_pipeline.artifacts import ITEM_FEATURES, UrlArtifactStore
     from recs_pipeline.graph import InteractionGraph
     from resources import LogSource
 
     (tmp_path / "items.csv").write_text("item_id,title,genres\na,Alpha,x|y\nb,Beta,y\n")
     empty = torch.zeros(0, dtype=torch.long)
     graph = InteractionGraph(["u"], ["a", "b"], empty, empty, empty, empty, empty)
-    store = LocalArtifactStore(tmp_path / "artifacts")
+    store = UrlArtifactStore(tmp_path / "artifacts")
     metadata = save_item_features(store, "2026-03-01", LogSource(landing_root=str(tmp_path)), graph)
     assert metadata["item_features"] == "genres=x, genres=y"
     assert set(metadata["ignored_feature_columns"].data) == {"title"}

@@ -11,7 +11,7 @@ import torch
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from assets.partitions import range_tags
-from recs_pipeline.artifacts import MODEL
+from recs_pipeline.artifacts import ITEM_FEATURES, MODEL, PROGRESS
 from recs_pipeline.schema import PARTITION_COLUMN
 from tests.conftest import SMALL_LOG, make_resources
 
@@ -105,14 +105,14 @@ def test_both_partitions_complete_and_pass_the_gate(pipeline):
 def test_second_day_warm_starts_from_the_first_and_cleans_up_progress(pipeline):
     _, resources, _ = pipeline
     store = resources["artifacts"].store()
-    first = store.load_torch("trained_model", DAY_1.isoformat(), "model.pt")
-    second = store.load_torch("trained_model", DAY_2.isoformat(), "model.pt")
+    first = store.get(MODEL, DAY_1.isoformat())
+    second = store.get(MODEL, DAY_2.isoformat())
     assert first["warm_start"] is None  # no model for the day before
     warm = second["warm_start"]
     assert warm["warm_users"] > 0 and warm["warm_items"] > 0
     assert warm["warm_users"] + warm["new_users"] == second["n_users"]
     for day in (DAY_1, DAY_2):
-        assert not store.exists("trained_model", day.isoformat(), "progress.pt")
+        assert not store.has(PROGRESS, day.isoformat())
 
 
 def test_every_input_row_is_ingested_or_quarantined(pipeline, small_landing):
@@ -333,10 +333,10 @@ def test_pinsage_trains_on_the_catalogues_item_features(pipeline):
     }
     store = resources["artifacts"].store()
     key = DAY_1.isoformat()
-    features = store.load_torch("interaction_graph", key, "item_features.pt")
+    features = store.get(ITEM_FEATURES, key)
     assert features["columns"] == [f"genre_{g}" for g in range(8)]
     assert features["matched_items"] == features["values"].shape[0]  # every graph item listed
-    state = store.load_torch("trained_model", key, "model.pt")
+    state = store.get(MODEL, key)
     assert state["model"] == "pinsage"
     torch.testing.assert_close(state["state_dict"]["item_features"], features["values"])
     # Restore the day's default model for the tests that read it.

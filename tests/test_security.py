@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from assets.ingest import raw_interactions
-from recs_pipeline.artifacts import LocalArtifactStore
+from recs_pipeline.artifacts import Artifact, UrlArtifactStore
 from recs_pipeline.item_features import read_item_features
 from recs_pipeline.logs import LogConfigError, LogFormat, day_files, ingest_day
 from recs_pipeline.schema import TABLES
@@ -291,7 +291,7 @@ def test_a_catalogue_named_like_a_glob_is_read_as_itself(tmp_path):
 
 
 def test_artifact_paths_are_confined_to_the_store(tmp_path):
-    store = LocalArtifactStore(tmp_path / "artifacts")
+    store = UrlArtifactStore(tmp_path / "artifacts")
     for asset, partition, name in (
         ("trained_model", "../../etc", "model.pt"),
         ("trained_model", "2026-03-01", "../model.pt"),
@@ -302,7 +302,7 @@ def test_artifact_paths_are_confined_to_the_store(tmp_path):
         ("trained_model", "2026-03-01", ""),
     ):
         with pytest.raises(ValueError, match="unsafe artifact path"):
-            store.save_json({}, asset, partition, name)
+            store.put(Artifact(asset, name), partition, {})
     assert not any((tmp_path).rglob("*.pt")) and not (tmp_path / "etc").exists()
 
 

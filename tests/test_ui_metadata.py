@@ -10,6 +10,7 @@ import pytest
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
+from recs_pipeline.artifacts import MODEL
 from tests.conftest import SMALL_LOG, make_resources
 from tests.test_pipeline import DAY_1, DAY_2, connect, ingest, run_chain
 
@@ -151,7 +152,7 @@ def test_training_history_hyperparameters_and_checkpoint_are_shown(chain):
     checkpoint = metadata["checkpoint"]
     assert isinstance(checkpoint, dg.PathMetadataValue)
     store = resources["artifacts"].store()
-    assert checkpoint.value == str(store.path("trained_model", DAY_2.isoformat(), "model.pt"))
+    assert checkpoint.value == store.location(MODEL, DAY_2.isoformat())
     for key in ("model_sha256", "train_seconds", "setup_seconds", "step_seconds"):
         assert key in metadata
 
