@@ -30,7 +30,7 @@ from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users
     record_gate,
     sample_test_users,
 )
-from recs_pipeline.data_parallel import train_data_parallel
+from recs_pipeline.data_parallel import rank_log, train_data_parallel
 from recs_pipeline.graph import id_map_version
 from recs_pipeline.metrics import METRICS, evaluate_scorers
 from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
@@ -207,10 +207,11 @@ def trained_model(
             progress=progress if config.resume else None, on_epoch=on_epoch, **inputs,
         )  # fmt: skip
     else:
-        # Rank 0 saves the progress: a store of its own whose warnings go to the rank's output.
+        # Rank 0 saves the progress, through a store whose warnings go to the rank's log.
         result = train_data_parallel(
             compute, graph.n_users, graph.n_items, *edges, train_config, log=context.log.info,
-            progress=ArtifactProgress(store, key) if config.resume else None, **inputs,
+            progress=ArtifactProgress(store, key, log=rank_log) if config.resume else None,
+            **inputs,
         )  # fmt: skip
     bar.close()
     # The checksum of model.pt is the model's fingerprint: the gate records the one it

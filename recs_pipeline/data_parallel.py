@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 import torch
@@ -35,6 +36,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from recs_pipeline.engine import Engine
 from recs_pipeline.train import Replicas, TrainConfig, TrainResult, train_model
+
+logger = logging.getLogger(__name__)
 
 # How long a rank waits in a collective for its peers (rank 0's validation included).
 COLLECTIVE_TIMEOUT = dt.timedelta(minutes=30)
@@ -119,6 +122,14 @@ def train_data_parallel(
     for line in lines:
         log(line)
     return result
+
+
+def rank_log(message: str) -> None:
+    """Where a rank's helpers without a Dagster log write (a progress store refusing its
+    file): Python logging, on a spawned rank's stderr, forwarded to the driver by Ray. A
+    module-level function, so that it travels to the ranks by name (``print`` may not: the
+    step's ``builtins.print`` can be a replacement that does not pickle)."""
+    logger.warning(message)
 
 
 def _quiet(_: str) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from recs_pipeline.artifacts import ArtifactProgress, LocalArtifactStore
+from recs_pipeline.artifacts import ArtifactProgress, UrlArtifactStore
 from recs_pipeline.data_parallel import train_data_parallel
 from recs_pipeline.engine import Engine
 from recs_pipeline.graph import normalized_adjacency
@@ -113,7 +113,7 @@ def test_two_worker_processes_end_with_the_single_process_parameters(name, tmp_p
     single = train_model(*args, config, log=lambda _: None, **kwargs)
     resuming = name == "lightgcn_hard_negatives"
     if resuming:  # the workers resume a single process's run killed after its epoch-2 check
-        kwargs["progress"] = ArtifactProgress(LocalArtifactStore(tmp_path), "2026-03-01")
+        kwargs["progress"] = ArtifactProgress(UrlArtifactStore(tmp_path), "2026-03-01")
         with pytest.raises(Killed):
             train_model(*args, config, log=die_in_epoch_3, **kwargs)
     lines: list[str] = []
