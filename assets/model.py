@@ -213,6 +213,8 @@ def trained_model(
             progress=ArtifactProgress(store, key, log=rank_log) if config.resume else None,
             **inputs,
         )  # fmt: skip
+        for record in result.history[result.resumed_from_epoch :]:  # the bar catches up at once
+            on_epoch(record)
     bar.close()
     # The checksum of model.pt is the model's fingerprint: the gate records the one it
     # evaluated and publication refuses any other.
