@@ -72,7 +72,12 @@ daily_schedule = dg.build_schedule_from_partitioned_job(
 
 # Resource fields settable from the environment (README "Pointing it at your own logs").
 RESOURCE_ENV: dict[str, dict[str, str]] = {
-    "warehouse": {"database": "RECS_WAREHOUSE", "serving_root": "RECS_SERVING"},
+    "warehouse": {
+        "database": "RECS_WAREHOUSE",
+        "serving_root": "RECS_SERVING",
+        "catalog": "RECS_WAREHOUSE_CATALOG",
+        "data_path": "RECS_WAREHOUSE_DATA_PATH",
+    },
     "artifacts": {"root": "RECS_ARTIFACTS"},
     "engine": {"kind": "RECS_ENGINE", "address": "RECS_RAY_ADDRESS", "workers": "RECS_WORKERS"},
     "log_source": {

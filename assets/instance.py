@@ -29,6 +29,12 @@ project config file (``recs.toml``), else ``sqlite``:
   to ``sqlite`` removes the block.
 
 Either way the storage is then created by this one process and checked.
+
+The limit of the pool ``duckdb`` (every step that opens the warehouse) is set here too, by the
+warehouse the deployment uses (:func:`warehouse_pool_limit`): 1 for the embedded DuckDB file,
+which one process at a time may write; :data:`SHARED_WAREHOUSE_POOL_LIMIT` for a DuckLake
+(``RECS_WAREHOUSE_CATALOG`` or ``catalog`` in ``[resources.warehouse]``), whose writers commit
+optimistically, side by side.
 """
 
 from __future__ import annotations
@@ -71,6 +77,15 @@ BLOCK_START = (
 BLOCK_END = "# --- end of the storage written by assets.instance ---"
 
 
+# The pool of every step that opens the warehouse (assets: pool="duckdb").
+WAREHOUSE_POOL = "duckdb"
+# The shared warehouse (DuckLake) needs no mutual exclusion: the limit only bounds how many steps
+# hold a catalog connection at once (each a PostgreSQL connection) and how many commits race.
+SHARED_WAREHOUSE_POOL_LIMIT = 16
+# Set in the environment or [resources.warehouse] (assets/definitions.py RESOURCE_ENV).
+WAREHOUSE_CATALOG_ENV = "RECS_WAREHOUSE_CATALOG"
+
+
 class InstanceCorrupted(RuntimeError):
     """The instance's storage was created twice at once; the message says how to repair it."""
 
@@ -97,6 +112,30 @@ def selected_storage() -> str:
             f" one of {', '.join(STORAGES)}"
         )
     return value
+
+
+def warehouse_pool_limit() -> int:
+    """The ``duckdb`` pool's limit for this deployment's warehouse: 1 for the embedded DuckDB
+    file, :data:`SHARED_WAREHOUSE_POOL_LIMIT` for a DuckLake (a ``catalog`` set in the
+    environment, else in the project config file, as the Warehouse resource reads it)."""
+    from recs_pipeline import project_config
+
+    catalog = os.environ.get(WAREHOUSE_CATALOG_ENV)
+    if catalog is None:
+        catalog = str(project_config.section("resources", "warehouse").get("catalog") or "")
+    return SHARED_WAREHOUSE_POOL_LIMIT if catalog.strip() else 1
+
+
+def set_pool_limit(instance, limit: int) -> bool:
+    """Give the ``duckdb`` pool ``limit`` slots in ``instance``; True when it changed. A limit
+    other than 1 is set explicitly (the home's ``pools.default_limit``, 1, would otherwise
+    apply when the first step claims a slot, and never overrides an explicit one)."""
+    storage = instance.event_log_storage
+    current = {pool.name: pool for pool in storage.get_pool_limits()}.get(WAREHOUSE_POOL)
+    if (current.limit if current else 1) == limit:
+        return False
+    storage.set_concurrency_slots(WAREHOUSE_POOL, limit)
+    return True
 
 
 def storage_config(storage: str) -> dict | None:
@@ -240,13 +279,15 @@ def prepare_instance(home: str | os.PathLike, storage: str | None = None) -> Pat
     process, under an exclusive lock, and check it. ``storage`` (default: the setting,
     :func:`selected_storage`) is written into the home's ``dagster.yaml`` first. Idempotent;
     raises :class:`InstanceCorrupted` for a home two processes already created at once and
-    :class:`InstanceConfigError` for an unknown storage or a shared one without connection."""
+    :class:`InstanceConfigError` for an unknown storage or a shared one without connection.
+    The ``duckdb`` pool gets the limit of the deployment's warehouse (:func:`warehouse_pool_limit`)."""
     home = Path(home).resolve()
     storage = storage or selected_storage()
     if storage not in STORAGES:
         raise InstanceConfigError(f"unknown instance storage {storage!r}: one of {STORAGES}")
     if storage == "postgres":
         check_postgres_environment()
+    pool_limit = warehouse_pool_limit()
     home.mkdir(parents=True, exist_ok=True)
     with _exclusive(home / LOCK_FILE):
         write_storage(home, storage)
@@ -256,6 +297,7 @@ def prepare_instance(home: str | os.PathLike, storage: str | None = None) -> Pat
         # Opening the instance creates its run, event log and schedule storages (and validates
         # dagster.yaml against Dagster's schema).
         with dg.DagsterInstance.from_config(str(home)) as instance:
+            set_pool_limit(instance, pool_limit)
             if storage == "postgres":
                 versions = postgres_version_rows(instance)
                 if len(versions) != 1:

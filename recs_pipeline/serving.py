@@ -25,6 +25,13 @@ have been superseded for :data:`GRACE_SECONDS`.
 Only days that passed the quality gate reach ``serving.recommendations``, so only those are
 exported; ``latest_recommendations`` is the newest of them, as in the warehouse, so
 backfilling an older day leaves it alone.
+
+This export is for the embedded DuckDB file only. A DuckLake warehouse (``Warehouse.catalog``)
+is itself what applications read: they attach it read-only
+(:func:`recs_pipeline.warehouse.connect_lake`), take no lock, and each query reads one
+snapshot, in which a day's replacement (delete and insert, one commit) is entirely there or not
+at all. Exporting from it would add a copy that several machines would write into one folder
+at once, for nothing a snapshot does not already give.
 """
 
 from __future__ import annotations

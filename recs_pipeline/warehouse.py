@@ -1,5 +1,15 @@
-"""DuckDB warehouse helpers: create the schema, run writes in a transaction, replace one
+"""Warehouse helpers: connect, create the schema, run writes in a transaction, replace one
 partition atomically.
+
+Two backends run the same SQL (README "Deploying"):
+
+- the embedded DuckDB file (the default): one read-write process at a time;
+- DuckLake (:func:`connect_lake`): a catalog database (PostgreSQL, shared by several machines,
+  or a DuckDB file) and Parquet data files in a folder or on object storage. Any number of
+  processes read and write; each commit is a snapshot, and readers see whole snapshots.
+  Commits are optimistic: two transactions that replace partitions of one table at the same
+  time conflict (DuckLake refuses an insert into a table another commit deleted from, even
+  another partition), and :func:`transaction` retries the loser as a whole.
 
 Every function takes an open ``duckdb.DuckDBPyConnection``; the caller decides how long it lives
 (never across model training: DuckDB allows one read-write process per file).
@@ -8,14 +18,223 @@ Every function takes an open ``duckdb.DuckDBPyConnection``; the caller decides h
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+import logging
+import os
+import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
 from recs_pipeline.schema import PARTITION_COLUMN, TABLES, VIEWS
 from recs_pipeline.schema import columns as table_columns
+
+# The name the lake is attached under; ``USE lake`` makes the project's schema.table names
+# resolve in it, so the SQL is the same on both backends.
+LAKE = "lake"
+# DuckLake's wheels (duckdb-extension-*), pinned to duckdb's version in pyproject.toml: LOADed
+# from site-packages, so nothing is downloaded (DuckDB 1.5 cannot install extensions offline).
+EXTENSION_PACKAGES = {
+    "ducklake": "duckdb_extension_ducklake",
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "httpfs": "duckdb_extension_httpfs",
+}
+# Data paths served by httpfs rather than the local filesystem.
+_REMOTE = re.compile(r"^(s3|s3a|gcs|gs|r2|https?)://", re.IGNORECASE)
+# DuckLake's words for a commit that lost to a concurrent one (the catalog's snapshot moved on
+# and the changes overlap: "Transaction conflict - attempting to insert into table with index
+# "12" - but another transaction has deleted from it").
+# Two processes attaching a new lake at once both create its catalog tables; the loser fails
+# with PostgreSQL's duplicate key or existing relation ("Failed to initialize DuckLake: … duplicate
+# key value violates unique constraint", "… relation "ducklake_metadata" already exists") and
+# finds the lake when it attaches again.
+_CONFLICT = re.compile(
+    r"Transaction conflict|Failed to initialize DuckLake:.*(duplicate key|already exists)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+log = logging.getLogger(__name__)
+
+
+class WarehouseConflict(RuntimeError):
+    """A transaction still conflicted with concurrent writers after every allowed retry."""
+
+
+def extension_path(name: str) -> Path:
+    """The binary of DuckDB extension ``name`` shipped by its PyPI wheel for this duckdb."""
+    spec = importlib.util.find_spec(EXTENSION_PACKAGES[name])
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the DuckDB extension {name} is not installed: pip install"
+            f" {EXTENSION_PACKAGES[name].replace('_', '-')}=={duckdb.__version__}"
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    binary = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not binary.exists():
+        found = sorted(root.glob(f"extensions/*/{name}.duckdb_extension"))
+        raise FileNotFoundError(
+            f"{binary} is missing (the wheel ships {[p.parent.name for p in found]}): install"
+            f" {EXTENSION_PACKAGES[name].replace('_', '-')}=={duckdb.__version__}"
+        )
+    return binary
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _s3_secret(con: duckdb.DuckDBPyConnection) -> None:
+    """An S3 secret from the standard AWS variables, when they are set (MinIO and other
+    S3-compatible stores: ``AWS_ENDPOINT_URL``). Without them httpfs reads public buckets."""
+    if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        return
+    options = {
+        "KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+        "SECRET": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "REGION": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        "SESSION_TOKEN": os.environ.get("AWS_SESSION_TOKEN"),
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        options |= {"ENDPOINT": host or scheme, "URL_STYLE": "path"}
+        options["USE_SSL"] = "true" if scheme != "http" else "false"
+    body = ", ".join(f"{key} {_literal(value)}" for key, value in options.items() if value)
+    con.execute(f"CREATE OR REPLACE SECRET recs_s3 (TYPE s3, {body})")
+
+
+def connect_lake(
+    catalog: str, data_path: str | None = None, *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the DuckLake ``catalog`` attached and in use.
+
+    ``catalog``: ``postgres:dbname=… host=… port=… user=…`` (libpq's keywords; the password
+    from ``PGPASSWORD``), shared by every machine, or the path of a DuckDB catalog file (one
+    machine). ``data_path``: the folder or ``s3://…`` URL of the Parquet files; needed when
+    the lake is created, stored in its catalog, and optional afterwards. ``read_only``: an
+    application's connection (it cannot write by mistake)."""
+    con = duckdb.connect(
+        ":memory:",
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+    )
+    try:
+        needed = ["ducklake"]
+        if catalog.startswith(("postgres:", "postgresql:")):
+            needed.append("postgres_scanner")
+        # Without data_path the catalog's stored one is used, which may be remote.
+        if not data_path or _REMOTE.match(data_path):
+            needed.append("httpfs")
+        for name in needed:
+            con.execute(f"LOAD {_literal(str(extension_path(name)))}")
+        if "httpfs" in needed:
+            _s3_secret(con)
+        options = []
+        if data_path:
+            remote = _REMOTE.match(data_path)
+            if not remote:
+                Path(data_path).mkdir(parents=True, exist_ok=True)
+            options.append(f"DATA_PATH {_literal(data_path)}")
+        if read_only:
+            options.append("READ_ONLY")
+        suffix = f" ({', '.join(options)})" if options else ""
+        attach = f"ATTACH {_literal('ducklake:' + catalog)} AS {LAKE}{suffix}"
+        _retrying(con, f"creating the lake in {catalog}", lambda: con.execute(attach))
+        con.execute(f"USE {LAKE}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con`` works in a DuckLake (:func:`connect_lake`)."""
+    (database,) = con.execute("SELECT current_database()").fetchone()
+    return database == LAKE
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is DuckLake refusing a commit that overlaps a concurrent one."""
+    return isinstance(error, duckdb.Error) and bool(_CONFLICT.search(str(error)))
+
+
+@dataclass
+class ConflictRetries:
+    """How often a conflicting transaction is retried, and where each retry is logged."""
+
+    attempts: int = 10
+    first_delay: float = 0.1
+    max_delay: float = 5.0
+    log: logging.Logger = field(default=log)
+
+    def delays(self) -> Iterator[float]:
+        """The waits before each retry: doubling, capped, with jitter so that two writers that
+        lost together do not collide again."""
+        for attempt in range(self.attempts):
+            yield min(self.max_delay, self.first_delay * 2**attempt) * random.uniform(0.5, 1.5)
+
+
+# A connection's retry settings (by id), set by its owner (resources.Warehouse) while it is open.
+_RETRIES: dict[int, ConflictRetries] = {}
+
+
+@contextmanager
+def conflict_retries(con: duckdb.DuckDBPyConnection, retries: ConflictRetries) -> Iterator[None]:
+    """Use ``retries`` for the transactions of ``con`` inside the block."""
+    _RETRIES[id(con)] = retries
+    try:
+        yield
+    finally:
+        _RETRIES.pop(id(con), None)
+
+
+def _retrying(
+    con: duckdb.DuckDBPyConnection,
+    what: str,
+    attempt: Callable[[], None],
+    failed: BaseException | None = None,
+) -> None:
+    """Call ``attempt`` (again, when it already ``failed``) while it fails with a conflict, as
+    the connection's :class:`ConflictRetries` allow, logging each retry; then
+    :class:`WarehouseConflict`. Any other error is raised at once."""
+    retries = _RETRIES.get(id(con), ConflictRetries())
+    error = failed
+    if error is None:
+        try:
+            attempt()
+            return
+        except duckdb.Error as exc:
+            if not is_conflict(exc):
+                raise
+            error = exc
+    for number, wait in enumerate(retries.delays(), start=1):
+        retries.log.warning(
+            "%s conflicted with a concurrent commit (%s); retry %d of %d in %.2f s",
+            what,
+            str(error).strip().splitlines()[-1],
+            number,
+            retries.attempts,
+            wait,
+        )
+        time.sleep(wait)
+        try:
+            attempt()
+        except duckdb.Error as exc:
+            if not is_conflict(exc):
+                raise
+            error = exc
+            continue
+        retries.log.info("%s committed at retry %d", what, number)
+        return
+    raise WarehouseConflict(
+        f"{what} still conflicted with concurrent commits after {retries.attempts} retries"
+        f" (Warehouse.conflict_retries): {error}"
+    ) from error
+
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -43,7 +262,26 @@ def _declared_columns(table: str) -> list[tuple[str, str]]:
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every schema, table and view of :mod:`recs_pipeline.schema` if missing, and add
     the columns declared since to tables created by an older version (the migration: new
-    columns are nullable, existing rows keep NULL in them)."""
+    columns are nullable, existing rows keep NULL in them).
+
+    Writes nothing when the schema is up to date: on DuckLake every change is a snapshot, and
+    two sessions re-creating a view at once would conflict. Two processes creating a new lake
+    at once conflict on their first schema; the loser re-runs this check (which then finds it)."""
+    _retrying(con, "creating the warehouse schema", lambda: _ensure_schema(con))
+
+
+def _view_body(con: duckdb.DuckDBPyConnection, database: str, schema: str, name: str) -> str | None:
+    """The body (after AS) of a view as DuckDB renders it, or None when there is none."""
+    row = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE database_name = ? AND schema_name = ?"
+        " AND view_name = ?",
+        [database, schema, name],
+    ).fetchone()
+    return row[0].split(" AS ", 1)[1] if row else None
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    (database,) = con.execute("SELECT current_database()").fetchone()
     for schema in sorted({t.split(".")[0] for t in TABLES}):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table, columns in TABLES.items():
@@ -54,19 +292,43 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             row[0]
             for row in con.execute(
                 "SELECT column_name FROM information_schema.columns"
-                " WHERE table_schema = ? AND table_name = ?",
-                [schema, name],
+                " WHERE table_catalog = ? AND table_schema = ? AND table_name = ?",
+                [database, schema, name],
             ).fetchall()
         }
         for column, definition in _declared_columns(table):
             if column not in present:
                 con.execute(f"ALTER TABLE {ref} ADD COLUMN {definition}")
     for view, body in VIEWS.items():
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+        schema, name = view.split(".")
+        # DuckDB's rendering of the declared body, from a view in the connection's own temp
+        # catalog (never in the warehouse), compared with the stored one's.
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _declared_view AS {body}")
+        declared = _view_body(con, "temp", "main", "_declared_view")
+        con.execute("DROP VIEW temp.main._declared_view")
+        if _view_body(con, database, schema, name) != declared:
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
 
 
-# Connections (by id) inside a transaction() block: a nested block joins the outer transaction.
-_OPEN_TRANSACTIONS: set[int] = set()
+# Connections (by id) inside a transaction() block, each with the journal of its block's
+# writes (statement, parameters): a nested block joins the outer transaction, and a commit
+# that conflicts on DuckLake is retried by replaying the journal in a new transaction.
+_OPEN_TRANSACTIONS: dict[int, list[tuple[str, list]]] = {}
+
+
+def _rollback(con: duckdb.DuckDBPyConnection, error: BaseException) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as rollback_error:
+        error.add_note(f"(rollback after this error: {rollback_error})")
+
+
+def _write(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> None:
+    """Execute a warehouse write, journaled for a retry when inside :func:`transaction`."""
+    journal = _OPEN_TRANSACTIONS.get(id(con))
+    if journal is not None:
+        journal.append((sql, params))
+    con.execute(sql, params)
 
 
 @contextmanager
@@ -79,24 +341,53 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     its write-ahead log) DuckDB has already ended the transaction; the rollback that follows
     then fails too, and that second error is attached as a note while the first, the cause, is
     the one raised.
+
+    On DuckLake a commit that conflicts with a concurrent writer's is retried as a whole: the
+    block's writes, which are :func:`replace_partition` calls (the project's one write path),
+    are replayed in a new transaction against the newest snapshot, as many times as the
+    connection's :class:`ConflictRetries` allow, each retry logged. A replay is the same
+    transaction again: each replacement deletes its partition as it is now and inserts rows
+    from the connection's own staged tables, which the conflict did not touch.
     """
     key = id(con)
     if key in _OPEN_TRANSACTIONS:
         yield con
         return
     con.execute("BEGIN TRANSACTION")
-    _OPEN_TRANSACTIONS.add(key)
+    journal: list[tuple[str, list]] = []
+    _OPEN_TRANSACTIONS[key] = journal
+    committing = False
     try:
         yield con
+        committing = True
         con.execute("COMMIT")
     except BaseException as error:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error as rollback_error:
-            error.add_note(f"(rollback after this error: {rollback_error})")
-        raise
+        _rollback(con, error)
+        if not (committing and journal and is_conflict(error)):
+            raise
+        _OPEN_TRANSACTIONS.pop(key, None)
+        _replay(con, journal, error)
     finally:
-        _OPEN_TRANSACTIONS.discard(key)
+        _OPEN_TRANSACTIONS.pop(key, None)
+
+
+def _replay(
+    con: duckdb.DuckDBPyConnection, journal: list[tuple[str, list]], failed: BaseException
+) -> None:
+    """Run ``journal`` again in a new transaction until one commits (:func:`_retrying`)."""
+
+    def again() -> None:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for sql, params in journal:
+                con.execute(sql, params)
+            con.execute("COMMIT")
+        except BaseException as error:
+            _rollback(con, error)
+            raise
+
+    tables = sorted({sql.split()[2] for sql, _ in journal})
+    _retrying(con, f"the transaction replacing partitions of {', '.join(tables)}", again, failed)
 
 
 def replace_partition(
@@ -126,6 +417,6 @@ def replace_partition(
         where += f" AND {quote_identifier(name)} IS NOT DISTINCT FROM ?"
         values.append(value)
     with transaction(con):
-        con.execute(f"DELETE FROM {ref} WHERE {where}", values)
-        con.execute(f"INSERT INTO {ref} {select_sql}", params or [])
+        _write(con, f"DELETE FROM {ref} WHERE {where}", values)
+        _write(con, f"INSERT INTO {ref} {select_sql}", list(params or []))
         return con.execute(f"SELECT count(*) FROM {ref} WHERE {where}", values).fetchone()[0]

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse as a Dagster resource."""
+"""The warehouse as a Dagster resource: the embedded DuckDB file, or a shared DuckLake."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from recs_pipeline.warehouse import ensure_schema
+from recs_pipeline.warehouse import ConflictRetries, conflict_retries, connect_lake, ensure_schema
 
 # DuckDB's message when another process holds the file: 'Could not set lock on file "…":
 # Conflicting lock is held in /usr/bin/python3 (PID 1234) by user …'.
@@ -84,10 +84,37 @@ def connect_with_retries(
 
 
 class Warehouse(DuckDBResource):
-    """The project's DuckDB file. Open it per statement group with :meth:`session` and close it
-    before long work (training): DuckDB allows one read-write process per file, and every asset
-    that opens it is in the Dagster pool ``duckdb``."""
+    """The project's warehouse, chosen by ``catalog`` (README "Deploying"):
 
+    - empty (the default): the DuckDB file ``database``, embedded. DuckDB allows one
+      read-write process per file: open it per statement group with :meth:`session` and close
+      it before long work (training); every asset that opens it is in the Dagster pool
+      ``duckdb``, whose limit is 1 (assets/instance.py).
+    - a DuckLake catalog: PostgreSQL (``postgres:dbname=… host=… port=… user=…``), which
+      several machines share, or a DuckDB catalog file (one machine), with the Parquet files
+      in ``data_path``. Any number of steps write at once; a commit that conflicts with a
+      concurrent one is retried (``conflict_retries``), and the pool's limit is raised.
+    """
+
+    catalog: str = Field(
+        default="",
+        description="The DuckLake catalog of a shared warehouse: 'postgres:dbname=… host=…"
+        " port=… user=…' (libpq keywords; the password from PGPASSWORD) or the path of a DuckDB"
+        " catalog file. Empty: the embedded DuckDB file `database`.",
+    )
+    data_path: str = Field(
+        default="",
+        description="Folder or s3:// URL of the DuckLake's Parquet files, reachable from every"
+        " machine (object storage credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,"
+        " AWS_REGION, AWS_ENDPOINT_URL). Needed to create the lake; stored in its catalog.",
+    )
+    conflict_retries: int = Field(
+        default=10,
+        ge=0,
+        description="DuckLake: how many times a transaction that conflicts with a concurrent"
+        " commit (two steps replacing partitions of one table at once) is retried as a whole,"
+        " with growing delays, each retry logged.",
+    )
     lock_timeout_seconds: float = Field(
         default=120.0,
         gt=0,
@@ -101,30 +128,40 @@ class Warehouse(DuckDBResource):
         description="Folder of the published recommendations as Parquet files, which"
         " applications read at any moment while the pipeline writes (README 'Reading the"
         " recommendation table'). Default: 'serving' beside the database file; nothing is"
-        " exported for ':memory:'.",
+        " exported for ':memory:' nor for a DuckLake, which applications read directly.",
     )
+
+    @property
+    def shared(self) -> bool:
+        """Whether this is a DuckLake (``catalog`` set) rather than the embedded file."""
+        return bool(self.catalog.strip())
 
     def serving_path(self) -> Path | None:
         """Where :func:`recs_pipeline.serving.export_published` writes, or None for none."""
         if self.serving_root:
             return Path(self.serving_root)
-        if self.database == ":memory:":
+        if self.database == ":memory:" or self.shared:
             return None
         return Path(self.database).parent / "serving"
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """dagster-duckdb's connection, but with this project's logged, bounded lock wait (the
-        library retries every IOException, ~100 s in silence)."""
-        config = {"custom_user_agent": "dagster", **self.connection_config}
-        con = connect_with_retries(
-            self.database,
-            config=config,
-            timeout_seconds=self.lock_timeout_seconds,
-            log=dg.get_dagster_logger(),
-        )
+        library retries every IOException, ~100 s in silence); or the DuckLake's."""
+        if self.shared:
+            con = connect_lake(self.catalog.strip(), self.data_path.strip() or None)
+        else:
+            config = {"custom_user_agent": "dagster", **self.connection_config}
+            con = connect_with_retries(
+                self.database,
+                config=config,
+                timeout_seconds=self.lock_timeout_seconds,
+                log=dg.get_dagster_logger(),
+            )
         try:
-            yield con
+            retries = ConflictRetries(attempts=self.conflict_retries, log=dg.get_dagster_logger())
+            with conflict_retries(con, retries):
+                yield con
         finally:
             # Closed on a failing step too: it would keep the read-write connection, and the
             # file lock, until garbage collection.
@@ -132,7 +169,7 @@ class Warehouse(DuckDBResource):
 
     @contextmanager
     def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self.database != ":memory:":
+        if not self.shared and self.database != ":memory:":
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with self.get_connection() as con:
             ensure_schema(con)

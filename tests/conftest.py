@@ -11,6 +11,9 @@ import pytest
 os.environ["RECS_CONFIG"] = ""
 # Nor the caller's choice of instance storage: SQLite unless a test selects PostgreSQL itself.
 os.environ.pop("RECS_INSTANCE", None)
+# Nor of warehouse: the DuckDB file unless a test attaches a DuckLake itself (test_ducklake.py).
+os.environ.pop("RECS_WAREHOUSE_CATALOG", None)
+os.environ.pop("RECS_WAREHOUSE_DATA_PATH", None)
 
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.warehouse import ensure_schema

@@ -1,0 +1,103 @@
+"""The processes of the shared-warehouse concurrency test (tests/test_ducklake.py), each what
+one machine of a deployment runs:
+
+- ``chain WAREHOUSE ARTIFACTS LANDING DAY RUN_CONFIG``: retrain, evaluate and publish ``DAY``
+  with its own ephemeral Dagster instance (as a run worker on another machine would), then
+  print the run's outcome as one JSON line;
+- ``reader WAREHOUSE OUT STOP``: an application reading the published recommendations in a loop,
+  each query in its own snapshot, until the file ``STOP`` exists; writes what it saw to ``OUT``.
+
+``WAREHOUSE`` is the Warehouse resource's fields as JSON (a DuckLake catalog, or a DuckDB file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def run_chain_process(
+    warehouse: dict, artifacts: str, landing: str, day: str, run_config: str
+) -> dict:
+    import dagster as dg
+
+    from resources import ArtifactStore, LogSource, Warehouse
+    from tests.test_pipeline import run_chain
+
+    resources = {
+        "warehouse": Warehouse(**warehouse),
+        "artifacts": ArtifactStore(root=artifacts),
+        "log_source": LogSource(landing_root=landing),
+    }
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_chain(instance, resources, dt.date.fromisoformat(day), json.loads(run_config))
+    failures = [
+        f"{event.step_key}: {event.event_specific_data.error.message.strip()}"
+        for event in result.all_events
+        if event.event_type_value == "STEP_FAILURE"
+    ]
+    return {"day": day, "success": result.success, "failures": failures}
+
+
+def connect_reader(warehouse: dict):
+    """An application's connection: the lake attached read-only, or the DuckDB file read-only
+    (the embedded default, which only works while no step holds the file)."""
+    import duckdb
+
+    if warehouse.get("catalog"):
+        from recs_pipeline.warehouse import connect_lake
+
+        return connect_lake(warehouse["catalog"], warehouse.get("data_path"), read_only=True)
+    return duckdb.connect(warehouse["database"], read_only=True)
+
+
+def read_in_a_loop(warehouse: dict, out: Path, stop: Path) -> None:
+    """Each query is its own transaction, so its own snapshot: what an application sees."""
+    seen: list[dict] = []
+    errors: list[str] = []
+    con = None
+    while not stop.exists():
+        try:
+            con = con or connect_reader(warehouse)
+            latest = con.execute(
+                "SELECT as_of_date, count(*) FROM serving.latest_recommendations GROUP BY 1"
+            ).fetchall()
+            days = con.execute(
+                "SELECT as_of_date, count(*) FROM serving.recommendations GROUP BY 1"
+            ).fetchall()
+            seen.append(
+                {
+                    "latest": {d.isoformat(): n for d, n in latest},
+                    "days": {d.isoformat(): n for d, n in days},
+                }
+            )
+        except Exception as error:  # recorded: the test says what went wrong
+            errors.append(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+            con = None
+            time.sleep(0.05)
+        if con is not None and not warehouse.get("catalog"):
+            con.close()  # the DuckDB file: a reader must let go for the writers between queries
+            con = None
+    out.write_text(json.dumps({"seen": seen, "errors": errors}))
+
+
+def main(argv: list[str]) -> int:
+    role, warehouse, *rest = argv
+    warehouse = json.loads(warehouse)
+    if role == "chain":
+        print(json.dumps(run_chain_process(warehouse, *rest)), flush=True)
+        return 0
+    if role == "reader":
+        out, stop = map(Path, rest)
+        read_in_a_loop(warehouse, out, stop)
+        return 0
+    raise SystemExit(f"unknown role {role!r}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RECS_CONFIG", "")
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,371 @@
+"""The shared warehouse: DuckLake on a real PostgreSQL catalog (tests/postgres_support.py) with
+the Parquet files in a folder, as several machines would use it."""
+
+import datetime as dt
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets.definitions import ALL_ASSETS
+from assets.features import interaction_graph, interaction_split
+from recs_pipeline.schema import PARTITION_COLUMN
+from recs_pipeline.warehouse import (
+    ConflictRetries,
+    WarehouseConflict,
+    conflict_retries,
+    connect_lake,
+    ensure_schema,
+    replace_partition,
+    transaction,
+)
+from resources import ArtifactStore, LogSource, Warehouse
+from tests.conftest import SMALL_LOG
+from tests.test_pipeline import DAY_1, DAY_2, RUN_CONFIG, K, ingest, run_chain, snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+# A day retrained and republished beside DAY_2 in the concurrency test: neither warm-starts from
+# the other's model (warm starts read the day before's).
+EARLIER = DAY_1 - dt.timedelta(days=3)
+# The chain with the training-free model: every warehouse write of the trained chain (split, id
+# maps, metrics, published lists) in a fraction of its time; test_pipeline.py trains.
+GFCF = {"ops": {**RUN_CONFIG["ops"], "trained_model": {"config": {"model": "gfcf"}}}}
+
+
+def lake_of(server, tmp_path: Path) -> dict:
+    """A new lake: its own PostgreSQL database as the catalog, its own data folder."""
+    db = server.create_database("lake")
+    return {
+        "catalog": f"postgres:dbname={db} host={server.host} port={server.port} user={server.user}",
+        "data_path": str(tmp_path / "lake-data"),
+    }
+
+
+def snapshots(con) -> int:
+    return con.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0]
+
+
+INDEX_ROWS = "SELECT CAST(? AS DATE), 'u' || x, x::INTEGER FROM range(?) t(x)"
+
+
+@pytest.fixture
+def lake(postgres_server, tmp_path):
+    return lake_of(postgres_server, tmp_path)
+
+
+@pytest.fixture
+def two_writers(lake):
+    """Two connections to one new lake, as two machines would have."""
+    first = connect_lake(lake["catalog"], lake["data_path"])
+    ensure_schema(first)
+    second = connect_lake(lake["catalog"], lake["data_path"])
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_a_commit_that_conflicts_is_replayed_whole(two_writers, caplog):
+    first, second = two_writers
+    caplog.set_level(logging.INFO, logger="recs_pipeline.warehouse")
+    day_1, day_2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+    for con, day in ((first, day_1), (second, day_2)):  # both partitions exist: deletes delete
+        replace_partition(con, "features.user_index", day, INDEX_ROWS, [day, 10])
+    with transaction(first):
+        replace_partition(first, "features.user_index", day_1, INDEX_ROWS, [day_1, 30])
+        replace_partition(first, "features.item_index", day_1, INDEX_ROWS, [day_1, 5])
+        # Another machine replaces another partition of the same table and commits first.
+        replace_partition(second, "features.user_index", day_2, INDEX_ROWS, [day_2, 20])
+    counts = dict(
+        first.execute("SELECT as_of_date, count(*) FROM features.user_index GROUP BY 1").fetchall()
+    )
+    assert counts == {day_1: 30, day_2: 20}
+    assert first.execute("SELECT count(*) FROM features.item_index").fetchone() == (5,)
+    retries = [r.getMessage() for r in caplog.records if "conflicted" in r.getMessage()]
+    assert retries and "features.item_index, features.user_index" in retries[0]
+    assert "but another transaction has deleted" in retries[0]
+    assert any("committed at retry 1" in r.getMessage() for r in caplog.records)
+
+
+def test_retries_are_bounded_and_the_loser_leaves_nothing(two_writers):
+    first, second = two_writers
+    day_1, day_2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+    replace_partition(first, "features.user_index", day_1, INDEX_ROWS, [day_1, 10])
+    with (
+        conflict_retries(first, ConflictRetries(attempts=0)),
+        pytest.raises(WarehouseConflict, match="after 0 retries"),
+        transaction(first),
+    ):
+        replace_partition(first, "features.user_index", day_1, INDEX_ROWS, [day_1, 30])
+        replace_partition(second, "features.user_index", day_2, INDEX_ROWS, [day_2, 20])
+    counts = dict(
+        first.execute("SELECT as_of_date, count(*) FROM features.user_index GROUP BY 1").fetchall()
+    )
+    assert counts == {day_1: 10, day_2: 20}  # the old day 1, whole; the winner's day 2
+
+
+def test_the_schema_check_writes_nothing_once_the_schema_is_there(two_writers):
+    first, second = two_writers
+    before = snapshots(first)
+    ensure_schema(second)
+    ensure_schema(first)
+    # A view re-created per session would be a snapshot, and a conflict between sessions.
+    assert snapshots(first) == before
+
+
+def test_two_processes_creating_a_new_lake_at_once_both_get_it(lake):
+    code = (
+        "import sys; from recs_pipeline.warehouse import connect_lake, ensure_schema;"
+        "con = connect_lake(sys.argv[1], sys.argv[2]); ensure_schema(con);"
+        "print(con.execute('SELECT count(*) FROM duckdb_tables()').fetchone()[0])"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, lake["catalog"], lake["data_path"]],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == ["8", "8"]
+
+
+@pytest.fixture(scope="module")
+def shared(small_landing, postgres_server, tmp_path_factory):
+    """The whole log ingested and DAY_1 retrained and published, on a DuckLake."""
+    tmp = tmp_path_factory.mktemp("shared")
+    warehouse = {"database": str(tmp / "unused.duckdb"), **lake_of(postgres_server, tmp)}
+    resources = {
+        "warehouse": Warehouse(**warehouse),
+        "artifacts": ArtifactStore(root=str(tmp / "artifacts")),
+        "log_source": LogSource(landing_root=str(small_landing)),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
+    result = run_chain(instance, resources, DAY_1, GFCF)
+    return warehouse, resources, result, tmp
+
+
+def test_the_chain_runs_on_the_shared_warehouse(shared, small_landing):
+    warehouse, resources, result, tmp = shared
+    assert result.success
+    checks = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert [(c.check_name, c.passed) for c in checks] == [("beats_popularity", True)]
+    lines = sum(sum(1 for _ in open(path)) - 1 for path in small_landing.glob("*/*.csv"))
+    with connect_lake(warehouse["catalog"], read_only=True) as con:
+        ingested = con.execute("SELECT count(*) FROM raw.interactions").fetchone()[0]
+        rejected = con.execute("SELECT count(*) FROM raw.rejected_interactions").fetchone()[0]
+        assert ingested + rejected == lines and rejected > 0
+        for table, column in PARTITION_COLUMN.items():
+            n = con.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?", [DAY_1])
+            assert n.fetchone()[0] > 0, table
+        per_user = con.execute(
+            """SELECT count(*), count(DISTINCT item_id), min(rank), max(rank)
+               FROM serving.latest_recommendations GROUP BY user_id"""
+        ).fetchall()
+        assert per_user and set(per_user) == {(K, K, 1, K)}
+        leaks = con.execute(
+            """SELECT count(*) FROM serving.recommendations r JOIN raw.interactions i
+               USING (user_id, item_id) WHERE i.event_date <= r.as_of_date"""
+        ).fetchone()[0]
+        assert leaks == 0
+    # Re-running a day replaces its partitions: the same rows, none twice.
+    with connect_lake(warehouse["catalog"], read_only=True) as con:
+        before = snapshot(con, DAY_1)
+    rerun = dg.materialize(
+        ALL_ASSETS,
+        selection=dg.AssetSelection.assets(interaction_split, interaction_graph),
+        partition_key=DAY_1.isoformat(),
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=resources,
+        run_config={"ops": {"interaction_split": GFCF["ops"]["interaction_split"]}},
+    )
+    assert rerun.success
+    with connect_lake(warehouse["catalog"], read_only=True) as con:
+        assert snapshot(con, DAY_1) == before
+    # Applications read the lake itself: no export beside a database file.
+    assert resources["warehouse"].serving_path() is None
+    assert not (tmp / "serving").exists()
+
+
+def start(*args: str, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.ducklake_support", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+        )
+
+
+def test_two_machines_publish_different_days_while_an_application_reads(shared, small_landing):
+    """Two processes retrain and publish two days at the same time; a third reads the latest
+    recommendations in a loop. No lock error, no lost write, and the reader only ever sees
+    whole days."""
+    warehouse, resources, _, tmp = shared
+    lake = json.dumps(warehouse)
+    stop, seen = tmp / "stop", tmp / "seen.json"
+    reader = start("reader", lake, str(seen), str(stop), log=tmp / "reader.log")
+    chains = [
+        start(
+            "chain",
+            lake,
+            resources["artifacts"].root,
+            str(small_landing),
+            day.isoformat(),
+            json.dumps(GFCF),
+            log=tmp / f"chain-{day}.log",
+        )
+        for day in (DAY_2, EARLIER)
+    ]
+    try:
+        outcomes = [
+            json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in chains
+        ]
+    finally:
+        stop.touch()
+        reader.wait(timeout=120)
+    for outcome in outcomes:
+        assert outcome["success"], outcome["failures"]
+    observed = json.loads(seen.read_text())
+    assert observed["errors"] == []
+    with connect_lake(warehouse["catalog"], read_only=True) as con:
+        final = dict(
+            con.execute(
+                "SELECT as_of_date::VARCHAR, count(*) FROM serving.recommendations GROUP BY 1"
+            ).fetchall()
+        )
+        # No lost write: every table has both days, written by two processes at once.
+        for table, column in PARTITION_COLUMN.items():
+            if table.startswith("raw."):
+                continue
+            days = {
+                row[0]
+                for row in con.execute(
+                    f"SELECT DISTINCT {column} FROM {table} WHERE {column} IN (?, ?)",
+                    [DAY_2, EARLIER],
+                ).fetchall()
+            }
+            assert days == {DAY_2, EARLIER}, table
+    assert set(final) == {d.isoformat() for d in (EARLIER, DAY_1, DAY_2)}
+    # Whole days only: every count the reader saw is that day's final count.
+    for view in observed["seen"]:
+        for day, count in view["days"].items():
+            assert count == final[day], (day, count, final[day])
+        assert len(view["latest"]) == 1
+        ((latest_day, latest_count),) = view["latest"].items()
+        assert latest_count == final[latest_day]
+    # The reader was reading while DAY_2 appeared: it saw DAY_1, then DAY_2, as the latest.
+    latest_days = [next(iter(view["latest"])) for view in observed["seen"]]
+    assert latest_days[0] == DAY_1.isoformat() and latest_days[-1] == DAY_2.isoformat()
+
+
+def test_the_pool_limit_follows_the_warehouse(tmp_path, monkeypatch):
+    from assets.instance import SHARED_WAREHOUSE_POOL_LIMIT, WAREHOUSE_POOL, prepare_instance
+
+    def limit(home):
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            pools = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
+        return pools.get(WAREHOUSE_POOL)
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    monkeypatch.delenv("RECS_WAREHOUSE_CATALOG", raising=False)
+    prepare_instance(home)
+    assert limit(home) is None  # the home's default_limit, 1, applies: as before
+    monkeypatch.setenv("RECS_WAREHOUSE_CATALOG", "postgres:dbname=lake host=db")
+    prepare_instance(home)
+    assert limit(home) == SHARED_WAREHOUSE_POOL_LIMIT
+    monkeypatch.setenv("RECS_WAREHOUSE_CATALOG", "")
+    prepare_instance(home)
+    assert limit(home) == 1
+
+
+def test_the_warehouse_is_chosen_in_the_environment_or_the_config_file(monkeypatch):
+    from assets.definitions import RESOURCE_ENV, deployment_defaults
+    from assets.instance import WAREHOUSE_CATALOG_ENV
+
+    assert RESOURCE_ENV["warehouse"]["catalog"] == WAREHOUSE_CATALOG_ENV
+    monkeypatch.setenv(WAREHOUSE_CATALOG_ENV, "postgres:dbname=lake")
+    monkeypatch.setenv("RECS_WAREHOUSE_DATA_PATH", "s3://bucket/lake/")
+    defaults = deployment_defaults("warehouse")
+    assert Warehouse(**defaults).shared
+    assert (defaults["catalog"], defaults["data_path"]) == (
+        "postgres:dbname=lake",
+        "s3://bucket/lake/",
+    )
+
+
+HAMMER = """
+import datetime as dt, logging, sys
+from recs_pipeline.warehouse import connect_lake, replace_partition, transaction
+logging.basicConfig(level=logging.INFO)
+catalog, data, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
+con = connect_lake(catalog, data)
+for _ in range(2):  # the second round deletes what the first wrote: deletes meet inserts
+    for offset in range(first, 12, 2):
+        day = dt.date(2026, 1, 1) + dt.timedelta(days=offset)
+        with transaction(con):
+            for table in ("features.user_index", "features.item_index"):
+                replace_partition(
+                    con, table, day, "SELECT CAST(? AS DATE), 'u' || x, x::INTEGER"
+                    " FROM range(?) t(x)", [day, 100 + offset]
+                )
+"""
+
+
+def test_two_processes_replacing_days_of_the_same_tables_lose_nothing(lake, two_writers):
+    """Every transaction of two processes replacing interleaved days of the same two tables in
+    a tight loop commits (retried when it conflicts); every day ends with its rows, once."""
+    first, _ = two_writers
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", HAMMER, lake["catalog"], lake["data_path"], str(start)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for start in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    for table in ("features.user_index", "features.item_index"):
+        counts = first.execute(
+            f"SELECT as_of_date, count(*), count(DISTINCT idx) FROM {table} GROUP BY 1"
+        ).fetchall()
+        expected = {
+            (dt.date(2026, 1, 1) + dt.timedelta(days=offset), 100 + offset, 100 + offset)
+            for offset in range(12)
+        }
+        assert set(counts) == expected, table
+
+
+def test_a_duckdb_catalog_file_serves_one_machine(tmp_path):
+    """The single-machine lake: a DuckDB file as the catalog, through the resource's session."""
+    warehouse = Warehouse(
+        database=str(tmp_path / "unused.duckdb"),
+        catalog=str(tmp_path / "catalog.ducklake"),
+        data_path=str(tmp_path / "data"),
+    )
+    day = dt.date(2026, 1, 1)
+    with warehouse.session() as con:
+        replace_partition(con, "features.user_index", day, INDEX_ROWS, [day, 7])
+    with warehouse.session() as con:
+        assert con.execute("SELECT count(*) FROM features.user_index").fetchone() == (7,)
+        assert con.execute("SELECT current_database()").fetchone() == ("lake",)
+    assert (tmp_path / "catalog.ducklake").exists()
+    assert not (tmp_path / "unused.duckdb").exists()  # the embedded file is not touched
