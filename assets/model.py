@@ -30,6 +30,7 @@ from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users
     record_gate,
     sample_test_users,
 )
+from recs_pipeline.data_parallel import rank_log, train_data_parallel
 from recs_pipeline.graph import id_map_version
 from recs_pipeline.metrics import METRICS, evaluate_scorers
 from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
@@ -147,7 +148,10 @@ def comparison_table(results: dict, model_name: str) -> dg.TableMetadataValue:
     op_tags=gpu_op_tags(),
 )
 def trained_model(
-    context: dg.AssetExecutionContext, config: TrainSettings, artifacts: ArtifactStore
+    context: dg.AssetExecutionContext,
+    config: TrainSettings,
+    artifacts: ArtifactStore,
+    engine: ComputeEngine,
 ) -> dg.MaterializeResult:
     """The recommender of day D. A trained model (LightGCN, NGCF, PinSAGE, MF) learns on D's
     train split with BPR, binary or softmax loss, uniform or shared negatives plus curriculum
@@ -157,7 +161,9 @@ def trained_model(
     metadata: the path of model.pt), its config and its id-map version are stored under the
     partition key. The metadata shows the training history (one row per epoch, the best epoch,
     whose weights are kept, marked), the key hyperparameters, the parameter count and the best
-    validation Recall and NDCG."""
+    validation Recall and NDCG. With the engine's `workers` > 1 (or kind `ray`) training is
+    data parallel on that many workers (`recs_pipeline.data_parallel`): the same result as one
+    process, the per-epoch log lines arriving when training ends."""
     check_run_config(context)
     store = artifacts.store()
     key = context.partition_key
@@ -185,23 +191,30 @@ def trained_model(
         bar.update(1)
         bar.set_postfix_str(f"loss {record['loss']:.4f}")
 
-    result = train_model(
-        graph.n_users,
-        graph.n_items,
-        graph.train_users,
-        graph.train_items,
-        graph.train_last_ts,
-        train_config,
-        hard_pools=store.get(HARD_NEGATIVES, key, expected_writer(context, "hard_negatives")),
-        log=context.log.info,
-        progress=progress if config.resume else None,
-        item_features=item_features(store, key, train_config.model, context.log.info, graph_run),
-        weights=graph.train_weight,
-        warm_start=previous_model(store, key, graph, context.log.warning)
+    inputs = {
+        "hard_pools": store.get(HARD_NEGATIVES, key, expected_writer(context, "hard_negatives")),
+        "item_features": item_features(store, key, train_config.model, context.log.info, graph_run),
+        "weights": graph.train_weight,
+        "warm_start": previous_model(store, key, graph, context.log.warning)
         if config.warm_start
         else None,
-        on_epoch=on_epoch,
-    )
+    }
+    edges = (graph.train_users, graph.train_items, graph.train_last_ts)
+    compute = engine.engine()
+    if compute.kind == "local" and compute.workers == 1:
+        result = train_model(
+            graph.n_users, graph.n_items, *edges, train_config, log=context.log.info,
+            progress=progress if config.resume else None, on_epoch=on_epoch, **inputs,
+        )  # fmt: skip
+    else:
+        # Rank 0 saves the progress, through a store whose warnings go to the rank's log.
+        result = train_data_parallel(
+            compute, graph.n_users, graph.n_items, *edges, train_config, log=context.log.info,
+            progress=ArtifactProgress(store, key, log=rank_log) if config.resume else None,
+            **inputs,
+        )  # fmt: skip
+        for record in result.history[result.resumed_from_epoch :]:  # the bar catches up at once
+            on_epoch(record)
     bar.close()
     # The checksum of model.pt is the model's fingerprint: the gate records the one it
     # evaluated and publication refuses any other.
@@ -242,6 +255,7 @@ def trained_model(
             "step_seconds": round(sum(r.get("step_seconds", 0.0) for r in result.history), 2),
             "validation_seconds": round(sum(r.get("val_seconds", 0.0) for r in result.history), 2),
             "resumed_from_epoch": result.resumed_from_epoch,
+            "training_workers": compute.workers,
             **(result.warm_start or {"warm_users": 0, "warm_items": 0}),
         }
     )

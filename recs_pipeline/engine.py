@@ -104,6 +104,152 @@ class Engine:
         task = ray.remote(num_cpus=1, max_retries=0)(fn)
         return ray.get([task.remote(shard, *shared) for shard in shards])
 
+    def gang(self, fn: Callable[..., Any], *shared: Any) -> list[Any]:
+        """``[fn(rank, workers, rendezvous, *shared) for rank in range(workers)]`` with every call
+        running at the same time, each in its own process, so that they can form one
+        ``torch.distributed`` process group (``rendezvous``: a ``tcp://host:port`` init address on
+        rank 0's machine). Returns the results by rank; the first rank to fail stops the others.
+
+        - ``local`` with ``workers == 1``: ``fn(0, 1, None, *shared)`` in this process.
+        - ``local``: ``workers`` spawned processes on this machine.
+        - ``ray``: one Ray actor per rank, reserved together in a placement group of ``workers``
+          one-CPU bundles, so that all ranks start at once or none does (a rank waiting for a
+          peer that never gets a slot would hang). Must be called inside :meth:`session`.
+        """
+        if self.kind == "ray":
+            return _ray_gang(self.workers, fn, shared)
+        if self.workers == 1:
+            return [fn(0, 1, None, *shared)]
+        return _process_gang(self.workers, fn, shared)
+
+
+# --- gangs: processes that run together (data-parallel training) -----------------------------
+
+# How long a gang waits for the cluster to hold all its workers at once.
+GANG_PLACEMENT_TIMEOUT_S = 120
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (the OS picks it; a rendezvous binds it moments later)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _gang_member(fn, rank: int, world: int, rendezvous: str, shared: tuple, results) -> None:
+    import pickle
+    import traceback
+
+    try:
+        outcome = (rank, True, pickle.dumps(fn(rank, world, rendezvous, *shared)))
+    except BaseException:  # noqa: BLE001  (reported to the parent, which raises it)
+        outcome = (rank, False, traceback.format_exc())
+    # Plain pickle bytes, not tensors through the queue: torch would hand those over as shared
+    # memory that this process, exiting next, is the keeper of.
+    results.put(outcome)
+
+
+def _process_gang(world: int, fn: Callable[..., Any], shared: tuple) -> list[Any]:
+    import multiprocessing
+    import pickle
+    import queue
+
+    context = multiprocessing.get_context("spawn")  # fork would copy this process's threads
+    results = context.Queue()
+    rendezvous = f"tcp://127.0.0.1:{free_port()}"
+    members = [
+        context.Process(
+            target=_gang_member,
+            args=(fn, rank, world, rendezvous, shared, results),
+            name=f"gang-rank-{rank}",
+            daemon=True,
+        )
+        for rank in range(world)
+    ]
+    for member in members:
+        member.start()
+    done: dict[int, Any] = {}
+    try:
+        while len(done) < world:
+            try:
+                rank, ok, payload = results.get(timeout=1.0)
+            except queue.Empty:
+                rank = None
+            if rank is None:
+                # A rank that died without a word (killed, out of memory) leaves its peers
+                # blocked in a collective: stop them rather than wait for gloo's timeout.
+                dead = [
+                    (r, m.exitcode) for r, m in enumerate(members) if r not in done and m.exitcode
+                ]
+                if dead:
+                    raise RuntimeError(f"gang rank {dead[0][0]} died (exit code {dead[0][1]})")
+                continue
+            if not ok:
+                raise RuntimeError(f"gang rank {rank} of {world} failed:\n{payload}")
+            done[rank] = pickle.loads(payload)
+        for member in members:
+            member.join()
+    finally:
+        for member in members:
+            if member.is_alive():
+                member.terminate()
+                member.join()
+        results.close()
+    return [done[rank] for rank in range(world)]
+
+
+class _GangMember:
+    """A Ray actor holding one rank's process (see :func:`_ray_gang`)."""
+
+    def endpoint(self) -> tuple[str, int]:
+        import ray
+
+        host = ray.util.get_node_ip_address()
+        return host, free_port(host)
+
+    def run(self, fn: Callable[..., Any], rank: int, world: int, rendezvous: str, *shared):
+        return fn(rank, world, rendezvous, *shared)
+
+
+def _ray_gang(world: int, fn: Callable[..., Any], shared: tuple) -> list[Any]:
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    if not ray.is_initialized():
+        raise RuntimeError("Engine.gang with kind 'ray' outside Engine.session()")
+    group = placement_group([{"CPU": 1}] * world, strategy="PACK")
+    members = []
+    try:
+        if not group.wait(timeout_seconds=GANG_PLACEMENT_TIMEOUT_S):
+            raise RuntimeError(
+                f"no room for a gang of {world} one-CPU workers on the Ray cluster within"
+                f" {GANG_PLACEMENT_TIMEOUT_S} s ({ray.available_resources()} available)"
+            )
+        actor = ray.remote(num_cpus=1, max_restarts=0)(_GangMember)
+        members = [
+            actor.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    placement_group=group, placement_group_bundle_index=rank
+                )
+            ).remote()
+            for rank in range(world)
+        ]
+        host, port = ray.get(members[0].endpoint.remote())
+        rendezvous = f"tcp://{host}:{port}"
+        pending = [m.run.remote(fn, r, world, rendezvous, *shared) for r, m in enumerate(members)]
+        refs = list(pending)
+        while pending:  # the first failure raises here; finally then stops its peers
+            finished, pending = ray.wait(pending, num_returns=1)
+            ray.get(finished)
+        return ray.get(refs)
+    finally:
+        for member in members:
+            ray.kill(member)
+        remove_placement_group(group)
+
 
 def shard_ranges(n: int, shards: int) -> list[range]:
     """``range(n)`` cut into ``shards`` contiguous, nearly equal, non-empty ranges (fewer when

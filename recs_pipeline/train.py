@@ -4,6 +4,12 @@ batch's layer-0 embeddings, early stopping on a validation slice carved from tra
 Validation slice: for up to ``val_users`` users with at least two train edges, the user's most
 recent train edge (by last event time) is held out of the fit graph. Validation Recall@K ranks
 all items except the fit edges. The test fold is never seen here.
+
+The loop reads top down in :func:`train_model`: :func:`set_up`, :func:`resume`, then per
+epoch :func:`train_epoch` (:func:`sample_batch` and :func:`train_step` per mini-batch),
+:func:`validate`, :func:`keep_best` and :func:`save_progress`. Data-parallel training
+(:mod:`recs_pipeline.data_parallel`) runs this same loop on every rank through
+:class:`Replicas`.
 """
 
 from __future__ import annotations
@@ -255,6 +261,150 @@ def validation_split(
     return mask
 
 
+class Replicas:
+    """The copies of one training run that compute together: one per worker process in
+    data-parallel training (:mod:`recs_pipeline.data_parallel`). This default is the single
+    copy of a plain run, for which every collective is the identity."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def leader(self) -> bool:
+        """Rank 0: the copy that validates, logs and saves progress."""
+        return self.rank == 0
+
+    def wrap(self, objective: torch.nn.Module) -> torch.nn.Module:
+        """``objective`` such that its backward pass leaves the replicas' mean gradient."""
+        return objective
+
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` on every replica."""
+        return obj
+
+    def sum(self, value: float) -> float:
+        """``value`` summed over the replicas."""
+        return value
+
+
+@dataclasses.dataclass
+class Batch:
+    """One mini-batch of loss terms: positives (users, items, loss weights or None) with each
+    row's own negatives (uniform and hard, (rows, n) or None) and the negatives shared by every
+    row ((S,) or None). ``total``: rows of the whole batch this one is a part of."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    weights: torch.Tensor | None
+    negatives: torch.Tensor | None
+    shared: torch.Tensor | None
+    total: int
+    # Whether this part carries the shared negatives' L2 term (one part of a split batch).
+    shared_l2: bool = True
+
+    def part(self, rank: int, world: int) -> Batch:
+        """The rank's contiguous slice of the rows (the first ranks take one more when the rows
+        do not divide evenly). Every part scores the shared negatives; rank 0's counts their L2
+        term, which the whole batch counts once."""
+        size, extra = divmod(self.users.numel(), world)
+        start = rank * size + min(rank, extra)
+        rows = slice(start, start + size + (rank < extra))
+
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[rows]
+
+        return Batch(
+            self.users[rows],
+            self.items[rows],
+            cut(self.weights),
+            cut(self.negatives),
+            self.shared,
+            self.total,
+            shared_l2=rank == 0,
+        )
+
+
+class BatchObjective(torch.nn.Module):
+    """A training step's objective as a module: propagate, score the batch's positives and
+    negatives, loss plus L2 on the batch's layer-0 embeddings. A part of a batch split over
+    ``world`` replicas returns its share of the whole batch's loss times ``world``, so that the
+    replicas' mean gradient (what DistributedDataParallel all-reduces) is the whole batch's.
+
+    Graph models propagate over the whole graph in every step, on every replica: each replica
+    holds the full graph and all embedding tables; data parallelism splits only the batch."""
+
+    def __init__(
+        self,
+        model: Recommender,
+        adjacency: torch.Tensor,
+        loss_fn: Callable,
+        l2: float,
+        world: int = 1,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.adjacency = adjacency  # not a buffer: nothing for DDP to synchronise
+        self.loss_fn, self.l2, self.world = loss_fn, l2, world
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        user_emb, item_emb = self.model.embed(self.adjacency)
+        rows = batch.users.numel()
+        if rows == 0:
+            # A final batch smaller than the world leaves some replica no rows: it still joins
+            # the gradient all-reduce, with zeros.
+            return 0.0 * (user_emb.sum() + item_emb.sum())
+        zu = user_emb[batch.users]
+        pos = (zu * item_emb[batch.items]).sum(-1)
+        negatives, neg_scores = [], []
+        if batch.shared is not None:
+            if batch.shared_l2:
+                negatives.append(batch.shared)
+            neg_scores.append(zu @ item_emb[batch.shared].T)
+        if batch.negatives is not None:
+            negatives.append(batch.negatives.reshape(-1))
+            neg_scores.append(torch.einsum("bd,bnd->bn", zu, item_emb[batch.negatives]))
+        neg = torch.cat(neg_scores, dim=1)
+        zu0, zp0 = self.model.layer0(batch.users, batch.items)
+        _, zn0 = self.model.layer0(batch.users[:0], torch.cat(negatives or [batch.items[:0]]))
+        loss = self.loss_fn(pos, neg, batch.weights)
+        loss = loss + self.l2 * l2_penalty(zu0, zp0, zn0)
+        share = self.world * rows / batch.total
+        return loss if share == 1 else loss * share
+
+
+@dataclasses.dataclass
+class Run:
+    """The state of one training run: what the set-up computes once and what the loop changes."""
+
+    config: TrainConfig
+    model: Recommender
+    objective: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    generator: torch.Generator
+    adjacency: torch.Tensor
+    fit_csr: torch.Tensor
+    positives: torch.Tensor  # edge keys of every train edge: never negatives
+    hard_pools: torch.Tensor | None
+    pos_u: torch.Tensor  # loss positives (fit edges, plus a teacher's with distill)
+    pos_i: torch.Tensor
+    pos_w: torch.Tensor | None
+    val_users: torch.Tensor
+    val_u: torch.Tensor
+    val_i: torch.Tensor
+    batch_size: int
+    started: float
+    best: tuple[float, int, dict]
+    history: list[dict] = dataclasses.field(default_factory=list)
+    stale: int = 0
+    first_epoch: int = 1
+    stop: bool = False
+    warm_counts: dict | None = None
+
+    @property
+    def n_batches(self) -> int:
+        return math.ceil(self.pos_u.numel() / self.batch_size)
+
+
 def train_model(
     n_users: int,
     n_items: int,
@@ -269,6 +419,7 @@ def train_model(
     item_features: torch.Tensor | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     weights: torch.Tensor | None = None,
+    replicas: Replicas | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on the edges (users, items) and keep the best validation state.
 
@@ -291,14 +442,92 @@ def train_model(
     history) is saved there, and a later call with the same config and edges continues from
     the last check, giving the same result as an uninterrupted run. ``on_epoch`` sees each
     epoch's history record (a progress bar's hook).
+
+    ``replicas``: this call is one of several data-parallel copies
+    (:func:`recs_pipeline.data_parallel.train_data_parallel`). Every copy draws the same
+    batches and negatives and trains on its slice of each; rank 0 validates and saves progress
+    (pass ``progress`` to it only) and the others follow its verdicts.
     """
     if config.weighted and (weights is None or weights.numel() != users.numel()):
         raise ValueError(
             "weighted training needs one weight per train edge (weights): the graph has none;"
             " re-materialise interaction_graph"
         )
+    replicas = replicas or Replicas()
     if config.threads:
         torch.set_num_threads(config.threads)
+    run = set_up(
+        n_users, n_items, users, items, last_ts, config, hard_pools, log, warm_start,
+        item_features, weights, replicas,
+    )  # fmt: skip
+    fingerprint = (
+        run_fingerprint(config, users, items, weights if config.weighted else None)
+        if progress
+        else ""
+    )
+    resume(run, progress, fingerprint, log, replicas)
+    setup_seconds = time.perf_counter() - run.started
+    for epoch in range(run.first_epoch, config.epochs + 1):
+        if run.stop:
+            break
+        record = train_epoch(run, epoch, replicas)
+        due = epoch % config.eval_every == 0 or epoch == config.epochs
+        checked = validate(run) if due and replicas.leader else {}
+        # One message per epoch from rank 0: its validation and its clock decide for everyone.
+        checked, time_up = replicas.broadcast((checked, replicas.leader and out_of_time(run)))
+        record.update(checked)
+        if checked:
+            keep_best(run, record, epoch)
+        run.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        log(
+            f"epoch {epoch}: loss {record['loss']:.4f}, hard negatives {record['hard_negatives']}"
+            + (
+                f", val recall@{config.val_k} {record['val_recall']:.4f}"
+                f" ndcg@{config.val_k} {record['val_ndcg']:.4f}"
+                if checked
+                else ""
+            )
+        )
+        if run.stale >= config.patience:
+            log(f"early stop after epoch {epoch}: no gain in {config.patience} evaluations")
+            run.stop = True
+        elif time_up:
+            log(f"time budget of {config.time_budget_minutes:g} min spent after epoch {epoch}")
+            run.stop = True
+        if progress and checked:
+            save_progress(run, progress, fingerprint, epoch)
+    run.model.load_state_dict(run.best[2])
+    run.model.eval()
+    return TrainResult(
+        run.model,
+        run.best[1],
+        run.best[0],
+        run.history,
+        time.perf_counter() - run.started,
+        resumed_from_epoch=run.first_epoch - 1,
+        warm_start=run.warm_counts,
+        setup_seconds=setup_seconds,
+    )
+
+
+def set_up(
+    n_users: int,
+    n_items: int,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    last_ts: torch.Tensor,
+    config: TrainConfig,
+    hard_pools: torch.Tensor | None,
+    log: Callable[[str], None],
+    warm_start: WarmStart | None,
+    item_features: torch.Tensor | None,
+    weights: torch.Tensor | None,
+    replicas: Replicas,
+) -> Run:
+    """Validation slice, graph, model (warm start or initialisation), optimiser, objective and
+    the loss positives: everything before the first epoch."""
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -308,9 +537,6 @@ def train_model(
     fit_u, fit_i = users[~val_mask], items[~val_mask]
     val_u, val_i = users[val_mask], items[val_mask]
     adjacency = normalized_adjacency(fit_u, fit_i, n_users, n_items)
-    fit_csr = interaction_csr(fit_u, fit_i, n_users, n_items)
-    positives = edge_keys(users, items, n_items)  # validation items are never negatives
-    val_users = torch.unique(val_u)
 
     params = config.model_params()
     if item_features is not None:  # (n_items, f) node features, for models that take them
@@ -328,32 +554,14 @@ def train_model(
         log(f"warm start from {warm_start.source or 'the previous model'}: {warm_counts}")
     elif config.init == "spectral":
         spectral_init(model, fit_u, fit_i, config.init_std, config.seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = LOSSES[config.loss]
     if config.loss == "softmax":
         loss_fn = functools.partial(loss_fn, temperature=config.temperature)
-    best = (-1.0, 0, copy.deepcopy(model.state_dict()))
-    history: list[dict] = []
-    stale, first_epoch, stop = 0, 1, False
-    fingerprint = (
-        run_fingerprint(config, users, items, weights if config.weighted else None)
-        if progress
-        else ""
+    # DDP makes rank 0's initial weights everyone's (a spectral start may differ in the last bits).
+    objective = replicas.wrap(
+        BatchObjective(model, adjacency, loss_fn, config.l2, world=replicas.world)
     )
-    saved = progress.load() if progress else None
-    if saved is not None and saved.get("fingerprint") != fingerprint:
-        log("saved training progress belongs to another config or graph: starting over")
-        saved = None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
-        best, stale, history = saved["best"], saved["stale"], saved["history"]
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        started -= saved["seconds"]
-        first_epoch, stop = saved["epoch"] + 1, saved["stop"]
-        warm_counts = saved.get("warm_start")
-        log(f"resumed from epoch {saved['epoch']} (best val recall {best[0]:.4f})")
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     # Every step of a graph model propagates over the whole graph, so an epoch costs
     # steps × edges: capping the steps (larger batches on larger graphs) keeps it linear.
     batch_size = config.batch_size
@@ -380,124 +588,162 @@ def train_model(
         log(
             f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside {fit_u.numel()}"
         )
-    n_batches = math.ceil(pos_u.numel() / batch_size)
-    setup_seconds = time.perf_counter() - started
-    for epoch in range(first_epoch, config.epochs + 1):
-        if stop:
-            break
-        epoch_started = time.perf_counter()
-        model.train()
-        n_hard = (
-            curriculum_hard_count(epoch, config.max_hard_negatives) if hard_pools is not None else 0
+    return Run(
+        config=config,
+        model=model,
+        objective=objective,
+        optimiser=optimiser,
+        generator=generator,
+        adjacency=adjacency,
+        fit_csr=interaction_csr(fit_u, fit_i, n_users, n_items),
+        positives=edge_keys(users, items, n_items),  # validation items are never negatives
+        hard_pools=hard_pools,
+        pos_u=pos_u,
+        pos_i=pos_i,
+        pos_w=pos_w,
+        val_users=torch.unique(val_u),
+        val_u=val_u,
+        val_i=val_i,
+        batch_size=batch_size,
+        started=started,
+        best=(-1.0, 0, copy.deepcopy(model.state_dict())),
+        warm_counts=warm_counts,
+    )
+
+
+def resume(
+    run: Run,
+    progress: ProgressStore | None,
+    fingerprint: str,
+    log: Callable[[str], None],
+    replicas: Replicas,
+) -> None:
+    """Continue from the progress rank 0 finds saved for this config and these edges, if any."""
+    saved = progress.load() if progress else None
+    if saved is not None and saved.get("fingerprint") != fingerprint:
+        log("saved training progress belongs to another config or graph: starting over")
+        saved = None
+    saved = replicas.broadcast(saved)
+    if saved is None:
+        return
+    run.model.load_state_dict(saved["model"])
+    run.optimiser.load_state_dict(saved["optimiser"])
+    run.best, run.stale, run.history = saved["best"], saved["stale"], saved["history"]
+    run.generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    run.started -= saved["seconds"]
+    run.first_epoch, run.stop = saved["epoch"] + 1, saved["stop"]
+    run.warm_counts = saved.get("warm_start")
+    log(f"resumed from epoch {saved['epoch']} (best val recall {run.best[0]:.4f})")
+
+
+def train_epoch(run: Run, epoch: int, replicas: Replicas) -> dict:
+    """One pass over the loss positives in shuffled mini-batches; the epoch's history record."""
+    epoch_started = time.perf_counter()
+    run.model.train()
+    n_hard = (
+        curriculum_hard_count(epoch, run.config.max_hard_negatives)
+        if run.hard_pools is not None
+        else 0
+    )
+    epoch_loss = 0.0
+    order = torch.randperm(run.pos_u.numel(), generator=run.generator)
+    for b in range(run.n_batches):
+        batch = sample_batch(run, order[b * run.batch_size : (b + 1) * run.batch_size], n_hard)
+        epoch_loss += train_step(run, batch.part(replicas.rank, replicas.world))
+    return {
+        "epoch": epoch,
+        "loss": replicas.sum(epoch_loss) / replicas.world / run.n_batches,
+        "hard_negatives": n_hard,
+        "step_seconds": time.perf_counter() - epoch_started,
+    }
+
+
+def sample_batch(run: Run, idx: torch.Tensor, n_hard: int) -> Batch:
+    """The positives ``idx`` with their negatives, drawn from the run's generator (the same
+    draws on every replica: each then takes its part)."""
+    config, u = run.config, run.pos_u[idx]
+    shared = negatives = None
+    if config.shared_negatives:
+        shared = torch.randint(
+            0, run.model.n_items, (config.shared_negatives,), generator=run.generator
         )
-        epoch_loss = 0.0
-        order = torch.randperm(pos_u.numel(), generator=generator)
-        for b in range(n_batches):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            u, p = pos_u[idx], pos_i[idx]
-            user_emb, item_emb = model.embed(adjacency)
-            zu = user_emb[u]
-            pos = (zu * item_emb[p]).sum(-1)
-            negatives, neg_scores = [], []
-            if config.shared_negatives:
-                shared = torch.randint(0, n_items, (config.shared_negatives,), generator=generator)
-                negatives.append(shared)
-                neg_scores.append(zu @ item_emb[shared].T)
-            per_user = []
-            if config.uniform_negatives:
-                per_user.append(
-                    uniform_negatives(u, n_items, config.uniform_negatives, positives, generator)
-                )
-            if n_hard:
-                pick = torch.randint(
-                    0, hard_pools.shape[1], (u.numel(), n_hard), generator=generator
-                )
-                per_user.append(hard_pools[u.unsqueeze(1), pick])
-            if per_user:
-                n = torch.cat(per_user, dim=1)
-                negatives.append(n.reshape(-1))
-                neg_scores.append(torch.einsum("bd,bnd->bn", zu, item_emb[n]))
-            neg = torch.cat(neg_scores, dim=1)
-            zu0, zp0 = model.layer0(u, p)
-            _, zn0 = model.layer0(u[:0], torch.cat(negatives))
-            reg = l2_penalty(zu0, zp0, zn0)
-            loss = loss_fn(pos, neg, None if pos_w is None else pos_w[idx])
-            loss = loss + config.l2 * reg
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            epoch_loss += loss.item()
-        record = {
+    per_user = []
+    if config.uniform_negatives:
+        per_user.append(
+            uniform_negatives(
+                u, run.model.n_items, config.uniform_negatives, run.positives, run.generator
+            )
+        )
+    if n_hard:
+        pick = torch.randint(
+            0, run.hard_pools.shape[1], (u.numel(), n_hard), generator=run.generator
+        )
+        per_user.append(run.hard_pools[u.unsqueeze(1), pick])
+    if per_user:
+        negatives = torch.cat(per_user, dim=1)
+    weights = None if run.pos_w is None else run.pos_w[idx]
+    return Batch(u, run.pos_i[idx], weights, negatives, shared, total=u.numel())
+
+
+def train_step(run: Run, batch: Batch) -> float:
+    """One optimiser step on ``batch``; its loss (this replica's share)."""
+    loss = run.objective(batch)
+    run.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimiser.step()
+    return loss.item()
+
+
+def validate(run: Run) -> dict:
+    """Validation Recall and NDCG at ``val_k`` of the current weights, with their time."""
+    started = time.perf_counter()
+    recall, ndcg = validation_metrics(
+        run.model, run.adjacency, run.fit_csr, run.val_users, run.val_u, run.val_i,
+        run.config.val_k,
+    )  # fmt: skip
+    return {"val_recall": recall, "val_ndcg": ndcg, "val_seconds": time.perf_counter() - started}
+
+
+def keep_best(run: Run, record: dict, epoch: int) -> None:
+    """Keep the weights of a validation gain; after a check without gain, count it and (with
+    ``plateau_decay``) go back to the best weights at a lower learning rate."""
+    if record["val_recall"] > run.best[0]:
+        run.best, run.stale = (
+            (record["val_recall"], epoch, copy.deepcopy(run.model.state_dict())),
+            0,
+        )
+        return
+    run.stale += 1
+    if run.config.plateau_decay != 1.0:
+        run.model.load_state_dict(run.best[2])
+        for group in run.optimiser.param_groups:
+            group["lr"] *= run.config.plateau_decay
+        record["lr"] = run.optimiser.param_groups[0]["lr"]
+
+
+def out_of_time(run: Run) -> bool:
+    budget = run.config.time_budget_minutes
+    return bool(budget) and time.perf_counter() - run.started > 60 * budget
+
+
+def save_progress(run: Run, progress: ProgressStore, fingerprint: str, epoch: int) -> None:
+    """The whole loop state after a validation check (``train_model``'s ``progress``)."""
+    progress.save(
+        {
+            "fingerprint": fingerprint,
             "epoch": epoch,
-            "loss": epoch_loss / n_batches,
-            "hard_negatives": n_hard,
-            "step_seconds": time.perf_counter() - epoch_started,
+            "stop": run.stop,
+            "model": run.model.state_dict(),
+            "optimiser": run.optimiser.state_dict(),
+            "best": run.best,
+            "stale": run.stale,
+            "history": run.history,
+            "generator": run.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "seconds": time.perf_counter() - run.started,
+            "warm_start": run.warm_counts,
         }
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            val_started = time.perf_counter()
-            recall, ndcg = validation_metrics(
-                model, adjacency, fit_csr, val_users, val_u, val_i, config.val_k
-            )
-            record["val_recall"], record["val_ndcg"] = recall, ndcg
-            record["val_seconds"] = time.perf_counter() - val_started
-            if recall > best[0]:
-                best, stale = (recall, epoch, copy.deepcopy(model.state_dict())), 0
-            else:
-                stale += 1
-                if config.plateau_decay != 1.0:
-                    model.load_state_dict(best[2])
-                    for group in optimiser.param_groups:
-                        group["lr"] *= config.plateau_decay
-                    record["lr"] = optimiser.param_groups[0]["lr"]
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        log(
-            f"epoch {epoch}: loss {record['loss']:.4f}, hard negatives {n_hard}"
-            + (
-                f", val recall@{config.val_k} {record['val_recall']:.4f}"
-                f" ndcg@{config.val_k} {record['val_ndcg']:.4f}"
-                if "val_recall" in record
-                else ""
-            )
-        )
-        if stale >= config.patience:
-            log(f"early stop after epoch {epoch}: no gain in {config.patience} evaluations")
-            stop = True
-        elif (
-            config.time_budget_minutes
-            and time.perf_counter() - started > 60 * config.time_budget_minutes
-        ):
-            log(f"time budget of {config.time_budget_minutes:g} min spent after epoch {epoch}")
-            stop = True
-        if progress and "val_recall" in record:
-            progress.save(
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch,
-                    "stop": stop,
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "best": best,
-                    "stale": stale,
-                    "history": history,
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "seconds": time.perf_counter() - started,
-                    "warm_start": warm_counts,
-                }
-            )
-    model.load_state_dict(best[2])
-    model.eval()
-    return TrainResult(
-        model,
-        best[1],
-        best[0],
-        history,
-        time.perf_counter() - started,
-        resumed_from_epoch=first_epoch - 1,
-        warm_start=warm_counts,
-        setup_seconds=setup_seconds,
     )
 
 
