@@ -70,7 +70,9 @@ class Engine:
             # UI): plain "(pid=…)" prefixes there, not ANSI colour codes.
             os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         ray.init(
-            address=self.address,
+            # "local" starts a cluster of our own even where `ray start` left one running,
+            # which address=None would silently join.
+            address=self.address or "local",
             num_cpus=None if self.address else self.num_cpus,
             include_dashboard=False,
             log_to_driver=True,
