@@ -12,6 +12,13 @@ with seconds per million events for each asset, to compare growth across sizes.
 Training is bounded (``--epochs``; at most ``--max-steps`` mini-batches per epoch, so batches
 grow with the graph) because its cost per epoch, not the number of epochs a model needs, is
 what scales with the log.
+
+``--engines ray:1,ray:2`` runs the chain with the first engine, then the steps that use the
+engine (hard negatives, training, evaluation, publication) again on the same day with each
+other one, side by side in one run (``engines`` in the JSON, with each asset's ratio to the
+first engine). ``local`` is the step's own process; ``ray:N`` a local Ray cluster of 2 CPUs the
+step starts, N shards and N training ranks. Peak memory is this process's only (Ray's workers
+are processes of their own).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from benchmarks._common import hwm_mib, quiet_sparse_warnings, reset_hwm, rss_mi
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
+ENGINE_STEPS = ["hard_negatives", "trained_model", "model_evaluation", "recommendations"]
 CHAIN = [
     "interaction_split",
     "interaction_graph",
@@ -53,6 +61,16 @@ def spec_for(events: int, days: int) -> SyntheticLogSpec:
     )
 
 
+def engine_for(spec: str) -> ComputeEngine:
+    """``local`` or ``ray:N`` (N workers on a local 2-CPU Ray cluster)."""
+    if spec == "local":
+        return ComputeEngine()
+    kind, _, workers = spec.partition(":")
+    if kind != "ray" or not workers.isdigit():
+        raise SystemExit(f"--engines: 'local' or 'ray:N', not {spec!r}")
+    return ComputeEngine(kind="ray", workers=int(workers), num_cpus=2)
+
+
 def run_size(events: int, args) -> dict:
     spec = spec_for(events, args.days)
     root = Path(args.workdir) / f"events_{events}"
@@ -64,7 +82,7 @@ def run_size(events: int, args) -> dict:
         "warehouse": Warehouse(database=str(root / "warehouse.duckdb")),
         "artifacts": ArtifactStore(root=str(root / "artifacts")),
         "log_source": LogSource(landing_root=str(root / "landing")),
-        "engine": ComputeEngine(),
+        "engine": engine_for(args.engines[0]),
     }
     instance = dg.DagsterInstance.ephemeral()
     run_config = {
@@ -85,7 +103,7 @@ def run_size(events: int, args) -> dict:
     steps: dict[str, dict] = {}
     baseline = rss_mib()
 
-    def measure(name: str, **kwargs) -> None:
+    def measure(name: str, steps: dict = steps, **kwargs) -> None:
         reset_hwm()
         started = time.perf_counter()
         result = dg.materialize(
@@ -125,6 +143,14 @@ def run_size(events: int, args) -> dict:
     for name in CHAIN:
         config = {"ops": {name: run_config["ops"][name]}} if name in run_config["ops"] else {}
         measure(name, partition_key=spec.end.isoformat(), run_config=config)
+    engines = {args.engines[0]: {name: steps[name] for name in ENGINE_STEPS}}
+    for engine in args.engines[1:]:
+        print(f"  engine {engine}:")
+        resources["engine"] = engine_for(engine)
+        engines[engine] = {}
+        for name in ENGINE_STEPS:
+            config = {"ops": {name: run_config["ops"][name]}} if name in run_config["ops"] else {}
+            measure(name, engines[engine], partition_key=spec.end.isoformat(), run_config=config)
     with resources["warehouse"].session() as con:
         ingested = con.execute("SELECT count(*) FROM raw.interactions").fetchone()[0]
         train_edges = con.execute(
@@ -150,6 +176,14 @@ def run_size(events: int, args) -> dict:
             name: step["seconds"] / (ingested / 1e6) for name, step in steps.items()
         },
         "recall@20": dict(recall),
+        "engines": engines,
+        "speedup_over_first": {
+            engine: {
+                name: engines[args.engines[0]][name]["seconds"] / step["seconds"]
+                for name, step in by_step.items()
+            }
+            for engine, by_step in engines.items()
+        },
     }
 
 
@@ -162,8 +196,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-steps", type=int, default=16, help="mini-batches per epoch, at most")
     parser.add_argument("--workdir", default="/tmp/recs_pipeline_scaling")
     parser.add_argument("--keep", action="store_true", help="keep each size's files")
+    parser.add_argument(
+        "--engines", default="local", help="comma-separated: local, ray:N (N workers)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     quiet_sparse_warnings()
     sizes = [int(x) for x in args.events.split(",") if x.strip()]
     results = {str(n): run_size(n, args) for n in sizes}
