@@ -25,13 +25,14 @@ def run_chain_process(
 ) -> dict:
     import dagster as dg
 
-    from resources import ArtifactStore, LogSource, Warehouse
+    from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
     from tests.test_pipeline import run_chain
 
     resources = {
         "warehouse": Warehouse(**warehouse),
         "artifacts": ArtifactStore(root=artifacts),
         "log_source": LogSource(landing_root=landing),
+        "engine": ComputeEngine(),
     }
     with dg.DagsterInstance.ephemeral() as instance:
         result = run_chain(instance, resources, dt.date.fromisoformat(day), json.loads(run_config))

@@ -23,7 +23,7 @@ from recs_pipeline.warehouse import (
     replace_partition,
     transaction,
 )
-from resources import ArtifactStore, LogSource, Warehouse
+from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 from tests.conftest import SMALL_LOG
 from tests.test_pipeline import DAY_1, DAY_2, RUN_CONFIG, K, ingest, run_chain, snapshot
 
@@ -146,6 +146,7 @@ def shared(small_landing, postgres_server, tmp_path_factory):
         "warehouse": Warehouse(**warehouse),
         "artifacts": ArtifactStore(root=str(tmp / "artifacts")),
         "log_source": LogSource(landing_root=str(small_landing)),
+        "engine": ComputeEngine(),
     }
     instance = dg.DagsterInstance.ephemeral()
     assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
