@@ -7,7 +7,6 @@ format still readable.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -25,7 +24,6 @@ import pytest
 import torch
 
 from recs_pipeline.artifacts import (
-    GATE,
     MODEL,
     PROGRESS,
     PUBLISHED_MODEL,
@@ -34,7 +32,6 @@ from recs_pipeline.artifacts import (
     UrlArtifactStore,
 )
 from resources import ArtifactStore
-from tests.conftest import make_resources
 from tests.s3_support import REGION, S3_ENV, S3Server
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -342,28 +339,6 @@ def test_the_resource_takes_storage_options_but_never_credentials(s3, tmp_path):
         errors = [str(e.event_specific_data.error) for e in failed.all_events if e.is_failure]
         assert any("set them in the environment" in error for error in errors), errors
         assert not any("do-not-print" in error for error in errors), errors
-
-
-def test_the_daily_chain_runs_with_its_artifacts_on_s3(s3, small_landing, tmp_path):
-    """Every asset reads and writes its artifacts through the URL root: split, graph, hard
-    negatives, model, gate and the published model all land in the bucket, none on disk."""
-    from tests.test_pipeline import DAY_1, ingest, run_chain
-
-    root = f"s3://{BUCKET}/{tmp_path.name}"
-    resources = make_resources(small_landing, tmp_path)
-    resources["artifacts"] = ArtifactStore(root=root, storage_options=s3)
-    instance = dg.DagsterInstance.ephemeral()
-    assert ingest(instance, resources, DAY_1 - dt.timedelta(days=15), DAY_1).success
-    result = run_chain(instance, resources, DAY_1)
-    assert result.success
-    store = resources["artifacts"].store()
-    for artifact in (SPLIT, MODEL, GATE, PUBLISHED_MODEL):
-        assert store.partitions(artifact) == [DAY_1.isoformat()], artifact
-    assert (
-        store.stamp(PUBLISHED_MODEL, DAY_1.isoformat()).sha256
-        == store.stamp(MODEL, DAY_1.isoformat()).sha256
-    )
-    assert not (tmp_path / "artifacts").exists()
 
 
 def test_a_url_root_in_the_project_config_is_not_taken_for_a_relative_path(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ import fsspec
 import pytest
 
 from assets.definitions import default_resources
-from recs_pipeline.artifacts import MODEL
+from recs_pipeline.artifacts import GATE, MODEL, PUBLISHED_MODEL, SPLIT
 from recs_pipeline.warehouse import connect_lake
 from tests.conftest import SMALL_LOG
 from tests.s3_support import REGION, S3_ENV, S3Server
@@ -97,9 +97,15 @@ def test_everything_is_in_the_shared_stores_and_nothing_on_this_machine(pipeline
             "SELECT value FROM lake.options() WHERE option_name = 'data_path'"
         ).fetchone()
         assert stored == f"s3://{BUCKET}/lake/"
+    # Every asset reads and writes its artifacts through the URL root: split, model, gate and
+    # the published model (the evaluated one, byte for byte) in the bucket.
     store = resources["artifacts"].store()
-    assert store.location(MODEL, DAY_2.isoformat()).startswith(f"s3://{BUCKET}/")
-    assert s3.glob(f"{BUCKET}/artifacts/trained_model/*/model.pt")
+    days = [DAY_1.isoformat(), DAY_2.isoformat()]
+    assert store.location(MODEL, days[0]).startswith(f"s3://{BUCKET}/artifacts/")
+    for artifact in (SPLIT, MODEL, GATE, PUBLISHED_MODEL):
+        assert store.partitions(artifact) == days, artifact
+    for day in days:
+        assert store.stamp(PUBLISHED_MODEL, day).sha256 == store.stamp(MODEL, day).sha256
     assert not (deployment["tmp"] / "unused.duckdb").exists()
     assert resources["warehouse"].serving_path() is None
 
