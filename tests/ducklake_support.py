@@ -4,6 +4,9 @@ one machine of a deployment runs:
 - ``chain WAREHOUSE ARTIFACTS LANDING DAY RUN_CONFIG``: retrain, evaluate and publish ``DAY``
   with its own ephemeral Dagster instance (as a run worker on another machine would), then
   print the run's outcome as one JSON line;
+- ``deployed-chain DAY RUN_CONFIG``: the same with the deployment's resources
+  (``assets.definitions.default_resources``: the ``RECS_*`` environment and ``RECS_CONFIG``'s
+  file), as a run worker of a deployment builds them;
 - ``reader WAREHOUSE OUT STOP``: an application reading the published recommendations in a loop,
   each query in its own snapshot, until the file ``STOP`` exists; writes what it saw to ``OUT``.
 
@@ -23,16 +26,23 @@ from pathlib import Path
 def run_chain_process(
     warehouse: dict, artifacts: str, landing: str, day: str, run_config: str
 ) -> dict:
-    import dagster as dg
-
-    from resources import ArtifactStore, LogSource, Warehouse
-    from tests.test_pipeline import run_chain
+    from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
     resources = {
         "warehouse": Warehouse(**warehouse),
         "artifacts": ArtifactStore(root=artifacts),
         "log_source": LogSource(landing_root=landing),
+        "engine": ComputeEngine(),
     }
+    return chain_outcome(resources, day, run_config)
+
+
+def chain_outcome(resources: dict, day: str, run_config: str) -> dict:
+    """Run ``day``'s chain with its own ephemeral instance; whether it succeeded, and why not."""
+    import dagster as dg
+
+    from tests.test_pipeline import run_chain
+
     with dg.DagsterInstance.ephemeral() as instance:
         result = run_chain(instance, resources, dt.date.fromisoformat(day), json.loads(run_config))
     failures = [
@@ -40,7 +50,7 @@ def run_chain_process(
         for event in result.all_events
         if event.event_type_value == "STEP_FAILURE"
     ]
-    return {"day": day, "success": result.success, "failures": failures}
+    return {"day": day, "run_id": result.run_id, "success": result.success, "failures": failures}
 
 
 def connect_reader(warehouse: dict):
@@ -86,7 +96,13 @@ def read_in_a_loop(warehouse: dict, out: Path, stop: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    role, warehouse, *rest = argv
+    role, *rest = argv
+    if role == "deployed-chain":
+        from assets.definitions import default_resources
+
+        print(json.dumps(chain_outcome(default_resources(), *rest)), flush=True)
+        return 0
+    warehouse, *rest = rest
     warehouse = json.loads(warehouse)
     if role == "chain":
         print(json.dumps(run_chain_process(warehouse, *rest)), flush=True)

@@ -7,13 +7,11 @@ format still readable.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +24,6 @@ import pytest
 import torch
 
 from recs_pipeline.artifacts import (
-    GATE,
     MODEL,
     PROGRESS,
     PUBLISHED_MODEL,
@@ -35,65 +32,26 @@ from recs_pipeline.artifacts import (
     UrlArtifactStore,
 )
 from resources import ArtifactStore
-from tests.conftest import make_resources
+from tests.s3_support import REGION, S3_ENV, S3Server
 
 PROJECT = Path(__file__).resolve().parents[1]
 DAY = "2026-03-01"
 BUCKET = "recs-artifacts"
-REGION = "eu-west-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """A moto S3 server on a loopback port (stopped by PID at the end) with one bucket; yields
-    the storage options a store needs besides the credentials, which come from the
-    environment as in a deployment."""
+    """A moto S3 server (tests/s3_support.py) with one bucket; yields the storage options a
+    store needs besides the credentials, which come from the environment as in a deployment."""
     pytest.importorskip("s3fs")
     pytest.importorskip("moto.server")
-    port = _free_port()
     log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-        options = {"endpoint_url": f"http://127.0.0.1:{port}"}
-        with pytest.MonkeyPatch.context() as env:
-            for name, value in S3_ENV.items():
-                env.setenv(name, value)
-            fsspec.filesystem("s3", **options).mkdir(BUCKET, region_name=REGION)
-            yield options
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-# Credentials the way a deployment passes them: botocore reads them from the environment.
-S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "recs-test",
-    "AWS_SECRET_ACCESS_KEY": "recs-test-secret",
-    "AWS_DEFAULT_REGION": REGION,
-}
+    with S3Server(log) as server, pytest.MonkeyPatch.context() as env:
+        for name, value in S3_ENV.items():
+            env.setenv(name, value)
+        options = {"endpoint_url": server.endpoint}
+        fsspec.filesystem("s3", **options).mkdir(BUCKET, region_name=REGION)
+        yield options
 
 
 @pytest.fixture(params=["folder", "file", "memory", "s3"])
@@ -381,28 +339,6 @@ def test_the_resource_takes_storage_options_but_never_credentials(s3, tmp_path):
         errors = [str(e.event_specific_data.error) for e in failed.all_events if e.is_failure]
         assert any("set them in the environment" in error for error in errors), errors
         assert not any("do-not-print" in error for error in errors), errors
-
-
-def test_the_daily_chain_runs_with_its_artifacts_on_s3(s3, small_landing, tmp_path):
-    """Every asset reads and writes its artifacts through the URL root: split, graph, hard
-    negatives, model, gate and the published model all land in the bucket, none on disk."""
-    from tests.test_pipeline import DAY_1, ingest, run_chain
-
-    root = f"s3://{BUCKET}/{tmp_path.name}"
-    resources = make_resources(small_landing, tmp_path)
-    resources["artifacts"] = ArtifactStore(root=root, storage_options=s3)
-    instance = dg.DagsterInstance.ephemeral()
-    assert ingest(instance, resources, DAY_1 - dt.timedelta(days=15), DAY_1).success
-    result = run_chain(instance, resources, DAY_1)
-    assert result.success
-    store = resources["artifacts"].store()
-    for artifact in (SPLIT, MODEL, GATE, PUBLISHED_MODEL):
-        assert store.partitions(artifact) == [DAY_1.isoformat()], artifact
-    assert (
-        store.stamp(PUBLISHED_MODEL, DAY_1.isoformat()).sha256
-        == store.stamp(MODEL, DAY_1.isoformat()).sha256
-    )
-    assert not (tmp_path / "artifacts").exists()
 
 
 def test_a_url_root_in_the_project_config_is_not_taken_for_a_relative_path(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -23,7 +24,7 @@ from recs_pipeline.warehouse import (
     replace_partition,
     transaction,
 )
-from resources import ArtifactStore, LogSource, Warehouse
+from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 from tests.conftest import SMALL_LOG
 from tests.test_pipeline import DAY_1, DAY_2, RUN_CONFIG, K, ingest, run_chain, snapshot
 
@@ -146,6 +147,7 @@ def shared(small_landing, postgres_server, tmp_path_factory):
         "warehouse": Warehouse(**warehouse),
         "artifacts": ArtifactStore(root=str(tmp / "artifacts")),
         "log_source": LogSource(landing_root=str(small_landing)),
+        "engine": ComputeEngine(),
     }
     instance = dg.DagsterInstance.ephemeral()
     assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
@@ -210,26 +212,17 @@ def start(*args: str, log: Path) -> subprocess.Popen:
         )
 
 
-def test_two_machines_publish_different_days_while_an_application_reads(shared, small_landing):
-    """Two processes retrain and publish two days at the same time; a third reads the latest
-    recommendations in a loop. No lock error, no lost write, and the reader only ever sees
-    whole days."""
-    warehouse, resources, _, tmp = shared
-    lake = json.dumps(warehouse)
+def publish_two_days_while_reading(
+    warehouse: dict, tmp: Path, chain: Callable[[dt.date], list[str]], latest_before: dt.date
+) -> None:
+    """Two processes retrain and publish DAY_2 and EARLIER at the same time (``chain(day)``:
+    the arguments of tests/ducklake_support.py that run a day's chain); a third reads the
+    latest recommendations in a loop. No lock error, no lost write, and the reader only ever
+    sees whole days: ``latest_before``'s, then DAY_2's, as the latest."""
     stop, seen = tmp / "stop", tmp / "seen.json"
-    reader = start("reader", lake, str(seen), str(stop), log=tmp / "reader.log")
-    chains = [
-        start(
-            "chain",
-            lake,
-            resources["artifacts"].root,
-            str(small_landing),
-            day.isoformat(),
-            json.dumps(GFCF),
-            log=tmp / f"chain-{day}.log",
-        )
-        for day in (DAY_2, EARLIER)
-    ]
+    stop.unlink(missing_ok=True)
+    reader = start("reader", json.dumps(warehouse), str(seen), str(stop), log=tmp / "reader.log")
+    chains = [start(*chain(day), log=tmp / f"chain-{day}.log") for day in (DAY_2, EARLIER)]
     try:
         outcomes = [
             json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in chains
@@ -247,7 +240,8 @@ def test_two_machines_publish_different_days_while_an_application_reads(shared, 
                 "SELECT as_of_date::VARCHAR, count(*) FROM serving.recommendations GROUP BY 1"
             ).fetchall()
         )
-        # No lost write: every table has both days, written by two processes at once.
+        # No lost write: every table has both days, written by two processes at once, and the
+        # metrics are those of the two runs (a day published before is replaced, not kept).
         for table, column in PARTITION_COLUMN.items():
             if table.startswith("raw."):
                 continue
@@ -259,6 +253,11 @@ def test_two_machines_publish_different_days_while_an_application_reads(shared, 
                 ).fetchall()
             }
             assert days == {DAY_2, EARLIER}, table
+        for outcome in outcomes:
+            runs = con.execute(
+                "SELECT DISTINCT run_id FROM ml.metrics WHERE as_of_date = ?", [outcome["day"]]
+            ).fetchall()
+            assert (outcome["run_id"],) in runs, outcome
     assert set(final) == {d.isoformat() for d in (EARLIER, DAY_1, DAY_2)}
     # Whole days only: every count the reader saw is that day's final count.
     for view in observed["seen"]:
@@ -267,9 +266,27 @@ def test_two_machines_publish_different_days_while_an_application_reads(shared, 
         assert len(view["latest"]) == 1
         ((latest_day, latest_count),) = view["latest"].items()
         assert latest_count == final[latest_day]
-    # The reader was reading while DAY_2 appeared: it saw DAY_1, then DAY_2, as the latest.
+    # The reader was reading while DAY_2 was written.
     latest_days = [next(iter(view["latest"])) for view in observed["seen"]]
-    assert latest_days[0] == DAY_1.isoformat() and latest_days[-1] == DAY_2.isoformat()
+    assert latest_days[0] == latest_before.isoformat() and latest_days[-1] == DAY_2.isoformat()
+
+
+def test_two_machines_publish_different_days_while_an_application_reads(shared, small_landing):
+    """Two processes retrain and publish two days at the same time while a third reads."""
+    warehouse, resources, _, tmp = shared
+    publish_two_days_while_reading(
+        warehouse,
+        tmp,
+        lambda day: [
+            "chain",
+            json.dumps(warehouse),
+            resources["artifacts"].root,
+            str(small_landing),
+            day.isoformat(),
+            json.dumps(GFCF),
+        ],
+        latest_before=DAY_1,
+    )
 
 
 def test_the_pool_limit_follows_the_warehouse(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from assets.ingest import raw_interactions
 from assets.partitions import range_tags
 from recs_pipeline.artifacts import ITEM_FEATURES, MODEL, PROGRESS
 from recs_pipeline.schema import PARTITION_COLUMN
+from recs_pipeline.warehouse import connect_lake
 from tests.conftest import SMALL_LOG, make_resources
 
 DAY_1 = SMALL_LOG.end - dt.timedelta(days=1)
@@ -71,7 +72,12 @@ def pipeline(small_landing, tmp_path_factory):
 
 
 def connect(resources):
-    return duckdb.connect(resources["warehouse"].database, read_only=True)
+    """A read-only connection to the resources' warehouse: the DuckDB file, or the DuckLake
+    (tests/test_shared_deployment.py runs this module's checks on one)."""
+    warehouse = resources["warehouse"]
+    if warehouse.shared:
+        return connect_lake(warehouse.catalog, read_only=True)
+    return duckdb.connect(warehouse.database, read_only=True)
 
 
 def recall_at_20(resources, day: dt.date) -> dict[str, float]:
