@@ -18,22 +18,18 @@ import pytest
 from assets.definitions import default_resources
 from recs_pipeline.artifacts import GATE, MODEL, PUBLISHED_MODEL, SPLIT
 from recs_pipeline.warehouse import connect_lake
+from tests import test_pipeline
 from tests.conftest import SMALL_LOG
 from tests.s3_support import REGION, S3_ENV, S3Server
 from tests.test_ducklake import GFCF, publish_two_days_while_reading
-from tests.test_pipeline import (  # noqa: F401 (collected here: they run on this deployment)
-    DAY_1,
-    DAY_2,
-    ingest,
-    run_chain,
-    test_both_partitions_complete_and_pass_the_gate,
-    test_every_input_row_is_ingested_or_quarantined,
-    test_model_beats_popularity_and_metrics_are_in_unit_interval,
-    test_published_lists_exclude_everything_seen_and_have_k_distinct_items,
-    test_second_day_warm_starts_from_the_first_and_cleans_up_progress,
-)
+from tests.test_pipeline import DAY_1, DAY_2, ingest, run_chain
+
+# Every test of test_pipeline.py runs here too, on this deployment's `pipeline` fixture, in
+# test_pipeline's own order (later ones build on the models and days the earlier ones left).
+globals().update({k: v for k, v in vars(test_pipeline).items() if k.startswith("test_")})
 
 BUCKET = "recs-shared"
+STORED = (SPLIT, MODEL, GATE, PUBLISHED_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +79,16 @@ def pipeline(deployment):
     instance = dg.DagsterInstance.ephemeral()
     assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
     results = {day: run_chain(instance, resources, day) for day in (DAY_1, DAY_2)}
+    # What the two chains left in the bucket, before the imported tests train other models.
+    store = resources["artifacts"].store()
+    deployment["after_chain"] = {
+        "partitions": {artifact: store.partitions(artifact) for artifact in STORED},
+        "model": {day: store.stamp(MODEL, day).sha256 for day in store.partitions(MODEL)},
+        "published": {
+            day: store.stamp(PUBLISHED_MODEL, day).sha256
+            for day in store.partitions(PUBLISHED_MODEL)
+        },
+    }
     return instance, resources, results
 
 
@@ -102,10 +108,10 @@ def test_everything_is_in_the_shared_stores_and_nothing_on_this_machine(pipeline
     store = resources["artifacts"].store()
     days = [DAY_1.isoformat(), DAY_2.isoformat()]
     assert store.location(MODEL, days[0]).startswith(f"s3://{BUCKET}/artifacts/")
-    for artifact in (SPLIT, MODEL, GATE, PUBLISHED_MODEL):
-        assert store.partitions(artifact) == days, artifact
-    for day in days:
-        assert store.stamp(PUBLISHED_MODEL, day).sha256 == store.stamp(MODEL, day).sha256
+    after_chain = deployment["after_chain"]
+    for artifact in STORED:
+        assert after_chain["partitions"][artifact] == days, artifact
+    assert after_chain["published"] == after_chain["model"]
     assert not (deployment["tmp"] / "unused.duckdb").exists()
     assert resources["warehouse"].serving_path() is None
 
