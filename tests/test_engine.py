@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,25 +18,39 @@ from recs_pipeline.engine import Engine
 ray = pytest.importorskip("ray")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
 def foreign_cluster():
     """A one-CPU Ray head started by ``ray start`` (which records itself as the machine's
-    current cluster), stopped by killing its process group at the end."""
-    ray_cli = Path(sys.executable).parent / "ray"
+    current cluster, the one ``ray.init(address=None)`` joins), stopped by killing its process
+    group at the end."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
     process = subprocess.Popen(
-        [str(ray_cli), "start", "--head", "--num-cpus=1", "--include-dashboard=false", "--block"],
+        [ray_cli, "start", "--head", f"--port={free_port()}", "--num-cpus=1"]
+        + ["--include-dashboard=false", "--block"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    current = Path("/tmp/ray/ray_current_cluster")
-    while not (current.exists() and current.stat().st_mtime > time.time() - 130):
-        assert process.poll() is None, "ray start exited"
-        assert time.monotonic() < deadline, "ray start did not come up"
-        time.sleep(0.5)
-    time.sleep(2)  # the head writes the file before its services listen
+    # Up when a client finds it the way address=None does (the current-cluster file), with
+    # its one CPU; a loaded CI machine starts Ray slowly.
+    probe = "import ray; ray.init(address='auto'); print(ray.cluster_resources().get('CPU'))"
     try:
+        deadline = time.monotonic() + 300
+        while True:
+            ran = subprocess.run(
+                [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+            )
+            if ran.returncode == 0 and ran.stdout.strip().splitlines()[-1] == "1.0":
+                break
+            assert process.poll() is None, "ray start exited"
+            assert time.monotonic() < deadline, f"ray start did not come up: {ran.stderr[-500:]}"
+            time.sleep(1)
         yield
     finally:
         os.killpg(process.pid, signal.SIGTERM)
