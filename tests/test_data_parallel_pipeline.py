@@ -32,11 +32,7 @@ def test_chain_with_two_ray_workers_passes_the_gate_with_the_single_process_mode
     assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
     result = run_chain(instance, resources, DAY_2, SHORT)
     assert result.success
-    checks = [
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    checks = result.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("beats_popularity", True)]
     trained = result.asset_materializations_for_node("trained_model")[0].metadata
     assert trained["training_workers"].value == 2

@@ -158,11 +158,7 @@ def shared(small_landing, postgres_server, tmp_path_factory):
 def test_the_chain_runs_on_the_shared_warehouse(shared, small_landing):
     warehouse, resources, result, tmp = shared
     assert result.success
-    checks = [
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    checks = result.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("beats_popularity", True)]
     lines = sum(sum(1 for _ in open(path)) - 1 for path in small_landing.glob("*/*.csv"))
     with connect_lake(warehouse["catalog"], read_only=True) as con:

@@ -327,11 +327,7 @@ def test_a_day_without_test_users_publishes_the_popularity_fallback(
     instance = dg.DagsterInstance.ephemeral()
     ingest(instance, resources, DAY - dt.timedelta(days=13), DAY)
     result = materialize(instance, resources, CHAIN, run_config=config(FAST_TRAIN))
-    checks = [
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    checks = result.get_asset_check_evaluations()
     assert len(checks) == 1 and "no test users" in (checks[0].description or ""), checks
     assert result.success, failure_messages(result)
     rows = published(resources, DAY)

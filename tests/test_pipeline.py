@@ -98,11 +98,7 @@ def test_both_partitions_complete_and_pass_the_gate(pipeline):
     instance, _, results = pipeline
     for day, result in results.items():
         assert result.success, day
-        checks = [
-            e.event_specific_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        ]
+        checks = result.get_asset_check_evaluations()
         assert [(c.check_name, c.passed) for c in checks] == [("beats_popularity", True)]
     materialized = instance.get_materialized_partitions(dg.AssetKey("recommendations"))
     assert materialized == {DAY_1.isoformat(), DAY_2.isoformat()}
@@ -226,11 +222,7 @@ def test_quality_gate_blocks_publication_of_a_broken_model(pipeline):
     }
     result = run_chain(instance, resources, DAY_1, broken)
     assert not result.success
-    checks = [
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    checks = result.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("beats_popularity", False)]
     assert "recommendations" not in {
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events()

@@ -122,10 +122,7 @@ def test_a_day_with_an_abnormal_quarantine_rate_is_flagged_not_blocked(small_lan
     )
     assert strict.success  # not blocking
     (evaluation,) = [
-        e.event_specific_data
-        for e in strict.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.check_name == "quarantine_rate"
+        c for c in strict.get_asset_check_evaluations() if c.check_name == "quarantine_rate"
     ]
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.partition == days[1].isoformat()
