@@ -4,10 +4,12 @@ another Ray cluster runs on the machine (``ray start`` by someone else: a notebo
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,10 +27,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def foreign_cluster():
+def foreign_cluster(monkeypatch):
     """A one-CPU Ray head started by ``ray start`` (which records itself as the machine's
     current cluster, the one ``ray.init(address=None)`` joins), stopped by killing its process
-    group at the end."""
+    group at the end. Ray's temp folder, where that record lives, is this test's own (a short
+    path: Ray's sockets live there), so no other Ray on the machine is found or disturbed."""
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", temp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     ray_cli = str(Path(sys.executable).parent / "ray")
     process = subprocess.Popen(
         [ray_cli, "start", "--head", f"--port={free_port()}", "--num-cpus=1"]
@@ -58,6 +64,7 @@ def foreign_cluster():
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_session_without_address_starts_its_own_cluster(foreign_cluster):
