@@ -9,6 +9,7 @@ import platform
 import resource
 import statistics
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -82,6 +83,49 @@ def process_peak_mib() -> float:
     """Process peak RSS from getrusage (ru_maxrss, KiB on Linux); never reset."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def machine_used_mib() -> float | None:
+    """Memory in use on the whole machine (MemTotal − MemAvailable), MiB, or None off Linux."""
+    try:
+        fields = {
+            line.split(":")[0]: int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+        }
+        return (fields["MemTotal"] - fields["MemAvailable"]) / 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+class MachinePeak:
+    """Peak of :func:`machine_used_mib` while the ``with`` block runs, sampled by a thread.
+
+    A process's own high-water mark misses what it hands to other processes: Ray's workers, its
+    object store in shared memory, a DDP rank. The machine-wide figure includes them (and
+    anything else running, so read it beside the load average).
+    """
+
+    def __init__(self, every_seconds: float = 0.25):
+        self.every_seconds = every_seconds
+        self.peak_mib: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            used = machine_used_mib()
+            if used is not None and (self.peak_mib is None or used > self.peak_mib):
+                self.peak_mib = used
+            if self._stop.wait(self.every_seconds):
+                return
+
+    def __enter__(self) -> MachinePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def median(values: list[float]) -> float | None:

@@ -17,14 +17,17 @@ what scales with the log.
 engine (hard negatives, training, evaluation, publication) again on the same day with each
 other one, side by side in one run (``engines`` in the JSON, with each asset's ratio to the
 first engine). ``local`` is the step's own process; ``ray:N`` a local Ray cluster of 2 CPUs the
-step starts, N shards and N training ranks. Peak memory is this process's only (Ray's workers
-are processes of their own).
+step starts, N shards and N training ranks. ``peak_rss_mib`` is this process's only (Ray's
+workers are processes of their own); ``machine_peak_used_mib`` is the whole machine's memory in
+use during the step (MemTotal − MemAvailable, sampled every 0.25 s), which counts the workers and
+Ray's object store, and anything else running (hence ``load_average_1m`` beside it).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import time
 from pathlib import Path
@@ -32,7 +35,15 @@ from pathlib import Path
 import dagster as dg
 
 from assets.definitions import ALL_ASSETS
-from benchmarks._common import hwm_mib, quiet_sparse_warnings, reset_hwm, rss_mib, write_results
+from benchmarks._common import (
+    MachinePeak,
+    hwm_mib,
+    machine_used_mib,
+    quiet_sparse_warnings,
+    reset_hwm,
+    rss_mib,
+    write_results,
+)
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
@@ -71,6 +82,23 @@ def engine_for(spec: str) -> ComputeEngine:
     return ComputeEngine(kind="ray", workers=int(workers), num_cpus=2)
 
 
+class StepFailed(Exception):
+    """A step of the chain failed (out of memory, typically): the size ends there."""
+
+
+def failure_of(result) -> str:
+    """The first step failure's error and its causes, as Dagster recorded them (no stacks)."""
+    for event in result.get_step_failure_events():
+        error = event.event_specific_data.error
+        messages = []
+        while error is not None:
+            messages.append(f"{error.cls_name}: {error.message.strip()}")
+            error = error.cause
+        if messages:
+            return "\ncaused by ".join(messages)[:4000]
+    return "the run failed without a step failure event"
+
+
 def run_size(events: int, args) -> dict:
     spec = spec_for(events, args.days)
     root = Path(args.workdir) / f"events_{events}"
@@ -102,23 +130,31 @@ def run_size(events: int, args) -> dict:
     by_key = {a.key.to_user_string(): a for a in ALL_ASSETS}
     steps: dict[str, dict] = {}
     baseline = rss_mib()
+    machine_baseline = machine_used_mib()
 
     def measure(name: str, steps: dict = steps, **kwargs) -> None:
         reset_hwm()
         started = time.perf_counter()
-        result = dg.materialize(
-            ALL_ASSETS,
-            selection=dg.AssetSelection.assets(by_key[name]),
-            instance=instance,
-            resources=resources,
-            raise_on_error=True,
-            **kwargs,
-        )
+        with MachinePeak() as machine_peak:
+            result = dg.materialize(
+                ALL_ASSETS,
+                selection=dg.AssetSelection.assets(by_key[name]),
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                **kwargs,
+            )
         steps[name] = {
             "seconds": time.perf_counter() - started,
             "peak_rss_mib": hwm_mib(),
+            "machine_peak_used_mib": machine_peak.peak_mib,
+            "load_average_1m": os.getloadavg()[0],
             "success": result.success,
         }
+        if not result.success:
+            steps[name]["failure"] = failure_of(result)
+            print(f"  {name} FAILED after {steps[name]['seconds']:.1f} s: {steps[name]['failure']}")
+            raise StepFailed(name)
         # trained_model: where the time went; recommendations: exact ranking or the index.
         if name in ("trained_model", "recommendations"):
             (event,) = result.get_asset_materialization_events()
@@ -130,9 +166,31 @@ def run_size(events: int, args) -> dict:
             }
         print(
             f"  {name:<20}{steps[name]['seconds']:>8.1f} s{steps[name]['peak_rss_mib']:>9.0f} MiB"
+            f"{steps[name]['machine_peak_used_mib'] or 0:>9.0f} MiB machine",
+            flush=True,
         )
 
     print(f"{events:,} events: {spec.n_users:,} users, {spec.n_items:,} items, {spec.days} days")
+    described = {
+        "events_requested": events,
+        "users": spec.n_users,
+        "items": spec.n_items,
+        "generate_seconds": generate_seconds,
+        "baseline_rss_mib": baseline,
+        "machine_baseline_used_mib": machine_baseline,
+        "steps": steps,
+    }
+    try:
+        return {**described, **run_chain(spec, args, resources, run_config, measure, steps)}
+    except StepFailed as failed:
+        return {**described, "failed_step": str(failed)}
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run_chain(spec, args, resources, run_config, measure, steps) -> dict:
+    """Every asset of the chain in turn, then the engine steps again with each other engine."""
     measure(
         "raw_interactions",
         tags={
@@ -161,17 +219,9 @@ def run_size(events: int, args) -> dict:
                WHERE as_of_date = ? AND k = 20 AND metric = 'recall'""",
             [spec.end],
         ).fetchall()
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
     return {
-        "events_requested": events,
         "events_ingested": ingested,
         "train_edges": train_edges,
-        "users": spec.n_users,
-        "items": spec.n_items,
-        "generate_seconds": generate_seconds,
-        "baseline_rss_mib": baseline,
-        "steps": steps,
         "seconds_per_million_events": {
             name: step["seconds"] / (ingested / 1e6) for name, step in steps.items()
         },
@@ -204,14 +254,23 @@ def main(argv: list[str] | None = None) -> dict:
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     quiet_sparse_warnings()
     sizes = [int(x) for x in args.events.split(",") if x.strip()]
-    results = {str(n): run_size(n, args) for n in sizes}
+    results: dict[str, dict] = {}
+    for n in sizes:
+        results[str(n)] = run_size(n, args)
+        if "failed_step" in results[str(n)]:
+            # Larger logs would fail the same way; the ladder stops at the first failure.
+            print(f"{n:,} events failed in {results[str(n)]['failed_step']}; larger sizes skipped")
+            break
     names = ["raw_interactions", *CHAIN]
     print(f"\n{'asset':<20}" + "".join(f"{n:>14,}" for n in sizes) + "   (s per million events)")
     for name in names:
         print(
             f"{name:<20}"
             + "".join(
-                f"{results[str(n)]['seconds_per_million_events'][name]:>14.1f}" for n in sizes
+                f"{results[str(n)]['seconds_per_million_events'][name]:>14.1f}"
+                if "seconds_per_million_events" in results.get(str(n), {})
+                else f"{'-':>14}"
+                for n in sizes
             )
         )
     path = write_results("pipeline_scaling", {"args": vars(args), "sizes": results}, args.out)
