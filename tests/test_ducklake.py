@@ -117,6 +117,18 @@ def test_the_schema_check_writes_nothing_once_the_schema_is_there(two_writers):
     assert snapshots(first) == before
 
 
+def communicate_all(processes: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """Each child's (stdout, stderr); any child still running when one times out or the caller
+    fails is killed, so a hung writer never outlives the test."""
+    try:
+        return [p.communicate(timeout=timeout) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def test_two_processes_creating_a_new_lake_at_once_both_get_it(lake):
     code = (
         "import sys; from recs_pipeline.warehouse import connect_lake, ensure_schema;"
@@ -133,7 +145,7 @@ def test_two_processes_creating_a_new_lake_at_once_both_get_it(lake):
         )
         for _ in range(2)
     ]
-    outputs = [p.communicate(timeout=120) for p in processes]
+    outputs = communicate_all(processes, timeout=120)
     assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
     assert [out.strip() for out, _ in outputs] == ["8", "8"]
 
@@ -220,12 +232,11 @@ def publish_two_days_while_reading(
     reader = start("reader", json.dumps(warehouse), str(seen), str(stop), log=tmp / "reader.log")
     chains = [start(*chain(day), log=tmp / f"chain-{day}.log") for day in (DAY_2, EARLIER)]
     try:
-        outcomes = [
-            json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in chains
-        ]
+        outputs = communicate_all(chains, timeout=600)
     finally:
         stop.touch()
-        reader.wait(timeout=120)
+        communicate_all([reader], timeout=120)
+    outcomes = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     for outcome in outcomes:
         assert outcome["success"], outcome["failures"]
     observed = json.loads(seen.read_text())
@@ -354,7 +365,7 @@ def test_two_processes_replacing_days_of_the_same_tables_lose_nothing(lake, two_
         )
         for start in (0, 1)
     ]
-    outputs = [p.communicate(timeout=300) for p in processes]
+    outputs = communicate_all(processes, timeout=300)
     assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
     for table in ("features.user_index", "features.item_index"):
         counts = first.execute(
