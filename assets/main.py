@@ -35,6 +35,13 @@ from recs_pipeline.project_config import PROJECT_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.own_logs:
+        return _own_logs(args)
+    return _demo(args)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -47,10 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model",
         default=None,
-        help="model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), popularity or gfcf"
-        " (default: lightgcn for the demo, the deployment's for --own-logs)",
+        help="model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), or training-free"
+        " popularity, gfcf, dnfilter (default: lightgcn for the demo, the deployment's for"
+        " --own-logs)",
     )
     parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
+    parser.add_argument(
+        "--distill",
+        default=None,
+        metavar="TEACHER",
+        help="a training-free teacher (gfcf, dnfilter) whose top items per user, weighted by"
+        " their rank, become extra loss positives of the trained model",
+    )
     parser.add_argument(
         "--small",
         action="store_true",
@@ -68,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         type=dt.date.fromisoformat,
         help="--own-logs: the first day to ingest (default: D - window_days + 1)",
     )
-    args = parser.parse_args(argv)
-    if args.own_logs:
-        return _own_logs(args)
-    return _demo(args)
+    return parser.parse_args(argv)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -128,10 +140,9 @@ def _demo(args: argparse.Namespace) -> int:
     from assets.settings import builtin_run_config
 
     run_config = builtin_run_config()
-    train = run_config["ops"]["trained_model"]["config"]
-    train["model"] = args.model or "lightgcn"
-    if args.epochs:
-        train["epochs"] = args.epochs
+    run_config["ops"]["trained_model"]["config"].update(
+        {"model": "lightgcn"} | _train_overrides(args)
+    )
     return _run(resources, spec.start, spec.end, run_config)
 
 
@@ -169,11 +180,17 @@ def _own_logs(args: argparse.Namespace) -> int:
         print(f"the log's last day: {end}")
     first = dt.date.fromisoformat(PARTITION_START)
     start = args.start or max(first, end - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1))
-    train = ({"model": args.model} if args.model else {}) | (
-        {"epochs": args.epochs} if args.epochs else {}
-    )
+    train = _train_overrides(args)
     run_config = {"ops": {"trained_model": {"config": train}}} if train else {}
     return _run(resources, start, end, run_config)
+
+
+def _train_overrides(args: argparse.Namespace) -> dict:
+    """The ``trained_model`` settings the command line sets (none: the run's own)."""
+    overrides = {"model": args.model, "epochs": args.epochs}
+    if args.distill:
+        overrides |= {"distill": args.distill, "distill_ranked": True}
+    return {key: value for key, value in overrides.items() if value}
 
 
 def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int:

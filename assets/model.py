@@ -172,13 +172,19 @@ def trained_model(
     id_map = {"as_of": key, "version": id_map_version(graph.user_ids, graph.item_ids)}
     if config.model in TRAINING_FREE:
         model = fit_training_free(
-            config.model, graph.train_users, graph.train_items, graph.n_users, graph.n_items
+            config.model,
+            graph.train_users,
+            graph.train_items,
+            graph.n_users,
+            graph.n_items,
+            **config.to_core().training_free_params(config.model),
         )
         stamp = store.put(MODEL, key, {**checkpoint(model), "id_map": id_map})
         return dg.MaterializeResult(
             metadata={
                 "model": config.model,
                 "training_free": True,
+                "settings": dg.MetadataValue.json(model.params()),
                 "model_sha256": stamp.sha256,
                 "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
             }

@@ -50,14 +50,25 @@ def flat(metrics: dict) -> dict:
 
 
 def run_training_free(
-    names: Iterable[str], users, items, n_users: int, n_items: int, exclude, test_u, test_i
+    names: Iterable[str],
+    users,
+    items,
+    n_users: int,
+    n_items: int,
+    exclude,
+    test_u,
+    test_i,
+    settings: dict[str, tuple[str, dict]] | None = None,
 ) -> dict[str, dict]:
+    """Each model of ``names`` with its defaults, then each ``label: (name, params)`` of
+    ``settings`` with those parameters, fitted on (users, items) and scored on the test edges."""
+    runs = {name: (name, {}) for name in names} | (settings or {})
     results = {}
-    for name in names:
+    for label, (name, params) in runs.items():
         started = time.perf_counter()
-        model = fit_training_free(name, users, items, n_users, n_items)
+        model = fit_training_free(name, users, items, n_users, n_items, **params)
         metrics = evaluate_scorer(model.scores, n_items, exclude, test_u, test_i, KS)
-        results[name] = {"seconds": time.perf_counter() - started, **flat(metrics)}
+        results[label] = {"seconds": time.perf_counter() - started, **flat(metrics)}
     return results
 
 

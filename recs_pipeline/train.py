@@ -118,7 +118,7 @@ class TrainConfig:
     )
     distill: str | None = setting(
         None,
-        "Training-free teacher (gfcf, popularity) whose top distill_k unseen items"
+        "Training-free teacher (dnfilter, gfcf, popularity) whose top distill_k unseen items"
         " per user become extra loss positives (knowledge distillation); none by default.",
         choices=sorted(TRAINING_FREE),
     )
@@ -133,6 +133,12 @@ class TrainConfig:
         False,
         "Scale each train edge's loss term by its weight (the split's summed event weights:"
         " ratings, say) over the mean weight, so the loss keeps its scale; off: every edge 1.",
+    )
+    user_exponent: float | None = setting(
+        None,
+        "dnfilter's user normalisation exponent a (R̃ = D_U^-a R D_I^-½), as the model or the"
+        " distill teacher; none: the model's default (0.3, chosen on Gowalla), 0.5: GF-CF's.",
+        ge=0.0,
     )
 
     def __post_init__(self) -> None:
@@ -177,6 +183,18 @@ class TrainConfig:
                     ("alphas", "model"),
                     f"model {self.model!r} takes no layer coefficients (alphas)",
                 )
+        filters = [name for name in (self.model, self.distill) if name in TRAINING_FREE]
+        if self.user_exponent is not None and not any(map(takes_user_exponent, filters)):
+            raise SettingError(
+                ("user_exponent", "model", "distill"),
+                "user_exponent needs a model or distill teacher that takes it (dnfilter)",
+            )
+
+    def training_free_params(self, name: str) -> dict:
+        """The settings of this config that the training-free model ``name`` takes."""
+        if self.user_exponent is not None and takes_user_exponent(name):
+            return {"user_exponent": self.user_exponent}
+        return {}
 
     def model_params(self) -> dict:
         """The subset of (dim, layers, alphas) that the selected model's constructor takes."""
@@ -577,7 +595,13 @@ def set_up(
         pos_w = fit_w / fit_w.mean().clamp(min=torch.finfo(torch.float32).tiny)
     if config.distill:
         teacher_u, teacher_i, teacher_rank = teacher_edges(
-            config.distill, fit_u, fit_i, n_users, n_items, config.distill_k
+            config.distill,
+            fit_u,
+            fit_i,
+            n_users,
+            n_items,
+            config.distill_k,
+            config.training_free_params(config.distill),
         )
         teacher_w = torch.full((teacher_u.numel(),), float(config.distill_weight))
         if config.distill_ranked:
@@ -747,15 +771,25 @@ def save_progress(run: Run, progress: ProgressStore, fingerprint: str, epoch: in
     )
 
 
+def takes_user_exponent(name: str) -> bool:
+    return "user_exponent" in inspect.signature(TRAINING_FREE[name]).parameters
+
+
 def teacher_edges(
-    teacher: str, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, k: int
+    teacher: str,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    k: int,
+    params: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Knowledge distillation from a training-free model: fit ``teacher`` on the edges and
     return its top-``k`` unseen items of every user with an edge, as extra (user, item)
     positives for the loss (never for the propagation graph). The teacher sees only the fit
     edges, so it knows no validation edge either. Returns (users, items, teacher ranks 0..k−1).
     """
-    model = fit_training_free(teacher, users, items, n_users, n_items)
+    model = fit_training_free(teacher, users, items, n_users, n_items, **(params or {}))
     active = torch.unique(users)
     exclude = interaction_csr(users, items, n_users, n_items)
     scores, top = topk_scored(model.scores, active, exclude, k)

@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from recs_pipeline.config import SettingError
 from recs_pipeline.models import fit_training_free
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter, top_right_singular_vectors
 from recs_pipeline.train import TrainConfig, teacher_edges
@@ -13,13 +14,21 @@ from tests.test_train import two_communities
 
 
 def dense_dnfilter(
-    r, beta: float, weight: float, k: int, gamma: float | None = None, sharpen: float = 0.0
+    r,
+    beta: float,
+    weight: float,
+    k: int,
+    gamma: float | None = None,
+    sharpen: float = 0.0,
+    user_exponent: float = 0.5,
 ):
-    """The module docstring's formula: sharpening as P − cP² on the top-k eigenvectors of P."""
+    """The module docstring's formula: sharpening as P − cP² on the top-k eigenvectors of P,
+    P = R̃ᵀR̃ / λ_1 with R̃ = D_U^{-a} R D_I^{-½}."""
     gamma = beta if gamma is None else gamma
     d_u, d_i = r.sum(1), r.sum(0)
-    r_norm = r / np.sqrt(d_u)[:, None] / np.sqrt(d_i)[None, :]
+    r_norm = r / (d_u**user_exponent)[:, None] / np.sqrt(d_i)[None, :]
     p = r_norm.T @ r_norm
+    p /= np.linalg.eigvalsh(p).max()
     eigenvalues, vectors = np.linalg.eigh(p)
     top = np.argsort(eigenvalues)[::-1][:k]
     v, lam = vectors[:, top], eigenvalues[top]
@@ -31,21 +40,25 @@ def dense_dnfilter(
 
 
 @pytest.mark.parametrize(
-    "beta,gamma,weight,k,sharpen",
+    "beta,gamma,weight,k,sharpen,user_exponent",
     [
-        (0.4, None, 0.2, 5, 0.0),
-        (0.0, None, 0.5, 3, 0.0),
-        (0.5, None, 0.0, 4, 0.0),
-        (0.3, 0.1, 0.3, 6, 0.0),
-        (0.2, 0.5, 0.1, 6, 0.9),
-        (0.3, None, 0.0, 4, 0.5),
+        (0.4, None, 0.2, 5, 0.0, 0.5),
+        (0.0, None, 0.5, 3, 0.0, 0.5),
+        (0.5, None, 0.0, 4, 0.0, 0.5),
+        (0.3, 0.1, 0.3, 6, 0.0, 0.5),
+        (0.2, 0.5, 0.1, 6, 0.9, 0.5),
+        (0.3, None, 0.0, 4, 0.5, 0.5),
+        (0.2, 0.3, 0.2, 6, 0.0, 0.3),
+        (0.2, 0.3, 0.1, 5, 0.5, 0.0),
     ],
 )
-def test_scores_match_the_dense_formula(beta, gamma, weight, k, sharpen):
+def test_scores_match_the_dense_formula(beta, gamma, weight, k, sharpen, user_exponent):
     r, users, items = random_graph()
-    model = DegreeNormalisedFilter(beta=beta, gamma=gamma, weight=weight, k=k, sharpen=sharpen)
+    model = DegreeNormalisedFilter(
+        beta=beta, gamma=gamma, weight=weight, k=k, sharpen=sharpen, user_exponent=user_exponent
+    )
     got = model.fit(users, items, *r.shape).scores(torch.arange(r.shape[0])).double().numpy()
-    want = dense_dnfilter(r, beta, weight, k, gamma, sharpen)
+    want = dense_dnfilter(r, beta, weight, k, gamma, sharpen, user_exponent)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -61,7 +74,7 @@ def test_sharpening_lowers_the_top_eigenvectors_gain():
 
 def test_beta_zero_without_ideal_term_is_gfcf_linear_filter():
     r, users, items = random_graph(seed=2)
-    params = {"beta": 0.0, "gamma": 0.0, "weight": 0.0, "sharpen": 0.0}
+    params = {"beta": 0.0, "gamma": 0.0, "weight": 0.0, "sharpen": 0.0, "user_exponent": 0.5}
     got = fit_training_free("dnfilter", users, items, *r.shape, **params)
     np.testing.assert_allclose(
         got.scores(torch.arange(r.shape[0])).double().numpy(),
@@ -71,21 +84,29 @@ def test_beta_zero_without_ideal_term_is_gfcf_linear_filter():
     )
 
 
-def test_retune_equals_a_fresh_fit_and_restore_equals_fit():
+@pytest.mark.parametrize("user_exponent", [0.5, 0.3])
+def test_retune_equals_a_fresh_fit_and_restore_equals_fit(user_exponent):
     r, users, items = random_graph(seed=3)
-    fresh = DegreeNormalisedFilter(beta=0.3, gamma=0.2, weight=0.4, k=3, sharpen=0.7)
+    fresh = DegreeNormalisedFilter(
+        beta=0.3, gamma=0.2, weight=0.4, k=3, sharpen=0.7, user_exponent=user_exponent
+    )
     fresh.fit(users, items, *r.shape)
-    retuned = DegreeNormalisedFilter(beta=0.5, weight=0.1, k=6, sharpen=0.0)
+    retuned = DegreeNormalisedFilter(
+        beta=0.5, weight=0.1, k=6, sharpen=0.0, user_exponent=user_exponent
+    )
     retuned.fit(users, items, *r.shape).retune(beta=0.3, gamma=0.2, weight=0.4, k=3, sharpen=0.7)
     restored = DegreeNormalisedFilter(**fresh.params()).restore(
         users, items, *r.shape, fresh.state()
     )
-    # a checkpoint written before the sharpening term holds the basis only
-    old = DegreeNormalisedFilter(**fresh.params()).restore(
-        users, items, *r.shape, {"basis": fresh.state()["basis"]}
-    )
+    others = [retuned, restored]
+    if user_exponent == 0.5:  # a checkpoint from before the sharpening term: the basis only
+        others.append(
+            DegreeNormalisedFilter(**fresh.params()).restore(
+                users, items, *r.shape, {"basis": fresh.state()["basis"]}
+            )
+        )
     batch = torch.tensor([0, 3, 7])
-    for other in (retuned, restored, old):
+    for other in others:
         np.testing.assert_allclose(other.scores(batch), fresh.scores(batch), rtol=1e-5, atol=1e-6)
 
 
@@ -125,3 +146,27 @@ def test_dnfilter_is_a_distillation_teacher():
         row[items[users == u]] = -torch.inf
         assert set(t_items[t_users == u].tolist()) == set(row.topk(3).indices.tolist())
     assert torch.equal(t_users < 20, t_items < 20)  # never outside the user's community
+
+
+def test_user_exponent_reaches_the_filter_as_model_and_as_teacher():
+    users, items, _ = two_communities()
+    config = TrainConfig(distill="dnfilter", user_exponent=0.5)
+    params = config.training_free_params("dnfilter")
+    assert params == {"user_exponent": 0.5}
+    assert TrainConfig(model="dnfilter").training_free_params("dnfilter") == {}
+    got = teacher_edges("dnfilter", users, items, 40, 40, 3, params)
+    scores = fit_training_free("dnfilter", users, items, 40, 40, user_exponent=0.5).scores(
+        torch.arange(40)
+    )
+    for u in (0, 25):
+        row = scores[u].clone()
+        row[items[users == u]] = -torch.inf
+        assert set(got[1][got[0] == u].tolist()) == set(row.topk(3).indices.tolist())
+
+
+@pytest.mark.parametrize(
+    "model,distill", [("gfcf", None), ("lightgcn", None), ("lightgcn", "gfcf")]
+)
+def test_user_exponent_without_a_filter_that_takes_it_is_refused(model, distill):
+    with pytest.raises(SettingError, match="user_exponent"):
+        TrainConfig(model=model, distill=distill, user_exponent=0.5)

@@ -74,3 +74,14 @@ def test_the_demo_refuses_a_data_root_overlapping_the_landing_root(tmp_path):
     assert ran.returncode == 2
     assert "never writes into a landing root" in ran.stderr
     assert snapshot(landing) == {"keep.csv": hashlib.sha256(b"a\n").hexdigest()}
+
+
+def test_the_command_lines_training_settings_are_valid_trained_model_settings():
+    from assets.main import _train_overrides, parse_args
+    from recs_pipeline.train import TrainConfig
+
+    assert _train_overrides(parse_args([])) == {}
+    overrides = _train_overrides(parse_args(["--epochs", "3", "--distill", "dnfilter"]))
+    assert overrides == {"epochs": 3, "distill": "dnfilter", "distill_ranked": True}
+    config = TrainConfig(**overrides)
+    assert (config.distill, config.distill_ranked, config.epochs) == ("dnfilter", True, 3)
