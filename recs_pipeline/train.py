@@ -137,7 +137,7 @@ class TrainConfig:
     user_exponent: float | None = setting(
         None,
         "dnfilter's user normalisation exponent a (R̃ = D_U^-a R D_I^-½), as the model or the"
-        " distill teacher; none: the model's default (0.3, chosen on Gowalla), 0.5: GF-CF's.",
+        " distill teacher; none: the model's default, GF-CF's 0.5.",
         ge=0.0,
     )
 

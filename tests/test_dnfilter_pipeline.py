@@ -7,7 +7,7 @@ from tests.test_pipeline import DAY_1, RUN_CONFIG, connect, ingest, recall_at_20
 
 
 def test_dnfilter_is_selectable_served_and_evaluated_beside_gfcf(small_landing, tmp_path):
-    """With its user exponent set in the run config (GF-CF's ½ instead of the default)."""
+    """With its user exponent set in the run config (0.3 instead of GF-CF's ½, the default)."""
     resources = make_resources(small_landing, tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
@@ -15,7 +15,7 @@ def test_dnfilter_is_selectable_served_and_evaluated_beside_gfcf(small_landing, 
     config = {
         "ops": {
             **ops,
-            "trained_model": {"config": {"model": "dnfilter", "user_exponent": 0.5}},
+            "trained_model": {"config": {"model": "dnfilter", "user_exponent": 0.3}},
             "model_evaluation": {"config": {"baselines": ["popularity", "gfcf", "dnfilter"]}},
         }
     }
@@ -32,4 +32,4 @@ def test_dnfilter_is_selectable_served_and_evaluated_beside_gfcf(small_landing, 
     assert served > 0
     event = instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
     settings = event.asset_materialization.metadata["settings"].data
-    assert settings["user_exponent"] == 0.5
+    assert settings["user_exponent"] == 0.3
