@@ -109,6 +109,11 @@ def grid_search(model, users, exclude_rows, eval_u, eval_i, grid, log) -> list[d
     return results
 
 
+def ranking_key(point: dict) -> tuple[float, float]:
+    """Validation NDCG@20 decides, recall@20 breaks ties."""
+    return point["ndcg@20"], point["recall@20"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gowalla_filters")
     parser.add_argument("--data", required=True)
@@ -136,9 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. grid on the validation slice, one fit per user exponent
     val_users = torch.unique(vu)
     searched, val_fit_seconds, search_seconds = [], 0.0, 0.0
+    best, search_model = None, None  # the best point so far and the fit it came from
     for user_exponent in grid["user_exponent"]:
         t = time.perf_counter()
-        search_model = DegreeNormalisedFilter(
+        model = DegreeNormalisedFilter(
             k=max(grid["k"]),
             iterations=args.iterations,
             seed=args.seed,
@@ -148,27 +154,23 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"a={user_exponent}: validation fit {time.perf_counter() - t:.1f} s", flush=True)
         t = time.perf_counter()
         points = grid_search(
-            search_model,
+            model,
             val_users,
-            search_model.binary[val_users.numpy()],
+            model.binary[val_users.numpy()],
             vu,
             vi,
             grid,
             lambda m, a=user_exponent: print(f"a={a} {m}", flush=True),
         )
-        searched += [{"user_exponent": user_exponent, **point} for point in points]
+        points = [{"user_exponent": user_exponent, **point} for point in points]
+        searched += points
         search_seconds += time.perf_counter() - t
-        del search_model
-    best = max(searched, key=lambda r: (r["ndcg@20"], r["recall@20"]))
+        top = max(points, key=ranking_key)
+        if best is None or ranking_key(top) > ranking_key(best):
+            best, search_model = top, model  # keeps this fit and drops the previous best
+        del model
     chosen = {name: best[name] for name in GRID}
     val_exclude = interaction_csr(fu, fi, n_users, n_items)
-    # the search's own fit again (same width and seed, so the same basis), then its settings
-    search_model = DegreeNormalisedFilter(
-        k=max(grid["k"]),
-        iterations=args.iterations,
-        seed=args.seed,
-        user_exponent=chosen["user_exponent"],
-    ).fit(fu, fi, n_users, n_items)
     search_model.retune(**{name: chosen[name] for name in GRID if name != "user_exponent"})
     validation_metrics = flat(
         evaluate_scorer(search_model.scores, n_items, val_exclude, vu, vi, KS)

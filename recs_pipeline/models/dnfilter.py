@@ -139,7 +139,7 @@ class DegreeNormalisedFilter(TrainingFree):
         k = min(self.k, min(n_users, n_items) - 1)
         if (self.weight == 0 and self.sharpen == 0) or k <= 0:
             self.basis, self.eigenvalues = torch.zeros(n_items, 0), torch.zeros(0)
-            self.scale = 1.0
+            self.scale = 1.0  # P alone: its scale changes no ranking, so no SVD for λ_1
         else:
             s, v = top_right_singular_vectors(
                 r_norm, k, self.oversample, self.iterations, self.seed
@@ -177,8 +177,8 @@ class DegreeNormalisedFilter(TrainingFree):
     def _rescale(self) -> None:
         """P / λ_1, so that its top eigenvalue is 1 whatever the user exponent (it is 1 already
         for ½) and ``weight`` and ``sharpen`` keep their meaning against the linear term."""
-        if self.scale != 1.0:
-            self.item_filter = (self.item_filter * np.float32(1 / self.scale)).tocsr()
+        if self.scale != 1.0:  # in place: P is the model's largest array
+            self.item_filter.data *= np.float32(1 / self.scale)
 
     def normalise(self, r: sp.csr_matrix, d_i: np.ndarray) -> None:
         """Set the degree normalisation d^{-β}, d^{γ} from the interactions R and item degrees d (a
