@@ -17,7 +17,7 @@ import argparse
 import torch
 
 from benchmarks._common import quiet_sparse_warnings, write_results
-from benchmarks.gowalla import load_lightgcn_split
+from benchmarks.gowalla import HOLDOUTS, holdout_order, load_lightgcn_split
 from benchmarks.variants import run_training_free
 from recs_pipeline.graph import interaction_csr
 from recs_pipeline.train import validation_split
@@ -29,12 +29,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--val-users", type=int, default=5000)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--holdout", choices=HOLDOUTS, default="random", help="holdout_order")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     quiet_sparse_warnings()
     n_users, n_items, tu, ti, su, si = load_lightgcn_split(args.data)
-    # As benchmarks.gowalla and train_model draw them.
-    last_ts = torch.randperm(tu.numel(), generator=torch.Generator().manual_seed(args.seed))
+    last_ts = holdout_order(tu.numel(), args.seed, args.holdout)
     generator = torch.Generator().manual_seed(args.seed)
     held = validation_split(tu, last_ts, n_users, args.val_users, generator, args.val_fraction)
     folds = {

@@ -8,7 +8,8 @@ Protocol:
 
 1. Validation slice: exactly ``benchmarks.gowalla_calibration``'s (seed 0, 5,000 random users
    with ≥ 2 train edges, the latest 20% of each one's train edges held out; the order is a seeded
-   permutation since the split has no timestamps). The model is fitted once on the remaining
+   permutation since the split has no timestamps; ``--holdout file-order`` takes each line's
+   last items instead, see ``benchmarks.gowalla.holdout_order``). The model is fitted once on the remaining
    train edges per user exponent a (R̃ = D_U^{-a} R D_I^{-½}), its basis at the largest width of
    the grid, and every point of :data:`GRID` (β, γ: degree exponents before and after the
    filter, w: ideal weight, c: sharpening, k: ideal width) is scored on that slice. The scores are linear in the terms, so the search caches
@@ -39,7 +40,7 @@ import scipy.sparse as sp
 import torch
 
 from benchmarks._common import RESULTS, quiet_sparse_warnings, write_results
-from benchmarks.gowalla import load_lightgcn_split
+from benchmarks.gowalla import HOLDOUTS, holdout_order, load_lightgcn_split
 from benchmarks.variants import KS, flat
 from recs_pipeline.graph import interaction_csr
 from recs_pipeline.metrics import evaluate_scorer, ranking_metrics
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--val-users", type=int, default=5000)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--holdout", choices=HOLDOUTS, default="random", help="holdout_order")
     parser.add_argument("--iterations", type=int, default=4, help="subspace iterations")
     parser.add_argument("--threads", type=int, default=2)
     for axis, values in GRID.items():
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     load_before = os.getloadavg()
     n_users, n_items, tu, ti, su, si = load_lightgcn_split(args.data)
-    last_ts = torch.randperm(tu.numel(), generator=torch.Generator().manual_seed(args.seed))
+    last_ts = holdout_order(tu.numel(), args.seed, args.holdout)
     generator = torch.Generator().manual_seed(args.seed)
     held = validation_split(tu, last_ts, n_users, args.val_users, generator, args.val_fraction)
     fu, fi, vu, vi = tu[~held], ti[~held], tu[held], ti[held]
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
         "args": vars(args),
         "validation_slice": "benchmarks.gowalla_calibration's: train_model.validation_split, "
         f"seed {args.seed}, {args.val_users} users, latest {args.val_fraction:.0%} of their "
-        "train edges (seeded permutation as time)",
+        f"train edges (holdout_order {args.holdout!r} as time)",
         "protocol": "every hyperparameter chosen on the validation slice (full grid, NDCG@20 "
         "then recall@20); refit on all train edges with those settings unchanged; the test "
         "fold evaluated once, for the chosen settings only",

@@ -42,6 +42,21 @@ from recs_pipeline.models import (
 from recs_pipeline.sampling import curriculum_hard_count, edge_keys, uniform_negatives
 from recs_pipeline.warmstart import WarmStart, apply_warm_start, incompatibility
 
+FILTER_SETTINGS = {
+    "filter_user_exponent": "user_exponent",
+    "filter_beta": "beta",
+    "filter_gamma": "gamma",
+    "filter_ideal_weight": "weight",
+    "filter_ideal_k": "k",
+    "filter_sharpen": "sharpen",
+}
+"""TrainConfig's filter settings, by the training-free model's constructor parameter."""
+
+
+def takes(name: str, parameter: str) -> bool:
+    """Whether the training-free model ``name``'s constructor has ``parameter``."""
+    return parameter in inspect.signature(TRAINING_FREE[name]).parameters
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -134,11 +149,27 @@ class TrainConfig:
         "Scale each train edge's loss term by its weight (the split's summed event weights:"
         " ratings, say) over the mean weight, so the loss keeps its scale; off: every edge 1.",
     )
-    user_exponent: float | None = setting(
+    # Training-free filter settings (recs_pipeline/models/dnfilter.py), for the model or the
+    # distill teacher; none: the model's default. FILTER_SETTINGS maps each to its parameter.
+    filter_user_exponent: float | None = setting(
+        None, "dnfilter's user normalisation exponent a (R̃ = D_U^-a R D_I^-½).", ge=0.0
+    )
+    filter_beta: float | None = setting(
+        None, "dnfilter's item-degree exponent β applied before the filter."
+    )
+    filter_gamma: float | None = setting(
+        None, "dnfilter's item-degree exponent γ applied after the filter."
+    )
+    filter_ideal_weight: float | None = setting(
+        None, "dnfilter's weight w of the ideal low-pass term.", ge=0.0
+    )
+    filter_ideal_k: int | None = setting(
         None,
-        "dnfilter's user normalisation exponent a (R̃ = D_U^-a R D_I^-½), as the model or the"
-        " distill teacher; none: the model's default, GF-CF's 0.5.",
-        ge=0.0,
+        "Ideal-term width of dnfilter or GF-CF: the top k eigenvectors of the item graph.",
+        ge=1,
+    )
+    filter_sharpen: float | None = setting(
+        None, "dnfilter's sharpening weight c (scores x̃(P + w V̄V̄ᵀ − c V̄Λ²V̄ᵀ)).", ge=0.0
     )
 
     def __post_init__(self) -> None:
@@ -184,17 +215,24 @@ class TrainConfig:
                     f"model {self.model!r} takes no layer coefficients (alphas)",
                 )
         filters = [name for name in (self.model, self.distill) if name in TRAINING_FREE]
-        if self.user_exponent is not None and not any(map(takes_user_exponent, filters)):
-            raise SettingError(
-                ("user_exponent", "model", "distill"),
-                "user_exponent needs a model or distill teacher that takes it (dnfilter)",
-            )
+        for field, parameter in FILTER_SETTINGS.items():
+            if getattr(self, field) is not None and not any(
+                takes(name, parameter) for name in filters
+            ):
+                raise SettingError(
+                    (field, "model", "distill"),
+                    f"{field} needs a model or distill teacher that takes it: "
+                    + ", ".join(n for n in sorted(TRAINING_FREE) if takes(n, parameter)),
+                )
 
     def training_free_params(self, name: str) -> dict:
-        """The settings of this config that the training-free model ``name`` takes."""
-        if self.user_exponent is not None and takes_user_exponent(name):
-            return {"user_exponent": self.user_exponent}
-        return {}
+        """The filter settings of this config that the training-free model ``name`` takes, by
+        its constructor's parameter names."""
+        return {
+            parameter: getattr(self, field)
+            for field, parameter in FILTER_SETTINGS.items()
+            if getattr(self, field) is not None and takes(name, parameter)
+        }
 
     def model_params(self) -> dict:
         """The subset of (dim, layers, alphas) that the selected model's constructor takes."""
@@ -769,10 +807,6 @@ def save_progress(run: Run, progress: ProgressStore, fingerprint: str, epoch: in
             "warm_start": run.warm_counts,
         }
     )
-
-
-def takes_user_exponent(name: str) -> bool:
-    return "user_exponent" in inspect.signature(TRAINING_FREE[name]).parameters
 
 
 def teacher_edges(

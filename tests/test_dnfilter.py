@@ -1,14 +1,17 @@
 """The degree-normalised filter against its formula computed densely with numpy."""
 
+import dataclasses
+import inspect
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
 from recs_pipeline.config import SettingError
-from recs_pipeline.models import fit_training_free
+from recs_pipeline.models import TRAINING_FREE, fit_training_free
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter, top_right_singular_vectors
-from recs_pipeline.train import TrainConfig, teacher_edges
+from recs_pipeline.train import FILTER_SETTINGS, TrainConfig, teacher_edges
 from tests.test_gfcf import dense_gfcf, random_graph
 from tests.test_train import two_communities
 
@@ -148,25 +151,37 @@ def test_dnfilter_is_a_distillation_teacher():
     assert torch.equal(t_users < 20, t_items < 20)  # never outside the user's community
 
 
-def test_user_exponent_reaches_the_filter_as_model_and_as_teacher():
+def test_filter_settings_reach_the_filter_as_model_and_as_teacher():
     users, items, _ = two_communities()
-    config = TrainConfig(distill="dnfilter", user_exponent=0.5)
-    params = config.training_free_params("dnfilter")
-    assert params == {"user_exponent": 0.5}
-    assert TrainConfig(model="dnfilter").training_free_params("dnfilter") == {}
-    got = teacher_edges("dnfilter", users, items, 40, 40, 3, params)
-    scores = fit_training_free("dnfilter", users, items, 40, 40, user_exponent=0.5).scores(
-        torch.arange(40)
+    config = TrainConfig(
+        distill="dnfilter", filter_user_exponent=0.3, filter_ideal_k=4, filter_sharpen=0.5
     )
+    params = config.training_free_params("dnfilter")
+    assert params == {"user_exponent": 0.3, "k": 4, "sharpen": 0.5}
+    assert TrainConfig(model="dnfilter").training_free_params("dnfilter") == {}
+    assert config.training_free_params("gfcf") == {"k": 4}  # its ideal term's width too
+    got = teacher_edges("dnfilter", users, items, 40, 40, 3, params)
+    scores = fit_training_free("dnfilter", users, items, 40, 40, **params).scores(torch.arange(40))
     for u in (0, 25):
         row = scores[u].clone()
         row[items[users == u]] = -torch.inf
         assert set(got[1][got[0] == u].tolist()) == set(row.topk(3).indices.tolist())
 
 
+def test_every_filter_setting_is_a_parameter_of_dnfilter():
+    """FILTER_SETTINGS names dnfilter's constructor parameters, and TrainConfig declares them."""
+    parameters = inspect.signature(TRAINING_FREE["dnfilter"]).parameters
+    assert set(FILTER_SETTINGS.values()) <= set(parameters)
+    assert set(FILTER_SETTINGS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@pytest.mark.parametrize("field", sorted(FILTER_SETTINGS))
 @pytest.mark.parametrize(
     "model,distill", [("gfcf", None), ("lightgcn", None), ("lightgcn", "gfcf")]
 )
-def test_user_exponent_without_a_filter_that_takes_it_is_refused(model, distill):
-    with pytest.raises(SettingError, match="user_exponent"):
-        TrainConfig(model=model, distill=distill, user_exponent=0.5)
+def test_filter_settings_without_a_filter_that_takes_them_are_refused(model, distill, field):
+    if field == "filter_ideal_k" and "gfcf" in (model, distill):
+        assert TrainConfig(model=model, distill=distill, filter_ideal_k=4).filter_ideal_k == 4
+        return
+    with pytest.raises(SettingError, match=field):
+        TrainConfig(model=model, distill=distill, **{field: 1})

@@ -7,7 +7,8 @@ from tests.test_pipeline import DAY_1, RUN_CONFIG, connect, ingest, recall_at_20
 
 
 def test_dnfilter_is_selectable_served_and_evaluated_beside_gfcf(small_landing, tmp_path):
-    """With its user exponent set in the run config (0.3 instead of GF-CF's ½, the default)."""
+    """With filter settings in the run config (user exponent 0.3 instead of GF-CF's ½, the
+    default; sharpening 0.5 instead of none)."""
     resources = make_resources(small_landing, tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
@@ -15,7 +16,13 @@ def test_dnfilter_is_selectable_served_and_evaluated_beside_gfcf(small_landing, 
     config = {
         "ops": {
             **ops,
-            "trained_model": {"config": {"model": "dnfilter", "user_exponent": 0.3}},
+            "trained_model": {
+                "config": {
+                    "model": "dnfilter",
+                    "filter_user_exponent": 0.3,
+                    "filter_sharpen": 0.5,
+                }
+            },
             "model_evaluation": {"config": {"baselines": ["popularity", "gfcf", "dnfilter"]}},
         }
     }
@@ -33,3 +40,4 @@ def test_dnfilter_is_selectable_served_and_evaluated_beside_gfcf(small_landing, 
     event = instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
     settings = event.asset_materialization.metadata["settings"].data
     assert settings["user_exponent"] == 0.3
+    assert settings["sharpen"] == 0.5

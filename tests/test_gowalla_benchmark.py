@@ -1,0 +1,53 @@
+"""The Gowalla benchmarks' validation holdout and their filter flags, on a hand-written split."""
+
+import pytest
+import torch
+
+from benchmarks.gowalla import build_parser, holdout_order, load_lightgcn_split, train_config
+from recs_pipeline.train import FILTER_SETTINGS, validation_split
+
+# LightGCN's format: one line per user, its items in the file's order.
+TRAIN = "0 5 1 4 2 3\n1 0 2 4 1 3\n2 3 4\n"
+TEST = "0 0\n1 5\n2 1\n"
+
+
+@pytest.fixture
+def split(tmp_path):
+    (tmp_path / "train.txt").write_text(TRAIN)
+    (tmp_path / "test.txt").write_text(TEST)
+    return load_lightgcn_split(tmp_path)
+
+
+def held_items(split, holdout: str) -> dict[int, list[int]]:
+    n_users, _, tu, ti, _, _ = split
+    last_ts = holdout_order(tu.numel(), 0, holdout)
+    held = validation_split(tu, last_ts, n_users, n_users, torch.Generator().manual_seed(0), 0.4)
+    return {u: ti[held & (tu == u)].tolist() for u in range(n_users)}
+
+
+def test_file_order_holds_out_the_end_of_each_line(split):
+    """40% of five items is two: the line's last two; of two items, one (never all)."""
+    assert held_items(split, "file-order") == {0: [2, 3], 1: [1, 3], 2: [4]}
+
+
+def test_random_holdout_draws_within_each_user_and_is_seeded(split):
+    first = held_items(split, "random")
+    assert first == held_items(split, "random")
+    assert [len(items) for items in first.values()] == [2, 2, 1]
+    with pytest.raises(ValueError, match="holdout"):
+        holdout_order(5, 0, "latest")
+
+
+def test_filter_flags_reach_the_teacher_settings():
+    flags = ["--data", "x", "--distill", "dnfilter", "--holdout", "file-order"]
+    flags += ["--filter-user-exponent", "0.3", "--filter-sharpen", "1", "--filter-ideal-k", "8"]
+    args = build_parser().parse_args(flags)
+    config = train_config(args, "lightgcn")
+    assert config.training_free_params("dnfilter") == {
+        "user_exponent": 0.3,
+        "k": 8,
+        "sharpen": 1.0,
+    }
+    assert all(
+        f"--{field.replace('_', '-')}" in build_parser().format_help() for field in FILTER_SETTINGS
+    )
