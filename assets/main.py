@@ -66,6 +66,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a training-free teacher (gfcf, dnfilter) whose top items per user, weighted by"
         " their rank, become extra loss positives of the trained model",
     )
+    from recs_pipeline.train import FILTER_SETTINGS
+
+    for field, parameter in FILTER_SETTINGS.items():
+        parser.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=int if field == "filter_ideal_k" else float,
+            default=None,
+            help=f"dnfilter's {parameter} (trained_model's {field}), as the model or teacher",
+        )
     parser.add_argument(
         "--small",
         action="store_true",
@@ -187,10 +196,13 @@ def _own_logs(args: argparse.Namespace) -> int:
 
 def _train_overrides(args: argparse.Namespace) -> dict:
     """The ``trained_model`` settings the command line sets (none: the run's own)."""
+    from recs_pipeline.train import FILTER_SETTINGS
+
     overrides = {"model": args.model, "epochs": args.epochs}
+    overrides |= {field: getattr(args, field) for field in FILTER_SETTINGS}
     if args.distill:
         overrides |= {"distill": args.distill, "distill_ranked": True}
-    return {key: value for key, value in overrides.items() if value}
+    return {key: value for key, value in overrides.items() if value is not None}
 
 
 def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int:

@@ -53,7 +53,7 @@ from benchmarks._common import (
 from recs_pipeline.graph import interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import MODELS, TRAINING_FREE
-from recs_pipeline.train import FILTER_SETTINGS, TrainConfig, train_model
+from recs_pipeline.train import FILTER_SETTINGS, TrainConfig, takes, train_model
 
 KS = (10, 20, 50)
 PAPER = {  # published figures on this split, for the table's reference line only
@@ -376,8 +376,11 @@ def main(argv: list[str] | None = None) -> dict:
         rss_before = rss_mib()
         started = time.perf_counter()
         if name in TRAINING_FREE:
-            model = TRAINING_FREE[name]().fit(train_u, train_i, n_users, n_items)
-            record = {"fit_seconds": time.perf_counter() - started}
+            # The --filter-* settings it takes, and --seed (its randomised SVD's start).
+            params = train_config(args, name).training_free_params(name)
+            params |= {"seed": args.seed} if takes(name, "seed") else {}
+            model = TRAINING_FREE[name](**params).fit(train_u, train_i, n_users, n_items)
+            record = {"fit_seconds": time.perf_counter() - started, "settings": params}
             score_fn = model.scores
         else:
             record, user_emb, item_emb = run_trained(args, name, data, last_ts, full_adjacency)

@@ -179,12 +179,16 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-# dnfilter beside its defaults: the user-exponent grid's pick on Gowalla's validation slice, and
-# that pick with GF-CF's user normalisation back (README, MovieLens-100K, says why).
+# dnfilter beside its defaults: the user-exponent grid's pick on Gowalla's random validation
+# slice, that pick with GF-CF's user normalisation back (README, MovieLens-100K, says why), and
+# the pick on Gowalla's file-order slice (benchmarks.gowalla_filters --holdout file-order).
 GOWALLA_PICK = {"user_exponent": 0.3, "weight": 0.3, "k": 1024}
+GOWALLA_FILE_ORDER_PICK = {"user_exponent": 0.3, "beta": 0.3, "gamma": 0.5, "weight": 0.1}
+GOWALLA_FILE_ORDER_PICK |= {"sharpen": 1.0, "k": 1024}
 FILTER_SETTINGS = {
     "dnfilter, Gowalla's a 0.3 pick": ("dnfilter", GOWALLA_PICK),
     "dnfilter, that pick with a ½": ("dnfilter", GOWALLA_PICK | {"user_exponent": 0.5}),
+    "dnfilter, Gowalla's file-order pick": ("dnfilter", GOWALLA_FILE_ORDER_PICK),
 }
 
 

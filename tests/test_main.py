@@ -85,3 +85,7 @@ def test_the_command_lines_training_settings_are_valid_trained_model_settings():
     assert overrides == {"epochs": 3, "distill": "dnfilter", "distill_ranked": True}
     config = TrainConfig(**overrides)
     assert (config.distill, config.distill_ranked, config.epochs) == ("dnfilter", True, 3)
+    flags = ["--model", "dnfilter", "--filter-sharpen", "0", "--filter-ideal-k", "1024"]
+    overrides = _train_overrides(parse_args(flags))
+    assert overrides == {"model": "dnfilter", "filter_sharpen": 0.0, "filter_ideal_k": 1024}
+    assert TrainConfig(**overrides).training_free_params("dnfilter") == {"sharpen": 0.0, "k": 1024}
