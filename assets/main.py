@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--{field.replace('_', '-')}",
             type=int if field == "filter_ideal_k" else float,
             default=None,
-            help=f"dnfilter's {parameter} (trained_model's {field}), as the model or teacher",
+            help=f"dnfilter's {parameter} (trained_model's {field}), as the model or teacher"
+            + (" (and GF-CF's width)" if field == "filter_ideal_k" else ""),
         )
     parser.add_argument(
         "--small",

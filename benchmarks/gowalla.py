@@ -10,16 +10,17 @@ Protocol notes
 - Validation: ``train_model`` carves its validation slice from train (never from test): the
   "latest" ``--val-fraction`` of the train edges of up to ``--val-users`` users (20%, the
   test split's share, so that validation Recall@20 estimates the test metric; with one edge per
-  user it measures a hit rate, which ran 0.04 above test recall and chose the epoch badly). Gowalla has no timestamps, so
-  ``last_ts`` is a seeded random permutation of the train edges: each chosen user's validation
-  edges are a uniformly random subset of their train items. Early stopping and the best epoch use
+  user it measures a hit rate, which ran 0.04 above test recall and chose the epoch badly). Gowalla has no timestamps:
+  ``--holdout random`` (the default) orders the train edges by a seeded random permutation, so
+  each chosen user's validation edges are a uniformly random subset of their train items;
+  ``--holdout file-order`` holds out the end of each ``train.txt`` line (:func:`holdout_order`). Early stopping and the best epoch use
   that slice only; the test fold is evaluated once, on the best-validation model.
 - Test embeddings of graph models are propagated over the full train graph (validation edges
   included), as the pipeline's ``model_evaluation`` does; exclusion uses all train items.
 - Time budget: ``--time-budget-minutes`` is ``TrainConfig.time_budget_minutes``: training stops at
   the first epoch end past it (validation included); early stopping may end it sooner.
-- Training-free models (``popularity``, ``gfcf``) are fitted; their wall time is fit plus
-  evaluation.
+- Training-free models (``popularity``, ``gfcf``, ``dnfilter``) are fitted with the
+  ``--filter-*`` settings they take and ``--seed``; their wall time is fit plus evaluation.
 - The validation Recall@20-versus-minutes curve comes from ``train_model``'s history, timed by
   the ``log`` callback (``time.perf_counter()`` at each epoch's log line, after that epoch's
   validation pass); minutes count from the ``train_model`` call, set-up included.
@@ -50,6 +51,7 @@ from benchmarks._common import (
     rss_mib,
     write_results,
 )
+from recs_pipeline.config import SettingError
 from recs_pipeline.graph import interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import MODELS, TRAINING_FREE
@@ -313,7 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     for field in FILTER_SETTINGS:
         kind = int if field == "filter_ideal_k" else float
         flag = f"--{field.replace('_', '-')}"
-        parser.add_argument(flag, type=kind, default=None, help="TrainConfig." + field)
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=None,
+            help=f"TrainConfig.{field}: for dnfilter as a model or --distill teacher"
+            + (" (and GF-CF's width)" if field == "filter_ideal_k" else ""),
+        )
     parser.add_argument(
         "--holdout",
         choices=HOLDOUTS,
@@ -351,6 +359,10 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(
                 f"unknown model {m!r}; choose from {sorted(MODELS) + sorted(TRAINING_FREE)}"
             )
+    try:  # every model's settings checked before the first fit, not after it
+        configs = {m: train_config(args, m) for m in models}
+    except SettingError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -377,10 +389,11 @@ def main(argv: list[str] | None = None) -> dict:
         started = time.perf_counter()
         if name in TRAINING_FREE:
             # The --filter-* settings it takes, and --seed (its randomised SVD's start).
-            params = train_config(args, name).training_free_params(name)
+            params = configs[name].training_free_params(name)
             params |= {"seed": args.seed} if takes(name, "seed") else {}
             model = TRAINING_FREE[name](**params).fit(train_u, train_i, n_users, n_items)
-            record = {"fit_seconds": time.perf_counter() - started, "settings": params}
+            record = {"fit_seconds": time.perf_counter() - started}
+            record["settings"] = model.params() if hasattr(model, "params") else params
             score_fn = model.scores
         else:
             record, user_emb, item_emb = run_trained(args, name, data, last_ts, full_adjacency)

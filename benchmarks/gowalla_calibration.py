@@ -5,7 +5,8 @@
 Fits the training-free models (popularity, GF-CF) twice: on the fit edges of
 ``train_model``'s validation split (the same seed, 5,000 users, 20% of their train edges, as
 ``benchmarks.gowalla`` uses) scored on that slice, and on all train edges scored on the test
-fold. A trained model whose validation recall matches GF-CF's validation recall is as good as
+fold (``--holdout``: which train edges are a user's latest, ``benchmarks.gowalla.holdout_order``;
+each holdout writes its own file). A trained model whose validation recall matches GF-CF's validation recall is as good as
 GF-CF by the only signal training may use; the two test columns show what the test fold adds.
 Results: ``benchmarks/results/gowalla_calibration.json``.
 """
@@ -21,6 +22,15 @@ from benchmarks.gowalla import HOLDOUTS, holdout_order, load_lightgcn_split
 from benchmarks.variants import run_training_free
 from recs_pipeline.graph import interaction_csr
 from recs_pipeline.train import validation_split
+
+
+def calibration_name(holdout: str) -> str:
+    """The results file of a holdout: each slice keeps its own."""
+    return (
+        "gowalla_calibration"
+        if holdout == "random"
+        else f"gowalla_calibration_{holdout.replace('-', '_')}"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -49,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
         for name, r in results[fold].items():
             print(f"{fold:<11}{name:<12}R@20 {r['recall@20']:.4f}  N@20 {r['ndcg@20']:.4f}")
-    path = write_results("gowalla_calibration", {"args": vars(args), "results": results}, args.out)
+    payload = {"args": vars(args), "results": results}
+    path = write_results(calibration_name(args.holdout), payload, args.out)
     print(f"wrote {path}")
     return results
 

@@ -28,7 +28,7 @@ from recs_pipeline.artifacts import (
 )
 from recs_pipeline.graph import InteractionGraph, id_map_version, normalized_adjacency
 from recs_pipeline.metrics import ScoreFn
-from recs_pipeline.models import MODELS, fit_training_free
+from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free
 from recs_pipeline.scoring import score_function
 from recs_pipeline.warmstart import WarmStart, id_mapping
 
@@ -121,9 +121,20 @@ def published_model(store: UrlArtifactStore, key: str) -> tuple[dict, Stamp]:
 
 
 def config_hash(state: dict) -> str:
-    """A short digest of a checkpoint's configuration: its train config (trained models) or
-    its model name (training-free ones). ``ml.metrics`` keys each evaluation by it."""
-    config = state.get("train_config") or {"model": state["model"]}
+    """A short digest of a checkpoint's configuration. ``ml.metrics`` keys each evaluation by it.
+
+    Trained models: their train config, less the settings left unset (None: the default), so
+    a setting added later changes no earlier hash. Training-free ones: the model name and the
+    parameters that differ from the model's defaults (a default fit keeps the bare name's hash).
+    """
+    if state.get("train_config"):
+        config = {k: v for k, v in state["train_config"].items() if v is not None}
+    else:
+        config = {"model": state["model"]}
+        if state.get("params") and state["model"] in TRAINING_FREE:
+            defaults = TRAINING_FREE[state["model"]]().params()
+            changed = {k: v for k, v in state["params"].items() if defaults.get(k) != v}
+            config |= {"params": changed} if changed else {}
     text = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -1,5 +1,6 @@
 """ml.metrics keeps every model's evaluation of a day side by side (issue 12, finding 5)."""
 
+import dataclasses
 import datetime as dt
 
 import duckdb
@@ -46,3 +47,24 @@ def test_a_keyed_replace_keeps_the_other_evaluations_of_the_day(con):
         "SELECT evaluated_model, config_hash, value FROM ml.metrics ORDER BY 1, 2"
     ).fetchall()
     assert rows == [("gfcf", "b", 0.2), ("lightgcn", "a", 0.4), ("lightgcn", "c", 0.5)]
+
+
+def test_config_hash_tells_filter_settings_apart_and_ignores_unset_settings():
+    """Two dnfilter runs of a day with different settings keep their own ml.metrics rows; a
+    setting left unset (None: the model's default) does not change a trained model's hash."""
+    from recs_pipeline.daily import config_hash
+    from recs_pipeline.models import TRAINING_FREE
+    from recs_pipeline.train import TrainConfig
+
+    def free(**params) -> dict:
+        return {"model": "dnfilter", "params": TRAINING_FREE["dnfilter"](**params).params()}
+
+    assert config_hash(free()) == config_hash({"model": "dnfilter"})  # the hash it always had
+    assert config_hash(free(sharpen=1.0)) != config_hash(free())
+    assert config_hash(free(sharpen=1.0)) == config_hash(free(sharpen=1.0))
+    trained = dataclasses.asdict(TrainConfig())
+    unset = {**trained, "a_future_setting": None}
+    assert config_hash({"train_config": unset}) == config_hash({"train_config": trained})
+    assert config_hash({"train_config": {**trained, "epochs": 3}}) != config_hash(
+        {"train_config": trained}
+    )
