@@ -66,16 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a training-free teacher (gfcf, dnfilter) whose top items per user, weighted by"
         " their rank, become extra loss positives of the trained model",
     )
-    from recs_pipeline.train import FILTER_SETTINGS
+    from recs_pipeline.train import add_filter_flags
 
-    for field, parameter in FILTER_SETTINGS.items():
-        parser.add_argument(
-            f"--{field.replace('_', '-')}",
-            type=int if field == "filter_ideal_k" else float,
-            default=None,
-            help=f"dnfilter's {parameter} (trained_model's {field}), as the model or teacher"
-            + (" (and GF-CF's width)" if field == "filter_ideal_k" else ""),
-        )
+    add_filter_flags(parser)
     parser.add_argument(
         "--small",
         action="store_true",

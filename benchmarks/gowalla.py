@@ -55,7 +55,13 @@ from recs_pipeline.config import SettingError
 from recs_pipeline.graph import interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import MODELS, TRAINING_FREE
-from recs_pipeline.train import FILTER_SETTINGS, TrainConfig, takes, train_model
+from recs_pipeline.train import (
+    FILTER_SETTINGS,
+    TrainConfig,
+    add_filter_flags,
+    takes,
+    train_model,
+)
 
 KS = (10, 20, 50)
 PAPER = {  # published figures on this split, for the table's reference line only
@@ -312,16 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="weigh the teacher's r-th item by 1/log2(r + 2): learn its order, not only its set",
     )
-    for field in FILTER_SETTINGS:
-        kind = int if field == "filter_ideal_k" else float
-        flag = f"--{field.replace('_', '-')}"
-        parser.add_argument(
-            flag,
-            type=kind,
-            default=None,
-            help=f"TrainConfig.{field}: for dnfilter as a model or --distill teacher"
-            + (" (and GF-CF's width)" if field == "filter_ideal_k" else ""),
-        )
+    add_filter_flags(parser)
     parser.add_argument(
         "--holdout",
         choices=HOLDOUTS,

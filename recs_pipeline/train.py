@@ -53,6 +53,20 @@ FILTER_SETTINGS = {
 """TrainConfig's filter settings, by the training-free model's constructor parameter."""
 
 
+def add_filter_flags(parser, help_prefix: str = "") -> None:
+    """``--filter-*`` command-line flags of an ``argparse`` parser, one per FILTER_SETTINGS
+    field (default None: the model's own), typed as TrainConfig declares the field."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for field, parameter in FILTER_SETTINGS.items():
+        parser.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=int if "int" in str(fields[field].type) else float,
+            default=None,
+            help=f"{help_prefix}dnfilter's {parameter} (TrainConfig.{field}), as the model or"
+            " the distill teacher" + (" (and GF-CF's width)" if parameter == "k" else ""),
+        )
+
+
 def takes(name: str, parameter: str) -> bool:
     """Whether the training-free model ``name``'s constructor has ``parameter``."""
     return parameter in inspect.signature(TRAINING_FREE[name]).parameters
