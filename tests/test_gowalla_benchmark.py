@@ -51,3 +51,50 @@ def test_filter_flags_reach_the_teacher_settings():
     assert all(
         f"--{field.replace('_', '-')}" in build_parser().format_help() for field in FILTER_SETTINGS
     )
+
+
+class FixedScores:
+    """A stand-in teacher for the matrix transform alone: fixed scores for every user."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:
+        return self.table[users].clone()
+
+
+def test_rank_limit_rows_put_unseen_items_on_one_scale_and_zero_train_items(split):
+    from benchmarks.gowalla_rank_limit import teacher_matrix
+    from recs_pipeline.graph import interaction_csr
+
+    n_users, n_items, tu, ti, _, _ = split
+    table = torch.arange(n_users * n_items, dtype=torch.float32).reshape(n_users, n_items) ** 1.5
+    exclude = interaction_csr(tu, ti, n_users, n_items)
+    seen = exclude.to_dense().bool()
+    for transform in ("standardised", "raw"):
+        dense = teacher_matrix(FixedScores(table), n_users, n_items, exclude, transform, batch=2)
+        assert (dense[seen] == 0).all(), transform
+        for u in range(n_users):
+            unseen = dense[u, ~seen[u]]
+            if transform == "raw":
+                assert torch.equal(unseen, table[u, ~seen[u]])
+            elif unseen.numel() > 1:
+                assert unseen.mean().abs() < 1e-5 and (unseen.var(unbiased=False) - 1).abs() < 1e-4
+
+
+def test_rank_limit_at_full_rank_ranks_as_the_teacher(split, tmp_path):
+    """Standardising is an increasing map of each row's unseen scores, and a full-rank SVD
+    is exact: the approximation's metrics are the teacher's."""
+    from benchmarks.gowalla_rank_limit import main
+
+    n_users = split[0]
+    data = tmp_path  # the fixture wrote train.txt and test.txt here
+    flags = ["--data", str(data), "--ranks", f"1,{n_users}", "--oversample", "0"]
+    flags += ["--filter-ideal-k", "2", "--ks", "1,3", "--out", str(tmp_path / "out.json")]
+    results = main(flags)["results"]
+    for transform in ("standardised", "raw"):
+        full = results[transform]["by_rank"][n_users]
+        for metric in ("recall@1", "recall@3", "ndcg@3"):
+            assert full[metric] == pytest.approx(results["teacher"]["test"][metric], abs=1e-6)
+    with pytest.raises(SystemExit):
+        main(["--data", str(data), "--ranks", "99"])
