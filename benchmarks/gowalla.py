@@ -211,6 +211,7 @@ def train_config(args, model: str) -> TrainConfig:
         distill_k=args.distill_k,
         distill_weight=args.distill_weight,
         distill_ranked=args.distill_ranked,
+        distill_own_weight=args.distill_own_weight,
         **{field: getattr(args, field) for field in FILTER_SETTINGS},
     )
 
@@ -313,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--distill-k", type=int, default=20, help="teacher items per user")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="their loss weight")
+    parser.add_argument(
+        "--distill-own-weight",
+        type=float,
+        default=None,
+        help="loss weight of the user's own edges beside the teacher's (default 1; 0 drops them)",
+    )
     parser.add_argument(
         "--distill-ranked",
         action="store_true",

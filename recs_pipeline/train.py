@@ -158,6 +158,12 @@ class TrainConfig:
         "Scale the teacher's r-th item (r = 0, 1, ...) by the DCG discount"
         " 1/log2(r + 2), so the model learns the teacher's order, not only its set.",
     )
+    distill_own_weight: float | None = setting(
+        None,
+        "Loss weight of the user's own edges beside the teacher's (none: 1). 0 drops them from"
+        " the loss: the teacher's items alone are the positives, and an epoch is that short.",
+        ge=0.0,
+    )
     weighted: bool = setting(
         False,
         "Scale each train edge's loss term by its weight (the split's summed event weights:"
@@ -228,6 +234,11 @@ class TrainConfig:
                     ("alphas", "model"),
                     f"model {self.model!r} takes no layer coefficients (alphas)",
                 )
+        if self.distill_own_weight is not None and self.distill is None:
+            raise SettingError(
+                ("distill_own_weight", "distill"),
+                "distill_own_weight weighs the own edges against a teacher's: set distill too",
+            )
         filters = [name for name in (self.model, self.distill) if name in TRAINING_FREE]
         for field, parameter in FILTER_SETTINGS.items():
             if getattr(self, field) is not None and not any(
@@ -638,9 +649,10 @@ def set_up(
     if config.max_steps_per_epoch:
         batch_size = max(batch_size, math.ceil(fit_u.numel() / config.max_steps_per_epoch))
     # Loss positives: the fit edges, plus with ``distill`` the teacher's top items per user.
-    # Each positive's loss weight: 1 for the user's own edges; for a teacher item
-    # distill_weight, times the DCG discount 1/log2(r + 2) of its teacher rank r with
-    # distill_ranked (the student then learns the teacher's order, not only its set).
+    # Each positive's loss weight: 1 for the user's own edges (times distill_own_weight when
+    # set; 0 drops them); for a teacher item distill_weight, times the DCG discount
+    # 1/log2(r + 2) of its teacher rank r with distill_ranked (the student then learns the
+    # teacher's order, not only its set).
     pos_u, pos_i, pos_w = fit_u, fit_i, None
     if config.weighted:
         fit_w = weights[~val_mask].float()
@@ -658,11 +670,17 @@ def set_up(
         teacher_w = torch.full((teacher_u.numel(),), float(config.distill_weight))
         if config.distill_ranked:
             teacher_w /= torch.log2(teacher_rank.float() + 2)
-        pos_u, pos_i = torch.cat([fit_u, teacher_u]), torch.cat([fit_i, teacher_i])
+        own_u, own_i = fit_u, fit_i
         own_w = torch.ones(fit_u.numel()) if pos_w is None else pos_w
+        if config.distill_own_weight == 0:  # weight-0 positives would only lengthen the epoch
+            own_u, own_i, own_w = own_u[:0], own_i[:0], own_w[:0]
+        elif config.distill_own_weight is not None:
+            own_w = own_w * config.distill_own_weight
+        pos_u, pos_i = torch.cat([own_u, teacher_u]), torch.cat([own_i, teacher_i])
         pos_w = torch.cat([own_w, teacher_w])
         log(
-            f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside {fit_u.numel()}"
+            f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside"
+            f" {own_u.numel()} own"
         )
     return Run(
         config=config,

@@ -70,3 +70,27 @@ def test_ranked_distillation_weighs_teacher_items_by_their_dcg_discount():
 def test_distill_must_name_a_training_free_model():
     with pytest.raises(ValueError, match="training-free"):
         TrainConfig(distill="lightgcn")
+
+
+def test_own_edge_weight_scales_or_drops_the_users_own_positives():
+    """distill_own_weight 0: the teacher's items are the only positives (an epoch of 160
+    teacher edges instead of 160 + the fit edges); 0.5: the own edges count half, so the same
+    seeded first epoch has a smaller loss; unset: the weight-1 run, bit for bit."""
+    users, items, last_ts = two_communities()
+
+    def first_epoch(**overrides):
+        lines: list[str] = []
+        config = distill_config(epochs=1, **overrides)
+        result = train_model(40, 40, users, items, last_ts, config, log=lines.append)
+        return lines[0], result.history[0]["loss"]
+
+    line, default = first_epoch()
+    assert first_epoch(distill_own_weight=1.0)[1] == default
+    assert first_epoch(distill_own_weight=0.5)[1] < default
+    line, _ = first_epoch(distill_own_weight=0.0)
+    assert line == "distilling gfcf: 160 teacher edges beside 0 own"
+
+
+def test_own_edge_weight_needs_a_teacher():
+    with pytest.raises(ValueError, match="distill_own_weight"):
+        TrainConfig(distill_own_weight=0.0)
