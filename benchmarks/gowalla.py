@@ -140,6 +140,17 @@ def holdout_order(n_edges: int, seed: int, holdout: str = "random") -> torch.Ten
     return torch.randperm(n_edges, generator=torch.Generator().manual_seed(seed))
 
 
+def fit_filter(config: TrainConfig, name: str, seed: int, data) -> tuple:
+    """The training-free model ``name`` fitted on the train edges of ``data`` (a loaded split)
+    with the ``--filter-*`` settings it takes and ``seed`` (its randomised SVD's start); and
+    the settings it ran with."""
+    n_users, n_items, train_u, train_i = data[:4]
+    params = config.training_free_params(name)
+    params |= {"seed": seed} if takes(name, "seed") else {}
+    model = TRAINING_FREE[name](**params).fit(train_u, train_i, n_users, n_items)
+    return model, model.params() if hasattr(model, "params") else params
+
+
 def split_checks(n_users, n_items, train_u, train_i, test_u, test_i) -> dict:
     """Counts and sanity figures of a loaded split (duplicates, train/test overlap)."""
     train_keys = torch.unique(train_u * n_items + train_i)
@@ -392,12 +403,8 @@ def main(argv: list[str] | None = None) -> dict:
         rss_before = rss_mib()
         started = time.perf_counter()
         if name in TRAINING_FREE:
-            # The --filter-* settings it takes, and --seed (its randomised SVD's start).
-            params = configs[name].training_free_params(name)
-            params |= {"seed": args.seed} if takes(name, "seed") else {}
-            model = TRAINING_FREE[name](**params).fit(train_u, train_i, n_users, n_items)
-            record = {"fit_seconds": time.perf_counter() - started}
-            record["settings"] = model.params() if hasattr(model, "params") else params
+            model, settings = fit_filter(configs[name], name, args.seed, data)
+            record = {"fit_seconds": time.perf_counter() - started, "settings": settings}
             score_fn = model.scores
         else:
             record, user_emb, item_emb = run_trained(args, name, data, last_ts, full_adjacency)

@@ -27,9 +27,10 @@ import time
 import torch
 
 from benchmarks._common import machine, process_peak_mib, quiet_sparse_warnings, write_results
-from benchmarks.gowalla import load_lightgcn_split
+from benchmarks.gowalla import fit_filter, load_lightgcn_split
+from benchmarks.variants import flat
 from recs_pipeline.config import SettingError
-from recs_pipeline.graph import interaction_csr
+from recs_pipeline.graph import csr_rows, interaction_csr
 from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import TRAINING_FREE
 from recs_pipeline.train import FILTER_SETTINGS, TrainConfig, add_filter_flags
@@ -49,13 +50,11 @@ def teacher_matrix(
 ) -> torch.Tensor:
     """The teacher's (n_users × n_items) scores, rows transformed as the module docstring says."""
     dense = torch.empty(n_users, n_items)
-    crow, col = exclude.crow_indices(), exclude.col_indices()
     for start in range(0, n_users, batch):
         users = torch.arange(start, min(start + batch, n_users))
         scores = teacher.scores(users)
         seen = torch.zeros_like(scores, dtype=torch.bool)
-        rows = torch.repeat_interleave(torch.arange(users.numel()), crow[users + 1] - crow[users])
-        seen[rows, col[crow[start] : crow[users[-1] + 1]]] = True
+        seen[csr_rows(exclude, users)] = True
         if transform == "standardised":
             unseen = (~seen).float()
             count = unseen.sum(1, keepdim=True).clamp(min=1)
@@ -98,22 +97,22 @@ def main(argv: list[str] | None = None) -> dict:
     except SettingError as error:
         parser.error(str(error))
 
-    n_users, n_items, tu, ti, su, si = load_lightgcn_split(args.data)
+    data = load_lightgcn_split(args.data)
+    n_users, n_items, tu, ti, su, si = data
     if ranks[-1] > min(n_users, n_items):
         parser.error(f"rank {ranks[-1]} exceeds the score matrix ({n_users} × {n_items})")
     exclude = interaction_csr(tu, ti, n_users, n_items)
     started = time.perf_counter()
-    params = config.training_free_params(args.teacher) | {"seed": args.seed}
-    teacher = TRAINING_FREE[args.teacher](**params).fit(tu, ti, n_users, n_items)
+    teacher, settings = fit_filter(config, args.teacher, args.seed, data)
     results = {
         "teacher": {
             "name": args.teacher,
-            "settings": teacher.params() if hasattr(teacher, "params") else params,
+            "settings": settings,
             "fit_seconds": time.perf_counter() - started,
         }
     }
     metrics = evaluate_scorer(teacher.scores, n_items, exclude, su, si, ks)
-    results["teacher"]["test"] = {f"{m}@{k}": v for (m, k), v in metrics.items()}
+    results["teacher"]["test"] = flat(metrics)
     print(f"teacher: {summary(metrics, ks)}")
 
     for transform in transforms:
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
             metrics = evaluate_scorer(
                 inner_product(user_emb, item_emb), n_items, exclude, su, si, ks
             )
-            rows["by_rank"][rank] = {f"{m}@{k}": v for (m, k), v in metrics.items()}
+            rows["by_rank"][rank] = flat(metrics)
             print(f"{transform} rank {rank}: {summary(metrics, ks)}", flush=True)
         results[transform] = rows
         del u, s, v
