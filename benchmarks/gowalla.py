@@ -223,6 +223,7 @@ def train_config(args, model: str) -> TrainConfig:
         distill_weight=args.distill_weight,
         distill_ranked=args.distill_ranked,
         distill_own_weight=args.distill_own_weight,
+        distill_listwise=args.distill_listwise,
         **{field: getattr(args, field) for field in FILTER_SETTINGS},
     )
 
@@ -335,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--distill-ranked",
         action="store_true",
         help="weigh the teacher's r-th item by 1/log2(r + 2): learn its order, not only its set",
+    )
+    parser.add_argument(
+        "--distill-listwise",
+        action="store_true",
+        help="contrast each teacher item with its user's lower-ranked teacher items too"
+        " (the Plackett-Luce likelihood of the teacher's order; needs --loss softmax)",
     )
     add_filter_flags(parser)
     parser.add_argument(

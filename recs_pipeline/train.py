@@ -158,6 +158,12 @@ class TrainConfig:
         "Scale the teacher's r-th item (r = 0, 1, ...) by the DCG discount"
         " 1/log2(r + 2), so the model learns the teacher's order, not only its set.",
     )
+    distill_listwise: bool = setting(
+        False,
+        "Also contrast each teacher item with the teacher's lower-ranked items of its user, besides"
+        " the negatives: with the softmax loss, the Plackett-Luce likelihood of the teacher's"
+        " order (ranking distillation's listwise form).",
+    )
     distill_own_weight: float | None = setting(
         None,
         "Loss weight of the user's own edges beside the teacher's (none: 1). 0 drops them from"
@@ -234,6 +240,12 @@ class TrainConfig:
                     ("alphas", "model"),
                     f"model {self.model!r} takes no layer coefficients (alphas)",
                 )
+        if self.distill_listwise and (self.distill is None or self.loss != "softmax"):
+            raise SettingError(
+                ("distill_listwise", "distill", "loss"),
+                "distill_listwise ranks a teacher's items among themselves: set distill, and"
+                " loss softmax (the only loss that takes a variable number of negatives per row)",
+            )
         if self.distill_own_weight is not None and self.distill is None:
             raise SettingError(
                 ("distill_own_weight", "distill"),
@@ -382,6 +394,10 @@ class Batch:
     total: int
     # Whether this part carries the shared negatives' L2 term (one part of a split batch).
     shared_l2: bool = True
+    # distill_listwise: each row's further negatives among the teacher's items, (rows, k) with
+    # a mask of the real ones (only a teacher row has any: its user's lower-ranked items).
+    below: torch.Tensor | None = None
+    below_mask: torch.Tensor | None = None
 
     def part(self, rank: int, world: int) -> Batch:
         """The rank's contiguous slice of the rows (the first ranks take one more when the rows
@@ -402,6 +418,8 @@ class Batch:
             self.shared,
             self.total,
             shared_l2=rank == 0,
+            below=cut(self.below),
+            below_mask=cut(self.below_mask),
         )
 
 
@@ -444,6 +462,10 @@ class BatchObjective(torch.nn.Module):
         if batch.negatives is not None:
             negatives.append(batch.negatives.reshape(-1))
             neg_scores.append(torch.einsum("bd,bnd->bn", zu, item_emb[batch.negatives]))
+        if batch.below is not None:
+            # -inf drops a slot from the softmax's sum (no L2 term: these items are positives).
+            below = torch.einsum("bd,bkd->bk", zu, item_emb[batch.below])
+            neg_scores.append(below.masked_fill(~batch.below_mask, float("-inf")))
         neg = torch.cat(neg_scores, dim=1)
         zu0, zp0 = self.model.layer0(batch.users, batch.items)
         _, zn0 = self.model.layer0(batch.users[:0], torch.cat(negatives or [batch.items[:0]]))
@@ -469,6 +491,10 @@ class Run:
     pos_u: torch.Tensor  # loss positives (fit edges, plus a teacher's with distill)
     pos_i: torch.Tensor
     pos_w: torch.Tensor | None
+    # distill_listwise: each positive's teacher rank (-1: an own edge) and each user's teacher
+    # items by rank (n_users, distill_k; -1 where the teacher had fewer).
+    pos_rank: torch.Tensor | None
+    teacher_lists: torch.Tensor | None
     val_users: torch.Tensor
     val_u: torch.Tensor
     val_i: torch.Tensor
@@ -652,8 +678,10 @@ def set_up(
     # Each positive's loss weight: 1 for the user's own edges (times distill_own_weight when
     # set; 0 drops them); for a teacher item distill_weight, times the DCG discount
     # 1/log2(r + 2) of its teacher rank r with distill_ranked (the student then learns the
-    # teacher's order, not only its set).
+    # teacher's order, not only its set). With distill_listwise a teacher row also keeps its
+    # rank, so that a batch can give it its user's lower-ranked teacher items as negatives.
     pos_u, pos_i, pos_w = fit_u, fit_i, None
+    pos_rank = teacher_lists = None
     if config.weighted:
         fit_w = weights[~val_mask].float()
         pos_w = fit_w / fit_w.mean().clamp(min=torch.finfo(torch.float32).tiny)
@@ -678,6 +706,10 @@ def set_up(
             own_w = own_w * config.distill_own_weight
         pos_u, pos_i = torch.cat([own_u, teacher_u]), torch.cat([own_i, teacher_i])
         pos_w = torch.cat([own_w, teacher_w])
+        if config.distill_listwise:
+            pos_rank = torch.cat([torch.full_like(own_u, -1), teacher_rank])
+            teacher_lists = torch.full((n_users, config.distill_k), -1, dtype=torch.long)
+            teacher_lists[teacher_u, teacher_rank] = teacher_i
         log(
             f"distilling {config.distill}: {teacher_u.numel()} teacher edges beside"
             f" {own_u.numel()} own"
@@ -695,6 +727,8 @@ def set_up(
         pos_u=pos_u,
         pos_i=pos_i,
         pos_w=pos_w,
+        pos_rank=pos_rank,
+        teacher_lists=teacher_lists,
         val_users=torch.unique(val_u),
         val_u=val_u,
         val_i=val_i,
@@ -777,7 +811,17 @@ def sample_batch(run: Run, idx: torch.Tensor, n_hard: int) -> Batch:
     if per_user:
         negatives = torch.cat(per_user, dim=1)
     weights = None if run.pos_w is None else run.pos_w[idx]
-    return Batch(u, run.pos_i[idx], weights, negatives, shared, total=u.numel())
+    below = below_mask = None
+    if run.teacher_lists is not None:
+        # A teacher row of rank r: its user's teacher items of rank > r (Plackett-Luce's step r).
+        below = run.teacher_lists[u]
+        rank = run.pos_rank[idx].unsqueeze(1)  # -1 for an own edge: nothing below it
+        below_mask = (torch.arange(below.shape[1]) > rank) & (rank >= 0) & (below >= 0)
+        below = below.clamp(min=0)
+    return Batch(
+        u, run.pos_i[idx], weights, negatives, shared, total=u.numel(), below=below,
+        below_mask=below_mask,
+    )  # fmt: skip
 
 
 def train_step(run: Run, batch: Batch) -> float:
