@@ -463,9 +463,13 @@ class BatchObjective(torch.nn.Module):
             negatives.append(batch.negatives.reshape(-1))
             neg_scores.append(torch.einsum("bd,bnd->bn", zu, item_emb[batch.negatives]))
         if batch.below is not None:
-            # -inf drops a slot from the softmax's sum (no L2 term: these items are positives).
-            below = torch.einsum("bd,bkd->bk", zu, item_emb[batch.below])
-            neg_scores.append(below.masked_fill(~batch.below_mask, float("-inf")))
+            # Scored only on the rows that have any (own edges and a list's last item have
+            # none); -inf drops a slot from the softmax's sum. No L2 term: they are positives.
+            has = batch.below_mask.any(1).nonzero().squeeze(1)
+            scored = torch.einsum("bd,bkd->bk", zu[has], item_emb[batch.below[has]])
+            below = zu.new_full(batch.below.shape, float("-inf"))
+            below = below.index_put((has,), scored.masked_fill(~batch.below_mask[has], -torch.inf))
+            neg_scores.append(below)
         neg = torch.cat(neg_scores, dim=1)
         zu0, zp0 = self.model.layer0(batch.users, batch.items)
         _, zn0 = self.model.layer0(batch.users[:0], torch.cat(negatives or [batch.items[:0]]))
