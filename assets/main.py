@@ -66,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a training-free teacher (gfcf, dnfilter) whose top items per user, weighted by"
         " their rank, become extra loss positives of the trained model",
     )
+    parser.add_argument(
+        "--distill-listwise",
+        action="store_true",
+        help="with --distill, the regime that met the Gowalla trained target: the teacher's order"
+        " as a list-wise term, its items at weight 4, the softmax loss (τ 0.1, 2,048 shared"
+        " negatives)",
+    )
     from recs_pipeline.train import add_filter_flags
 
     add_filter_flags(parser)
@@ -188,6 +195,17 @@ def _own_logs(args: argparse.Namespace) -> int:
     return _run(resources, start, end, run_config)
 
 
+# --distill-listwise: the Gowalla trained target's settings (README, *Where the targets stand*).
+LISTWISE_REGIME = {
+    "distill_listwise": True,
+    "distill_weight": 4.0,
+    "loss": "softmax",
+    "temperature": 0.1,
+    "uniform_negatives": 0,
+    "shared_negatives": 2048,
+}
+
+
 def _train_overrides(args: argparse.Namespace) -> dict:
     """The ``trained_model`` settings the command line sets (none: the run's own)."""
     from recs_pipeline.train import FILTER_SETTINGS
@@ -196,6 +214,8 @@ def _train_overrides(args: argparse.Namespace) -> dict:
     overrides |= {field: getattr(args, field) for field in FILTER_SETTINGS}
     if args.distill:
         overrides |= {"distill": args.distill, "distill_ranked": True}
+    if args.distill_listwise:
+        overrides |= LISTWISE_REGIME
     return {key: value for key, value in overrides.items() if value is not None}
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from tests.test_project_config import RATINGS_ENV, fresh_process, write_ratings
 
 
@@ -85,6 +87,11 @@ def test_the_command_lines_training_settings_are_valid_trained_model_settings():
     assert overrides == {"epochs": 3, "distill": "dnfilter", "distill_ranked": True}
     config = TrainConfig(**overrides)
     assert (config.distill, config.distill_ranked, config.epochs) == ("dnfilter", True, 3)
+    listwise = parse_args(["--distill", "dnfilter", "--distill-listwise"])
+    config = TrainConfig(**_train_overrides(listwise))
+    assert (config.distill_listwise, config.distill_weight, config.loss) == (True, 4.0, "softmax")
+    with pytest.raises(ValueError, match="distill_listwise"):
+        TrainConfig(**_train_overrides(parse_args(["--distill-listwise"])))
     flags = ["--model", "dnfilter", "--filter-sharpen", "0", "--filter-ideal-k", "1024"]
     overrides = _train_overrides(parse_args(flags))
     assert overrides == {"model": "dnfilter", "filter_sharpen": 0.0, "filter_ideal_k": 1024}
