@@ -195,10 +195,8 @@ def _own_logs(args: argparse.Namespace) -> int:
     return _run(resources, start, end, run_config)
 
 
-# --distill-listwise: the Gowalla trained target's settings (README, *Where the targets stand*).
-LISTWISE_REGIME = {
-    "distill_listwise": True,
-    "distill_weight": 4.0,
+# --distill-listwise: the Gowalla trained target's teacher settings under its softmax regime.
+LISTWISE_SOFTMAX = {
     "loss": "softmax",
     "temperature": 0.1,
     "uniform_negatives": 0,
@@ -208,14 +206,14 @@ LISTWISE_REGIME = {
 
 def _train_overrides(args: argparse.Namespace) -> dict:
     """The ``trained_model`` settings the command line sets (none: the run's own)."""
-    from recs_pipeline.train import FILTER_SETTINGS
+    from recs_pipeline.train import FILTER_SETTINGS, LISTWISE_DISTILL
 
     overrides = {"model": args.model, "epochs": args.epochs}
     overrides |= {field: getattr(args, field) for field in FILTER_SETTINGS}
     if args.distill:
         overrides |= {"distill": args.distill, "distill_ranked": True}
     if args.distill_listwise:
-        overrides |= LISTWISE_REGIME
+        overrides |= LISTWISE_DISTILL | LISTWISE_SOFTMAX
     return {key: value for key, value in overrides.items() if value is not None}
 
 

@@ -57,7 +57,7 @@ from benchmarks.variants import (
 from recs_pipeline.graph import interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import evaluate_embeddings
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
-from recs_pipeline.train import train_model, validation_split
+from recs_pipeline.train import LISTWISE_DISTILL, train_model, validation_split
 
 
 def load_temporal_split(folder: str | Path, quantile: float = 0.8):
@@ -211,12 +211,10 @@ def distilled_variants(teachers: list[str]) -> dict[str, dict]:
         for teacher in teachers
         for name in DISTILLED
     }
-    # The regime that met the Gowalla trained target: the softmax variant with the list-wise
-    # term and the teacher's items at weight 4.
+    # The teacher settings that met the Gowalla trained target, on the softmax variant.
     listwise = {
         f"{name}+distill-listwise:{teacher}": VARIANTS[name]
-        | {"distill": teacher, "distill_ranked": True, "distill_listwise": True}
-        | {"distill_weight": 4.0}
+        | {"distill": teacher, **LISTWISE_DISTILL}
         for teacher in teachers
         for name in DISTILLED
         if VARIANTS[name].get("loss") == "softmax"
