@@ -141,10 +141,10 @@ def raw_interactions(
         day += dt.timedelta(days=1)
     history = log_source.is_history_export()
     if history:
-        export = log_source.export_files()
+        export = log_source.export_files(progress=context.log.info)
         empty_days = []
     else:
-        files_by_day = {day: log_source.files_for(day) for day in days}
+        files_by_day = {day: log_source.files_for(day, context.log.info) for day in days}
         empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
     if empty_days:  # one line for the range: a sparse log has thousands of empty days
         context.log.warning(days_summary("no landing files", empty_days, len(days)))

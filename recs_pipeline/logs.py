@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fnmatch
 import glob
 import os
 import string
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -55,6 +57,12 @@ def control_character_sql(expr: str) -> str:
 
 class LogConfigError(ValueError):
     """A setting of the log source is wrong; the message names the setting."""
+
+
+class LogReadError(RuntimeError):
+    """The reader returned fewer records from a file than the file has data lines, without
+    quarantining them: a reader fault that would otherwise pass as a short or empty file.
+    Raised before anything is replaced."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,45 +214,182 @@ def is_history_pattern(pattern: str) -> bool:
     return not fields
 
 
-def export_files(landing_root: str | os.PathLike, pattern: str) -> list[str]:
+def export_files(
+    landing_root: str | os.PathLike,
+    pattern: str,
+    *,
+    limits: DiscoveryLimits | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[str]:
     """Every file of a history export: ``pattern`` (no ``{date}``; ``**`` crosses folders)
     globbed under ``landing_root``, for example ``"ratings.csv"``, ``"*.dat"`` or
-    ``"month=*/*.parquet"``. Every match must lie inside ``landing_root``."""
+    ``"month=*/*.parquet"``. Every match must lie inside ``landing_root``; each file is listed
+    once (by its real path), and the walk is bounded by ``limits``, telling ``progress`` how
+    far it is on a long one."""
     relative = pattern.replace("{{", "{").replace("}}", "}")
-    return _glob_files(landing_root, relative, pattern, recursive=True)
+    return _glob_files(
+        landing_root,
+        relative,
+        pattern,
+        recursive=True,
+        limits=limits or DiscoveryLimits(),
+        progress=progress,
+    )
 
 
-def day_files(landing_root: str | os.PathLike, pattern: str, day: dt.date) -> list[str]:
+def day_files(
+    landing_root: str | os.PathLike,
+    pattern: str,
+    day: dt.date,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[str]:
     """The landing files of ``day``: ``pattern`` formatted with ``date=day``, globbed.
 
     ``pattern`` is relative to ``landing_root`` and may use strftime codes, for example
     ``"{date:%Y-%m-%d}/*.csv"`` or ``"dt={date:%Y%m%d}/part-*.parquet"``. Every match must lie
-    inside ``landing_root`` (no ``..`` or symlink escapes).
+    inside ``landing_root`` (no ``..`` or symlink escapes), as with :func:`export_files`.
     """
     try:
         relative = pattern.format(date=day)
     except (KeyError, IndexError, ValueError) as error:
         raise LogConfigError(f"path_pattern {pattern!r} is not a valid pattern: {error}") from None
-    return _glob_files(landing_root, relative, pattern)
+    return _glob_files(landing_root, relative, pattern, progress=progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscoveryLimits:
+    """Bounds on finding a pattern's files. A landing folder is a few thousand day folders and
+    files; a walk that goes past these bounds has been pointed at the wrong folder (a mount
+    point, a home directory), and saying so beats walking it for hours."""
+
+    max_depth: int = 32  # folders below landing_root
+    max_entries: int = 2_000_000  # folder entries looked at
+    max_seconds: float = 600.0
+    report_every_seconds: float = 10.0  # how often ``progress`` hears how far the walk is
 
 
 def _glob_files(
-    landing_root: str | os.PathLike, relative: str, pattern: str, *, recursive: bool = False
+    landing_root: str | os.PathLike,
+    relative: str,
+    pattern: str,
+    *,
+    recursive: bool = False,
+    limits: DiscoveryLimits | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[str]:
     root = Path(landing_root).resolve()
     if not root.is_dir():
         raise LogConfigError(f"landing_root {str(landing_root)!r} is not an existing directory")
+    if root == Path(root.anchor):
+        raise LogConfigError(
+            f"landing_root {str(landing_root)!r} is the filesystem root: point it at the folder"
+            " that holds the logs"
+        )
     if os.path.isabs(relative):
         raise LogConfigError(f"path_pattern {pattern!r} must be relative to landing_root")
-    files = []
-    matches = glob.glob(os.path.join(glob.escape(str(root)), relative), recursive=recursive)
-    for match in sorted(matches):
-        path = Path(match).resolve()
-        if not path.is_relative_to(root):
-            raise LogConfigError(f"path_pattern {pattern!r} reaches outside landing_root: {match}")
-        if path.is_file():
-            files.append(str(path))
-    return files
+    walk = _Walk(root, pattern, recursive, limits or DiscoveryLimits(), progress)
+    walk.match(root, tuple(Path(relative).parts), 0)
+    return sorted(walk.files)
+
+
+class _Walk:
+    """Glob ``parts`` under ``root`` as :func:`glob.glob` does (``*`` skips dot-names, ``**``
+    spans folders when ``recursive``), except that every folder and file is taken by its real
+    path: a folder is entered once per pattern position (a link loop ends there), a file is
+    listed once whatever names reach it, and a link out of ``root`` is never followed (named
+    by the pattern itself, it is an error)."""
+
+    def __init__(self, root, pattern, recursive, limits, progress) -> None:
+        self.root, self.pattern, self.recursive = root, pattern, recursive
+        self.limits, self.progress = limits, progress
+        self.files: set[str] = set()
+        self.seen: set[tuple[str, int]] = set()
+        self.entries = 0
+        self.started = self.reported = time.monotonic()
+
+    def _outside(self, real: Path, shown: Path) -> LogConfigError:
+        return LogConfigError(
+            f"path_pattern {self.pattern!r} reaches outside landing_root: {shown} ({real})"
+        )
+
+    def _tick(self, entries: int) -> None:
+        self.entries += entries
+        now = time.monotonic()
+        elapsed = now - self.started
+        where = f"under landing_root {str(self.root)!r} for path_pattern {self.pattern!r}"
+        if self.entries > self.limits.max_entries:
+            raise LogConfigError(
+                f"stopped finding files {where}: more than {self.limits.max_entries} entries"
+                f" looked at ({len(self.files)} files matched so far). Point landing_root at the"
+                " folder of the logs, or narrow the pattern (no '**' from a large folder)."
+            )
+        if elapsed > self.limits.max_seconds:
+            raise LogConfigError(
+                f"stopped finding files {where} after {elapsed:.0f} s ({self.entries} entries,"
+                f" {len(self.files)} files matched). Point landing_root at the folder of the"
+                " logs, or narrow the pattern."
+            )
+        if self.progress is not None and now - self.reported >= self.limits.report_every_seconds:
+            self.reported = now
+            self.progress(
+                f"discovering files {where}: {self.entries} entries in {elapsed:.0f} s,"
+                f" {len(self.files)} files matched"
+            )
+
+    def match(self, folder: Path, parts: tuple[str, ...], depth: int) -> None:
+        real = folder.resolve()
+        if not real.is_relative_to(self.root):
+            raise self._outside(real, folder)
+        if (str(real), len(parts)) in self.seen:
+            return  # this folder at this pattern position: a link loop or a second name
+        self.seen.add((str(real), len(parts)))
+        if not parts:
+            return
+        if depth > self.limits.max_depth:
+            raise LogConfigError(
+                f"stopped finding files under landing_root {str(self.root)!r} for path_pattern"
+                f" {self.pattern!r}: more than {self.limits.max_depth} folders deep ({folder})"
+            )
+        head, rest = parts[0], parts[1:]
+        if head == "**" and self.recursive:
+            self.match(folder, rest, depth)  # ** as no folder at all
+            for entry in self._listing(folder):
+                if not entry.name.startswith(".") and entry.is_dir():
+                    child = Path(entry.path)
+                    if child.resolve().is_relative_to(self.root):
+                        self.match(child, parts, depth + 1)
+            return
+        if head == "**":
+            head = "*"
+        if glob.has_magic(head):
+            names = [
+                entry.name
+                for entry in self._listing(folder)
+                if fnmatch.fnmatchcase(entry.name, head)
+                and (head.startswith(".") or not entry.name.startswith("."))
+            ]
+        else:
+            names = [head]
+        for name in names:
+            path = folder / name
+            if rest:
+                if path.is_dir():
+                    self.match(path, rest, depth + 1)
+            elif path.is_file():
+                real_file = path.resolve()
+                if not real_file.is_relative_to(self.root):
+                    raise self._outside(real_file, path)
+                self.files.add(str(real_file))
+
+    def _listing(self, folder: Path) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except OSError:
+            return []  # unreadable folder: nothing to match in it
+        self._tick(len(entries))
+        return entries
 
 
 # A CSV line longer than DuckDB's reader limit (``max_line_size``, 2,000,000 bytes) is one
@@ -259,9 +404,13 @@ SNIFF_MAX_LINE_BYTES = 64 << 20
 def _sniffed_csv(con: duckdb.DuckDBPyConnection, path: str) -> list:
     """The read_csv parameters of one CSV file: its dialect and header sniffed once, every
     column as text. Reading with them fixed (``auto_detect=false``) makes a line over the
-    reader's maximum size a rejected line like any other malformed line."""
-    delim, quote, escape, new_line, comment, skip, columns = con.execute(
-        """SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, Columns
+    reader's maximum size a rejected line like any other malformed line.
+
+    The sniffed line ending is not passed back: DuckDB 1.5.5's reader given ``new_line`` with
+    ``strict_mode`` returns no row and no reject from a CRLF file (Python's csv.writer's
+    default), and left to itself it reads LF, CRLF and CR files alike."""
+    delim, quote, escape, comment, skip, columns = con.execute(
+        """SELECT Delimiter, Quote, Escape, Comment, SkipRows, Columns
            FROM sniff_csv(?, header=true, all_varchar=true, ignore_errors=true,
                           strict_mode=true, max_line_size=?)""",
         [path, SNIFF_MAX_LINE_BYTES],
@@ -276,11 +425,50 @@ def _sniffed_csv(con: duckdb.DuckDBPyConnection, path: str) -> list:
         option(delim),
         option(quote),
         option(escape),
-        new_line,
         option(comment),
         skip,
         names,
     ]
+
+
+@dataclasses.dataclass(frozen=True)
+class _TextScan:
+    lines: int  # lines holding anything (a reader skips empty lines)
+    bytes_present: frozenset[int]  # which of the quote characters occur
+    nul_offset: int | None  # where a run of NUL bytes starts: not a text file
+
+
+_QUOTES = frozenset(b"\"'")
+# A run of NUL bytes this long makes a text log binary: a sparse or zero-filled file, a
+# preallocated file cut short by a crash, an image. A lone NUL inside a field is a bad row,
+# quarantined by the id rule like any control character.
+NUL_RUN = b"\0" * 64
+
+
+def _scan_text(path: str, chunk_bytes: int = 1 << 20) -> _TextScan:
+    """One pass over a text log before the reader sees it: its non-empty lines (any of LF, CRLF,
+    CR ends a line) and quote characters, to check what the reader returns; and the first run
+    of NUL bytes, after which it is not read at all (DuckDB's sniffer takes time quadratic in
+    such a run: minutes for a few MiB, a sparse 2 GB file hung it)."""
+    lines, quotes, carry, tail, offset = 0, set(), b"", b"", 0
+    with open(path, "rb") as file:
+        while chunk := file.read(chunk_bytes):
+            if (nul := (tail + chunk).find(NUL_RUN)) >= 0:
+                return _TextScan(lines, frozenset(quotes), offset - len(tail) + nul)
+            tail = chunk[-len(NUL_RUN) + 1 :]
+            quotes.update(q for q in _QUOTES if q in chunk)
+            parts = (carry + chunk).splitlines()
+            # A line cut by the chunk's end continues in the next chunk; only whether it holds
+            # anything matters, so one byte of it is kept (a CR cut from its LF makes an empty
+            # line, which is not counted).
+            carry = parts.pop()[:1] if parts and chunk[-1:] not in (b"\n", b"\r") else b""
+            lines += sum(1 for part in parts if part)
+            offset += len(chunk)
+    return _TextScan(lines + bool(carry), frozenset(quotes), None)
+
+
+class _BinaryFile(Exception):
+    """A text log (csv, json) holding a NUL byte."""
 
 
 def _read_sql(fmt: LogFormat) -> str:
@@ -288,8 +476,8 @@ def _read_sql(fmt: LogFormat) -> str:
     path (``?``); CSV takes the parameters of :func:`_sniffed_csv`."""
     if fmt.format == "csv":
         return (
-            "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, new_line=?,"
-            " comment=?, skip=?, columns=?, store_rejects=true, rejects_table='_rejects',"
+            "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, comment=?,"
+            " skip=?, columns=?, store_rejects=true, rejects_table='_rejects',"
             " rejects_scan='_rejects_scan', strict_mode=true)"
         )
     if fmt.format == "parquet":
@@ -305,6 +493,14 @@ def _stage_file(
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
     if os.path.getsize(path) == 0:
         return 0, None  # no header, no rows: nothing to read or sniff
+    scan = None
+    if fmt.format != "parquet":
+        scan = _scan_text(path)
+        if scan.nul_offset is not None:
+            raise _BinaryFile(
+                f"binary {fmt.format} file: NUL bytes from offset {scan.nul_offset}"
+                f" (a {fmt.format} log is text)"
+            )
     # DuckDB's readers glob their path: escape it so a name with * ? [ is read as itself.
     params = [glob.escape(path)]
     if fmt.format == "csv":
@@ -352,14 +548,37 @@ def _stage_file(
         # first one, in text order, of a line with several).
         con.execute(
             """INSERT INTO _staged
-            SELECT ?, left(min(csv_line), ?), NULL, NULL, NULL, NULL, NULL,
+            SELECT ?, left(trim(min(csv_line), chr(13) || chr(10)), ?), NULL, NULL, NULL, NULL,
+                   NULL,
                    'malformed CSV line ' || line || ': '
                    || min(error_type || coalesce(' (' || error_message || ')', ''))
             FROM _rejects GROUP BY line""",
             [path, MAX_RECORD_CHARS],
         )
         n_rows += con.execute("SELECT count(DISTINCT line) FROM _rejects").fetchone()[0]
+    if scan is not None:
+        _check_records(path, fmt, scan, n_rows, params)
     return n_rows, missing or None
+
+
+def _check_records(path: str, fmt: LogFormat, scan: _TextScan, records: int, params: list) -> None:
+    """Raise :class:`LogReadError` when the reader's records (rows and rejected lines) cannot
+    account for the file's lines. Every non-empty data line is one record unless quoted fields
+    span lines, so: no record from data lines is always a fault, and without quoting, comment
+    lines or skipped lines the two counts must agree."""
+    data_lines = scan.lines
+    exact = fmt.format == "json"
+    if fmt.format == "csv":
+        quote, comment, skip = params[2], params[4], params[5]
+        data_lines -= 1 + skip  # the header, and lines before it
+        exact = not comment and not skip and (not quote or ord(quote) not in scan.bytes_present)
+    if (data_lines > 0 and records == 0) or (exact and records != data_lines):
+        raise LogReadError(
+            f"{path} has {data_lines} data lines, but the {fmt.format} reader returned"
+            f" {records} rows (rejected lines included): a reader fault, not an empty or"
+            " short file. Nothing was replaced. Re-export the file (LF line endings, UTF-8)"
+            " and report the file's first lines with this message."
+        )
 
 
 def _timestamp_sql(fmt: LogFormat) -> str:
@@ -392,11 +611,13 @@ def _stage_files(
     for path in files:
         try:
             n_rows, missing = _stage_file(con, fmt, path)
-        except duckdb.Error as error:
+        except (duckdb.Error, _BinaryFile) as error:
             message = str(error).splitlines()[0][:300]
+            if isinstance(error, duckdb.Error):
+                message = f"unreadable {fmt.format} file: {message}"
             con.execute(
                 "INSERT INTO _staged VALUES (?, NULL, NULL, NULL, NULL, NULL, NULL, ?)",
-                [path, f"unreadable {fmt.format} file: {message}"],
+                [path, message],
             )
             continue
         if n_rows == 0:

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import glob
 import os
 import re
-from pathlib import Path
 
 import duckdb
 
-from recs_pipeline.logs import LogConfigError, LogFormat, _timestamp_sql
+from recs_pipeline.logs import LogConfigError, LogFormat, _timestamp_sql, export_files
 
 _DATE_FIELD = re.compile(r"\{date(:[^}]*)?\}")
 OUTLIER_GAP_DAYS = 365
@@ -36,17 +34,8 @@ OUTLIER_SHARE = 0.01
 
 def all_files(landing_root: str | os.PathLike, pattern: str) -> list[str]:
     """Every file the pattern can match on any day (``{date:...}`` as a wildcard), inside the
-    landing root."""
-    root = Path(landing_root).resolve()
-    if not root.is_dir():
-        raise LogConfigError(f"landing_root {str(landing_root)!r} is not an existing directory")
-    relative = _DATE_FIELD.sub("*", pattern)
-    files = []
-    for match in sorted(glob.glob(os.path.join(glob.escape(str(root)), relative))):
-        path = Path(match).resolve()
-        if path.is_file() and path.is_relative_to(root):
-            files.append(str(path))
-    return files
+    landing root, found as ingest finds them (each file once, links never followed out)."""
+    return export_files(landing_root, _DATE_FIELD.sub("*", pattern))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -107,12 +108,13 @@ class LogSource(dg.ConfigurableResource):
             return None
         return feature_file(self.landing_root, self.item_features_path)
 
-    def files_for(self, day: dt.date) -> list[str]:
-        return day_files(self.landing_root, self.path_pattern, day)
+    def files_for(self, day: dt.date, progress: Callable[[str], None] | None = None) -> list[str]:
+        return day_files(self.landing_root, self.path_pattern, day, progress=progress)
 
     def is_history_export(self) -> bool:
         """path_pattern has no {date}: one export holding every day."""
         return is_history_pattern(self.path_pattern)
 
-    def export_files(self) -> list[str]:
-        return export_files(self.landing_root, self.path_pattern)
+    def export_files(self, progress: Callable[[str], None] | None = None) -> list[str]:
+        """The export's files; a long walk of the landing folder reports to ``progress``."""
+        return export_files(self.landing_root, self.path_pattern, progress=progress)
