@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from recs_pipeline.models.space import Float, Range, check_space
+
 MODELS: dict[str, type[Recommender]] = {}
 TRAINING_FREE: dict[str, type[TrainingFree]] = {}
 
@@ -17,6 +19,7 @@ def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
     def decorate(cls: type[Recommender]) -> type[Recommender]:
         if name in MODELS:
             raise ValueError(f"model name {name!r} registered twice")
+        check_space(name, cls.search_space)
         MODELS[name] = cls
         cls.name = name
         return cls
@@ -30,6 +33,7 @@ def register_training_free(name: str) -> Callable[[type[TrainingFree]], type[Tra
     def decorate(cls: type[TrainingFree]) -> type[TrainingFree]:
         if name in MODELS or name in TRAINING_FREE:
             raise ValueError(f"model name {name!r} registered twice")
+        check_space(name, cls.search_space)
         TRAINING_FREE[name] = cls
         cls.name = name
         return cls
@@ -54,6 +58,12 @@ class Recommender(nn.Module):
     """Embeddings for users and items; score(u, i) = ⟨z_u, z_i⟩."""
 
     name: str = "base"
+    #: What model selection tunes: TrainConfig fields (the training's, which the model owns
+    #: here) by range. Learning rate and L2 matter for every trained model, over decades.
+    search_space: dict[str, Range] = {
+        "lr": Float(1e-3, 5e-2, log=True),
+        "l2": Float(1e-6, 1e-3, log=True),
+    }
     #: state_dict keys of per-node tables and whose rows they hold: "user", "item" or "joint"
     #: (users 0..n_users-1, then items). Warm starts map these rows across days by external id.
     node_tables: dict[str, str] = {}
@@ -120,6 +130,8 @@ class TrainingFree:
     """
 
     name: str = "training_free"
+    #: What model selection tunes: constructor parameters by range (none: nothing to tune).
+    search_space: dict[str, Range] = {}
 
     def params(self) -> dict:
         raise NotImplementedError

@@ -47,6 +47,7 @@ import torch
 from recs_pipeline.graph import normalized_interactions
 from recs_pipeline.models.base import TrainingFree, register_training_free
 from recs_pipeline.models.gfcf import gram, sparse_rows_times
+from recs_pipeline.models.space import Choice, Float, Int
 
 
 def top_right_singular_vectors(
@@ -105,6 +106,19 @@ def _times(matrix: sp.csr_matrix, block: torch.Tensor) -> torch.Tensor:
 
 @register_training_free("dnfilter")
 class DegreeNormalisedFilter(TrainingFree):
+    # Around the points the Gowalla grids chose (module docstring), wide enough for logs of
+    # other shapes: every setting the filter has, the basis width on a log scale.
+    search_space = {
+        # A few values: each needs its own item graph and basis, the costly part of a fit,
+        # which selection computes once per value and re-weights for the other settings.
+        "user_exponent": Choice((0.3, 0.4, 0.5)),
+        "beta": Float(0.0, 0.5),
+        "gamma": Float(0.0, 0.6),
+        "weight": Float(0.0, 0.5),
+        "sharpen": Float(0.0, 1.0),
+        "k": Int(32, 1024, log=True),
+    }
+
     def __init__(
         self,
         beta: float = 0.2,

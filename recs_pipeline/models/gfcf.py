@@ -21,10 +21,14 @@ from scipy.sparse.linalg import svds
 
 from recs_pipeline.graph import normalized_interactions
 from recs_pipeline.models.base import TrainingFree, register_training_free
+from recs_pipeline.models.space import Float, Int
 
 
 @register_training_free("gfcf")
 class GFCF(TrainingFree):
+    # The ideal filter's weight, and its width (log: small catalogues need few vectors).
+    search_space = {"alpha": Float(0.0, 1.0), "k": Int(16, 512, log=True)}
+
     def __init__(self, alpha: float = 0.3, k: int = 256, seed: int = 0) -> None:
         self.alpha, self.k, self.seed = alpha, k, seed
 
@@ -39,11 +43,23 @@ class GFCF(TrainingFree):
         # (ARPACK needs k < ncv < min(shape): small graphs keep scipy's default.)
         ncv = k + max(20, k // 6)
         ncv = ncv if ncv < min(r_norm.shape) else None
-        _, _, vt = svds(r_norm, k=k, ncv=ncv, random_state=self.seed)
+        _, sigma, vt = svds(r_norm, k=k, ncv=ncv, random_state=self.seed)
         inv_sqrt_i = np.where(d_i > 0, 1.0 / np.sqrt(np.maximum(d_i, 1)), 0.0)
         self.ideal_left = torch.from_numpy((vt * inv_sqrt_i).T.astype(np.float32))  # D_I^-1/2 V̄
         self.ideal_right = torch.from_numpy((vt * np.sqrt(d_i)).astype(np.float32))  # V̄ᵀ D_I^1/2
+        self._top_first = np.argsort(-sigma, kind="stable")  # for retune's narrower widths
         return self
+
+    def retune(self, alpha: float, k: int) -> GFCF:
+        """The same fit with another ``alpha`` and a width ``k`` at most the fitted one: the
+        top ``k`` of the fitted vectors (model selection tries many widths on one SVD)."""
+        keep = torch.from_numpy(self._top_first[: min(k, self._top_first.size)].copy())
+        fitted = GFCF(alpha, self.k, self.seed)
+        fitted.interactions, fitted.item_filter = self.interactions, self.item_filter
+        fitted.ideal_left = self.ideal_left[:, keep].contiguous()
+        fitted.ideal_right = self.ideal_right[keep].contiguous()
+        fitted.k = int(keep.numel())
+        return fitted
 
     def state(self) -> dict:
         return {"ideal_left": self.ideal_left, "ideal_right": self.ideal_right}

@@ -13,10 +13,13 @@ import torch
 
 from recs_pipeline.graph import propagate
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
+from recs_pipeline.models.space import Int
 
 
 @register("lightgcn")
 class LightGCN(JointEmbeddingRecommender):
+    search_space = {**JointEmbeddingRecommender.search_space, "layers": Int(1, 4)}
+
     def __init__(
         self,
         n_users: int,

@@ -19,10 +19,13 @@ from torch import nn
 
 from recs_pipeline.graph import propagate
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
+from recs_pipeline.models.space import Int
 
 
 @register("ngcf")
 class NGCF(JointEmbeddingRecommender):
+    search_space = {**JointEmbeddingRecommender.search_space, "layers": Int(1, 3)}
+
     def __init__(
         self,
         n_users: int,

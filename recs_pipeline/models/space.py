@@ -1,0 +1,60 @@
+"""Search spaces: the hyperparameters a model lets model selection tune, declared beside the
+model (``search_space`` on its class) as RecBole lets each model own its hyperparameters.
+
+A space maps a parameter name to its range. For a training-free model the names are its
+constructor's parameters; for a trained one they are ``TrainConfig`` fields (learning rate,
+L2, depth), since those are what its training takes. A range is checked where it is declared:
+an empty one is refused before any search starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class Float:
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, not {self.low}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Int:
+    low: int
+    high: int
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, not {self.low}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+    def __post_init__(self) -> None:
+        if not self.options:
+            raise ValueError("empty range: no options to choose from")
+
+
+Range = Float | Int | Choice
+
+
+def check_space(owner: str, space: dict[str, Range]) -> dict[str, Range]:
+    """``space`` after checking every range is one of this module's (a typo'd range type or a
+    bare number is a declaration error, named with its owner)."""
+    for name, spec in space.items():
+        if not isinstance(spec, Float | Int | Choice):
+            raise ValueError(f"{owner}.search_space[{name!r}] is not a Float, Int or Choice range")
+    return space

@@ -1,0 +1,411 @@
+"""Model selection: which scorer serves a day, with which settings, chosen on the team's own log.
+
+The protocol, so that the test period is never read:
+
+1. **A validation slice from the train window alone.** For up to ``val_users`` random users
+   with two or more train edges, their latest train edges by the log's own timestamps are held
+   out: the slice :func:`recs_pipeline.train.train_model` validates on with the same seed, so a
+   trained candidate's per-epoch validation and a training-free candidate's score are on the
+   same edges. A split without timestamps (every edge at one time, the LightGCN files) holds out
+   a seeded random edge per user instead of the file's last one.
+2. **A search.** Every candidate (the registered scorers; each declares its ``search_space``
+   beside its model) is first tried at its defaults, then Optuna's TPE sampler (seeded) proposes
+   a model and settings per trial until the time budget is spent. A trained trial reports its
+   validation Recall after every check and is pruned when it trails (median rule). A trial that
+   fails (out of memory, say) is recorded as failed and the search goes on. The expensive part
+   of a filter (its item graph and eigenbasis) is computed once per study and re-weighted per
+   trial. The study lives in a storage (a journal file by default): a search killed part-way
+   resumes where it stopped.
+3. **The champion** is the best validation Recall@K of every completed trial. It is refitted
+   on the whole train window by the pipeline, and the test period is evaluated once, for the
+   report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from recs_pipeline.graph import InteractionGraph, interaction_csr
+from recs_pipeline.metrics import ranking_metrics, topk_scored
+from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free
+from recs_pipeline.models.space import Choice, Float, Int, Range
+from recs_pipeline.train import TrainConfig, train_model, validation_split
+
+Log = Callable[[str], None]
+
+#: The candidates a selection considers unless told otherwise: every training-free scorer and
+#: the trained models that need no item features (PinSAGE joins where a catalogue exists).
+DEFAULT_CANDIDATES = ("popularity", "gfcf", "dnfilter", "lightgcn", "mf", "ngcf")
+#: Below this many validation users a choice is noise: the pinned or default scorer serves.
+MIN_VALIDATION_USERS = 20
+
+
+class SelectionError(ValueError):
+    """A selection setting is wrong; the message names it and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One evaluated candidate: its model, settings and validation scores."""
+
+    number: int
+    model: str
+    params: dict
+    recall: float | None
+    ndcg: float | None
+    state: str  # COMPLETE, PRUNED or FAIL
+    seconds: float
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The outcome of a search: the champion and every trial, best first."""
+
+    model: str
+    params: dict
+    recall: float
+    ndcg: float
+    k: int
+    validation_users: int
+    trials: list[Trial]
+    seconds: float
+    fallback: str | None = None  # why no search ran, when none did
+
+    def leaderboard(self) -> list[Trial]:
+        """The best completed trial of each model, best first."""
+        best: dict[str, Trial] = {}
+        for trial in self.trials:
+            if trial.state == "COMPLETE" and (
+                trial.model not in best or trial.recall > best[trial.model].recall
+            ):
+                best[trial.model] = trial
+        return sorted(best.values(), key=lambda t: -t.recall)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict) -> Selection:
+        trials = [Trial(**t) for t in data.get("trials", [])]
+        return Selection(**{**data, "trials": trials})
+
+
+def check_candidates(candidates: Sequence[str], item_features: bool = False) -> list[str]:
+    """The candidates, each registered; PinSAGE only with item features."""
+    known = set(MODELS) | set(TRAINING_FREE)
+    unknown = [c for c in candidates if c not in known]
+    if unknown:
+        raise SelectionError(
+            f"selection_candidates: unknown model(s) {unknown}; registered: {sorted(known)}"
+        )
+    if not candidates:
+        raise SelectionError("selection_candidates: name at least one model")
+    return [c for c in candidates if c != "pinsage" or item_features]
+
+
+def validation_mask(
+    graph: InteractionGraph, val_users: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-out mask over train edges, the timestamps the carve used): the slice
+    ``train_model`` with the same ``val_users`` and ``seed`` validates on. Without timestamps
+    (one time for every edge) a seeded random order stands in, so the held-out edge is a random
+    one, not the file's last."""
+    last_ts = graph.train_last_ts
+    if last_ts.numel() and bool((last_ts == last_ts[0]).all()):
+        order = torch.randperm(last_ts.numel(), generator=torch.Generator().manual_seed(seed))
+        last_ts = order.to(torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    mask = validation_split(graph.train_users, last_ts, graph.n_users, val_users, generator)
+    return mask, last_ts
+
+
+class _Filters:
+    """The expensive part of each filter fit once per study, with the widest basis any trial
+    may ask, re-weighted per trial (``retune``): a dnfilter per user exponent, one GF-CF."""
+
+    def __init__(self, fit_u, fit_i, n_users, n_items) -> None:
+        self.edges = (fit_u, fit_i, n_users, n_items)
+        self.dnfilters: dict[float, object] = {}
+        self.width = min(n_users, n_items) - 1
+        self.gfcf = None
+
+    def fit(self, model: str, params: dict):
+        if model == "dnfilter":
+            exponent = params.get("user_exponent", 0.5)
+            space = TRAINING_FREE["dnfilter"].search_space
+            widest = min(space["k"].high, max(self.width, 1))
+            if exponent not in self.dnfilters:
+                # One per value of the space's few exponents (on Gowalla each item graph is
+                # about 2 GB: three fit in the memory a selection is given).
+                self.dnfilters[exponent] = fit_training_free(
+                    "dnfilter", *self.edges, user_exponent=exponent, k=widest, weight=0.1
+                )
+            fitted = self.dnfilters[exponent]
+            defaults = TRAINING_FREE["dnfilter"]().params()
+            settings = {**defaults, **params}
+            return fitted.retune(
+                beta=settings["beta"],
+                weight=settings["weight"],
+                k=min(settings["k"], widest),
+                gamma=settings["gamma"],
+                sharpen=settings["sharpen"],
+            )
+        if model == "gfcf":
+            widest = TRAINING_FREE["gfcf"].search_space["k"].high
+            if self.gfcf is None:
+                self.gfcf = fit_training_free("gfcf", *self.edges, k=widest)
+            settings = {**TRAINING_FREE["gfcf"]().params(), **params}
+            return self.gfcf.retune(settings["alpha"], settings["k"])
+        return fit_training_free(model, *self.edges, **params)
+
+
+def _suggest(trial, model: str, space: dict[str, Range]) -> dict:
+    params = {}
+    for name, spec in space.items():
+        key = f"{model}.{name}"
+        if isinstance(spec, Float):
+            params[name] = trial.suggest_float(key, spec.low, spec.high, log=spec.log)
+        elif isinstance(spec, Int):
+            params[name] = trial.suggest_int(key, spec.low, spec.high, log=spec.log)
+        else:
+            params[name] = trial.suggest_categorical(key, list(spec.options))
+    return params
+
+
+def select(
+    graph: InteractionGraph,
+    *,
+    candidates: Sequence[str] = DEFAULT_CANDIDATES,
+    budget_seconds: float,
+    seed: int = 0,
+    val_users: int = 3000,
+    k: int = 20,
+    train: TrainConfig | None = None,
+    storage: str | None = None,
+    study_name: str = "selection",
+    warm_start: dict | None = None,
+    item_features: torch.Tensor | None = None,
+    max_trials: int | None = None,
+    fallback_model: str = "dnfilter",
+    log: Log = print,
+) -> Selection:
+    """Search ``candidates`` on a validation slice of ``graph``'s train edges for at most
+    ``budget_seconds`` (module docstring). ``train`` holds the trained candidates' other
+    settings (epochs, dimension, loss; its model and searched fields are set per trial).
+    ``storage`` is an Optuna storage URL or a journal file path (None: in memory); a study of
+    the same name there is resumed. ``warm_start`` ({"model", "params"}: a previous champion)
+    is tried first. With fewer than :data:`MIN_VALIDATION_USERS` validation users no search
+    runs: ``fallback_model`` at its defaults is returned, saying why."""
+    import optuna
+
+    if not budget_seconds > 0:
+        raise SelectionError(f"selection_budget_minutes must be > 0, not {budget_seconds / 60:g}")
+    candidates = check_candidates(candidates, item_features is not None)
+    started = time.perf_counter()
+    mask, carve_ts = validation_mask(graph, val_users, seed)
+    fit_u, fit_i = graph.train_users[~mask], graph.train_items[~mask]
+    val_u, val_i = graph.train_users[mask], graph.train_items[mask]
+    users = torch.unique(val_u)
+    if users.numel() < MIN_VALIDATION_USERS:
+        reason = (
+            f"the validation slice has {users.numel()} users (train users with two or more"
+            f" edges), fewer than the {MIN_VALIDATION_USERS} a choice needs: {fallback_model}"
+            " serves at its defaults"
+        )
+        log(f"model selection skipped: {reason}")
+        return Selection(
+            fallback_model, {}, math.nan, math.nan, k, int(users.numel()), [], 0.0, reason
+        )
+    exclude = interaction_csr(fit_u, fit_i, graph.n_users, graph.n_items)
+    filters = _Filters(fit_u, fit_i, graph.n_users, graph.n_items)
+    train = train or TrainConfig()
+
+    def score(score_fn) -> tuple[float, float]:
+        _, top = topk_scored(score_fn, users, exclude, k)
+        metrics = ranking_metrics(top, users, val_u, val_i, graph.n_items, (k,))
+        return metrics[("recall", k)], metrics[("ndcg", k)]
+
+    def objective(trial) -> float:
+        try:
+            return evaluate(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:  # recorded with the trial, which Optuna marks failed
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
+            raise
+
+    def evaluate(trial) -> float:
+        model = trial.suggest_categorical("model", list(candidates))
+        cls = TRAINING_FREE.get(model) or MODELS[model]
+        params = _suggest(trial, model, cls.search_space)
+        trial.set_user_attr("params", params)
+        if model in TRAINING_FREE:
+            recall, ndcg = score(filters.fit(model, params).scores)
+        else:
+            remaining = budget_seconds - (time.perf_counter() - started)
+            config = dataclasses.replace(
+                train,
+                model=model,
+                val_users=val_users,
+                val_fraction=0.0,
+                seed=seed,
+                val_k=k,
+                time_budget_minutes=max(remaining, 1.0) / 60,
+                **params,
+            )
+
+            def report(record: dict) -> None:
+                if "val_recall" in record:
+                    trial.report(record["val_recall"], record["epoch"])
+                    if trial.should_prune():
+                        raise optuna.TrialPruned()
+
+            result = train_model(
+                graph.n_users, graph.n_items, graph.train_users, graph.train_items, carve_ts,
+                config, log=lambda _: None, on_epoch=report, item_features=item_features,
+                weights=graph.train_weight,
+            )  # fmt: skip
+            best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
+            if best is None or "val_recall" not in best:
+                raise RuntimeError(
+                    f"{model} reached no validation check within the budget"
+                    f" ({len(result.history)} epochs): raise selection_budget_minutes"
+                )
+            recall, ndcg = result.best_val_recall, best.get("val_ndcg", math.nan)
+        trial.set_user_attr("ndcg", ndcg)
+        log(f"trial {trial.number}: {model} {_short(params)} recall@{k} {recall:.4f}")
+        return recall
+
+    # Failed trials are reported below, in one line each, not as Optuna's tracebacks.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=_storage(storage),
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+        load_if_exists=True,
+    )
+    done = {(t.params.get("model"), _key(t.user_attrs.get("params", {}))) for t in study.trials}
+    queue = []
+    if warm_start and warm_start.get("model") in candidates:
+        queue.append((warm_start["model"], warm_start.get("params", {})))
+    queue += [(model, _defaults(model)) for model in candidates]
+    for model, params in queue:
+        if (model, _key(params)) not in done:
+            done.add((model, _key(params)))
+            study.enqueue_trial(
+                {"model": model, **{f"{model}.{n}": v for n, v in params.items()}},
+                skip_if_exists=True,
+            )
+    remaining = budget_seconds - (time.perf_counter() - started)
+    if remaining > 0:
+        study.optimize(
+            objective,
+            timeout=remaining,
+            n_trials=max_trials,
+            catch=(Exception,),
+        )
+    trials = [_trial(t) for t in study.trials]
+    for trial in trials:
+        if trial.state == "FAIL":
+            log(f"trial {trial.number}: {trial.model} failed ({trial.error}); the search went on")
+    complete = [t for t in trials if t.state == "COMPLETE" and t.recall is not None]
+    if not complete:
+        raise SelectionError(
+            f"no trial of the study {study_name!r} completed within the budget"
+            f" ({budget_seconds / 60:g} min; {len(trials)} started): raise"
+            " selection_budget_minutes"
+        )
+    best = max(complete, key=lambda t: (t.recall, -t.number))
+    trials.sort(key=lambda t: (t.recall is None, -(t.recall or 0.0), t.number))
+    return Selection(
+        best.model,
+        best.params,
+        best.recall,
+        best.ndcg,
+        k,
+        int(users.numel()),
+        trials,
+        time.perf_counter() - started,
+    )
+
+
+def _defaults(model: str) -> dict:
+    """The model's own defaults for the parameters its space searches (the first trial of
+    each candidate is its shipped configuration)."""
+    space = (TRAINING_FREE.get(model) or MODELS[model]).search_space
+    if model in TRAINING_FREE:
+        defaults = TRAINING_FREE[model]().params()
+    else:
+        config = TrainConfig()
+        defaults = {name: getattr(config, name) for name in space}
+    params = {}
+    for name, spec in space.items():
+        value = defaults.get(name)
+        if value is None or not _within(spec, value):
+            continue  # not a default the space can express: TPE proposes one
+        params[name] = value
+    return params
+
+
+def _within(spec: Range, value) -> bool:
+    if isinstance(spec, Choice):
+        return value in spec.options
+    return spec.low <= value <= spec.high
+
+
+def _storage(storage: str | None):
+    """An Optuna storage: None in memory, a URL as is, a plain path a journal file (safe for
+    several processes on one filesystem; a killed search resumes from it)."""
+    if storage is None or "://" in storage:
+        return storage
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(storage))
+
+
+def _trial(trial) -> Trial:
+    params = trial.user_attrs.get("params")
+    model = trial.params.get("model", "?")
+    if params is None:
+        prefix = f"{model}."
+        params = {n[len(prefix) :]: v for n, v in trial.params.items() if n.startswith(prefix)}
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else 0.0
+    )
+    return Trial(
+        trial.number,
+        model,
+        params,
+        trial.value,
+        trial.user_attrs.get("ndcg"),
+        trial.state.name,
+        round(seconds, 3),
+        trial.user_attrs.get("error"),
+    )
+
+
+def _key(params: dict) -> tuple:
+    return tuple(
+        sorted((n, round(v, 12) if isinstance(v, float) else v) for n, v in params.items())
+    )
+
+
+def _short(params: dict) -> str:
+    return (
+        "{"
+        + ", ".join(
+            f"{n}={v:.4g}" if isinstance(v, float) else f"{n}={v}" for n, v in params.items()
+        )
+        + "}"
+    )

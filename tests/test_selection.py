@@ -1,0 +1,197 @@
+"""Model selection (recs_pipeline/selection.py): the protocol never reads the test period, the
+search resumes, failed trials are recorded, bad settings are named before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from recs_pipeline import selection as selection_module
+from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.models import MODELS, TRAINING_FREE
+from recs_pipeline.models.space import Choice, Float, Int, check_space
+from recs_pipeline.selection import (
+    MIN_VALIDATION_USERS,
+    Selection,
+    SelectionError,
+    select,
+    validation_mask,
+)
+from recs_pipeline.train import TrainConfig
+
+FILTERS = ("popularity", "gfcf", "dnfilter")
+QUICK_TRAIN = TrainConfig(epochs=4, eval_every=1, batch_size=1024, dim=16)
+
+
+def community_graph(n_users=300, n_items=120, per_user=14, seed=0, timestamps=True, test_seed=1):
+    """Users of five communities, each preferring its own items over a popular head."""
+    g = torch.Generator().manual_seed(seed)
+    community_u = torch.randint(0, 5, (n_users,), generator=g)
+    community_i = torch.randint(0, 5, (n_items,), generator=g)
+    popularity = torch.rand(n_items, generator=g) ** 3
+    users, items = [], []
+    for u in range(n_users):
+        weight = popularity + 0.05 + (community_i == community_u[u]).float() * 0.6
+        users.append(torch.full((per_user,), u))
+        items.append(torch.multinomial(weight, per_user, replacement=False, generator=g))
+    u, i = torch.cat(users), torch.cat(items)
+    ts = torch.randint(0, 10**9, (u.numel(),), generator=g) if timestamps else torch.zeros_like(u)
+    test = torch.rand(u.numel(), generator=torch.Generator().manual_seed(test_seed)) < 0.15
+    order = torch.argsort(u[~test] * n_items + i[~test])
+    return InteractionGraph(
+        [f"u{x}" for x in range(n_users)],
+        [f"i{x}" for x in range(n_items)],
+        u[~test][order],
+        i[~test][order],
+        ts[~test][order],
+        u[test],
+        i[test],
+    )
+
+
+def quick(graph, **kwargs) -> Selection:
+    options = dict(
+        candidates=FILTERS, budget_seconds=600, val_users=200, max_trials=8, log=lambda _: None
+    )
+    return select(graph, **{**options, **kwargs})
+
+
+def test_the_test_period_never_changes_the_choice():
+    graph = community_graph()
+    other_test = community_graph(test_seed=1)
+    # Same train edges, a different test period: every test row replaced by other edges.
+    other_test = dataclasses.replace(
+        other_test, test_users=torch.flip(graph.test_users, [0]), test_items=graph.test_items * 0
+    )
+    first, second = quick(graph), quick(other_test)
+    assert (first.model, first.params, first.recall) == (second.model, second.params, second.recall)
+    assert [(t.model, t.params, t.recall) for t in first.trials] == [
+        (t.model, t.params, t.recall) for t in second.trials
+    ]
+
+
+def test_every_candidate_is_tried_at_its_defaults_first_and_the_best_wins():
+    result = quick(community_graph())
+    first = sorted(result.trials, key=lambda t: t.number)[: len(FILTERS)]
+    assert [t.model for t in first] == list(FILTERS)
+    assert first[1].params == {"alpha": 0.3, "k": 256}  # GF-CF as shipped
+    assert len(result.trials) == 8
+    complete = [t for t in result.trials if t.state == "COMPLETE"]
+    assert result.recall == max(t.recall for t in complete)
+    assert [t.model for t in result.leaderboard()][0] == result.model
+    assert result.validation_users == 200
+
+
+def test_the_validation_slice_is_each_users_latest_train_edges():
+    graph = community_graph()
+    mask, _ = validation_mask(graph, val_users=50, seed=3)
+    held_users = graph.train_users[mask]
+    assert held_users.unique().numel() == 50 == mask.sum()
+    for user in held_users.tolist():
+        mine = graph.train_users == user
+        assert graph.train_last_ts[mask & mine].item() == graph.train_last_ts[mine].max().item()
+
+
+def test_without_timestamps_the_held_out_edge_is_random_not_the_files_last():
+    graph = community_graph(timestamps=False)
+    mask, _ = validation_mask(graph, val_users=300, seed=0)
+    # The file order sorts each user's edges by item: the last is the largest item id.
+    last = torch.zeros_like(mask)
+    ends = torch.cumsum(torch.bincount(graph.train_users), 0) - 1
+    last[ends] = True
+    assert 0 < (mask & last).sum() < mask.sum() // 2
+
+
+def test_a_failing_trial_is_recorded_and_the_search_goes_on(monkeypatch):
+    real = selection_module._Filters.fit
+
+    def fit(self, model, params):
+        if model == "gfcf":
+            raise MemoryError("out of memory (injected)")
+        return real(self, model, params)
+
+    monkeypatch.setattr(selection_module._Filters, "fit", fit)
+    said: list[str] = []
+    result = quick(community_graph(), max_trials=5, log=said.append)
+    failed = [t for t in result.trials if t.state == "FAIL"]
+    assert failed and all(t.model == "gfcf" for t in failed)
+    assert failed[0].error == "MemoryError: out of memory (injected)"
+    assert result.model != "gfcf"
+    assert any("gfcf failed (MemoryError" in line for line in said)
+
+
+def test_a_killed_search_resumes_its_study(tmp_path):
+    storage = str(tmp_path / "study.journal")
+    graph = community_graph()
+    first = quick(graph, storage=storage, max_trials=4)
+    second = quick(graph, storage=storage, max_trials=3)
+    assert len(first.trials) == 4 and len(second.trials) == 7
+    assert {t.number for t in second.trials} == set(range(7))
+    # The candidates' defaults ran once, in the first part.
+    assert sum(t.params == {"alpha": 0.3, "k": 256} for t in second.trials) == 1
+
+
+def test_trained_candidates_report_each_check_and_can_win():
+    graph = community_graph()
+    result = select(
+        graph,
+        candidates=("popularity", "lightgcn"),
+        budget_seconds=600,
+        val_users=200,
+        max_trials=3,
+        train=QUICK_TRAIN,
+        log=lambda _: None,
+    )
+    trained = [t for t in result.trials if t.model == "lightgcn" and t.state == "COMPLETE"]
+    assert trained and all(0 <= t.recall <= 1 for t in trained)
+    assert trained[0].params == {"lr": 0.01, "l2": 1e-4, "layers": 3}
+
+
+def test_the_dnfilter_basis_is_computed_once_per_user_exponent(monkeypatch):
+    fits = []
+    real = selection_module.fit_training_free
+
+    def counting(name, *args, **kwargs):
+        fits.append((name, kwargs.get("user_exponent")))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(selection_module, "fit_training_free", counting)
+    result = quick(community_graph(), candidates=("dnfilter",), max_trials=10)
+    exponents = {t.params["user_exponent"] for t in result.trials}
+    assert sorted(e for n, e in fits if n == "dnfilter") == sorted(exponents)
+    assert len(result.trials) == 10
+
+
+def test_too_small_a_validation_slice_falls_back_and_says_why():
+    graph = community_graph(n_users=MIN_VALIDATION_USERS - 5)
+    said: list[str] = []
+    result = quick(graph, log=said.append, fallback_model="gfcf")
+    assert (result.model, result.trials) == ("gfcf", [])
+    assert f"has {MIN_VALIDATION_USERS - 5} users" in result.fallback
+    assert said and "model selection skipped" in said[0]
+
+
+def test_bad_settings_are_named_before_any_work():
+    graph = community_graph()
+    with pytest.raises(SelectionError, match="selection_budget_minutes must be > 0"):
+        quick(graph, budget_seconds=0)
+    with pytest.raises(SelectionError, match=r"unknown model\(s\) \['lightgcnx'\]"):
+        quick(graph, candidates=("gfcf", "lightgcnx"))
+    for empty in (lambda: Float(1.0, 0.5), lambda: Int(5, 2), lambda: Choice(())):
+        with pytest.raises(ValueError, match="empty range"):
+            empty()
+    with pytest.raises(ValueError, match="is not a Float, Int or Choice"):
+        check_space("mymodel", {"alpha": 0.3})
+
+
+def test_every_registered_model_declares_a_search_space_beside_it():
+    for name, cls in {**MODELS, **TRAINING_FREE}.items():
+        assert isinstance(cls.search_space, dict), name
+    assert set(TRAINING_FREE["dnfilter"].search_space) == {
+        "user_exponent", "beta", "gamma", "weight", "sharpen", "k"
+    }  # fmt: skip
+    config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for name, cls in MODELS.items():
+        assert set(cls.search_space) <= config_fields, name
