@@ -4,7 +4,7 @@ import os
 import warnings
 
 import dagster as dg
-from pydantic import Field, TypeAdapter, create_model
+from pydantic import Field, create_model
 
 from assets.deploy import deployment_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
@@ -119,11 +119,27 @@ def deployment_defaults(key: str) -> dict:
             f"project config {project_config.config_path()}: [resources.{key}] has no field(s)"
             f" {sorted(unknown)}; its fields: {', '.join(RESOURCE_CLASSES[key].model_fields)}"
         )
-    # The environment holds strings: each becomes its field's type here (RECS_WORKERS=4 an int),
-    # since the values are the config schema's defaults and Dagster checks them strictly.
+    # Every value is checked against its field (type and range) here, at load, naming the key or
+    # variable: they become the config schema's defaults, which Dagster checks for type only,
+    # with an error naming neither. The environment holds strings: each becomes its field's
+    # type (RECS_WORKERS=4 an int).
     fields = RESOURCE_CLASSES[key].model_fields
+    from_file = {
+        field: project_config.check_value(
+            value,
+            fields[field].annotation,
+            key=f"[resources.{key}] {field}",
+            constraints=fields[field].metadata,
+        )
+        for field, value in from_file.items()
+    }
     env = {
-        field: TypeAdapter(fields[field].annotation).validate_python(os.environ[var])
+        field: project_config.check_value(
+            os.environ[var],
+            fields[field].annotation,
+            env=var,
+            constraints=fields[field].metadata,
+        )
         for field, var in RESOURCE_ENV[key].items()
         if var in os.environ
     }
