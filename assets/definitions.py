@@ -13,6 +13,7 @@ from assets.model import model_evaluation, trained_model
 from assets.partitions import DATA_ROOT
 from assets.serving import recommendations
 from recs_pipeline import project_config
+from recs_pipeline.logs import LogConfigError
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 ALL_ASSETS = [
@@ -143,7 +144,30 @@ def deployment_defaults(key: str) -> dict:
         for field, var in RESOURCE_ENV[key].items()
         if var in os.environ
     }
+    if key == "log_source":
+        _check_log_settings(builtin | from_file | env, from_file, env)
     return builtin | from_file | env
+
+
+def _check_log_settings(defaults: dict, from_file: dict, env: dict) -> None:
+    """The log source's own rules (format, timestamp unit, date columns, ...), which ingest
+    checks when it reads the log, checked at load too, naming the variable or key at fault
+    (a LogConfigError's message starts with the setting's name)."""
+    try:
+        LogSource(**defaults).log_format()
+    except LogConfigError as error:
+        field = str(error).split()[0]
+        if field in env:
+            var = RESOURCE_ENV["log_source"][field]
+            raise project_config.EnvironmentSettingError(
+                f"{var}={os.environ[var]!r} is not allowed: {error}"
+            ) from None
+        if field in from_file:
+            raise project_config.ProjectConfigError(
+                f"project config {project_config.config_path()}: [resources.log_source]"
+                f" {field} = {from_file[field]!r} is not allowed: {error}"
+            ) from None
+        raise
 
 
 def with_defaults(cls: type[dg.ConfigurableResource], defaults: dict) -> type:

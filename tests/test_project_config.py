@@ -268,6 +268,10 @@ BAD_FILE = [
     ("partition_start = 20260101\n", r"partition_start = 20260101 .* must be a date YYYY-MM-DD"),
     ('partition_start = "2026-13-01"\n', r"partition_start = '2026-13-01' .* must be a date"),
     ("data_root = 5\n", r"data_root = 5 .* must be a string"),
+    (
+        '[resources.log_source]\nformat = "xlsx"\n',
+        r"\[resources.log_source\] format = 'xlsx' .* format must be csv, parquet or json",
+    ),
 ]
 
 
@@ -315,6 +319,8 @@ BAD_ENV = [
     ("RECS_ENGINE", "spark", r"RECS_ENGINE='spark' .* must be one of 'local', 'ray'"),
     ("RECS_PARTITION_START", "notadate", r"RECS_PARTITION_START='notadate' .* YYYY-MM-DD"),
     ("RECS_PARTITION_START", "20260101", r"RECS_PARTITION_START='20260101' .* YYYY-MM-DD"),
+    ("RECS_TIMESTAMP_UNIT", "sec", r"RECS_TIMESTAMP_UNIT='sec' .* must be s, ms, us or iso"),
+    ("RECS_MIN_PLAUSIBLE_DATE", "1.1.2000", r"RECS_MIN_PLAUSIBLE_DATE='1.1.2000' .* YYYY-MM-DD"),
 ]
 
 
