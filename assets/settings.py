@@ -182,8 +182,18 @@ def _check_defaults(model: type[dg.Config], cores: tuple[type, ...], op: str) ->
             core(**values)
         except SettingError as error:
             raise ProjectConfigError(
-                f"project config {config_path()}: [ops.{op}]: {error.message}"
+                f"project config {config_path()}: [ops.{op}]: {_run_config_names(core, error)}"
             ) from None
+
+
+def _run_config_names(core: type, error: SettingError) -> str:
+    """The core's message with the run-config names of its settings (``RENAMED``)."""
+    message = error.message
+    for field in error.fields:
+        name = RENAMED.get(core, {}).get(field, field)
+        if name != field:
+            message = message.replace(field, name)
+    return message
 
 
 class _Derived(dg.Config):
@@ -308,10 +318,7 @@ def check_settings(run_config: dict) -> None:
                 settings._core(core)
             except SettingError as error:
                 names = [RENAMED.get(core, {}).get(f, f) for f in error.fields]
-                message = error.message
-                for field, name in zip(error.fields, names, strict=True):
-                    if name != field:
-                        message = message.replace(field, name)
+                message = _run_config_names(core, error)
                 raise dg.Failure(
                     f"invalid run config: ops.{op}.config.{' / '.join(names)}: {message}."
                     " Nothing was written: fix the setting and launch the run again.",

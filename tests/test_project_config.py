@@ -269,6 +269,10 @@ BAD_FILE = [
     ('partition_start = "2026-13-01"\n', r"partition_start = '2026-13-01' .* must be a date"),
     ("data_root = 5\n", r"data_root = 5 .* must be a string"),
     (
+        '[ops.recommendations]\nindex = "annoy"\n',  # the run-config name, not the core's (kind)
+        r"\[ops.recommendations\]: index must be one of auto, exact, ivf, not 'annoy'",
+    ),
+    (
         '[resources.log_source]\nformat = "xlsx"\n',
         r"\[resources.log_source\] format = 'xlsx' .* format must be csv, parquet or json",
     ),
