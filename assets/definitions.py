@@ -4,7 +4,7 @@ import os
 import warnings
 
 import dagster as dg
-from pydantic import Field, TypeAdapter, create_model
+from pydantic import Field, create_model
 
 from assets.deploy import deployment_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
@@ -13,6 +13,7 @@ from assets.model import model_evaluation, trained_model
 from assets.partitions import DATA_ROOT
 from assets.serving import recommendations
 from recs_pipeline import project_config
+from recs_pipeline.logs import LogConfigError
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 ALL_ASSETS = [
@@ -119,15 +120,54 @@ def deployment_defaults(key: str) -> dict:
             f"project config {project_config.config_path()}: [resources.{key}] has no field(s)"
             f" {sorted(unknown)}; its fields: {', '.join(RESOURCE_CLASSES[key].model_fields)}"
         )
-    # The environment holds strings: each becomes its field's type here (RECS_WORKERS=4 an int),
-    # since the values are the config schema's defaults and Dagster checks them strictly.
+    # Every value is checked against its field (type and range) here, at load, naming the key or
+    # variable: they become the config schema's defaults, which Dagster checks for type only,
+    # with an error naming neither. The environment holds strings: each becomes its field's
+    # type (RECS_WORKERS=4 an int).
     fields = RESOURCE_CLASSES[key].model_fields
+    from_file = {
+        field: project_config.check_value(
+            value,
+            fields[field].annotation,
+            key=f"[resources.{key}] {field}",
+            constraints=fields[field].metadata,
+        )
+        for field, value in from_file.items()
+    }
     env = {
-        field: TypeAdapter(fields[field].annotation).validate_python(os.environ[var])
+        field: project_config.check_value(
+            os.environ[var],
+            fields[field].annotation,
+            env=var,
+            constraints=fields[field].metadata,
+        )
         for field, var in RESOURCE_ENV[key].items()
         if var in os.environ
     }
+    if key == "log_source":
+        _check_log_settings(builtin | from_file | env, from_file, env)
     return builtin | from_file | env
+
+
+def _check_log_settings(defaults: dict, from_file: dict, env: dict) -> None:
+    """The log source's own rules (format, timestamp unit, date columns, ...), which ingest
+    checks when it reads the log, checked at load too, naming the variable or key at fault
+    (a LogConfigError's message starts with the setting's name)."""
+    try:
+        LogSource(**defaults).log_format()
+    except LogConfigError as error:
+        field = str(error).split()[0]
+        if field in env:
+            var = RESOURCE_ENV["log_source"][field]
+            raise project_config.EnvironmentSettingError(
+                f"{var}={os.environ[var]!r} is not allowed: {error}"
+            ) from None
+        if field in from_file:
+            raise project_config.ProjectConfigError(
+                f"project config {project_config.config_path()}: [resources.log_source]"
+                f" {field} = {from_file[field]!r} is not allowed: {error}"
+            ) from None
+        raise
 
 
 def with_defaults(cls: type[dg.ConfigurableResource], defaults: dict) -> type:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from recs_pipeline.project_config import EnvironmentSettingError
+
 EXECUTOR_ENV = "RECS_EXECUTOR"
 GPU_ENV = "RECS_K8S_GPU"
 K8S_CONFIG_TAG = "dagster-k8s/config"
@@ -23,8 +25,19 @@ GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 GPU_TOLERATIONS = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    value = os.environ.get(name, "").strip().lower()
+    if value not in _TRUE + _FALSE:
+        # Not read as "off": a typo would silently schedule training without its GPU.
+        raise EnvironmentSettingError(
+            f"{name}={os.environ[name]!r} is not allowed: it must be one of"
+            f" {', '.join(_TRUE)} (on) or {', '.join(_FALSE[1:])} (off), or unset"
+        )
+    return value in _TRUE
 
 
 def gpu_op_tags() -> dict:
@@ -60,4 +73,6 @@ def deployment_executor():
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
-    raise ValueError(f"{EXECUTOR_ENV}={value!r}: one of forkserver (the default), k8s")
+    raise EnvironmentSettingError(
+        f"{EXECUTOR_ENV}={value!r} is not allowed: it must be one of forkserver (the default), k8s"
+    )

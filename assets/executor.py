@@ -25,12 +25,14 @@ import os
 from collections.abc import Iterator, Mapping
 
 import dagster as dg
+from annotated_types import Ge
 
 # Dagster's own multiprocess executor and its retry settings; the project pins dagster.
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from assets import pool_slots
+from recs_pipeline import project_config
 
 # Pool slots are claimed by this executor (in the run worker): on SQLite, atomically.
 pool_slots.install()
@@ -56,7 +58,9 @@ def threads_per_step(max_concurrent_runs: int | None, cpus: int, environ: Mappin
     once: ``cpus // max_concurrent_runs``, at least 1. Without a queue (None) a run has the
     machine; an unlimited queue (-1) may run one run per core."""
     if environ.get(THREADS_VARIABLE, "").strip():
-        return int(environ[THREADS_VARIABLE])
+        return project_config.check_value(
+            environ[THREADS_VARIABLE].strip(), int, env=THREADS_VARIABLE, constraints=[Ge(1)]
+        )
     if max_concurrent_runs is None:
         return max(1, cpus)
     if max_concurrent_runs < 1:

@@ -105,6 +105,11 @@ def selected_storage() -> str:
             f"project config {project_config.config_path()}: [instance] takes one key,"
             f" storage = {' | '.join(map(repr, STORAGES))}"
         )
+    if not isinstance(table.get("storage", ""), str):
+        raise InstanceConfigError(
+            f"project config {project_config.config_path()}: [instance] storage ="
+            f" {table['storage']!r} is not allowed: it must be one of {', '.join(STORAGES)}"
+        )
     value = (os.environ.get(INSTANCE_ENV) or table.get("storage") or "sqlite").strip().lower()
     if value not in STORAGES:
         raise InstanceConfigError(

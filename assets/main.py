@@ -35,10 +35,18 @@ from recs_pipeline.project_config import PROJECT_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
+    from recs_pipeline.project_config import DeploymentSettingError
+
     args = parse_args(argv)
-    if args.own_logs:
-        return _own_logs(args)
-    return _demo(args)
+    try:
+        if args.own_logs:
+            return _own_logs(args)
+        return _demo(args)
+    except DeploymentSettingError as error:
+        # A RECS_* variable or recs.toml key out of its type or range, found as the code
+        # location loads, before anything runs: the message names it and what is allowed.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

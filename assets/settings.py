@@ -29,7 +29,14 @@ from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from recs_pipeline.config import SettingError, describe_range
 from recs_pipeline.evaluation import EvaluationConfig
-from recs_pipeline.project_config import ProjectConfigError, config_path, project_config, section
+from recs_pipeline.project_config import (
+    ProjectConfigError,
+    check_value,
+    config_path,
+    project_config,
+    range_constraints,
+    section,
+)
 from recs_pipeline.recommend import PublishConfig, PublishIndex
 from recs_pipeline.sampling import HardNegativeConfig
 from recs_pipeline.split import SplitConfig
@@ -86,6 +93,16 @@ def _run_type(core: type, field: dataclasses.Field, hint: Any) -> Any:
     return hint
 
 
+def _file_type(hint: Any) -> Any:
+    """The type a project-config value of a core field must have: a TOML array for a tuple."""
+    if typing.get_origin(hint) is tuple:
+        return list[typing.get_args(hint)[0]]  # type: ignore[misc]
+    if type(None) in typing.get_args(hint):
+        inner = next(a for a in typing.get_args(hint) if a is not type(None))
+        return _file_type(inner) | None
+    return hint
+
+
 def choices_of(annotation: Any) -> tuple[str, ...]:
     """The choices a generated run-config type accepts (for the parity test)."""
     if typing.get_origin(annotation) is Literal:
@@ -117,7 +134,17 @@ def derived(*cores: type, op: str | None = None) -> type[dg.Config]:
             name = RENAMED.get(core, {}).get(field.name, field.name)
             if name in fields:
                 raise TypeError(f"run-config name {name!r} is taken twice: rename one in RENAMED")
-            default = overrides.pop(name, field.default)
+            default = field.default
+            if name in overrides:
+                # The type and range here, before Dagster sees it as a schema default (its own
+                # error names neither the file nor the setting); choices and cross-field rules
+                # in _check_defaults, by the core.
+                default = check_value(
+                    overrides.pop(name),
+                    _file_type(hints[field.name]),
+                    key=f"[ops.{op}] {name}",
+                    constraints=range_constraints(field.metadata),
+                )
             if isinstance(default, tuple):
                 default = list(default)
             allowed = describe_range(field.metadata)
@@ -155,8 +182,18 @@ def _check_defaults(model: type[dg.Config], cores: tuple[type, ...], op: str) ->
             core(**values)
         except SettingError as error:
             raise ProjectConfigError(
-                f"project config {config_path()}: [ops.{op}]: {error.message}"
+                f"project config {config_path()}: [ops.{op}]: {_run_config_names(core, error)}"
             ) from None
+
+
+def _run_config_names(core: type, error: SettingError) -> str:
+    """The core's message with the run-config names of its settings (``RENAMED``)."""
+    message = error.message
+    for field in error.fields:
+        name = RENAMED.get(core, {}).get(field, field)
+        if name != field:
+            message = message.replace(field, name)
+    return message
 
 
 class _Derived(dg.Config):
@@ -281,10 +318,7 @@ def check_settings(run_config: dict) -> None:
                 settings._core(core)
             except SettingError as error:
                 names = [RENAMED.get(core, {}).get(f, f) for f in error.fields]
-                message = error.message
-                for field, name in zip(error.fields, names, strict=True):
-                    if name != field:
-                        message = message.replace(field, name)
+                message = _run_config_names(core, error)
                 raise dg.Failure(
                     f"invalid run config: ops.{op}.config.{' / '.join(names)}: {message}."
                     " Nothing was written: fix the setting and launch the run again.",

@@ -213,7 +213,14 @@ class UrlArtifactStore:
         def write(out: IO[bytes]) -> Stamp:
             out.write(b" " * (width - 1) + b"\n")
             hashing = _Hashing(out)
-            write_payload(hashing)
+            try:
+                write_payload(hashing)
+            except Exception:
+                # The file's own error, not the encoder's report of it (torch's zip writer
+                # turns a full disk into "unexpected pos 704 vs 598").
+                if hashing.error is not None:
+                    raise hashing.error from None
+                raise
             stamp = Stamp(hashing.sha256.hexdigest(), hashing.size, self.run_id)
             line = _header_line({**header, "sha256": stamp.sha256, "size": stamp.size})
             out.seek(0)
@@ -221,7 +228,21 @@ class UrlArtifactStore:
             out.seek(0, os.SEEK_END)
             return stamp
 
-        return self._files.publish(_key(artifact, partition), write)
+        key = _key(artifact, partition)
+        try:
+            return self._files.publish(key, write)
+        except OSError as error:
+            if error.errno is None:
+                raise
+            # The cause first (a full disk: "No space left on device"), naming the file; the
+            # publication is atomic, so the artifact's previous version, if any, is intact.
+            raise OSError(  # an errno of its own subclass: ENOENT a FileNotFoundError
+                error.errno,
+                f"{error.strerror} (artifact {artifact.at(partition)} not written; its previous"
+                " version, if any, is kept: free space or fix the store, then re-materialise"
+                f" {artifact.asset} for {partition})",
+                self._files.location(key),
+            ) from None
 
     @contextlib.contextmanager
     def _verified(
@@ -253,7 +274,9 @@ class UrlArtifactStore:
                     f"refused {where}: the file was written as {'/'.join(map(str, placed))}"
                 )
             stamp = Stamp(
-                str(header.get("sha256")), int(header.get("size", -1)), header.get("run_id")
+                str(header.get("sha256")),
+                _header_size(header, artifact, partition),
+                header.get("run_id"),
             )
             start = len(line)
             digest = hashlib.file_digest(handle, "sha256")
@@ -294,6 +317,20 @@ def _header_line(header: dict) -> bytes:
     return json.dumps(header, sort_keys=True).encode() + b"\n"
 
 
+def _header_size(header: dict, artifact: Artifact, partition: str) -> int:
+    """The payload size an artifact's header records: ArtifactError naming the file when it is
+    no whole number of bytes (``int()`` would take 1.5 for 1 and fail on "12k" without naming
+    the file)."""
+    size = header.get("size")
+    if type(size) is not int or size < 0:  # a bool is no size either
+        raise ArtifactError(
+            f"refused {artifact.at(partition)}: its header's size is {size!r}, not a whole"
+            " number of bytes (corrupted, or not written by this store); re-materialise"
+            f" {artifact.asset} for partition {partition}"
+        )
+    return size
+
+
 def _load_torch(source: IO[bytes], where: str) -> Any:
     try:
         return torch.load(source, weights_only=True)
@@ -311,11 +348,16 @@ class _Hashing:
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out, self.sha256, self.size = out, hashlib.sha256(), 0
+        self.error: OSError | None = None  # the first failed write's, whatever wraps it
 
     def write(self, data) -> int:
         self.sha256.update(data)
         self.size += len(data)
-        return self.out.write(data)
+        try:
+            return self.out.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
 
     def flush(self) -> None:
         self.out.flush()

@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.linalg import svds
 
 from recs_pipeline.warehouse import replace_partition, transaction
 
@@ -199,6 +200,28 @@ def normalized_interactions(
     inv_i = np.where(d_i > 0, 1.0 / np.sqrt(np.maximum(d_i, 1)), 0.0).astype(np.float32)
     r_norm = (sp.diags(inv_u) @ r @ sp.diags(inv_i)).tocsr().astype(np.float32)
     return r, r_norm, d_i
+
+
+def truncated_svd(
+    matrix: sp.spmatrix, k: int, seed: int, ncv: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top singular triplets ``(u, sigma, vt)`` of ``matrix``: ``k`` of them, at most
+    ``min(shape) - 1`` (ARPACK's ``svds`` computes no more), by ``svds`` with ``ncv`` Lanczos
+    vectors (None: scipy's default).
+
+    A log of one user or one item has ``min(shape) == 1``, where ARPACK has no rank to offer
+    (scipy: "`k` must be an integer satisfying `0 < k < min(A.shape)`"): its one triplet is then
+    the dense SVD of the single row or column, which costs no more than reading it."""
+    if min(matrix.shape) < 1:
+        raise ValueError(
+            f"an interaction matrix of {matrix.shape[0]} user(s) x {matrix.shape[1]} item(s) has"
+            " no singular vectors: the log needs at least one user and one item"
+        )
+    k = min(k, min(matrix.shape) - 1)
+    if k >= 1:
+        return svds(matrix, k=k, ncv=ncv, random_state=seed)
+    u, sigma, vt = np.linalg.svd(matrix.toarray(), full_matrices=False)
+    return u, sigma, vt
 
 
 def index_split(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> InteractionGraph:

@@ -23,6 +23,10 @@ config::
     storage = "postgres"                 # "sqlite" (embedded, the default) or "postgres"
                                          # (shared; RECS_INSTANCE overrides; assets/instance.py)
 
+Every value from this file or a ``RECS_*`` variable is checked against its declared setting
+(type and range) when the code location loads, by :func:`check_value`: a wrong one fails with an
+error naming the key or variable, the value and what is allowed, before any step runs.
+
 Precedence, highest first: a run's own config; the environment (``RECS_*``); this file; the
 built-in defaults. The values become the *defaults* of the Dagster config schema, so the
 launchpad shows them, a run without config (the schedule, a backfill, ``dagster job backfill``)
@@ -35,9 +39,15 @@ import datetime as dt
 import os
 import re
 import tomllib
+import types
+import typing
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import annotated_types
+from pydantic import TypeAdapter, ValidationError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_ENV = "RECS_CONFIG"
@@ -53,8 +63,128 @@ PATH_KEYS = {
 }
 
 
-class ProjectConfigError(ValueError):
-    """The project config file is unreadable or names an unknown setting."""
+class DeploymentSettingError(ValueError):
+    """A deployment setting, from the project config file or the environment, is invalid; the
+    message names the key or variable, the value and what is allowed."""
+
+
+class ProjectConfigError(DeploymentSettingError):
+    """The project config file is unreadable, names an unknown setting or gives one a value it
+    does not allow."""
+
+
+class EnvironmentSettingError(DeploymentSettingError):
+    """A ``RECS_*`` environment variable holds a value its setting does not allow."""
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _plural(annotation: Any) -> str:
+    words = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+    return words.get(annotation, describe_type(annotation))
+
+
+def describe_type(annotation: Any, constraints: Iterable[Any] = ()) -> str:
+    """What a setting of type ``annotation`` (with pydantic/annotated-types ``constraints``:
+    ``Ge(1)``, ``Gt(0)``) allows, in words: "an integer >= 1", "one of 'local', 'ray'"."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        words = " or ".join(describe_type(a) for a in args)
+    elif origin is Literal:
+        words = "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    elif origin in (list, tuple):
+        words = f"a list of {_plural(args[0])}"
+    elif origin is dict or annotation is dict:
+        words = "a table"
+    else:
+        words = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+            annotation, getattr(annotation, "__name__", str(annotation))
+        )
+    bounds = [
+        f"{op} {getattr(c, attr):g}"
+        for c in constraints
+        for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+        if getattr(c, attr, None) is not None
+    ]
+    return " ".join([words, " and ".join(bounds)]) if bounds else words
+
+
+def range_constraints(metadata: dict) -> list[Any]:
+    """The ``ge``/``gt``/``le``/``lt`` of a core setting's declaration
+    (:func:`recs_pipeline.config.setting`) as annotated-types constraints."""
+    kinds = {"ge": annotated_types.Ge, "gt": annotated_types.Gt}
+    kinds |= {"le": annotated_types.Le, "lt": annotated_types.Lt}
+    return [kind(metadata[key]) for key, kind in kinds.items() if metadata.get(key) is not None]
+
+
+def _constrained(annotation: Any, constraints: list[Any]) -> Any:
+    """``annotation`` with the bounds on its number (``int | None``: on the int, None allowed)."""
+    if not constraints:
+        return annotation
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return typing.Union[(*(_constrained(a, constraints) for a in inner), None)]
+    if annotation in (int, float):
+        return Annotated[annotation, *constraints]
+    return annotation
+
+
+def check_value(
+    value: Any,
+    annotation: Any,
+    *,
+    key: str | None = None,
+    env: str | None = None,
+    constraints: Iterable[Any] = (),
+) -> Any:
+    """``value`` checked against its setting's type ``annotation`` and ``constraints``, as the
+    setting's default will hold it (an environment variable's text parsed: ``"4"`` -> 4).
+
+    The one check of every deployment setting: ``key`` names a key of the project config file
+    (``"[resources.warehouse] lock_timeout_seconds"``), whose TOML value must have the type
+    itself (no ``"5"`` for a number); ``env`` names the environment variable the text came
+    from. Raises :class:`ProjectConfigError` / :class:`EnvironmentSettingError` naming the key
+    or variable, the value and what is allowed."""
+    constraints = list(constraints)
+    adapter = TypeAdapter(_constrained(annotation, constraints))
+    try:
+        return adapter.validate_python(value, strict=env is None)
+    except ValidationError:
+        allowed = describe_type(annotation, constraints)
+        if env is not None:
+            raise EnvironmentSettingError(
+                f"{env}={value!r} is not allowed: it must be {allowed}"
+                " (fix or unset the environment variable)"
+            ) from None
+        raise ProjectConfigError(
+            f"project config {config_path()}: {key} = {value!r} is not allowed:"
+            f" it must be {allowed}"
+        ) from None
+
+
+def check_top_level(name: str, value: Any, *, env: str | None = None) -> Any:
+    """A top-level setting (``partition_start``: a date, ``data_root``: a path) checked, from
+    the file (a TOML date or a "YYYY-MM-DD" string) or its environment variable; as a string."""
+    if name == "partition_start":
+        text = value.isoformat() if type(value) is dt.date else value
+        try:
+            if not (isinstance(text, str) and _ISO_DATE.fullmatch(text.strip())):
+                raise ValueError(text)
+            return dt.date.fromisoformat(text.strip()).isoformat()
+        except ValueError:
+            allowed = "a date YYYY-MM-DD, the first daily partition (e.g. 2025-01-01)"
+            if env is not None:
+                raise EnvironmentSettingError(
+                    f"{env}={value!r} is not allowed: it must be {allowed}"
+                ) from None
+            raise ProjectConfigError(
+                f"project config {config_path()}: partition_start = {value!r} is not allowed:"
+                f" it must be {allowed}"
+            ) from None
+    return check_value(value, str, key=None if env else name, env=env)
 
 
 def config_path() -> Path | None:
@@ -93,15 +223,9 @@ def _load(path: Path | None, mtime: float | None) -> dict:
             f"project config {path}: unknown key(s) {sorted(unknown)}; the top level takes"
             f" {', '.join(TOP_LEVEL_KEYS)} and the tables [ops.<op>], [resources.<resource>] and [instance]"
         )
-    if "partition_start" in data:
-        try:
-            dt.date.fromisoformat(str(data["partition_start"]))
-        except ValueError:
-            raise ProjectConfigError(
-                f"project config {path}: partition_start must be YYYY-MM-DD,"
-                f" not {data['partition_start']!r}"
-            ) from None
-        data["partition_start"] = str(data["partition_start"])
+    for name in TOP_LEVEL_KEYS:
+        if name in data:
+            data[name] = check_top_level(name, data[name])
     return _resolve_paths(path, data)
 
 
@@ -122,9 +246,9 @@ def section(kind: str, name: str) -> dict[str, Any]:
 
 def setting(name: str, env: str | None = None, default: Any = None) -> Any:
     """A top-level setting: the environment variable ``env`` first, then the file, then
-    ``default``."""
+    ``default``; a value the setting does not allow raises :class:`DeploymentSettingError`."""
     if env and os.environ.get(env):
-        return os.environ[env]
+        return check_top_level(name, os.environ[env], env=env)
     return project_config().get(name, default)
 
 

@@ -25,10 +25,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 import torch
-from scipy.sparse.linalg import svds
 
 from recs_pipeline.config import SettingError, check_declared, setting
-from recs_pipeline.graph import interaction_csr, normalized_adjacency, normalized_interactions
+from recs_pipeline.graph import (
+    interaction_csr,
+    normalized_adjacency,
+    normalized_interactions,
+    truncated_svd,
+)
 from recs_pipeline.losses import LOSSES, l2_penalty
 from recs_pipeline.metrics import ranking_metrics, topk_excluding, topk_scored
 from recs_pipeline.models import (
@@ -931,8 +935,9 @@ def spectral_init(
     """
     dim = model.init_params()["dim"]
     _, r_norm, _ = normalized_interactions(users, items, model.n_users, model.n_items)
-    k = min(dim, min(model.n_users, model.n_items) - 1)
-    u, sigma, vt = svds(r_norm, k=k, random_state=seed)
+    # At most min(shape) - 1 triplets; one (dense) for a log of one user or one item.
+    u, sigma, vt = truncated_svd(r_norm, dim, seed)
+    k = len(sigma)
     sigma = torch.from_numpy(sigma.copy()).float()
     weight = sigma.sqrt() / model.spectral_gain(sigma)
     user_w = torch.zeros(model.n_users, dim)

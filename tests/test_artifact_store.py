@@ -129,6 +129,20 @@ def test_truncated_tampered_and_misplaced_files_are_refused(backend, tmp_path, r
         store.get(MODEL, DAY)
 
 
+@pytest.mark.parametrize("size", ["12k", 1.5, None], ids=repr)
+def test_a_header_whose_size_is_no_whole_number_is_refused_naming_the_file(tmp_path, size):
+    """Issue 27: int() of the header's size raised a bare ValueError ("12k") or TypeError
+    (null) without the file, and took 1.5 for 1."""
+    store = UrlArtifactStore(tmp_path)
+    store.put(MODEL, DAY, {"w": torch.arange(10.0)})
+    path = Path(store.location(MODEL, DAY))
+    line, payload = path.read_bytes().split(b"\n", 1)
+    header = json.loads(line) | {"size": size}
+    path.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+    with pytest.raises(ArtifactError, match=rf"trained_model/{DAY}/model.pt: its header's size"):
+        store.get(MODEL, DAY)
+
+
 def test_files_in_the_original_header_format_stay_readable(tmp_path):
     """Files written before URL roots (header line without padding) read as before, and the
     header of a new file is the same JSON object, padded with spaces to its reserved width."""

@@ -105,3 +105,42 @@ def test_disk_full_mid_range_raises_the_cause_and_reports_committed_days(small_d
             con.execute("SELECT event_date, count(*) FROM raw.interactions GROUP BY 1").fetchall()
         )
     assert counts == {DAYS[0]: ROWS[DAYS[0]], DAYS[1]: ROWS[DAYS[1]]}
+
+
+SAVE_MODEL = """
+import sys, torch
+from recs_pipeline.artifacts import MODEL, UrlArtifactStore
+store = UrlArtifactStore(sys.argv[1])
+store.put(MODEL, "2026-03-01", {"w": torch.arange(10.0)})
+if sys.argv[2]:
+    import resource, signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+try:
+    store.put(MODEL, "2026-03-01", {"w": torch.zeros(4 << 20)})  # 16 MiB: more than fits
+except Exception as error:
+    print(f"{type(error).__name__}: {error}")
+print("kept:", store.get(MODEL, "2026-03-01")["w"].numel())
+"""
+
+
+def test_a_model_saved_to_a_full_disk_fails_with_the_cause_naming_the_file(small_disk):
+    """Issue 27: torch's zip writer reported the full disk as its own "unexpected pos 704 vs
+    598", the OS error only in the context; the raised error is now the OS's, naming the file,
+    and the previous version of the artifact is kept."""
+    folder, extra, cause = small_disk
+    root = folder / "artifacts"
+    run = subprocess.run(
+        [sys.executable, "-c", SAVE_MODEL, str(root), str(extra.get("fsize_limit", ""))],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    error, kept = run.stdout.splitlines()[-2:]
+    target = root / "trained_model" / "2026-03-01" / "model.pt"
+    assert error.startswith(f"OSError: [Errno {28 if 'space' in cause else 27}] {cause}"), error
+    assert str(target) in error and "unexpected pos" not in error, error
+    assert kept == "kept: 10"
+    assert [p.name for p in target.parent.iterdir()] == ["model.pt"]  # no temporary file left

@@ -1,6 +1,7 @@
 """GF-CF against its formula computed densely with numpy."""
 
 import numpy as np
+import pytest
 import torch
 
 from recs_pipeline.graph import interaction_csr
@@ -86,3 +87,15 @@ def test_retune_to_a_narrower_width_scores_as_a_fit_at_that_width():
     retuned = wide.retune(0.7, 12)
     assert retuned.params() == narrow.params()
     assert torch.allclose(retuned.scores(batch), narrow.scores(batch), atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 6), (5, 1)], ids=["one user", "one item"])
+def test_a_one_user_or_one_item_log_is_filtered_with_its_one_singular_vector(shape):
+    """Issue 27: ARPACK computes at most min(shape) - 1 singular vectors, none for a log of one
+    user or one item, and the step failed with scipy's own "`k` must be an integer satisfying
+    `0 < k < min(A.shape)`". The ideal filter's one vector is then the dense SVD's."""
+    r = np.ones(shape)
+    users, items = (torch.from_numpy(a) for a in np.nonzero(r))
+    model = GFCF(alpha=0.3, k=256).fit(users, items, *shape)
+    got = model.scores(torch.arange(shape[0])).double().numpy()
+    np.testing.assert_allclose(got, dense_gfcf(r, 0.3, 1), rtol=1e-4, atol=1e-5)

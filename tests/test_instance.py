@@ -131,6 +131,10 @@ def test_the_storage_is_chosen_by_one_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("RECS_INSTANCE", "mysql")
     with pytest.raises(InstanceConfigError, match="one of sqlite, postgres"):
         selected_storage()
+    monkeypatch.delenv("RECS_INSTANCE")
+    config.write_text("[instance]\nstorage = 5\n")  # issue 27: AttributeError, no key named
+    with pytest.raises(InstanceConfigError, match=r"\[instance\] storage = 5 .* sqlite, postgres"):
+        selected_storage()
 
 
 def test_the_postgres_block_is_added_and_removed_leaving_the_file_as_it_was(tmp_path):

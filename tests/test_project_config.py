@@ -222,3 +222,156 @@ def test_overriding_one_resource_field_keeps_the_environments_others(tmp_path, m
             "SELECT user_id, weight FROM raw.interactions ORDER BY user_id"
         ).fetchall()
     assert rows == [("u1", 2.5), ("u2", 0.5)]
+
+
+def _load_deployment() -> None:
+    """What loading the code location reads of the deployment: the file's top level, every
+    resource's defaults (environment over file) and every op's defaults."""
+    from assets import settings
+    from assets.definitions import default_resources
+    from recs_pipeline import project_config
+
+    project_config.setting("partition_start", "RECS_PARTITION_START")
+    project_config.setting("data_root", "RECS_DATA_ROOT")
+    default_resources()
+    for settings_cls, cores in settings.SETTINGS.items():
+        op = next(op for op, cls in settings.OPS.items() if cls is settings_cls)
+        settings.derived(*cores, op=op)
+
+
+# (recs.toml, what the error must say): the key with its value, and what is allowed.
+BAD_FILE = [
+    (
+        '[resources.warehouse]\nlock_timeout_seconds = "soon"\n',
+        r"\[resources.warehouse\] lock_timeout_seconds = 'soon' .* must be a number > 0",
+    ),
+    (
+        "[resources.warehouse]\nlock_timeout_seconds = -5\n",
+        r"\[resources.warehouse\] lock_timeout_seconds = -5 .* must be a number > 0",
+    ),
+    (
+        '[resources.log_source]\npath_pattern = ["a/*.csv", "b/*.csv"]\n',
+        r"\[resources.log_source\] path_pattern = \['a/\*.csv', 'b/\*.csv'\] .* must be a string",
+    ),
+    (
+        '[resources.engine]\nworkers = "4"\n',
+        r"\[resources.engine\] workers = '4' .* must be an integer >= 1",
+    ),
+    (
+        "[ops.interaction_split]\nwindow_days = 2.5\n",
+        r"\[ops.interaction_split\] window_days = 2.5 .* must be an integer >= 2",
+    ),
+    (
+        '[ops.trained_model]\nepochs = "ten"\n',
+        r"\[ops.trained_model\] epochs = 'ten' .* must be an integer >= 1",
+    ),
+    ("partition_start = 20260101\n", r"partition_start = 20260101 .* must be a date YYYY-MM-DD"),
+    ('partition_start = "2026-13-01"\n', r"partition_start = '2026-13-01' .* must be a date"),
+    ("data_root = 5\n", r"data_root = 5 .* must be a string"),
+    (
+        '[ops.recommendations]\nindex = "annoy"\n',  # the run-config name, not the core's (kind)
+        r"\[ops.recommendations\]: index must be one of auto, exact, ivf, not 'annoy'",
+    ),
+    (
+        '[resources.log_source]\nformat = "xlsx"\n',
+        r"\[resources.log_source\] format = 'xlsx' .* format must be csv, parquet or json",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_FILE, ids=[b[0].strip() for b in BAD_FILE])
+def test_a_wrong_value_in_the_project_config_names_the_file_key_and_whats_allowed(
+    tmp_path, monkeypatch, text, message
+):
+    """Issue 27: a value of the wrong type or out of range in recs.toml fails as the code
+    location loads, with one error naming the file, the key, the value and what is allowed
+    (not Dagster's "Invalid default_value for Field" or a bare traceback; -5 not accepted)."""
+    from recs_pipeline import project_config
+
+    config = tmp_path / "recs.toml"
+    config.write_text(text)
+    monkeypatch.setenv("RECS_CONFIG", str(config))
+    with pytest.raises(project_config.ProjectConfigError, match=message) as error:
+        _load_deployment()
+    assert str(config) in str(error.value)
+
+
+def test_the_project_config_takes_each_setting_in_its_own_type(tmp_path, monkeypatch):
+    """The check refuses no value of the right type: a TOML date, an integer for a number,
+    lists and tables where a setting takes them."""
+    from assets.definitions import deployment_defaults
+    from recs_pipeline import project_config
+
+    config = tmp_path / "recs.toml"
+    config.write_text(
+        "partition_start = 2016-01-01\n"
+        "[resources.warehouse]\nlock_timeout_seconds = 5\n"
+        '[resources.log_source]\nevent_types = ["click", "buy"]\n'
+        '[resources.artifacts]\nstorage_options = { endpoint_url = "http://minio:9000" }\n'
+        '[ops.model_evaluation]\nbaselines = ["popularity"]\n'
+    )
+    monkeypatch.setenv("RECS_CONFIG", str(config))
+    _load_deployment()
+    assert project_config.setting("partition_start", "RECS_PARTITION_START") == "2016-01-01"
+    assert deployment_defaults("warehouse")["lock_timeout_seconds"] == 5.0
+
+
+# (variable, value, what the error must say)
+BAD_ENV = [
+    ("RECS_WORKERS", "abc", r"RECS_WORKERS='abc' .* must be an integer >= 1"),
+    ("RECS_WORKERS", "0", r"RECS_WORKERS='0' .* must be an integer >= 1"),
+    ("RECS_ENGINE", "spark", r"RECS_ENGINE='spark' .* must be one of 'local', 'ray'"),
+    ("RECS_PARTITION_START", "notadate", r"RECS_PARTITION_START='notadate' .* YYYY-MM-DD"),
+    ("RECS_PARTITION_START", "20260101", r"RECS_PARTITION_START='20260101' .* YYYY-MM-DD"),
+    ("RECS_TIMESTAMP_UNIT", "sec", r"RECS_TIMESTAMP_UNIT='sec' .* must be s, ms, us or iso"),
+    ("RECS_MIN_PLAUSIBLE_DATE", "1.1.2000", r"RECS_MIN_PLAUSIBLE_DATE='1.1.2000' .* YYYY-MM-DD"),
+]
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"), BAD_ENV, ids=[f"{b[0]}={b[1]}" for b in BAD_ENV]
+)
+def test_a_wrong_environment_variable_names_itself_and_whats_allowed(
+    monkeypatch, var, value, message
+):
+    """Issue 27: RECS_WORKERS=abc, RECS_PARTITION_START=notadate gave tracebacks that never
+    named the variable."""
+    from recs_pipeline import project_config
+
+    monkeypatch.setenv(var, value)
+    with pytest.raises(project_config.EnvironmentSettingError, match=message):
+        _load_deployment()
+
+
+def test_the_executor_and_deployment_variables_name_themselves(monkeypatch):
+    from assets.deploy import gpu_op_tags
+    from assets.executor import threads_per_step
+    from recs_pipeline import project_config
+
+    with pytest.raises(project_config.EnvironmentSettingError, match=r"OMP_NUM_THREADS='abc'"):
+        threads_per_step(None, 8, {"OMP_NUM_THREADS": "abc"})
+    with pytest.raises(project_config.EnvironmentSettingError, match=r"OMP_NUM_THREADS='0'"):
+        threads_per_step(None, 8, {"OMP_NUM_THREADS": "0"})
+    monkeypatch.setenv("RECS_K8S_GPU", "ture")
+    with pytest.raises(project_config.EnvironmentSettingError, match=r"RECS_K8S_GPU='ture'"):
+        gpu_op_tags()
+
+
+def test_the_cli_refuses_a_wrong_variable_in_one_line_before_writing(tmp_path):
+    """The message, not a traceback, and nothing written under the data root."""
+    ran = fresh_process(
+        "",
+        {"RECS_WORKERS": "abc", "RECS_DATA_ROOT": str(tmp_path / "data"), "RECS_CONFIG": ""},
+        "-m",
+        "assets.main",
+        "--small",
+        "--days",
+        "3",
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert ran.stderr.strip().splitlines()[-1] == (
+        "error: RECS_WORKERS='abc' is not allowed: it must be an integer >= 1"
+        " (fix or unset the environment variable)"
+    )
+    assert not (tmp_path / "data").exists()

@@ -266,3 +266,15 @@ def test_weighted_training_reads_the_edge_weights_as_loss_weights():
     assert any(not torch.allclose(rated[n], t) for n, t in plain.items())
     with pytest.raises(ValueError, match="weights"):
         weights_of(config=weighted)  # weighted without weights is a mistake, not a silent no-op
+
+
+@pytest.mark.parametrize("shape", [(1, 6), (5, 1)], ids=["one user", "one item"])
+def test_spectral_init_of_a_one_user_or_one_item_log_is_its_rank_one_svd(shape):
+    """Issue 27: the same limit of ARPACK as GF-CF's (no singular vector below min(shape))."""
+    r = np.ones(shape)
+    users, items = (torch.from_numpy(a) for a in np.nonzero(r))
+    model = build_model("mf", *shape, dim=4)
+    spectral_init(model, users, items, std=0.1, seed=0)
+    user_emb, item_emb = model.embed(None)
+    scores = (user_emb @ item_emb.T).detach().double().numpy()
+    assert (scores > 0).all() and np.ptp(scores) < 1e-6 * scores.max()  # R̃ ∝ all ones

@@ -17,9 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import svds
 
-from recs_pipeline.graph import normalized_interactions
+from recs_pipeline.graph import normalized_interactions, truncated_svd
 from recs_pipeline.models.base import TrainingFree, register_training_free
 from recs_pipeline.models.space import Float, Int
 
@@ -43,7 +42,8 @@ class GFCF(TrainingFree):
         # (ARPACK needs k < ncv < min(shape): small graphs keep scipy's default.)
         ncv = k + max(20, k // 6)
         ncv = ncv if ncv < min(r_norm.shape) else None
-        _, sigma, vt = svds(r_norm, k=k, ncv=ncv, random_state=self.seed)
+        # One user or one item (k = 0): the single singular vector, computed densely.
+        _, sigma, vt = truncated_svd(r_norm, max(k, 1), self.seed, ncv)
         inv_sqrt_i = np.where(d_i > 0, 1.0 / np.sqrt(np.maximum(d_i, 1)), 0.0)
         self.ideal_left = torch.from_numpy((vt * inv_sqrt_i).T.astype(np.float32))  # D_I^-1/2 V̄
         self.ideal_right = torch.from_numpy((vt * np.sqrt(d_i)).astype(np.float32))  # V̄ᵀ D_I^1/2
