@@ -3,8 +3,8 @@
 The protocol, so that the test period is never read:
 
 1. **A validation slice from the train window alone.** For up to ``val_users`` random users
-   with two or more train edges, their latest train edges by the log's own timestamps are held
-   out: the slice :func:`recs_pipeline.train.train_model` validates on with the same seed, so a
+   with two or more train edges, their latest train edges by the log's own timestamps (a
+   ``val_fraction`` of them) are held out: the slice :func:`recs_pipeline.train.train_model` validates on with the same seed, so a
    trained candidate's per-epoch validation and a training-free candidate's score are on the
    same edges. A split without timestamps (every edge at one time, the LightGCN files) holds out
    a seeded random edge per user instead of the file's last one.
@@ -110,7 +110,7 @@ def check_candidates(candidates: Sequence[str], item_features: bool = False) -> 
 
 
 def validation_mask(
-    graph: InteractionGraph, val_users: int, seed: int
+    graph: InteractionGraph, val_users: int, seed: int, fraction: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(held-out mask over train edges, the timestamps the carve used): the slice
     ``train_model`` with the same ``val_users`` and ``seed`` validates on. Without timestamps
@@ -121,7 +121,9 @@ def validation_mask(
         order = torch.randperm(last_ts.numel(), generator=torch.Generator().manual_seed(seed))
         last_ts = order.to(torch.long)
     generator = torch.Generator().manual_seed(seed)
-    mask = validation_split(graph.train_users, last_ts, graph.n_users, val_users, generator)
+    mask = validation_split(
+        graph.train_users, last_ts, graph.n_users, val_users, generator, fraction
+    )
     return mask, last_ts
 
 
@@ -185,6 +187,7 @@ def select(
     budget_seconds: float,
     seed: int = 0,
     val_users: int = 3000,
+    val_fraction: float = 0.2,
     k: int = 20,
     train: TrainConfig | None = None,
     storage: str | None = None,
@@ -196,7 +199,9 @@ def select(
     log: Log = print,
 ) -> Selection:
     """Search ``candidates`` on a validation slice of ``graph``'s train edges for at most
-    ``budget_seconds`` (module docstring). ``train`` holds the trained candidates' other
+    ``budget_seconds`` (module docstring). ``val_fraction`` of each validation user's latest
+    train edges are held out (at least one; 0: one edge), as the test period holds out a share
+    of a user's history rather than one item. ``train`` holds the trained candidates' other
     settings (epochs, dimension, loss; its model and searched fields are set per trial).
     ``storage`` is an Optuna storage URL or a journal file path (None: in memory); a study of
     the same name there is resumed. ``warm_start`` ({"model", "params"}: a previous champion)
@@ -208,7 +213,7 @@ def select(
         raise SelectionError(f"selection_budget_minutes must be > 0, not {budget_seconds / 60:g}")
     candidates = check_candidates(candidates, item_features is not None)
     started = time.perf_counter()
-    mask, carve_ts = validation_mask(graph, val_users, seed)
+    mask, carve_ts = validation_mask(graph, val_users, seed, val_fraction)
     fit_u, fit_i = graph.train_users[~mask], graph.train_items[~mask]
     val_u, val_i = graph.train_users[mask], graph.train_items[mask]
     users = torch.unique(val_u)
@@ -253,10 +258,12 @@ def select(
                 train,
                 model=model,
                 val_users=val_users,
-                val_fraction=0.0,
+                val_fraction=val_fraction,
                 seed=seed,
                 val_k=k,
-                time_budget_minutes=max(remaining, 1.0) / 60,
+                # No trained trial takes more than a quarter of the budget: the filters' trials
+                # (seconds each) would otherwise starve behind one long training run.
+                time_budget_minutes=max(min(remaining, budget_seconds / 4), 1.0) / 60,
                 **params,
             )
 

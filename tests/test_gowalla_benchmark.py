@@ -98,3 +98,35 @@ def test_rank_limit_at_full_rank_ranks_as_the_teacher(split, tmp_path):
             assert full[metric] == pytest.approx(results["teacher"]["test"][metric], abs=1e-6)
     with pytest.raises(SystemExit):
         main(["--data", str(data), "--ranks", "99"])
+
+
+def test_models_auto_on_any_split_records_the_choice_and_tests_once(tmp_path):
+    """benchmarks.paper_split --models auto: the pipeline's selection on a slice of train.txt,
+    then the test once; a user whose test line is empty is skipped."""
+    import json
+    import random
+
+    from benchmarks.paper_split import main
+
+    rng = random.Random(0)
+    train, test = [], []
+    for user in range(60):
+        items = rng.sample(range(40), 12)
+        train.append(" ".join(map(str, [user, *items[:9]])))
+        test.append(" ".join(map(str, [user, *items[9:]])) if user % 10 else str(user))
+    (tmp_path / "train.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join(test) + "\n")
+    out = tmp_path / "result.json"
+    main(
+        ["--data", str(tmp_path), "--models", "auto", "--budget-minutes", "5", "--max-trials",
+         "4", "--auto-candidates", "popularity,gfcf,dnfilter", "--val-users", "50", "--quiet",
+         "--out", str(out)]
+    )  # fmt: skip
+    auto = json.loads(out.read_text())["models"]["auto"]
+    assert auto["chosen"] in ("popularity", "gfcf", "dnfilter")
+    assert auto["trials"] == 4 and 0 <= auto["recall@20"] <= 1 and 0 <= auto["ndcg@20"] <= 1
+    assert auto["validation"]["users"] == 50
+    assert auto["wall_seconds"] >= auto["selection_seconds"] + auto["refit_seconds"]
+    assert auto["leaderboard"][0]["model"] == auto["chosen"]
+    with pytest.raises(SystemExit):
+        main(["--data", str(tmp_path), "--models", "auto", "--auto-candidates", "lightgcnx"])
