@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from recs_pipeline.graph import InteractionGraph, interaction_csr
@@ -128,43 +129,58 @@ def validation_mask(
 
 
 class _Filters:
-    """The expensive part of each filter fit once per study, with the widest basis any trial
-    may ask, re-weighted per trial (``retune``): a dnfilter per user exponent, one GF-CF."""
+    """The expensive part of the filters fitted once per study and re-weighted per trial: a
+    dnfilter per user exponent with the widest basis any trial may ask (``retune`` sets the
+    other settings). GF-CF's item graph and ideal basis are the exponent-½ dnfilter's (the same
+    R̃ = D_U^-½ R D_I^-½): its trials cost a scoring pass, not an SVD."""
 
     def __init__(self, fit_u, fit_i, n_users, n_items) -> None:
         self.edges = (fit_u, fit_i, n_users, n_items)
         self.dnfilters: dict[float, object] = {}
-        self.width = min(n_users, n_items) - 1
-        self.gfcf = None
+
+    def dnfilter(self, exponent: float):
+        if exponent not in self.dnfilters:
+            # One per value of the space's few exponents (on Gowalla each item graph is about
+            # 2 GB: three fit in the memory a selection is given).
+            widest = max(
+                TRAINING_FREE["dnfilter"].search_space["k"].high,
+                TRAINING_FREE["gfcf"].search_space["k"].high,
+            )
+            self.dnfilters[exponent] = fit_training_free(
+                "dnfilter", *self.edges, user_exponent=exponent, k=widest, weight=0.1
+            )
+        return self.dnfilters[exponent]
 
     def fit(self, model: str, params: dict):
+        defaults = TRAINING_FREE[model]().params() if model in TRAINING_FREE else {}
+        settings = {**defaults, **params}
         if model == "dnfilter":
-            exponent = params.get("user_exponent", 0.5)
-            space = TRAINING_FREE["dnfilter"].search_space
-            widest = min(space["k"].high, max(self.width, 1))
-            if exponent not in self.dnfilters:
-                # One per value of the space's few exponents (on Gowalla each item graph is
-                # about 2 GB: three fit in the memory a selection is given).
-                self.dnfilters[exponent] = fit_training_free(
-                    "dnfilter", *self.edges, user_exponent=exponent, k=widest, weight=0.1
-                )
-            fitted = self.dnfilters[exponent]
-            defaults = TRAINING_FREE["dnfilter"]().params()
-            settings = {**defaults, **params}
+            fitted = self.dnfilter(settings["user_exponent"])
             return fitted.retune(
                 beta=settings["beta"],
                 weight=settings["weight"],
-                k=min(settings["k"], widest),
+                k=min(settings["k"], fitted.basis.shape[1]),  # a small catalogue's whole basis
                 gamma=settings["gamma"],
                 sharpen=settings["sharpen"],
             )
         if model == "gfcf":
-            widest = TRAINING_FREE["gfcf"].search_space["k"].high
-            if self.gfcf is None:
-                self.gfcf = fit_training_free("gfcf", *self.edges, k=widest)
-            settings = {**TRAINING_FREE["gfcf"]().params(), **params}
-            return self.gfcf.retune(settings["alpha"], settings["k"])
+            return _gfcf_from(self.dnfilter(0.5), settings["alpha"], settings["k"])
         return fit_training_free(model, *self.edges, **params)
+
+
+def _gfcf_from(fitted, alpha: float, k: int):
+    """A GF-CF scorer on an exponent-½ dnfilter's fit: P is the same item graph, V̄ its top
+    ``k`` basis vectors, R the binary interactions."""
+    from recs_pipeline.models.gfcf import GFCF
+
+    basis = fitted.basis[:, :k].numpy()
+    degrees = fitted.degrees
+    inv_sqrt = np.where(degrees > 0, 1.0 / np.sqrt(np.maximum(degrees, 1)), 0.0)
+    model = GFCF(alpha=alpha, k=basis.shape[1])
+    model.interactions, model.item_filter = fitted.binary, fitted.item_filter
+    model.ideal_left = torch.from_numpy((basis * inv_sqrt[:, None]).astype(np.float32))
+    model.ideal_right = torch.from_numpy((basis * np.sqrt(degrees)[:, None]).T.astype(np.float32))
+    return model
 
 
 def _suggest(trial, model: str, space: dict[str, Range]) -> dict:

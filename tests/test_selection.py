@@ -195,3 +195,14 @@ def test_every_registered_model_declares_a_search_space_beside_it():
     config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for name, cls in MODELS.items():
         assert set(cls.search_space) <= config_fields, name
+
+
+def test_gfcf_trials_score_as_gfcf_fitted_at_that_width():
+    from recs_pipeline.models.gfcf import GFCF
+
+    graph = community_graph()
+    filters = selection_module._Filters(graph.train_users, graph.train_items, 300, 120)
+    shared = filters.fit("gfcf", {"alpha": 0.6, "k": 40})
+    fitted = GFCF(alpha=0.6, k=40).fit(graph.train_users, graph.train_items, 300, 120)
+    users = torch.arange(300)
+    assert torch.allclose(shared.scores(users), fitted.scores(users), atol=2e-3)
