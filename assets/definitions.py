@@ -9,7 +9,7 @@ from pydantic import Field, create_model
 from assets.deploy import deployment_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
 from assets.ingest import raw_interactions
-from assets.model import model_evaluation, trained_model
+from assets.model import model_evaluation, model_selection, trained_model
 from assets.partitions import DATA_ROOT
 from assets.serving import recommendations
 from recs_pipeline import project_config
@@ -21,6 +21,7 @@ ALL_ASSETS = [
     interaction_split,
     interaction_graph,
     hard_negatives,
+    model_selection,
     trained_model,
     model_evaluation,
     recommendations,

@@ -11,10 +11,10 @@ from assets.deploy import gpu_op_tags
 from assets.features import hard_negatives, interaction_graph
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
-from assets.settings import EvaluationSettings, TrainSettings, check_run_config
+from assets.settings import EvaluationSettings, SelectionSettings, TrainSettings, check_run_config
 from assets.sharding import ShardLog
 from assets.tables import row_count, table_metadata
-from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, ArtifactProgress
+from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, SELECTION, ArtifactProgress
 from recs_pipeline.console import progress_bar
 from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
     GATE_BASELINE,
@@ -34,6 +34,7 @@ from recs_pipeline.data_parallel import rank_log, train_data_parallel
 from recs_pipeline.graph import id_map_version
 from recs_pipeline.metrics import METRICS, evaluate_scorers
 from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
+from recs_pipeline.selection import Selection, daily_selection
 from recs_pipeline.train import train_model
 from recs_pipeline.warehouse import replace_partition
 from resources import ArtifactStore, ComputeEngine, Warehouse
@@ -137,9 +138,104 @@ def comparison_table(results: dict, model_name: str) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=columns))
 
 
+def leaderboard(selection: Selection) -> dg.TableMetadataValue:
+    """The best trial of each candidate, best first: what the choice was made from."""
+    k = selection.k
+    columns = [
+        dg.TableColumn("model", "string"),
+        dg.TableColumn(f"val_recall@{k}", "float", description="validation slice of train"),
+        dg.TableColumn(f"val_ndcg@{k}", "float", description="validation slice of train"),
+        dg.TableColumn("settings", "string", description="the trial's searched settings"),
+        dg.TableColumn("champion", "bool"),
+    ]
+    rows = [
+        dg.TableRecord(
+            {
+                "model": trial.model,
+                f"val_recall@{k}": optional(trial.recall),
+                f"val_ndcg@{k}": optional(trial.ndcg),
+                "settings": ", ".join(f"{n}={v:.4g}" if isinstance(v, float) else f"{n}={v}"
+                                      for n, v in trial.params.items()) or "-",
+                "champion": trial.model == selection.model and trial.params == selection.params,
+            }
+        )
+        for trial in selection.leaderboard()
+    ]  # fmt: skip
+    return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=columns))
+
+
 @dg.asset(
     partitions_def=daily_partitions,
-    deps=[interaction_graph, hard_negatives],
+    deps=[interaction_graph],
+    group_name="model",
+    kinds={"optuna"},
+    owners=OWNERS,
+    tags=tags("model"),
+)
+def model_selection(
+    context: dg.AssetExecutionContext,
+    config: SelectionSettings,
+    artifacts: ArtifactStore,
+) -> dg.MaterializeResult:
+    """Which scorer serves day D, with which settings, chosen on the team's own log: every
+    candidate (popularity, GF-CF, dnfilter and the trained models, each with the search
+    space its model declares) is scored on a validation slice carved from D's train window —
+    each chosen user's latest train edges — never on the test period. Optuna's TPE sampler
+    searches the candidates' settings within `budget_minutes`; a full search runs every
+    `every_days` days, the days between reuse the latest choice made as of that day or
+    earlier. The champion feeds trained_model unless its run config pins a model. The
+    metadata's `leaderboard` shows each candidate's best trial."""
+    check_run_config(context)
+    store = artifacts.store()
+    key = context.partition_key
+    graph_run = expected_writer(context, "interaction_graph")
+    graph = load_graph(store, key, graph_run)
+    train = TrainSettings(**_op_config(context, "trained_model")).to_core()
+    features = None
+    if "pinsage" in config.candidates:
+        features = item_features(store, key, "pinsage", context.log.info, graph_run)
+    selection, reused_from = daily_selection(
+        store, key, graph, config.to_core(), train, features, log=context.log.info
+    )
+    context.log.info(champion_line(selection, reused_from))
+    return dg.MaterializeResult(
+        metadata={
+            "champion": selection.model,
+            "champion_settings": dg.MetadataValue.json(selection.params),
+            f"val_recall@{selection.k}": optional(selection.recall),
+            f"val_ndcg@{selection.k}": optional(selection.ndcg),
+            "leaderboard": leaderboard(selection),
+            "trials": len(selection.trials),
+            "validation_users": selection.validation_users,
+            "search_seconds": round(selection.seconds, 2),
+            "reused_from": reused_from or "-",
+            **({"fallback": selection.fallback} if selection.fallback else {}),
+        }
+    )
+
+
+def champion_line(selection: Selection, reused_from: str | None = None) -> str:
+    """One sentence: which scorer was chosen and why."""
+    if selection.fallback:
+        return f"model selection: {selection.fallback}"
+    board = selection.leaderboard()
+    runner = next((t for t in board if t.model != selection.model), None)
+    why = (
+        f"validation Recall@{selection.k} {selection.recall:.4f}"
+        + (f" vs {runner.model}'s {runner.recall:.4f}" if runner else "")
+        + f", best of {len(selection.trials)} trials on {selection.validation_users} users"
+    )
+    source = f" (the choice of {reused_from})" if reused_from else ""
+    return f"model selection: {selection.model} chosen{source}: {why}"
+
+
+def _op_config(context: dg.AssetExecutionContext, op: str) -> dict:
+    return ((context.run.run_config.get("ops") or {}).get(op) or {}).get("config") or {}
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[interaction_graph, hard_negatives, model_selection],
     group_name="model",
     kinds={"torch"},
     owners=OWNERS,
@@ -170,26 +266,47 @@ def trained_model(
     graph_run = expected_writer(context, "interaction_graph")
     graph = load_graph(store, key, graph_run)
     id_map = {"as_of": key, "version": id_map_version(graph.user_ids, graph.item_ids)}
-    if config.model in TRAINING_FREE:
+    base = config.to_core()
+    chosen = {}
+    if config.pinned():
+        context.log.info(f"model pinned by the run config: {base.model}")
+    elif store.has(SELECTION, key):
+        selection = Selection.from_dict(
+            store.get(SELECTION, key, expected_writer(context, "model_selection"))["selection"]
+        )
+        chosen = dict(selection.params)
+        context.log.info(champion_line(selection))
+        if selection.model in TRAINING_FREE:
+            base = dataclasses.replace(base, model=selection.model)
+        else:
+            base = dataclasses.replace(base, model=selection.model, **chosen)
+    else:
+        context.log.warning(
+            f"no model_selection for {key}: {base.model} (the default) is trained; materialise"
+            " model_selection first to train the day's champion"
+        )
+    if base.model in TRAINING_FREE:
+        params = base.training_free_params(base.model) | (chosen if not config.pinned() else {})
         model = fit_training_free(
-            config.model,
+            base.model,
             graph.train_users,
             graph.train_items,
             graph.n_users,
             graph.n_items,
-            **config.to_core().training_free_params(config.model),
+            **params,
         )
         stamp = store.put(MODEL, key, {**checkpoint(model), "id_map": id_map})
         return dg.MaterializeResult(
             metadata={
-                "model": config.model,
+                "model": base.model,
+                "chosen_by": "run config" if config.pinned() else "model_selection",
                 "training_free": True,
                 "settings": dg.MetadataValue.json(model.params()),
                 "model_sha256": stamp.sha256,
                 "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
             }
         )
-    train_config = config.to_core()
+    train_config = base
     progress = ArtifactProgress(store, key, log=context.log.warning)
     bar = progress_bar(train_config.epochs, f"train {train_config.model}", "epoch")
 
@@ -240,10 +357,17 @@ def trained_model(
     progress.clear()
     k = train_config.val_k
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), {})
-    run_config = config.model_dump()
+    # What was trained: the champion's model and searched settings where selection chose them.
+    run_config = config.model_dump() | {
+        "model": train_config.model,
+        "learning_rate": train_config.lr,
+        "l2": train_config.l2,
+        "layers": train_config.layers,
+    }
     return dg.MaterializeResult(
         metadata={
             "model": train_config.model,
+            "chosen_by": "run config" if config.pinned() else "model_selection",
             "model_sha256": stamp.sha256,
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.history),

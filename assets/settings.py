@@ -39,6 +39,7 @@ from recs_pipeline.project_config import (
 )
 from recs_pipeline.recommend import PublishConfig, PublishIndex
 from recs_pipeline.sampling import HardNegativeConfig
+from recs_pipeline.selection import SelectionConfig
 from recs_pipeline.split import SplitConfig
 from recs_pipeline.train import TrainConfig
 
@@ -52,6 +53,15 @@ RENAMED: dict[type, dict[str, str]] = {
         "probes": "ivf_probes",
         "overlap_users": "ivf_overlap_users",
         "seed": "ivf_seed",
+    },
+}
+
+# Core fields whose run-config default is unset (None), and what unset means there. The
+# core's own default serves code that builds the core config directly (benchmarks, tests).
+UNSET: dict[type, dict[str, str]] = {
+    TrainConfig: {
+        "model": "Unset (the default): the champion model_selection chose for the day, with its"
+        " settings. Set: that model is pinned, and model_selection only reports.",
     },
 }
 
@@ -134,7 +144,8 @@ def derived(*cores: type, op: str | None = None) -> type[dg.Config]:
             name = RENAMED.get(core, {}).get(field.name, field.name)
             if name in fields:
                 raise TypeError(f"run-config name {name!r} is taken twice: rename one in RENAMED")
-            default = field.default
+            unset = UNSET.get(core, {}).get(field.name)
+            default = None if unset else field.default
             if name in overrides:
                 # The type and range here, before Dagster sees it as a schema default (its own
                 # error names neither the file nor the setting); choices and cross-field rules
@@ -149,8 +160,12 @@ def derived(*cores: type, op: str | None = None) -> type[dg.Config]:
                 default = list(default)
             allowed = describe_range(field.metadata)
             description = field.metadata["doc"] + (f" Allowed: {allowed}." if allowed else "")
+            hint = hints[field.name]
+            if unset:
+                description += " " + unset
+                hint = hint | None
             fields[name] = (
-                _run_type(core, field, hints[field.name]),
+                _run_type(core, field, hint),
                 Field(default=default, description=description),
             )
     if overrides:
@@ -177,6 +192,8 @@ def _check_defaults(model: type[dg.Config], cores: tuple[type, ...], op: str) ->
             if field.name in INTERNAL.get(core, {}):
                 continue
             value = model.model_fields[RENAMED.get(core, {}).get(field.name, field.name)].default
+            if value is None and field.name in UNSET.get(core, {}):
+                continue  # the core's default stands in
             values[field.name] = tuple(value) if isinstance(value, list) else value
         try:
             core(**values)
@@ -206,6 +223,8 @@ class _Derived(dg.Config):
             if field.name in INTERNAL.get(core, {}):
                 continue
             value = getattr(self, RENAMED.get(core, {}).get(field.name, field.name))
+            if value is None and field.name in UNSET.get(core, {}):
+                continue  # unset: the core's default (the asset decides what unset means)
             if isinstance(value, list):
                 value = tuple(value)
             values[field.name] = value
@@ -222,6 +241,11 @@ class HardNegativeSettings(derived(HardNegativeConfig, op="hard_negatives"), _De
         return self._core(HardNegativeConfig)
 
 
+class SelectionSettings(derived(SelectionConfig, op="model_selection"), _Derived):
+    def to_core(self) -> SelectionConfig:
+        return self._core(SelectionConfig)
+
+
 class TrainSettings(derived(TrainConfig, op="trained_model"), _Derived):
     warm_start: bool = Field(
         default=True,
@@ -236,6 +260,10 @@ class TrainSettings(derived(TrainConfig, op="trained_model"), _Derived):
 
     def to_core(self) -> TrainConfig:
         return self._core(TrainConfig)
+
+    def pinned(self) -> bool:
+        """Whether the run config names the model (else model_selection's champion serves)."""
+        return self.model is not None
 
 
 class EvaluationSettings(derived(EvaluationConfig, op="model_evaluation"), _Derived):
@@ -259,6 +287,7 @@ EXTRAS: dict[type, tuple[str, ...]] = {TrainSettings: ("warm_start", "resume")}
 SETTINGS: dict[type[_Derived], tuple[type, ...]] = {
     SplitSettings: (SplitConfig,),
     HardNegativeSettings: (HardNegativeConfig,),
+    SelectionSettings: (SelectionConfig,),
     TrainSettings: (TrainConfig,),
     EvaluationSettings: (EvaluationConfig,),
     PublishSettings: (PublishConfig, PublishIndex),
@@ -266,6 +295,7 @@ SETTINGS: dict[type[_Derived], tuple[type, ...]] = {
 OPS: dict[str, type[_Derived]] = {
     "interaction_split": SplitSettings,
     "hard_negatives": HardNegativeSettings,
+    "model_selection": SelectionSettings,
     "trained_model": TrainSettings,
     "model_evaluation": EvaluationSettings,
     "recommendations": PublishSettings,
@@ -289,7 +319,7 @@ def builtin_run_config() -> dict:
             for field in dataclasses.fields(core):
                 if field.name in INTERNAL.get(core, {}):
                     continue
-                value = field.default
+                value = None if field.name in UNSET.get(core, {}) else field.default
                 config[RENAMED.get(core, {}).get(field.name, field.name)] = (
                     list(value) if isinstance(value, tuple) else value
                 )

@@ -86,6 +86,7 @@ ITEM_FEATURES = Artifact("interaction_graph", "item_features.pt")
 HARD_NEGATIVES = Artifact("hard_negatives", "pools.pt")
 MODEL = Artifact("trained_model", "model.pt")
 PROGRESS = Artifact("trained_model", "progress.pt")
+SELECTION = Artifact("model_selection", "selection.json")
 GATE = Artifact("model_evaluation", "gate.json")
 # The model.pt behind the day's published lists, byte for byte (its sha256 is the published
 # fingerprint): trained_model/D/model.pt may be replaced by a later run with another model.

@@ -24,16 +24,19 @@ The protocol, so that the test period is never read:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
+from recs_pipeline.config import SettingError, check_declared, setting
 from recs_pipeline.graph import InteractionGraph, interaction_csr
 from recs_pipeline.metrics import ranking_metrics, topk_scored
-from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free
+from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free, model_names
 from recs_pipeline.models.space import Choice, Float, Int, Range
 from recs_pipeline.train import TrainConfig, train_model, validation_split
 
@@ -48,6 +51,41 @@ MIN_VALIDATION_USERS = 20
 
 class SelectionError(ValueError):
     """A selection setting is wrong; the message names it and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionConfig:
+    """How the pipeline chooses a day's scorer (``model_selection``'s run config)."""
+
+    budget_minutes: float = setting(
+        5.0, "Time budget of a search (trials started after it are not run).", gt=0.0
+    )
+    every_days: int = setting(
+        7,
+        "A full search every this many days; the days between reuse the latest selection made"
+        " as of that day or earlier (a backfill never uses one made from later data).",
+        ge=1,
+    )
+    candidates: tuple[str, ...] = setting(
+        DEFAULT_CANDIDATES,
+        "The models a search considers (pinsage joins only where item features exist).",
+        choices=model_names(),
+    )
+    trials: int | None = setting(
+        None, "Cap on the trials of one search (none: the budget alone ends it).", ge=1
+    )
+    val_users: int = setting(
+        3000, "Users whose latest train edges form the validation slice.", ge=1
+    )
+    val_fraction: float = setting(
+        0.2, "Share of each validation user's latest train edges held out (0: one).", ge=0.0, lt=1.0
+    )
+    seed: int = setting(0, "Seed of the validation slice and the sampler.")
+
+    def __post_init__(self) -> None:
+        check_declared(self)
+        if not self.candidates:
+            raise SettingError("candidates", "name at least one model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +133,17 @@ class Selection:
     def from_dict(data: dict) -> Selection:
         trials = [Trial(**t) for t in data.get("trials", [])]
         return Selection(**{**data, "trials": trials})
+
+
+def reusable(stored: Sequence[str], day: str, every_days: int) -> str | None:
+    """Of the days with a stored selection, the latest one on or before ``day`` and fewer
+    than ``every_days`` days before it (``day`` itself excluded: a re-run searches again)."""
+    as_of = dt.date.fromisoformat(day)
+    earlier = [s for s in stored if s < day]
+    if not earlier:
+        return None
+    latest = max(earlier)
+    return latest if (as_of - dt.date.fromisoformat(latest)).days < every_days else None
 
 
 def check_candidates(candidates: Sequence[str], item_features: bool = False) -> list[str]:
@@ -432,3 +481,57 @@ def _short(params: dict) -> str:
         )
         + "}"
     )
+
+
+def daily_selection(
+    store,
+    key: str,
+    graph: InteractionGraph,
+    config: SelectionConfig,
+    train: TrainConfig,
+    item_features: torch.Tensor | None = None,
+    log: Log = print,
+) -> tuple[Selection, str | None]:
+    """Day ``key``'s selection, stored as its ``model_selection`` artifact: the latest one made
+    as of an earlier day fewer than ``every_days`` before (never a later day's: a backfill
+    sees only what was known then), else a new search warm-started from the latest earlier
+    champion. Returns (selection, the day it was reused from or None)."""
+    from recs_pipeline.artifacts import SELECTION
+
+    stored = store.partitions(SELECTION)
+    source = reusable(stored, key, config.every_days)
+    if source is not None:
+        reused = Selection.from_dict(store.get(SELECTION, source)["selection"])
+        log(f"model selection: reusing {source}'s choice, {reused.model} (search every"
+            f" {config.every_days} days)")  # fmt: skip
+        store.put(SELECTION, key, {"selection": reused.to_dict(), "reused_from": source})
+        return reused, source
+    earlier = [day for day in stored if day < key]
+    warm = None
+    if earlier:
+        previous = Selection.from_dict(store.get(SELECTION, max(earlier))["selection"])
+        warm = {"model": previous.model, "params": previous.params}
+    location = store.location(SELECTION, key)
+    journal = None
+    if "://" not in location:  # a local artifact root: the study resumes after a kill
+        folder = os.path.dirname(location)
+        os.makedirs(folder, exist_ok=True)
+        journal = os.path.join(folder, "study.journal")
+    result = select(
+        graph,
+        candidates=config.candidates,
+        budget_seconds=config.budget_minutes * 60,
+        seed=config.seed,
+        val_users=config.val_users,
+        val_fraction=config.val_fraction,
+        train=train,
+        storage=journal,
+        study_name=f"selection-{key}",
+        warm_start=warm,
+        item_features=item_features,
+        max_trials=config.trials,
+        fallback_model=train.model,
+        log=log,
+    )
+    store.put(SELECTION, key, {"selection": result.to_dict(), "reused_from": None})
+    return result, None

@@ -27,6 +27,8 @@ from assets.instance import prepare_instance
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The tests' deployment defaults (tests/conftest.py says why), for every process it starts.
+TESTS_CONFIG = str(PROJECT_ROOT / "tests" / "recs.toml")
 BIN = Path(sys.executable).parent
 
 # The mutation the UI's "Launch backfill" button sends (LaunchAssetChoosePartitionsDialog).
@@ -408,7 +410,7 @@ def run_backfills(
         RECS_ARTIFACTS=str(tmp / "artifacts"),
         RECS_LANDING_ROOT=str(tmp / "landing"),
         RECS_PARTITION_START=spec.start.isoformat(),
-        RECS_CONFIG="",  # never the project's own recs.toml
+        RECS_CONFIG=TESTS_CONFIG,  # never the project's own recs.toml
         # Several runs share few cores: one math thread per process, not several spinning.
         OMP_NUM_THREADS="1",
     )

@@ -23,7 +23,7 @@ from assets.ingest import raw_interactions
 from assets.partitions import range_tags
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from tests.conftest import make_resources
-from tests.daemon_support import Deployment, sigterm_raises, write_instance
+from tests.daemon_support import TESTS_CONFIG, Deployment, sigterm_raises, write_instance
 
 SPEC = SyntheticLogSpec(
     start=dt.date(2026, 3, 1),
@@ -218,7 +218,7 @@ def ui(tmp_path_factory):
         RECS_WAREHOUSE=resources["warehouse"].database,
         RECS_ARTIFACTS=resources["artifacts"].root,
         RECS_LANDING_ROOT=str(tmp / "landing"),
-        RECS_CONFIG="",
+        RECS_CONFIG=TESTS_CONFIG,
     )
     deployment = Deployment(env, logs=tmp)
     with sigterm_raises():
