@@ -161,18 +161,19 @@ def _export_day(con: duckdb.DuckDBPyConnection, root: Path, day: dt.date, public
     return target
 
 
-def _file_publication(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+def _held_publications(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> dict[str, str]:
+    """{file: the publication id it holds} of Parquet files whose bytes were verified, read in
+    one query (their footers only)."""
+    if not paths:
+        return {}
     rows = con.execute(
-        "SELECT value FROM parquet_kv_metadata(?) WHERE key = ?", [str(path), PUBLICATION_KEY]
+        "SELECT file_name, value FROM parquet_kv_metadata(?) WHERE key = ?",
+        [[str(path) for path in paths], PUBLICATION_KEY],
     ).fetchall()
-    return rows[0][0].decode() if rows else None
+    return {name: value.decode() for name, value in rows}
 
 
-def file_problem(
-    con: duckdb.DuckDBPyConnection, path: Path | None, publication: str | None
-) -> str | None:
-    """Why the day file ``path`` does not serve the warehouse's ``publication`` of its day, or
-    None when it does: its bytes match the checksum in its name and it holds that id."""
+def _checksum_problem(path: Path | None) -> str | None:
     if path is None:
         return "no file"
     named = _DAY_FILE.match(path.name)
@@ -180,15 +181,6 @@ def file_problem(
         return f"{path.name} records no checksum (exported before files were verified)"
     if file_sha256(path) != named["sha256"]:
         return f"{path.name} does not match its checksum (edited or corrupted on disk)"
-    try:
-        held = _file_publication(con, path)
-    except duckdb.Error as error:  # a checksum collision would be needed to get here
-        return f"{path.name} is not readable Parquet: {error}"
-    if held != publication:
-        return (
-            f"{path.name} holds publication {held}, the warehouse publication {publication}"
-            " (a publication interrupted between its commit and its export, or an older file)"
-        )
     return None
 
 
@@ -208,18 +200,29 @@ def published_days(con: duckdb.DuckDBPyConnection) -> dict[dt.date, str | None]:
 def day_file_problems(
     con: duckdb.DuckDBPyConnection, root: Path, days: dict[dt.date, str | None] | None = None
 ) -> dict[dt.date, tuple[Path | None, str | None]]:
-    """Each published day's newest file and why it disagrees with the warehouse (None: it
-    agrees). ``days``: :func:`published_days`, when the caller has it."""
+    """Each published day's newest file and why it does not serve the warehouse's publication
+    of the day (None: it does, its bytes matching the checksum in its name and its metadata
+    holding that publication's id). ``days``: :func:`published_days`, when the caller has it."""
+    days = published_days(con) if days is None else days
     found = {}
-    for day, publication in (published_days(con) if days is None else days).items():
+    for day, publication in days.items():
         versions = _versions(root, day)
         newest = versions[-1] if versions else None
         problem = (
             "published before publications were recorded: no id to check its file against"
             if publication is None
-            else file_problem(con, newest, publication)
+            else _checksum_problem(newest)
         )
         found[day] = (newest, problem)
+    held = _held_publications(con, [path for path, problem in found.values() if problem is None])
+    for day, (path, problem) in found.items():
+        if problem is None and held.get(str(path)) != days[day]:
+            found[day] = (
+                path,
+                f"{path.name} holds publication {held.get(str(path))}, the warehouse"
+                f" publication {days[day]} (a publication interrupted between its commit and"
+                " its export, or an older file)",
+            )
     return found
 
 
@@ -233,10 +236,10 @@ def _write_database(root: Path, files: dict[dt.date, Path]) -> Path:
         with duckdb.connect(str(tmp)) as out:
             out.execute("CREATE SCHEMA serving")
             # What the views read, for the doctor (serving_problems).
-            out.execute(f"CREATE TABLE serving.{DAY_FILES} (as_of_date DATE, file VARCHAR)")
-            out.executemany(
-                f"INSERT INTO serving.{DAY_FILES} VALUES (?, ?)",
-                [(day, str(files[day].resolve())) for day in sorted(files)],
+            out.execute(
+                f"CREATE TABLE serving.{DAY_FILES} AS"
+                " SELECT unnest(?::DATE[]) AS as_of_date, unnest(?::VARCHAR[]) AS file",
+                [sorted(files), [str(files[day].resolve()) for day in sorted(files)]],
             )
             out.execute(
                 "CREATE VIEW serving.recommendations AS SELECT * FROM"
