@@ -6,10 +6,11 @@ application reading the warehouse meets the pipeline's lock (and holds it agains
 After ``serving.recommendations`` commits a day, :func:`export_published` copies the published
 state out of the warehouse::
 
-    {root}/published.duckdb                                    views only, replaced atomically:
-        serving.recommendations          every published day
-        serving.latest_recommendations   the newest published day
-    {root}/recommendations/as_of_date=YYYY-MM-DD/part-{version}.parquet   one file per day
+    {root}/published.duckdb                          replaced atomically:
+        serving.recommendations          (view) every published day
+        serving.latest_recommendations   (view) the newest published day
+        serving.day_files                (table) the file the views read for each day
+    {root}/recommendations/as_of_date=YYYY-MM-DD/part-{version}.{sha256}.parquet   one per day
 
 A day file is never changed once it has its name: re-publishing a day writes a new version
 beside it. ``published.duckdb`` is built under a temporary name, listing the current version of
@@ -310,8 +311,8 @@ def export_published(
 
 def serving_problems(con: duckdb.DuckDBPyConnection, root: str | Path | None) -> list[str]:
     """Every way the serving files disagree with the warehouse: a day file (see
-    :func:`file_problem`) or ``published.duckdb`` listing other files than the days'. Empty when
-    all agree, or when nothing is exported (``root`` None)."""
+    :func:`day_file_problems`) or ``published.duckdb`` listing other files than the days'.
+    Empty when all agree, or when nothing is exported (``root`` None)."""
     if root is None:
         return []
     root = Path(root)

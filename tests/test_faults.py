@@ -10,7 +10,10 @@ SIGKILLs it at moments found by polling every millisecond:
   write-ahead log grows past its start-of-session size (commit or checkpoint; best effort, the
   window is a few milliseconds and a run that finishes first still has its result checked);
 - publication (``recommendations``, K raised from 10 to 400: ~1M rows): when the file is first
-  written, and at a random moment up to 0.4 s later;
+  written, and at a random moment up to 0.4 s later; and, re-published with another model,
+  exactly between the warehouse commit and the serving export (the runner's ``sigkill_at``),
+  after which the next publication of another day must bring the serving files and
+  ``published_model.pt`` back to the warehouse's lists;
 - training (``trained_model``): at a random moment of the epoch after the second save of
   ``progress.pt``;
 - the artifact store: at random moments while it rewrites a 16 MB checkpoint in a loop.
