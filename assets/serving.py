@@ -15,6 +15,7 @@ from recs_pipeline.artifacts import PUBLISHED_MODEL, SPLIT
 from recs_pipeline.daily import (
     GATE_BASELINE,
     NO_TEST_USERS,
+    converge_published_models,
     load_model_payload,
     load_scorer,
     pin_published_model,
@@ -82,6 +83,10 @@ def recommendations(
     Once published, the model.pt read here is kept byte for byte as
     `recommendations/D/published_model.pt` (its sha256 is the metadata's model_sha256):
     re-materialising trained_model with another model replaces model.pt, not that copy.
+    The lists commit with a record in `serving.publications` (the model's sha256 among it); the
+    serving files and the published_model.pt of every day are then checked against those
+    records and rewritten where they disagree (a publication killed after its commit, a file
+    edited on disk), each logged; `python -m assets.doctor` reports the same checks.
 
     The lists are ranked in the engine's shards of users (`shard_runs`); this step reads the
     warehouse and writes the lists."""
@@ -125,10 +130,20 @@ def recommendations(
             config.publish_index(),
             engine=compute,
             on_shard=shard_log,
+            model_sha256=model[1].sha256,
         )
+        # Every day's copies are checked against the warehouse's publication records, so a
+        # publication killed between its commit and here is caught up now or by the next one.
         counts |= export_published(con, warehouse.serving_path(), as_of)
+        if "serving_repaired" in counts:
+            context.log.warning(f"serving files rewritten: {counts['serving_repaired']}")
         # After the lists are committed: a publication that fails leaves the earlier pin.
         pin_published_model(store, key, payload)
+        unpinned = converge_published_models(con, store, context.log.warning)
+        for day, problem in unpinned.items():
+            context.log.warning(f"{day}: {problem}")
+        if unpinned:
+            counts["published_models_disagreeing"] = ", ".join(sorted(unpinned))
         preview = con.execute(
             """WITH users AS (
                    SELECT user_id, any_value(model) AS model FROM serving.recommendations

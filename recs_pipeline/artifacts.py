@@ -174,6 +174,16 @@ class UrlArtifactStore:
         with self._verified(artifact, partition, expect_run) as (stamp, _):
             return stamp
 
+    def recorded(self, artifact: Artifact, partition: str) -> Stamp | None:
+        """The stamp ``artifact``'s header records, its payload not read (cheap: to compare a
+        fingerprint with a record; :meth:`stamp` verifies it); None when it is missing."""
+        try:
+            with self._files.open(_key(artifact, partition)) as handle:
+                line = handle.readline(_MAX_HEADER)
+        except FileNotFoundError:
+            return None
+        return _header_stamp(line, artifact, partition)
+
     def get_stamped(
         self, artifact: Artifact, partition: str, expect_run: str | None = None
     ) -> tuple[Any, Stamp]:
@@ -260,25 +270,7 @@ class UrlArtifactStore:
                     f" {partition} first"
                 ) from None
             line = handle.readline(_MAX_HEADER)
-            try:
-                header = json.loads(line) if line.endswith(b"\n") and len(line) > 1 else None
-            except ValueError:
-                header = None
-            if not isinstance(header, dict) or header.get("format") != FORMAT:
-                raise ArtifactError(
-                    f"refused {where}: not an artifact written by this store (no {FORMAT}"
-                    f" header); re-materialise {artifact.asset} for partition {partition}"
-                )
-            placed = (header.get("asset"), header.get("partition"), header.get("name"))
-            if placed != (artifact.asset, partition, artifact.name):
-                raise ArtifactError(
-                    f"refused {where}: the file was written as {'/'.join(map(str, placed))}"
-                )
-            stamp = Stamp(
-                str(header.get("sha256")),
-                _header_size(header, artifact, partition),
-                header.get("run_id"),
-            )
+            stamp = _header_stamp(line, artifact, partition)
             start = len(line)
             digest = hashlib.file_digest(handle, "sha256")
             size = handle.tell() - start
@@ -301,6 +293,28 @@ class UrlArtifactStore:
                     " the other run ended."
                 )
             yield stamp, _Window(handle, start, size)
+
+
+def _header_stamp(line: bytes, artifact: Artifact, partition: str) -> Stamp:
+    """The stamp an artifact's header line records, once it is known to be this artifact's."""
+    where = artifact.at(partition)
+    try:
+        header = json.loads(line) if line.endswith(b"\n") and len(line) > 1 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ArtifactError(
+            f"refused {where}: not an artifact written by this store (no {FORMAT}"
+            f" header); re-materialise {artifact.asset} for partition {partition}"
+        )
+    placed = (header.get("asset"), header.get("partition"), header.get("name"))
+    if placed != (artifact.asset, partition, artifact.name):
+        raise ArtifactError(
+            f"refused {where}: the file was written as {'/'.join(map(str, placed))}"
+        )
+    return Stamp(
+        str(header.get("sha256")), _header_size(header, artifact, partition), header.get("run_id")
+    )
 
 
 def _key(artifact: Artifact, partition: str) -> str:

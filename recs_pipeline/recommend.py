@@ -24,7 +24,8 @@ from recs_pipeline.engine import Engine, ShardRun, map_shards, shard_ranges
 from recs_pipeline.graph import InteractionGraph, interaction_csr
 from recs_pipeline.metrics import InnerProduct, ScoreFn, pad_to_k, topk_scored
 from recs_pipeline.models.popularity import Popularity
-from recs_pipeline.warehouse import replace_partition
+from recs_pipeline.serving import record_publication
+from recs_pipeline.warehouse import replace_partition, transaction
 
 
 def _publish_users(con: duckdb.DuckDBPyConnection, as_of: dt.date, window_start: dt.date):
@@ -253,13 +254,15 @@ def publish_recommendations(
     index: PublishIndex | None = None,
     engine: Engine | None = None,
     on_shard: Callable[[ShardRun], None] | None = None,
+    model_sha256: str | None = None,
 ) -> dict:
     """Replace ``serving.recommendations[as_of]`` with top-``k`` lists for every user active in
     [window_start, as_of]. ``score_fn`` scores users by their index in ``graph``; ``index``
     chooses exact or approximate ranking for them. The ranking runs in the ``engine``'s shards
-    of users (:func:`rank_publish_rows`); reading and writing stay here. Returns the counts of
-    users served by the model and by the popularity fallback and of rows, and what ranked the
-    model's users."""
+    of users (:func:`rank_publish_rows`); reading and writing stay here. The day's record in
+    ``serving.publications`` (with ``model_sha256``, the fingerprint of the model.pt the caller
+    pins) commits with the lists. Returns the counts of users served by the model and by the
+    popularity fallback and of rows, what ranked the model's users, and the publication's id."""
     PublishConfig(k)  # k >= 1
     if k > graph.n_items:
         # Fail before anything is written: the previous publication stays the latest one,
@@ -343,17 +346,21 @@ def publish_recommendations(
     con.register("_recommendations", recs)
     con.register("_items", items)
     try:
-        replace_partition(
-            con,
-            "serving.recommendations",
-            as_of,
-            """SELECT CAST(? AS DATE), p.user_id, r.rank, it.item_id, r.score, r.model
-               FROM _recommendations r
-               JOIN _publish_users p USING (pos)
-               JOIN _items it ON it.idx = r.item_idx
-               ORDER BY p.user_id, r.rank""",
-            [as_of],
-        )
+        # The lists and their publication record commit together: the record is what the
+        # serving files and published_model.pt are checked against (recs_pipeline/serving.py).
+        with transaction(con):
+            replace_partition(
+                con,
+                "serving.recommendations",
+                as_of,
+                """SELECT CAST(? AS DATE), p.user_id, r.rank, it.item_id, r.score, r.model
+                   FROM _recommendations r
+                   JOIN _publish_users p USING (pos)
+                   JOIN _items it ON it.idx = r.item_idx
+                   ORDER BY p.user_id, r.rank""",
+                [as_of],
+            )
+            publication = record_publication(con, as_of, model_sha256)
     finally:
         con.unregister("_recommendations")
         con.unregister("_items")
@@ -363,5 +370,6 @@ def publish_recommendations(
         "model_users": n_model,
         "fallback_users": n_publish - n_model,
         "rows": recs.height,
+        "publication": publication,
         **used,
     }

@@ -81,6 +81,16 @@ TABLES: dict[str, str] = {
         score DOUBLE NOT NULL,  -- The scorer's score of the item for the user.
         model VARCHAR NOT NULL  -- The scorer of the list: the model, or popularity (the fallback).
     """,
+    # One row per published day, committed with the day's lists: what the copies outside the
+    # warehouse (the serving files, published_model.pt) must agree with. A crash between the
+    # commit and those copies leaves them behind; the next export and `python -m assets.doctor`
+    # find them by this record (recs_pipeline/serving.py).
+    "serving.publications": """
+        as_of_date DATE NOT NULL,  -- Day D published (the partition).
+        publication VARCHAR NOT NULL,  -- This publication's id, recorded in its serving file too.
+        model_sha256 VARCHAR,  -- sha256 of the model.pt published; NULL: not known.
+        published_at TIMESTAMP NOT NULL  -- When the lists were committed.
+    """,
 }
 
 PARTITION_COLUMN: dict[str, str] = {

@@ -8,12 +8,33 @@ single-run backfill of ``raw_interactions``), the run config and the resources' 
 imported (so the parent can tell start-up from work) and ``RUNNER DONE <success>`` at the end;
 Dagster's own event log goes to stderr. It changes nothing in the product: the same assets, the
 same resources as ``dg.materialize`` in the tests.
+
+A job with ``sigkill_at`` (``"module.name"``: a function as the product's code looks it up,
+e.g. ``assets.serving.export_published``) dies by SIGKILL, its own, the moment the step calls
+that function, after printing ``RUNNER SIGKILL``: a kill at an exact point of a step, where a
+kill timed from outside would hit a window of milliseconds only by luck.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import signal
 import sys
+
+
+def sigkill_at(target: str) -> None:
+    """Replace the function ``target`` (``module.name``) by a SIGKILL of this process."""
+    module_name, _, name = target.rpartition(".")
+    module = importlib.import_module(module_name)
+    getattr(module, name)  # the name must exist: a typo would never fire
+
+    def die(*_args, **_kwargs):
+        print(f"RUNNER SIGKILL at {target}", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(module, name, die)
 
 
 def main(argv: list[str]) -> int:
@@ -36,6 +57,8 @@ def main(argv: list[str]) -> int:
         kwargs["tags"] = range_tags(start, end)
     else:
         kwargs["partition_key"] = job["partition"]
+    if "sigkill_at" in job:
+        sigkill_at(job["sigkill_at"])
     print("RUNNER START", flush=True)
     result = dg.materialize(
         ALL_ASSETS,

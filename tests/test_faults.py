@@ -10,7 +10,10 @@ SIGKILLs it at moments found by polling every millisecond:
   write-ahead log grows past its start-of-session size (commit or checkpoint; best effort, the
   window is a few milliseconds and a run that finishes first still has its result checked);
 - publication (``recommendations``, K raised from 10 to 400: ~1M rows): when the file is first
-  written, and at a random moment up to 0.4 s later;
+  written, and at a random moment up to 0.4 s later; and, re-published with another model,
+  exactly between the warehouse commit and the serving export (the runner's ``sigkill_at``),
+  after which the next publication of another day must bring the serving files and
+  ``published_model.pt`` back to the warehouse's lists;
 - training (``trained_model``): at a random moment of the epoch after the second save of
   ``progress.pt``;
 - the artifact store: at random moments while it rewrites a 16 MB checkpoint in a loop.
@@ -45,7 +48,13 @@ import torch
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from assets.partitions import range_tags
-from recs_pipeline.artifacts import MODEL, PROGRESS, Artifact, UrlArtifactStore
+from recs_pipeline.artifacts import (
+    MODEL,
+    PROGRESS,
+    PUBLISHED_MODEL,
+    Artifact,
+    UrlArtifactStore,
+)
 from recs_pipeline.logs import ingest_day
 from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
@@ -368,6 +377,11 @@ def publication_shape(db: str, day: dt.date) -> tuple[int, int, int, int]:
     return users, int(rows or 0), broken, latest
 
 
+def republished(day: dt.date) -> set[tuple[str, dt.date]]:
+    """The partitions a publication of ``day`` replaces: its lists and their record."""
+    return {("serving.recommendations", day), ("serving.publications", day)}
+
+
 # Digest of a published partition that ignores which of equally scored items got which rank.
 RECS_COLUMNS = ["as_of_date", "user_id", "rank", "score", "model"]
 
@@ -426,7 +440,7 @@ def test_publication_killed_mid_write_keeps_published_lists_and_the_next_run_com
         context = f"seed {seed}, kill {trigger}: rc {outcome.returncode}\n{outcome.log}"
         after = digests(str(db), days)
         for key, value in before.items():
-            if key != ("serving.recommendations", day2):
+            if key not in republished(day2):
                 assert after[key] == value, (key, context)
         n_users, n_rows, n_broken, latest = publication_shape(str(db), day2)
         assert (n_users, n_broken, latest) == (users, 0, 1), context
@@ -453,8 +467,116 @@ def test_publication_killed_mid_write_keeps_published_lists_and_the_next_run_com
         assert state in (old_recs, new_recs), context
     final = digests(str(db), days)
     for key, value in before.items():
-        if key != ("serving.recommendations", day2):
+        if key not in republished(day2):
             assert final[key] == value, key
+
+
+def served_differences(db: Path, day: dt.date) -> int:
+    """Rows of ``day`` in the warehouse and not in published.duckdb, or the other way round."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        con.execute(f"ATTACH '{db.parent / 'serving' / 'published.duckdb'}' AS served (READ_ONLY)")
+        return con.execute(
+            """SELECT count(*) FROM (
+                 (SELECT * FROM serving.recommendations WHERE as_of_date = $day
+                  EXCEPT ALL SELECT * FROM served.serving.recommendations WHERE as_of_date = $day)
+                 UNION ALL
+                 (SELECT * FROM served.serving.recommendations WHERE as_of_date = $day
+                  EXCEPT ALL SELECT * FROM serving.recommendations WHERE as_of_date = $day))""",
+            {"day": day},
+        ).fetchone()[0]
+
+
+def doctor(resources: dict, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assets.doctor",
+            "--warehouse",
+            resources["warehouse"].database,
+            "--artifacts",
+            resources["artifacts"].root,
+            *extra,
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_publication_killed_between_commit_and_export_converges_at_the_next_one(
+    small_landing, tmp_path
+):
+    """A day re-published with another model, SIGKILLed after the warehouse committed the new
+    lists and before the serving export and the model pin: the serving files and
+    published_model.pt still hold the old model's. The next publication, of another day,
+    brings both to the warehouse's lists, and the doctor reports the disagreement meanwhile."""
+    resources = make_resources(small_landing, tmp_path)
+    db = Path(resources["warehouse"].database)
+    store = UrlArtifactStore(resources["artifacts"].root)
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(
+        [raw_interactions],
+        instance=instance,
+        resources=resources,
+        tags=range_tags(SMALL_LOG.start, SMALL_LOG.end),
+    ).success
+    day1, day2 = SMALL_LOG.end - dt.timedelta(days=1), SMALL_LOG.end
+
+    def materialise(day: dt.date, selection: list[str], model: str) -> None:
+        config = {
+            "interaction_split": {"config": {"window_days": 14, "test_days": 2}},
+            "trained_model": {"config": {"model": model}},
+            "recommendations": {"config": {"k": 5}},
+        }
+        assert dg.materialize(
+            ALL_ASSETS,
+            selection=selection,
+            partition_key=day.isoformat(),
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {key: config[key] for key in selection if key in config}},
+        ).success
+
+    for day in (day1, day2):
+        materialise(day, [*UPSTREAM, "recommendations"], "gfcf")
+    gfcf = store.stamp(MODEL, day2.isoformat()).sha256
+    materialise(day2, UPSTREAM, "dnfilter")
+    dnfilter = store.stamp(MODEL, day2.isoformat()).sha256
+    assert dnfilter != gfcf
+
+    job = job_for(
+        resources,
+        "recommendations",
+        partition=day2.isoformat(),
+        run_config=publish_config(5),
+        sigkill_at="assets.serving.export_published",
+    )
+    outcome = run_and_kill(job, lambda _since: False, "at the serving export", tmp_path)
+    assert outcome.returncode == -signal.SIGKILL and "RUNNER SIGKILL" in outcome.log, outcome.log
+    with duckdb.connect(str(db), read_only=True) as con:
+        models = con.execute(
+            "SELECT DISTINCT model FROM serving.recommendations"
+            " WHERE as_of_date = ? AND model <> 'popularity'",
+            [day2],
+        ).fetchall()
+    assert models == [("dnfilter",)]  # the warehouse committed the new lists
+    assert served_differences(db, day2) > 0  # applications still read the old ones
+    assert store.stamp(PUBLISHED_MODEL, day2.isoformat()).sha256 == gfcf
+    found = doctor(resources)
+
+    # A later publication of another day converges every copy on the warehouse.
+    materialise(day1, ["recommendations"], "gfcf")
+    assert served_differences(db, day2) == 0
+    assert served_differences(db, day1) == 0
+    assert store.stamp(PUBLISHED_MODEL, day2.isoformat()).sha256 == dnfilter
+
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert f"serving file of {day2.isoformat()}" in found.stdout, found.stdout
+    assert f"recommendations/{day2.isoformat()}/published_model.pt" in found.stdout
+    clean = doctor(resources)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
 # --- the artifact store itself --------------------------------------------------------------

@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 
 from recs_pipeline.serving import export_published
-from recs_pipeline.warehouse import replace_partition
+from recs_pipeline.warehouse import ensure_schema, replace_partition
 from resources import Warehouse
 from tests.conftest import SMALL_LOG, make_resources
 from tests.test_pipeline import ingest, run_chain
@@ -195,3 +195,90 @@ def test_the_serving_folder_defaults_beside_the_warehouse_and_is_none_in_memory(
     ).serving_path() == Path("/srv/recs")
     assert Warehouse(database=":memory:").serving_path() is None
     assert Warehouse.model_fields["serving_root"].description
+
+
+def served_rows(root: Path, day: dt.date) -> list[tuple]:
+    with duckdb.connect(str(root / "published.duckdb"), read_only=True) as served:
+        return served.execute(
+            "SELECT * FROM serving.recommendations WHERE as_of_date = ? ORDER BY user_id, rank",
+            [day],
+        ).fetchall()
+
+
+def silently_different_edit(path: Path, truth: list[tuple]) -> int:
+    """Change one byte of the Parquet file ``path`` so that it still reads, but other rows than
+    ``truth``: the edit a checksum is for. Returns its offset."""
+    original = path.read_bytes()
+    for offset in range(len(original) // 4, len(original)):
+        edited = bytearray(original)
+        edited[offset] ^= 0x01
+        path.write_bytes(bytes(edited))
+        try:
+            rows = (
+                duckdb.connect()
+                .execute(f"SELECT * FROM '{path}' ORDER BY user_id, rank")
+                .fetchall()
+            )
+        except duckdb.Error:
+            continue
+        if rows != truth:
+            return offset
+    raise AssertionError("no single-byte edit reads back different rows")
+
+
+def test_a_day_file_edited_on_disk_is_rewritten_by_the_next_export_and_reported(tmp_path, capsys):
+    """A byte of a published day file flipped (it still reads, other scores or items): the
+    next export, of another day, verifies the file it would reuse and rewrites it from the
+    warehouse; `python -m assets.doctor` reports such a file, and repairs it with --repair."""
+    database, root = tmp_path / "warehouse.duckdb", tmp_path / "serving"
+    day1, day2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+    con = duckdb.connect(str(database))
+    ensure_schema(con)
+
+    def publish(day: dt.date) -> dict:
+        replace_partition(
+            con,
+            "serving.recommendations",
+            day,
+            """SELECT CAST(? AS DATE), 'u' || u, r, 'i' || ((u * 7 + r) % 50), 1.0 / (u + r),
+                      'gfcf'
+               FROM range(200) t(u), range(1, 6) s(r)""",
+            [day],
+        )
+        return export_published(con, root, day)
+
+    def truth(day: dt.date) -> list[tuple]:
+        return con.execute(
+            "SELECT * FROM serving.recommendations WHERE as_of_date = ? ORDER BY user_id, rank",
+            [day],
+        ).fetchall()
+
+    publish(day1)
+    (file1,) = (root / "recommendations" / f"as_of_date={day1}").glob("*.parquet")
+    silently_different_edit(file1, truth(day1))
+    assert served_rows(root, day1) != truth(day1)
+
+    metadata = publish(day2)
+    assert served_rows(root, day1) == truth(day1)
+    assert served_rows(root, day2) == truth(day2)
+    assert "does not match its checksum" in metadata["serving_repaired"], metadata
+    assert day1.isoformat() in metadata["serving_repaired"]
+
+    # The doctor: the same edit found, repaired, then nothing left.
+    from assets import doctor
+
+    (*_, newest) = sorted((root / "recommendations" / f"as_of_date={day1}").glob("*.parquet"))
+    silently_different_edit(newest, truth(day1))
+    expected = truth(day1)
+    con.close()
+    where = ["--warehouse", str(database), "--artifacts", str(tmp_path / "artifacts")]
+    capsys.readouterr()
+    assert doctor.main(where) == 1
+    report = capsys.readouterr().out
+    assert f"serving-files: serving file of {day1}: " in report, report
+    assert "does not match its checksum" in report and "published-models: ok" in report, report
+    assert doctor.main([*where, "--repair"]) == 0
+    assert f"serving-files: rewrote {day1}" in capsys.readouterr().out
+    assert doctor.main(where) == 0
+    assert "serving-files: ok" in capsys.readouterr().out
+    assert served_rows(root, day1) == expected
