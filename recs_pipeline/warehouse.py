@@ -133,8 +133,9 @@ def wait_for_lock(
             if left <= 0:
                 raise WarehouseLockTimeout(
                     f"{what} is still locked ({holder}) after {number} attempts over"
-                    f" {timeout_seconds:g} s (Warehouse.lock_timeout_seconds); close that"
-                    " process's connection (a notebook?) and re-run"
+                    f" {timeout_seconds:g} s (lock_timeout_seconds: the Warehouse resource's"
+                    " setting, connect_lake's argument); close that process's connection (a"
+                    " notebook? an application holding the lake open?) and re-run"
                 ) from exc
             wait = min(delay * random.uniform(0.75, 1.25), max_delay, left)
             log.warning(

@@ -18,6 +18,7 @@ from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.warehouse import (
     ConflictRetries,
     WarehouseConflict,
+    WarehouseLockTimeout,
     conflict_retries,
     connect_lake,
     ensure_schema,
@@ -490,3 +491,38 @@ def test_processes_of_one_machine_take_turns_on_a_duckdb_catalog_file(tmp_path):
             )
             == final
         )
+
+
+LAKE_HOLDER = """
+import sys
+from recs_pipeline.warehouse import connect_lake
+con = connect_lake(sys.argv[1], sys.argv[2])
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_wait_for_a_duckdb_catalog_file_is_bounded_and_names_the_holder(tmp_path, caplog):
+    """An application (or a step) finding the catalog file held past its lock_timeout_seconds
+    fails with the holder's PID and the setting's name, after logging each retry."""
+    catalog, data = str(tmp_path / "lake.ducklake"), str(tmp_path / "data")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LAKE_HOLDER, catalog, data],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with caplog.at_level(logging.WARNING), pytest.raises(WarehouseLockTimeout) as raised:
+            connect_lake(catalog, read_only=True, lock_timeout_seconds=1)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert f"(PID {holder.pid})" in str(raised.value), raised.value
+    assert "lock_timeout_seconds" in str(raised.value)
+    retries = [r.getMessage() for r in caplog.records if "locked by another process" in r.message]
+    assert retries and all(f"(PID {holder.pid})" in message for message in retries)
+    with connect_lake(catalog, read_only=True) as con:  # once let go, the file is there to read
+        assert con.execute("SELECT current_database()").fetchone() == ("lake",)
