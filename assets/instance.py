@@ -32,7 +32,8 @@ Either way the storage is then created by this one process and checked.
 
 The limit of the pool ``duckdb`` (every step that opens the warehouse) is set here too, by the
 warehouse the deployment uses (:func:`warehouse_pool_limit`): 1 for the embedded DuckDB file,
-which one process at a time may write; :data:`SHARED_WAREHOUSE_POOL_LIMIT` for a DuckLake
+which one process at a time may write, and for a DuckLake whose catalog is a DuckDB file (the
+same lock); :data:`SHARED_WAREHOUSE_POOL_LIMIT` for a DuckLake on PostgreSQL
 (``RECS_WAREHOUSE_CATALOG`` or ``catalog`` in ``[resources.warehouse]``), whose writers commit
 optimistically, side by side.
 """
@@ -79,8 +80,9 @@ BLOCK_END = "# --- end of the storage written by assets.instance ---"
 
 # The pool of every step that opens the warehouse (assets: pool="duckdb").
 WAREHOUSE_POOL = "duckdb"
-# The shared warehouse (DuckLake) needs no mutual exclusion: the limit only bounds how many steps
-# hold a catalog connection at once (each a PostgreSQL connection) and how many commits race.
+# The shared warehouse (DuckLake on PostgreSQL) needs no mutual exclusion: the limit only bounds
+# how many steps hold a catalog connection at once (each a PostgreSQL connection) and how many
+# commits race. A DuckLake on a DuckDB catalog file gets 1, as the embedded file does.
 SHARED_WAREHOUSE_POOL_LIMIT = 16
 # Set in the environment or [resources.warehouse] (assets/definitions.py RESOURCE_ENV).
 WAREHOUSE_CATALOG_ENV = "RECS_WAREHOUSE_CATALOG"
@@ -121,14 +123,18 @@ def selected_storage() -> str:
 
 def warehouse_pool_limit() -> int:
     """The ``duckdb`` pool's limit for this deployment's warehouse: 1 for the embedded DuckDB
-    file, :data:`SHARED_WAREHOUSE_POOL_LIMIT` for a DuckLake (a ``catalog`` set in the
+    file and for a DuckLake on a DuckDB catalog file (one process at a time holds either),
+    :data:`SHARED_WAREHOUSE_POOL_LIMIT` for a DuckLake on PostgreSQL (a ``catalog`` set in the
     environment, else in the project config file, as the Warehouse resource reads it)."""
     from recs_pipeline import project_config
+    from recs_pipeline.warehouse import is_single_process_catalog
 
     catalog = os.environ.get(WAREHOUSE_CATALOG_ENV)
     if catalog is None:
         catalog = str(project_config.section("resources", "warehouse").get("catalog") or "")
-    return SHARED_WAREHOUSE_POOL_LIMIT if catalog.strip() else 1
+    if not catalog.strip() or is_single_process_catalog(catalog):
+        return 1
+    return SHARED_WAREHOUSE_POOL_LIMIT
 
 
 def set_pool_limit(instance, limit: int) -> bool:

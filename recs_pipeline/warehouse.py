@@ -4,12 +4,15 @@ partition atomically.
 Two backends run the same SQL (README "Deploying"):
 
 - the embedded DuckDB file (the default): one read-write process at a time;
-- DuckLake (:func:`connect_lake`): a catalog database (PostgreSQL, shared by several machines,
-  or a DuckDB file) and Parquet data files in a folder or on object storage. Any number of
+- DuckLake (:func:`connect_lake`): a catalog database and Parquet data files in a folder or on
+  object storage. With a PostgreSQL catalog (shared by several machines) any number of
   processes read and write; each commit is a snapshot, and readers see whole snapshots.
   Commits are optimistic: two transactions that replace partitions of one table at the same
   time conflict (DuckLake refuses an insert into a table another commit deleted from, even
-  another partition), and :func:`transaction` retries the loser as a whole.
+  another partition), and :func:`transaction` retries the loser as a whole. With a DuckDB
+  catalog file (one machine) the file has DuckDB's lock, as the embedded file does: one
+  writing process, or several reading ones, at a time; the others wait for it
+  (:func:`wait_for_lock`).
 
 Every function takes an open ``duckdb.DuckDBPyConnection``; the caller decides how long it lives
 (never across model training: DuckDB allows one read-write process per file).
@@ -28,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -58,11 +62,95 @@ _CONFLICT = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
+# DuckDB's message when another process holds a database file (the embedded warehouse, or a
+# DuckLake's DuckDB catalog file): 'Could not set lock on file "…": Conflicting lock is held in
+# /usr/bin/python3 (PID 1234) by user …'.
+_LOCK_CONFLICT = re.compile(r"Could not set lock on file|Conflicting lock is held")
+_HOLDER = re.compile(r"Conflicting lock is held in .*?\(PID \d+\)")
+# How long, in all, a process waits for another to let go of a DuckDB file it needs (the
+# Warehouse resource's lock_timeout_seconds; connect_lake's default for applications).
+LOCK_TIMEOUT_SECONDS = 120.0
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class WarehouseConflict(RuntimeError):
     """A transaction still conflicted with concurrent writers after every allowed retry."""
+
+
+class WarehouseLockTimeout(RuntimeError):
+    """Another process kept a DuckDB file locked for the whole allowed wait."""
+
+
+def lock_holder(error: BaseException) -> str | None:
+    """DuckDB's words naming the process that holds the file's lock ("Conflicting lock is held
+    in /usr/bin/python3 (PID 1234)"), or None when ``error`` is not a lock conflict."""
+    message = str(error)
+    if not isinstance(error, duckdb.IOException) or not _LOCK_CONFLICT.search(message):
+        return None
+    found = _HOLDER.search(message)
+    return found.group(0) if found else message
+
+
+def is_single_process_catalog(catalog: str) -> bool:
+    """Whether the DuckLake ``catalog`` is a DuckDB file (anything but a PostgreSQL catalog;
+    empty, the embedded warehouse file, has the same lock): DuckDB lets one process write it,
+    or several read it, at a time, so the steps that open it take turns (the ``duckdb`` pool's
+    limit 1, and :func:`wait_for_lock`)."""
+    return not catalog.strip().startswith(("postgres:", "postgresql:"))
+
+
+def wait_for_lock(
+    what: str,
+    attempt: Callable[[], T],
+    *,
+    timeout_seconds: float = LOCK_TIMEOUT_SECONDS,
+    log: logging.Logger = log,
+    first_delay: float = 0.2,
+    max_delay: float = 2.0,
+) -> T:
+    """``attempt()`` (which opens ``what``, a DuckDB file), again while another process holds
+    the file's lock: with growing, jittered delays, each retry logged with the holder DuckDB
+    names, ``timeout_seconds`` in all; then :class:`WarehouseLockTimeout`. Any other error (a
+    read-only filesystem, a corrupt file, a permission) is raised at the first attempt.
+
+    Nothing queues the waiters: whichever retries first after the holder lets go gets the file.
+    The delays stay short (``max_delay``) so that a waiter is not starved by a process that
+    lets go only briefly (a run's steps, one session each) and that the file rarely idles."""
+    deadline = time.monotonic() + timeout_seconds
+    delay = first_delay
+    number = 1
+    while True:
+        try:
+            return attempt()
+        except duckdb.IOException as exc:
+            holder = lock_holder(exc)
+            if holder is None:
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WarehouseLockTimeout(
+                    f"{what} is still locked ({holder}) after {number} attempts over"
+                    f" {timeout_seconds:g} s (lock_timeout_seconds: the Warehouse resource's"
+                    " setting, connect_lake's argument); close that process's connection (a"
+                    " notebook? an application holding the lake open?) and re-run"
+                ) from exc
+            wait = min(delay * random.uniform(0.75, 1.25), max_delay, left)
+            log.warning(
+                "%s is locked by another process (%s); retry %d in %.1f s"
+                " (%.0f s left of lock_timeout_seconds=%g)",
+                what,
+                holder,
+                number,
+                wait,
+                left,
+                timeout_seconds,
+            )
+            time.sleep(wait)
+            delay *= 2
+            number += 1
 
 
 def extension_path(name: str) -> Path:
@@ -109,7 +197,12 @@ def _s3_secret(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def connect_lake(
-    catalog: str, data_path: str | None = None, *, read_only: bool = False
+    catalog: str,
+    data_path: str | None = None,
+    *,
+    read_only: bool = False,
+    lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS,
+    log: logging.Logger = log,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the DuckLake ``catalog`` attached and in use.
 
@@ -117,7 +210,12 @@ def connect_lake(
     from ``PGPASSWORD``), shared by every machine, or the path of a DuckDB catalog file (one
     machine). ``data_path``: the folder or ``s3://…`` URL of the Parquet files; needed when
     the lake is created, stored in its catalog, and optional afterwards. ``read_only``: an
-    application's connection (it cannot write by mistake)."""
+    application's connection (it cannot write by mistake).
+
+    A DuckDB catalog file is held, with DuckDB's lock, for as long as the connection is open:
+    by one writing process, or by readers only. Attaching it while another process holds it
+    waits for it (:func:`wait_for_lock`, ``lock_timeout_seconds`` in all, each retry in
+    ``log``); so close the connection as soon as its work is done."""
     con = duckdb.connect(
         ":memory:",
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
@@ -143,7 +241,12 @@ def connect_lake(
             options.append("READ_ONLY")
         suffix = f" ({', '.join(options)})" if options else ""
         attach = f"ATTACH {_literal('ducklake:' + catalog)} AS {LAKE}{suffix}"
-        _retrying(con, f"creating the lake in {catalog}", lambda: con.execute(attach))
+        wait_for_lock(
+            f"the lake's catalog {catalog}",
+            lambda: _retrying(con, f"creating the lake in {catalog}", lambda: con.execute(attach)),
+            timeout_seconds=lock_timeout_seconds,
+            log=log,
+        )
         con.execute(f"USE {LAKE}")
     except BaseException:
         con.close()

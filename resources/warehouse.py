@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,26 +13,18 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from recs_pipeline.warehouse import ConflictRetries, conflict_retries, connect_lake, ensure_schema
+from recs_pipeline.warehouse import (
+    LOCK_TIMEOUT_SECONDS,
+    ConflictRetries,
+    WarehouseLockTimeout,
+    conflict_retries,
+    connect_lake,
+    ensure_schema,
+    lock_holder,
+    wait_for_lock,
+)
 
-# DuckDB's message when another process holds the file: 'Could not set lock on file "…":
-# Conflicting lock is held in /usr/bin/python3 (PID 1234) by user …'.
-_LOCK_CONFLICT = re.compile(r"Could not set lock on file|Conflicting lock is held")
-_HOLDER = re.compile(r"Conflicting lock is held in .*?\(PID \d+\)")
-
-
-class WarehouseLockTimeout(RuntimeError):
-    """Another process kept the warehouse file locked for the whole allowed wait."""
-
-
-def lock_holder(error: BaseException) -> str | None:
-    """DuckDB's words naming the process that holds the file's lock ("Conflicting lock is held
-    in /usr/bin/python3 (PID 1234)"), or None when ``error`` is not a lock conflict."""
-    message = str(error)
-    if not isinstance(error, duckdb.IOException) or not _LOCK_CONFLICT.search(message):
-        return None
-    found = _HOLDER.search(message)
-    return found.group(0) if found else message
+__all__ = ["Warehouse", "WarehouseLockTimeout", "connect_with_retries", "lock_holder"]
 
 
 def connect_with_retries(
@@ -43,44 +33,17 @@ def connect_with_retries(
     config: dict[str, Any],
     timeout_seconds: float,
     log: logging.Logger,
-    first_delay: float = 0.2,
-    max_delay: float = 10.0,
 ) -> duckdb.DuckDBPyConnection:
-    """Open ``database`` read-write. Only a lock held by another process is waited for, with
-    growing delays, each retry logged with the holder DuckDB names, ``timeout_seconds`` in all;
-    then :class:`WarehouseLockTimeout`. Any other error (a read-only filesystem, a corrupt file,
-    a permission) is raised at the first attempt."""
-    deadline = time.monotonic() + timeout_seconds
-    delay = first_delay
-    attempt = 1
-    while True:
-        try:
-            return duckdb.connect(database=database, read_only=False, config=config)
-        except duckdb.IOException as exc:
-            holder = lock_holder(exc)
-            if holder is None:
-                raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WarehouseLockTimeout(
-                    f"the warehouse {database} is still locked ({holder}) after {attempt}"
-                    f" attempts over {timeout_seconds:g} s (Warehouse.lock_timeout_seconds);"
-                    " close that process's connection (a notebook?) and re-run"
-                ) from exc
-            wait = min(delay, max_delay, left)
-            log.warning(
-                "warehouse %s is locked by another process (%s); retry %d in %.1f s"
-                " (%.0f s left of lock_timeout_seconds=%g)",
-                database,
-                holder,
-                attempt,
-                wait,
-                left,
-                timeout_seconds,
-            )
-            time.sleep(wait)
-            delay *= 2
-            attempt += 1
+    """Open ``database`` read-write, waiting for another process's lock on it
+    (:func:`recs_pipeline.warehouse.wait_for_lock`: each retry logged with the holder,
+    ``timeout_seconds`` in all, then :class:`WarehouseLockTimeout`). Any other error (a
+    read-only filesystem, a corrupt file, a permission) is raised at the first attempt."""
+    return wait_for_lock(
+        f"the warehouse {database}",
+        lambda: duckdb.connect(database=database, read_only=False, config=config),
+        timeout_seconds=timeout_seconds,
+        log=log,
+    )
 
 
 class Warehouse(DuckDBResource):
@@ -90,10 +53,13 @@ class Warehouse(DuckDBResource):
       read-write process per file: open it per statement group with :meth:`session` and close
       it before long work (training); every asset that opens it is in the Dagster pool
       ``duckdb``, whose limit is 1 (assets/instance.py).
-    - a DuckLake catalog: PostgreSQL (``postgres:dbname=… host=… port=… user=…``), which
-      several machines share, or a DuckDB catalog file (one machine), with the Parquet files
-      in ``data_path``. Any number of steps write at once; a commit that conflicts with a
-      concurrent one is retried (``conflict_retries``), and the pool's limit is raised.
+    - a DuckLake catalog, with the Parquet files in ``data_path``: PostgreSQL
+      (``postgres:dbname=… host=… port=… user=…``), which several machines share: any number
+      of steps write at once, a commit that conflicts with a concurrent one is retried
+      (``conflict_retries``), and the pool's limit is raised. Or a DuckDB catalog file (one
+      machine), which has the embedded file's lock: steps take turns as they do there (the
+      pool's limit stays 1; a process holding the file from outside is waited for,
+      ``lock_timeout_seconds``).
     """
 
     catalog: str = Field(
@@ -116,11 +82,12 @@ class Warehouse(DuckDBResource):
         " with growing delays, each retry logged.",
     )
     lock_timeout_seconds: float = Field(
-        default=120.0,
+        default=LOCK_TIMEOUT_SECONDS,
         gt=0,
-        description="How long, in all, a step waits for another process (a notebook, a script)"
-        " holding the DuckDB file to let go, retrying with growing delays and logging each retry"
-        " with the holder's PID, before it fails. Any other error opening the file (read-only"
+        description="How long, in all, a step waits for another process (a notebook, a script,"
+        " an application, another run's step) holding the DuckDB file, or a DuckLake's DuckDB"
+        " catalog file, to let go, retrying with growing delays and logging each retry with the"
+        " holder's PID, before it fails. Any other error opening the file (read-only"
         " filesystem, corrupt file, permissions) fails at once.",
     )
     serving_root: str | None = Field(
@@ -149,7 +116,12 @@ class Warehouse(DuckDBResource):
         """dagster-duckdb's connection, but with this project's logged, bounded lock wait (the
         library retries every IOException, ~100 s in silence); or the DuckLake's."""
         if self.shared:
-            con = connect_lake(self.catalog.strip(), self.data_path.strip() or None)
+            con = connect_lake(
+                self.catalog.strip(),
+                self.data_path.strip() or None,
+                lock_timeout_seconds=self.lock_timeout_seconds,
+                log=dg.get_dagster_logger(),
+            )
         else:
             config = {"custom_user_agent": "dagster", **self.connection_config}
             con = connect_with_retries(

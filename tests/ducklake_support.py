@@ -67,6 +67,8 @@ def connect_reader(warehouse: dict):
 
 def read_in_a_loop(warehouse: dict, out: Path, stop: Path) -> None:
     """Each query is its own transaction, so its own snapshot: what an application sees."""
+    from recs_pipeline.warehouse import is_single_process_catalog
+
     seen: list[dict] = []
     errors: list[str] = []
     con = None
@@ -89,8 +91,10 @@ def read_in_a_loop(warehouse: dict, out: Path, stop: Path) -> None:
             errors.append(f"{type(error).__name__}: {str(error).splitlines()[0]}")
             con = None
             time.sleep(0.05)
-        if con is not None and not warehouse.get("catalog"):
-            con.close()  # the DuckDB file: a reader must let go for the writers between queries
+        if con is not None and is_single_process_catalog(warehouse.get("catalog") or ""):
+            # The DuckDB file (or a lake's DuckDB catalog file): a reader must let go for the
+            # writers between queries.
+            con.close()
             con = None
     out.write_text(json.dumps({"seen": seen, "errors": errors}))
 

@@ -18,6 +18,7 @@ from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.warehouse import (
     ConflictRetries,
     WarehouseConflict,
+    WarehouseLockTimeout,
     conflict_retries,
     connect_lake,
     ensure_schema,
@@ -316,6 +317,10 @@ def test_the_pool_limit_follows_the_warehouse(tmp_path, monkeypatch):
     monkeypatch.setenv("RECS_WAREHOUSE_CATALOG", "")
     prepare_instance(home)
     assert limit(home) == 1
+    # The single-machine lake: its DuckDB catalog file lets one process in at a time.
+    monkeypatch.setenv("RECS_WAREHOUSE_CATALOG", str(tmp_path / "lake.ducklake"))
+    prepare_instance(home)
+    assert limit(home) == 1
 
 
 def test_the_warehouse_is_chosen_in_the_environment_or_the_config_file(monkeypatch):
@@ -393,3 +398,131 @@ def test_a_duckdb_catalog_file_serves_one_machine(tmp_path):
         assert con.execute("SELECT current_database()").fetchone() == ("lake",)
     assert (tmp_path / "catalog.ducklake").exists()
     assert not (tmp_path / "unused.duckdb").exists()  # the embedded file is not touched
+
+
+# One machine's process writing the single-machine lake as pipeline steps do: a session per
+# step (the catalog file held while it is open), a partition replaced, the step's work done while
+# it still holds the file.
+STEP_WRITER = """
+import datetime as dt, json, logging, sys, time
+from recs_pipeline.warehouse import replace_partition
+from resources import Warehouse
+logging.basicConfig(level=logging.INFO)
+warehouse, first = Warehouse(**json.loads(sys.argv[1])), int(sys.argv[2])
+for offset in range(first, 8, 2):
+    day = dt.date(2026, 1, 1) + dt.timedelta(days=offset)
+    with warehouse.session() as con:
+        replace_partition(con, "features.user_index", day, sys.argv[3], [day, 100 + offset])
+        time.sleep(0.3)
+"""
+
+# An application on the single-machine lake: each read attaches the lake read-only and lets it
+# go (a connection held open would keep the steps out), until the file STOP exists.
+LAKE_READER = """
+import json, sys, time
+from pathlib import Path
+from recs_pipeline.warehouse import connect_lake
+catalog, stop, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+seen, errors = [], []
+while not stop.exists():
+    try:
+        with connect_lake(catalog, read_only=True) as con:
+            seen.append(dict(con.execute(
+                "SELECT as_of_date::VARCHAR, count(*) FROM features.user_index GROUP BY 1"
+            ).fetchall()))
+    except Exception as error:
+        errors.append(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+        time.sleep(0.05)
+out.write_text(json.dumps({"seen": seen, "errors": errors}))
+"""
+
+
+def test_processes_of_one_machine_take_turns_on_a_duckdb_catalog_file(tmp_path):
+    """The single-machine lake's catalog file has DuckDB's one-process lock: two processes
+    writing at once and an application reading meanwhile take turns (each waits for the file,
+    bounded by lock_timeout_seconds) instead of failing with 'Could not set lock on file'."""
+    warehouse = {
+        "database": str(tmp_path / "unused.duckdb"),
+        "catalog": str(tmp_path / "lake.ducklake"),
+        "data_path": str(tmp_path / "data"),
+        "lock_timeout_seconds": 120,
+    }
+    with Warehouse(**warehouse).session():
+        pass  # the lake and its schema exist before the processes start
+    stop, seen = tmp_path / "stop", tmp_path / "seen.json"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", LAKE_READER, warehouse["catalog"], str(stop), str(seen)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", STEP_WRITER, json.dumps(warehouse), str(first), INDEX_ROWS],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for first in (0, 1)
+    ]
+    try:
+        outputs = communicate_all(writers, timeout=300)
+    finally:
+        stop.touch()
+        communicate_all([reader], timeout=120)
+    assert [p.returncode for p in writers] == [0, 0], [
+        err.strip().splitlines()[-1][:400] for _, err in outputs if err.strip()
+    ]
+    # They did meet: at least one waited for the other's (or the reader's) hold on the file.
+    assert any("is locked by another process" in err for _, err in outputs)
+    observed = json.loads(seen.read_text())
+    assert observed["errors"] == [] and observed["seen"]
+    final = {(dt.date(2026, 1, 1) + dt.timedelta(days=n)).isoformat(): 100 + n for n in range(8)}
+    for view in observed["seen"]:  # whole days only
+        assert all(final[day] == count for day, count in view.items()), view
+    with connect_lake(warehouse["catalog"], read_only=True) as con:
+        assert (
+            dict(
+                con.execute(
+                    "SELECT as_of_date::VARCHAR, count(*) FROM features.user_index GROUP BY 1"
+                ).fetchall()
+            )
+            == final
+        )
+
+
+LAKE_HOLDER = """
+import sys
+from recs_pipeline.warehouse import connect_lake
+con = connect_lake(sys.argv[1], sys.argv[2])
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_wait_for_a_duckdb_catalog_file_is_bounded_and_names_the_holder(tmp_path, caplog):
+    """An application (or a step) finding the catalog file held past its lock_timeout_seconds
+    fails with the holder's PID and the setting's name, after logging each retry."""
+    catalog, data = str(tmp_path / "lake.ducklake"), str(tmp_path / "data")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LAKE_HOLDER, catalog, data],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with caplog.at_level(logging.WARNING), pytest.raises(WarehouseLockTimeout) as raised:
+            connect_lake(catalog, read_only=True, lock_timeout_seconds=1)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert f"(PID {holder.pid})" in str(raised.value), raised.value
+    assert "lock_timeout_seconds" in str(raised.value)
+    retries = [r.getMessage() for r in caplog.records if "locked by another process" in r.message]
+    assert retries and all(f"(PID {holder.pid})" in message for message in retries)
+    with connect_lake(catalog, read_only=True) as con:  # once let go, the file is there to read
+        assert con.execute("SELECT current_database()").fetchone() == ("lake",)
