@@ -62,9 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default=None,
-        help="model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), or training-free"
-        " popularity, gfcf, dnfilter (default: lightgcn for the demo, the deployment's for"
-        " --own-logs)",
+        help="pin the model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), or"
+        " training-free popularity, gfcf, dnfilter (default: the champion model selection"
+        " chooses, or the deployment's pinned model for --own-logs)",
     )
     parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
     parser.add_argument(
@@ -158,9 +158,8 @@ def _demo(args: argparse.Namespace) -> int:
     from assets.settings import builtin_run_config
 
     run_config = builtin_run_config()
-    run_config["ops"]["trained_model"]["config"].update(
-        {"model": "lightgcn"} | _train_overrides(args)
-    )
+    run_config["ops"]["trained_model"]["config"].update(_train_overrides(args))
+    run_config["ops"]["model_selection"]["config"].update(DEMO_SELECTION)
     return _run(resources, spec.start, spec.end, run_config)
 
 
@@ -212,6 +211,11 @@ LISTWISE_SOFTMAX = {
 }
 
 
+# The demo's model selection: a minute of search (the production default is minutes more), so
+# that `make run` stays short and still shows a choice made on the day's own log.
+DEMO_SELECTION = {"budget_minutes": 1.0}
+
+
 def _train_overrides(args: argparse.Namespace) -> dict:
     """The ``trained_model`` settings the command line sets (none: the run's own)."""
     from recs_pipeline.train import FILTER_SETTINGS, LISTWISE_DISTILL
@@ -223,6 +227,20 @@ def _train_overrides(args: argparse.Namespace) -> dict:
     if args.distill_listwise:
         overrides |= LISTWISE_DISTILL | LISTWISE_SOFTMAX
     return {key: value for key, value in overrides.items() if value is not None}
+
+
+def _selection_line(resources: dict, day: str) -> str:
+    """Which scorer model selection chose for ``day`` and why (or that it did not run)."""
+    from assets.model import champion_line
+    from recs_pipeline.artifacts import SELECTION, ArtifactError
+    from recs_pipeline.selection import Selection
+
+    store = resources["artifacts"].store()
+    try:
+        record = store.get(SELECTION, day)
+    except (ArtifactError, FileNotFoundError, OSError):
+        return "model selection: none stored for this day (the chain stopped before it)"
+    return champion_line(Selection.from_dict(record["selection"]), record.get("reused_from"))
 
 
 def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int:
@@ -271,6 +289,7 @@ def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int
         raise_on_error=False,
     )
     print(f"chain for {newest} in {time.perf_counter() - started:.1f}s (run {chain.run_id})")
+    print(_selection_line(resources, newest))
 
     with resources["warehouse"].session() as con:
         metrics = con.execute(

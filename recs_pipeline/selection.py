@@ -45,6 +45,8 @@ Log = Callable[[str], None]
 #: The candidates a selection considers unless told otherwise: every training-free scorer and
 #: the trained models that need no item features (PinSAGE joins where a catalogue exists).
 DEFAULT_CANDIDATES = ("popularity", "gfcf", "dnfilter", "lightgcn", "mf", "ngcf")
+#: The share of a search's budget (and trial cap) the training-free candidates get first.
+FILTER_SHARE = 0.4
 #: Below this many validation users a choice is noise: the pinned or default scorer serves.
 MIN_VALIDATION_USERS = 20
 
@@ -301,17 +303,20 @@ def select(
         metrics = ranking_metrics(top, users, val_u, val_i, graph.n_items, (k,))
         return metrics[("recall", k)], metrics[("ndcg", k)]
 
-    def objective(trial) -> float:
+    def make_objective(models: list[str]):
+        return lambda trial: objective(trial, models)
+
+    def objective(trial, models: list[str]) -> float:
         try:
-            return evaluate(trial)
+            return evaluate(trial, models)
         except optuna.TrialPruned:
             raise
         except Exception as error:  # recorded with the trial, which Optuna marks failed
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
             raise
 
-    def evaluate(trial) -> float:
-        model = trial.suggest_categorical("model", list(candidates))
+    def evaluate(trial, models: list[str]) -> float:
+        model = trial.suggest_categorical("model", models)
         cls = TRAINING_FREE.get(model) or MODELS[model]
         params = _suggest(trial, model, cls.search_space)
         trial.set_user_attr("params", params)
@@ -356,46 +361,67 @@ def select(
 
     # Failed trials are reported below, in one line each, not as Optuna's tracebacks.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=_storage(storage),
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
-        load_if_exists=True,
-    )
-    done = {(t.params.get("model"), _key(t.user_attrs.get("params", {}))) for t in study.trials}
+
+    def run_study(name: str, models: list[str], seconds: float, cap: int | None, first) -> list:
+        study = optuna.create_study(
+            study_name=name,
+            storage=_storage(storage),
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+            load_if_exists=True,
+        )
+        done = {(t.params.get("model"), _key(t.user_attrs.get("params", {}))) for t in study.trials}
+        for model, params in first:
+            if model in models and (model, _key(params)) not in done:
+                done.add((model, _key(params)))
+                study.enqueue_trial(
+                    {"model": model, **{f"{model}.{n}": v for n, v in params.items()}},
+                    skip_if_exists=True,
+                )
+        seconds = min(seconds, budget_seconds - (time.perf_counter() - started))
+        if seconds > 0 and (cap is None or cap > 0):
+            study.optimize(
+                make_objective(models), timeout=seconds, n_trials=cap, catch=(Exception,)
+            )
+        return study.trials
+
     queue = []
     if warm_start and warm_start.get("model") in candidates:
         queue.append((warm_start["model"], warm_start.get("params", {})))
     queue += [(model, _defaults(model)) for model in candidates]
-    for model, params in queue:
-        if (model, _key(params)) not in done:
-            done.add((model, _key(params)))
-            study.enqueue_trial(
-                {"model": model, **{f"{model}.{n}": v for n, v in params.items()}},
-                skip_if_exists=True,
-            )
-    remaining = budget_seconds - (time.perf_counter() - started)
-    if remaining > 0:
-        study.optimize(
-            objective,
-            timeout=remaining,
-            n_trials=max_trials,
-            catch=(Exception,),
+    free = [m for m in candidates if m in TRAINING_FREE]
+    trained = [m for m in candidates if m not in TRAINING_FREE]
+    if free and trained:
+        # Two phases: the filters first (seconds a trial), for FILTER_SHARE of the budget and
+        # trials, so that one long training run cannot starve their search; then every
+        # candidate, from the filters' best, the trained models' defaults and TPE.
+        head = run_study(
+            f"{study_name}-filters",
+            free,
+            budget_seconds * FILTER_SHARE,
+            None if max_trials is None else max(1, int(max_trials * FILTER_SHARE)),
+            queue,
         )
-    trials = [_trial(t) for t in study.trials]
+        first_phase = [_trial(t) for t in head]
+        best_filter = _best(first_phase)
+        queue = ([(best_filter.model, best_filter.params)] if best_filter else []) + queue
+        cap = None if max_trials is None else max_trials - len(head)
+        tail = run_study(study_name, candidates, budget_seconds, cap, queue)
+        trials = first_phase + [_trial(t, offset=len(head)) for t in tail]
+    else:
+        trials = [_trial(t) for t in run_study(study_name, list(candidates), budget_seconds,
+                                               max_trials, queue)]  # fmt: skip
     for trial in trials:
         if trial.state == "FAIL":
             log(f"trial {trial.number}: {trial.model} failed ({trial.error}); the search went on")
-    complete = [t for t in trials if t.state == "COMPLETE" and t.recall is not None]
-    if not complete:
+    best = _best(trials)
+    if best is None:
         raise SelectionError(
             f"no trial of the study {study_name!r} completed within the budget"
             f" ({budget_seconds / 60:g} min; {len(trials)} started): raise"
             " selection_budget_minutes"
         )
-    best = max(complete, key=lambda t: (t.recall, -t.number))
     trials.sort(key=lambda t: (t.recall is None, -(t.recall or 0.0), t.number))
     return Selection(
         best.model,
@@ -444,7 +470,12 @@ def _storage(storage: str | None):
     return optuna.storages.JournalStorage(JournalFileBackend(storage))
 
 
-def _trial(trial) -> Trial:
+def _best(trials: list[Trial]) -> Trial | None:
+    complete = [t for t in trials if t.state == "COMPLETE" and t.recall is not None]
+    return max(complete, key=lambda t: (t.recall, -t.number)) if complete else None
+
+
+def _trial(trial, offset: int = 0) -> Trial:
     params = trial.user_attrs.get("params")
     model = trial.params.get("model", "?")
     if params is None:
@@ -456,7 +487,7 @@ def _trial(trial) -> Trial:
         else 0.0
     )
     return Trial(
-        trial.number,
+        trial.number + offset,
         model,
         params,
         trial.value,

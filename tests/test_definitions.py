@@ -134,6 +134,7 @@ def test_assets_have_owners_tags_and_recommendations_a_freshness_policy():
         "interaction_split": "features",
         "interaction_graph": "features",
         "hard_negatives": "features",
+        "model_selection": "model",
         "trained_model": "model",
         "model_evaluation": "model",
         "recommendations": "serving",

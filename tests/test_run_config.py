@@ -16,6 +16,7 @@ import pytest
 import assets.settings as settings
 from assets.definitions import ALL_ASSETS, defs
 from recs_pipeline.models import model_names
+from recs_pipeline.project_config import section
 from recs_pipeline.sampling import HardNegativeConfig
 
 
@@ -23,6 +24,7 @@ def test_every_settings_class_mirrors_its_core_dataclasses():
     """Parity: every core field is a run-config field (under its one declared name) with the
     same default, description and choices, or is declared internal with a reason; the run
     config has no field that is neither a core field nor a declared Dagster-only extra."""
+    op_of = {cls: op for op, cls in settings.OPS.items()}
     for settings_cls, cores in settings.SETTINGS.items():
         fields = settings_cls.model_fields
         expected = set(settings.EXTRAS.get(settings_cls, {}))
@@ -38,7 +40,12 @@ def test_every_settings_class_mirrors_its_core_dataclasses():
                 expected.add(name)
                 assert name in fields, (settings_cls, name)
                 run_field = fields[name]
-                default = field.default
+                # The default is the core's, unset where UNSET says what unset means, or the
+                # deployment's where its project config sets one (the tests' own, recs.toml).
+                default = None if field.name in settings.UNSET.get(core, {}) else field.default
+                default = section("ops", op_of[settings_cls]).get(name, default)
+                if isinstance(default, list):
+                    default = tuple(default)
                 run_default = run_field.default
                 if isinstance(default, tuple):
                     run_default = tuple(run_default)
@@ -87,8 +94,11 @@ def test_dagster_rejects_an_unknown_choice_at_launch(op, config):
 def test_launchpad_lists_the_model_choices():
     ops = daily_job().run_config_schema.config_type.fields["ops"].config_type.fields
     model = ops["trained_model"].config_type.fields["config"].config_type.fields["model"]
-    assert model.config_type.kind.name == "ENUM"
-    assert [v.config_value for v in model.config_type.enum_values] == model_names()
+    # Optional: unset, model_selection's champion serves.
+    assert model.config_type.kind.name == "NONEABLE"
+    choices = model.config_type.inner_type
+    assert choices.kind.name == "ENUM"
+    assert [v.config_value for v in choices.enum_values] == model_names()
     dg.validate_run_config(daily_job(), op_config("trained_model", {"model": "gfcf"}))
 
 

@@ -206,3 +206,20 @@ def test_gfcf_trials_score_as_gfcf_fitted_at_that_width():
     fitted = GFCF(alpha=0.6, k=40).fit(graph.train_users, graph.train_items, 300, 120)
     users = torch.arange(300)
     assert torch.allclose(shared.scores(users), fitted.scores(users), atol=2e-3)
+
+
+def test_the_filters_search_first_so_a_long_training_run_cannot_starve_them():
+    result = select(
+        community_graph(),
+        candidates=("popularity", "gfcf", "lightgcn"),
+        budget_seconds=600,
+        val_users=200,
+        max_trials=6,
+        train=QUICK_TRAIN,
+        log=lambda _: None,
+    )
+    by_number = sorted(result.trials, key=lambda t: t.number)
+    assert [t.number for t in by_number] == list(range(6))
+    head = int(6 * selection_module.FILTER_SHARE)
+    assert all(t.model in TRAINING_FREE for t in by_number[:head])
+    assert "lightgcn" in {t.model for t in by_number[head:]}
