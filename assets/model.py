@@ -18,6 +18,7 @@ from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, SELECTION, ArtifactPr
 from recs_pipeline.console import progress_bar
 from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
     GATE_BASELINE,
+    INSUFFICIENT,
     NO_TEST_USERS,
     PASSED,
     config_hash,
@@ -54,7 +55,18 @@ with warnings.catch_warnings():
         " day's (its partition) and names both scores and the lift. A day without test users"
         " cannot be evaluated: the check warns and the popularity fallback is published. The"
         " verdict is recorded with the fingerprint of the evaluated model.pt; recommendations"
-        " publishes only that model.",
+        " publishes only that model. With fewer test users than min_test_users the verdict is"
+        " insufficient evidence: a warning, and the model chosen on validation is published.",
+    )
+    BEATS_EVERY_BASELINE = dg.AssetCheckSpec(
+        "beats_every_baseline",
+        asset="model_evaluation",
+        partitions_def=daily_partitions,
+        blocking=False,
+        description="The model's test Recall@20 against every baseline's (popularity, GF-CF,"
+        " ...), with its lift over each: a warning when any baseline scores as high. Not a"
+        " gate: the model was chosen on validation; this reports how that choice did on the"
+        " test period.",
     )
 
 
@@ -398,7 +410,7 @@ def trained_model(
     group_name="model",
     kinds={"duckdb", "torch"},
     metadata=table_metadata("ml.metrics"),
-    check_specs=[BEATS_POPULARITY],
+    check_specs=[BEATS_POPULARITY, BEATS_EVERY_BASELINE],
     owners=OWNERS,
     tags=tags("model"),
 )
@@ -482,6 +494,7 @@ def model_evaluation(
         float(results[model_name][GATE_METRIC]),
         float(results[GATE_BASELINE][GATE_METRIC]),
         evaluated_users,
+        config.to_core().min_test_users,
     )
     # Publication reads this record, not the check event: a run that selects recommendations
     # alone, or after a retrain, is refused unless this verdict names the current model.pt.
@@ -514,10 +527,11 @@ def model_evaluation(
             dg.AssetCheckResult(
                 check_name="beats_popularity",
                 passed=gate.verdict == PASSED,
-                # No test users is no verdict on the model: a warning, which does not block
-                # recommendations (it publishes the popularity fallback, see publishable()).
+                # No (or too few) test users is no verdict on the model: a warning, which does
+                # not block recommendations (it publishes the popularity fallback, or the
+                # validation champion with too few users; see publishable()).
                 severity=dg.AssetCheckSeverity.WARN
-                if gate.verdict == NO_TEST_USERS
+                if gate.verdict in (NO_TEST_USERS, INSUFFICIENT)
                 else dg.AssetCheckSeverity.ERROR,
                 metadata={
                     "model_recall@20": rounded(gate.model_score),
@@ -527,6 +541,45 @@ def model_evaluation(
                     "model_sha256": scorer.fingerprint,
                 },
                 description=gate.summary,
-            )
+            ),
+            beats_every_baseline(results, model_name, evaluated_users),
         ],
+    )
+
+
+def beats_every_baseline(
+    results: dict, model_name: str, evaluated_users: int
+) -> dg.AssetCheckResult:
+    """The model's test Recall@20 against every baseline's, with its lift over each; a warning
+    (never blocking) when a baseline scores as high: the selection chose on validation, and
+    this says how that choice fared on the test period."""
+    model = float(results[model_name][GATE_METRIC])
+    baselines = {name: float(r[GATE_METRIC]) for name, r in results.items() if name != model_name}
+    lifts = {
+        f"lift_vs_{name}": rounded(model / score - 1) if score > 0 else None
+        for name, score in baselines.items()
+    }
+    beaten = [name for name, score in baselines.items() if not model > score]
+    metric = f"{GATE_METRIC[0].capitalize()}@{GATE_METRIC[1]}"
+    if evaluated_users == 0:
+        description = "no test users on this day: nothing to compare"
+    elif beaten:
+        description = f"{model_name}'s test {metric} {model:.4f} does not beat " + ", ".join(
+            f"{name} ({baselines[name]:.4f})" for name in beaten
+        )
+    else:
+        description = (
+            f"{model_name}'s test {metric} {model:.4f} beats every baseline: "
+            + ", ".join(f"{name} {score:.4f}" for name, score in baselines.items())
+        )
+    return dg.AssetCheckResult(
+        check_name="beats_every_baseline",
+        passed=evaluated_users > 0 and not beaten,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            f"model_{GATE_METRIC[0]}@{GATE_METRIC[1]}": rounded(model),
+            **{f"{n}_{GATE_METRIC[0]}@{GATE_METRIC[1]}": rounded(v) for n, v in baselines.items()},
+            **lifts,
+        },
+        description=description,
     )

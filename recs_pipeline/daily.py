@@ -255,6 +255,7 @@ def sample_test_users(
 # --- the quality gate -------------------------------------------------------------------------
 
 PASSED, FAILED, NO_TEST_USERS = "passed", "failed", "no_test_users"
+INSUFFICIENT = "insufficient_evidence"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +268,7 @@ class GateResult:
     model_score: float
     baseline_score: float
     evaluated_users: int
+    min_users: int = 1
 
     @property
     def description(self) -> str | None:
@@ -275,6 +277,12 @@ class GateResult:
                 "no test users on this day (every test-period user is new, or none was"
                 " sampled): the model cannot be evaluated, so the popularity fallback is"
                 " published for every user"
+            )
+        if self.verdict == INSUFFICIENT:
+            return (
+                f"only {self.evaluated_users} test users, fewer than min_test_users"
+                f" ({self.min_users}): too few to judge the model on the test period, so the"
+                " model chosen on validation is published, with this warning"
             )
         if self.verdict == FAILED:
             if self.model == GATE_BASELINE:
@@ -301,21 +309,34 @@ class GateResult:
         )
         if self.verdict == PASSED:
             return f"passed: {scores}; this model.pt may be published"
+        if self.verdict == INSUFFICIENT:
+            return f"{self.verdict}: {scores}: {self.description}"
         return f"failed: {scores}: {self.description}; nothing is published for the day"
 
 
 def gate_verdict(
-    model: str, fingerprint: str, model_score: float, baseline_score: float, evaluated_users: int
+    model: str,
+    fingerprint: str,
+    model_score: float,
+    baseline_score: float,
+    evaluated_users: int,
+    min_users: int = 1,
 ) -> GateResult:
     """Pass when the model's score exceeds popularity's; with no evaluated user the scores are
-    undefined, which is its own verdict (not a failure of the model)."""
+    undefined, which is its own verdict (not a failure of the model), and with fewer than
+    ``min_users`` they are too noisy to judge: insufficient evidence (the validation champion
+    is published, with a warning)."""
     if evaluated_users == 0 or math.isnan(model_score) or math.isnan(baseline_score):
         verdict = NO_TEST_USERS
+    elif evaluated_users < min_users:
+        verdict = INSUFFICIENT
     elif model != GATE_BASELINE and model_score > baseline_score:
         verdict = PASSED
     else:
         verdict = FAILED
-    return GateResult(verdict, model, fingerprint, model_score, baseline_score, evaluated_users)
+    return GateResult(
+        verdict, model, fingerprint, model_score, baseline_score, evaluated_users, min_users
+    )
 
 
 def record_gate(store: UrlArtifactStore, key: str, result: GateResult) -> None:
@@ -330,7 +351,8 @@ def publishable(
     store: UrlArtifactStore, key: str, model: Stamp, expect_run: str | None = None
 ) -> GateResult:
     """The gate result that allows publishing the model stamped ``model`` for ``key`` (verdict
-    passed, or no_test_users: publish popularity); raises :class:`GateError` otherwise."""
+    passed or insufficient_evidence: publish the model; no_test_users: publish popularity);
+    raises :class:`GateError` otherwise."""
     if not store.has(GATE, key):
         raise GateError(
             f"no quality gate result for partition {key}: materialise model_evaluation({key})"

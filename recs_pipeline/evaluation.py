@@ -23,6 +23,13 @@ class EvaluationConfig:
         ge=1,
     )
     seed: int = setting(0, "Seed of the test-user sample.")
+    min_test_users: int = setting(
+        50,
+        "Fewer evaluated test users than this is insufficient evidence for the quality gate:"
+        " a warning, and the model chosen on validation is published (Recall@20 of a few dozen"
+        " users moves by several points from one user to the next).",
+        ge=1,
+    )
 
     def __post_init__(self) -> None:
         check_declared(self)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import math
 import os
 import time
@@ -470,6 +471,11 @@ def _storage(storage: str | None):
     return optuna.storages.JournalStorage(JournalFileBackend(storage))
 
 
+def _search_digest(config: SelectionConfig) -> str:
+    what = (config.candidates, config.val_users, config.val_fraction, config.seed)
+    return hashlib.sha256(repr(what).encode()).hexdigest()[:10]
+
+
 def _best(trials: list[Trial]) -> Trial | None:
     complete = [t for t in trials if t.state == "COMPLETE" and t.recall is not None]
     return max(complete, key=lambda t: (t.recall, -t.number)) if complete else None
@@ -557,7 +563,9 @@ def daily_selection(
         val_fraction=config.val_fraction,
         train=train,
         storage=journal,
-        study_name=f"selection-{key}",
+        # A study resumes only under the same search: other candidates or another slice
+        # start a study of their own (Optuna refuses a changed choice list under one name).
+        study_name=f"selection-{key}-{_search_digest(config)}",
         warm_start=warm,
         item_features=item_features,
         max_trials=config.trials,

@@ -98,8 +98,9 @@ def test_both_partitions_complete_and_pass_the_gate(pipeline):
     instance, _, results = pipeline
     for day, result in results.items():
         assert result.success, day
-        checks = result.get_asset_check_evaluations()
-        assert [(c.check_name, c.passed) for c in checks] == [("beats_popularity", True)]
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        assert set(checks) == {"beats_popularity", "beats_every_baseline"}
+        assert checks["beats_popularity"].passed
     materialized = instance.get_materialized_partitions(dg.AssetKey("recommendations"))
     assert materialized == {DAY_1.isoformat(), DAY_2.isoformat()}
 
@@ -523,3 +524,59 @@ def test_min_weight_and_weighted_training_run_through_the_chain(pipeline):
     assert metadata["trained_model"]["model"].value == "mf"
     state = resources["artifacts"].store().get(MODEL, DAY_1.isoformat())
     assert state["train_config"]["weighted"] is True
+
+
+def test_unpinned_the_selection_champion_is_trained_evaluated_and_published(pipeline):
+    """With trained_model's model unset, the day's model_selection champion (here among the
+    filters) is what trained_model fits, what the gate evaluates and what is published; the
+    next day within every_days reuses that choice instead of searching again."""
+    from recs_pipeline.artifacts import SELECTION
+    from recs_pipeline.selection import Selection
+
+    instance, resources, _ = pipeline
+    selection = {"candidates": ["popularity", "gfcf", "dnfilter"], "trials": 5}
+    config = {
+        "ops": {
+            **RUN_CONFIG["ops"],
+            "model_selection": {"config": selection},
+            "trained_model": {"config": {"model": None}},
+        }
+    }
+    store = resources["artifacts"].store()
+    for day in (DAY_1, DAY_2):
+        result = run_chain(instance, resources, day, config)
+        assert result.success, day
+    first = store.get(SELECTION, DAY_1.isoformat())
+    second = store.get(SELECTION, DAY_2.isoformat())
+    champion = Selection.from_dict(first["selection"])
+    assert first["reused_from"] is None and second["reused_from"] == DAY_1.isoformat()
+    assert len(champion.trials) >= 5 and champion.model in selection["candidates"]
+    materialization = result.asset_materializations_for_node("model_selection")[0]
+    assert materialization.metadata["champion"].value == champion.model
+    assert materialization.metadata["reused_from"].value == DAY_1.isoformat()
+    trained = result.asset_materializations_for_node("trained_model")[0].metadata
+    assert trained["model"].value == champion.model
+    assert trained["chosen_by"].value == "model_selection"
+    with connect(resources) as con:
+        served = con.execute(
+            "SELECT DISTINCT model FROM serving.recommendations WHERE as_of_date = ?", [DAY_2]
+        ).fetchall()
+    assert (champion.model,) in served
+
+
+def test_too_few_test_users_publishes_the_model_with_a_warning(pipeline):
+    instance, resources, _ = pipeline
+    config = {
+        "ops": {**RUN_CONFIG["ops"], "model_evaluation": {"config": {"min_test_users": 10**6}}}
+    }
+    result = run_chain(instance, resources, DAY_1, config)
+    assert result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    gate = checks["beats_popularity"]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
+    assert "insufficient_evidence" in gate.description
+    with connect(resources) as con:
+        served = con.execute(
+            "SELECT DISTINCT model FROM serving.recommendations WHERE as_of_date = ?", [DAY_1]
+        ).fetchall()
+    assert ("lightgcn",) in served

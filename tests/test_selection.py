@@ -223,3 +223,25 @@ def test_the_filters_search_first_so_a_long_training_run_cannot_starve_them():
     head = int(6 * selection_module.FILTER_SHARE)
     assert all(t.model in TRAINING_FREE for t in by_number[:head])
     assert "lightgcn" in {t.model for t in by_number[head:]}
+
+
+def test_too_few_test_users_is_insufficient_evidence_and_the_champion_is_published():
+    from recs_pipeline.daily import INSUFFICIENT, PASSED, GateResult, gate_verdict
+
+    few = gate_verdict("dnfilter", "abc", 0.30, 0.31, evaluated_users=17, min_users=50)
+    assert few.verdict == INSUFFICIENT
+    assert "only 17 test users, fewer than min_test_users (50)" in few.summary
+    enough = gate_verdict("dnfilter", "abc", 0.32, 0.31, evaluated_users=60, min_users=50)
+    assert enough.verdict == PASSED
+    # An older record without min_users still reads.
+    assert GateResult(**{k: v for k, v in few.__dict__.items() if k != "min_users"}).min_users == 1
+
+
+def test_a_backfill_never_reuses_a_choice_made_from_later_days():
+    from recs_pipeline.selection import reusable
+
+    stored = ["2026-03-01", "2026-03-10"]
+    assert reusable(stored, "2026-03-05", 7) == "2026-03-01"
+    assert reusable(stored, "2026-03-08", 7) is None  # 7 days on: search again
+    assert reusable(stored, "2026-02-28", 7) is None  # only later choices exist
+    assert reusable(stored, "2026-03-12", 7) == "2026-03-10"
