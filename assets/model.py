@@ -14,7 +14,7 @@ from assets.partitions import daily_partitions, partition_date
 from assets.settings import EvaluationSettings, SelectionSettings, TrainSettings, check_run_config
 from assets.sharding import ShardLog
 from assets.tables import row_count, table_metadata
-from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, SELECTION, ArtifactProgress
+from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, SELECTION, SPLIT, ArtifactProgress
 from recs_pipeline.console import progress_bar
 from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
     GATE_BASELINE,
@@ -467,7 +467,10 @@ def model_evaluation(
         for (metric, k), value in metrics.items()
     ]
     as_of = partition_date(context)
-    evaluation = {"evaluated_model": model_name, "config_hash": config_hash(model[0])}
+    # The split's settings are part of the key: the same model under another window or test
+    # period is another evaluation, kept beside this one.
+    split = store.get(SPLIT, key, expected_writer(context, "interaction_split"))["config"]
+    evaluation = {"evaluated_model": model_name, "config_hash": config_hash(model[0], split)}
     with warehouse.session() as con:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _metrics (model VARCHAR, k INTEGER, metric VARCHAR, value DOUBLE)"

@@ -185,8 +185,10 @@ def published_model(store: UrlArtifactStore, key: str) -> tuple[dict, Stamp]:
     return store.get_stamped(PUBLISHED_MODEL, key)
 
 
-def config_hash(state: dict) -> str:
-    """A short digest of a checkpoint's configuration. ``ml.metrics`` keys each evaluation by it.
+def config_hash(state: dict, split: dict | None = None) -> str:
+    """A short digest of a checkpoint's configuration, and of the ``split`` settings (window,
+    test period) it was evaluated under when given. ``ml.metrics`` keys each evaluation by it,
+    so evaluations of one model under different windows sit side by side.
 
     Trained models: their train config, less the settings left unset (None: the default), so
     a setting added later changes no earlier hash. Training-free ones: the model name and the
@@ -200,6 +202,8 @@ def config_hash(state: dict) -> str:
             defaults = TRAINING_FREE[state["model"]]().params()
             changed = {k: v for k, v in state["params"].items() if defaults.get(k) != v}
             config |= {"params": changed} if changed else {}
+    if split:
+        config["split"] = {k: v for k, v in split.items() if v is not None}
     text = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -68,7 +68,7 @@ TABLES: dict[str, str] = {
         metric VARCHAR NOT NULL,  -- recall, ndcg, precision or hitrate.
         value DOUBLE NOT NULL,  -- The metric at K, averaged over the evaluated test users.
         evaluated_model VARCHAR,  -- The model this evaluation was for.
-        config_hash VARCHAR,  -- Hash of the evaluated model's training config.
+        config_hash VARCHAR,  -- Hash of the evaluated model's training config and the split settings.
         model_sha256 VARCHAR,  -- sha256 of the evaluated model.pt.
         run_id VARCHAR,  -- The Dagster run that evaluated.
         evaluated_at TIMESTAMP  -- When the evaluation ran.

@@ -68,3 +68,16 @@ def test_config_hash_tells_filter_settings_apart_and_ignores_unset_settings():
     assert config_hash({"train_config": {**trained, "epochs": 3}}) != config_hash(
         {"train_config": trained}
     )
+
+
+def test_evaluations_under_different_windows_are_keyed_apart():
+    """Issue 25: evaluations of one model under two windows overwrote each other in ml.metrics
+    (the window was not in the key); the split's settings are part of config_hash now."""
+    from recs_pipeline.daily import config_hash
+
+    state = {"train_config": {"model": "lightgcn", "epochs": 3}}
+    window_28 = {"window_days": 28, "test_days": 2, "min_degree": 1, "min_weight": None}
+    window_120 = {**window_28, "window_days": 120}
+    assert config_hash(state, window_28) != config_hash(state, window_120)
+    assert config_hash(state, window_28) == config_hash(state, dict(window_28))
+    assert config_hash(state) == config_hash(state, None)  # no split: the hash it always had
