@@ -3,9 +3,10 @@
 Reads every file the ``log_source`` settings match (the same settings ingest uses: RECS_*
 variables, then the project config file) and prints events, users and items per day, the share
 of empty days, and a suggested ``window_days``, ``test_days`` and partition start (the rule:
-:mod:`recs_pipeline.profile`). ``--write`` stores the partition start in the project config file
-(``recs.toml``, or the file in RECS_CONFIG), so every process loading the code location (UI,
-daemon, CLI) has partitions from the log's first day.
+:mod:`recs_pipeline.profile`). ``--write`` stores the partition start and the suggested window
+and test period in the project config file (``recs.toml``, or the file in RECS_CONFIG), so every
+process loading the code location (UI, daemon, CLI) has partitions from the log's first day and
+splits with that window.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write",
         action="store_true",
-        help="write partition_start to the project config file",
+        help="write partition_start, window_days and test_days to the project config file",
     )
     args = parser.parse_args(argv)
 
@@ -53,14 +54,23 @@ def main(argv: list[str] | None = None) -> int:
         path = project_config.write_top_level(
             "partition_start", profile.partition_start.isoformat()
         )
-        print(f"wrote partition_start = {profile.partition_start} to {path}")
+        for key in ("window_days", "test_days"):
+            project_config.write_table_value("ops.interaction_split", key, getattr(profile, key))
+        print(
+            f"wrote partition_start = {profile.partition_start}, [ops.interaction_split]"
+            f" window_days = {profile.window_days}, test_days = {profile.test_days} to {path}"
+        )
     else:
-        print("write the partition start for every process: python -m assets.profile --write")
-    print(
-        "set the window for the schedule and backfills in the project config file:\n"
-        f"  [ops.interaction_split]\n  window_days = {profile.window_days}\n"
-        f"  test_days = {profile.test_days}"
-    )
+        print(
+            "write the partition start and the window for every process (the schedule,"
+            " backfills, the UI): python -m assets.profile --write"
+        )
+    if profile.warnings:
+        print(
+            f"{len(profile.warnings)} warning(s) above: the log cannot meet the targets; the"
+            " suggestion is the best it allows",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -3,13 +3,17 @@ suggested window and test period for the temporal split.
 
 The suggestion, as of the log's last day D:
 
-* test days H: the smallest H (1 up to a quarter of the log's span) whose last H days hold at
+* test days H: the smallest H (1 up to a third of the log's span) whose last H days hold at
   least ``min_test_users`` users who were also active before them (only those are evaluated);
-  when no H reaches it, a quarter of the span.
+  when no H reaches it, the H that holds the most such users, with a warning that says so.
 * window W: each of those test users needs ``min_train_events`` events before the test period;
   W is the smallest window (counted back from D, test period included) that gives at least half
-  of them that many, and at least H + 1; when fewer than half have that many in the whole log,
-  the whole span.
+  of them that many, and never less than 2H (a train period shorter than the test period trains
+  on too little to judge it); when fewer than half have that many in the whole log, the whole
+  span, with a warning.
+
+Beside the suggestion, ``candidates`` lists what other test periods would give (test users,
+the window the rule picks, train users), so a choice can be made knowing the trade-off.
 
 The partition start is the log's first day, except that a few implausible early days (less than
 1% of the events, before a gap of more than a year, such as 1956 dates in a 2005-2011 log) are
@@ -47,6 +51,17 @@ class DayCounts:
 
 
 @dataclasses.dataclass(frozen=True)
+class Candidate:
+    """What a test period of ``test_days`` gives, with the window the rule picks for it."""
+
+    test_days: int
+    test_users: int
+    window_days: int
+    train_users: int
+    covered_test_users: int
+
+
+@dataclasses.dataclass(frozen=True)
 class LogProfile:
     files: int
     events: int
@@ -64,6 +79,8 @@ class LogProfile:
     covered_test_users: int  # test users with min_train_events in the window
     min_train_events: int
     min_test_users: int
+    candidates: tuple[Candidate, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def span_days(self) -> int:
@@ -136,8 +153,26 @@ def profile_log(
         outliers = sum(d.events for d in per_day if d.day < start)
         last = per_day[-1].day
         span = (last - start).days + 1
-        test_days, test_users = _test_days(con, last, max(1, span // 4), min_test_users)
+        most = max(1, span // 3)
+        test_days, test_users = _test_days(con, last, most, min_test_users)
         window, covered = _window(con, last, test_days, span, min_train_events)
+        candidates = tuple(
+            _candidate(con, last, days, span, min_train_events)
+            for days in sorted({*_grid(most), test_days})
+        )
+        warnings = []
+        if test_users < min_test_users:
+            warnings.append(
+                f"no test period of up to {most} days holds {min_test_users} users active before"
+                f" it: the most is {test_users} (test_days = {test_days}). Metrics on so few users"
+                " are noisy: the quality gate reports insufficient evidence below its"
+                " min_test_users, and model selection chooses on train alone."
+            )
+        if test_users and covered < (test_users + 1) // 2:
+            warnings.append(
+                f"only {covered} of the {test_users} test users have {min_train_events} events"
+                f" before the test period in the whole log: window_days = {window} (all of it)"
+            )
     finally:
         con.close()
     return LogProfile(
@@ -157,6 +192,32 @@ def profile_log(
         covered_test_users=covered,
         min_train_events=min_train_events,
         min_test_users=min_test_users,
+        candidates=candidates,
+        warnings=tuple(warnings),
+    )
+
+
+def _grid(most: int) -> list[int]:
+    """Test periods worth comparing: days, a week, a month, a quarter, a year and more."""
+    days = [1, 2, 3, 7, 14, 30, 60, 90, 180, 365, 730, 1460]
+    return [d for d in days if d <= most] or [1]
+
+
+def _train_users(con: duckdb.DuckDBPyConnection, last: dt.date, window: int, test: int) -> int:
+    start, cut = last - dt.timedelta(days=window - 1), last - dt.timedelta(days=test)
+    return con.execute(
+        "SELECT count(DISTINCT user_id) FROM events WHERE day BETWEEN ? AND ?", [start, cut]
+    ).fetchone()[0]
+
+
+def _candidate(con, last: dt.date, test_days: int, span: int, wanted: int) -> Candidate:
+    window, covered = _window(con, last, test_days, span, wanted)
+    return Candidate(
+        test_days,
+        _test_users(con, last, test_days),
+        window,
+        _train_users(con, last, window, test_days),
+        covered,
     )
 
 
@@ -182,11 +243,17 @@ def _test_users(con: duckdb.DuckDBPyConnection, last: dt.date, days: int) -> int
 def _test_days(
     con: duckdb.DuckDBPyConnection, last: dt.date, most: int, wanted: int
 ) -> tuple[int, int]:
-    for days in range(1, most + 1):
+    for days in range(1, min(most, 60) + 1):
         users = _test_users(con, last, days)
         if users >= wanted:
             return days, users
-    return most, _test_users(con, last, most)
+    # Longer periods on a coarse grid (a sparse log's span runs to thousands of days).
+    counted = {days: _test_users(con, last, days) for days in sorted({*_grid(most), most})}
+    for days, users in counted.items():
+        if users >= wanted:
+            return days, users
+    best = max(counted.values())
+    return min(d for d, users in counted.items() if users == best), best
 
 
 def _window(
@@ -213,8 +280,8 @@ def _window(
     test_users = _test_users(con, last, test_days)
     half = (test_users + 1) // 2
     if test_users == 0 or len(needs) < half:
-        return max(span, test_days + 1), len(needs)
-    window = max(needs[half - 1], test_days + 1)
+        return max(span, 2 * test_days), len(needs)
+    window = max(needs[half - 1], 2 * test_days)
     return window, sum(1 for need in needs if need <= window)
 
 
@@ -255,4 +322,17 @@ def describe(profile: LogProfile, shown_days: int = 14) -> str:
         f" users >= {p.min_train_events} train events (wanted: half of them)",
         f"suggested partition_start = {p.partition_start}",
     ]
+    if p.candidates:
+        lines.append("other test periods, each with the window the rule picks for it:")
+        lines.append(
+            f"  {'test_days':>9}{'test users':>12}{'window_days':>13}{'train users':>13}"
+            f"{'covered':>9}"
+        )
+        for c in p.candidates:
+            mark = "  <- suggested" if c.test_days == p.test_days else ""
+            lines.append(
+                f"  {c.test_days:>9,}{c.test_users:>12,}{c.window_days:>13,}{c.train_users:>13,}"
+                f"{c.covered_test_users:>9,}{mark}"
+            )
+    lines += [f"WARNING: {warning}" for warning in p.warnings]
     return "\n".join(lines)

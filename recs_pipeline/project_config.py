@@ -275,3 +275,31 @@ def write_top_level(key: str, value: str, path: Path | None = None) -> Path:
     tomllib.loads(tmp.read_text())  # never leave a file the code location cannot read
     os.replace(tmp, path)
     return path
+
+
+def write_table_value(table: str, key: str, value: int, path: Path | None = None) -> Path:
+    """Set ``key = value`` (a number) in the ``[table]`` of the project config file, keeping
+    every other line; the table is added at the end when missing, the file created."""
+    path = path or config_path() or DEFAULT_CONFIG_FILE
+    lines = path.read_text().splitlines() if path.exists() else []
+    header = re.compile(r"^\s*\[\s*" + re.escape(table) + r"\s*\]\s*(#.*)?$")
+    line_of_key = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+    new = f"{key} = {value}"
+    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
+    if start is None:
+        lines += ([""] if lines and lines[-1].strip() else []) + [f"[{table}]", new]
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+            len(lines),
+        )
+        at = next((i for i in range(start + 1, end) if line_of_key.match(lines[i])), None)
+        if at is None:
+            lines.insert(start + 1, new)
+        else:
+            lines[at] = new
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tomllib.loads(tmp.read_text())  # never leave a file the code location cannot read
+    os.replace(tmp, path)
+    return path

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import dagster as dg
@@ -98,7 +99,11 @@ def test_profile_write_sets_the_partition_start_every_new_process_reads(tmp_path
     assert "20.0% of days empty" in profiled.stdout
     assert "suggested test_days = 1" in profiled.stdout
     text = config.read_text()
-    assert text.startswith("# my deployment\n") and "window_days = 5" in text
+    # The suggested window replaces the one there, every other line kept (issue 25).
+    assert text.startswith("# my deployment\n")
+    split = tomllib.loads(text)["ops"]["interaction_split"]
+    assert split["test_days"] == 1 and split["window_days"] >= 2
+    assert "wrote partition_start = 2016-01-01, [ops.interaction_split]" in profiled.stdout
     load = (
         "from assets.definitions import defs\n"
         "from assets.partitions import daily_partitions\n"
@@ -107,6 +112,35 @@ def test_profile_write_sets_the_partition_start_every_new_process_reads(tmp_path
     loaded = fresh_process(load, {"RECS_CONFIG": str(config)})
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.split()[-1] == "2016-01-01"
+
+
+def test_a_sparse_log_is_told_loudly_and_the_train_period_never_shorter_than_the_test():
+    """Issue 25: MovieLens latest-small got window 1980 / test 1876 days with no word that both
+    targets were missed. Here five users rate on a few days over two years."""
+    import tempfile
+
+    from recs_pipeline.profile import describe, profile_log
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ratings.csv"
+        lines = ["userId,movieId,rating,timestamp"]
+        start = dt.date(2014, 1, 1)
+        for week in range(0, 104, 3):
+            day = start + dt.timedelta(weeks=week)
+            lines += [f"{u},{week * 10 + u},4,{_epoch(day)}" for u in range(1, 6)]
+        path.write_text("\n".join(lines) + "\n")
+        fmt = LogFormat(
+            user_column="userId", item_column="movieId", timestamp_unit="s",
+            event_type_column=None,
+        )  # fmt: skip
+        profile = profile_log([str(path)], fmt, min_train_events=5, min_test_users=100)
+    assert profile.test_users == 5 < 100
+    assert profile.window_days >= 2 * profile.test_days
+    assert profile.warnings and "the most is 5" in profile.warnings[0]
+    text = describe(profile)
+    assert "WARNING: no test period of up to" in text
+    assert "other test periods" in text and "<- suggested" in text
+    assert all(c.window_days >= 2 * c.test_days for c in profile.candidates)
 
 
 def test_partition_start_env_overrides_the_file(tmp_path, monkeypatch):
