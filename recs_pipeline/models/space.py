@@ -20,10 +20,7 @@ class Float:
     log: bool = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low > self.high:
-            raise ValueError(f"empty range: low {self.low} > high {self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, not {self.low}")
+        _check_bounds(self.low, self.high, self.log)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +30,14 @@ class Int:
     log: bool = False
 
     def __post_init__(self) -> None:
-        if self.low > self.high:
-            raise ValueError(f"empty range: low {self.low} > high {self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, not {self.low}")
+        _check_bounds(self.low, self.high, self.log)
+
+
+def _check_bounds(low: float, high: float, log: bool) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise ValueError(f"empty range: low {low} > high {high}")
+    if log and low <= 0:
+        raise ValueError(f"a log range needs low > 0, not {low}")
 
 
 @dataclasses.dataclass(frozen=True)
