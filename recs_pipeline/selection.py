@@ -387,10 +387,10 @@ def select(
             )
         return study.trials
 
-    queue = []
+    first = []  # tried before TPE proposes anything: the last champion, then every default
     if warm_start and warm_start.get("model") in candidates:
-        queue.append((warm_start["model"], warm_start.get("params", {})))
-    queue += [(model, _defaults(model)) for model in candidates]
+        first.append((warm_start["model"], warm_start.get("params", {})))
+    first += [(model, _defaults(model)) for model in candidates]
     free = [m for m in candidates if m in TRAINING_FREE]
     trained = [m for m in candidates if m not in TRAINING_FREE]
     if free and trained:
@@ -402,17 +402,19 @@ def select(
             free,
             budget_seconds * FILTER_SHARE,
             None if max_trials is None else max(1, int(max_trials * FILTER_SHARE)),
-            queue,
+            first,
         )
         first_phase = [_trial(t) for t in head]
         best_filter = _best(first_phase)
-        queue = ([(best_filter.model, best_filter.params)] if best_filter else []) + queue
+        # The filters' defaults ran in the first phase: their best stands for them.
+        queue = [(best_filter.model, best_filter.params)] if best_filter else []
+        queue += [(model, params) for model, params in first if model in trained]
         cap = None if max_trials is None else max_trials - len(head)
         tail = run_study(study_name, candidates, budget_seconds, cap, queue)
         trials = first_phase + [_trial(t, offset=len(head)) for t in tail]
     else:
         trials = [_trial(t) for t in run_study(study_name, list(candidates), budget_seconds,
-                                               max_trials, queue)]  # fmt: skip
+                                               max_trials, first)]  # fmt: skip
     for trial in trials:
         if trial.state == "FAIL":
             log(f"trial {trial.number}: {trial.model} failed ({trial.error}); the search went on")
