@@ -20,6 +20,7 @@ from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users
     GATE_BASELINE,
     INSUFFICIENT,
     NO_TEST_USERS,
+    POPULARITY_CHOSEN,
     PASSED,
     config_hash,
     gate_verdict,
@@ -534,7 +535,7 @@ def model_evaluation(
                 # not block recommendations (it publishes the popularity fallback, or the
                 # validation champion with too few users; see publishable()).
                 severity=dg.AssetCheckSeverity.WARN
-                if gate.verdict in (NO_TEST_USERS, INSUFFICIENT)
+                if gate.verdict in (NO_TEST_USERS, INSUFFICIENT, POPULARITY_CHOSEN)
                 else dg.AssetCheckSeverity.ERROR,
                 metadata={
                     "model_recall@20": rounded(gate.model_score),

@@ -260,6 +260,7 @@ def sample_test_users(
 
 PASSED, FAILED, NO_TEST_USERS = "passed", "failed", "no_test_users"
 INSUFFICIENT = "insufficient_evidence"
+POPULARITY_CHOSEN = "popularity_chosen"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,9 +289,12 @@ class GateResult:
                 f" ({self.min_users}): too few to judge the model on the test period, so the"
                 " model chosen on validation is published, with this warning"
             )
+        if self.verdict == POPULARITY_CHOSEN:
+            return (
+                "the day's model is popularity itself (chosen on validation, or pinned): no model"
+                " beat it, so popularity's lists are published"
+            )
         if self.verdict == FAILED:
-            if self.model == GATE_BASELINE:
-                return "the model is popularity itself: it cannot beat popularity"
             return "the model does not beat popularity on Recall@20"
         return None
 
@@ -313,7 +317,7 @@ class GateResult:
         )
         if self.verdict == PASSED:
             return f"passed: {scores}; this model.pt may be published"
-        if self.verdict == INSUFFICIENT:
+        if self.verdict in (INSUFFICIENT, POPULARITY_CHOSEN):
             return f"{self.verdict}: {scores}: {self.description}"
         return f"failed: {scores}: {self.description}; nothing is published for the day"
 
@@ -332,9 +336,11 @@ def gate_verdict(
     is published, with a warning)."""
     if evaluated_users == 0 or math.isnan(model_score) or math.isnan(baseline_score):
         verdict = NO_TEST_USERS
+    elif model == GATE_BASELINE:
+        verdict = POPULARITY_CHOSEN
     elif evaluated_users < min_users:
         verdict = INSUFFICIENT
-    elif model != GATE_BASELINE and model_score > baseline_score:
+    elif model_score > baseline_score:
         verdict = PASSED
     else:
         verdict = FAILED
@@ -355,7 +361,8 @@ def publishable(
     store: UrlArtifactStore, key: str, model: Stamp, expect_run: str | None = None
 ) -> GateResult:
     """The gate result that allows publishing the model stamped ``model`` for ``key`` (verdict
-    passed or insufficient_evidence: publish the model; no_test_users: publish popularity);
+    passed or insufficient_evidence: publish the model; no_test_users, popularity_chosen:
+    publish popularity);
     raises :class:`GateError` otherwise."""
     if not store.has(GATE, key):
         raise GateError(
