@@ -45,7 +45,7 @@ import fcntl
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # The SQLite databases whose schema Dagster versions with alembic, relative to the home, and the
@@ -274,13 +274,17 @@ def postgres_version_rows(instance) -> list[str]:
         ]
 
 
-def prepare_instance(home: str | os.PathLike, storage: str | None = None) -> Path:
+def prepare_instance(
+    home: str | os.PathLike, storage: str | None = None, log: Callable[[str], None] | None = None
+) -> Path:
     """Create the instance's storage for ``home`` (which holds its ``dagster.yaml``) in this one
     process, under an exclusive lock, and check it. ``storage`` (default: the setting,
     :func:`selected_storage`) is written into the home's ``dagster.yaml`` first. Idempotent;
     raises :class:`InstanceCorrupted` for a home two processes already created at once and
     :class:`InstanceConfigError` for an unknown storage or a shared one without connection.
-    The ``duckdb`` pool gets the limit of the deployment's warehouse (:func:`warehouse_pool_limit`)."""
+    The ``duckdb`` pool gets the limit of the deployment's warehouse (:func:`warehouse_pool_limit`).
+    Runs whose worker process was killed are marked failed and their pool slots freed
+    (:func:`assets.run_workers.reap_dead_runs`; ``log`` gets a line for each)."""
     home = Path(home).resolve()
     storage = storage or selected_storage()
     if storage not in STORAGES:
@@ -298,6 +302,9 @@ def prepare_instance(home: str | os.PathLike, storage: str | None = None) -> Pat
         # dagster.yaml against Dagster's schema).
         with dg.DagsterInstance.from_config(str(home)) as instance:
             set_pool_limit(instance, pool_limit)
+            from assets.run_workers import reap_dead_runs
+
+            reap_dead_runs(instance, log)
             if storage == "postgres":
                 versions = postgres_version_rows(instance)
                 if len(versions) != 1:
@@ -356,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.repair:
             repaired = repair_instance(args.home)
             print(f"repaired {', '.join(repaired)}" if repaired else "nothing to repair")
-        prepare_instance(args.home)
+        prepare_instance(args.home, log=lambda line: print(line, file=sys.stderr))
     except (InstanceCorrupted, InstanceConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
