@@ -45,6 +45,7 @@ import fcntl
 import os
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -217,14 +218,33 @@ def check_postgres_environment(environ=os.environ) -> None:
         )
 
 
+# Lock files this process holds, with how often: prepare_instance holds the lock while it opens
+# the instance, whose storage (assets.instance_storage) takes it again. flock would not let a
+# second descriptor of one process in, so the process takes each lock once.
+_held: dict[Path, int] = {}
+_held_guard = threading.RLock()
+
+
 @contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def exclusive(path: Path) -> Iterator[None]:
+    """The exclusive file lock ``path`` between processes; re-entrant within one."""
+    path = Path(path).resolve()
+    with _held_guard:
+        if _held.get(path):
+            _held[path] += 1
+            try:
+                yield
+            finally:
+                _held[path] -= 1
+            return
+        with open(path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            _held[path] = 1
+            try:
+                yield
+            finally:
+                del _held[path]
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def version_rows(home: Path) -> dict[str, list[str]]:
@@ -293,7 +313,7 @@ def prepare_instance(
         check_postgres_environment()
     pool_limit = warehouse_pool_limit()
     home.mkdir(parents=True, exist_ok=True)
-    with _exclusive(home / LOCK_FILE):
+    with exclusive(home / LOCK_FILE):
         write_storage(home, storage)
         check_instance(home)
         import dagster as dg
@@ -336,7 +356,7 @@ def repair_instance(home: str | os.PathLike) -> list[str]:
     could open the home, so nothing was written after. The current head is therefore the right
     version. Returns the databases repaired; the instance is opened afterwards to prove it."""
     home = Path(home).resolve()
-    with _exclusive(home / LOCK_FILE):
+    with exclusive(home / LOCK_FILE):
         repaired = []
         for relative in corrupted_databases(home):
             head = _head_revision(VERSIONED_DATABASES[relative])
@@ -379,4 +399,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module ``assets.instance`` itself, not as a copy named ``__main__``: opening the
+    # instance imports it (assets.instance_storage), and the lock it holds is known there.
+    from assets.instance import main as module_main
+
+    sys.exit(module_main())
