@@ -227,3 +227,44 @@ def test_the_step_processes_die_with_a_killed_run_worker(site):
     ).stdout
     assert not group_alive(first.pid), f"orphans of the killed run:\n{orphans}"
     holder.close()
+
+
+def test_only_runs_whose_worker_is_gone_here_are_reaped(tmp_path):
+    """The reaper's rules on runs written straight into an instance: a run in progress whose
+    worker is dead is failed and its slot freed; a finished run still holding a slot (a home
+    repaired after a failed run, a run the daemon failed) has it freed once its worker is gone;
+    a live worker, a worker on another host and a run without the tag are left alone."""
+    from assets.run_workers import process_start, reap_dead_runs, this_worker
+
+    home = tmp_path / "dagster_home"
+    write_instance(home)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    start = process_start(os.getpid())
+    workers = {
+        "dead": f"{this_worker().split()[0]} {gone.pid} 1",
+        "alive": this_worker(),
+        "elsewhere": f"another-host {os.getpid()} {start}",
+    }
+    runs = {
+        ("dead", dg.DagsterRunStatus.STARTED): "a",
+        ("dead", dg.DagsterRunStatus.FAILURE): "b",
+        ("alive", dg.DagsterRunStatus.STARTED): "c",
+        ("elsewhere", dg.DagsterRunStatus.STARTED): "d",
+        (None, dg.DagsterRunStatus.STARTED): "e",
+    }
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots(POOL, len(runs))
+        for (worker, status), step in runs.items():
+            run_id = f"{step}" * 8 + "-0000-0000-0000-000000000000"
+            tags = {WORKER_TAG: workers[worker]} if worker else {}
+            instance.add_run(dg.DagsterRun(job_name="j", run_id=run_id, status=status, tags=tags))
+            assert storage.claim_concurrency_slot(POOL, run_id, step).is_claimed
+        reaped = reap_dead_runs(instance)
+        held = {slot.run_id[0] for slot in storage.get_concurrency_info(POOL).claimed_slots}
+        statuses = {r.run_id[0]: r.status for r in instance.get_runs()}
+    assert sorted(r[0] for r in reaped) == ["a", "b"]
+    assert held == {"c", "d", "e"}
+    assert statuses["a"] == dg.DagsterRunStatus.FAILURE
+    assert {statuses[k] for k in "cde"} == {dg.DagsterRunStatus.STARTED}
