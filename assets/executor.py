@@ -95,12 +95,15 @@ class DeadRunWatchdog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="dead-run-watchdog", daemon=True)
 
+    def reap(self) -> None:
+        try:
+            run_workers.reap_dead_runs(self._instance, self._log)
+        except Exception as error:  # a busy database: the next round tries again
+            self._log(f"checking for runs whose worker died failed: {error!r}")
+
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                run_workers.reap_dead_runs(self._instance, self._log)
-            except Exception as error:  # a busy database: the next round tries again
-                self._log(f"checking for runs whose worker died failed: {error!r}")
+            self.reap()
 
     def __enter__(self) -> DeadRunWatchdog:
         self._thread.start()
@@ -131,9 +134,13 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
                 else "no limit on concurrent runs"
             ) + f"; set {THREADS_VARIABLE} to choose"
         plan_context.log.info(f"step processes use {threads} math thread(s) ({why})")
-        instance = plan_context.instance
-        run_workers.record_run_worker(instance, plan_context.run_id)
-        run_workers.reap_dead_runs(instance, plan_context.log.warning)
+        # Before any slot is claimed: this worker in the run's tags, and the slots of runs
+        # whose worker is gone freed.
+        run_workers.record_run_worker(plan_context.instance, plan_context.run_id)
+        watchdog = DeadRunWatchdog(
+            plan_context.instance, plan_context.log.warning, run_workers.WATCH_SECONDS
+        )
+        watchdog.reap()
         # The step processes (and the fork server they are forked from) inherit the run
         # worker's environment; torch reads the variable when it starts. Set for this run only.
         previous = os.environ.get(THREADS_VARIABLE)
@@ -141,7 +148,7 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
         try:
             if self._start_method == "forkserver":
                 prime_fork_server([_DAGSTER_PRELOAD, PRELOAD_MODULE])
-            with DeadRunWatchdog(instance, plan_context.log.warning, run_workers.WATCH_SECONDS):
+            with watchdog:
                 yield from super().execute(plan_context, execution_plan)
         finally:
             if previous is None:

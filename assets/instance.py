@@ -11,8 +11,11 @@ home at once corrupted it in 2 of 4 trials here.
 So the instance is created once, by one process, before anything concurrent starts:
 :func:`prepare_instance` opens it under an exclusive file lock in the home, which creates every
 storage, and checks the result. Every entry point of the project calls it first (``make run``,
-``make ui``, the tests and benchmarks that start servers). A home already corrupted this way is
-reported with the command that repairs it.
+``make ui``, the tests and benchmarks that start servers); Dagster's own commands started on a
+new home take the same lock, through the instance class the home's ``dagster.yaml`` names
+(``assets/instance_storage.py``). A home already corrupted this way is reported with the command
+that repairs it. Runs whose worker process was killed are marked failed here too, and their pool
+slots freed (``assets/run_workers.py``).
 
 Where the instance keeps its storage is chosen here too, by one setting (README "Deploying"):
 ``RECS_INSTANCE`` in the environment, else ``storage`` in the ``[instance]`` table of the
