@@ -16,12 +16,19 @@ Threads: the step processes run torch with the run's share of the cores, ``cores
 max_concurrent_runs`` of the instance's run queue (at least 1), unless ``OMP_NUM_THREADS`` is
 set: several runs each using every core slowed training ~60x in a UI backfill.
 ``benchmarks/backfill.py`` measures the difference on a daemon backfill.
+
+Dead runs: before the run claims any slot, its worker records itself in the run's tags and
+marks failed the runs whose worker was killed (their slots freed); while the run executes, a
+watchdog thread does so again every few seconds, so a run waiting for the slot of a run killed
+meanwhile gets it (``assets.run_workers``). The step processes die with the run worker
+(``assets.step_preload``).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator, Mapping
 
 import dagster as dg
@@ -31,7 +38,7 @@ from annotated_types import Ge
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
-from assets import pool_slots
+from assets import pool_slots, run_workers
 from recs_pipeline import project_config
 
 # Pool slots are claimed by this executor (in the run worker): on SQLite, atomically.
@@ -81,6 +88,36 @@ def prime_fork_server(preload: list[str]) -> None:
     process.join()
 
 
+class DeadRunWatchdog:
+    """Reaps runs whose worker died (:func:`assets.run_workers.reap_dead_runs`) every
+    ``interval`` seconds in a daemon thread, until stopped."""
+
+    def __init__(self, instance: dg.DagsterInstance, log, interval: float) -> None:
+        self._instance = instance
+        self._log = log
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="dead-run-watchdog", daemon=True)
+
+    def reap(self) -> None:
+        try:
+            run_workers.reap_dead_runs(self._instance, self._log)
+        except Exception as error:  # a busy database: the next round tries again
+            self._log(f"checking for runs whose worker died failed: {error!r}")
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.reap()
+
+    def __enter__(self) -> DeadRunWatchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._interval + 5)
+
+
 class PrimedForkserverExecutor(MultiprocessExecutor):
     """Dagster's ``MultiprocessExecutor`` whose fork server is started and ready before the run
     claims any pool slot."""
@@ -101,6 +138,13 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
                 else "no limit on concurrent runs"
             ) + f"; set {THREADS_VARIABLE} to choose"
         plan_context.log.info(f"step processes use {threads} math thread(s) ({why})")
+        # Before any slot is claimed: this worker in the run's tags, and the slots of runs
+        # whose worker is gone freed.
+        run_workers.record_run_worker(plan_context.instance, plan_context.run_id)
+        watchdog = DeadRunWatchdog(
+            plan_context.instance, plan_context.log.warning, run_workers.WATCH_SECONDS
+        )
+        watchdog.reap()
         # The step processes (and the fork server they are forked from) inherit the run
         # worker's environment; torch reads the variable when it starts. Set for this run only.
         previous = os.environ.get(THREADS_VARIABLE)
@@ -108,7 +152,8 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
         try:
             if self._start_method == "forkserver":
                 prime_fork_server([_DAGSTER_PRELOAD, PRELOAD_MODULE])
-            yield from super().execute(plan_context, execution_plan)
+            with watchdog:
+                yield from super().execute(plan_context, execution_plan)
         finally:
             if previous is None:
                 os.environ.pop(THREADS_VARIABLE, None)

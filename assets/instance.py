@@ -11,8 +11,11 @@ home at once corrupted it in 2 of 4 trials here.
 So the instance is created once, by one process, before anything concurrent starts:
 :func:`prepare_instance` opens it under an exclusive file lock in the home, which creates every
 storage, and checks the result. Every entry point of the project calls it first (``make run``,
-``make ui``, the tests and benchmarks that start servers). A home already corrupted this way is
-reported with the command that repairs it.
+``make ui``, the tests and benchmarks that start servers); Dagster's own commands started on a
+new home take the same lock, through the instance class the home's ``dagster.yaml`` names
+(``assets/instance_storage.py``). A home already corrupted this way is reported with the command
+that repairs it. Runs whose worker process was killed are marked failed here too, and their pool
+slots freed (``assets/run_workers.py``).
 
 Where the instance keeps its storage is chosen here too, by one setting (README "Deploying"):
 ``RECS_INSTANCE`` in the environment, else ``storage`` in the ``[instance]`` table of the
@@ -46,7 +49,8 @@ import fcntl
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # The SQLite databases whose schema Dagster versions with alembic, relative to the home, and the
@@ -228,14 +232,33 @@ def check_postgres_environment(environ=os.environ) -> None:
         )
 
 
+# Lock files this process holds, with how often: prepare_instance holds the lock while it opens
+# the instance, whose storage (assets.instance_storage) takes it again. flock would not let a
+# second descriptor of one process in, so the process takes each lock once.
+_held: dict[Path, int] = {}
+_held_guard = threading.RLock()
+
+
 @contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def exclusive(path: Path) -> Iterator[None]:
+    """The exclusive file lock ``path`` between processes; re-entrant within one."""
+    path = Path(path).resolve()
+    with _held_guard:
+        if _held.get(path):
+            _held[path] += 1
+            try:
+                yield
+            finally:
+                _held[path] -= 1
+            return
+        with open(path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            _held[path] = 1
+            try:
+                yield
+            finally:
+                del _held[path]
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def version_rows(home: Path) -> dict[str, list[str]]:
@@ -285,13 +308,17 @@ def postgres_version_rows(instance) -> list[str]:
         ]
 
 
-def prepare_instance(home: str | os.PathLike, storage: str | None = None) -> Path:
+def prepare_instance(
+    home: str | os.PathLike, storage: str | None = None, log: Callable[[str], None] | None = None
+) -> Path:
     """Create the instance's storage for ``home`` (which holds its ``dagster.yaml``) in this one
     process, under an exclusive lock, and check it. ``storage`` (default: the setting,
     :func:`selected_storage`) is written into the home's ``dagster.yaml`` first. Idempotent;
     raises :class:`InstanceCorrupted` for a home two processes already created at once and
     :class:`InstanceConfigError` for an unknown storage or a shared one without connection.
-    The ``duckdb`` pool gets the limit of the deployment's warehouse (:func:`warehouse_pool_limit`)."""
+    The ``duckdb`` pool gets the limit of the deployment's warehouse (:func:`warehouse_pool_limit`).
+    Runs whose worker process was killed are marked failed and their pool slots freed
+    (:func:`assets.run_workers.reap_dead_runs`; ``log`` gets a line for each)."""
     home = Path(home).resolve()
     storage = storage or selected_storage()
     if storage not in STORAGES:
@@ -300,7 +327,7 @@ def prepare_instance(home: str | os.PathLike, storage: str | None = None) -> Pat
         check_postgres_environment()
     pool_limit = warehouse_pool_limit()
     home.mkdir(parents=True, exist_ok=True)
-    with _exclusive(home / LOCK_FILE):
+    with exclusive(home / LOCK_FILE):
         write_storage(home, storage)
         check_instance(home)
         import dagster as dg
@@ -309,6 +336,9 @@ def prepare_instance(home: str | os.PathLike, storage: str | None = None) -> Pat
         # dagster.yaml against Dagster's schema).
         with dg.DagsterInstance.from_config(str(home)) as instance:
             set_pool_limit(instance, pool_limit)
+            from assets.run_workers import reap_dead_runs
+
+            reap_dead_runs(instance, log)
             if storage == "postgres":
                 versions = postgres_version_rows(instance)
                 if len(versions) != 1:
@@ -340,7 +370,7 @@ def repair_instance(home: str | os.PathLike) -> list[str]:
     could open the home, so nothing was written after. The current head is therefore the right
     version. Returns the databases repaired; the instance is opened afterwards to prove it."""
     home = Path(home).resolve()
-    with _exclusive(home / LOCK_FILE):
+    with exclusive(home / LOCK_FILE):
         repaired = []
         for relative in corrupted_databases(home):
             head = _head_revision(VERSIONED_DATABASES[relative])
@@ -367,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.repair:
             repaired = repair_instance(args.home)
             print(f"repaired {', '.join(repaired)}" if repaired else "nothing to repair")
-        prepare_instance(args.home)
+        prepare_instance(args.home, log=lambda line: print(line, file=sys.stderr))
     except (InstanceCorrupted, InstanceConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -383,4 +413,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module ``assets.instance`` itself, not as a copy named ``__main__``: opening the
+    # instance imports it (assets.instance_storage), and the lock it holds is known there.
+    from assets.instance import main as module_main
+
+    sys.exit(module_main())

@@ -30,14 +30,14 @@ from assets.instance import (
     version_rows,
     write_storage,
 )
-from tests.daemon_support import PROJECT_INSTANCE, PROJECT_ROOT
+from tests.daemon_support import BIN, PROJECT_INSTANCE, PROJECT_ROOT
 
 PROCESSES = 4
 
 
 def new_home(tmp_path):
     home = tmp_path / "dagster_home"
-    home.mkdir()
+    home.mkdir(parents=True)
     shutil.copy(PROJECT_INSTANCE, home / "dagster.yaml")
     return home
 
@@ -86,6 +86,45 @@ def test_entry_points_started_together_create_the_instance_once(tmp_path):
     )
     assert [r.returncode for r in results] == [0] * PROCESSES, [r.stderr[-2000:] for r in results]
     assert_one_version_each(home)
+
+
+def test_dagsters_own_commands_started_together_create_the_instance_once(tmp_path):
+    """What every Dagster command does (``dagster dev``, ``dagster asset materialize``: open the
+    instance of ``DAGSTER_HOME``), in processes started together on a new home, with no
+    project entry point first (issue 27, finding 9). The home's ``dagster.yaml`` names the
+    project's instance class, whose storage is created under the home's lock. Without it 5 of 6
+    such trials corrupted the home or failed a process; two trials here."""
+    for trial in range(2):
+        home = new_home(tmp_path / str(trial))
+        results = at_once(
+            "i = dg.DagsterInstance.get(); i.get_runs(limit=1); i.all_instigator_state();"
+            " print(type(i).__name__, type(i._run_storage).__name__)",
+            home,
+        )
+        assert [r.returncode for r in results] == [0] * PROCESSES, [
+            r.stderr[-2000:] for r in results
+        ]
+        assert_one_version_each(home)
+    assert {r.stdout.split()[0] for r in results} == {"ProjectInstance"}
+
+
+def test_a_corrupted_home_is_named_with_its_repair_by_dagster_too(tmp_path):
+    """Dagster's own commands on a corrupted home fail with the project's message, which names
+    the repair, instead of alembic's "more than one head present"."""
+    home = new_home(tmp_path)
+    prepare_instance(home)
+    with sqlite3.connect(home / "history/runs.db") as con:
+        (version,) = con.execute("SELECT version_num FROM alembic_version").fetchone()
+        con.execute("INSERT INTO alembic_version VALUES (?)", [version + "x"])
+    info = subprocess.run(
+        [str(BIN / "dagster"), "instance", "info"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+    )
+    assert info.returncode != 0
+    assert REPAIR_COMMAND in info.stderr and "history/runs.db has 2" in info.stderr, info.stderr
 
 
 def test_a_corrupted_home_is_named_with_its_repair(tmp_path):

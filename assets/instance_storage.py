@@ -1,0 +1,66 @@
+"""The instance class named in ``dagster_home/dagster.yaml`` (``instance_class``): Dagster's
+instance whose SQLite storage is created under the home's lock, whoever opens it.
+
+``python -m assets.instance`` creates a new home's storage once, under an exclusive lock, and
+every entry point of the project calls it first (``assets/instance.py`` says why). Dagster's
+own commands do not: ``dagster dev`` and ``dagster asset materialize`` started together on a
+new ``DAGSTER_HOME`` each created the storage and stamped its schema version, leaving two
+``alembic_version`` rows (alembic's "more than one head present" for every later process) or
+failing a process midway. Four processes opening a new home at once went wrong in 5 of 6 trials
+here.
+
+Every Dagster process reads the home's ``dagster.yaml``, so the lock is taken there: the
+instance class's defaults name :class:`LockedSqliteStorage` as the storage (the default one
+when ``dagster.yaml`` names none; a ``storage:`` section, the shared PostgreSQL one, still
+wins). It is Dagster's SQLite storage created while the process holds the home's setup lock
+(the one :func:`assets.instance.prepare_instance` takes), after checking that the home is not
+already corrupted, which is reported with the command that repairs it. Once the storage exists,
+creating it again only checks its tables, so the lock is held for milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+import yaml
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._serdes import ConfigurableClassData
+
+from assets.instance import LOCK_FILE, check_instance, exclusive
+
+
+class LockedSqliteStorage(DagsterSqliteStorage):
+    """Dagster's SQLite storage in ``base_dir`` (the home), created under the home's lock."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        home = Path(base_dir)
+        home.mkdir(parents=True, exist_ok=True)
+        with exclusive(home / LOCK_FILE):
+            check_instance(home)
+            super().__init__(base_dir, inst_data=inst_data)
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value) -> LockedSqliteStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+
+class ProjectInstance(dg.DagsterInstance):
+    """Dagster's instance; by default on :class:`LockedSqliteStorage`."""
+
+    @classmethod
+    def config_schema(cls) -> dict:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        return {
+            **InstanceRef.config_defaults(base_dir),
+            "storage": ConfigurableClassData(
+                __name__,
+                LockedSqliteStorage.__name__,
+                yaml.dump({"base_dir": base_dir}, default_flow_style=False),
+            ),
+        }
