@@ -153,12 +153,12 @@ def test_convolution_matches_the_formula_per_node_on_walk_neighbourhoods():
         out = torch.relu(w(torch.cat([h[v], pooled])))
         expected.append(out / out.norm())
     expected = torch.stack(expected)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)  # float32, two summation orders
     # The sparse product's backward (precomputed transpose) against autograd of the loop.
     probe = torch.randn_like(got)
     (grad,) = torch.autograd.grad((got * probe).sum(), h)
     (reference,) = torch.autograd.grad((expected * probe).sum(), h)
-    torch.testing.assert_close(grad, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, reference, rtol=1e-4, atol=1e-5)
 
 
 def test_gradients_reach_every_weight_but_not_the_ids_of_nodes_without_edges():
