@@ -211,9 +211,10 @@ LISTWISE_SOFTMAX = {
 }
 
 
-# The demo's model selection: eight trials (every candidate's defaults, then one proposal),
-# within two minutes, so that `make run` stays short, shows a choice made on the day's own log,
-# and makes the same choice on any machine that finishes them in time.
+# The demo's model selection: eight trials within two minutes (the filters' three defaults,
+# then their best, the trained models' defaults and one proposal), so that `make run` stays
+# short and shows a choice made on the day's own log. A trained trial gets a quarter of the
+# budget at most, so a slower machine may stop one sooner and choose otherwise.
 DEMO_SELECTION = {"budget_minutes": 2.0, "trials": 8}
 
 

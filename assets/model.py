@@ -281,6 +281,9 @@ def trained_model(
     id_map = {"as_of": key, "version": id_map_version(graph.user_ids, graph.item_ids)}
     base = config.to_core()
     chosen = {}
+    # How the model was chosen: the gate judges a champion of a search on too few test users
+    # as insufficient evidence, but holds a pinned or default model to popularity.
+    chosen_by = "run config" if config.pinned() else "default"
     if config.pinned():
         context.log.info(f"model pinned by the run config: {base.model}")
     elif store.has(SELECTION, key):
@@ -288,6 +291,7 @@ def trained_model(
             store.get(SELECTION, key, expected_writer(context, "model_selection"))["selection"]
         )
         chosen = dict(selection.params)
+        chosen_by = "default" if selection.fallback else "model_selection"
         context.log.info(champion_line(selection))
         if selection.model in TRAINING_FREE:
             base = dataclasses.replace(base, model=selection.model)
@@ -308,11 +312,13 @@ def trained_model(
             graph.n_items,
             **params,
         )
-        stamp = store.put(MODEL, key, {**checkpoint(model), "id_map": id_map})
+        stamp = store.put(
+            MODEL, key, {**checkpoint(model), "id_map": id_map, "chosen_by": chosen_by}
+        )
         return dg.MaterializeResult(
             metadata={
                 "model": base.model,
-                "chosen_by": "run config" if config.pinned() else "model_selection",
+                "chosen_by": chosen_by,
                 "training_free": True,
                 "settings": dg.MetadataValue.json(model.params()),
                 "model_sha256": stamp.sha256,
@@ -365,6 +371,7 @@ def trained_model(
             "best_epoch": result.best_epoch,
             "val_recall": result.best_val_recall,
             "warm_start": result.warm_start,
+            "chosen_by": chosen_by,
         },
     )
     progress.clear()
@@ -380,7 +387,7 @@ def trained_model(
     return dg.MaterializeResult(
         metadata={
             "model": train_config.model,
-            "chosen_by": "run config" if config.pinned() else "model_selection",
+            "chosen_by": chosen_by,
             "model_sha256": stamp.sha256,
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.history),
@@ -499,6 +506,7 @@ def model_evaluation(
         float(results[GATE_BASELINE][GATE_METRIC]),
         evaluated_users,
         config.to_core().min_test_users,
+        chosen_on_validation=model[0].get("chosen_by") == "model_selection",
     )
     # Publication reads this record, not the check event: a run that selects recommendations
     # alone, or after a retrain, is refused unless this verdict names the current model.pt.

@@ -329,16 +329,18 @@ def gate_verdict(
     baseline_score: float,
     evaluated_users: int,
     min_users: int = 1,
+    chosen_on_validation: bool = False,
 ) -> GateResult:
     """Pass when the model's score exceeds popularity's; with no evaluated user the scores are
     undefined, which is its own verdict (not a failure of the model), and with fewer than
     ``min_users`` they are too noisy to judge: insufficient evidence (the validation champion
-    is published, with a warning)."""
+    is published, with a warning) when a search ``chosen_on_validation`` the model; a pinned
+    or fallback model, which nothing validated, is still held to popularity."""
     if evaluated_users == 0 or math.isnan(model_score) or math.isnan(baseline_score):
         verdict = NO_TEST_USERS
     elif model == GATE_BASELINE:
         verdict = POPULARITY_CHOSEN
-    elif evaluated_users < min_users:
+    elif evaluated_users < min_users and chosen_on_validation:
         verdict = INSUFFICIENT
     elif model_score > baseline_score:
         verdict = PASSED

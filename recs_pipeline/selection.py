@@ -138,11 +138,12 @@ class Selection:
         return Selection(**{**data, "trials": trials})
 
 
-def reusable(stored: Sequence[str], day: str, every_days: int) -> str | None:
-    """Of the days with a stored selection, the latest one on or before ``day`` and fewer
-    than ``every_days`` days before it (``day`` itself excluded: a re-run searches again)."""
+def reusable(searched: Sequence[str], day: str, every_days: int) -> str | None:
+    """Of the days a search ran (``searched``), the latest one before ``day`` and fewer than
+    ``every_days`` days before it (``day`` itself excluded: a re-run of a day searches, and
+    a later day's search is never used)."""
     as_of = dt.date.fromisoformat(day)
-    earlier = [s for s in stored if s < day]
+    earlier = [s for s in searched if s < day]
     if not earlier:
         return None
     latest = max(earlier)
@@ -280,6 +281,7 @@ def select(
     if not budget_seconds > 0:
         raise SelectionError(f"selection_budget_minutes must be > 0, not {budget_seconds / 60:g}")
     candidates = check_candidates(candidates, item_features is not None)
+    k = max(1, min(k, graph.n_items))  # a catalogue smaller than K ranks all of it
     started = time.perf_counter()
     mask, carve_ts = validation_mask(graph, val_users, seed, val_fraction)
     fit_u, fit_i = graph.train_users[~mask], graph.train_items[~mask]
@@ -304,19 +306,19 @@ def select(
         metrics = ranking_metrics(top, users, val_u, val_i, graph.n_items, (k,))
         return metrics[("recall", k)], metrics[("ndcg", k)]
 
-    def make_objective(models: list[str]):
-        return lambda trial: objective(trial, models)
+    def make_objective(models: list[str], offset: int):
+        return lambda trial: objective(trial, models, offset)
 
-    def objective(trial, models: list[str]) -> float:
+    def objective(trial, models: list[str], offset: int) -> float:
         try:
-            return evaluate(trial, models)
+            return evaluate(trial, models, offset)
         except optuna.TrialPruned:
             raise
         except Exception as error:  # recorded with the trial, which Optuna marks failed
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
             raise
 
-    def evaluate(trial, models: list[str]) -> float:
+    def evaluate(trial, models: list[str], offset: int) -> float:
         model = trial.suggest_categorical("model", models)
         cls = TRAINING_FREE.get(model) or MODELS[model]
         params = _suggest(trial, model, cls.search_space)
@@ -325,6 +327,8 @@ def select(
             recall, ndcg = score(filters.fit(model, params).scores)
         else:
             remaining = budget_seconds - (time.perf_counter() - started)
+            if remaining < 1.0:
+                raise optuna.TrialPruned("no budget left for a training run")
             config = dataclasses.replace(
                 train,
                 model=model,
@@ -334,7 +338,7 @@ def select(
                 val_k=k,
                 # No trained trial takes more than a quarter of the budget: the filters' trials
                 # (seconds each) would otherwise starve behind one long training run.
-                time_budget_minutes=max(min(remaining, budget_seconds / 4), 1.0) / 60,
+                time_budget_minutes=min(remaining, budget_seconds / 4) / 60,
                 **params,
             )
 
@@ -357,13 +361,15 @@ def select(
                 )
             recall, ndcg = result.best_val_recall, best.get("val_ndcg", math.nan)
         trial.set_user_attr("ndcg", ndcg)
-        log(f"trial {trial.number}: {model} {_short(params)} recall@{k} {recall:.4f}")
+        log(f"trial {trial.number + offset}: {model} {_short(params)} recall@{k} {recall:.4f}")
         return recall
 
     # Failed trials are reported below, in one line each, not as Optuna's tracebacks.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    def run_study(name: str, models: list[str], seconds: float, cap: int | None, first) -> list:
+    def run_study(
+        name: str, models: list[str], seconds: float, cap: int | None, first, offset: int = 0
+    ) -> list:
         study = optuna.create_study(
             study_name=name,
             storage=_storage(storage),
@@ -381,9 +387,11 @@ def select(
                     skip_if_exists=True,
                 )
         seconds = min(seconds, budget_seconds - (time.perf_counter() - started))
+        if cap is not None:  # a cap on the study's trials, those of a killed search included
+            cap -= sum(t.state.is_finished() for t in study.trials)
         if seconds > 0 and (cap is None or cap > 0):
             study.optimize(
-                make_objective(models), timeout=seconds, n_trials=cap, catch=(Exception,)
+                make_objective(models, offset), timeout=seconds, n_trials=cap, catch=(Exception,)
             )
         return study.trials
 
@@ -409,8 +417,8 @@ def select(
         # The filters' defaults ran in the first phase: their best stands for them.
         queue = [(best_filter.model, best_filter.params)] if best_filter else []
         queue += [(model, params) for model, params in first if model in trained]
-        cap = None if max_trials is None else max_trials - len(head)
-        tail = run_study(study_name, candidates, budget_seconds, cap, queue)
+        cap = None if max_trials is None else max_trials - len(head)  # the first phase's
+        tail = run_study(study_name, candidates, budget_seconds, cap, queue, offset=len(head))
         trials = first_phase + [_trial(t, offset=len(head)) for t in tail]
     else:
         trials = [_trial(t) for t in run_study(study_name, list(candidates), budget_seconds,
@@ -537,26 +545,41 @@ def daily_selection(
     champion. Returns (selection, the day it was reused from or None)."""
     from recs_pipeline.artifacts import SELECTION
 
-    stored = store.partitions(SELECTION)
-    source = reusable(stored, key, config.every_days)
-    if source is not None:
-        reused = Selection.from_dict(store.get(SELECTION, source)["selection"])
-        log(f"model selection: reusing {source}'s choice, {reused.model} (search every"
-            f" {config.every_days} days)")  # fmt: skip
-        store.put(SELECTION, key, {"selection": reused.to_dict(), "reused_from": source})
-        return reused, source
-    earlier = [day for day in stored if day < key]
+    earlier = [day for day in store.partitions(SELECTION) if day < key]
     warm = None
     if earlier:
-        previous = Selection.from_dict(store.get(SELECTION, max(earlier))["selection"])
-        warm = {"model": previous.model, "params": previous.params}
+        # The latest earlier day's record names the day its search ran (itself, or the day it
+        # reused): the cadence counts from that search, not from the last reuse.
+        previous = store.get(SELECTION, max(earlier))
+        searched = previous.get("reused_from") or max(earlier)
+        source = reusable([searched], key, config.every_days)
+        choice = Selection.from_dict(previous["selection"])
+        if source is not None and not choice.fallback:
+            log(f"model selection: reusing the choice searched on {source}, {choice.model}"
+                f" (a search every {config.every_days} days)")  # fmt: skip
+            store.put(SELECTION, key, {"selection": choice.to_dict(), "reused_from": source})
+            return choice, source
+        warm = {"model": choice.model, "params": choice.params}
     location = store.location(SELECTION, key)
     journal = None
     if "://" not in location:  # a local artifact root: the study resumes after a kill
         folder = os.path.dirname(location)
         os.makedirs(folder, exist_ok=True)
         journal = os.path.join(folder, "study.journal")
-    result = select(
+    try:
+        result = _search(graph, key, config, train, journal, warm, item_features, log)
+    except SelectionError as error:
+        if "completed" not in str(error):
+            raise
+        reason = f"{error}; {train.model} serves at its defaults"
+        log(f"model selection failed: {reason}")
+        result = Selection(train.model, {}, math.nan, math.nan, 20, 0, [], 0.0, reason)
+    store.put(SELECTION, key, {"selection": result.to_dict(), "reused_from": None})
+    return result, None
+
+
+def _search(graph, key, config, train, journal, warm, item_features, log) -> Selection:
+    return select(
         graph,
         candidates=config.candidates,
         budget_seconds=config.budget_minutes * 60,
@@ -574,5 +597,3 @@ def daily_selection(
         fallback_model=train.model,
         log=log,
     )
-    store.put(SELECTION, key, {"selection": result.to_dict(), "reused_from": None})
-    return result, None

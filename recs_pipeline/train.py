@@ -591,7 +591,10 @@ def train_model(
         if run.stop:
             break
         record = train_epoch(run, epoch, replicas)
+        # The last epoch a time budget allows is validated too: its weights may be the best,
+        # and a run stopped by its clock before a check would have no validation at all.
         due = epoch % config.eval_every == 0 or epoch == config.epochs
+        due = due or (replicas.leader and out_of_time(run))
         checked = validate(run) if due and replicas.leader else {}
         # One message per epoch from rank 0: its validation and its clock decide for everyone.
         checked, time_up = replicas.broadcast((checked, replicas.leader and out_of_time(run)))

@@ -77,18 +77,6 @@ def test_gfcf_recovers_held_out_items_of_a_block_structure():
     assert metrics[("recall", 1)] == 1.0
 
 
-def test_retune_to_a_narrower_width_scores_as_a_fit_at_that_width():
-    g = torch.Generator().manual_seed(0)
-    users = torch.randint(0, 60, (600,), generator=g)
-    items = torch.randint(0, 40, (600,), generator=g)
-    wide = GFCF(alpha=0.3, k=30).fit(users, items, 60, 40)
-    narrow = GFCF(alpha=0.7, k=12).fit(users, items, 60, 40)
-    batch = torch.arange(60)
-    retuned = wide.retune(0.7, 12)
-    assert retuned.params() == narrow.params()
-    assert torch.allclose(retuned.scores(batch), narrow.scores(batch), atol=1e-4)
-
-
 @pytest.mark.parametrize("shape", [(1, 6), (5, 1)], ids=["one user", "one item"])
 def test_a_one_user_or_one_item_log_is_filtered_with_its_one_singular_vector(shape):
     """Issue 27: ARPACK computes at most min(shape) - 1 singular vectors, none for a log of one

@@ -564,10 +564,16 @@ def test_unpinned_the_selection_champion_is_trained_evaluated_and_published(pipe
     assert (champion.model,) in served
 
 
-def test_too_few_test_users_publishes_the_model_with_a_warning(pipeline):
+def test_too_few_test_users_publishes_the_validation_champion_with_a_warning(pipeline):
     instance, resources, _ = pipeline
+    selection = {"candidates": ["gfcf", "dnfilter"], "trials": 2}
     config = {
-        "ops": {**RUN_CONFIG["ops"], "model_evaluation": {"config": {"min_test_users": 10**6}}}
+        "ops": {
+            **RUN_CONFIG["ops"],
+            "model_selection": {"config": selection},
+            "trained_model": {"config": {"model": None}},
+            "model_evaluation": {"config": {"min_test_users": 10**6}},
+        }
     }
     result = run_chain(instance, resources, DAY_1, config)
     assert result.success
@@ -579,4 +585,5 @@ def test_too_few_test_users_publishes_the_model_with_a_warning(pipeline):
         served = con.execute(
             "SELECT DISTINCT model FROM serving.recommendations WHERE as_of_date = ?", [DAY_1]
         ).fetchall()
-    assert ("lightgcn",) in served
+    champion = result.asset_materializations_for_node("model_selection")[0].metadata["champion"]
+    assert (champion.value,) in served

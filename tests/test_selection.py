@@ -125,8 +125,8 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(monkeypatch):
 def test_a_killed_search_resumes_its_study(tmp_path):
     storage = str(tmp_path / "study.journal")
     graph = community_graph()
-    first = quick(graph, storage=storage, max_trials=4)
-    second = quick(graph, storage=storage, max_trials=3)
+    first = quick(graph, storage=storage, max_trials=4)  # killed after four trials, say
+    second = quick(graph, storage=storage, max_trials=7)  # the cap counts the first four
     assert len(first.trials) == 4 and len(second.trials) == 7
     assert {t.number for t in second.trials} == set(range(7))
     # The candidates' defaults ran once, in the first part.
@@ -228,8 +228,13 @@ def test_the_filters_search_first_so_a_long_training_run_cannot_starve_them():
 def test_too_few_test_users_is_insufficient_evidence_and_the_champion_is_published():
     from recs_pipeline.daily import INSUFFICIENT, PASSED, GateResult, gate_verdict
 
-    few = gate_verdict("dnfilter", "abc", 0.30, 0.31, evaluated_users=17, min_users=50)
+    few = gate_verdict(
+        "dnfilter", "abc", 0.30, 0.31, evaluated_users=17, min_users=50, chosen_on_validation=True
+    )
     assert few.verdict == INSUFFICIENT
+    # A pinned or default model was validated by nothing: it is still held to popularity.
+    pinned = gate_verdict("lightgcn", "abc", 0.30, 0.31, evaluated_users=17, min_users=50)
+    assert pinned.verdict == "failed"
     assert "only 17 test users, fewer than min_test_users (50)" in few.summary
     enough = gate_verdict("dnfilter", "abc", 0.32, 0.31, evaluated_users=60, min_users=50)
     assert enough.verdict == PASSED
@@ -248,3 +253,32 @@ def test_a_backfill_never_reuses_a_choice_made_from_later_days():
     assert reusable(stored, "2026-03-08", 7) is None  # 7 days on: search again
     assert reusable(stored, "2026-02-28", 7) is None  # only later choices exist
     assert reusable(stored, "2026-03-12", 7) == "2026-03-10"
+
+
+def test_a_search_every_n_days_counts_from_the_search_not_the_last_reuse(tmp_path):
+    """Daily runs: a search on the first day, reuses for every_days - 1 days, then a search
+    again; a day re-run between keeps reusing the search before it."""
+    import datetime as dt
+
+    from recs_pipeline.artifacts import UrlArtifactStore
+    from recs_pipeline.selection import SelectionConfig, daily_selection
+
+    store = UrlArtifactStore(tmp_path)
+    graph = community_graph()
+    config = SelectionConfig(
+        every_days=3, candidates=("popularity", "gfcf"), trials=2, val_users=200
+    )
+    searched = []
+    for offset in range(7):
+        day = (dt.date(2026, 3, 1) + dt.timedelta(days=offset)).isoformat()
+        _, source = daily_selection(store, day, graph, config, QUICK_TRAIN, log=lambda _: None)
+        searched += [day] if source is None else []
+    assert searched == ["2026-03-01", "2026-03-04", "2026-03-07"]
+    _, source = daily_selection(store, "2026-03-05", graph, config, QUICK_TRAIN, log=lambda _: None)
+    assert source == "2026-03-04"
+
+
+def test_a_catalogue_smaller_than_k_is_ranked_whole():
+    graph = community_graph(n_users=60, n_items=12, per_user=6)
+    result = quick(graph, val_users=40, k=20)
+    assert result.k == 12 and all(t.state == "COMPLETE" for t in result.trials)

@@ -43,23 +43,11 @@ class GFCF(TrainingFree):
         ncv = k + max(20, k // 6)
         ncv = ncv if ncv < min(r_norm.shape) else None
         # One user or one item (k = 0): the single singular vector, computed densely.
-        _, sigma, vt = truncated_svd(r_norm, max(k, 1), self.seed, ncv)
+        _, _, vt = truncated_svd(r_norm, max(k, 1), self.seed, ncv)
         inv_sqrt_i = np.where(d_i > 0, 1.0 / np.sqrt(np.maximum(d_i, 1)), 0.0)
         self.ideal_left = torch.from_numpy((vt * inv_sqrt_i).T.astype(np.float32))  # D_I^-1/2 V̄
         self.ideal_right = torch.from_numpy((vt * np.sqrt(d_i)).astype(np.float32))  # V̄ᵀ D_I^1/2
-        self._top_first = np.argsort(-sigma, kind="stable")  # for retune's narrower widths
         return self
-
-    def retune(self, alpha: float, k: int) -> GFCF:
-        """The same fit with another ``alpha`` and a width ``k`` at most the fitted one: the
-        top ``k`` of the fitted vectors (model selection tries many widths on one SVD)."""
-        keep = torch.from_numpy(self._top_first[: min(k, self._top_first.size)].copy())
-        fitted = GFCF(alpha, self.k, self.seed)
-        fitted.interactions, fitted.item_filter = self.interactions, self.item_filter
-        fitted.ideal_left = self.ideal_left[:, keep].contiguous()
-        fitted.ideal_right = self.ideal_right[keep].contiguous()
-        fitted.k = int(keep.numel())
-        return fitted
 
     def state(self) -> dict:
         return {"ideal_left": self.ideal_left, "ideal_right": self.ideal_right}
