@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
         started = time.perf_counter()
         dense = teacher_matrix(teacher, n_users, n_items, exclude, transform)
         width = min(ranks[-1] + args.oversample, *dense.shape)
+        # svd_lowrank draws its random start from torch's global generator: seeded here, so
+        # the figures do not depend on what ran before in the process.
+        torch.manual_seed(args.seed)
         u, s, v = torch.svd_lowrank(dense, q=width, niter=args.iterations)
         del dense
         rows = {"svd_seconds": time.perf_counter() - started, "by_rank": {}}

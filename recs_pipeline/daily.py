@@ -291,10 +291,12 @@ class GateResult:
             )
         if self.verdict == POPULARITY_CHOSEN:
             return (
-                "the day's model is popularity itself (chosen on validation, or pinned): no model"
-                " beat it, so popularity's lists are published"
+                "model selection chose popularity itself on validation: no model beat it, so"
+                " popularity's lists are published"
             )
         if self.verdict == FAILED:
+            if self.model == GATE_BASELINE:
+                return "the model is popularity itself: it cannot beat popularity"
             return "the model does not beat popularity on Recall@20"
         return None
 
@@ -338,11 +340,11 @@ def gate_verdict(
     or fallback model, which nothing validated, is still held to popularity."""
     if evaluated_users == 0 or math.isnan(model_score) or math.isnan(baseline_score):
         verdict = NO_TEST_USERS
-    elif model == GATE_BASELINE:
+    elif model == GATE_BASELINE and chosen_on_validation:
         verdict = POPULARITY_CHOSEN
     elif evaluated_users < min_users and chosen_on_validation:
         verdict = INSUFFICIENT
-    elif model_score > baseline_score:
+    elif model != GATE_BASELINE and model_score > baseline_score:
         verdict = PASSED
     else:
         verdict = FAILED

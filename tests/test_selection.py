@@ -239,8 +239,12 @@ def test_too_few_test_users_is_insufficient_evidence_and_the_champion_is_publish
     enough = gate_verdict("dnfilter", "abc", 0.32, 0.31, evaluated_users=60, min_users=50)
     assert enough.verdict == PASSED
     # Popularity as the day's model (selection found nothing better) is published, not blocked.
-    chosen = gate_verdict("popularity", "abc", 0.2, 0.2, evaluated_users=60, min_users=50)
+    chosen = gate_verdict(
+        "popularity", "abc", 0.2, 0.2, evaluated_users=60, min_users=50, chosen_on_validation=True
+    )
     assert chosen.verdict == "popularity_chosen" and "no model beat it" in chosen.summary
+    # Pinned, popularity is still refused as the day's model: it cannot beat itself.
+    assert gate_verdict("popularity", "abc", 0.2, 0.2, 60, 50).verdict == "failed"
     # An older record without min_users still reads.
     assert GateResult(**{k: v for k, v in few.__dict__.items() if k != "min_users"}).min_users == 1
 
