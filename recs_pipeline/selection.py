@@ -567,7 +567,24 @@ def daily_selection(
         os.makedirs(folder, exist_ok=True)
         journal = os.path.join(folder, "study.journal")
     try:
-        result = _search(graph, key, config, train, journal, warm, item_features, log)
+        result = select(
+            graph,
+            candidates=config.candidates,
+            budget_seconds=config.budget_minutes * 60,
+            seed=config.seed,
+            val_users=config.val_users,
+            val_fraction=config.val_fraction,
+            train=train,
+            storage=journal,
+            # A study resumes only under the same search: other candidates or another slice
+            # start a study of their own (Optuna refuses a changed choice list under one name).
+            study_name=f"selection-{key}-{_search_digest(config)}",
+            warm_start=warm,
+            item_features=item_features,
+            max_trials=config.trials,
+            fallback_model=train.model,
+            log=log,
+        )
     except SelectionError as error:
         if "completed" not in str(error):
             raise
@@ -576,24 +593,3 @@ def daily_selection(
         result = Selection(train.model, {}, math.nan, math.nan, 20, 0, [], 0.0, reason)
     store.put(SELECTION, key, {"selection": result.to_dict(), "reused_from": None})
     return result, None
-
-
-def _search(graph, key, config, train, journal, warm, item_features, log) -> Selection:
-    return select(
-        graph,
-        candidates=config.candidates,
-        budget_seconds=config.budget_minutes * 60,
-        seed=config.seed,
-        val_users=config.val_users,
-        val_fraction=config.val_fraction,
-        train=train,
-        storage=journal,
-        # A study resumes only under the same search: other candidates or another slice
-        # start a study of their own (Optuna refuses a changed choice list under one name).
-        study_name=f"selection-{key}-{_search_digest(config)}",
-        warm_start=warm,
-        item_features=item_features,
-        max_trials=config.trials,
-        fallback_model=train.model,
-        log=log,
-    )

@@ -60,6 +60,7 @@ from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.warehouse import ensure_schema
 from tests.conftest import SMALL_LOG, make_resources
+from tests.test_pipeline import ingest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
@@ -396,12 +397,7 @@ def test_publication_killed_mid_write_keeps_published_lists_and_the_next_run_com
     resources = make_resources(landing, tmp_path)
     db = Path(resources["warehouse"].database)
     instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize(
-        [raw_interactions],
-        instance=instance,
-        resources=resources,
-        tags=range_tags(PUBLISH_LOG.start, PUBLISH_LOG.end),
-    ).success
+    assert ingest(instance, resources, PUBLISH_LOG.start, PUBLISH_LOG.end).success
     day1, day2 = PUBLISH_LOG.end - dt.timedelta(days=1), PUBLISH_LOG.end
     for day in (day1, day2):
         for selection, config in (
@@ -516,12 +512,7 @@ def test_publication_killed_between_commit_and_export_converges_at_the_next_one(
     db = Path(resources["warehouse"].database)
     store = UrlArtifactStore(resources["artifacts"].root)
     instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize(
-        [raw_interactions],
-        instance=instance,
-        resources=resources,
-        tags=range_tags(SMALL_LOG.start, SMALL_LOG.end),
-    ).success
+    assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
     day1, day2 = SMALL_LOG.end - dt.timedelta(days=1), SMALL_LOG.end
 
     def materialise(day: dt.date, selection: list[str], model: str) -> None:
