@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--min-test-users", type=int, default=100, help="test users wanted")
     parser.add_argument(
+        "--no-scores",
+        action="store_true",
+        help="skip the baselines' quick validation scores of each candidate window",
+    )
+    parser.add_argument(
         "--write",
         action="store_true",
         help="write partition_start, window_days and test_days to the project config file",
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             source.log_format(),
             min_train_events=args.min_train_events,
             min_test_users=args.min_test_users,
+            scores=not args.no_scores,
         )
     except (LogConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -13,7 +13,10 @@ The suggestion, as of the log's last day D:
   span, with a warning.
 
 Beside the suggestion, ``candidates`` lists what other test periods would give (test users,
-the window the rule picks, train users), so a choice can be made knowing the trade-off.
+the window the rule picks, train users) and a quick validation Recall@20 of popularity and
+GF-CF at their defaults on the slice model selection would carve from that train period, so a
+choice can be made knowing the trade-off (GF-CF is left out above ``QUICK_SCORE_MAX_ITEMS``
+items, where its item graph would cost more than a profile should).
 
 The partition start is the log's first day, except that a few implausible early days (less than
 1% of the events, before a gap of more than a year, such as 1956 dates in a 2005-2011 log) are
@@ -34,6 +37,7 @@ from recs_pipeline.logs import LogConfigError, LogFormat, _timestamp_sql, export
 _DATE_FIELD = re.compile(r"\{date(:[^}]*)?\}")
 OUTLIER_GAP_DAYS = 365
 OUTLIER_SHARE = 0.01
+QUICK_SCORE_MAX_ITEMS = 20_000
 
 
 def all_files(landing_root: str | os.PathLike, pattern: str) -> list[str]:
@@ -59,6 +63,11 @@ class Candidate:
     window_days: int
     train_users: int
     covered_test_users: int
+    # A quick look at what the window gives a model: validation users and each baseline's
+    # validation Recall@20 at its defaults, on the slice model selection would carve from its
+    # train period (empty when the profile was asked not to score, or too few users).
+    validation_users: int = 0
+    scores: tuple[tuple[str, float], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +133,10 @@ def profile_log(
     *,
     min_train_events: int = 5,
     min_test_users: int = 100,
+    scores: bool = True,
 ) -> LogProfile:
-    """Read every file once (columns mapped as ingest maps them) and profile the log."""
+    """Read every file once (columns mapped as ingest maps them) and profile the log;
+    ``scores``: score the baselines on each candidate window (module docstring)."""
     if not files:
         raise LogConfigError("no landing files match the path pattern")
     con = duckdb.connect(":memory:")
@@ -157,7 +168,7 @@ def profile_log(
         test_days, test_users = _test_days(con, last, most, min_test_users)
         window, covered = _window(con, last, test_days, span, min_train_events)
         candidates = tuple(
-            _candidate(con, last, days, span, min_train_events)
+            _candidate(con, last, days, span, min_train_events, scores)
             for days in sorted({*_grid(most), test_days})
         )
         warnings = []
@@ -210,15 +221,54 @@ def _train_users(con: duckdb.DuckDBPyConnection, last: dt.date, window: int, tes
     ).fetchone()[0]
 
 
-def _candidate(con, last: dt.date, test_days: int, span: int, wanted: int) -> Candidate:
+def _candidate(
+    con, last: dt.date, test_days: int, span: int, wanted: int, scores: bool = False
+) -> Candidate:
     window, covered = _window(con, last, test_days, span, wanted)
+    train_users = _train_users(con, last, window, test_days)
+    validation_users, scored = _quick_scores(con, last, window, test_days) if scores else (0, ())
     return Candidate(
         test_days,
         _test_users(con, last, test_days),
         window,
-        _train_users(con, last, window, test_days),
+        train_users,
         covered,
+        validation_users,
+        scored,
     )
+
+
+def _quick_scores(
+    con, last: dt.date, window: int, test_days: int
+) -> tuple[int, tuple[tuple[str, float], ...]]:
+    """The baselines' validation Recall@20 on the candidate's train period (module docstring):
+    its (user, item) edges, each at its latest day, carved as model selection carves them."""
+    import torch
+
+    from recs_pipeline.graph import InteractionGraph
+    from recs_pipeline.selection import quick_scores
+
+    start, cut = last - dt.timedelta(days=window - 1), last - dt.timedelta(days=test_days)
+    edges = con.execute(
+        """SELECT dense_rank() OVER (ORDER BY user_id) - 1 AS u,
+                  dense_rank() OVER (ORDER BY item_id) - 1 AS i,
+                  epoch_us(CAST(max(day) AS TIMESTAMP)) AS ts
+           FROM events WHERE day BETWEEN ? AND ? GROUP BY user_id, item_id ORDER BY u, i""",
+        [start, cut],
+    ).fetchnumpy()
+    if not len(edges["u"]):
+        return 0, ()
+    users = torch.from_numpy(edges["u"].astype("int64"))
+    items = torch.from_numpy(edges["i"].astype("int64"))
+    n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    empty = torch.zeros(0, dtype=torch.long)
+    graph = InteractionGraph(
+        [str(u) for u in range(n_users)], [str(i) for i in range(n_items)],
+        users, items, torch.from_numpy(edges["ts"].astype("int64")), empty, empty,
+    )  # fmt: skip
+    models = ("popularity", "gfcf") if n_items <= QUICK_SCORE_MAX_ITEMS else ("popularity",)
+    validation_users, recalls = quick_scores(graph, models)
+    return validation_users, tuple(recalls.items())
 
 
 def _plausible_start(per_day: tuple[DayCounts, ...], events: int) -> dt.date:
@@ -323,16 +373,29 @@ def describe(profile: LogProfile, shown_days: int = 14) -> str:
         f"suggested partition_start = {p.partition_start}",
     ]
     if p.candidates:
+        scored = [name for name, _ in max((c.scores for c in p.candidates), key=len)]
         lines.append("other test periods, each with the window the rule picks for it:")
         lines.append(
             f"  {'test_days':>9}{'test users':>12}{'window_days':>13}{'train users':>13}"
             f"{'covered':>9}"
-        )
+            + (f"{'val users':>11}" + "".join(f"{name + '@20':>14}" for name in scored)
+               if scored else "")
+        )  # fmt: skip
         for c in p.candidates:
             mark = "  <- suggested" if c.test_days == p.test_days else ""
+            recalls = dict(c.scores)
             lines.append(
                 f"  {c.test_days:>9,}{c.test_users:>12,}{c.window_days:>13,}{c.train_users:>13,}"
-                f"{c.covered_test_users:>9,}{mark}"
+                f"{c.covered_test_users:>9,}"
+                + (f"{c.validation_users:>11,}"
+                   + "".join(f"{recalls[n]:>14.4f}" if n in recalls else f"{'-':>14}"
+                             for n in scored) if scored else "")
+                + mark
+            )  # fmt: skip
+        if scored:
+            lines.append(
+                "  (@20: validation Recall@20 at the model's defaults on each train period's"
+                " latest edges, as model selection carves them; '-': too few users or items)"
             )
     lines += [f"WARNING: {warning}" for warning in p.warnings]
     return "\n".join(lines)

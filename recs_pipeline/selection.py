@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import math
 import os
@@ -181,6 +182,69 @@ def validation_mask(
     return mask, last_ts
 
 
+@dataclasses.dataclass(frozen=True)
+class ValidationSlice:
+    """A graph's train edges split into the edges candidates fit on and the held-out edges
+    they are scored on (:func:`validation_mask`)."""
+
+    fit_u: torch.Tensor
+    fit_i: torch.Tensor
+    val_u: torch.Tensor
+    val_i: torch.Tensor
+    carve_ts: torch.Tensor
+    n_users: int
+    n_items: int
+
+    @staticmethod
+    def carve(
+        graph: InteractionGraph, val_users: int, seed: int, fraction: float
+    ) -> ValidationSlice:
+        mask, carve_ts = validation_mask(graph, val_users, seed, fraction)
+        return ValidationSlice(
+            graph.train_users[~mask], graph.train_items[~mask],
+            graph.train_users[mask], graph.train_items[mask],
+            carve_ts, graph.n_users, graph.n_items,
+        )  # fmt: skip
+
+    @functools.cached_property
+    def users(self) -> torch.Tensor:
+        return torch.unique(self.val_u)
+
+    @functools.cached_property
+    def exclude(self) -> torch.Tensor:
+        return interaction_csr(self.fit_u, self.fit_i, self.n_users, self.n_items)
+
+    def score(self, score_fn, k: int) -> tuple[float, float]:
+        """(Recall@k, NDCG@k) of a scorer fitted on the fit edges, over the held-out ones."""
+        users = self.users
+        _, top = topk_scored(score_fn, users, self.exclude, k)
+        metrics = ranking_metrics(top, users, self.val_u, self.val_i, self.n_items, (k,))
+        return metrics[("recall", k)], metrics[("ndcg", k)]
+
+
+def quick_scores(
+    graph: InteractionGraph,
+    models: Sequence[str] = ("popularity", "gfcf"),
+    *,
+    val_users: int = 3000,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    k: int = 20,
+) -> tuple[int, dict[str, float]]:
+    """(validation users, each training-free model's validation Recall@k at its defaults) on
+    the slice a selection with these settings carves: what a window gives, at a glance (the
+    profile's candidates table). Fewer than :data:`MIN_VALIDATION_USERS` users: no scores."""
+    held = ValidationSlice.carve(graph, val_users, seed, val_fraction)
+    users = int(held.users.numel())
+    if users < MIN_VALIDATION_USERS:
+        return users, {}
+    k = max(1, min(k, graph.n_items))
+    edges = (held.fit_u, held.fit_i, graph.n_users, graph.n_items)
+    return users, {
+        model: held.score(fit_training_free(model, *edges).scores, k)[0] for model in models
+    }
+
+
 class _Filters:
     """The expensive part of the filters fitted once per study and re-weighted per trial: a
     dnfilter per user exponent with the widest basis any trial may ask (``retune`` sets the
@@ -283,10 +347,8 @@ def select(
     candidates = check_candidates(candidates, item_features is not None)
     k = max(1, min(k, graph.n_items))  # a catalogue smaller than K ranks all of it
     started = time.perf_counter()
-    mask, carve_ts = validation_mask(graph, val_users, seed, val_fraction)
-    fit_u, fit_i = graph.train_users[~mask], graph.train_items[~mask]
-    val_u, val_i = graph.train_users[mask], graph.train_items[mask]
-    users = torch.unique(val_u)
+    held = ValidationSlice.carve(graph, val_users, seed, val_fraction)
+    users, carve_ts = held.users, held.carve_ts
     if users.numel() < MIN_VALIDATION_USERS:
         reason = (
             f"the validation slice has {users.numel()} users (train users with two or more"
@@ -297,14 +359,11 @@ def select(
         return Selection(
             fallback_model, {}, math.nan, math.nan, k, int(users.numel()), [], 0.0, reason
         )
-    exclude = interaction_csr(fit_u, fit_i, graph.n_users, graph.n_items)
-    filters = _Filters(fit_u, fit_i, graph.n_users, graph.n_items)
+    filters = _Filters(held.fit_u, held.fit_i, graph.n_users, graph.n_items)
     train = train or TrainConfig()
 
     def score(score_fn) -> tuple[float, float]:
-        _, top = topk_scored(score_fn, users, exclude, k)
-        metrics = ranking_metrics(top, users, val_u, val_i, graph.n_items, (k,))
-        return metrics[("recall", k)], metrics[("ndcg", k)]
+        return held.score(score_fn, k)
 
     def make_objective(models: list[str], offset: int):
         return lambda trial: objective(trial, models, offset)

@@ -143,6 +143,42 @@ def test_a_sparse_log_is_told_loudly_and_the_train_period_never_shorter_than_the
     assert all(c.window_days >= 2 * c.test_days for c in profile.candidates)
 
 
+def test_the_profile_scores_each_candidate_window_with_the_baselines(tmp_path):
+    """Issue 25, item 5: each candidate window says what it gives a model, not only users: the
+    validation Recall@20 of popularity and GF-CF at their defaults, on the slice model
+    selection would carve from that train period. 60 users in 3 taste groups of 30 items rate
+    ten of their group's items over 40 days: GF-CF finds the groups, popularity cannot."""
+    import random
+
+    from recs_pipeline.profile import describe, profile_log
+
+    rng = random.Random(0)
+    lines = ["userId,movieId,rating,timestamp"]
+    for user in range(60):
+        group = user % 3
+        for n, item in enumerate(rng.sample(range(group * 30, group * 30 + 30), 10)):
+            day = dt.date(2016, 1, 1) + dt.timedelta(days=4 * n + rng.randrange(4))
+            lines.append(f"{user},{item},4,{_epoch(day)}")
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    fmt = LogFormat(
+        user_column="userId", item_column="movieId", timestamp_unit="s", event_type_column=None
+    )
+    profile = profile_log([str(path)], fmt, min_train_events=5, min_test_users=20)
+    scored = [c for c in profile.candidates if c.scores]
+    assert scored, profile.candidates
+    for candidate in scored:
+        recalls = dict(candidate.scores)
+        assert set(recalls) == {"popularity", "gfcf"}
+        assert candidate.validation_users >= 20
+        assert recalls["gfcf"] > recalls["popularity"]
+    text = describe(profile)
+    assert "val users" in text and "gfcf@20" in text and "popularity@20" in text
+    quiet = profile_log([str(path)], fmt, min_train_events=5, min_test_users=20, scores=False)
+    assert not any(c.scores for c in quiet.candidates)
+    assert "gfcf@20" not in describe(quiet)
+
+
 def test_partition_start_env_overrides_the_file(tmp_path, monkeypatch):
     from recs_pipeline import project_config
 
