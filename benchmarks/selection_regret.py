@@ -31,7 +31,7 @@ from benchmarks.movielens import load_temporal_split
 from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import TRAINING_FREE, fit_training_free
-from recs_pipeline.selection import DEFAULT_CANDIDATES, select
+from recs_pipeline.selection import DEFAULT_CANDIDATES, default_params, select
 from recs_pipeline.synthetic import SyntheticLogSpec, generate_events
 from recs_pipeline.train import TrainConfig, train_model
 
@@ -120,9 +120,17 @@ def run_log(name: str, split, args) -> dict:
         chosen = select(graph, candidates=args.candidates, budget_seconds=args.budget_minutes * 60,
                         seed=seed, log=lambda _: None)  # fmt: skip
         scores = test_recall(graph, fit(graph, chosen.model, chosen.params, seed), test)
+        # Each candidate's validation score at its defaults, beside the champion's: where the
+        # champion loses on test, this shows whether validation disagreed with test or the
+        # search missed.
+        at_defaults = {
+            t.model: t.recall for t in chosen.trials
+            if t.recall is not None and t.params == default_params(t.model)
+        }  # fmt: skip
         runs.append({
             "seed": seed, "chosen": chosen.model, "settings": chosen.params,
-            "validation_recall@20": chosen.recall, "trials": len(chosen.trials),
+            "validation_recall@20": chosen.recall,
+            "validation_recall@20_at_defaults": at_defaults, "trials": len(chosen.trials),
             "seconds": time.perf_counter() - started, **scores,
         })  # fmt: skip
         print(f"  auto seed {seed}: {chosen.model} {scores['recall@20']:.4f}", flush=True)

@@ -457,7 +457,7 @@ def select(
     first = []  # tried before TPE proposes anything: the last champion, then every default
     if warm_start and warm_start.get("model") in candidates:
         first.append((warm_start["model"], warm_start.get("params", {})))
-    first += [(model, _defaults(model)) for model in candidates]
+    first += [(model, default_params(model)) for model in candidates]
     free = [m for m in candidates if m in TRAINING_FREE]
     trained = [m for m in candidates if m not in TRAINING_FREE]
     if free and trained:
@@ -505,7 +505,7 @@ def select(
     )
 
 
-def _defaults(model: str) -> dict:
+def default_params(model: str) -> dict:
     """The model's own defaults for the parameters its space searches (the first trial of
     each candidate is its shipped configuration)."""
     space = (TRAINING_FREE.get(model) or MODELS[model]).search_space
