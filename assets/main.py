@@ -81,9 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " as a list-wise term, its items at weight 4, the softmax loss (τ 0.1, 2,048 shared"
         " negatives)",
     )
-    from recs_pipeline.train import add_filter_flags
+    from recs_pipeline.train import add_param_flags
 
-    add_filter_flags(parser)
+    add_param_flags(parser)
     parser.add_argument(
         "--small",
         action="store_true",
@@ -220,10 +220,10 @@ DEMO_SELECTION = {"budget_minutes": 2.0, "trials": 8}
 
 def _train_overrides(args: argparse.Namespace) -> dict:
     """The ``trained_model`` settings the command line sets (none: the run's own)."""
-    from recs_pipeline.train import FILTER_SETTINGS, LISTWISE_DISTILL
+    from recs_pipeline.train import LISTWISE_DISTILL, params_from_args
 
     overrides = {"model": args.model, "epochs": args.epochs}
-    overrides |= {field: getattr(args, field) for field in FILTER_SETTINGS}
+    overrides |= params_from_args(args, args.model, args.distill)
     if args.distill:
         overrides |= {"distill": args.distill, "distill_ranked": True}
     if args.distill_listwise:

@@ -280,7 +280,6 @@ def trained_model(
     graph = load_graph(store, key, graph_run)
     id_map = {"as_of": key, "version": id_map_version(graph.user_ids, graph.item_ids)}
     base = config.to_core()
-    chosen = {}
     # How the model was chosen: the gate judges a champion of a search on too few test users
     # as insufficient evidence, but holds a pinned or default model to popularity.
     chosen_by = "run config" if config.pinned() else "default"
@@ -290,27 +289,29 @@ def trained_model(
         selection = Selection.from_dict(
             store.get(SELECTION, key, expected_writer(context, "model_selection"))["selection"]
         )
-        chosen = dict(selection.params)
         chosen_by = "default" if selection.fallback else "model_selection"
         context.log.info(champion_line(selection))
+        # The champion's settings: a training-free model's own (model_params, checked against
+        # its declaration), a trained model's TrainConfig fields.
         if selection.model in TRAINING_FREE:
-            base = dataclasses.replace(base, model=selection.model)
+            base = dataclasses.replace(
+                base, model=selection.model, model_params=dict(selection.params) or None
+            )
         else:
-            base = dataclasses.replace(base, model=selection.model, **chosen)
+            base = dataclasses.replace(base, model=selection.model, **selection.params)
     else:
         context.log.warning(
             f"no model_selection for {key}: {base.model} (the default) is trained; materialise"
             " model_selection first to train the day's champion"
         )
     if base.model in TRAINING_FREE:
-        params = base.training_free_params(base.model) | (chosen if not config.pinned() else {})
         model = fit_training_free(
             base.model,
             graph.train_users,
             graph.train_items,
             graph.n_users,
             graph.n_items,
-            **params,
+            **(base.model_params or {}),
         )
         stamp = store.put(
             MODEL, key, {**checkpoint(model), "id_map": id_map, "chosen_by": chosen_by}

@@ -61,7 +61,7 @@ def log_edges(spec: SyntheticLogSpec):
 
 def propagation_seconds(n_users, n_items, users, items, config, repeats: int = 5) -> float:
     """One step's replicated part: propagation forward and backward over the graph."""
-    model = build_model(config.model, n_users, n_items, **config.model_params())
+    model = build_model(config.model, n_users, n_items, **config.network_params())
     adjacency = normalized_adjacency(users, items, n_users, n_items)
     started = time.perf_counter()
     for _ in range(repeats):

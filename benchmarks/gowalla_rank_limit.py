@@ -1,11 +1,11 @@
 """How much of a training-free teacher's ranking a rank-k dot-product model can hold.
 
-``python -m benchmarks.gowalla_rank_limit --data ../shared/data/gowalla_lightgcn [--filter-…]``
+``python -m benchmarks.gowalla_rank_limit --data ../shared/data/gowalla_lightgcn [--param …]``
 
 A LightGCN student scores ⟨e_u, e_i⟩ with 64-dimensional final embeddings, so its score matrix
 has rank at most 64; propagation adds no rank (the final embeddings are a polynomial in the
 normalised adjacency applied to the layer-0 table). This fits the teacher (dnfilter with the
-``--filter-*`` settings) on all train edges, forms its dense score matrix over every user and
+``--param NAME=VALUE`` settings) on all train edges, forms its dense score matrix over every user and
 item, and replaces it by its best rank-k approximation in the least-squares sense (a randomised
 SVD, Halko et al. 2011), for several k. Each approximation is then ranked like any model: full
 ranking, train items excluded, Gowalla's test fold.
@@ -33,7 +33,7 @@ from recs_pipeline.config import SettingError
 from recs_pipeline.graph import csr_rows, interaction_csr
 from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import TRAINING_FREE
-from recs_pipeline.train import FILTER_SETTINGS, TrainConfig, add_filter_flags
+from recs_pipeline.train import TrainConfig, add_param_flags, params_from_args
 
 RANKS = (32, 64, 128, 256, 512)
 KS = (10, 20, 50)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ks", default=",".join(map(str, KS)), help="cut-offs of the metrics")
     parser.add_argument("--out", default=None)
-    add_filter_flags(parser)
+    add_param_flags(parser, distill=False)
     args = parser.parse_args(argv)
     quiet_sparse_warnings()
     torch.set_num_threads(args.threads)
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         if t not in TRANSFORMS:
             parser.error(f"transform {t!r}: choose from {TRANSFORMS}")
     try:
-        config = TrainConfig(
-            model=args.teacher, **{field: getattr(args, field) for field in FILTER_SETTINGS}
-        )
+        config = TrainConfig(model=args.teacher, **params_from_args(args, args.teacher, None))
     except SettingError as error:
         parser.error(str(error))
 

@@ -21,7 +21,8 @@ Protocol notes
 - Time budget: ``--time-budget-minutes`` is ``TrainConfig.time_budget_minutes``: training stops at
   the first epoch end past it (validation included); early stopping may end it sooner.
 - Training-free models (``popularity``, ``gfcf``, ``dnfilter``) are fitted with the
-  ``--filter-*`` settings they take and ``--seed``; their wall time is fit plus evaluation.
+  ``--param NAME=VALUE`` settings (their own parameters) and ``--seed``; their wall time is fit
+  plus evaluation. A ``--distill`` teacher takes ``--distill-param NAME=VALUE``.
 - The validation Recall@20-versus-minutes curve comes from ``train_model``'s history, timed by
   the ``log`` callback (``time.perf_counter()`` at each epoch's log line, after that epoch's
   validation pass); minutes count from the ``train_model`` call, set-up included.
@@ -59,9 +60,9 @@ from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free
 from recs_pipeline.selection import DEFAULT_CANDIDATES, SelectionError, check_candidates, select
 from recs_pipeline.train import (
-    FILTER_SETTINGS,
     TrainConfig,
-    add_filter_flags,
+    add_param_flags,
+    params_from_args,
     takes,
     train_model,
 )
@@ -144,12 +145,11 @@ def holdout_order(n_edges: int, seed: int, holdout: str = "random") -> torch.Ten
 
 
 def fit_filter(config: TrainConfig, name: str, seed: int, data) -> tuple:
-    """The training-free model ``name`` fitted on the train edges of ``data`` (a loaded split)
-    with the ``--filter-*`` settings it takes and ``seed`` (its randomised SVD's start); and
-    the settings it ran with."""
+    """The training-free model ``name`` (``config.model``) fitted on the train edges of ``data``
+    (a loaded split) with its settings ``config.model_params`` and ``seed`` (its randomised
+    SVD's start, unless the settings name one); and the settings it ran with."""
     n_users, n_items, train_u, train_i = data[:4]
-    params = config.training_free_params(name)
-    params |= {"seed": seed} if takes(name, "seed") else {}
+    params = ({"seed": seed} if takes(name, "seed") else {}) | (config.model_params or {})
     model = TRAINING_FREE[name](**params).fit(train_u, train_i, n_users, n_items)
     return model, model.params() if hasattr(model, "params") else params
 
@@ -227,8 +227,18 @@ def train_config(args, model: str) -> TrainConfig:
         distill_ranked=args.distill_ranked,
         distill_own_weight=args.distill_own_weight,
         distill_listwise=args.distill_listwise,
-        **{field: getattr(args, field) for field in FILTER_SETTINGS},
+        **training_free_params(args, model),
     )
+
+
+def training_free_params(args, model: str) -> dict:
+    """``model_params`` and ``distill_params`` of ``model``'s config: ``--param`` is the
+    training-free models' of ``--models`` (a trained one has its settings in its own flags),
+    ``--distill-param`` the teacher's."""
+    params = params_from_args(args, model, args.distill)
+    if model not in TRAINING_FREE:
+        params["model_params"] = None
+    return params
 
 
 def run_trained(
@@ -428,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="contrast each teacher item with its user's lower-ranked teacher items too"
         " (the Plackett-Luce likelihood of the teacher's order; needs --loss softmax)",
     )
-    add_filter_flags(parser)
+    add_param_flags(parser)
     parser.add_argument(
         "--holdout",
         choices=HOLDOUTS,
@@ -473,6 +483,10 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(
                 f"unknown model {m!r}; choose from {sorted(MODELS) + sorted(TRAINING_FREE)}"
             )
+    # --param (and a --filter-* alias without a teacher) sets a training-free model's settings.
+    own = params_from_args(args, models[0] if models else None, args.distill)["model_params"]
+    if own and not any(m in TRAINING_FREE for m in models):
+        parser.error("--param sets a training-free model's settings: none is among --models")
     try:  # every model's settings checked before the first fit, not after it
         configs = {m: train_config(args, m) for m in models if m != "auto"}
         if "auto" in models:

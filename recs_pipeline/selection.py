@@ -391,6 +391,7 @@ def select(
             config = dataclasses.replace(
                 train,
                 model=model,
+                model_params=None,  # a pinned training-free model's settings are not this model's
                 val_users=val_users,
                 val_fraction=val_fraction,
                 seed=seed,

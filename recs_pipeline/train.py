@@ -14,15 +14,17 @@ epoch :func:`train_epoch` (:func:`sample_batch` and :func:`train_step` per mini-
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import functools
 import hashlib
 import inspect
 import math
+import sys
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -40,35 +42,112 @@ from recs_pipeline.models import (
     TRAINING_FREE,
     Recommender,
     build_model,
+    check_params,
     fit_training_free,
     model_names,
 )
 from recs_pipeline.sampling import curriculum_hard_count, edge_keys, uniform_negatives
 from recs_pipeline.warmstart import WarmStart, apply_warm_start, incompatibility
 
-FILTER_SETTINGS = {
-    "filter_user_exponent": "user_exponent",
-    "filter_beta": "beta",
-    "filter_gamma": "gamma",
-    "filter_ideal_weight": "weight",
-    "filter_ideal_k": "k",
-    "filter_sharpen": "sharpen",
+# The --filter-* flags of earlier versions, kept as hidden aliases: dnfilter's parameters (k is
+# GF-CF's too), by flag.
+FILTER_FLAGS = {
+    "--filter-user-exponent": ("user_exponent", float),
+    "--filter-beta": ("beta", float),
+    "--filter-gamma": ("gamma", float),
+    "--filter-ideal-weight": ("weight", float),
+    "--filter-ideal-k": ("k", int),
+    "--filter-sharpen": ("sharpen", float),
 }
-"""TrainConfig's filter settings, by the training-free model's constructor parameter."""
 
 
-def add_filter_flags(parser, help_prefix: str = "") -> None:
-    """``--filter-*`` command-line flags of an ``argparse`` parser, one per FILTER_SETTINGS
-    field (default None: the model's own), typed as TrainConfig declares the field."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    for field, parameter in FILTER_SETTINGS.items():
+def own_settings() -> str:
+    """What each training-free model lets selection tune, by its parameter names, for help
+    texts: "dnfilter: user_exponent, beta, ...; gfcf: alpha, k" (each takes every parameter of
+    its constructor)."""
+    return "; ".join(
+        f"{name}: {', '.join(cls.search_space)}"
+        for name, cls in sorted(TRAINING_FREE.items())
+        if cls.search_space
+    )
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` of a ``--param`` flag: VALUE an integer, else a number, else the text
+    (TrainConfig checks it against the type the model declares for NAME)."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. sharpen=0.5), not {text!r}")
+    for convert in (int, float):
+        try:
+            return name.strip(), convert(value)
+        except ValueError:
+            pass
+    return name.strip(), value
+
+
+def add_param_flags(parser: argparse.ArgumentParser, distill: bool = True) -> None:
+    """``--param NAME=VALUE`` (repeatable: the training-free model's own settings, TrainConfig's
+    model_params) and, with ``distill``, ``--distill-param NAME=VALUE`` (the teacher's,
+    distill_params); the ``--filter-*`` flags of earlier versions as hidden aliases
+    (:func:`params_from_args`)."""
+    parser.add_argument(
+        "--param",
+        action="append",
+        type=parse_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the training-free model, by its parameter name (repeatable; "
+        + own_settings()
+        + ")",
+    )
+    if distill:
         parser.add_argument(
-            f"--{field.replace('_', '-')}",
-            type=int if "int" in str(fields[field].type) else float,
-            default=None,
-            help=f"{help_prefix}dnfilter's {parameter} (TrainConfig.{field}), as the model or"
-            " the distill teacher" + (" (and GF-CF's width)" if parameter == "k" else ""),
+            "--distill-param",
+            action="append",
+            type=parse_param,
+            default=[],
+            metavar="NAME=VALUE",
+            help="a setting of the --distill teacher, by its parameter name (repeatable)",
         )
+    for flag, (_, kind) in FILTER_FLAGS.items():
+        parser.add_argument(
+            flag, type=kind, default=None, action=_DeprecatedFilterFlag, help=argparse.SUPPRESS
+        )
+
+
+class _DeprecatedFilterFlag(argparse.Action):
+    """A ``--filter-*`` flag: stores its value, and says once what replaces it."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        parameter = FILTER_FLAGS[option_string][0]
+        print(
+            f"warning: {option_string} is deprecated: use --param {parameter}={value} (the"
+            f" model's setting) or --distill-param {parameter}={value} (the teacher's)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, value)
+
+
+def params_from_args(
+    args: argparse.Namespace, model: str | None, distill: str | None
+) -> dict[str, dict | None]:
+    """TrainConfig's ``model_params`` and ``distill_params`` from the flags of
+    :func:`add_param_flags`, for a run of ``model`` with the teacher ``distill``. A deprecated
+    ``--filter-*`` flag sets the model's parameter when the model is training-free, else the
+    teacher's (where the filter it named was); ``--param`` and ``--distill-param`` win over it."""
+    model_params = dict(args.param)
+    distill_params = dict(getattr(args, "distill_param", None) or [])
+    aliases = {
+        parameter: getattr(args, flag[2:].replace("-", "_"))
+        for flag, (parameter, _) in FILTER_FLAGS.items()
+        if getattr(args, flag[2:].replace("-", "_"), None) is not None
+    }
+    if model not in TRAINING_FREE and distill:
+        distill_params = aliases | distill_params
+    else:
+        model_params = aliases | model_params
+    return {"model_params": model_params or None, "distill_params": distill_params or None}
 
 
 def takes(name: str, parameter: str) -> bool:
@@ -86,6 +165,13 @@ class TrainConfig:
         "lightgcn",
         "The model to train or fit; popularity and gfcf are training-free (fit, no epochs).",
         choices=model_names(),
+    )
+    model_params: dict[str, Any] | None = setting(
+        None,
+        "A training-free model's own settings, by its constructor's parameter names ("
+        + own_settings()
+        + "), each checked against the type and range the model declares; none: the model's"
+        " defaults. A trained model's settings are the fields below.",
     )
     dim: int = setting(64, "Embedding dimension.", ge=1)
     layers: int = setting(3, "Propagation layers (graph models).", ge=1)
@@ -155,6 +241,11 @@ class TrainConfig:
         " per user become extra loss positives (knowledge distillation); none by default.",
         choices=sorted(TRAINING_FREE),
     )
+    distill_params: dict[str, Any] | None = setting(
+        None,
+        "The distill teacher's own settings, by its parameter names as for model_params;"
+        " none: the teacher's defaults.",
+    )
     distill_k: int = setting(20, "Teacher items per user.", ge=1)
     distill_weight: float = setting(1.0, "Loss weight of the teacher's positives.", ge=0.0)
     distill_ranked: bool = setting(
@@ -178,28 +269,6 @@ class TrainConfig:
         False,
         "Scale each train edge's loss term by its weight (the split's summed event weights:"
         " ratings, say) over the mean weight, so the loss keeps its scale; off: every edge 1.",
-    )
-    # Training-free filter settings (recs_pipeline/models/dnfilter.py), for the model or the
-    # distill teacher; none: the model's default. FILTER_SETTINGS maps each to its parameter.
-    filter_user_exponent: float | None = setting(
-        None, "dnfilter's user normalisation exponent a (R̃ = D_U^-a R D_I^-½).", ge=0.0
-    )
-    filter_beta: float | None = setting(
-        None, "dnfilter's item-degree exponent β applied before the filter."
-    )
-    filter_gamma: float | None = setting(
-        None, "dnfilter's item-degree exponent γ applied after the filter."
-    )
-    filter_ideal_weight: float | None = setting(
-        None, "dnfilter's weight w of the ideal low-pass term.", ge=0.0
-    )
-    filter_ideal_k: int | None = setting(
-        None,
-        "Ideal-term width of dnfilter or GF-CF: the top k eigenvectors of the item graph.",
-        ge=1,
-    )
-    filter_sharpen: float | None = setting(
-        None, "dnfilter's sharpening weight c (scores x̃(P + w V̄V̄ᵀ − c V̄Λ²V̄ᵀ)).", ge=0.0
     )
 
     def __post_init__(self) -> None:
@@ -255,28 +324,39 @@ class TrainConfig:
                 ("distill_own_weight", "distill"),
                 "distill_own_weight weighs the own edges against a teacher's: set distill too",
             )
-        filters = [name for name in (self.model, self.distill) if name in TRAINING_FREE]
-        for field, parameter in FILTER_SETTINGS.items():
-            if getattr(self, field) is not None and not any(
-                takes(name, parameter) for name in filters
-            ):
-                raise SettingError(
-                    (field, "model", "distill"),
-                    f"{field} needs a model or distill teacher that takes it: "
-                    + ", ".join(n for n in sorted(TRAINING_FREE) if takes(n, parameter)),
-                )
+        self._check_params("model_params", "model")
+        self._check_params("distill_params", "distill")
 
-    def training_free_params(self, name: str) -> dict:
-        """The filter settings of this config that the training-free model ``name`` takes, by
-        its constructor's parameter names."""
-        return {
-            parameter: getattr(self, field)
-            for field, parameter in FILTER_SETTINGS.items()
-            if getattr(self, field) is not None and takes(name, parameter)
-        }
+    def _check_params(self, field: str, owner: str) -> None:
+        """``model_params`` (``distill_params``): the settings of the training-free model named
+        by ``model`` (``distill``), checked against its declaration; stored sorted by name, so
+        that the same settings make the same config (and fingerprint), and none when empty."""
+        params, name = getattr(self, field), getattr(self, owner)
+        if params is None:
+            return
+        if not isinstance(params, dict):
+            raise SettingError(
+                field, f"{field} must be a table of settings by name, not {params!r}"
+            )
+        if params and name is None:
+            raise SettingError(
+                (field, owner), f"{field} are a distill teacher's own settings: set distill too"
+            )
+        if params and name not in TRAINING_FREE:
+            raise SettingError(
+                (field, owner),
+                f"{field} are a training-free model's own settings; {name}'s are this config's"
+                " fields (dim, layers, lr, ...)",
+            )
+        try:
+            checked = check_params(name, params) if params else {}
+        except ValueError as error:
+            raise SettingError((field, owner), f"{field}: {error}") from None
+        object.__setattr__(self, field, checked or None)
 
-    def model_params(self) -> dict:
-        """The subset of (dim, layers, alphas) that the selected model's constructor takes."""
+    def network_params(self) -> dict:
+        """The subset of (dim, layers, alphas) that the selected trained model's constructor
+        takes."""
         if self.model not in MODELS:
             raise ValueError(
                 f"model {self.model!r} is training-free: fit it (fit_training_free), not train it"
@@ -661,7 +741,7 @@ def set_up(
     val_u, val_i = users[val_mask], items[val_mask]
     adjacency = normalized_adjacency(fit_u, fit_i, n_users, n_items)
 
-    params = config.model_params()
+    params = config.network_params()
     if item_features is not None:  # (n_items, f) node features, for models that take them
         if "item_features" not in inspect.signature(MODELS[config.model]).parameters:
             raise ValueError(f"model {config.model!r} takes no item features")
@@ -709,7 +789,7 @@ def set_up(
             n_users,
             n_items,
             config.distill_k,
-            config.training_free_params(config.distill),
+            config.distill_params or {},
         )
         teacher_w = torch.full((teacher_u.numel(),), float(config.distill_weight))
         if config.distill_ranked:

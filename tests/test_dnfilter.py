@@ -1,17 +1,14 @@
 """The degree-normalised filter against its formula computed densely with numpy."""
 
-import dataclasses
-import inspect
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
 from recs_pipeline.config import SettingError
-from recs_pipeline.models import TRAINING_FREE, fit_training_free
+from recs_pipeline.models import fit_training_free
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter, top_right_singular_vectors
-from recs_pipeline.train import FILTER_SETTINGS, TrainConfig, teacher_edges
+from recs_pipeline.train import TrainConfig, teacher_edges
 from tests.test_gfcf import dense_gfcf, random_graph
 from tests.test_train import two_communities
 
@@ -151,16 +148,16 @@ def test_dnfilter_is_a_distillation_teacher():
     assert torch.equal(t_users < 20, t_items < 20)  # never outside the user's community
 
 
-def test_filter_settings_reach_the_filter_as_model_and_as_teacher():
+def test_model_params_reach_the_filter_as_model_and_as_teacher():
+    """The model owns its settings: TrainConfig carries them by the model's parameter names,
+    model_params for a training-free model, distill_params for a teacher."""
     users, items, _ = two_communities()
-    config = TrainConfig(
-        distill="dnfilter", filter_user_exponent=0.3, filter_ideal_k=4, filter_sharpen=0.5
-    )
-    params = config.training_free_params("dnfilter")
-    assert params == {"user_exponent": 0.3, "k": 4, "sharpen": 0.5}
-    assert TrainConfig(model="dnfilter").training_free_params("dnfilter") == {}
-    assert config.training_free_params("gfcf") == {"k": 4}  # its ideal term's width too
-    got = teacher_edges("dnfilter", users, items, 40, 40, 3, params)
+    params = {"user_exponent": 0.3, "k": 4, "sharpen": 0.5}
+    assert TrainConfig(model="dnfilter", model_params=params).model_params == params
+    assert TrainConfig(model="dnfilter").model_params is None  # the model's defaults
+    config = TrainConfig(distill="dnfilter", distill_params=params)
+    assert config.distill_params == params
+    got = teacher_edges("dnfilter", users, items, 40, 40, 3, config.distill_params)
     scores = fit_training_free("dnfilter", users, items, 40, 40, **params).scores(torch.arange(40))
     for u in (0, 25):
         row = scores[u].clone()
@@ -168,20 +165,63 @@ def test_filter_settings_reach_the_filter_as_model_and_as_teacher():
         assert set(got[1][got[0] == u].tolist()) == set(row.topk(3).indices.tolist())
 
 
-def test_every_filter_setting_is_a_parameter_of_dnfilter():
-    """FILTER_SETTINGS names dnfilter's constructor parameters, and TrainConfig declares them."""
-    parameters = inspect.signature(TRAINING_FREE["dnfilter"]).parameters
-    assert set(FILTER_SETTINGS.values()) <= set(parameters)
-    assert set(FILTER_SETTINGS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+def test_model_params_score_as_the_filter_built_with_them():
+    """TrainConfig(model="dnfilter", model_params=...) fits the very filter its parameters
+    name: the scores are those of the constructor called with them."""
+    users, items, _ = two_communities()
+    config = TrainConfig(model="dnfilter", model_params={"sharpen": 0.3, "k": 4})
+    fitted = fit_training_free("dnfilter", users, items, 40, 40, **config.model_params)
+    direct = DegreeNormalisedFilter(sharpen=0.3, k=4).fit(users, items, 40, 40)
+    assert torch.equal(fitted.scores(torch.arange(40)), direct.scores(torch.arange(40)))
 
 
-@pytest.mark.parametrize("field", sorted(FILTER_SETTINGS))
+def test_model_params_are_checked_against_the_models_own_declaration():
+    # An integer for a number is that number; the keys come back in one order whatever the
+    # caller's (so a config's fingerprint does not depend on it).
+    config = TrainConfig(model="dnfilter", model_params={"sharpen": 1, "beta": 0.1})
+    assert config.model_params == {"beta": 0.1, "sharpen": 1.0}
+    assert isinstance(config.model_params["sharpen"], float)
+    assert list(config.model_params) == ["beta", "sharpen"]
+    assert TrainConfig(model="gfcf", model_params={"alpha": 0.5, "k": 4}).model_params == {
+        "alpha": 0.5,
+        "k": 4,
+    }
+    # An unknown name: refused, naming the model and the parameters it has.
+    with pytest.raises(SettingError, match=r"dnfilter has no parameter 'sharpness'") as error:
+        TrainConfig(model="dnfilter", model_params={"sharpness": 0.3})
+    for name in ("user_exponent", "beta", "gamma", "weight", "k", "sharpen"):
+        assert name in str(error.value)
+    assert "model_params" in error.value.fields
+    with pytest.raises(SettingError, match=r"gfcf has no parameter 'sharpen'.*alpha, k"):
+        TrainConfig(model="gfcf", model_params={"sharpen": 0.3})
+    with pytest.raises(SettingError, match=r"popularity has no parameter 'k'"):
+        TrainConfig(model="popularity", model_params={"k": 4})
+    # A value outside the declared type or range: refused, saying what is allowed.
+    for bad, allowed in [
+        ({"k": 1.5}, "an integer >= 1"),
+        ({"k": 0}, "an integer >= 1"),
+        ({"sharpen": -0.5}, "a number >= 0"),
+        ({"user_exponent": "half"}, "a number >= 0"),
+        ({"beta": True}, "a number"),
+    ]:
+        name, value = next(iter(bad.items()))
+        with pytest.raises(SettingError, match=rf"dnfilter's {name} must be {allowed}") as error:
+            TrainConfig(model="dnfilter", model_params=bad)
+        assert repr(value) in str(error.value)
+
+
 @pytest.mark.parametrize(
-    "model,distill", [("gfcf", None), ("lightgcn", None), ("lightgcn", "gfcf")]
+    "values,fields",
+    [
+        ({"model": "lightgcn", "model_params": {"k": 4}}, ("model_params", "model")),
+        ({"model": "lightgcn", "distill_params": {"k": 4}}, ("distill_params", "distill")),
+        (
+            {"model": "lightgcn", "distill": "gfcf", "distill_params": {"sharpen": 1.0}},
+            ("distill_params", "distill"),
+        ),
+    ],
 )
-def test_filter_settings_without_a_filter_that_takes_them_are_refused(model, distill, field):
-    if field == "filter_ideal_k" and "gfcf" in (model, distill):
-        assert TrainConfig(model=model, distill=distill, filter_ideal_k=4).filter_ideal_k == 4
-        return
-    with pytest.raises(SettingError, match=field):
-        TrainConfig(model=model, distill=distill, **{field: 1})
+def test_params_without_a_model_that_takes_them_are_refused(values, fields):
+    with pytest.raises(SettingError) as error:
+        TrainConfig(**values)
+    assert error.value.fields == fields

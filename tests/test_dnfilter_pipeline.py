@@ -19,8 +19,7 @@ def test_dnfilter_is_selectable_served_and_evaluated_beside_gfcf(small_landing, 
             "trained_model": {
                 "config": {
                     "model": "dnfilter",
-                    "filter_user_exponent": 0.3,
-                    "filter_sharpen": 0.5,
+                    "model_params": {"user_exponent": 0.3, "sharpen": 0.5},
                 }
             },
             "model_evaluation": {"config": {"baselines": ["popularity", "gfcf", "dnfilter"]}},

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmarks.gowalla import build_parser, holdout_order, load_lightgcn_split, train_config
-from recs_pipeline.train import FILTER_SETTINGS, validation_split
+from recs_pipeline.train import validation_split
 
 # LightGCN's format: one line per user, its items in the file's order.
 TRAIN = "0 5 1 4 2 3\n1 0 2 4 1 3\n2 3 4\n"
@@ -38,19 +38,38 @@ def test_random_holdout_draws_within_each_user_and_is_seeded(split):
         holdout_order(5, 0, "latest")
 
 
-def test_filter_flags_reach_the_teacher_settings():
+def test_param_flags_reach_the_model_and_the_teacher_settings(capsys):
     flags = ["--data", "x", "--distill", "dnfilter", "--holdout", "file-order"]
-    flags += ["--filter-user-exponent", "0.3", "--filter-sharpen", "1", "--filter-ideal-k", "8"]
-    args = build_parser().parse_args(flags)
+    teacher = ["--distill-param", "user_exponent=0.3", "--distill-param", "sharpen=1"]
+    args = build_parser().parse_args(flags + teacher + ["--distill-param", "k=8"])
     config = train_config(args, "lightgcn")
-    assert config.training_free_params("dnfilter") == {
-        "user_exponent": 0.3,
-        "k": 8,
-        "sharpen": 1.0,
-    }
-    assert all(
-        f"--{field.replace('_', '-')}" in build_parser().format_help() for field in FILTER_SETTINGS
-    )
+    assert config.distill_params == {"k": 8, "sharpen": 1.0, "user_exponent": 0.3}
+    assert config.model_params is None
+    # The --filter-* flags of earlier versions (the README's recorded commands): the teacher's
+    # settings beside a trained model, the model's own for a training-free one.
+    old = ["--filter-user-exponent", "0.3", "--filter-sharpen", "1", "--filter-ideal-k", "8"]
+    args = build_parser().parse_args(flags + old)
+    assert train_config(args, "lightgcn").distill_params == config.distill_params
+    assert train_config(args, "dnfilter").model_params == config.distill_params
+    assert "--filter-sharpen is deprecated" in capsys.readouterr().err
+    args = build_parser().parse_args(["--data", "x", "--param", "k=8"])
+    assert train_config(args, "gfcf").model_params == {"k": 8}
+    assert train_config(args, "lightgcn").model_params is None
+    assert "--param NAME=VALUE" in build_parser().format_help()
+
+
+def test_param_flags_are_checked_before_any_fit(capsys):
+    from benchmarks.paper_split import main
+
+    for flags, message in [
+        (["--models", "lightgcn", "--param", "k=8"], "none is among --models"),
+        (["--models", "dnfilter", "--param", "sharpness=1"], "dnfilter has no parameter"),
+        (["--models", "gfcf", "--param", "k=0"], "gfcf's k must be an integer >= 1"),
+        (["--models", "lightgcn", "--distill-param", "k=8"], "set distill too"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["--data", "does-not-exist", *flags])
+        assert message in capsys.readouterr().err, flags
 
 
 class FixedScores:
@@ -90,8 +109,9 @@ def test_rank_limit_at_full_rank_ranks_as_the_teacher(split, tmp_path):
     n_users = split[0]
     data = tmp_path  # the fixture wrote train.txt and test.txt here
     flags = ["--data", str(data), "--ranks", f"1,{n_users}", "--oversample", "0"]
-    flags += ["--filter-ideal-k", "2", "--ks", "1,3", "--out", str(tmp_path / "out.json")]
+    flags += ["--param", "k=2", "--ks", "1,3", "--out", str(tmp_path / "out.json")]
     results = main(flags)["results"]
+    assert results["teacher"]["settings"]["k"] == 2  # the results record the settings used
     for transform in ("standardised", "raw"):
         full = results[transform]["by_rank"][n_users]
         for metric in ("recall@1", "recall@3", "ndcg@3"):

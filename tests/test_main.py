@@ -78,7 +78,7 @@ def test_the_demo_refuses_a_data_root_overlapping_the_landing_root(tmp_path):
     assert snapshot(landing) == {"keep.csv": hashlib.sha256(b"a\n").hexdigest()}
 
 
-def test_the_command_lines_training_settings_are_valid_trained_model_settings():
+def test_the_command_lines_training_settings_are_valid_trained_model_settings(capsys):
     from assets.main import _train_overrides, parse_args
     from recs_pipeline.train import TrainConfig
 
@@ -92,7 +92,33 @@ def test_the_command_lines_training_settings_are_valid_trained_model_settings():
     assert (config.distill_listwise, config.distill_weight, config.loss) == (True, 4.0, "softmax")
     with pytest.raises(ValueError, match="distill_listwise"):
         TrainConfig(**_train_overrides(parse_args(["--distill-listwise"])))
-    flags = ["--model", "dnfilter", "--filter-sharpen", "0", "--filter-ideal-k", "1024"]
+    flags = ["--model", "dnfilter", "--param", "sharpen=0", "--param", "k=1024"]
     overrides = _train_overrides(parse_args(flags))
-    assert overrides == {"model": "dnfilter", "filter_sharpen": 0.0, "filter_ideal_k": 1024}
-    assert TrainConfig(**overrides).training_free_params("dnfilter") == {"sharpen": 0.0, "k": 1024}
+    assert overrides == {"model": "dnfilter", "model_params": {"sharpen": 0, "k": 1024}}
+    assert TrainConfig(**overrides).model_params == {"k": 1024, "sharpen": 0.0}
+    teacher = ["--distill", "dnfilter", "--distill-param", "user_exponent=0.3"]
+    assert TrainConfig(**_train_overrides(parse_args(teacher))).distill_params == {
+        "user_exponent": 0.3
+    }
+    # The --filter-* flags of earlier versions still work, with a warning: the model's setting
+    # for a training-free model, else the teacher's.
+    old = ["--model", "dnfilter", "--filter-sharpen", "0", "--filter-ideal-k", "1024"]
+    assert _train_overrides(parse_args(old)) == {
+        "model": "dnfilter",
+        "model_params": {"sharpen": 0.0, "k": 1024},
+    }
+    old = ["--distill", "dnfilter", "--filter-user-exponent", "0.3"]
+    assert _train_overrides(parse_args(old))["distill_params"] == {"user_exponent": 0.3}
+    assert "--filter-user-exponent is deprecated: use --param user_exponent=0.3" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert "--param NAME=VALUE" in shown and "--filter-sharpen" not in shown  # the alias hidden
+    with pytest.raises(ValueError, match=r"dnfilter has no parameter 'sharpness'"):
+        TrainConfig(
+            **_train_overrides(parse_args(["--model", "dnfilter", "--param", "sharpness=1"]))
+        )
+    with pytest.raises(SystemExit):
+        parse_args(["--param", "sharpen"])  # no value

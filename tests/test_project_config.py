@@ -342,6 +342,19 @@ BAD_FILE = [
         '[ops.recommendations]\nindex = "annoy"\n',  # the run-config name, not the core's (kind)
         r"\[ops.recommendations\]: index must be one of auto, exact, ivf, not 'annoy'",
     ),
+    (  # a training-free model's own settings: a table, checked against the model
+        '[ops.trained_model]\nmodel = "dnfilter"\n[ops.trained_model.model_params]\nsharpness = 1\n',
+        r"\[ops.trained_model\]: model_params: dnfilter has no parameter 'sharpness'; its"
+        r" parameters: beta, gamma, weight, sharpen, k",
+    ),
+    (
+        '[ops.trained_model]\nmodel = "dnfilter"\n[ops.trained_model.model_params]\nk = 1.5\n',
+        r"\[ops.trained_model\]: model_params: dnfilter's k must be an integer >= 1, not 1.5",
+    ),
+    (
+        "[ops.trained_model]\nmodel_params = 3\n",
+        r"\[ops.trained_model\] model_params = 3 .* must be a table",
+    ),
     (
         '[resources.log_source]\nformat = "xlsx"\n',
         r"\[resources.log_source\] format = 'xlsx' .* format must be csv, parquet or json",
@@ -384,6 +397,22 @@ def test_the_project_config_takes_each_setting_in_its_own_type(tmp_path, monkeyp
     _load_deployment()
     assert project_config.setting("partition_start", "RECS_PARTITION_START") == "2016-01-01"
     assert deployment_defaults("warehouse")["lock_timeout_seconds"] == 5.0
+
+
+def test_model_params_in_the_project_config_become_the_runs_default(tmp_path, monkeypatch):
+    from assets import settings
+    from recs_pipeline.train import TrainConfig
+
+    config = tmp_path / "recs.toml"
+    config.write_text(
+        '[ops.trained_model]\nmodel = "dnfilter"\n'
+        "[ops.trained_model.model_params]\nsharpen = 1\nuser_exponent = 0.3\n"
+    )
+    monkeypatch.setenv("RECS_CONFIG", str(config))
+    fields = settings.derived(TrainConfig, op="trained_model")
+    run = type("Run", (fields, settings._Derived), {})()
+    assert run.model_params == {"sharpen": 1, "user_exponent": 0.3}
+    assert run._core(TrainConfig).model_params == {"sharpen": 1.0, "user_exponent": 0.3}
 
 
 # (variable, value, what the error must say)

@@ -180,8 +180,8 @@ def test_train_config_validation():
         TrainConfig(loss="hinge")
     with pytest.raises(ValueError, match="negative"):
         TrainConfig(uniform_negatives=0, max_hard_negatives=0)
-    assert TrainConfig(model="mf", dim=8, layers=5).model_params() == {"dim": 8}
-    assert TrainConfig(dim=8, layers=5).model_params() == {"dim": 8, "layers": 5}
+    assert TrainConfig(model="mf", dim=8, layers=5).network_params() == {"dim": 8}
+    assert TrainConfig(dim=8, layers=5).network_params() == {"dim": 8, "layers": 5}
 
 
 @pytest.mark.parametrize("model_name", ["lightgcn", "mf"])
@@ -208,13 +208,13 @@ def test_spectral_init_scores_are_the_truncated_svd_of_the_normalised_matrix(mod
     assert layer0.std().item() == pytest.approx(0.1, rel=1e-3)
 
 
-def test_model_params_pass_alphas_to_lightgcn_only():
+def test_network_params_pass_alphas_to_lightgcn_only():
     config = TrainConfig(model="lightgcn", layers=2, alphas=(0.5, 0.3, 0.2))
-    model = build_model("lightgcn", 3, 2, **config.model_params())
+    model = build_model("lightgcn", 3, 2, **config.network_params())
     assert model.alphas == [0.5, 0.3, 0.2]
-    assert TrainConfig(model="mf").model_params() == {"dim": 64}
+    assert TrainConfig(model="mf").network_params() == {"dim": 64}
     with pytest.raises(ValueError, match="alphas"):
-        TrainConfig(model="mf", alphas=(1.0,)).model_params()
+        TrainConfig(model="mf", alphas=(1.0,)).network_params()
 
 
 def test_validation_split_fraction_holds_out_each_chosen_users_latest_edges():

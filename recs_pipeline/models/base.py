@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from recs_pipeline.models.space import Float, Range, check_space
+from recs_pipeline.project_config import describe_type
 
 MODELS: dict[str, type[Recommender]] = {}
 TRAINING_FREE: dict[str, type[TrainingFree]] = {}
@@ -162,6 +167,38 @@ def fit_training_free(
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {model_names()}") from None
     return cls(**params).fit(users, items, n_users, n_items)
+
+
+def declared_params(name: str) -> dict[str, Any]:
+    """The training-free model ``name``'s own settings: its constructor's parameters, each with
+    the type it declares (with its range where declared, ``Annotated``), in signature order."""
+    cls = TRAINING_FREE[name]
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    return {p: hints.get(p, Any) for p in inspect.signature(cls).parameters}
+
+
+def check_params(name: str, params: dict) -> dict:
+    """``params`` as the training-free model ``name`` takes them, sorted by name: each one of
+    its constructor's parameters, of the type and range that parameter declares (an integer
+    given for a number becomes that number). ValueError naming the model and its parameters, or
+    the parameter and what it allows."""
+    declared = declared_params(name)
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        has = f"its parameters: {', '.join(declared)}" if declared else "it takes none"
+        raise ValueError(f"{name} has no parameter {unknown[0]!r}; {has}")
+    checked = {}
+    for key in sorted(params):
+        hint = declared[key]
+        try:
+            checked[key] = TypeAdapter(hint).validate_python(params[key], strict=True)
+        except ValidationError:
+            if typing.get_origin(hint) is typing.Annotated:
+                allowed = describe_type(*typing.get_args(hint)[:1], typing.get_args(hint)[1:])
+            else:
+                allowed = describe_type(hint)
+            raise ValueError(f"{name}'s {key} must be {allowed}, not {params[key]!r}") from None
+    return checked
 
 
 def checkpoint(model: Recommender | TrainingFree) -> dict:

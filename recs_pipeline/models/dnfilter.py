@@ -47,7 +47,7 @@ import torch
 from recs_pipeline.graph import normalized_interactions
 from recs_pipeline.models.base import TrainingFree, register_training_free
 from recs_pipeline.models.gfcf import gram, sparse_rows_times
-from recs_pipeline.models.space import Choice, Float, Int
+from recs_pipeline.models.space import AtLeastOne, Choice, Float, Int, NonNegative
 
 
 def top_right_singular_vectors(
@@ -123,13 +123,13 @@ class DegreeNormalisedFilter(TrainingFree):
         self,
         beta: float = 0.2,
         gamma: float | None = 0.3,
-        weight: float = 0.1,
-        sharpen: float = 0.0,
-        k: int = 768,
+        weight: NonNegative = 0.1,
+        sharpen: NonNegative = 0.0,
+        k: AtLeastOne = 768,
         oversample: int = 64,
         iterations: int = 4,
         seed: int = 0,
-        user_exponent: float = 0.5,
+        user_exponent: NonNegative = 0.5,
     ) -> None:
         self.beta, self.gamma, self.weight, self.sharpen, self.k = beta, gamma, weight, sharpen, k
         self.user_exponent = user_exponent

@@ -20,7 +20,7 @@ import torch
 
 from recs_pipeline.graph import normalized_interactions, truncated_svd
 from recs_pipeline.models.base import TrainingFree, register_training_free
-from recs_pipeline.models.space import Float, Int
+from recs_pipeline.models.space import AtLeastOne, Float, Int
 
 
 @register_training_free("gfcf")
@@ -28,7 +28,7 @@ class GFCF(TrainingFree):
     # The ideal filter's weight, and its width (log: small catalogues need few vectors).
     search_space = {"alpha": Float(0.0, 1.0), "k": Int(16, 512, log=True)}
 
-    def __init__(self, alpha: float = 0.3, k: int = 256, seed: int = 0) -> None:
+    def __init__(self, alpha: float = 0.3, k: AtLeastOne = 256, seed: int = 0) -> None:
         self.alpha, self.k, self.seed = alpha, k, seed
 
     def params(self) -> dict:

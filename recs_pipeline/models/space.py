@@ -5,12 +5,24 @@ A space maps a parameter name to its range. For a training-free model the names 
 constructor's parameters; for a trained one they are ``TrainConfig`` fields (learning rate,
 L2, depth), since those are what its training takes. A range is checked where it is declared:
 an empty one is refused before any search starts.
+
+A search range is where selection looks, not what a parameter allows: a training-free model
+declares that in its constructor's annotations (``NonNegative``, ``AtLeastOne`` below), which
+:func:`recs_pipeline.models.base.check_params` checks a configured value against.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Annotated
+
+from annotated_types import Ge
+
+NonNegative = Annotated[float, Ge(0)]
+"""A constructor parameter's declared type: a number >= 0."""
+AtLeastOne = Annotated[int, Ge(1)]
+"""A constructor parameter's declared type: an integer >= 1."""
 
 
 @dataclasses.dataclass(frozen=True)
