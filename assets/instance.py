@@ -29,7 +29,8 @@ project config file (``recs.toml``), else ``sqlite``:
   every other line kept), with ``env:`` values only: every Dagster process reads the server's
   address and credentials from ``DAGSTER_PG_HOST``, ``DAGSTER_PG_PORT``, ``DAGSTER_PG_USER``,
   ``DAGSTER_PG_PASSWORD`` and ``DAGSTER_PG_DB`` (no secret is written to a file). Switching back
-  to ``sqlite`` removes the block.
+  to ``sqlite`` removes the block. Model selection keeps its Optuna studies in the same
+  database, in a schema of their own (:func:`shared_database_url`).
 
 Either way the storage is then created by this one process and checked.
 
@@ -221,6 +222,28 @@ def storage_of(home: Path) -> str:
     path = home / "dagster.yaml"
     config = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
     return "postgres" if "postgres" in (config.get("storage") or {}) else "sqlite"
+
+
+def shared_database_url() -> str | None:
+    """The SQLAlchemy URL of the shared instance's PostgreSQL database (``postgresql+psycopg2``,
+    password included: never log it), from the same environment every Dagster process reads;
+    None when the instance is embedded (``sqlite``). Model selection keeps its Optuna study there
+    (``recs_pipeline.selection.study_storage``), so that Ray workers on other machines run trials
+    of one study."""
+    if selected_storage() != "postgres":
+        return None
+    check_postgres_environment()
+    from sqlalchemy.engine import URL
+
+    environ = os.environ
+    return URL.create(
+        POSTGRES_SCHEME,
+        username=environ[POSTGRES_ENV["username"]],
+        password=environ[POSTGRES_ENV["password"]] or None,
+        host=environ[POSTGRES_ENV["hostname"]],
+        port=int(environ[POSTGRES_ENV["port"]]),
+        database=environ[POSTGRES_ENV["db_name"]],
+    ).render_as_string(hide_password=False)
 
 
 def check_postgres_environment(environ=os.environ) -> None:

@@ -9,6 +9,7 @@ import dagster as dg
 from assets.catalog import OWNERS, tags
 from assets.deploy import gpu_op_tags
 from assets.features import hard_negatives, interaction_graph
+from assets.instance import shared_database_url
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import EvaluationSettings, SelectionSettings, TrainSettings, check_run_config
@@ -189,6 +190,7 @@ def model_selection(
     context: dg.AssetExecutionContext,
     config: SelectionSettings,
     artifacts: ArtifactStore,
+    engine: ComputeEngine,
 ) -> dg.MaterializeResult:
     """Which scorer serves day D, with which settings, chosen on the team's own log: every
     candidate (popularity, GF-CF, dnfilter and the trained models, each with the search
@@ -197,7 +199,9 @@ def model_selection(
     searches the candidates' settings within `budget_minutes`; a full search runs every
     `every_days` days, the days between reuse the latest choice made as of that day or
     earlier. The champion feeds trained_model unless its run config pins a model. The
-    metadata's `leaderboard` shows each candidate's best trial."""
+    metadata's `leaderboard` shows each candidate's best trial. The study lives in the shared
+    instance's PostgreSQL where there is one (else a journal beside the artifact); there, with
+    the engine's kind `ray` and `workers` > 1, that many Ray workers run its trials in parallel."""
     check_run_config(context)
     store = artifacts.store()
     key = context.partition_key
@@ -208,7 +212,15 @@ def model_selection(
     if "pinsage" in config.candidates:
         features = item_features(store, key, "pinsage", context.log.info, graph_run)
     selection, reused_from = daily_selection(
-        store, key, graph, config.to_core(), train, features, log=context.log.info
+        store,
+        key,
+        graph,
+        config.to_core(),
+        train,
+        features,
+        log=context.log.info,
+        shared_database=shared_database_url(),
+        engine=engine.engine(),
     )
     context.log.info(champion_line(selection, reused_from))
     return dg.MaterializeResult(

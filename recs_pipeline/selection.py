@@ -14,8 +14,12 @@ The protocol, so that the test period is never read:
    validation Recall after every check and is pruned when it trails (median rule). A trial that
    fails (out of memory, say) is recorded as failed and the search goes on. The expensive part
    of a filter (its item graph and eigenbasis) is computed once per study and re-weighted per
-   trial. The study lives in a storage (a journal file by default): a search killed part-way
-   resumes where it stopped.
+   trial. The study lives in a storage (:func:`study_storage`: the shared deployment's
+   PostgreSQL database, else a journal file beside the selection artifact): a search killed
+   part-way resumes where it stopped. Where that storage is a database and the compute engine
+   is Ray with several workers, the workers run the trials of the one study in parallel
+   (:func:`parallel_trials`; each worker fits its own filters, and the search is then not
+   reproducible run to run); otherwise the trials run one after another, reproducibly.
 3. **The champion** is the best validation Recall@K of every completed trial. It is refitted
    on the whole train window by the pipeline, and the test period is evaluated once, for the
    report.
@@ -23,12 +27,14 @@ The protocol, so that the test period is never read:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import math
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 
@@ -36,6 +42,7 @@ import numpy as np
 import torch
 
 from recs_pipeline.config import SettingError, check_declared, setting
+from recs_pipeline.engine import Engine
 from recs_pipeline.graph import InteractionGraph, interaction_csr
 from recs_pipeline.metrics import ranking_metrics, topk_scored
 from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free, model_names
@@ -104,6 +111,7 @@ class Trial:
     state: str  # COMPLETE, PRUNED or FAIL
     seconds: float
     error: str | None = None
+    worker: str | None = None  # host:pid of the process that ran it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,6 +321,130 @@ def _suggest(trial, model: str, space: dict[str, Range]) -> dict:
     return params
 
 
+class _Search:
+    """What one process needs to evaluate trials: the validation slice, the fit edges, the
+    filters' cache and the budget's end. The search's driver builds one; with parallel trials
+    each Ray worker builds its own from the shared graph (the slice is seeded, so it is the same
+    slice), and so its own :class:`_Filters` cache: the dnfilter basis of an exponent is computed
+    once per worker process and phase, not once per study."""
+
+    def __init__(
+        self,
+        graph: InteractionGraph,
+        *,
+        seed: int,
+        val_users: int,
+        val_fraction: float,
+        k: int,
+        train: TrainConfig,
+        item_features: torch.Tensor | None,
+        budget_seconds: float,
+        budget_ends: float,
+        log: Log,
+    ) -> None:
+        self.graph, self.seed, self.k, self.train = graph, seed, k, train
+        self.val_users, self.val_fraction = val_users, val_fraction
+        self.item_features = item_features
+        # budget_ends is wall-clock time (time.time()): the one clock every worker reads.
+        self.budget_seconds, self.budget_ends = budget_seconds, budget_ends
+        self.log = log
+        self.held = ValidationSlice.carve(graph, val_users, seed, val_fraction)
+        self.users, self.carve_ts = self.held.users, self.held.carve_ts
+        self._filters = None
+
+    @property
+    def filters(self) -> _Filters:
+        if self._filters is None:
+            graph = self.graph
+            self._filters = _Filters(self.held.fit_u, self.held.fit_i, graph.n_users, graph.n_items)
+        return self._filters
+
+    def score(self, score_fn) -> tuple[float, float]:
+        return self.held.score(score_fn, self.k)
+
+    def objective(self, models: list[str], offset: int):
+        return lambda trial: self._objective(trial, models, offset)
+
+    def _objective(self, trial, models: list[str], offset: int) -> float:
+        import optuna
+
+        # Which process ran the trial (several do with parallel trials; README "How the day's
+        # model is chosen").
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        try:
+            return self._evaluate(trial, models, offset)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:  # recorded with the trial, which Optuna marks failed
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
+            raise
+
+    def _evaluate(self, trial, models: list[str], offset: int) -> float:
+        import optuna
+
+        graph, k = self.graph, self.k
+        model = trial.suggest_categorical("model", models)
+        cls = TRAINING_FREE.get(model) or MODELS[model]
+        params = _suggest(trial, model, cls.search_space)
+        trial.set_user_attr("params", params)
+        if model in TRAINING_FREE:
+            recall, ndcg = self.score(self.filters.fit(model, params).scores)
+        else:
+            remaining = self.budget_ends - time.time()
+            if remaining < 1.0:
+                raise optuna.TrialPruned("no budget left for a training run")
+            config = dataclasses.replace(
+                self.train,
+                model=model,
+                model_params=None,  # a pinned training-free model's settings are not this model's
+                val_users=self.val_users,
+                val_fraction=self.val_fraction,
+                seed=self.seed,
+                val_k=k,
+                # No trained trial takes more than a quarter of the budget: the filters' trials
+                # (seconds each) would otherwise starve behind one long training run.
+                time_budget_minutes=min(remaining, self.budget_seconds / 4) / 60,
+                **params,
+            )
+
+            def report(record: dict) -> None:
+                if "val_recall" in record:
+                    trial.report(record["val_recall"], record["epoch"])
+                    if trial.should_prune():
+                        raise optuna.TrialPruned()
+
+            result = train_model(
+                graph.n_users, graph.n_items, graph.train_users, graph.train_items, self.carve_ts,
+                config, log=lambda _: None, on_epoch=report, item_features=self.item_features,
+                weights=graph.train_weight,
+            )  # fmt: skip
+            best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
+            if best is None or "val_recall" not in best:
+                raise RuntimeError(
+                    f"{model} reached no validation check within the budget"
+                    f" ({len(result.history)} epochs): raise selection_budget_minutes"
+                )
+            recall, ndcg = result.best_val_recall, best.get("val_ndcg", math.nan)
+        trial.set_user_attr("ndcg", ndcg)
+        self.log(f"trial {trial.number + offset}: {model} {_short(params)} recall@{k} {recall:.4f}")
+        return recall
+
+
+def _pruner():
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+
+
+def parallel_trials(engine: Engine | None, storage: str | None) -> int:
+    """How many processes run a search's trials: the engine's ``workers`` Ray tasks where the
+    engine is kind ``ray`` with ``workers`` > 1 and the study is in a database server that every
+    worker reaches (:func:`shared_storage`); else 1 (this process, sequentially)."""
+    if engine is not None and engine.distributed and engine.workers > 1 and shared_storage(storage):
+        return engine.workers
+    return 1
+
+
 def select(
     graph: InteractionGraph,
     *,
@@ -329,6 +461,7 @@ def select(
     item_features: torch.Tensor | None = None,
     max_trials: int | None = None,
     fallback_model: str = "dnfilter",
+    engine: Engine | None = None,
     log: Log = print,
 ) -> Selection:
     """Search ``candidates`` on a validation slice of ``graph``'s train edges for at most
@@ -336,10 +469,19 @@ def select(
     train edges are held out (at least one; 0: one edge), as the test period holds out a share
     of a user's history rather than one item. ``train`` holds the trained candidates' other
     settings (epochs, dimension, loss; its model and searched fields are set per trial).
-    ``storage`` is an Optuna storage URL or a journal file path (None: in memory); a study of
-    the same name there is resumed. ``warm_start`` ({"model", "params"}: a previous champion)
-    is tried first. With fewer than :data:`MIN_VALIDATION_USERS` validation users no search
-    runs: ``fallback_model`` at its defaults is returned, saying why."""
+    ``storage`` is an Optuna storage URL or a journal file path (None: in memory; see
+    :func:`study_storage`); a study of the same name there is resumed. ``warm_start``
+    ({"model", "params"}: a previous champion) is tried first. With fewer than
+    :data:`MIN_VALIDATION_USERS` validation users no search runs: ``fallback_model`` at its
+    defaults is returned, saying why.
+
+    ``engine``: with kind ``ray``, ``workers`` > 1 and a database server as ``storage``
+    (:func:`parallel_trials`), each phase of the search runs as ``workers`` Ray tasks, each
+    calling ``study.optimize`` on the same study until the phase's time is spent, the trial cap
+    split between them (the study never exceeds it); the graph goes to the cluster once. Such a
+    search is not reproducible run to run: which trials TPE has seen when it proposes the next
+    depends on the workers' timing. Otherwise the trials run here, one after another, and the
+    same seed gives the same search."""
     import optuna
 
     if not budget_seconds > 0:
@@ -347,8 +489,17 @@ def select(
     candidates = check_candidates(candidates, item_features is not None)
     k = max(1, min(k, graph.n_items))  # a catalogue smaller than K ranks all of it
     started = time.perf_counter()
-    held = ValidationSlice.carve(graph, val_users, seed, val_fraction)
-    users, carve_ts = held.users, held.carve_ts
+    settings = dict(
+        seed=seed,
+        val_users=val_users,
+        val_fraction=val_fraction,
+        k=k,
+        train=train or TrainConfig(),
+        budget_seconds=budget_seconds,
+        budget_ends=time.time() + budget_seconds,
+    )
+    search = _Search(graph, item_features=item_features, log=log, **settings)
+    users = search.users
     if users.numel() < MIN_VALIDATION_USERS:
         reason = (
             f"the validation slice has {users.numel()} users (train users with two or more"
@@ -359,70 +510,8 @@ def select(
         return Selection(
             fallback_model, {}, math.nan, math.nan, k, int(users.numel()), [], 0.0, reason
         )
-    filters = _Filters(held.fit_u, held.fit_i, graph.n_users, graph.n_items)
-    train = train or TrainConfig()
-
-    def score(score_fn) -> tuple[float, float]:
-        return held.score(score_fn, k)
-
-    def make_objective(models: list[str], offset: int):
-        return lambda trial: objective(trial, models, offset)
-
-    def objective(trial, models: list[str], offset: int) -> float:
-        try:
-            return evaluate(trial, models, offset)
-        except optuna.TrialPruned:
-            raise
-        except Exception as error:  # recorded with the trial, which Optuna marks failed
-            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
-            raise
-
-    def evaluate(trial, models: list[str], offset: int) -> float:
-        model = trial.suggest_categorical("model", models)
-        cls = TRAINING_FREE.get(model) or MODELS[model]
-        params = _suggest(trial, model, cls.search_space)
-        trial.set_user_attr("params", params)
-        if model in TRAINING_FREE:
-            recall, ndcg = score(filters.fit(model, params).scores)
-        else:
-            remaining = budget_seconds - (time.perf_counter() - started)
-            if remaining < 1.0:
-                raise optuna.TrialPruned("no budget left for a training run")
-            config = dataclasses.replace(
-                train,
-                model=model,
-                model_params=None,  # a pinned training-free model's settings are not this model's
-                val_users=val_users,
-                val_fraction=val_fraction,
-                seed=seed,
-                val_k=k,
-                # No trained trial takes more than a quarter of the budget: the filters' trials
-                # (seconds each) would otherwise starve behind one long training run.
-                time_budget_minutes=min(remaining, budget_seconds / 4) / 60,
-                **params,
-            )
-
-            def report(record: dict) -> None:
-                if "val_recall" in record:
-                    trial.report(record["val_recall"], record["epoch"])
-                    if trial.should_prune():
-                        raise optuna.TrialPruned()
-
-            result = train_model(
-                graph.n_users, graph.n_items, graph.train_users, graph.train_items, carve_ts,
-                config, log=lambda _: None, on_epoch=report, item_features=item_features,
-                weights=graph.train_weight,
-            )  # fmt: skip
-            best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
-            if best is None or "val_recall" not in best:
-                raise RuntimeError(
-                    f"{model} reached no validation check within the budget"
-                    f" ({len(result.history)} epochs): raise selection_budget_minutes"
-                )
-            recall, ndcg = result.best_val_recall, best.get("val_ndcg", math.nan)
-        trial.set_user_attr("ndcg", ndcg)
-        log(f"trial {trial.number + offset}: {model} {_short(params)} recall@{k} {recall:.4f}")
-        return recall
+    workers = parallel_trials(engine, storage)
+    shared: tuple = ()  # with workers > 1: the graph and item features on the cluster
 
     # Failed trials are reported below, in one line each, not as Optuna's tracebacks.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -435,9 +524,10 @@ def select(
             storage=_storage(storage),
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+            pruner=_pruner(),
             load_if_exists=True,
         )
+        _fail_stale_trials(study)
         done = {(t.params.get("model"), _key(t.user_attrs.get("params", {}))) for t in study.trials}
         for model, params in first:
             if model in models and (model, _key(params)) not in done:
@@ -446,13 +536,25 @@ def select(
                     {"model": model, **{f"{model}.{n}": v for n, v in params.items()}},
                     skip_if_exists=True,
                 )
-        seconds = min(seconds, budget_seconds - (time.perf_counter() - started))
+        seconds = min(seconds, settings["budget_ends"] - time.time())
         if cap is not None:  # a cap on the study's trials, those of a killed search included
             cap -= sum(t.state.is_finished() for t in study.trials)
         if seconds > 0 and (cap is None or cap > 0):
-            study.optimize(
-                make_objective(models, offset), timeout=seconds, n_trials=cap, catch=(Exception,)
-            )
+            if workers > 1:
+                phase = _Phase(name, storage, models, offset, time.time() + seconds, settings)
+                shares = list(enumerate(_shares(cap, workers)))
+                ran = engine.map(_optimize_on_worker, shares, *shared, phase)
+                log(
+                    f"model selection: {sum(n for _, n in ran)} trials of {name} on"
+                    f" {len(ran)} Ray workers ({', '.join(w for w, _ in ran)})"
+                )
+            else:
+                study.optimize(
+                    search.objective(models, offset),
+                    timeout=seconds,
+                    n_trials=cap,
+                    catch=(Exception,),
+                )
         return study.trials
 
     first = []  # tried before TPE proposes anything: the last champion, then every default
@@ -461,28 +563,36 @@ def select(
     first += [(model, default_params(model)) for model in candidates]
     free = [m for m in candidates if m in TRAINING_FREE]
     trained = [m for m in candidates if m not in TRAINING_FREE]
-    if free and trained:
-        # Two phases: the filters first (seconds a trial), for FILTER_SHARE of the budget and
-        # trials, so that one long training run cannot starve their search; then every
-        # candidate, from the filters' best, the trained models' defaults and TPE.
-        head = run_study(
-            f"{study_name}-filters",
-            free,
-            budget_seconds * FILTER_SHARE,
-            None if max_trials is None else max(1, int(max_trials * FILTER_SHARE)),
-            first,
-        )
-        first_phase = [_trial(t) for t in head]
-        best_filter = _best(first_phase)
-        # The filters' defaults ran in the first phase: their best stands for them.
-        queue = [(best_filter.model, best_filter.params)] if best_filter else []
-        queue += [(model, params) for model, params in first if model in trained]
-        cap = None if max_trials is None else max_trials - len(head)  # the first phase's
-        tail = run_study(study_name, candidates, budget_seconds, cap, queue, offset=len(head))
-        trials = first_phase + [_trial(t, offset=len(head)) for t in tail]
-    else:
-        trials = [_trial(t) for t in run_study(study_name, list(candidates), budget_seconds,
-                                               max_trials, first)]  # fmt: skip
+    with engine.session() if workers > 1 else contextlib.nullcontext():
+        if workers > 1:
+            log(
+                f"model selection: {workers} Ray workers run the trials of one study in"
+                f" {_printable(storage)} (several workers: not reproducible run to run)"
+            )
+            # To the cluster once, for every phase's workers.
+            shared = (engine.share(graph), engine.share(item_features))
+        if free and trained:
+            # Two phases: the filters first (seconds a trial), for FILTER_SHARE of the budget
+            # and trials, so that one long training run cannot starve their search; then every
+            # candidate, from the filters' best, the trained models' defaults and TPE.
+            head = run_study(
+                f"{study_name}-filters",
+                free,
+                budget_seconds * FILTER_SHARE,
+                None if max_trials is None else max(1, int(max_trials * FILTER_SHARE)),
+                first,
+            )
+            first_phase = [_trial(t) for t in head]
+            best_filter = _best(first_phase)
+            # The filters' defaults ran in the first phase: their best stands for them.
+            queue = [(best_filter.model, best_filter.params)] if best_filter else []
+            queue += [(model, params) for model, params in first if model in trained]
+            cap = None if max_trials is None else max_trials - len(head)  # the first phase's
+            tail = run_study(study_name, candidates, budget_seconds, cap, queue, offset=len(head))
+            trials = first_phase + [_trial(t, offset=len(head)) for t in tail]
+        else:
+            trials = [_trial(t) for t in run_study(study_name, list(candidates), budget_seconds,
+                                                   max_trials, first)]  # fmt: skip
     for trial in trials:
         if trial.state == "FAIL":
             log(f"trial {trial.number}: {trial.model} failed ({trial.error}); the search went on")
@@ -504,6 +614,68 @@ def select(
         trials,
         time.perf_counter() - started,
     )
+
+
+# --- parallel trials: Ray workers on one study in a database server ------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Phase:
+    """One phase of a search as its Ray workers receive it (the graph comes separately, shared
+    once)."""
+
+    study_name: str
+    storage: str
+    models: list[str]
+    offset: int
+    ends: float  # wall-clock time (time.time()) the phase's trials stop starting at
+    settings: dict  # _Search's settings
+
+
+def _shares(cap: int | None, workers: int) -> list[int | None]:
+    """Each worker's ``n_trials``: the cap split as evenly as it goes (so that the study never
+    exceeds it; a worker with no share is not started), or no cap for any."""
+    if cap is None:
+        return [None] * workers
+    return [n for n in (cap // workers + (r < cap % workers) for r in range(workers)) if n]
+
+
+def _optimize_on_worker(
+    share: tuple[int, int | None], graph: InteractionGraph, item_features, phase: _Phase
+) -> tuple[str, int]:
+    """A Ray task: trials of ``phase``'s study until the phase's time ends or the worker's
+    share of the cap (``share``: (rank, n_trials)) ran. Each trial's line goes to the worker's
+    stdout, which Ray forwards to the step's. Returns (host:pid, trials it ran)."""
+    import optuna
+
+    rank, n_trials = share
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    search = _Search(
+        graph, item_features=item_features, log=lambda line: print(line, flush=True),
+        **phase.settings,
+    )  # fmt: skip
+    # Each worker a seed of its own: one seed everywhere would propose the same random start-up
+    # trials in every worker. constant_liar: a worker's TPE counts the others' running trials
+    # as poor ones, so that the workers do not all try the same promising region at once.
+    worker_seed = np.random.SeedSequence([phase.settings["seed"], rank]).generate_state(1)[0]
+    study = optuna.load_study(
+        study_name=phase.study_name,
+        storage=_storage(phase.storage),
+        sampler=optuna.samplers.TPESampler(seed=int(worker_seed), constant_liar=True),
+        pruner=_pruner(),
+    )
+    before = len(study.trials)
+    timeout = phase.ends - time.time()
+    if timeout > 0:
+        study.optimize(
+            search.objective(phase.models, phase.offset),
+            timeout=timeout,
+            n_trials=n_trials,
+            catch=(Exception,),
+        )
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    mine = [t for t in study.trials[before:] if t.user_attrs.get("worker") == worker]
+    return worker, len(mine)
 
 
 def default_params(model: str) -> dict:
@@ -530,15 +702,147 @@ def _within(spec: Range, value) -> bool:
     return spec.low <= value <= spec.high
 
 
-def _storage(storage: str | None):
-    """An Optuna storage: None in memory, a URL as is, a plain path a journal file (safe for
-    several processes on one filesystem; a killed search resumes from it)."""
-    if storage is None or "://" in storage:
+# --- where a study lives ----------------------------------------------------------------------
+
+#: The schema of the studies in the shared deployment's PostgreSQL database. Optuna's tables
+#: sit apart from Dagster's there: each keeps its schema revision in a table ``alembic_version``,
+#: and in one schema each would read the other's (Dagster's set-up refuses a second row).
+STUDY_SCHEMA = "optuna"
+#: The journal file of a study on a local artifact root, beside the day's selection artifact.
+STUDY_JOURNAL = "study.journal"
+#: In a database storage a running trial records a heartbeat this often; one silent for
+#: STALE_AFTER_SECONDS (its process was killed, its machine lost) is marked failed by the next
+#: search that opens the study, so that it counts neither as running nor against the cap.
+HEARTBEAT_SECONDS = 30
+STALE_AFTER_SECONDS = 120
+# The advisory lock under which one process at a time creates the schema and Optuna's tables.
+_SETUP_LOCK = int.from_bytes(hashlib.sha256(b"recs_pipeline.selection").digest()[:8], "big") >> 1
+
+
+def study_storage(location: str, shared_database: str | None = None) -> str | None:
+    """Where a search's study lives (the one place that decides; README "How the day's model is
+    chosen"), as :func:`select`'s ``storage``:
+
+    - the shared deployment (``shared_database``: the URL of the Dagster instance's PostgreSQL
+      database, which the asset layer passes, ``assets.instance.shared_database_url``): that
+      database, schema :data:`STUDY_SCHEMA`, as an Optuna RDB URL that every machine reaches.
+      With a Ray engine of several workers the trials then run in parallel
+      (:func:`parallel_trials`);
+    - else, where ``location`` (the day's selection artifact) is a local path: the journal file
+      :data:`STUDY_JOURNAL` beside it (under the data root, by default);
+    - else (artifacts addressed by URL and no shared database): None, in memory; a killed
+      search starts over.
+
+    A killed search resumes from a journal or a database study."""
+    if shared_database:
+        import sqlalchemy
+
+        url = sqlalchemy.engine.make_url(shared_database)
+        if url.get_backend_name() == "postgresql":
+            url = url.update_query_dict({"options": f"-csearch_path={STUDY_SCHEMA}"})
+        return url.render_as_string(hide_password=False)
+    if "://" not in location:
+        folder = os.path.dirname(location)
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, STUDY_JOURNAL)
+    return None
+
+
+def shared_storage(storage: str | None) -> bool:
+    """Whether ``storage`` is a database server that processes on several machines share (an
+    RDB URL other than SQLite's), where Ray workers can run trials of one study."""
+    if storage is None or "://" not in storage:
+        return False
+    import sqlalchemy
+
+    return sqlalchemy.engine.make_url(storage).get_backend_name() != "sqlite"
+
+
+def _printable(storage: str | None) -> str:
+    """``storage`` for a log line: a URL without its password."""
+    if storage is None:
+        return "memory"
+    if "://" not in storage:
         return storage
+    import sqlalchemy
+
+    return sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True)
+
+
+def _storage(storage: str | None):
+    """An Optuna storage: None in memory, a plain path a journal file (safe for several
+    processes on one filesystem; a killed search resumes from it), a URL a database
+    (:func:`_rdb_storage`)."""
+    if storage is None:
+        return None
+    if "://" in storage:
+        return _rdb_storage(storage)
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(storage))
+
+
+def _rdb_storage(url: str):
+    """Optuna's RDB storage of ``url``, with heartbeats. On PostgreSQL the schema that the URL's
+    ``search_path`` names is created first, and Optuna's tables with it, under an advisory lock:
+    two searches starting together on a new database would otherwise both create them."""
+    import sqlalchemy
+
+    options = dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=STALE_AFTER_SECONDS)
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return _rdb(url, options)
+    schema = _search_path(parsed)
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as con:
+            con.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _SETUP_LOCK})
+            con.commit()
+            try:
+                if schema:
+                    con.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                    con.commit()
+                return _rdb(url, options)
+            finally:
+                con.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _SETUP_LOCK}
+                )
+                con.commit()
+    finally:
+        engine.dispose()
+
+
+def _rdb(url: str, options: dict):
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, **options)
+
+
+def _search_path(url) -> str | None:
+    """The schema a PostgreSQL URL's ``options=-csearch_path=…`` names (None: none)."""
+    import re
+
+    options = url.query.get("options", "")
+    options = " ".join(options) if isinstance(options, tuple) else options
+    found = re.search(r"search_path=([A-Za-z_][A-Za-z0-9_]*)", options)
+    return found.group(1) if found else None
+
+
+def _fail_stale_trials(study) -> None:
+    """Mark failed the trials of a database study whose process stopped beating
+    (:data:`STALE_AFTER_SECONDS`): a killed search's last trial, before the search resumes."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _search_digest(config: SelectionConfig) -> str:
@@ -562,6 +866,10 @@ def _trial(trial, offset: int = 0) -> Trial:
         if trial.datetime_complete and trial.datetime_start
         else 0.0
     )
+    error = trial.user_attrs.get("error")
+    if trial.state.name == "FAIL" and error is None:  # failed by _fail_stale_trials
+        error = "its process stopped mid-trial (killed?)"
+
     return Trial(
         trial.number + offset,
         model,
@@ -570,7 +878,8 @@ def _trial(trial, offset: int = 0) -> Trial:
         trial.user_attrs.get("ndcg"),
         trial.state.name,
         round(seconds, 3),
-        trial.user_attrs.get("error"),
+        error,
+        trial.user_attrs.get("worker"),
     )
 
 
@@ -598,11 +907,18 @@ def daily_selection(
     train: TrainConfig,
     item_features: torch.Tensor | None = None,
     log: Log = print,
+    *,
+    shared_database: str | None = None,
+    engine: Engine | None = None,
 ) -> tuple[Selection, str | None]:
     """Day ``key``'s selection, stored as its ``model_selection`` artifact: the latest one made
     as of an earlier day fewer than ``every_days`` before (never a later day's: a backfill
     sees only what was known then), else a new search warm-started from the latest earlier
-    champion. Returns (selection, the day it was reused from or None)."""
+    champion. Returns (selection, the day it was reused from or None).
+
+    The study lives where :func:`study_storage` says (``shared_database``: the shared
+    deployment's PostgreSQL URL, else a journal beside the artifact); ``engine`` runs its
+    trials in parallel where :func:`parallel_trials` allows."""
     from recs_pipeline.artifacts import SELECTION
 
     earlier = [day for day in store.partitions(SELECTION) if day < key]
@@ -620,12 +936,7 @@ def daily_selection(
             store.put(SELECTION, key, {"selection": choice.to_dict(), "reused_from": source})
             return choice, source
         warm = {"model": choice.model, "params": choice.params}
-    location = store.location(SELECTION, key)
-    journal = None
-    if "://" not in location:  # a local artifact root: the study resumes after a kill
-        folder = os.path.dirname(location)
-        os.makedirs(folder, exist_ok=True)
-        journal = os.path.join(folder, "study.journal")
+    storage = study_storage(store.location(SELECTION, key), shared_database)
     try:
         result = select(
             graph,
@@ -635,7 +946,7 @@ def daily_selection(
             val_users=config.val_users,
             val_fraction=config.val_fraction,
             train=train,
-            storage=journal,
+            storage=storage,
             # A study resumes only under the same search: other candidates or another slice
             # start a study of their own (Optuna refuses a changed choice list under one name).
             study_name=f"selection-{key}-{_search_digest(config)}",
@@ -643,6 +954,7 @@ def daily_selection(
             item_features=item_features,
             max_trials=config.trials,
             fallback_model=train.model,
+            engine=engine,
             log=log,
         )
     except SelectionError as error:
