@@ -113,6 +113,18 @@ def test_the_readme_is_a_short_guide_without_a_lab_notebook():
     assert "make run    # " in text and "make test   # " in text
 
 
+def test_the_readmes_table_of_the_published_columns_matches_the_schema():
+    """The README's short contract lists the published table's columns and types as
+    recs_pipeline/schema.py declares them (the docs page's table is generated from it)."""
+    from recs_pipeline.schema import columns
+
+    text = README.read_text()
+    section = text[text.index("## Reading the published table") :]
+    rows = re.findall(r"^\| `(\w+)` \| (\w+) \|", section, flags=re.MULTILINE)
+    declared = [(c.name, c.type) for c in columns("serving.recommendations")]
+    assert rows == declared
+
+
 def _anchors(markdown: str) -> set[str]:
     headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", _without_code(markdown), flags=re.MULTILINE)
     return {slugify(re.sub(r"[`*]", "", h), "-") for h in headings}
