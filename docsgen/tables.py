@@ -78,7 +78,8 @@ def _machine(machine: dict) -> str:
 
 
 def _plural(n: Any, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    shown = f"{n:g}" if isinstance(n, float) else str(n)
+    return f"{shown} {word}" + ("" if n == 1 else "s")
 
 
 def _ordered(values: Iterable[str]) -> list[str]:
@@ -640,7 +641,8 @@ def pipeline_30m() -> str:
         meta = result.get("metadata") or {}
         label = step
         if meta.get("shards"):
-            label += f" ({meta['shards']} shards)"
+            rows_note = f", {meta['rows']:,} rows" if meta.get("rows") else ""
+            label += f" ({meta['shards']} shards{rows_note})"
         if meta.get("training_workers"):
             label += f" ({meta['training_workers']} DDP ranks)"
         rows.append(
