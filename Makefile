@@ -42,6 +42,13 @@ ui: setup
 		export RECS_CONFIG=data/demo/recs.toml; fi; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# The documentation site (mkdocs.yml): regenerate the pages code produces, then build strictly
+# into site/ (what tests/test_docs.py checks); `$(BIN)/mkdocs serve` browses it.
+.PHONY: docs
+docs: setup
+	$(BIN)/python -m docsgen
+	$(BIN)/mkdocs build --strict --site-dir site
+
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 

@@ -72,7 +72,7 @@ daily_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 
-# Resource fields settable from the environment (README "Pointing it at your own logs").
+# Resource fields settable from the environment (docs/configuration-reference.md).
 RESOURCE_ENV: dict[str, dict[str, str]] = {
     "warehouse": {
         "database": "RECS_WAREHOUSE",

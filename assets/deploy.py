@@ -1,5 +1,5 @@
-"""What a Kubernetes deployment changes in the code location (``deploy/k8s/``, README
-"Deploying"), chosen from the environment of the code server; unset, nothing changes.
+"""What a Kubernetes deployment changes in the code location (``deploy/k8s/``,
+docs/deploying.md), chosen from the environment of the code server; unset, nothing changes.
 
 - ``RECS_EXECUTOR=k8s``: every run's steps execute in Kubernetes Jobs of their own
   (``dagster_k8s.k8s_job_executor``) instead of forked processes inside the run's pod (the

@@ -11,7 +11,7 @@ trained_model's model.pt when that is still the published one; a day whose model
 retrained since is left for a re-publication of that day, and says so.
 
 The deployment is the one the pipeline uses: RECS_* environment, then ``recs.toml``, then the
-data root (README "Pointing it at your own logs"); ``--warehouse``, ``--serving`` and
+data root (docs/configuration.md); ``--warehouse``, ``--serving`` and
 ``--artifacts`` override it. The warehouse is opened read-write, as a step opens it (waiting
 for a running step to let go); run it when no publication is under way, since a publication
 between its commit and its export disagrees for that moment.

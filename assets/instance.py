@@ -17,7 +17,7 @@ new home take the same lock, through the instance class the home's ``dagster.yam
 that repairs it. Runs whose worker process was killed are marked failed here too, and their pool
 slots freed (``assets/run_workers.py``).
 
-Where the instance keeps its storage is chosen here too, by one setting (README "Deploying"):
+Where the instance keeps its storage is chosen here too, by one setting (docs/deploying.md):
 ``RECS_INSTANCE`` in the environment, else ``storage`` in the ``[instance]`` table of the
 project config file (``recs.toml``), else ``sqlite``:
 

@@ -16,7 +16,7 @@ The terminal shows one line per finished step, the steps' warnings and errors, a
 results (``assets/console.py``); Dagster's DEBUG events stay in the run's event log.
 
 ``--own-logs``: the same chain on your logs, with this deployment's settings (``RECS_*``
-variables, then the project config file; README "Pointing it at your own logs"): ingests the
+variables, then the project config file; docs/own-logs.md): ingests the
 window's days before ``--to`` (default: the log's last day) and runs the chain for ``--to``.
 It only reads the landing root.
 

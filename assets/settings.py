@@ -44,7 +44,7 @@ from recs_pipeline.split import SplitConfig
 from recs_pipeline.train import TrainConfig
 
 # Core field -> run-config name, where they differ. The run-config names are the documented,
-# user-facing ones (README); the core names are used throughout the code and its tests.
+# user-facing ones (docs/configuration-reference.md); the core names are used throughout the code and its tests.
 RENAMED: dict[type, dict[str, str]] = {
     TrainConfig: {"lr": "learning_rate"},
     PublishIndex: {

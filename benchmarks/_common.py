@@ -8,6 +8,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import threading
 import warnings
@@ -138,9 +139,30 @@ def write_results(name: str, payload: dict, out: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"command": [sys.executable, "-m", f"benchmarks.{name}", *sys.argv[1:]]}
     document["machine"] = machine()
+    document["recorded"] = recorded()
     document.update(payload)
     path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
     return path
+
+
+def recorded() -> dict:
+    """When and at which commit the figures were measured: the stamp the docs' benchmark tables
+    carry (``python -m docsgen``). ``+dirty``: the working tree had uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    return {"date": datetime.datetime.now(datetime.UTC).date().isoformat(), "commit": commit}
 
 
 def _jsonable(value):

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 # dnfilter beside its defaults: the user-exponent grid's pick on Gowalla's random validation
-# slice, that pick with GF-CF's user normalisation back (README, MovieLens-100K, says why), and
+# slice, that pick with GF-CF's user normalisation back (docs/benchmarks/movielens.md says why), and
 # the pick on Gowalla's file-order slice (benchmarks.gowalla_filters --holdout file-order).
 GOWALLA_PICK = {"user_exponent": 0.3, "weight": 0.3, "k": 1024}
 GOWALLA_FILE_ORDER_PICK = {"user_exponent": 0.3, "beta": 0.3, "gamma": 0.5, "weight": 0.1}
@@ -224,7 +224,7 @@ def distilled_variants(teachers: list[str]) -> dict[str, dict]:
 
 def training_free_on_validation(args, n_users: int, n_items: int, train) -> dict[str, dict]:
     """The training-free models fitted on the fit edges of the variants' validation split and
-    scored on its held edges: what early stopping sees of a teacher (the README's reading of
+    scored on its held edges: what early stopping sees of a teacher (docs/benchmarks/movielens.md's reading of
     why distilled students do not follow theirs on this split)."""
     tu, ti, tts = train
     config = common_config(args, n_users)

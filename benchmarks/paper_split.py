@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: the models the selection considers",
     )
     parser.add_argument("--max-trials", type=int, default=None, help="auto: cap on trials")
-    # Defaults: the CPU regime measured best so far (README, "Benchmarks"), not the papers'.
+    # Defaults: the CPU regime measured best so far (docs/benchmarks/gowalla.md), not the papers'.
     parser.add_argument("--epochs", type=int, default=1000, help="max epochs")
     parser.add_argument("--batch-size", type=int, default=8192)
     parser.add_argument("--lr", type=float, default=5e-3)

@@ -11,7 +11,7 @@ memory that LightGCN's tensors need by construction (embedding table, its gradie
 moments, the per-layer outputs kept for the backward pass, the adjacency in COO with int64
 indices) checks the line at every size.
 
-Writes ``benchmarks/results/scale_projection.json``; the README's design note quotes it.
+Writes ``benchmarks/results/scale_projection.json``; the design note in docs/distributed.md shows it.
     .venv/bin/python -m benchmarks.scale_projection
 """
 

@@ -464,8 +464,9 @@ class Replicas:
         return value
 
 
-# The teacher settings that met the Gowalla trained target (README, *Where the targets
-# stand*): rank-weighted, list-wise, the teacher's items at weight 4. Needs the softmax loss.
+# The teacher settings that met the Gowalla trained target (docs/benchmarks/gowalla.md, "The
+# targets and where they stand"): rank-weighted, list-wise, the teacher's items at weight 4.
+# Needs the softmax loss.
 LISTWISE_DISTILL = {"distill_ranked": True, "distill_listwise": True, "distill_weight": 4.0}
 
 

@@ -1,7 +1,7 @@
 """Warehouse helpers: connect, create the schema, run writes in a transaction, replace one
 partition atomically.
 
-Two backends run the same SQL (README "Deploying"):
+Two backends run the same SQL (docs/deploying.md):
 
 - the embedded DuckDB file (the default): one read-write process at a time;
 - DuckLake (:func:`connect_lake`): a catalog database and Parquet data files in a folder or on

@@ -12,7 +12,7 @@ from recs_pipeline.engine import Engine
 
 class ComputeEngine(dg.ConfigurableResource):
     """Where hard negatives, evaluation, publication and training run: ``local`` (in the step's
-    process, the default) or ``ray`` (shards as Ray tasks; README 'Distributed steps')."""
+    process, the default) or ``ray`` (shards as Ray tasks; docs/distributed.md)."""
 
     kind: Literal["local", "ray"] = Field(
         default="local",

@@ -47,7 +47,7 @@ def connect_with_retries(
 
 
 class Warehouse(DuckDBResource):
-    """The project's warehouse, chosen by ``catalog`` (README "Deploying"):
+    """The project's warehouse, chosen by ``catalog`` (docs/deploying.md):
 
     - empty (the default): the DuckDB file ``database``, embedded. DuckDB allows one
       read-write process per file: open it per statement group with :meth:`session` and close
@@ -93,8 +93,8 @@ class Warehouse(DuckDBResource):
     serving_root: str | None = Field(
         default=None,
         description="Folder of the published recommendations as Parquet files, which"
-        " applications read at any moment while the pipeline writes (README 'Reading the"
-        " recommendation table'). Default: 'serving' beside the database file; nothing is"
+        " applications read at any moment while the pipeline writes (docs/published-table.md)."
+        " Default: 'serving' beside the database file; nothing is"
         " exported for ':memory:' nor for a DuckLake, which applications read directly.",
     )
 

@@ -395,11 +395,11 @@ def run_backfills(
     instance_env: Mapping[str, str] | None = None,
 ) -> BackfillOutcome:
     """A real webserver and daemon over a temporary instance with the project's settings,
-    warehouse, artifact store and landing folder holding ``spec``'s log, operated as the README
-    says: the whole history ingested in one run by ``dagster asset materialize`` (the
-    single-run backfill policy of ``raw_interactions``), then a backfill of ``downstream`` over
-    the newest ``partitions`` days with ``run_config``, launched through GraphQL as the UI
-    launches it and executed by the daemon. The instance's storage is SQLite, or the shared
+    warehouse, artifact store and landing folder holding ``spec``'s log, operated as
+    docs/operating.md says: the whole history ingested in one run by ``dagster asset
+    materialize`` (the single-run backfill policy of ``raw_interactions``), then a backfill of
+    ``downstream`` over the newest ``partitions`` days with ``run_config``, launched through
+    GraphQL as the UI launches it and executed by the daemon. The instance's storage is SQLite, or the shared
     one ``instance_env`` selects (every process of the deployment gets it)."""
     write_landing_files(spec, tmp / "landing")
     write_instance(tmp / "dagster_home", instance_env)

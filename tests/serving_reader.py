@@ -4,7 +4,7 @@ seconds, stopping by itself when a stop file appears. Writes what it saw as JSON
     python -m tests.serving_reader files|warehouse TARGET STOP OUT MAX_READS MAX_SECONDS
 
 ``files``: TARGET is the serving folder; each poll opens ``published.duckdb`` read-only and reads
-both views, as README "Reading the recommendation table" says.
+both views, as docs/published-table.md says.
 ``warehouse``: TARGET is the DuckDB warehouse, opened read-only, ``serving.latest_recommendations``
 read (the old way, for comparison).
 Nothing published yet (no file) is waiting, not an error; any exception is an error.

@@ -3,7 +3,7 @@
 A real ``dagster-webserver`` and ``dagster-daemon`` run on loopback, on the project's
 ``workspace.yaml``, over a temporary instance with the project's settings (the DuckDB pool at
 limit 1 per op; runs queued, at most ``MAX_CONCURRENT_RUNS`` in progress) and temporary
-warehouse, artifact store and landing folder. Operated as the README says:
+warehouse, artifact store and landing folder. Operated as docs/operating.md says:
 
 1. ``raw_interactions`` ingested over the whole synthetic log with ``dagster asset
    materialize --partition-range`` (single-run backfill policy: one run), then

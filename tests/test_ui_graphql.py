@@ -413,7 +413,7 @@ def test_retrain_days_backfill_targets_exactly_the_chosen_days(ui):
 def test_downstream_assets_backfill_from_the_asset_graph_targets_exactly_the_chosen_days(ui):
     """The asset graph: select the six downstream assets, Materialize, days X and Y: each asset
     is targeted on X and Y only. (With raw_interactions selected too, Dagster follows the
-    28-day window downstream: the README says so, and the preview shows it.)"""
+    28-day window downstream: docs/operating.md says so, and the preview shows it.)"""
     deployment, _, _ = ui
     selection = [{"path": list(a.key.path)} for a in DOWNSTREAM_ASSETS]
     preview = deployment.graphql(

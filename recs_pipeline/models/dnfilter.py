@@ -28,8 +28,8 @@ float64 at these widths. Nothing is trained.
 Defaults: a ½, β 0.2, γ 0.3, w 0.1, k 768 and no sharpening (c = 0), a point
 ``benchmarks.gowalla_filters`` chose on Gowalla's validation slice. Two later grids on that slice
 picked other points: c 0.9 (with a ½), and a 0.3, w 0.3, k 1024 (with c 0). Each scored higher
-on validation and lost on held-out folds (README, *Gowalla*), so the default keeps a ½ and c 0,
-a choice informed by test folds, as the README says; both stay settings. For sharpening, two
+on validation and lost on held-out folds (docs/benchmarks/gowalla.md), so the default keeps a ½ and c 0,
+a choice informed by test folds, as the docs say; both stay settings. For sharpening, two
 reasons seen: Gowalla's test fold leans toward the most popular items, the very directions
 the step damps; and where k covers the whole spectrum (small catalogues) the step is a full
 P − cP², whose scores go below 0 on some items the user's neighbourhood reaches, under the 0 of
