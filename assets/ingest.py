@@ -3,11 +3,13 @@
 
 import datetime as dt
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 from pydantic import Field
 
 from assets.catalog import OWNERS, tags
+from assets.instance import check_targets
 from assets.partitions import daily_partitions
 from assets.settings import check_run_config
 from assets.tables import row_count, table_metadata
@@ -55,6 +57,9 @@ with warnings.catch_warnings():
     )
 
 # A day that accepted nothing fails (ERROR); an abnormal quarantine rate warns.
+#: Ranges up to this many days log a line per day; longer ones one summary line.
+PER_DAY_LINES = 7
+
 SEVERITY = {
     ROWS_ACCEPTED.name: dg.AssetCheckSeverity.ERROR,
     QUARANTINE_RATE.name: dg.AssetCheckSeverity.WARN,
@@ -122,7 +127,7 @@ def raw_interactions(
     config: IngestSettings,
     warehouse: Warehouse,
     log_source: LogSource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """Events read from the landing files through DuckDB, validated; bad rows go to
     `raw.rejected_interactions` with their raw text and a reason. Each day's partition is
     replaced atomically. With a path_pattern without {date} (a history export) all files are
@@ -149,10 +154,13 @@ def raw_interactions(
     if empty_days:  # one line for the range: a sparse log has thousands of empty days
         context.log.warning(days_summary("no landing files", empty_days, len(days)))
     bar = progress_bar(len(days), "ingest", "day")
+    # A range longer than a week gets one summary line (below), not a line per day: a history
+    # export spans thousands of days.
+    each_day = len(days) <= PER_DAY_LINES
 
     def log_day(report: IngestReport) -> None:
         bar.update(1)
-        if report.files:  # days without files are in the summary line above
+        if report.files and each_day:  # days without files are in the summary line above
             context.log.info(
                 f"{report.day}: {report.files} files, {report.accepted} rows ingested,"
                 f" {report.rejected} quarantined {report.reasons or ''}"
@@ -199,6 +207,8 @@ def raw_interactions(
             ) from error
         finally:
             bar.close()
+    if not each_day:
+        context.log.info(range_summary(reports))
     checks = {
         ROWS_ACCEPTED.name: [rows_accepted(report) for report in reports],
         QUARANTINE_RATE.name: [
@@ -210,25 +220,11 @@ def raw_interactions(
             {**row_count(report.accepted), **day_metadata(report)},
             partition_key=report.day.isoformat(),
         )
-    if not context.has_partition_key:  # a range (even of one day): one event per day
-        for name, results in checks.items():
-            for report, (passed, description, metadata) in zip(reports, results, strict=True):
-                context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=dg.AssetKey("raw_interactions"),
-                        check_name=name,
-                        passed=passed,
-                        partition=report.day.isoformat(),
-                        description=description,
-                        metadata=metadata,
-                        severity=SEVERITY[name],
-                    )
-                )
     check_results = []
     for name, results in checks.items():
         if context.has_partition_key:  # attached to the run's partition by Dagster
             [(passed, description, metadata)] = results
-        else:  # the step's own result sums up the range; each day has its evaluation above
+        else:  # the step's own result sums up the range; each day has its evaluation below
             failed = [d for (ok, d, _) in results if not ok]
             passed, metadata = not failed, {"failed_days": len(failed)}
             description = " ".join(failed) or f"every day of {days[0]}..{days[-1]} passed"
@@ -244,4 +240,42 @@ def raw_interactions(
     run_metadata: dict = {"days_without_files": empty_days}
     if history:
         run_metadata["run_rows_outside_range"] = outside
-    return dg.MaterializeResult(metadata=run_metadata, check_results=check_results)
+    yield dg.MaterializeResult(metadata=run_metadata, check_results=check_results)
+    if context.has_partition_key:
+        return
+    # A range: one evaluation per day with rows, logged once the days' materializations are
+    # recorded (above) so that each attaches to its own day's. A day without rows has nothing to
+    # check; its materialization's metadata says so.
+    targets = check_targets(context.instance, context.run.run_id, context.asset_key)
+    for name, results in checks.items():
+        for report, (passed, description, metadata) in zip(reports, results, strict=True):
+            if not report.rows_in:
+                continue
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=context.asset_key,
+                    check_name=name,
+                    passed=passed,
+                    partition=report.day.isoformat(),
+                    description=description,
+                    metadata=metadata,
+                    severity=SEVERITY[name],
+                    target_materialization_data=targets.get(report.day.isoformat()),
+                )
+            )
+
+
+def range_summary(reports: list[IngestReport]) -> str:
+    """One line for a ranged ingest: days, rows, and the days whose rows were quarantined."""
+    active = [r for r in reports if r.rows_in]
+    quarantined = [r for r in reports if r.rejected]
+    line = (
+        f"{reports[0].day}..{reports[-1].day}: {len(reports):,} days, {len(active):,} with rows;"
+        f" {sum(r.accepted for r in reports):,} rows ingested,"
+        f" {sum(r.rejected for r in reports):,} quarantined"
+    )
+    if quarantined:
+        shown = ", ".join(f"{r.day} ({r.rejected})" for r in quarantined[:10])
+        more = f" and {len(quarantined) - 10} more" if len(quarantined) > 10 else ""
+        line += f" (on {shown}{more}; the days' checks say why)"
+    return line

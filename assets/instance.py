@@ -246,6 +246,30 @@ def shared_database_url() -> str | None:
     ).render_as_string(hide_password=False)
 
 
+def check_targets(instance, run_id: str, asset_key) -> dict[str, object]:
+    """Per partition, the materialization ``run_id`` recorded of ``asset_key``, as the target
+    of a check evaluation logged after it: a ranged run's per-day evaluations then attach to
+    that day's new materialization, not to an older one (Dagster fills the target itself only
+    for the check results a step returns, one per run). Private API: Dagster has no public
+    name for the target."""
+    import dagster as dg
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1_000_000
+    ).records
+    targets = {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event.asset_key == asset_key and event.partition is not None:
+            targets[event.partition] = AssetCheckEvaluationTargetMaterializationData(
+                run_id=run_id, storage_id=record.storage_id, timestamp=record.timestamp
+            )
+    return targets
+
+
 def check_postgres_environment(environ=os.environ) -> None:
     missing = [var for var in POSTGRES_ENV.values() if var not in environ]
     if missing:

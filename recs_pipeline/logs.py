@@ -15,13 +15,18 @@ import glob
 import os
 import string
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 
-from recs_pipeline.warehouse import quote_identifier, replace_partition, transaction
+from recs_pipeline.warehouse import (
+    quote_identifier,
+    replace_partition,
+    replace_partitions,
+    transaction,
+)
 
 TimestampUnit = Literal["s", "ms", "us", "iso"]
 FileFormat = Literal["csv", "parquet", "json"]
@@ -760,7 +765,8 @@ def ingest_days(
                 " exported yet. Nothing was replaced. Re-mount or complete the export and"
                 " re-run, or set allow_empty_days to ingest these days as empty."
             )
-        stored = {day: n for day in empty if (n := _stored_rows(con, day))}
+        held = _stored_rows_between(con, min(empty), max(empty)) if empty else {}
+        stored = {day: held[day] for day in empty if day in held}
         if stored:
             raise EmptyDaysError(_stored_message(stored))
     reports: list[IngestReport] = []
@@ -835,47 +841,106 @@ def ingest_history(
                 " unmounted or not exported yet. Nothing was replaced. Check landing_root and"
                 " path_pattern, or set allow_empty_days to ingest the range as empty."
             )
-        stored = {day: n for day in days if day not in counts and (n := _stored_rows(con, day))}
+        stored = {
+            day: n for day, n in _stored_rows_between(con, days[0], days[-1]).items()
+            if day not in counts
+        }  # fmt: skip
         if stored:
             raise EmptyDaysError(_stored_message(stored, "without rows in the export"))
+    # Per day: rows accepted, quarantined, and the quarantine's reasons, in one pass each.
+    accepted_by_day, rejected_by_day, reasons_by_day = {}, {}, {}
+    for day, reason, n in con.execute(
+        """SELECT event_day, regexp_replace(final_reason, ':.*$', ''), count(*) FROM _placed
+           WHERE event_day BETWEEN $1 AND $2 GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""",
+        [days[0], days[-1]],
+    ).fetchall():
+        if reason is None:
+            accepted_by_day[day] = n
+        else:
+            rejected_by_day[day] = rejected_by_day.get(day, 0) + n
+            reasons_by_day.setdefault(day, {})[reason] = n
     reports: list[IngestReport] = []
-    for position, day in enumerate(days):
+    # The range is written in chunks of consecutive days, each one transaction replacing all its
+    # days at once: a many-year export with thousands of mostly empty days costs a few
+    # statements, not four per day, and a failure still names the days committed before it.
+    for chunk in _chunks(days, accepted_by_day, rejected_by_day):
         try:
             with transaction(con):
-                accepted = replace_partition(
+                replace_partitions(
                     con,
                     "raw.interactions",
-                    day,
+                    chunk[0],
+                    chunk[-1],
                     """SELECT event_day, ts, user_id, item_id, event_raw, weight, source_file
-                       FROM _placed WHERE final_reason IS NULL AND event_day = ?""",
-                    [day],
+                       FROM _placed WHERE final_reason IS NULL AND event_day BETWEEN ? AND ?""",
+                    [chunk[0], chunk[-1]],
                 )
-                rejected = replace_partition(
+                replace_partitions(
                     con,
                     "raw.rejected_interactions",
-                    day,
+                    chunk[0],
+                    chunk[-1],
                     """SELECT event_day, source_file, record, final_reason
-                       FROM _placed WHERE final_reason IS NOT NULL AND event_day = ?""",
-                    [day],
+                       FROM _placed WHERE final_reason IS NOT NULL
+                       AND event_day BETWEEN ? AND ?""",
+                    [chunk[0], chunk[-1]],
                 )
         except Exception as error:
             committed = [r.day for r in reports]
-            raise IngestInterrupted(day, committed, days[position + 1 :], error) from error
-        reasons = dict(
-            con.execute(
-                """SELECT regexp_replace(final_reason, ':.*$', ''), count(*) FROM _placed
-                   WHERE final_reason IS NOT NULL AND event_day = ? GROUP BY 1
-                   ORDER BY 2 DESC, 1""",
-                [day],
-            ).fetchall()
-        )
-        report = IngestReport(day, counts.get(day, (0, 0))[0], accepted, rejected, reasons)
-        reports.append(report)
-        if on_day is not None:
-            on_day(report)
+            later = days[len(committed) + 1 :]
+            raise IngestInterrupted(chunk[0], committed, later, error) from error
+        for day in chunk:
+            report = IngestReport(
+                day,
+                counts.get(day, (0, 0))[0],
+                accepted_by_day.get(day, 0),
+                rejected_by_day.get(day, 0),
+                reasons_by_day.get(day, {}),
+            )
+            reports.append(report)
+            if on_day is not None:
+                on_day(report)
     for table in ("_staged", "_validated", "_placed", "_file", "_rejects", "_rejects_scan"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return HistoryReport(len(files), rows_in, reports, before, after, undated, undated_day)
+
+
+#: Rows a chunk of a history ingest's range holds at most before the next day starts another.
+CHUNK_ROWS = 2_000_000
+
+
+def _chunks(days: Sequence[dt.date], *row_counts: Mapping[dt.date, int]) -> Iterator[list[dt.date]]:
+    """Consecutive runs of ``days`` holding up to :data:`CHUNK_ROWS` rows each (a day with
+    more is a chunk of its own)."""
+    chunk: list[dt.date] = []
+    rows = 0
+    for day in days:
+        n = sum(counts.get(day, 0) for counts in row_counts)
+        if chunk and rows + n > CHUNK_ROWS:
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(day)
+        rows += n
+    if chunk:
+        yield chunk
+
+
+def _stored_rows_between(
+    con: duckdb.DuckDBPyConnection, first: dt.date, last: dt.date
+) -> dict[dt.date, int]:
+    """Rows stored per day from ``first`` to ``last`` in ``raw.interactions`` and
+    ``raw.rejected_interactions`` (days without rows left out)."""
+    return dict(
+        con.execute(
+            """SELECT event_date, count(*) FROM (
+                   SELECT event_date FROM raw.interactions WHERE event_date BETWEEN $1 AND $2
+                   UNION ALL
+                   SELECT event_date FROM raw.rejected_interactions
+                   WHERE event_date BETWEEN $1 AND $2)
+               GROUP BY 1""",
+            [first, last],
+        ).fetchall()
+    )
 
 
 def _stored_rows(con: duckdb.DuckDBPyConnection, day: dt.date) -> int:

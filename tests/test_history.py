@@ -162,6 +162,33 @@ def test_hive_folders_by_month_and_a_day_without_rows_keeps_its_stored_partition
     assert stored(con, "raw.interactions") == {}
 
 
+def test_a_history_range_is_written_in_chunks_and_a_failure_names_the_days_committed(
+    con, tmp_path, monkeypatch
+):
+    """The range is replaced a chunk of days per transaction (two statements per table, not
+    two per day: a many-year export has thousands of days). A failure in a chunk leaves the
+    earlier chunks committed and names them; the failed chunk and later ones are untouched."""
+    from recs_pipeline import logs
+
+    path = write(tmp_path / "land" / "ratings.csv", MOVIELENS)
+    monkeypatch.setattr(logs, "CHUNK_ROWS", 1)  # every day with rows starts a chunk
+    real = logs.replace_partitions
+    calls = []
+
+    def failing_on_the_second_chunk(con, table, first, last, *args):
+        calls.append((table, first, last))
+        if first == D2:
+            raise OSError("disk full (injected)")
+        return real(con, table, first, last, *args)
+
+    monkeypatch.setattr(logs, "replace_partitions", failing_on_the_second_chunk)
+    with pytest.raises(logs.IngestInterrupted) as raised:
+        ingest_history(con, [str(path)], ML_FORMAT, [D1, D2, D3])
+    assert (raised.value.day, raised.value.committed, raised.value.not_ingested) == (D2, [D1], [D3])
+    assert calls[0] == ("raw.interactions", D1, D1)
+    assert stored(con, "raw.interactions") == {D1: 2}
+
+
 # -- through Dagster: per-day metadata and the rows_accepted check, read from the instance --
 
 
@@ -227,6 +254,41 @@ def test_a_ranged_run_reports_each_day_and_fails_the_check_on_a_day_all_rejected
         D3.isoformat(): False,
     }
     assert "null or empty user id" in evaluations[D3.isoformat()].description
+
+
+def test_a_ranged_runs_day_checks_attach_to_that_days_new_materialization(tmp_path):
+    """Issue 28, UI finding 3: the per-day check results of a ranged run were logged before
+    the days' materializations, so each attached to the day's previous one and the UI showed
+    the check "Missing" on the new one. Now each follows its day's materialization and names
+    it as its target; a day without rows has nothing to check and gets no evaluation."""
+    landing = tmp_path / "land"
+    write(landing / "ratings.csv", MOVIELENS)
+    instance = dg.DagsterInstance.ephemeral()
+    db = tmp_path / "w.duckdb"
+    assert materialize(landing, db, [D1, D2, D3], instance, **ML_SOURCE).success
+    result = materialize(landing, db, [D1, D2, D3], instance, **ML_SOURCE)  # a re-run
+    assert result.success
+    order = [
+        (e.event_type_value, e.partition or getattr(e.event_specific_data, "partition", None))
+        for e in result.all_events
+        if e.event_type_value in ("ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION")
+    ]
+    materialized = [i for i, (kind, _) in enumerate(order) if kind == "ASSET_MATERIALIZATION"]
+    day_checks = [
+        i for i, (kind, day) in enumerate(order) if kind == "ASSET_CHECK_EVALUATION" and day
+    ]
+    assert day_checks and min(day_checks) > max(materialized), order
+    evaluations = check_evaluations(result)
+    assert set(evaluations) - {None} == {D1.isoformat(), D2.isoformat()}  # D3 has no rows
+    for day in (D1, D2):
+        target = evaluations[day.isoformat()].target_materialization_data
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("raw_interactions"), asset_partitions=[day.isoformat()]
+            ),
+            limit=1,
+        ).records[0]
+        assert (target.run_id, target.storage_id) == (result.run_id, record.storage_id)
 
 
 def test_per_day_folders_report_each_days_own_counts(tmp_path):

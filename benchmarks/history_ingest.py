@@ -1,0 +1,162 @@
+"""A history export's ingest against DuckDB reading the same file. One command:
+
+    .venv/bin/python -m benchmarks.history_ingest
+
+A MovieLens-latest-small-like ratings export (``--rows`` rows, ``--users`` users, ``--items``
+items, timestamps spread over ``--days`` days with a heavy tail of quiet days; written to a
+temporary folder, never the real dataset) is:
+
+- read by DuckDB alone: ``read_csv`` of the file with the columns cast as ingest casts them and
+  the rows counted per event day (what any ingest must at least do);
+- ingested through Dagster: one run of ``raw_interactions`` over every day of the log (a single
+  run backfill, as ``assets.main --own-logs`` and a UI backfill launch it), in a fresh instance
+  and warehouse, then the same run again over the unchanged export.
+
+Reported: each wall time, the ingest's ratio to the read (the target: at most 2), the run's
+event-log size and the number of lines it printed. Results:
+``benchmarks/results/history_ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import io
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks._common import write_results
+
+
+def write_export(path: Path, rows: int, users: int, items: int, days: int, seed: int) -> None:
+    """userId,movieId,rating,timestamp rows, sorted by user as MovieLens' export is; a user's
+    ratings cluster around a few active days, so most days of the span are quiet."""
+    rng = random.Random(seed)
+    start = dt.datetime(1996, 3, 29, tzinfo=dt.UTC).timestamp()
+    per_user = [max(1, int(rng.paretovariate(1.2) * rows / users / 6)) for _ in range(users)]
+    scale = rows / sum(per_user)
+    with path.open("w") as out:
+        out.write("userId,movieId,rating,timestamp\n")
+        for user, count in enumerate(per_user, 1):
+            sessions = [start + rng.random() * days * 86400 for _ in range(rng.randint(1, 6))]
+            for _ in range(max(1, round(count * scale))):
+                ts = int(rng.choice(sessions) + rng.random() * 3 * 86400)
+                item = min(items, int(rng.paretovariate(0.8)))
+                out.write(f"{user},{item},{rng.choice((2.5, 3.0, 3.5, 4.0, 4.5, 5.0))},{ts}\n")
+
+
+def duckdb_read(path: Path) -> tuple[float, int, int]:
+    """Seconds for DuckDB to read the file and count its rows per event day; (rows, days)."""
+    import duckdb
+
+    started = time.perf_counter()
+    con = duckdb.connect(":memory:")
+    rows, days = con.execute(
+        """SELECT sum(n), count(*) FROM (
+               SELECT CAST(to_timestamp(CAST(timestamp AS BIGINT)) AS DATE) AS day, count(*) AS n
+               FROM read_csv(?, all_varchar=true) GROUP BY 1)""",
+        [str(path)],
+    ).fetchone()
+    con.close()
+    return time.perf_counter() - started, int(rows), int(days)
+
+
+def dagster_ingest(landing: Path, home: Path, first: dt.date, last: dt.date) -> dict:
+    import dagster as dg
+
+    from assets.ingest import raw_interactions
+    from assets.partitions import range_tags
+    from resources import LogSource, Warehouse
+
+    instance = dg.DagsterInstance.local_temp(str(home))
+    resources = {
+        "warehouse": Warehouse(database=str(home / "warehouse.duckdb")),
+        "log_source": LogSource(
+            landing_root=str(landing),
+            path_pattern="ratings.csv",
+            user_column="userId",
+            item_column="movieId",
+            timestamp_column="timestamp",
+            timestamp_unit="s",
+            event_type_column=None,
+            weight_column="rating",
+        ),
+    }
+    runs = []
+    for attempt in ("first", "unchanged export"):
+        printed = io.StringIO()
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            result = dg.materialize(
+                [raw_interactions],
+                instance=instance,
+                resources=resources,
+                tags=range_tags(first, last),
+            )
+        seconds = time.perf_counter() - started
+        events = len(instance.all_logs(result.run_id))
+        runs.append({
+            "run": attempt, "seconds": seconds, "success": result.success,
+            "event_log_entries": events, "printed_lines": printed.getvalue().count("\n"),
+        })  # fmt: skip
+        print(f"  dagster ingest ({attempt}): {seconds:.1f}s, {events} events", flush=True)
+    return {"runs": runs}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.history_ingest",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    parser.add_argument("--rows", type=int, default=100_836)
+    parser.add_argument("--users", type=int, default=610)
+    parser.add_argument("--items", type=int, default=9_742)
+    parser.add_argument("--days", type=int, default=2_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        landing = root / "landing"
+        landing.mkdir()
+        export = landing / "ratings.csv"
+        write_export(export, args.rows, args.users, args.items, args.days, args.seed)
+        read_seconds, rows, active_days = duckdb_read(export)
+        print(f"duckdb read: {read_seconds:.2f}s, {rows} rows on {active_days} days", flush=True)
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        first, last = con.execute(
+            "SELECT CAST(min(to_timestamp(timestamp)) AS DATE), CAST(max(to_timestamp(timestamp))"
+            " AS DATE) FROM read_csv(?)",
+            [str(export)],
+        ).fetchone()
+        con.close()
+        home = root / "home"
+        home.mkdir()
+        # Partitions from the log's first day, read when the code location is imported; no
+        # project config file of this checkout.
+        os.environ["RECS_PARTITION_START"] = first.isoformat()
+        os.environ["RECS_CONFIG"] = str(root / "recs.toml")
+        os.environ.setdefault("DAGSTER_HOME", str(home))
+        ingest = dagster_ingest(landing, home, first, last)
+    span = (last - first).days + 1
+    first_run = ingest["runs"][0]["seconds"]
+    payload = {
+        "args": vars(args),
+        "export": {"rows": rows, "span_days": span, "days_with_rows": active_days},
+        "duckdb_read_seconds": read_seconds,
+        **ingest,
+        "ratio_to_read": first_run / read_seconds,
+    }
+    print(f"{span} days ({active_days} with rows): ingest {first_run:.1f}s,"
+          f" {payload['ratio_to_read']:.1f}x DuckDB's read ({read_seconds:.2f}s)")  # fmt: skip
+    path = write_results("history_ingest", payload, args.out)
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
