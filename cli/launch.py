@@ -246,7 +246,11 @@ def submit(location: Location, planned: Sequence[Planned]) -> None:
 
 
 class Follower:
-    """Starts (when this process is the queue) and follows runs, printing their steps."""
+    """Starts runs and follows them, printing their steps. ``launch``: this process is the
+    queue (no daemon serves it): each run is launched through the instance's run launcher,
+    within the queue's limits; else each is submitted to the queue, which starts it.
+    ``sequential``: one run at a time, in order, and none after a run that did not succeed
+    (an ingest, then the chain that reads it)."""
 
     def __init__(
         self,
@@ -255,16 +259,22 @@ class Follower:
         *,
         launch: bool,
         on_end: Callable[[Planned, dg.DagsterRun], None],
+        sequential: bool = False,
         out=sys.stdout,
         err=sys.stderr,
     ) -> None:
         self.location = location
         self.instance = location.instance
-        self.pending = list(planned) if launch else []
-        self.active = [] if launch else list(planned)
-        self.limit = run_limit(self.instance)
+        self.pending = list(planned)
+        self.active: list[Planned] = []
+        self.launch = launch
+        self.sequential = sequential
+        if sequential:
+            self.limit = 1
+        else:
+            self.limit = run_limit(self.instance) if launch else max(1, len(planned))
         self.on_end = on_end
-        self.several = len(planned) > 1
+        self.several = len(planned) > 1 and not sequential
         self.out, self.err = out, err
         self.waiting_noted: set[str] = set()
         self.queued_noted: set[str] = set()
@@ -276,18 +286,19 @@ class Follower:
     def run(self) -> None:
         try:
             while self.pending or self.active:
-                self._launch_what_fits()
+                self._start_what_fits()
                 for item in list(self.active):
                     run = self._drain(item)
                     if run is not None and run.is_finished:
                         self._drain(item)
                         self.active.remove(item)
                         self.on_end(item, run)
+                        if self.sequential and run.status != dg.DagsterRunStatus.SUCCESS:
+                            self._cancel_pending(f"not started: run {run.run_id[:8]} failed")
                 if self.pending or self.active:
                     time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
-            for item in self.pending:  # created, never started: nothing would ever start them
-                self.instance.report_run_canceled(item.run, "not started: recs was interrupted")
+            self._cancel_pending("not started: recs was interrupted")
             ids = ", ".join(item.run.run_id[:8] for item in self.active) or "none"
             print(
                 f"\nstopped following; started runs go on ({ids}): recs status, or the UI",
@@ -295,13 +306,23 @@ class Follower:
             )
             raise
 
-    def _launch_what_fits(self) -> None:
+    def _cancel_pending(self, why: str) -> None:
+        """Runs created and never started: nothing would ever start them."""
+        for item in self.pending:
+            self.instance.report_run_canceled(item.run, why)
+        self.pending = []
+
+    def _start_what_fits(self) -> None:
         while self.pending and len(self.active) < self.limit:
-            item = next((p for p in self.pending if not self._busy_day(p)), None)
+            candidates = self.pending[:1] if self.sequential else self.pending
+            item = next((p for p in candidates if not self.launch or not self._busy_day(p)), None)
             if item is None:
                 return
             self.pending.remove(item)
-            self.instance.launch_run(item.run.run_id, self.location.workspace)
+            if self.launch:
+                self.instance.launch_run(item.run.run_id, self.location.workspace)
+            else:
+                self.instance.submit_run(item.run.run_id, self.location.workspace)
             item.started_at = time.monotonic()
             self.active.append(item)
 

@@ -196,9 +196,13 @@ def _default_day() -> tuple[dt.date, str]:
     return newest, "the newest partition"
 
 
-def _launch(build: Callable, wait: bool, on_end: Callable, what: str) -> tuple[list, bool]:
+def _launch(
+    build: Callable, wait: bool, on_end: Callable, what: str, sequential: bool = False
+) -> tuple[list, bool]:
     """Create the runs (``build(location)`` -> planned runs), start them and, with ``wait``,
-    follow them to their end. Returns the planned runs and whether this process followed."""
+    follow them to their end (``sequential``: one after the other, stopping at a failure).
+    Without ``wait`` they are submitted to the run queue. Returns the planned runs and whether
+    this process followed them."""
     import dagster as dg
 
     from cli.launch import Follower, code_location, queue_served, run_limit, submit
@@ -207,20 +211,39 @@ def _launch(build: Callable, wait: bool, on_end: Callable, what: str) -> tuple[l
     click.echo(f"loading the code location to launch {what} ...", err=True)
     with code_location(instance) as location:
         planned = build(location)
-        served = queue_served(instance)
-        if served or not wait:
-            submit(location, planned)
         if not wait:
+            submit(location, planned)
             return planned, False
+        served = queue_served(instance)
         if served:
             click.echo("the run queue's daemon starts the runs")
         else:
+            at_once = "one at a time" if sequential else f"at most {run_limit(instance)} at once"
             click.echo(
-                "no daemon serves the run queue: recs starts the runs itself"
-                f" (at most {run_limit(instance)} at once, one per day)"
+                f"no daemon serves the run queue: recs starts the runs itself ({at_once},"
+                " one per day)"
             )
-        Follower(location, planned, launch=not served, on_end=on_end).run()
+        Follower(location, planned, launch=not served, on_end=on_end, sequential=sequential).run()
     return planned, True
+
+
+def _missing_window(day: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of ``day``'s training window (the deployment's window_days)
+    before it that raw_interactions has not ingested yet (None: all are)."""
+    import dagster as dg
+
+    from assets.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
+
+    first = max(
+        day - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1), dt.date.fromisoformat(PARTITION_START)
+    )
+    ingested = dg.DagsterInstance.get().get_materialized_partitions(dg.AssetKey("raw_interactions"))
+    missing = [
+        first + dt.timedelta(days=n)
+        for n in range((day - first).days)
+        if (first + dt.timedelta(days=n)).isoformat() not in ingested
+    ]
+    return (missing[0], missing[-1]) if missing else None
 
 
 def _day_verdicts(results: dict, print_failures: bool = True):
@@ -282,19 +305,11 @@ def ingest(start: dt.date | None, end: dt.date | None) -> None:
         return [Planned(label, location.create_run(INGEST_JOB, tags))]
 
     def on_end(item, run) -> None:
-        outcome["status"] = run.status.value
-        if run.status.value == "SUCCESS":
-            click.echo(f"ingested {label}: {_ingested(start, end)} (run {run.run_id[:8]})")
-        else:
-            import dagster as dg
-
-            from cli.days import run_info
-
-            outcome["reason"] = run_info(dg.DagsterInstance.get(), run).failure_text()
+        outcome["result"] = _ingest_outcome(item, run)
 
     _launch(build, True, on_end, f"the ingest of {label}")
-    if outcome.get("status") != "SUCCESS":
-        raise Failure(f"the ingest of {label} did not finish: {outcome.get('reason')}")
+    if outcome.get("result") is not True:
+        raise Failure(f"{outcome.get('result', 'the ingest of ' + label + ' did not end')}")
 
 
 def _ingested(start: dt.date, end: dt.date) -> str:
@@ -317,30 +332,71 @@ def _ingested(start: dt.date, end: dt.date) -> str:
 @click.option(
     "--retrain-only",
     is_flag=True,
-    help="Run retrain_days: leave the day's ingest as it is, retrain and republish.",
+    help="Run retrain_days: ingest nothing, retrain and republish D from the log ingested.",
 )
 @plain_errors
 def run(day: dt.date | None, model: str | None, retrain_only: bool) -> None:
-    """Materialise the daily chain for day D (the job daily_recommendations: ingest D, split,
-    graph, model selection, training, evaluation and the quality gate, publication) through the
-    code location, printing each step as it ends and, at the end, the day's verdict: scorer,
-    gate verdict, published or why not. Exits 1 when the day is not published."""
+    """Run the daily chain for day D through the code location: the days of D's window not
+    ingested yet first (one ingest_days run), then daily_recommendations for D (ingest D,
+    split, graph, model selection, training, evaluation and the quality gate, publication).
+    Each step is printed as it ends and, at the end, the day's verdict: scorer, gate verdict,
+    published or why not. Exits 1 when the day is not published."""
     setup()
-    from cli.launch import DAILY_JOB, RETRAIN_JOB, Planned
+    from cli.launch import (
+        DAILY_JOB,
+        INGEST_JOB,
+        RANGE_END_TAG,
+        RANGE_START_TAG,
+        RETRAIN_JOB,
+        Planned,
+    )
 
     if day is None:
         day, why = _default_day()
         click.echo(f"day {day} ({why})")
     job = RETRAIN_JOB if retrain_only else DAILY_JOB
+    missing = None if retrain_only else _missing_window(day)
     results: dict = {}
+    ingest: dict = {}
 
     def build(location):
-        return [Planned(day.isoformat(), location.day_run(job, day, _model_config(model)), day)]
+        planned = []
+        if missing is not None:
+            start, end = missing
+            click.echo(f"the window's days {start}..{end} are not ingested yet: ingesting first")
+            tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
+            planned.append(Planned(f"{start}..{end}", location.create_run(INGEST_JOB, tags)))
+        run = location.day_run(job, day, _model_config(model))
+        return planned + [Planned(day.isoformat(), run, day)]
 
-    _launch(build, True, _day_verdicts(results, print_failures=False), f"{job} for {day}")
+    verdict = _day_verdicts(results, print_failures=False)
+
+    def on_end(item, run) -> None:
+        if item.day is None:
+            ingest["outcome"] = _ingest_outcome(item, run)
+        else:
+            verdict(item, run)
+
+    _launch(build, True, on_end, f"{job} for {day}", sequential=True)
+    if ingest.get("outcome", True) is not True:
+        raise Failure(f"{ingest['outcome']}; {day} was not run")
     ok, state = results.get(day, (False, None))
     if not ok:
         raise Failure(_failure(state))
+
+
+def _ingest_outcome(item, run) -> str | bool:
+    """True after a successful ingest (its summary printed), else why it failed."""
+    if run.status.value == "SUCCESS":
+        start, _, end = item.label.partition("..")
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        click.echo(f"ingested {item.label}: {_ingested(first, last)} (run {run.run_id[:8]})")
+        return True
+    import dagster as dg
+
+    from cli.days import run_info
+
+    return f"the ingest of {item.label}: {run_info(dg.DagsterInstance.get(), run).failure_text()}"
 
 
 @recs.command(short_help="Backfill days FROM..TO, one run per day (--wait: follow them).")
@@ -349,23 +405,25 @@ def run(day: dt.date | None, model: str | None, retrain_only: bool) -> None:
 @click.option("--wait", is_flag=True, help="Follow the runs: each verdict, then a summary.")
 @click.option("--model", help="Pin the days' model (default: model selection's champion).")
 @click.option(
-    "--retrain-only",
+    "--ingest",
+    "with_ingest",
     is_flag=True,
-    help="Backfill retrain_days: nothing re-ingested (after recs ingest).",
+    help="Backfill daily_recommendations: each run ingests its own day first.",
 )
 @plain_errors
-def backfill(start: dt.date, end: dt.date, wait: bool, model: str | None, retrain_only: bool):
-    """Backfill daily_recommendations (or retrain_days) over FROM..TO through the code
-    location: one run per day, recorded as a backfill the UI lists. With --wait, each run's
-    steps and verdict are printed as it finishes, then a summary; the exit status is 1 when any
-    day failed or was not published."""
+def backfill(start: dt.date, end: dt.date, wait: bool, model: str | None, with_ingest: bool):
+    """Retrain, evaluate and republish the days FROM..TO from the log already ingested (the
+    job retrain_days; --ingest: daily_recommendations, each run ingesting its day) through the
+    code location: one run per day, recorded as a backfill the UI lists. With --wait, each
+    run's steps and verdict are printed as it finishes, then a summary; the exit status is 1
+    when any day failed or was not published. Without it the runs are queued for the daemon."""
     setup()
     from cli.launch import DAILY_JOB, RETRAIN_JOB, Planned, queue_served
 
     if start > end:
         raise Failure(f"--from {start} is after --to {end}", 2)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    job = RETRAIN_JOB if retrain_only else DAILY_JOB
+    job = DAILY_JOB if with_ingest else RETRAIN_JOB
     results: dict = {}
     ids = {}
 

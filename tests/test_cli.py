@@ -148,7 +148,7 @@ def test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_say
     text = output(ran)
     assert ran.returncode == 1, text
     assert "Traceback" not in text, text
-    assert re.search(r"^backfill \S+: daily_recommendations, 2 runs", ran.stdout, re.MULTILINE)
+    assert re.search(r"^backfill \S+: retrain_days, 2 runs", ran.stdout, re.MULTILINE)
     for day in days:
         # Each run's steps, then its verdict.
         assert f"  {day} model_evaluation     check beats_popularity failed (error)" in text
