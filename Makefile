@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The caller's own DAGSTER_HOME (empty: none), which `make ui` honours; every other target runs
+# on the project's.
+CALLER_DAGSTER_HOME := $(DAGSTER_HOME)
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
 .PHONY: setup run test ui lint clean postgres-binaries
@@ -32,15 +35,13 @@ postgres-binaries:
 		apt-get update -qq && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 \
 		|| DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }; fi
 
-# The instance's storage is created first, by one process (assets/instance.py says why). With
-# no deployment of your own configured, the UI opens on the demo that `make run` wrote.
+# `recs ui` (cli/main.py): the instance's storage created first by one process
+# (assets/instance.py says why), the demo's settings when no deployment is configured (no
+# recs.toml, RECS_CONFIG, RECS_LANDING_ROOT or RECS_WAREHOUSE), the caller's DAGSTER_HOME and
+# RECS_DATA_ROOT honoured, and a free port (said) when UI_PORT (3000) is taken.
+UI_PORT ?= 3000
 ui: setup
-	$(BIN)/python -m assets.instance
-	@if [ -z "$${RECS_CONFIG+set}$${RECS_LANDING_ROOT}$${RECS_WAREHOUSE}" ] && [ ! -f recs.toml ] \
-		&& [ -f data/demo/recs.toml ]; then \
-		echo "no deployment configured: the UI opens on the demo (RECS_CONFIG=data/demo/recs.toml)"; \
-		export RECS_CONFIG=data/demo/recs.toml; fi; \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	DAGSTER_HOME="$(CALLER_DAGSTER_HOME)" $(BIN)/recs ui --port $(UI_PORT)
 
 # The documentation site (mkdocs.yml): regenerate the pages code produces, then build strictly
 # into site/ (what tests/test_docs.py checks); `$(BIN)/mkdocs serve` browses it.

@@ -90,6 +90,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a small synthetic log (500 users, 250 items, 900 events a day): a quick check",
     )
     parser.add_argument(
+        "--selection-trials",
+        type=int,
+        default=None,
+        help="the demo's model selection: at most this many trials (default"
+        f" {DEMO_SELECTION['trials']} within {DEMO_SELECTION['budget_minutes']:g} minutes)",
+    )
+    parser.add_argument(
         "--own-logs",
         action="store_true",
         help="run the chain on your own logs (RECS_* / recs.toml) instead of the demo",
@@ -160,6 +167,8 @@ def _demo(args: argparse.Namespace) -> int:
     run_config = builtin_run_config()
     run_config["ops"]["trained_model"]["config"].update(_train_overrides(args))
     run_config["ops"]["model_selection"]["config"].update(DEMO_SELECTION)
+    if args.selection_trials:
+        run_config["ops"]["model_selection"]["config"]["trials"] = args.selection_trials
     return _run(resources, spec.start, spec.end, run_config)
 
 
@@ -172,8 +181,9 @@ def _configured_landing_root() -> Path:
 def _write_demo_config(root: Path, start: dt.date) -> None:
     """``data/demo/recs.toml``: the demo as a deployment, for ``RECS_CONFIG=... make ui``."""
     (root / "recs.toml").write_text(
-        "# Written by `python -m assets.main` (the demo). Browse it in the UI from a shell\n"
-        "# without RECS_* variables: RECS_CONFIG=data/demo/recs.toml make ui\n"
+        "# Written by the demo (`recs demo`, `make run`). With no deployment of your own\n"
+        "# configured, `recs status`, `recs show` and `recs ui` read this; otherwise point\n"
+        "# RECS_CONFIG at it: RECS_CONFIG=data/demo/recs.toml recs ui\n"
         f'partition_start = "{start.isoformat()}"\n\n'
         '[resources.log_source]\nlanding_root = "landing"\n\n'
         '[resources.warehouse]\ndatabase = "warehouse.duckdb"\n\n'
@@ -321,12 +331,15 @@ def _run(resources: dict, start: dt.date, end: dt.date, run_config: dict) -> int
             "SELECT max(as_of_date), count(DISTINCT user_id) FROM serving.latest_recommendations"
         ).fetchone()
     if not chain.success:
-        print("\nthe chain did not finish: see the run in the Dagster UI (quality gate or error)")
+        print(
+            "\nthe chain did not finish (quality gate or error): recs status says why, the run's"
+            " page in the UI (recs ui) shows it"
+        )
         return 1
     print(f"\npublished lists as of {latest[0]} for {latest[1]} users; the first three:")
     for user, model, items in published:
         print(f"  {user} [{model}]: {items}")
-    print("\nopen the UI on this state: make ui")
+    print("\nthe days' verdicts: recs status; the UI on this state: recs ui (or make ui)")
     return 0
 
 

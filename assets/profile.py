@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             "write the partition start and the window for every process (the schedule,"
-            " backfills, the UI): python -m assets.profile --write"
+            " backfills, the UI): recs profile --write"
         )
     if profile.warnings:
         print(

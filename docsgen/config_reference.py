@@ -40,6 +40,11 @@ TOP_LEVEL = {
         "The folder under which the warehouse, the artifacts, the landing files and the serving"
         " files live unless their own settings say otherwise.",
     ),
+    "dagster_home": (
+        "DAGSTER_HOME",
+        "The Dagster instance's home (runs, event logs, schedules), which `recs` exports as"
+        " `DAGSTER_HOME` to every process it starts; a `DAGSTER_HOME` already set wins.",
+    ),
 }
 # Variables that configure a process rather than a setting of the code location.
 PROCESS_VARIABLES = {
@@ -226,6 +231,7 @@ def _top_level(lines: list[str]) -> None:
     defaults = {
         "partition_start": _code(BUILTIN_PARTITION_START),
         "data_root": "`data` (in the project)",
+        "dagster_home": "`dagster_home` (in the project)",
     }
     rows = []
     for key in TOP_LEVEL_KEYS:

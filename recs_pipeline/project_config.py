@@ -6,6 +6,9 @@ overrides (``RECS_CONFIG=`` set to the empty string reads none). Format (TOML), 
 config::
 
     partition_start = "1996-03-29"      # the first daily partition (written by the profile)
+    dagster_home = "dagster_home"        # the Dagster instance's home, which the `recs` command
+                                         # exports as DAGSTER_HOME (default: dagster_home/ in
+                                         # the project; a DAGSTER_HOME already set wins)
 
     [ops.interaction_split]              # any setting of ops.<op>.config in the launchpad
     window_days = 365
@@ -52,7 +55,7 @@ from pydantic import TypeAdapter, ValidationError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_ENV = "RECS_CONFIG"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "recs.toml"
-TOP_LEVEL_KEYS = ("partition_start", "data_root")
+TOP_LEVEL_KEYS = ("partition_start", "data_root", "dagster_home")
 # Values that are paths: resolved against the file's folder when relative.
 PATH_KEYS = {
     ("resources", "log_source", "landing_root"),
@@ -60,6 +63,7 @@ PATH_KEYS = {
     ("resources", "warehouse", "serving_root"),
     ("resources", "artifacts", "root"),
     ("data_root",),
+    ("dagster_home",),
 }
 
 
@@ -166,8 +170,9 @@ def check_value(
 
 
 def check_top_level(name: str, value: Any, *, env: str | None = None) -> Any:
-    """A top-level setting (``partition_start``: a date, ``data_root``: a path) checked, from
-    the file (a TOML date or a "YYYY-MM-DD" string) or its environment variable; as a string."""
+    """A top-level setting (``partition_start``: a date; ``data_root``, ``dagster_home``: paths)
+    checked, from the file (a TOML date or a "YYYY-MM-DD" string) or its environment variable;
+    as a string."""
     if name == "partition_start":
         text = value.isoformat() if type(value) is dt.date else value
         try:

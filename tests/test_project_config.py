@@ -338,6 +338,7 @@ BAD_FILE = [
     ("partition_start = 20260101\n", r"partition_start = 20260101 .* must be a date YYYY-MM-DD"),
     ('partition_start = "2026-13-01"\n', r"partition_start = '2026-13-01' .* must be a date"),
     ("data_root = 5\n", r"data_root = 5 .* must be a string"),
+    ("dagster_home = 5\n", r"dagster_home = 5 .* must be a string"),
     (
         '[ops.recommendations]\nindex = "annoy"\n',  # the run-config name, not the core's (kind)
         r"\[ops.recommendations\]: index must be one of auto, exact, ivf, not 'annoy'",

@@ -1,0 +1,413 @@
+"""Runs launched through the code location, as the UI and the schedule launch them, and followed
+in the terminal until they end.
+
+The code location is the project's ``workspace.yaml`` (location ``recs_pipeline``), loaded in a
+code server as ``dagster dev`` loads it: each run is a run of one of its jobs with the
+repository's origin, so the UI lists it on the job's Runs tab and can re-execute it, and its
+worker loads the code (and ``recs.toml``) itself. A backfill is recorded as Dagster's
+``dagster job backfill`` records one (*Overview → Backfills*), its runs tagged with its id.
+
+Who starts the runs: the instance's run queue (``QueuedRunCoordinator`` in ``dagster.yaml``)
+when a daemon serves it (``recs ui`` and ``recs daemon`` start one; its heartbeat is checked),
+so the queue's limits apply (four runs at once, one per day). With no daemon alive, a command
+that waits starts them itself through the instance's run launcher, within the same limits: at
+most ``max_concurrent_runs`` at once and never a second run of a day that has one in progress.
+``recs backfill`` without ``--wait`` queues its runs either way, and says so when no daemon is
+there to start them.
+
+While runs go, each finished step is printed (done, FAILED with its error's message, skipped),
+with the steps' warnings and errors and failing checks; each run ends with its verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from cli.days import IN_PROGRESS, PARTITION_TAG, first_line
+from cli.environment import WORKSPACE
+
+LOCATION = "recs_pipeline"
+DAILY_JOB = "daily_recommendations"
+RETRAIN_JOB = "retrain_days"
+INGEST_JOB = "ingest_days"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+# The queue's daemon counts as alive while its heartbeat is this recent.
+DAEMON_HEARTBEAT_SECONDS = 60.0
+POLL_SECONDS = 1.0
+
+
+class LaunchError(RuntimeError):
+    """The code location does not load, or a run cannot be created; the message says why."""
+
+
+@dataclasses.dataclass
+class Planned:
+    """A run to start and follow: ``label`` prefixes its lines when several run at once."""
+
+    label: str
+    run: dg.DagsterRun
+    day: dt.date | None = None  # the day whose lists it makes (None: an ingest)
+    cursor: str | None = None
+    started_at: float | None = None
+
+
+@dataclasses.dataclass
+class Location:
+    instance: dg.DagsterInstance
+    workspace: object  # WorkspaceRequestContext
+    location: object  # CodeLocation
+    repository: object  # RemoteRepository
+
+    def remote_job(self, name: str):
+        return self.repository.get_full_job(name)
+
+    def create_run(
+        self, job_name: str, tags: Mapping[str, str], run_config: Mapping | None = None
+    ) -> dg.DagsterRun:
+        """A run of ``job_name`` (not started), as ``dagster job launch`` creates one."""
+        from dagster._cli.job import _create_run
+
+        return _create_run(
+            instance=self.instance,
+            code_location=self.location,
+            remote_repo=self.repository,
+            remote_job=self.remote_job(job_name),
+            run_config=dict(run_config or {}),
+            tags=dict(tags),
+            op_selection=None,
+            run_id=None,
+        )
+
+    def partition_tags(self, job_name: str, day: dt.date) -> dict[str, str]:
+        from dagster._core.remote_representation.external_data import PartitionTagsSnap
+
+        tags = self.location.get_partition_tags_from_repo(
+            self.repository.handle, job_name, day.isoformat(), self.instance
+        )
+        if not isinstance(tags, PartitionTagsSnap):
+            raise LaunchError(f"no partition {day} of {job_name}: {tags.error.message.strip()}")
+        return dict(tags.tags)
+
+    def day_run(self, job_name: str, day: dt.date, run_config: Mapping | None) -> dg.DagsterRun:
+        return self.create_run(job_name, self.partition_tags(job_name, day), run_config)
+
+    def backfill_runs(
+        self, job_name: str, days: Sequence[dt.date], run_config: Mapping | None
+    ) -> tuple[str, list[dg.DagsterRun]]:
+        """A job backfill over ``days``, recorded as ``dagster job backfill`` records one: one
+        run per day, each tagged with the backfill's id. Returns the id and the runs."""
+        from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+        from dagster._core.execution.job_backfill import create_backfill_run
+        from dagster._core.utils import make_new_backfill_id
+        from dagster._time import get_current_timestamp
+        from dagster._utils.merger import deep_merge_dicts
+
+        remote_job = self.remote_job(job_name)
+        partition_set = next(
+            ps for ps in self.repository.get_partition_sets() if ps.job_name == job_name
+        )
+        names = [day.isoformat() for day in days]
+        backfill = PartitionBackfill(
+            backfill_id=make_new_backfill_id(),
+            partition_set_origin=partition_set.get_remote_origin(),
+            # Recorded as done once its runs exist: a requested job backfill would be picked up
+            # by the daemon's backfill loop, which would create the runs a second time.
+            status=BulkActionStatus.REQUESTED,
+            partition_names=names,
+            from_failure=False,
+            reexecution_steps=None,
+            tags={},
+            backfill_timestamp=get_current_timestamp(),
+        )
+        params = self.location.get_partition_set_execution_params(
+            repository_handle=self.repository.handle,
+            partition_set_name=partition_set.name,
+            partition_names=names,
+            instance=self.instance,
+        )
+        if not hasattr(params, "partition_data"):
+            raise LaunchError(f"cannot backfill {job_name}: {params.error.message.strip()}")
+        runs = []
+        for data in params.partition_data:
+            config = deep_merge_dicts(dict(data.run_config or {}), dict(run_config or {}))
+            run = create_backfill_run(
+                self.workspace,
+                self.instance,
+                self.location,
+                remote_job,
+                partition_set,
+                backfill,
+                data.name,
+                data.tags or {},
+                config,
+            )
+            runs.append(run)
+        self.instance.add_backfill(
+            backfill.with_status(BulkActionStatus.COMPLETED).with_end_timestamp(
+                get_current_timestamp()
+            )
+        )
+        return backfill.backfill_id, runs
+
+
+def server_log() -> Path:
+    """Where the code server this command starts, and the run workers it starts, write their
+    own output (Dagster's console log of every event): the terminal gets the steps' lines."""
+    path = Path(os.environ["DAGSTER_HOME"]) / "logs" / "recs-code-server.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _output_of_children_to(path: Path) -> Iterator[None]:
+    """Processes started meanwhile inherit ``path`` as their stdout and stderr."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+@contextlib.contextmanager
+def code_location(instance: dg.DagsterInstance) -> Iterator[Location]:
+    """The project's code location, loaded in a code server from ``workspace.yaml``."""
+    from dagster import __version__
+    from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
+
+    opts = WorkspaceOpts(workspace=(str(WORKSPACE),))
+    with contextlib.ExitStack() as stack:
+        with _output_of_children_to(server_log()):
+            workspace = stack.enter_context(
+                get_workspace_from_cli_opts(instance, __version__, opts, log_level="warning")
+            )
+        error = workspace.get_code_location_error(LOCATION)
+        if error is not None:
+            raise LaunchError(f"the code location {LOCATION} does not load: {_load_error(error)}")
+        location = workspace.get_code_location(LOCATION)
+        repository = next(iter(location.get_repositories().values()))
+        yield Location(instance, workspace, location, repository)
+
+
+def _load_error(error) -> str:
+    """The innermost cause of a code location's load error (a setting's message, say)."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return first_line(error.message) or "see the UI's code location page"
+
+
+def daemon_alive(instance: dg.DagsterInstance) -> bool:
+    beat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
+    return beat is not None and time.time() - beat.timestamp < DAEMON_HEARTBEAT_SECONDS
+
+
+def queue_served(instance: dg.DagsterInstance) -> bool:
+    """Whether a submitted run starts without this process: a daemon serves the run queue,
+    or the instance has no queue (its coordinator launches at once)."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    return not isinstance(instance.run_coordinator, QueuedRunCoordinator) or daemon_alive(instance)
+
+
+def run_limit(instance: dg.DagsterInstance) -> int:
+    """The queue's ``max_concurrent_runs`` (``concurrency.runs`` in ``dagster.yaml``)."""
+    queue = instance.get_concurrency_config().run_queue_config
+    limit = queue.max_concurrent_runs if queue is not None else 1
+    return limit if limit and limit > 0 else 1
+
+
+def submit(location: Location, planned: Sequence[Planned]) -> None:
+    for item in planned:
+        location.instance.submit_run(item.run.run_id, location.workspace)
+
+
+# --- following runs ---------------------------------------------------------------------------
+
+
+class Follower:
+    """Starts runs and follows them, printing their steps. ``launch``: this process is the
+    queue (no daemon serves it): each run is launched through the instance's run launcher,
+    within the queue's limits; else each is submitted to the queue, which starts it.
+    ``sequential``: one run at a time, in order, and none after a run that did not succeed
+    (an ingest, then the chain that reads it)."""
+
+    def __init__(
+        self,
+        location: Location,
+        planned: Sequence[Planned],
+        *,
+        launch: bool,
+        on_end: Callable[[Planned, dg.DagsterRun], None],
+        sequential: bool = False,
+        out=sys.stdout,
+        err=sys.stderr,
+    ) -> None:
+        self.location = location
+        self.instance = location.instance
+        self.pending = list(planned)
+        self.active: list[Planned] = []
+        self.launch = launch
+        self.sequential = sequential
+        if sequential:
+            self.limit = 1
+        else:
+            self.limit = run_limit(self.instance) if launch else max(1, len(planned))
+        self.on_end = on_end
+        self.several = len(planned) > 1 and not sequential
+        self.out, self.err = out, err
+        self.waiting_noted: set[str] = set()
+        self.queued_noted: set[str] = set()
+
+    def _print(self, item: Planned, text: str, error: bool = False) -> None:
+        prefix = f"  {item.label} " if self.several else "  "
+        print(prefix + text, file=self.err if error else self.out, flush=True)
+
+    def run(self) -> None:
+        try:
+            while self.pending or self.active:
+                self._start_what_fits()
+                for item in list(self.active):
+                    run = self._drain(item)
+                    if run is not None and run.is_finished:
+                        self._drain(item)
+                        self.active.remove(item)
+                        self.on_end(item, run)
+                        if self.sequential and run.status != dg.DagsterRunStatus.SUCCESS:
+                            self._cancel_pending(f"not started: run {run.run_id[:8]} failed")
+                if self.pending or self.active:
+                    time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            self._cancel_pending("not started: recs was interrupted")
+            ids = ", ".join(item.run.run_id[:8] for item in self.active) or "none"
+            print(
+                f"\nstopped following; started runs go on ({ids}): recs status, or the UI",
+                file=self.err,
+            )
+            raise
+
+    def _cancel_pending(self, why: str) -> None:
+        """Runs created and never started: nothing would ever start them."""
+        for item in self.pending:
+            self.instance.report_run_canceled(item.run, why)
+        self.pending = []
+
+    def _start_what_fits(self) -> None:
+        while self.pending and len(self.active) < self.limit:
+            candidates = self.pending[:1] if self.sequential else self.pending
+            item = next((p for p in candidates if not self.launch or not self._busy_day(p)), None)
+            if item is None:
+                return
+            self.pending.remove(item)
+            if self.launch:
+                self.instance.launch_run(item.run.run_id, self.location.workspace)
+            else:
+                self.instance.submit_run(item.run.run_id, self.location.workspace)
+            item.started_at = time.monotonic()
+            self.active.append(item)
+
+    def _busy_day(self, item: Planned) -> bool:
+        """Another run of the item's day is in progress (the queue's one-run-per-day limit)."""
+        key = item.run.tags.get(PARTITION_TAG)
+        if key is None:
+            return False
+        ours = {p.run.run_id for p in self.active}
+        others = [
+            r
+            for r in self.instance.get_run_records(
+                dg.RunsFilter(tags={PARTITION_TAG: key}, statuses=_statuses(IN_PROGRESS))
+            )
+            if r.dagster_run.run_id not in ours and r.dagster_run.run_id != item.run.run_id
+        ]
+        if others and item.run.run_id not in self.waiting_noted:
+            self.waiting_noted.add(item.run.run_id)
+            self._print(item, f"waiting for run {others[0].dagster_run.run_id[:8]} of {key} to end")
+        return bool(others)
+
+    def _drain(self, item: Planned) -> dg.DagsterRun | None:
+        """Print the run's new events; returns the run as it stands."""
+        run = self.instance.get_run_by_id(item.run.run_id)
+        while True:
+            connection = self.instance.get_records_for_run(
+                item.run.run_id, cursor=item.cursor, limit=500
+            )
+            for record in connection.records:
+                self._event(item, record.event_log_entry)
+            if connection.cursor:
+                item.cursor = connection.cursor
+            if not connection.has_more:
+                break
+        if (
+            run is not None
+            and run.status == dg.DagsterRunStatus.QUEUED
+            and item.run.run_id not in self.queued_noted
+        ):
+            self.queued_noted.add(item.run.run_id)
+            self._print(item, "queued: the daemon starts it when the queue's limits allow")
+        return run
+
+    def _event(self, item: Planned, entry) -> None:
+        event = entry.dagster_event
+        step = entry.step_key or "run"
+        if event is None:
+            abandoned = _ABANDONED.match(entry.user_message or "")
+            if abandoned:
+                upstream = re.sub(r"[\[\]']", "", abandoned["steps"])
+                self._print(item, f"{step:<20} skipped: {upstream} {abandoned['what']}")
+            elif entry.level >= logging.WARNING:
+                level = logging.getLevelName(entry.level).lower()
+                self._print(item, f"{step:<20} {level}: {entry.user_message}", error=True)
+            return
+        kind = event.event_type.name
+        if kind == "RUN_START":
+            self._print(item, f"run {item.run.run_id[:8]} started")
+        elif kind == "STEP_SUCCESS":
+            seconds = event.event_specific_data.duration_ms / 1000
+            self._print(item, f"{step:<20} done in {seconds:.1f}s")
+        elif kind == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            message = first_line(error.message) if error is not None else "failed"
+            self._print(item, f"{step:<20} FAILED: {message}", error=True)
+        elif kind == "STEP_SKIPPED":
+            self._print(item, f"{step:<20} skipped")
+        elif kind == "ASSET_CHECK_EVALUATION":
+            check = event.event_specific_data
+            if not check.passed:
+                self._print(
+                    item,
+                    f"{step:<20} check {check.check_name} failed"
+                    f" ({check.severity.value.lower()}): {check.description or ''}",
+                    error=check.severity == dg.AssetCheckSeverity.ERROR,
+                )
+        elif kind == "ENGINE_EVENT" and entry.level >= logging.ERROR:
+            self._print(item, f"{step:<20} error: {first_line(entry.message)}", error=True)
+
+
+# Dagster's line for a step whose upstream failed (dagster/_core/execution/plan/active.py).
+_ABANDONED = re.compile(
+    r"Dependencies for step \S+ (?P<what>failed|were not executed): (?P<steps>\[.*?\])"
+)
+
+
+def _statuses(names: Sequence[str]) -> list[dg.DagsterRunStatus]:
+    return [dg.DagsterRunStatus(name) for name in names]

@@ -1,0 +1,608 @@
+"""``recs``: the pipeline's one command (``recs --help``; each subcommand has its own ``--help``).
+
+Every subcommand first settles the environment (``cli/environment.py``): the project config file
+(``RECS_CONFIG``, else ``./recs.toml``, else the project's) and the Dagster instance's home
+(``DAGSTER_HOME``, else ``dagster_home`` in that file, else ``dagster_home/`` in the project),
+both exported to every process it starts, so that no shell needs exports and no run goes to an
+ephemeral instance. Failures end with a plain ``error: ...`` line and a non-zero status: 1 for a
+run or a day that failed (a quality gate block is such a reason), 2 for a setting or an
+instance that is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from cli.environment import WORKSPACE, Environment, configure
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Failure(click.ClickException):
+    """A plain reason on stderr (``error: ...``) and an exit status, no stack trace."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _plain_errors() -> dict[type[BaseException], int]:
+    """Errors whose message is the whole story, with the exit status each gives."""
+    from assets.instance import InstanceConfigError, InstanceCorrupted
+    from cli.days import NotPublished
+    from cli.launch import LaunchError
+    from recs_pipeline.logs import LogConfigError
+    from recs_pipeline.project_config import DeploymentSettingError
+    from recs_pipeline.warehouse import WarehouseLockTimeout
+
+    return {
+        NotPublished: 1,
+        WarehouseLockTimeout: 1,
+        LaunchError: 2,
+        LogConfigError: 2,
+        DeploymentSettingError: 2,
+        InstanceConfigError: 2,
+        InstanceCorrupted: 2,
+    }
+
+
+def plain_errors(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            for kind, code in _plain_errors().items():
+                if isinstance(error, kind):
+                    raise Failure(str(error), code) from None
+            raise
+
+    return wrapper
+
+
+def setup(use_demo: bool = True, prepare: bool = True) -> Environment:
+    """The environment (module docstring), its choices said on stderr; ``prepare``: the
+    instance's storage created or checked (assets/instance.py)."""
+    environment = configure(use_demo=use_demo)
+    for note in environment.notes:
+        click.echo(note, err=True)
+    if prepare:
+        from cli.environment import prepare_instance
+
+        prepare_instance(environment, log=lambda line: click.echo(line, err=True))
+    return environment
+
+
+class Day(click.ParamType):
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a day (YYYY-MM-DD)", param, ctx)
+
+
+DAY = Day()
+
+
+@click.group(context_settings=CONTEXT)
+def recs() -> None:
+    """recs-pipeline: the daily recommender, one command per step.
+
+    Settings come from recs.toml (RECS_CONFIG, else ./recs.toml, else the project's; RECS_*
+    variables override it). Runs are recorded in the Dagster instance in DAGSTER_HOME, else
+    recs.toml's dagster_home, else dagster_home/ in the project: the UI shows them.
+    """
+
+
+# --- the demo and the log ---------------------------------------------------------------------
+
+
+@recs.command(short_help="Run the demo: synthetic logs, the whole chain, metrics and lists.")
+@click.option("--small", is_flag=True, help="A small log (500 users, 250 items): a quick check.")
+@click.option("--days", type=click.IntRange(min=1), help="Days of synthetic log (default 60).")
+@click.option("--model", help="Pin the day's model (default: model selection's champion).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum training epochs.")
+@click.option("--trials", type=click.IntRange(min=1), help="Model selection's trials (default 8).")
+@plain_errors
+def demo(small: bool, days: int | None, model: str | None, epochs: int | None, trials) -> None:
+    """Run the demo, as `make run` does: write a synthetic click log under {data root}/demo,
+    ingest it, run the chain for its newest day and print the metrics and a few published
+    lists. It ignores the deployment's log settings and never writes into a landing root."""
+    setup(use_demo=False, prepare=False)  # the demo prepares the instance itself
+    from assets.main import main
+
+    argv = ["--small"] if small else []
+    for flag, value in (
+        ("--days", days),
+        ("--model", model),
+        ("--epochs", epochs),
+        ("--selection-trials", trials),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    code = main(argv)
+    if code:
+        sys.exit(code)
+
+
+@recs.command(short_help="Profile the log: days, users, items; suggest a window (--write).")
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Write partition_start, window_days and test_days into recs.toml.",
+)
+@click.option("--no-scores", is_flag=True, help="Skip the baselines' scores of each window.")
+@click.option("--min-train-events", type=int, default=5, show_default=True)
+@click.option("--min-test-users", type=int, default=100, show_default=True)
+@plain_errors
+def profile(write: bool, no_scores: bool, min_train_events: int, min_test_users: int) -> None:
+    """Profile the log the deployment's log_source settings match: events, users and items per
+    day, empty days, a suggested window_days, test_days and partition start. --write stores
+    them in recs.toml, read by every process (the schedule, backfills, the UI)."""
+    setup(use_demo=False, prepare=False)
+    from assets.profile import main
+
+    argv = ["--min-train-events", str(min_train_events), "--min-test-users", str(min_test_users)]
+    argv += ["--write"] if write else []
+    argv += ["--no-scores"] if no_scores else []
+    code = main(argv)
+    if code:
+        sys.exit(code)
+
+
+# --- runs through the code location -----------------------------------------------------------
+
+
+def _model_config(model: str | None) -> dict:
+    return {"ops": {"trained_model": {"config": {"model": model}}}} if model else {}
+
+
+def _default_day() -> tuple[dt.date, str]:
+    """The newest day worth running: the log's last day, or the newest partition (yesterday,
+    UTC) when the log goes on past it."""
+    from assets.definitions import deployment_defaults
+    from assets.partitions import daily_partitions
+    from recs_pipeline.logs import LogConfigError
+    from recs_pipeline.profile import all_files, profile_log
+    from resources import LogSource
+
+    newest = dt.date.fromisoformat(daily_partitions.get_last_partition_key())
+    source = LogSource(**deployment_defaults("log_source"))
+    try:
+        files = all_files(source.landing_root, source.path_pattern)
+        last = profile_log(files, source.log_format(), scores=False).last_day
+    except (LogConfigError, ValueError, OSError) as error:
+        click.echo(f"the log's last day is unknown ({error}): the newest partition", err=True)
+        return newest, "the newest partition"
+    if last < newest:
+        return last, "the log's last day"
+    return newest, "the newest partition"
+
+
+def _launch(
+    build: Callable, wait: bool, on_end: Callable, what: str, sequential: bool = False
+) -> tuple[list, bool]:
+    """Create the runs (``build(location)`` -> planned runs), start them and, with ``wait``,
+    follow them to their end (``sequential``: one after the other, stopping at a failure).
+    Without ``wait`` they are submitted to the run queue. Returns the planned runs and whether
+    this process followed them."""
+    import dagster as dg
+
+    from cli.launch import Follower, code_location, queue_served, run_limit, submit
+
+    instance = dg.DagsterInstance.get()
+    click.echo(f"loading the code location to launch {what} ...", err=True)
+    with code_location(instance) as location:
+        planned = build(location)
+        if not wait:
+            submit(location, planned)
+            return planned, False
+        served = queue_served(instance)
+        if served:
+            click.echo("the run queue's daemon starts the runs")
+        else:
+            at_once = "one at a time" if sequential else f"at most {run_limit(instance)} at once"
+            click.echo(
+                f"no daemon serves the run queue: recs starts the runs itself ({at_once},"
+                " one per day)"
+            )
+        Follower(location, planned, launch=not served, on_end=on_end, sequential=sequential).run()
+    return planned, True
+
+
+def _missing_window(day: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of ``day``'s training window (the deployment's window_days)
+    before it that raw_interactions has not ingested yet (None: all are)."""
+    import dagster as dg
+
+    from assets.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
+
+    first = max(
+        day - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1), dt.date.fromisoformat(PARTITION_START)
+    )
+    ingested = dg.DagsterInstance.get().get_materialized_partitions(dg.AssetKey("raw_interactions"))
+    missing = [
+        first + dt.timedelta(days=n)
+        for n in range((day - first).days)
+        if (first + dt.timedelta(days=n)).isoformat() not in ingested
+    ]
+    return (missing[0], missing[-1]) if missing else None
+
+
+def _day_verdicts(results: dict, print_failures: bool = True):
+    """An ``on_end`` printing each day's verdict (``print_failures``: a failed one too, on
+    stderr); records in ``results`` whether the day is served after its run."""
+    deployments = []  # made at the first verdict: its imports overlap nothing then
+
+    def on_end(item, run) -> None:
+        if not deployments:
+            from cli.days import Deployment
+
+            deployments.append(Deployment())
+        state = deployments[0].state(item.day)
+        ok = run.status.value == "SUCCESS" and state.published
+        results[item.day] = (ok, state)
+        if ok:
+            click.echo(f"ok {state.verdict()}")
+        elif print_failures:
+            click.echo(f"FAILED {state.verdict()}", err=True)
+        note = state.note()
+        if note and (ok or print_failures):
+            click.echo(f"  note: {note}", err=not ok)
+
+    return on_end
+
+
+def _failure(state) -> str:
+    """Why a day whose run failed is not (newly) published: its verdict, or the failure."""
+    if state is None:
+        return "no verdict: the run did not end"
+    if state.published:
+        return f"{state.day}: {state.note()}"
+    return state.verdict()
+
+
+@recs.command(short_help="Ingest a range of days of raw_interactions in one run.")
+@click.option("--from", "start", type=DAY, help="First day (default: the partitions' first).")
+@click.option("--to", "end", type=DAY, help="Last day (default: the log's last day).")
+@plain_errors
+def ingest(start: dt.date | None, end: dt.date | None) -> None:
+    """Ingest the days FROM..TO of the deployment's log into raw_interactions: one run of the
+    job ingest_days through the code location (every row to the partition of its day),
+    followed to its end. Nothing downstream runs: recs run / recs backfill do."""
+    setup()
+    from assets.partitions import PARTITION_START
+    from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
+
+    if end is None:
+        end, why = _default_day()
+        click.echo(f"to {end} ({why})")
+    start = start or dt.date.fromisoformat(PARTITION_START)
+    if start > end:
+        raise Failure(f"--from {start} is after --to {end}", 2)
+    label = f"{start}..{end}"
+    outcome = {}
+
+    def build(location):
+        tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
+        return [Planned(label, location.create_run(INGEST_JOB, tags))]
+
+    def on_end(item, run) -> None:
+        outcome["result"] = _ingest_outcome(item, run)
+
+    _launch(build, True, on_end, f"the ingest of {label}")
+    if outcome.get("result") is not True:
+        raise Failure(f"{outcome.get('result', 'the ingest of ' + label + ' did not end')}")
+
+
+def _ingested(start: dt.date, end: dt.date) -> str:
+    from cli.days import Deployment
+
+    with Deployment().read() as con:
+        if con is None:
+            return "no warehouse"
+        events, days = con.execute(
+            """SELECT count(*), count(DISTINCT event_date) FROM raw.interactions
+               WHERE event_date BETWEEN ? AND ?""",
+            [start, end],
+        ).fetchone()
+    return f"{events:,} events on {days} of {(end - start).days + 1} days"
+
+
+@recs.command(short_help="Run the daily chain for one day; print each step and the verdict.")
+@click.option("--day", type=DAY, help="The day D (default: the log's last day, else yesterday).")
+@click.option("--model", help="Pin the day's model (default: model selection's champion).")
+@click.option(
+    "--retrain-only",
+    is_flag=True,
+    help="Run retrain_days: ingest nothing, retrain and republish D from the log ingested.",
+)
+@plain_errors
+def run(day: dt.date | None, model: str | None, retrain_only: bool) -> None:
+    """Run the daily chain for day D through the code location: the days of D's window not
+    ingested yet first (one ingest_days run), then daily_recommendations for D (ingest D,
+    split, graph, model selection, training, evaluation and the quality gate, publication).
+    Each step is printed as it ends and, at the end, the day's verdict: scorer, gate verdict,
+    published or why not. Exits 1 when the day is not published."""
+    setup()
+    from cli.launch import (
+        DAILY_JOB,
+        INGEST_JOB,
+        RANGE_END_TAG,
+        RANGE_START_TAG,
+        RETRAIN_JOB,
+        Planned,
+    )
+
+    if day is None:
+        day, why = _default_day()
+        click.echo(f"day {day} ({why})")
+    job = RETRAIN_JOB if retrain_only else DAILY_JOB
+    missing = None if retrain_only else _missing_window(day)
+    results: dict = {}
+    ingest: dict = {}
+
+    def build(location):
+        planned = []
+        if missing is not None:
+            start, end = missing
+            click.echo(f"the window's days {start}..{end} are not ingested yet: ingesting first")
+            tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
+            planned.append(Planned(f"{start}..{end}", location.create_run(INGEST_JOB, tags)))
+        run = location.day_run(job, day, _model_config(model))
+        return planned + [Planned(day.isoformat(), run, day)]
+
+    verdict = _day_verdicts(results, print_failures=False)
+
+    def on_end(item, run) -> None:
+        if item.day is None:
+            ingest["outcome"] = _ingest_outcome(item, run)
+        else:
+            verdict(item, run)
+
+    _launch(build, True, on_end, f"{job} for {day}", sequential=True)
+    if ingest.get("outcome", True) is not True:
+        raise Failure(f"{ingest['outcome']}; {day} was not run")
+    ok, state = results.get(day, (False, None))
+    if not ok:
+        raise Failure(_failure(state))
+
+
+def _ingest_outcome(item, run) -> str | bool:
+    """True after a successful ingest (its summary printed), else why it failed."""
+    if run.status.value == "SUCCESS":
+        start, _, end = item.label.partition("..")
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        click.echo(f"ingested {item.label}: {_ingested(first, last)} (run {run.run_id[:8]})")
+        return True
+    import dagster as dg
+
+    from cli.days import run_info
+
+    return f"the ingest of {item.label}: {run_info(dg.DagsterInstance.get(), run).failure_text()}"
+
+
+@recs.command(short_help="Backfill days FROM..TO, one run per day (--wait: follow them).")
+@click.option("--from", "start", type=DAY, required=True, help="First day.")
+@click.option("--to", "end", type=DAY, required=True, help="Last day.")
+@click.option("--wait", is_flag=True, help="Follow the runs: each verdict, then a summary.")
+@click.option("--model", help="Pin the days' model (default: model selection's champion).")
+@click.option(
+    "--ingest",
+    "with_ingest",
+    is_flag=True,
+    help="Backfill daily_recommendations: each run ingests its own day first.",
+)
+@plain_errors
+def backfill(start: dt.date, end: dt.date, wait: bool, model: str | None, with_ingest: bool):
+    """Retrain, evaluate and republish the days FROM..TO from the log already ingested (the
+    job retrain_days; --ingest: daily_recommendations, each run ingesting its day) through the
+    code location: one run per day, recorded as a backfill the UI lists. With --wait, each
+    run's steps and verdict are printed as it finishes, then a summary; the exit status is 1
+    when any day failed or was not published. Without it the runs are queued for the daemon."""
+    setup()
+    from cli.launch import DAILY_JOB, RETRAIN_JOB, Planned, queue_served
+
+    if start > end:
+        raise Failure(f"--from {start} is after --to {end}", 2)
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    job = DAILY_JOB if with_ingest else RETRAIN_JOB
+    results: dict = {}
+    ids = {}
+
+    def build(location):
+        ids["backfill"], runs = location.backfill_runs(job, days, _model_config(model))
+        click.echo(f"backfill {ids['backfill']}: {job}, {len(runs)} runs ({start} .. {end})")
+        return [Planned(day.isoformat(), run, day) for day, run in zip(days, runs, strict=True)]
+
+    planned, followed = _launch(build, wait, _day_verdicts(results), f"{job} for {start}..{end}")
+    if not followed:
+        import dagster as dg
+
+        served = queue_served(dg.DagsterInstance.get())
+        click.echo(f"queued {len(planned)} runs; their verdicts: recs status")
+        if not served:
+            click.echo(
+                "no daemon serves the run queue: the runs start when one does (recs ui, or"
+                " recs daemon), or run this with --wait",
+                err=True,
+            )
+        return
+    failed = [(day, state) for day, (ok, state) in sorted(results.items()) if not ok]
+    click.echo(
+        f"backfill {ids['backfill']}: {len(days) - len(failed)} of {len(days)} days published"
+    )
+    if failed:
+        days_failed = ", ".join(str(day) for day, _ in failed)
+        raise Failure(f"{len(failed)} of {len(days)} days failed ({days_failed}): see above")
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+@recs.command(short_help="The latest days: scorer, gate verdict, published or why not.")
+@click.option("--days", "count", type=click.IntRange(min=1), default=7, show_default=True)
+@plain_errors
+def status(count: int) -> None:
+    """The latest days anything happened to (published, evaluated or run), newest first: the
+    scorer, the quality gate's verdict, and whether the day is published or why not (the gate
+    blocked it, its run failed at a step, a run is in progress, never run)."""
+    setup()
+    from cli.days import Deployment
+
+    deployment = Deployment()
+    days = deployment.known_days()[-count:]
+    if not days:
+        click.echo("no day has run yet: recs demo, or recs ingest and recs run")
+        return
+    click.echo(f"{'day':<12}{'scorer':<12}{'gate':<30}published")
+    for state in reversed(deployment.states(days)):
+        click.echo(
+            f"{state.day!s:<12}{state.scorer:<12}{state.gate_text():<30}{state.published_text()}"
+        )
+        note = state.note()
+        if note:
+            click.echo(f"{'':<12}note: {note}")
+
+
+@recs.command(short_help="A user's published list (ids as published: strings).")
+@click.argument("user")
+@click.option("--day", type=DAY, help="The day (default: the newest published day).")
+@plain_errors
+def show(user: str, day: dt.date | None) -> None:
+    """USER's published list, read as applications read it (published.duckdb; the lake for a
+    DuckLake warehouse): rank, item id (a string, as in the log) and score, and whether the
+    list is the popularity fallback. A day without a publication says why."""
+    setup()
+    from cli.days import Deployment
+    from recs_pipeline.daily import GATE_BASELINE
+
+    deployment = Deployment()
+    day, rows = deployment.published_list(user, day)
+    model = rows[0][3]
+    if model == GATE_BASELINE:
+        state = deployment.state(day)
+        headline = f"the popularity fallback: {deployment.fallback_reason(state)}"
+    else:
+        headline = f"scored by {model}"
+    click.echo(f"{user} on {day}, {headline}")
+    click.echo(f"{'rank':>4}  {'item_id':<16}score")
+    for rank, item, score, _ in rows:
+        click.echo(f"{rank:>4}  {item:<16}{score:.4f}")
+
+
+# --- the UI, the daemon, the doctor -----------------------------------------------------------
+
+
+def free_port(host: str, wanted: int) -> int:
+    """``wanted`` when nothing listens there, else a free port the system picks."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, wanted))
+            return wanted
+        except OSError:
+            pass
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _exec(program: str, *args: str) -> None:
+    """Replace this process with the venv's ``program`` (the environment exported)."""
+    executable = str(Path(sys.executable).parent / program)
+    os.chdir(WORKSPACE.parent)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(executable, [executable, *args])
+
+
+@recs.command(short_help="The Dagster UI (dagster dev: webserver and daemon) on this deployment.")
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only by default.")
+@plain_errors
+def ui(port: int, host: str) -> None:
+    """Start `dagster dev` on the project's workspace with this deployment's settings (the
+    demo's when none is configured) and DAGSTER_HOME as chosen above, the caller's own
+    DAGSTER_HOME and RECS_DATA_ROOT honoured. When PORT is taken (another dagster dev), a free
+    port is used instead, and said."""
+    environment = setup()
+    chosen = free_port(host, port)
+    if chosen != port:
+        click.echo(f"port {port} is busy (another dagster dev?): using port {chosen}")
+    click.echo(
+        f"Dagster UI on http://{host}:{chosen} (DAGSTER_HOME={environment.home};"
+        f" settings: {environment.config or 'built-in defaults'})"
+    )
+    _exec("dagster", "dev", "-w", str(WORKSPACE), "-h", host, "-p", str(chosen))
+
+
+@recs.command(short_help="The Dagster daemon alone: the run queue, the schedule, backfills.")
+@plain_errors
+def daemon() -> None:
+    """Start `dagster-daemon run` on the project's workspace with this deployment's settings
+    and DAGSTER_HOME: it starts queued runs (recs backfill without --wait), the daily schedule
+    when it is on, and the UI's backfills. `recs ui` starts one with the webserver."""
+    environment = setup()
+    click.echo(f"Dagster daemon on {environment.home}")
+    _exec("dagster-daemon", "run", "-w", str(WORKSPACE))
+
+
+@recs.command(short_help="Check the instance and the warehouse's copies; --repair fixes them.")
+@click.option("--repair", is_flag=True, help="Repair what disagrees, then check again.")
+@plain_errors
+def doctor(repair: bool) -> None:
+    """Check the Dagster instance (one schema version; dead runs reaped) and that the copies
+    kept outside the warehouse agree with it: the serving files applications read and each
+    day's pinned published_model.pt. --repair stamps a corrupted instance and re-exports or
+    re-pins what disagrees. Exit status 1 while anything still disagrees."""
+    environment = setup(prepare=False)
+    from assets.instance import InstanceCorrupted, prepare_instance, repair_instance
+
+    problems = 0
+    try:
+        if repair:
+            repaired = repair_instance(environment.home)
+            if repaired:
+                click.echo(f"instance: repaired {', '.join(repaired)}")
+        prepare_instance(environment.home, log=lambda line: click.echo(line, err=True))
+        click.echo(f"instance: ok ({environment.home})")
+    except InstanceCorrupted as error:
+        click.echo(f"instance: {error}", err=True)
+        problems += 1
+    from assets.definitions import deployment_defaults
+
+    database = deployment_defaults("warehouse")["database"]
+    shared = bool(str(deployment_defaults("warehouse").get("catalog") or "").strip())
+    if not shared and database != ":memory:" and not Path(database).exists():
+        click.echo(f"warehouse: none yet at {database} (nothing ingested)")
+    else:
+        from assets.doctor import main
+
+        problems += main(["--repair"] if repair else [])
+    if problems:
+        sys.exit(1)
+
+
+def main() -> None:
+    recs()
+
+
+if __name__ == "__main__":
+    main()

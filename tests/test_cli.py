@@ -1,0 +1,218 @@
+"""The installed ``recs`` command (issue 28, "No single command, and the terminal hides
+failures"), run as a user runs it: the console script in a real process, on a deployment of its
+own (a temporary data root, its settings in a recs.toml that also names the Dagster home, no
+DAGSTER_HOME exported).
+
+One small demo is run once for the module and read by the checks after it; the backfill then
+runs two more days through the code location (its runs started by ``recs`` itself: no daemon).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECS = Path(sys.executable).parent / "recs"
+SUBCOMMANDS = (
+    "demo",
+    "profile",
+    "ingest",
+    "run",
+    "backfill",
+    "status",
+    "show",
+    "ui",
+    "daemon",
+    "doctor",
+)
+
+
+def environment(**settings: str) -> dict[str, str]:
+    """The caller's environment without any deployment setting or Dagster home; this
+    checkout's code first on the path (the console script imports the installed project)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("RECS_") and key != "DAGSTER_HOME"
+    }
+    return env | {"PYTHONPATH": str(ROOT)} | settings
+
+
+def recs(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    if not RECS.exists():
+        pytest.fail(f"no {RECS}: install the project (pip install -e .) for its console script")
+    return subprocess.run(
+        [str(RECS), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def output(ran: subprocess.CompletedProcess) -> str:
+    return ran.stdout + ran.stderr
+
+
+def test_every_subcommand_has_help_and_a_one_line_summary():
+    env = environment()
+    ran = recs("--help", env=env)
+    assert ran.returncode == 0, output(ran)
+    listed = dict(re.findall(r"^  (\w+)\s+(\S.*)$", ran.stdout.split("Commands:")[1], re.MULTILINE))
+    assert set(listed) == set(SUBCOMMANDS), ran.stdout
+    for command in SUBCOMMANDS:
+        ran = recs(command, "--help", env=env)
+        assert ran.returncode == 0, output(ran)
+        assert ran.stdout.startswith(f"Usage: recs {command} "), ran.stdout
+        assert len(ran.stdout.splitlines()) > 3, ran.stdout
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """The demo (``recs demo --small``) in a temporary data root, then a deployment reading its
+    data: the landing files, warehouse and artifacts the demo wrote, a quick model selection,
+    and the Dagster home ``home/`` named in the file."""
+    root = tmp_path_factory.mktemp("recs_cli")
+    demo_config = root / "demo.toml"
+    demo_config.write_text('dagster_home = "home"\n')
+    config = root / "recs.toml"
+    config.write_text(
+        'dagster_home = "home"\n\n'
+        '[resources.log_source]\nlanding_root = "data/demo/landing"\n\n'
+        '[resources.warehouse]\ndatabase = "data/demo/warehouse.duckdb"\n\n'
+        '[resources.artifacts]\nroot = "data/demo/artifacts"\n\n'
+        '[ops.model_selection]\ntrials = 2\ncandidates = ["popularity", "gfcf"]\n'
+    )
+    env = environment(RECS_DATA_ROOT=str(root / "data"), RECS_CONFIG=str(demo_config))
+    started = time.perf_counter()
+    ran = recs("demo", "--small", "--days", "12", "--model", "gfcf", "--trials", "2", env=env)
+    print(f"recs demo --small: {time.perf_counter() - started:.1f}s")
+    assert ran.returncode == 0, output(ran)
+    day = dt.date.fromisoformat(re.search(r"published lists as of (\S+)", ran.stdout)[1])
+    return SimpleNamespace(root=root, env=env | {"RECS_CONFIG": str(config)}, day=day, demo=ran)
+
+
+def test_the_demo_is_recorded_in_the_home_recs_toml_names(deployment):
+    runs = deployment.root / "home" / "history" / "runs.db"
+    assert runs.exists(), output(deployment.demo)
+    with sqlite3.connect(runs) as con:
+        (recorded,) = con.execute("SELECT count(*) FROM runs").fetchone()
+    assert recorded == 2  # the ingest and the chain
+
+
+def test_show_prints_a_users_published_list_and_says_when_it_is_the_fallback(deployment):
+    ran = recs("show", "u000000", env=deployment.env)
+    assert ran.returncode == 0, output(ran)
+    assert f"u000000 on {deployment.day}, scored by gfcf" in ran.stdout
+    ranks = re.findall(r"^\s+(\d+)\s+(i\d+)\s+[\d.]+$", ran.stdout, re.MULTILINE)
+    assert [int(rank) for rank, _ in ranks] == list(range(1, 21)), ran.stdout
+
+    database = deployment.root / "data" / "demo" / "serving" / "published.duckdb"
+    with duckdb.connect(str(database), read_only=True) as con:
+        (fallback_user,) = con.execute(
+            "SELECT min(user_id) FROM serving.latest_recommendations WHERE model = 'popularity'"
+        ).fetchone()
+    ran = recs("show", fallback_user, "--day", str(deployment.day), env=deployment.env)
+    assert ran.returncode == 0, output(ran)
+    assert "the popularity fallback: the model does not know this user" in ran.stdout
+
+
+def test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_says_it(
+    deployment,
+):
+    days = [deployment.day - dt.timedelta(days=n) for n in (2, 1)]
+    started = time.perf_counter()
+    # Popularity pinned: it cannot beat itself, so the gate blocks both days.
+    ran = recs(
+        "backfill",
+        "--from",
+        str(days[0]),
+        "--to",
+        str(days[1]),
+        "--wait",
+        "--model",
+        "popularity",
+        env=deployment.env,
+        timeout=600,
+    )
+    print(f"recs backfill --wait, 2 days: {time.perf_counter() - started:.1f}s")
+    text = output(ran)
+    assert ran.returncode == 1, text
+    assert "Traceback" not in text, text
+    assert re.search(r"^backfill \S+: retrain_days, 2 runs", ran.stdout, re.MULTILINE)
+    for day in days:
+        # Each run's steps, then its verdict.
+        assert f"  {day} model_evaluation     check beats_popularity failed (error)" in text
+        assert f"  {day} recommendations      skipped: model_evaluation failed" in text
+        assert (
+            f"FAILED {day}: scorer popularity, gate failed (lift +0.0%); not published: the"
+            f" quality gate blocked {day}: the model is popularity itself" in ran.stderr
+        ), text
+    assert "0 of 2 days published" in ran.stdout
+    assert f"error: 2 of 2 days failed ({days[0]}, {days[1]})" in ran.stderr
+
+    # The reader's error on a day the gate blocked says so, and where to look.
+    ran = recs("show", "u000000", "--day", str(days[1]), env=deployment.env)
+    assert ran.returncode == 1, output(ran)
+    assert ran.stderr.startswith(f"error: nothing published for {days[1]}"), ran.stderr
+    assert f"the quality gate blocked {days[1]}" in ran.stderr
+    assert "recs status" in ran.stderr
+    assert "does not exist" not in ran.stderr and "Traceback" not in ran.stderr
+
+    # The latest days: the demo's day published, the two blocked, each with its reason.
+    ran = recs("status", env=deployment.env)
+    assert ran.returncode == 0, output(ran)
+    lines = {line[:10]: line for line in ran.stdout.splitlines()}
+    assert re.match(
+        rf"{deployment.day}\s+gfcf\s+passed \(lift \+[\d.]+%\)\s+yes, \d+ users",
+        lines[str(deployment.day)],
+    ), ran.stdout
+    for day in days:
+        assert re.match(
+            rf"{day}\s+popularity\s+failed \(lift \+0.0%\)\s+no: the quality gate blocked {day}:",
+            lines[str(day)],
+        ), ran.stdout
+
+
+def test_ui_takes_a_free_port_when_the_one_asked_for_is_busy(tmp_path):
+    home = tmp_path / "caller_home"
+    env = environment(DAGSTER_HOME=str(home), RECS_CONFIG="", RECS_DATA_ROOT=str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = subprocess.Popen(
+            [str(RECS), "ui", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        lines = []
+        try:
+            while not lines or not lines[-1].startswith(("Dagster UI on", "error")):
+                line = process.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+    text = "".join(lines)
+    moved = re.search(rf"port {port} is busy \(another dagster dev\?\): using port (\d+)", text)
+    assert moved, text
+    assert int(moved[1]) != port
+    # The caller's DAGSTER_HOME is honoured (given its dagster.yaml).
+    assert f"DAGSTER_HOME={home.resolve()}" in text, text
+    assert (home / "dagster.yaml").exists()
