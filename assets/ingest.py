@@ -14,7 +14,13 @@ from assets.partitions import daily_partitions
 from assets.settings import check_run_config
 from assets.tables import row_count, table_metadata
 from recs_pipeline.console import days_summary, progress_bar
-from recs_pipeline.logs import IngestInterrupted, IngestReport, ingest_days, ingest_history
+from recs_pipeline.logs import (
+    IngestInterrupted,
+    IngestReport,
+    export_fingerprint,
+    ingest_days,
+    ingest_history,
+)
 from resources import LogSource, Warehouse
 
 
@@ -57,6 +63,8 @@ with warnings.catch_warnings():
     )
 
 # A day that accepted nothing fails (ERROR); an abnormal quarantine rate warns.
+#: The metadata key naming the history export a day was ingested from.
+FINGERPRINT = "export_fingerprint"
 #: Ranges up to this many days log a line per day; longer ones one summary line.
 PER_DAY_LINES = 7
 
@@ -240,6 +248,9 @@ def raw_interactions(
     run_metadata: dict = {"days_without_files": empty_days}
     if history:
         run_metadata["run_rows_outside_range"] = outside
+        # Which export these days came from: a later run over an unchanged export skips them
+        # (pending_days).
+        run_metadata[FINGERPRINT] = export_fingerprint(export)
     yield dg.MaterializeResult(metadata=run_metadata, check_results=check_results)
     if context.has_partition_key:
         return
@@ -279,3 +290,26 @@ def range_summary(reports: list[IngestReport]) -> str:
         more = f" and {len(quarantined) - 10} more" if len(quarantined) > 10 else ""
         line += f" (on {shown}{more}; the days' checks say why)"
     return line
+
+
+def pending_days(
+    instance: dg.DagsterInstance, log_source: LogSource, first: dt.date, last: dt.date
+) -> tuple[list[dt.date], str]:
+    """The days of ``first..last`` an ingest must (re)write, and why: the days never ingested;
+    for a history export, every day of the range when the export changed since the last ingest
+    (its fingerprint: each file's path, size and modification time). An unchanged export whose
+    days are all ingested gives none, so a re-run costs nothing."""
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    key = dg.AssetKey("raw_interactions")
+    ingested = instance.get_materialized_partitions(key)
+    missing = [day for day in days if day.isoformat() not in ingested]
+    if not log_source.is_history_export() or len(missing) == len(days):
+        return missing, "not ingested yet"
+    [latest] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key), limit=1
+    ).records
+    recorded = latest.asset_materialization.metadata.get(FINGERPRINT)
+    current = export_fingerprint(log_source.export_files())
+    if recorded is None or recorded.value != current:
+        return days, "the export changed since the last ingest"
+    return missing, "not ingested yet"

@@ -227,23 +227,24 @@ def _launch(
     return planned, True
 
 
-def _missing_window(day: dt.date) -> tuple[dt.date, dt.date] | None:
+def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
     """The first and last day of ``day``'s training window (the deployment's window_days)
-    before it that raw_interactions has not ingested yet (None: all are)."""
+    before it that raw_interactions must (re)ingest, and why (None: none):
+    :func:`assets.ingest.pending_days`."""
     import dagster as dg
 
+    from assets.definitions import default_resources
+    from assets.ingest import pending_days
     from assets.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
 
     first = max(
         day - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1), dt.date.fromisoformat(PARTITION_START)
     )
-    ingested = dg.DagsterInstance.get().get_materialized_partitions(dg.AssetKey("raw_interactions"))
-    missing = [
-        first + dt.timedelta(days=n)
-        for n in range((day - first).days)
-        if (first + dt.timedelta(days=n)).isoformat() not in ingested
-    ]
-    return (missing[0], missing[-1]) if missing else None
+    if first >= day:
+        return None
+    source = default_resources()["log_source"]
+    pending, why = pending_days(dg.DagsterInstance.get(), source, first, day - dt.timedelta(days=1))
+    return (pending[0], pending[-1], why) if pending else None
 
 
 def _day_verdicts(results: dict, print_failures: bool = True):
@@ -362,8 +363,8 @@ def run(day: dt.date | None, model: str | None, retrain_only: bool) -> None:
     def build(location):
         planned = []
         if missing is not None:
-            start, end = missing
-            click.echo(f"the window's days {start}..{end} are not ingested yet: ingesting first")
+            start, end, why = missing
+            click.echo(f"the window's days {start}..{end}: {why}; ingesting them first")
             tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
             planned.append(Planned(f"{start}..{end}", location.create_run(INGEST_JOB, tags)))
         run = location.day_run(job, day, _model_config(model))

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import glob
+import hashlib
 import os
 import string
 import time
@@ -780,6 +781,16 @@ def ingest_days(
         if on_day is not None:
             on_day(report)
     return reports
+
+
+def export_fingerprint(files: Sequence[str]) -> str:
+    """A history export's identity without reading it: every file's path, size and
+    modification time (what ``make`` and ``rsync`` compare). A re-export changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def ingest_history(

@@ -372,3 +372,27 @@ def test_malformed_lines_and_control_characters_in_an_export_are_quarantined(con
     assert (d1.accepted, d2.accepted) == (1, 1)
     assert d1.reasons == {"control character in user id": 1, "malformed CSV line 4": 1}
     assert report.rows_in == 4 == d1.rows_in + d2.rows_in
+
+
+def test_days_ingested_from_an_unchanged_export_are_not_read_again(tmp_path):
+    """Issue 28: `--own-logs` (and `recs run`) re-ingested the whole window on every run. The
+    days already ingested from the same export are now skipped; a re-export (another size or
+    modification time) re-ingests the window, and a day never ingested is ingested."""
+    import os
+
+    from assets.ingest import pending_days
+
+    landing = tmp_path / "land"
+    export = write(landing / "ratings.csv", MOVIELENS)
+    instance = dg.DagsterInstance.ephemeral()
+    source = LogSource(landing_root=str(landing), **ML_SOURCE)
+    assert pending_days(instance, source, D1, D3) == ([D1, D2, D3], "not ingested yet")
+    assert materialize(landing, tmp_path / "w.duckdb", [D1, D2], instance, **ML_SOURCE).success
+    assert pending_days(instance, source, D1, D2) == ([], "not ingested yet")
+    assert pending_days(instance, source, D1, D3) == ([D3], "not ingested yet")
+    stat = export.stat()
+    os.utime(export, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # re-exported
+    assert pending_days(instance, source, D1, D2) == (
+        [D1, D2],
+        "the export changed since the last ingest",
+    )

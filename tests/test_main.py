@@ -47,11 +47,13 @@ def test_demo_and_own_logs_leave_the_landing_root_byte_for_byte_unchanged(tmp_pa
         "from assets.main import main\n"
         f"print('demo exit', main({list(TINY_DEMO)!r} + ['--model', 'popularity']), flush=True)\n"
         "print('own exit', main(['--own-logs', '--to', '2016-01-10', '--model', 'popularity']))\n"
+        "print('again exit', main(['--own-logs', '--to', '2016-01-10', '--model', 'popularity']))\n"
     )
     ran = fresh_process(both, env | {"RECS_WAREHOUSE": str(tmp_path / "mine.duckdb")})
     out = ran.stdout + ran.stderr
     assert snapshot(landing) == before, out
     demo, own = out.split("demo exit")
+    own, again = own.split("own exit")
     assert "chain for" in demo, out
     demo_root = tmp_path / "data" / "demo"
     assert (demo_root / "landing" / "items.csv").exists()
@@ -60,6 +62,9 @@ def test_demo_and_own_logs_leave_the_landing_root_byte_for_byte_unchanged(tmp_pa
     assert "ingested 5 days" in own, out
     assert "chain for 2016-01-10" in own, out
     assert (tmp_path / "mine.duckdb").exists()
+    # A second run over the unchanged export reads nothing again (issue 28).
+    assert "every day ingested from this export already" in again, out
+    assert "ingested 5 days" not in again and "chain for 2016-01-10" in again, out
 
 
 def test_the_demo_refuses_a_data_root_overlapping_the_landing_root(tmp_path):
