@@ -60,6 +60,19 @@ FILTER_SHARE = 0.4
 MIN_VALIDATION_USERS = 20
 
 
+#: A trained candidate's search parameter: learn from the first phase's best filter (its
+#: name) or not (NO_TEACHER).
+STUDENT = "distill"
+NO_TEACHER = "none"
+
+
+def student_params(teacher: str, teacher_params: dict) -> dict:
+    """The TrainConfig settings that make a trained model ``teacher``'s student: the teacher's
+    top items as rank-weighted extra positives (``distill_ranked``)."""
+    return {"distill": teacher, "distill_params": dict(teacher_params) or None,
+            "distill_ranked": True}  # fmt: skip
+
+
 class SelectionError(ValueError):
     """A selection setting is wrong; the message names it and what is allowed."""
 
@@ -341,12 +354,16 @@ class _Search:
         budget_seconds: float,
         budget_ends: float,
         log: Log,
+        teacher: tuple[str, dict] | None = None,
     ) -> None:
         self.graph, self.seed, self.k, self.train = graph, seed, k, train
         self.val_users, self.val_fraction = val_users, val_fraction
         self.item_features = item_features
         # budget_ends is wall-clock time (time.time()): the one clock every worker reads.
         self.budget_seconds, self.budget_ends = budget_seconds, budget_ends
+        # The best training-free trial of the first phase, (model, settings): a trained
+        # candidate may be its student (distilled from its top items; Trial.params say so).
+        self.teacher = teacher
         self.log = log
         self.held = ValidationSlice.carve(graph, val_users, seed, val_fraction)
         self.users, self.carve_ts = self.held.users, self.held.carve_ts
@@ -386,6 +403,10 @@ class _Search:
         model = trial.suggest_categorical("model", models)
         cls = TRAINING_FREE.get(model) or MODELS[model]
         params = _suggest(trial, model, cls.search_space)
+        if model not in TRAINING_FREE and self.teacher is not None:
+            teacher, teacher_params = self.teacher
+            if trial.suggest_categorical(f"{model}.{STUDENT}", [NO_TEACHER, teacher]) == teacher:
+                params |= student_params(teacher, teacher_params)
         trial.set_user_attr("params", params)
         if model in TRAINING_FREE:
             recall, ndcg = self.score(self.filters.fit(model, params).scores)
@@ -528,7 +549,13 @@ def select(
             load_if_exists=True,
         )
         _fail_stale_trials(study)
-        done = {(t.params.get("model"), _key(t.user_attrs.get("params", {}))) for t in study.trials}
+        # What the study has tried, in its own (suggested) parameters: a student's settings
+        # beyond its teacher's name are derived, not searched.
+        done = {
+            (t.params.get("model"), _key({n.split(".", 1)[1]: v for n, v in t.params.items()
+                                          if n != "model"}))
+            for t in study.trials
+        }  # fmt: skip
         for model, params in first:
             if model in models and (model, _key(params)) not in done:
                 done.add((model, _key(params)))
@@ -584,9 +611,16 @@ def select(
             )
             first_phase = [_trial(t) for t in head]
             best_filter = _best(first_phase)
-            # The filters' defaults ran in the first phase: their best stands for them.
+            # The filters' defaults ran in the first phase: their best stands for them. It is
+            # also the teacher a trained candidate may learn from: the trained models'
+            # defaults are tried plain, then the first one as its student, then TPE proposes.
             queue = [(best_filter.model, best_filter.params)] if best_filter else []
-            queue += [(model, params) for model, params in first if model in trained]
+            plain = {STUDENT: NO_TEACHER} if best_filter else {}
+            queue += [(model, params | plain) for model, params in first if model in trained]
+            if best_filter:
+                teacher = (best_filter.model, dict(best_filter.params))
+                settings["teacher"] = search.teacher = teacher
+                queue.append((trained[0], default_params(trained[0]) | {STUDENT: teacher[0]}))
             cap = None if max_trials is None else max_trials - len(head)  # the first phase's
             tail = run_study(study_name, candidates, budget_seconds, cap, queue, offset=len(head))
             trials = first_phase + [_trial(t, offset=len(head)) for t in tail]

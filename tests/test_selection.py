@@ -225,6 +225,35 @@ def test_the_filters_search_first_so_a_long_training_run_cannot_starve_them():
     assert "lightgcn" in {t.model for t in by_number[head:]}
 
 
+def test_a_student_of_the_best_filter_is_a_candidate_and_its_settings_reach_training():
+    """Issue 25, item 1: the trained candidates include students distilled from the best
+    training-free candidate. After the filters' phase, the first trained model is tried at its
+    defaults plain and as the best filter's student; a student's settings are TrainConfig's
+    (distill, distill_params, distill_ranked), so a student champion trains as one."""
+    import dataclasses
+
+    result = select(
+        community_graph(),
+        candidates=("popularity", "gfcf", "lightgcn"),
+        budget_seconds=600,
+        val_users=200,
+        max_trials=6,
+        train=QUICK_TRAIN,
+        log=lambda _: None,
+    )
+    head = [t for t in result.trials if t.number < int(6 * selection_module.FILTER_SHARE)]
+    best_filter = max(head, key=lambda t: t.recall)
+    lightgcn = sorted((t for t in result.trials if t.model == "lightgcn"), key=lambda t: t.number)
+    plain, student = lightgcn[0], lightgcn[1]
+    assert "distill" not in plain.params
+    assert student.params["distill"] == best_filter.model
+    assert student.params["distill_ranked"] is True
+    assert (student.params["distill_params"] or {}) == best_filter.params
+    assert student.state == "COMPLETE" and student.recall is not None
+    config = dataclasses.replace(QUICK_TRAIN, model="lightgcn", **student.params)
+    assert config.distill == best_filter.model
+
+
 def test_too_few_test_users_is_insufficient_evidence_and_the_champion_is_published():
     from recs_pipeline.daily import INSUFFICIENT, PASSED, GateResult, gate_verdict
 
