@@ -1,5 +1,5 @@
 """What the catalog shows about every asset besides its data: owner, tags, and the freshness
-policy of the published table."""
+policy of what is live (live_recommendations)."""
 
 import datetime as dt
 

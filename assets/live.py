@@ -24,7 +24,7 @@ import dagster as dg
 
 from assets.catalog import OWNERS, PUBLICATION_FRESHNESS, tags
 from assets.model import champion_line, comparison_table, headline_metrics
-from assets.tables import COLUMN_SCHEMA, ROW_COUNT, TABLE_NAME, column_schema
+from assets.tables import ROW_COUNT, TABLE_NAME
 from recs_pipeline.artifacts import SELECTION, ArtifactError
 from recs_pipeline.daily import NO_TEST_USERS, GateResult
 from recs_pipeline.models import TRAINING_FREE
@@ -38,23 +38,18 @@ live_recommendations = dg.AssetSpec(
     deps=["recommendations"],
     group_name="serving",
     description=(
-        "What is live: the day applications are served (serving.latest_recommendations, the"
-        " newest published day), its scorer and settings, how the scorer was chosen"
-        " (model_selection, pinned by the run config, a training-free baseline that beat the"
-        " trained models on validation, the default, or the popularity fallback of a day"
-        " without test users), the quality gate's verdict, the published model's sha256, and"
-        " the test metrics beside every baseline's with the lifts (in percent). Reported by the"
-        " recommendations step whose publication makes a newer day live; a backfill or re-run"
-        " of an older day leaves it as it is. The freshness policy is on this asset: it fails"
-        " when no newer day went live within the 24 hours before 08:00 UTC."
+        "What applications are served now: the live day (serving.latest_recommendations), its"
+        " scorer and how it was chosen, the gate's verdict, the model's sha256 and the test"
+        " metrics beside every baseline with the lifts. It moves only when a publication makes"
+        " a newer day live (a backfill or re-run of an older day leaves it), and carries the"
+        " freshness policy."
     ),
     owners=OWNERS,
     tags=tags("serving"),
     kinds={"duckdb"},
-    metadata={
-        TABLE_NAME: "serving.latest_recommendations",
-        COLUMN_SCHEMA: column_schema("serving.recommendations"),
-    },
+    # The view it describes; its columns are recommendations' (not repeated here, so that the
+    # overview opens on what is live).
+    metadata={TABLE_NAME: "serving.latest_recommendations"},
     freshness_policy=PUBLICATION_FRESHNESS,
 )
 
@@ -126,8 +121,8 @@ def how_chosen(
         ]
         if served in TRAINING_FREE and beaten:
             return "baseline", (
-                f"the training-free baseline {served} serves instead of the trained model(s) it"
-                f" beat on validation Recall@{selection.k}: {served} {selection.recall:.4f} vs "
+                f"{served} beat the trained models on validation Recall@{selection.k} and serves"
+                f" in their place: {served} {selection.recall:.4f} vs "
                 + ", ".join(f"{trial.model} {trial.recall:.4f}" for trial in beaten)
             )
         return "model_selection", champion_line(selection, reused_from).removeprefix(
