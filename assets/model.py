@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -18,11 +19,13 @@ from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, SELECTION, SPLIT, ArtifactProgress
 from recs_pipeline.console import progress_bar
 from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
+    FAILED,
     GATE_BASELINE,
     INSUFFICIENT,
     NO_TEST_USERS,
     PASSED,
     POPULARITY_CHOSEN,
+    GateError,
     config_hash,
     gate_verdict,
     item_features,
@@ -121,34 +124,88 @@ def rounded(value: float) -> float:
     return round(float(value), 4)
 
 
+# The metrics a reader looks for first: named as the papers do, they lead the metadata table
+# (insertion order) and the Plots (which the UI sorts by label: capitals before lowercase).
+HEADLINE = (("recall", 20), ("ndcg", 20))
+METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "hitrate": "HitRate"}
+
+
+def headline_label(metric: str, k: int) -> str:
+    return f"{METRIC_NAMES[metric]}@{k}"
+
+
+def lift_percent(model: float, baseline: float) -> float | None:
+    """The model's lift over a baseline in percent (12.5: the model scores 12.5% more), two
+    decimals; None where the baseline scores 0 or either score is undefined."""
+    if math.isnan(model) or not baseline > 0:
+        return None
+    return round((model / baseline - 1) * 100, 2)
+
+
+def baselines_of(results: dict, model_name: str) -> list[str]:
+    return [name for name in results if name != model_name]
+
+
+def _score(results: dict, name: str, metric: str, k: int) -> float:
+    return float(results[name].get((metric, k), math.nan))
+
+
+def headline_metrics(results: dict, model_name: str) -> dict:
+    """The model's Recall@20 and NDCG@20, then each baseline's score (``gfcf_recall@20``)
+    beside the model's lift over it in percent (``lift_vs_gfcf_recall@20_%``). ``results``:
+    {scorer: {(metric, k): value}}, the model's and the baselines' on the test fold."""
+    entries = {
+        headline_label(metric, k): rounded(_score(results, model_name, metric, k))
+        for metric, k in HEADLINE
+    }
+    for baseline in baselines_of(results, model_name):
+        for metric, k in HEADLINE:
+            score = _score(results, baseline, metric, k)
+            entries[f"{baseline}_{metric}@{k}"] = rounded(score)
+            entries[f"lift_vs_{baseline}_{metric}@{k}_%"] = lift_percent(
+                _score(results, model_name, metric, k), score
+            )
+    return entries
+
+
+def other_metrics(results: dict, model_name: str) -> dict:
+    """Every other metric@K: the model's (``model_precision@10``, ...) first, then each
+    baseline's under its name (``popularity_precision@10``, ...)."""
+    return {
+        f"{'model' if name == model_name else name}_{metric}@{k}": rounded(
+            _score(results, name, metric, k)
+        )
+        for name in results
+        for metric in METRICS
+        for k in KS
+        if (metric, k) not in HEADLINE
+    }
+
+
 def comparison_table(results: dict, model_name: str) -> dg.TableMetadataValue:
-    """One row per metric@K: the model's value, each baseline's, and the model's lift over
-    popularity (model / popularity - 1; empty where popularity scores 0)."""
-    baselines = [name for name in results if name != model_name]
+    """One row per metric@K: the model's value, then each baseline's beside the model's lift
+    over it in percent (empty where the baseline scores 0)."""
+    baselines = baselines_of(results, model_name)
     columns = [dg.TableColumn("metric", "string", description="metric@K on the test fold")]
     columns.append(dg.TableColumn("model", "float", description=f"the model ({model_name})"))
-    columns += [dg.TableColumn(b, "float", description=f"baseline {b}") for b in baselines]
-    columns.append(
-        dg.TableColumn(
-            "lift_vs_popularity", "float", description="model / popularity - 1 (0.25: +25%)"
+    for b in baselines:
+        columns.append(dg.TableColumn(b, "float", description=f"baseline {b}"))
+        columns.append(
+            dg.TableColumn(
+                f"lift_vs_{b}_%",
+                "float",
+                description=f"the model's lift over {b} in percent (model / {b} - 1, x 100)",
+            )
         )
-    )
     rows = []
     for metric in METRICS:
         for k in KS:
-            model = results[model_name][(metric, k)]
-            popularity = results[GATE_BASELINE][(metric, k)]
-            lift = model / popularity - 1 if popularity > 0 and not math.isnan(model) else None
-            rows.append(
-                dg.TableRecord(
-                    {
-                        "metric": f"{metric}@{k}",
-                        "model": rounded(model),
-                        **{b: rounded(results[b][(metric, k)]) for b in baselines},
-                        "lift_vs_popularity": None if lift is None else rounded(lift),
-                    }
-                )
-            )
+            model = _score(results, model_name, metric, k)
+            row = {"metric": f"{metric}@{k}", "model": rounded(model)}
+            for b in baselines:
+                row[b] = rounded(_score(results, b, metric, k))
+                row[f"lift_vs_{b}_%"] = lift_percent(model, _score(results, b, metric, k))
+            rows.append(dg.TableRecord(row))
     return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=columns))
 
 
@@ -441,13 +498,15 @@ def model_evaluation(
     warehouse: Warehouse,
     artifacts: ArtifactStore,
     engine: ComputeEngine,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """Full-ranking evaluation on the test fold, training items excluded: Recall, NDCG,
     Precision and HitRate at K ∈ {10, 20, 50} for the model and every baseline, side by side,
-    into `ml.metrics`. The metadata's `comparison` table sets the model beside every baseline
-    with its lift over popularity; the numbers follow (4 decimals, the model's `model_*`
-    first, the baselines' `vs_<baseline>_*` after), plotted over partitions on the asset's
-    Events tab. The rows replace only this model and configuration's earlier evaluation of the
+    into `ml.metrics`. The metadata leads with the model's `Recall@20` and `NDCG@20`, each
+    baseline's score beside them (`gfcf_recall@20`) with the model's lift over it in percent
+    (`lift_vs_gfcf_recall@20_%`); the `comparison` table sets the model beside every baseline
+    at every metric@K with the lifts; the other numbers follow (4 decimals, the model's
+    `model_*`, then each baseline's `<baseline>_*`), plotted over partitions under the asset's
+    Overview → Metadata → Plots. The rows replace only this model and configuration's earlier evaluation of the
     day: other models' and configurations' rows stay beside them. The ranking runs in the
     engine's shards of test users (`shard_runs`); the metrics come from the merged lists."""
     check_run_config(context)
@@ -524,28 +583,21 @@ def model_evaluation(
     # Publication reads this record, not the check event: a run that selects recommendations
     # alone, or after a retrain, is refused unless this verdict names the current model.pt.
     record_gate(store, key, gate)
-    # The model's metrics first: the event's metadata table keeps this order, and the asset's
-    # Plots sort their titles alphabetically, so baselines are prefixed "vs_" to follow
-    # "model_" there too.
-    metrics = {
-        f"{'model' if name == model_name else 'vs_' + name}_{metric}@{k}": rounded(
-            results[name][(metric, k)]
-        )
-        for name in results
-        for metric in METRICS
-        for k in KS
-    }
-    return dg.MaterializeResult(
+    # Recall@20 and NDCG@20 lead, each baseline's score beside the lift over it; then what was
+    # evaluated; then every other metric@K (the UI's metadata table keeps this order; its Plots
+    # sort by label, where the capitalised headline sorts first too).
+    evaluated = dg.MaterializeResult(
         metadata={
-            **row_count(metric_rows),
+            **headline_metrics(results, model_name),
             "model": model_name,
-            "test_users": int(graph.test_users.unique().numel()),
-            "evaluated_users": evaluated_users,
             "gate": gate.verdict,
+            "evaluated_users": evaluated_users,
+            "test_users": int(graph.test_users.unique().numel()),
+            "comparison": comparison_table(results, model_name),
             "model_sha256": scorer.fingerprint,
             "config_hash": evaluation["config_hash"],
-            "comparison": comparison_table(results, model_name),
-            **metrics,
+            **row_count(metric_rows),
+            **other_metrics(results, model_name),
             **shard_log.metadata(),
         },
         check_results=[
@@ -570,6 +622,11 @@ def model_evaluation(
             beats_every_baseline(results, model_name, evaluated_users),
         ],
     )
+    yield evaluated
+    if gate.verdict == FAILED:
+        # The evaluation and both checks are recorded; the step then stops the chain with the
+        # verdict's sentence (what the run page shows) instead of the blocking check's error.
+        raise gate_stop(key, GateError(gate.refusal(key), gate))
 
 
 def beats_every_baseline(
@@ -607,4 +664,27 @@ def beats_every_baseline(
             **lifts,
         },
         description=description,
+    )
+
+
+def gate_stop(key: str, error: GateError) -> dg.Failure:
+    """The failure of a step the quality gate stops on day ``key`` (model_evaluation, when the
+    model fails the gate; recommendations, when it refuses to publish a model.pt): the gate's
+    sentence as its description, which the run page shows first, its scores as metadata."""
+    result = error.result
+    if result is None:  # no verdict for this model.pt: the refusal says why
+        return dg.Failure(description=str(error), metadata={"partition": key}, allow_retries=False)
+    return dg.Failure(
+        description=str(error),
+        metadata={
+            "verdict": result.verdict,
+            "model": result.model,
+            "model_recall@20": round(result.model_score, 4),
+            "popularity_recall@20": round(result.baseline_score, 4),
+            "lift_%": None if result.lift is None else round(result.lift * 100, 2),
+            "evaluated_users": result.evaluated_users,
+            "model_sha256": result.model_sha256,
+            "check": "model_evaluation → Checks → beats_popularity",
+        },
+        allow_retries=False,
     )

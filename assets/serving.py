@@ -4,9 +4,10 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.catalog import OWNERS, PUBLICATION_FRESHNESS, tags
+from assets.catalog import OWNERS, tags
 from assets.lineage import expected_writer
-from assets.model import model_evaluation
+from assets.live import live_event
+from assets.model import gate_stop, model_evaluation
 from assets.partitions import daily_partitions, partition_date
 from assets.settings import PublishSettings, check_run_config
 from assets.sharding import ShardLog
@@ -15,6 +16,7 @@ from recs_pipeline.artifacts import PUBLISHED_MODEL, SPLIT
 from recs_pipeline.daily import (
     GATE_BASELINE,
     NO_TEST_USERS,
+    GateError,
     converge_published_models,
     load_model_payload,
     load_scorer,
@@ -61,7 +63,6 @@ def preview_table(rows: list[tuple]) -> dg.TableMetadataValue:
     metadata=table_metadata("serving.recommendations"),
     owners=OWNERS,
     tags=tags("serving"),
-    freshness_policy=PUBLICATION_FRESHNESS,
 )
 def recommendations(
     context: dg.AssetExecutionContext,
@@ -77,7 +78,8 @@ def recommendations(
 
     Publishes only a model.pt whose fingerprint passed the quality gate (the record
     model_evaluation wrote for this partition), whatever the run selects: a model retrained
-    since its evaluation, or one that failed, is refused. On a day without test users the gate
+    since its evaluation, or one that failed, is refused, the step failing with the gate's
+    sentence (its scores in the failure's metadata). On a day without test users the gate
     has no verdict and every user gets the popularity fallback, recorded in the metadata.
 
     Once published, the model.pt read here is kept byte for byte as
@@ -88,6 +90,11 @@ def recommendations(
     records and rewritten where they disagree (a publication killed after its commit, a file
     edited on disk), each logged; `python -m assets.doctor` reports the same checks.
 
+    When this publication makes a newer day live (the day applications are served), the step
+    reports it as a materialization of `live_recommendations`, which carries the freshness
+    policy; publishing an older day (a backfill, a re-run) leaves that asset as it is, and the
+    metadata's `live` says which day stays live.
+
     The lists are ranked in the engine's shards of users (`shard_runs`); this step reads the
     warehouse and writes the lists."""
     check_run_config(context)
@@ -96,7 +103,11 @@ def recommendations(
     # One read of model.pt: the fingerprint checked against the gate is that of the weights
     # published, even if trained_model is re-materialised meanwhile.
     model, payload = load_model_payload(store, key, expected_writer(context, "trained_model"))
-    gate = publishable(store, key, model[1], expected_writer(context, "model_evaluation"))
+    try:
+        gate = publishable(store, key, model[1], expected_writer(context, "model_evaluation"))
+    except GateError as error:
+        # The run page shows the verdict's sentence, not a stack trace.
+        raise gate_stop(key, error) from None
     scorer = load_scorer(
         store,
         key,
@@ -144,6 +155,17 @@ def recommendations(
             context.log.warning(f"{day}: {problem}")
         if unpinned:
             counts["published_models_disagreeing"] = ", ".join(sorted(unpinned))
+        live, live_line = live_event(
+            context,
+            con,
+            store,
+            day=as_of,
+            publication=counts["publication"],
+            served=model_name,
+            state=model[0],
+            gate=gate,
+            counts=counts,
+        )
         preview = con.execute(
             """WITH users AS (
                    SELECT user_id, any_value(model) AS model FROM serving.recommendations
@@ -158,6 +180,10 @@ def recommendations(
                ORDER BY r.model = $fallback, r.user_id, r.rank""",
             {"day": as_of, "fallback": GATE_BASELINE, "ranks": PREVIEW_RANKS},
         ).fetchall()
+    # What is live moves only when this publication made a newer day live (assets/live.py).
+    context.log.info(live_line)
+    if live is not None:
+        context.log_event(live)
     return dg.MaterializeResult(
         metadata={
             **row_count(counts["rows"]),
@@ -167,6 +193,7 @@ def recommendations(
             "model_sha256": scorer.fingerprint,
             "published_model": PUBLISHED_MODEL.at(key),
             "gate": gate.verdict,
+            "live": "yes: this day is live" if live is not None else live_line,
             "preview": preview_table(preview),
             **shard_log.metadata(),
         }

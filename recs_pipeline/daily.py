@@ -307,6 +307,17 @@ class GateResult:
             return None
         return self.model_score / self.baseline_score - 1
 
+    def refusal(self, key: str) -> str:
+        """The sentence that stops publication of day ``key`` when the model failed: what the
+        run page shows as the step's failure."""
+        lift = "undefined" if self.lift is None else f"{self.lift:+.2%}"
+        return (
+            f"{self.model} (model.pt {self.model_sha256[:12]}) failed the quality gate of {key}:"
+            f" Recall@20 {self.model_score:.4f} vs popularity {self.baseline_score:.4f} (lift"
+            f" {lift}) on {self.evaluated_users} test users; {self.description}, so nothing is"
+            " published for the day and the last published day stays live"
+        )
+
     @property
     def summary(self) -> str:
         """The verdict with both scores and the lift, pass or fail (the check's description)."""
@@ -358,7 +369,14 @@ def record_gate(store: UrlArtifactStore, key: str, result: GateResult) -> None:
 
 
 class GateError(RuntimeError):
-    """Publication refused: no passing gate result for the model about to be published."""
+    """Publication refused: no passing gate result for the model about to be published.
+    ``result`` is the gate's verdict when it is a failure of the model (the gate ran and the
+    model did not pass); None when publication is refused for another reason (no verdict, an
+    unusable one, one about another model.pt)."""
+
+    def __init__(self, message: str, result: GateResult | None = None):
+        super().__init__(message)
+        self.result = result
 
 
 def publishable(
@@ -384,9 +402,5 @@ def publishable(
             f" model_evaluation({key}) before publishing"
         )
     if result.verdict == FAILED:
-        raise GateError(
-            f"trained_model({key}) {model.sha256[:12]} failed the quality gate"
-            f" ({result.description}: {result.model_score:.4f} vs popularity"
-            f" {result.baseline_score:.4f}); nothing is published"
-        )
+        raise GateError(result.refusal(key), result)
     return result

@@ -60,6 +60,7 @@ import re
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
@@ -97,6 +98,49 @@ def record_publication(
         [day, publication, model_sha256, dt.datetime.now(dt.UTC).replace(tzinfo=None)],
     )
     return publication
+
+
+class LivePublication(NamedTuple):
+    """The publication applications are served: the newest published day's."""
+
+    day: dt.date
+    publication: str
+    model_sha256: str | None
+    published_at: dt.datetime
+
+
+def live_publication(con: duckdb.DuckDBPyConnection) -> LivePublication | None:
+    """The live publication: the newest day of ``serving.publications``, the day
+    ``serving.latest_recommendations`` serves (None: nothing published yet). Publishing an
+    older day (a backfill, a re-run) leaves it; only a newer day's publication moves it."""
+    row = con.execute(
+        """SELECT as_of_date, publication, model_sha256, published_at
+           FROM serving.publications ORDER BY as_of_date DESC LIMIT 1"""
+    ).fetchone()
+    return None if row is None else LivePublication(*row)
+
+
+def published_evaluation(
+    con: duckdb.DuckDBPyConnection, day: dt.date, model_sha256: str | None
+) -> tuple[str | None, dict[str, dict[tuple[str, int], float]]]:
+    """The test-fold metrics behind day ``day``'s publication: the newest evaluation in
+    ``ml.metrics`` of the model.pt ``model_sha256`` (the one the gate passed), as (the
+    evaluated model, {scorer: {(metric, k): value}}) with the model first, then the baselines.
+    (None, {}) when there is none (no test users: nothing was scored)."""
+    if model_sha256 is None:
+        return None, {}
+    rows = con.execute(
+        """SELECT evaluated_model, model, metric, k, value FROM ml.metrics
+           WHERE as_of_date = $day AND model_sha256 = $sha AND run_id = (
+               SELECT arg_max(run_id, evaluated_at) FROM ml.metrics
+               WHERE as_of_date = $day AND model_sha256 = $sha)
+           ORDER BY model <> evaluated_model, model <> 'popularity', model, metric, k""",
+        {"day": day, "sha": model_sha256},
+    ).fetchall()
+    results: dict[str, dict[tuple[str, int], float]] = {}
+    for _, model, metric, k, value in rows:
+        results.setdefault(model, {})[(metric, k)] = value
+    return (rows[0][0] if rows else None), results
 
 
 def file_sha256(path: Path) -> str:

@@ -7,6 +7,7 @@ import dagster as dg
 import yaml
 
 from assets.definitions import ALL_ASSETS, defs
+from assets.live import LIVE_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,9 +127,11 @@ def test_loading_the_code_location_warns_nothing():
     assert done.stdout.strip() == "", done.stdout
 
 
-def test_assets_have_owners_tags_and_recommendations_a_freshness_policy():
-    """Issue 13, finding 8: the catalog shows who owns each asset, its domain and layer, and a
-    day without a publication (a missed run, a blocked gate) turns recommendations stale."""
+def test_assets_have_owners_tags_and_the_live_asset_the_freshness_policy():
+    """Issue 13, finding 8: the catalog shows who owns each asset, its domain and layer.
+    Issue 28 (the UI, finding 1): the freshness policy is on live_recommendations, which moves
+    only when a newer day goes live, not on recommendations, whose backfilled or re-run older
+    days would count as fresh."""
     layers = {
         "raw_interactions": "ingest",
         "interaction_split": "features",
@@ -138,18 +141,32 @@ def test_assets_have_owners_tags_and_recommendations_a_freshness_policy():
         "trained_model": "model",
         "model_evaluation": "model",
         "recommendations": "serving",
+        "live_recommendations": "serving",
     }
     graph = defs.resolve_asset_graph()
-    for asset in ALL_ASSETS:
-        node = graph.get(asset.key)
-        name = asset.key.to_user_string()
+    for key in [asset.key for asset in ALL_ASSETS] + [LIVE_KEY]:
+        node = graph.get(key)
+        name = key.to_user_string()
         assert node.owners == ["team:recs"], name
         assert node.tags.get("domain") == "recommendations", name
         assert node.tags.get("layer") == layers[name], name
-    policy = graph.get(dg.AssetKey("recommendations")).freshness_policy
+    assert graph.get(dg.AssetKey("recommendations")).freshness_policy is None
+    live = graph.get(LIVE_KEY)
+    policy = live.freshness_policy
     assert policy is not None
-    # Due each day by 08:00 UTC (the schedule starts D's run at 02:00), published within the
-    # 24 hours before.
+    # Due each day by 08:00 UTC (the schedule starts D's run at 02:00), a newer day live
+    # within the 24 hours before.
     assert policy.deadline_cron == "0 8 * * *"
     assert policy.lower_bound_delta == dt.timedelta(hours=24)
     assert policy.timezone == "UTC"
+
+
+def test_the_live_asset_is_unpartitioned_reported_by_publication_and_in_no_job():
+    graph = defs.resolve_asset_graph()
+    live = graph.get(LIVE_KEY)
+    assert live.partitions_def is None and live.group_name == "serving"
+    assert not live.is_executable  # recommendations' step reports it (assets/live.py)
+    assert live.parent_keys == {dg.AssetKey("recommendations")}
+    for name in ("daily_recommendations", "retrain_days", "ingest_days"):
+        job = defs.resolve_job_def(name)
+        assert LIVE_KEY not in job.asset_layer.executable_asset_keys, name

@@ -365,7 +365,9 @@ def publish(instance, resources, day: dt.date, config: dict):
         resources=resources,
         run_config={"ops": {"recommendations": {"config": {"k": K, **config}}}},
     )
-    (event,) = result.get_asset_materialization_events()
+    (event,) = [  # its step may report live_recommendations too (assets/live.py)
+        e for e in result.get_asset_materialization_events() if e.asset_key == recommendations.key
+    ]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 

@@ -6,6 +6,9 @@ location's assets, against a temporary instance with the project's settings; the
 the UI's pages read: per-partition check results, each day's ingest metadata, the warehouse
 assets' column schemas and row counts, owners, tags and the freshness policy, the enum choices
 of the launchpad's config schema, and what a backfill launched from the UI's dialogs targets.
+After the two days, an older day is published (as a backfill would) and then stopped by the
+gate: the live asset still headlines the newest day, with its scorer and its freshness, and the
+gate-failed run shows the verdict's sentence.
 """
 
 from __future__ import annotations
@@ -37,12 +40,17 @@ SPEC = SyntheticLogSpec(
 )
 DAYS = [(SPEC.start + dt.timedelta(days=i)).isoformat() for i in range(SPEC.days)]
 CHAIN_DAYS = DAYS[-2:]  # X and Y: the two days the chain ran for, and the backfills target
+OLDER_DAY = DAYS[-3]  # published after Y (as a backfill would), then stopped by the gate
 RUN_CONFIG = {
     "ops": {
         "interaction_split": {"config": {"window_days": 6, "test_days": 2}},
         "trained_model": {"config": {"model": "gfcf"}},
         "model_evaluation": {"config": {"baselines": ["popularity"]}},
     }
+}
+# Popularity pinned cannot beat itself: the gate stops the day.
+GATE_STOP_CONFIG = {
+    "ops": {**RUN_CONFIG["ops"], "trained_model": {"config": {"model": "popularity"}}}
 }
 WAREHOUSE_TABLES = {  # asset -> its table, whose rows per day are the partition's row count
     "raw_interactions": "raw.interactions",
@@ -171,6 +179,67 @@ query Targets($backfillId: String!) {
 }
 """
 
+ASSET_EVENTS = (
+    """
+query AssetEvents($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    __typename
+    ... on Asset {
+      assetMaterializations(limit: 100) {
+        partition
+        runId
+        timestamp
+        description
+        metadataEntries { ...Metadata }
+      }
+      assetObservations(limit: 100) { timestamp }
+    }
+  }
+}
+"""
+    + METADATA
+)
+
+LIVE_NODE = """
+query LiveNode($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    __typename
+    ... on AssetNode {
+      groupName
+      isPartitioned
+      isExecutable
+      description
+      dependencyKeys { path }
+      freshnessStatusInfo {
+        freshnessStatus
+        freshnessStatusMetadata { lastMaterializedTimestamp }
+      }
+    }
+  }
+}
+"""
+
+RUN_FAILURES = (
+    """
+query RunFailures($runId: ID!) {
+  logsForRun(runId: $runId, limit: 1000) {
+    __typename
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent {
+          stepKey
+          error { message stack }
+          failureMetadata { metadataEntries { ...Metadata } }
+        }
+      }
+    }
+  }
+}
+"""
+    + METADATA
+)
+
 PARTITIONS_TARGETED = """
 query Targeted($backfillId: String!, $path: [String!]!) {
   partitionBackfillOrError(backfillId: $backfillId) {
@@ -187,8 +256,9 @@ query Targeted($backfillId: String!, $path: [String!]!) {
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    """The log ingested and the chain run for the last two days, in process; then a webserver
-    over the same instance and warehouse. Yields (deployment, instance home, resources)."""
+    """The log ingested and the chain run for the last two days, in process, then for an older
+    day twice: published, then stopped by the gate; then a webserver over the same instance
+    and warehouse. Yields (deployment, instance home, resources, {"older"|"stopped": run id})."""
     tmp = tmp_path_factory.mktemp("ui_graphql")
     write_landing_files(SPEC, tmp / "landing")
     home = tmp / "dagster_home"
@@ -212,6 +282,19 @@ def ui(tmp_path_factory):
                 run_config=RUN_CONFIG,
             )
             assert chain.success
+        runs = {}
+        for name, config in (("older", RUN_CONFIG), ("stopped", GATE_STOP_CONFIG)):
+            older = dg.materialize(
+                ALL_ASSETS,
+                selection=DOWNSTREAM_ASSETS,
+                partition_key=OLDER_DAY,
+                instance=instance,
+                resources=resources,
+                run_config=config,
+                raise_on_error=False,
+            )
+            assert older.success == (name == "older"), name
+            runs[name] = older.run_id
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "DAGSTER_"))}
     env.update(
         DAGSTER_HOME=str(home),
@@ -225,7 +308,7 @@ def ui(tmp_path_factory):
         try:
             deployment.start_webserver()
             deployment.wait_until_loaded(timeout=300)
-            yield deployment, home, resources
+            yield deployment, home, resources, runs
         finally:
             deployment.stop()
             print(deployment.log_tails())
@@ -277,7 +360,7 @@ def repository(deployment) -> dict:
 
 
 def test_ingest_check_results_are_per_day(ui):
-    deployment, _, _ = ui
+    deployment, *_ = ui
     executions = deployment.graphql(
         CHECK_EXECUTIONS, {"path": ["raw_interactions"], "check": "rows_accepted"}
     )["assetCheckExecutions"]
@@ -291,12 +374,12 @@ def test_ingest_check_results_are_per_day(ui):
 def test_quality_gate_results_are_per_day(ui):
     """beats_popularity attaches to model_evaluation's partition, one result per evaluated day
     (issue 13, finding 1: the uimeta branch)."""
-    deployment, _, _ = ui
+    deployment, *_ = ui
     executions = deployment.graphql(
         CHECK_EXECUTIONS, {"path": ["model_evaluation"], "check": "beats_popularity"}
     )["assetCheckExecutions"]
     evaluated = [e for e in executions if e["evaluation"] is not None]
-    assert sorted(str(e["partition"]) for e in evaluated) == CHAIN_DAYS, executions
+    assert sorted(str(e["partition"]) for e in evaluated) == [OLDER_DAY, OLDER_DAY, *CHAIN_DAYS]
     for execution in evaluated:
         assert execution["evaluation"]["partition"] == execution["partition"]
         assert execution["evaluation"]["description"], execution
@@ -305,7 +388,7 @@ def test_quality_gate_results_are_per_day(ui):
 def test_each_ingested_day_shows_its_own_counts(ui):
     """A ranged ingest: each day's materialisation carries that day's rows, not the range's
     (issue 13, finding 2: the uimeta branch)."""
-    deployment, _, resources = ui
+    deployment, _, resources, _ = ui
     stored = warehouse_rows(resources, "raw.interactions", "event_date")
     landing = Path(resources["log_source"].landing_root)
     shown = materializations(deployment, "raw_interactions", DAYS)
@@ -321,7 +404,7 @@ def test_each_ingested_day_shows_its_own_counts(ui):
 
 def test_warehouse_assets_declare_table_columns_and_row_counts(ui):
     """The catalog's columns and row counts (issue 13, finding 5: the uimeta branch)."""
-    deployment, _, resources = ui
+    deployment, _, resources, _ = ui
     nodes = asset_nodes(deployment)
     partition_column = {"raw_interactions": "event_date", "recommendations": "as_of_date"}
     for asset, table in WAREHOUSE_TABLES.items():
@@ -338,14 +421,16 @@ def test_warehouse_assets_declare_table_columns_and_row_counts(ui):
 
 
 def test_assets_show_owners_tags_and_the_freshness_policy(ui):
-    deployment, _, _ = ui
+    deployment, *_ = ui
     nodes = asset_nodes(deployment)
-    for asset in ALL_ASSETS:
-        node = nodes[asset.key.to_user_string()]
+    for name in [asset.key.to_user_string() for asset in ALL_ASSETS] + ["live_recommendations"]:
+        node = nodes[name]
         assert node["owners"] == [{"__typename": "TeamAssetOwner", "team": "recs"}], node
         tags = {tag["key"]: tag["value"] for tag in node["tags"]}
         assert tags["domain"] == "recommendations" and tags["layer"], node
-    assert nodes["recommendations"]["internalFreshnessPolicy"] == {
+    # On the live asset: a backfilled or re-run older day of recommendations does not count.
+    assert nodes["recommendations"]["internalFreshnessPolicy"] is None
+    assert nodes["live_recommendations"]["internalFreshnessPolicy"] == {
         "__typename": "CronFreshnessPolicy",
         "deadlineCron": "0 8 * * *",
         "lowerBoundDeltaSeconds": 24 * 3600,
@@ -354,7 +439,7 @@ def test_assets_show_owners_tags_and_the_freshness_policy(ui):
 
 
 def test_launchpad_lists_the_model_choices(ui):
-    deployment, _, _ = ui
+    deployment, *_ = ui
     selector = {**repository(deployment), "pipelineName": "daily_recommendations"}
     schema = deployment.graphql(CONFIG_TYPES, {"selector": selector})["runConfigSchemaOrError"]
     assert schema["__typename"] == "RunConfigSchema", schema
@@ -377,6 +462,106 @@ def test_launchpad_lists_the_model_choices(ui):
     assert {"lightgcn", "mf", "ngcf", "pinsage", "popularity", "gfcf"} <= choices, choices
 
 
+# --- what is live (issue 28, the UI findings 1 and 4) ----------------------------------------
+
+
+def evaluate_freshness(home: Path) -> None:
+    """One pass of the daemon's freshness evaluation (``dagster dev``'s daemon runs it every
+    30 s) over the code location, in this process, recording each asset's freshness state in
+    the instance, where the webserver reads it."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.freshness import FreshnessDaemon
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="assets.definitions", attribute="defs"),
+        location_name="assets.definitions",
+    )
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
+            for _ in FreshnessDaemon().run_iteration(context):
+                pass
+
+
+def test_the_live_asset_headlines_the_newest_day_after_an_older_one_was_published(ui):
+    """After Y went live, the older day was published and then stopped by the gate: the
+    partitioned recommendations now headlines the older day (its latest materialization), while
+    live_recommendations still shows Y: its scorer, how it was chosen, the gate's verdict, the
+    published model's sha256 and the test metrics with lifts; two materializations, X's and
+    Y's, and its freshness (on the live asset alone) dates from Y going live."""
+    deployment, home, resources, runs = ui
+    live_day = CHAIN_DAYS[-1]
+    node = deployment.graphql(LIVE_NODE, {"path": ["live_recommendations"]})["assetNodeOrError"]
+    assert node["groupName"] == "serving" and not node["isPartitioned"], node
+    assert not node["isExecutable"]  # reported by publication, in no job
+    assert node["dependencyKeys"] == [{"path": ["recommendations"]}]
+    assert node["description"].startswith("What applications are served now")
+
+    events = deployment.graphql(ASSET_EVENTS, {"path": ["live_recommendations"]})["assetOrError"]
+    live_events = events["assetMaterializations"]  # newest first
+    assert [metadata(e["metadataEntries"])["day"]["text"] for e in live_events] == [
+        CHAIN_DAYS[1],
+        CHAIN_DAYS[0],
+    ]
+    assert events["assetObservations"] == []
+    newest = live_events[0]
+    shown = metadata(newest["metadataEntries"])
+    assert newest["description"].startswith(f"{live_day} is live: gfcf (pinned), gate passed")
+    assert shown["scorer"]["text"] == "gfcf" and shown["chosen_by"]["text"] == "pinned"
+    assert shown["gate"]["text"] == "passed"
+    with duckdb.connect(resources["warehouse"].database, read_only=True) as con:
+        (sha256,) = con.execute(
+            "SELECT model_sha256 FROM serving.publications WHERE as_of_date = ?", [live_day]
+        ).fetchone()
+        (latest,) = con.execute(
+            "SELECT DISTINCT as_of_date FROM serving.latest_recommendations"
+        ).fetchone()
+    assert latest.isoformat() == live_day and shown["model_sha256"]["text"] == sha256
+    labels = [entry["label"] for entry in newest["metadataEntries"]]
+    assert labels[:2] == ["day", "scorer"] and "Recall@20" in labels
+    assert shown["Recall@20"]["floatValue"] > shown["popularity_recall@20"]["floatValue"]
+    assert "lift_vs_popularity_recall@20_%" in shown
+
+    # The partitioned asset's newest materialization is the older day's (what it headlines).
+    published = deployment.graphql(
+        MATERIALIZATIONS, {"path": ["recommendations"], "partitions": None}
+    )["assetOrError"]["assetMaterializations"]
+    assert published[0]["partition"] == OLDER_DAY  # newest first
+    older = materializations(deployment, "recommendations", [OLDER_DAY])[OLDER_DAY]
+    assert older["live"]["text"] == f"{OLDER_DAY} published; the live day stays {live_day}"
+
+    # Freshness: after one evaluation pass, the live asset is fresh, dated from Y going live.
+    evaluate_freshness(home)
+    node = deployment.graphql(LIVE_NODE, {"path": ["live_recommendations"]})["assetNodeOrError"]
+    freshness = node["freshnessStatusInfo"]
+    assert freshness["freshnessStatus"] == "HEALTHY", freshness
+    assert freshness["freshnessStatusMetadata"]["lastMaterializedTimestamp"] == pytest.approx(
+        int(newest["timestamp"]) / 1000, abs=1
+    )
+    assert runs["older"] != newest["runId"] and runs["stopped"] != newest["runId"]
+    plain = deployment.graphql(LIVE_NODE, {"path": ["recommendations"]})["assetNodeOrError"]
+    assert plain["freshnessStatusInfo"] is None
+
+
+def test_a_gate_stopped_run_shows_the_verdicts_sentence(ui):
+    """The run page's failure is the gate's sentence with the scores as metadata (a Failure),
+    not the blocking check's DagsterAssetCheckFailedError."""
+    deployment, _, _, runs = ui
+    events = deployment.graphql(RUN_FAILURES, {"runId": runs["stopped"]})["logsForRun"]["events"]
+    failures = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+    assert [f["stepKey"] for f in failures] == ["model_evaluation"], failures
+    (failure,) = failures
+    message = failure["error"]["message"]
+    assert "DagsterAssetCheckFailedError" not in message
+    assert f"failed the quality gate of {OLDER_DAY}: Recall@20 " in message, message
+    assert "so nothing is published for the day" in message
+    shown = metadata(failure["failureMetadata"]["metadataEntries"])
+    assert shown["verdict"]["text"] == "failed" and shown["model"]["text"] == "popularity"
+    assert "popularity_recall@20" in shown and "lift_%" in shown
+
+
 # --- what a backfill from the UI's dialogs targets (issue 13, finding 3) ---------------------
 
 
@@ -384,7 +569,7 @@ def test_retrain_days_backfill_targets_exactly_the_chosen_days(ui):
     """Jobs -> retrain_days -> Partitions -> days X and Y -> Launch backfill: the dialog sends
     the job's partition set with its assets; the backfill is of that job over X and Y, one run
     per day (its backfill policy), every asset of it on X and Y only."""
-    deployment, home, _ = ui
+    deployment, home, *_ = ui
     backfill_id = deployment.launch_backfill(
         {
             "selector": {
@@ -414,7 +599,7 @@ def test_downstream_assets_backfill_from_the_asset_graph_targets_exactly_the_cho
     """The asset graph: select the six downstream assets, Materialize, days X and Y: each asset
     is targeted on X and Y only. (With raw_interactions selected too, Dagster follows the
     28-day window downstream: docs/operating.md says so, and the preview shows it.)"""
-    deployment, _, _ = ui
+    deployment, *_ = ui
     selection = [{"path": list(a.key.path)} for a in DOWNSTREAM_ASSETS]
     preview = deployment.graphql(
         BACKFILL_PREVIEW, {"params": {"assetSelection": selection, "partitionNames": CHAIN_DAYS}}

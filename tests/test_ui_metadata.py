@@ -163,25 +163,64 @@ def test_evaluation_compares_model_and_baselines_in_a_rounded_table_model_first(
         "metric",
         "model",
         "popularity",
+        "lift_vs_popularity_%",
         "gfcf",
-        "lift_vs_popularity",
+        "lift_vs_gfcf_%",
     ]
     rows = {r.data["metric"]: r.data for r in table.records}
     assert len(rows) == 12 and list(rows)[:3] == ["recall@10", "recall@20", "recall@50"]
     recall = rows["recall@20"]
-    assert recall["model"] == metadata["model_recall@20"].value
-    assert recall["lift_vs_popularity"] == pytest.approx(
-        recall["model"] / recall["popularity"] - 1, abs=1e-3
-    )
+    assert recall["model"] == metadata["Recall@20"].value
+    for baseline in ("popularity", "gfcf"):
+        assert recall[f"lift_vs_{baseline}_%"] == pytest.approx(
+            (recall["model"] / recall[baseline] - 1) * 100, abs=0.1
+        )
     numeric = [k for k, v in metadata.items() if isinstance(v.value, float)]
     assert all(round(metadata[k].value, 4) == metadata[k].value for k in numeric)
-    metric_keys = [k for k in numeric if "@" in k]
-    # Model first both in insertion order (the event's metadata table) and in the alphabetical
-    # order of the asset's Plots (the UI sorts plot titles).
-    model_keys = [k for k in metric_keys if k.startswith("model_")]
-    assert len(model_keys) == 12 and len(metric_keys) == 36
-    assert metric_keys[:12] == model_keys
-    assert sorted(metric_keys)[:12] == sorted(model_keys)
+
+
+def test_evaluation_leads_with_recall_and_ndcg_at_20_and_lifts_over_every_baseline(chain):
+    """Issue 28 (the UI, finding 5): Recall@20 was the 14th of 42 plots, and
+    `vs_gfcf_recall@20` read as a comparison while it is GF-CF's own score. Recall@20 and
+    NDCG@20 now lead both the metadata table (the event's insertion order) and the Plots (the
+    UI sorts their labels by code unit, as Python's sorted does: capitals first); each
+    baseline's score is named for the baseline, beside the model's lift over it in percent."""
+    instance, _ = chain
+    metadata = latest(instance, "model_evaluation", DAY_2)
+    labels = list(metadata)
+    assert labels[:2] == ["Recall@20", "NDCG@20"]
+    numeric = [k for k, v in metadata.items() if isinstance(v.value, (int, float))]
+    assert sorted(numeric)[:2] == ["NDCG@20", "Recall@20"]
+    assert not [k for k in labels if k.startswith("vs_")], labels
+    model = {m: metadata[f"{m[0]}@20"].value for m in (("Recall", "recall"), ("NDCG", "ndcg"))}
+    for baseline in ("popularity", "gfcf"):
+        for (title, metric), score in model.items():
+            theirs = metadata[f"{baseline}_{metric}@20"].value
+            lift = metadata[f"lift_vs_{baseline}_{metric}@20_%"].value
+            # (from the rounded scores shown: within 0.1 point of the exact lift)
+            assert lift == pytest.approx((score / theirs - 1) * 100, abs=0.1), (baseline, title)
+            # Each lift directly follows the baseline's score in the table.
+            position = labels.index(f"{baseline}_{metric}@20")
+            assert labels[position + 1] == f"lift_vs_{baseline}_{metric}@20_%"
+    # The headline (2 model metrics, per baseline 2 scores and 2 lifts) precedes everything
+    # else; the other metric@K follow, the model's first, each under its scorer's name.
+    assert labels[:10] == [
+        "Recall@20",
+        "NDCG@20",
+        "popularity_recall@20",
+        "lift_vs_popularity_recall@20_%",
+        "popularity_ndcg@20",
+        "lift_vs_popularity_ndcg@20_%",
+        "gfcf_recall@20",
+        "lift_vs_gfcf_recall@20_%",
+        "gfcf_ndcg@20",
+        "lift_vs_gfcf_ndcg@20_%",
+    ]
+    rest = [k for k in labels[10:] if "@" in k]
+    model_keys = [k for k in rest if k.startswith("model_")]
+    assert len(model_keys) == 10 and rest[:10] == model_keys
+    assert len([k for k in rest if k.startswith("gfcf_")]) == 10
+    assert metadata["model_recall@10"].value <= 1
 
 
 def test_published_preview_shows_ranks_scores_models_and_a_fallback_user(chain):
