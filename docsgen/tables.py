@@ -695,6 +695,29 @@ def publication() -> str:
     return block(render(header, rows) + "\n\n" + note, "publication")
 
 
+@table("history-ingest")
+def history_ingest() -> str:
+    doc = load("history_ingest")
+    export = doc["export"]
+    rows = [["DuckDB reads the file, rows counted per day", f"{doc['duckdb_read_seconds']:.2f}",
+             "–", "–"]]  # fmt: skip
+    for run in doc["runs"]:
+        rows.append(
+            [
+                f"`raw_interactions` over every day, {run['run']}",
+                f"{run['seconds']:.1f}",
+                f"{run['event_log_entries']:,}",
+                f"{run['printed_lines']:,}",
+            ]
+        )
+    header = ["what", "s", "event-log entries", "lines printed"]
+    note = (
+        f"A generated ratings export of {export['rows']:,} rows over {export['span_days']:,} days"
+        f" ({export['days_with_rows']:,} with rows), one ranged run in a fresh SQLite instance."
+    )
+    return block(render(header, rows) + "\n\n" + note, "history_ingest")
+
+
 @table("warm-start")
 def warm_start() -> str:
     doc = load("warm_start")
