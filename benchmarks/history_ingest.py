@@ -94,13 +94,14 @@ def dagster_ingest(landing: Path, home: Path, first: dt.date, last: dt.date) -> 
     import dagster as dg
 
     from assets.console import materialize
-    from assets.definitions import ALL_ASSETS, ingest_job
+    from assets.definitions import ALL_ASSETS, default_resources, ingest_job
     from assets.ingest import raw_interactions
     from assets.partitions import range_tags
     from resources import LogSource, Warehouse
 
     instance = dg.DagsterInstance.local_temp(str(home))
     resources = {
+        **default_resources(),  # the job's other assets' resources (unused by the ingest)
         "warehouse": Warehouse(database=str(home / "warehouse.duckdb")),
         "log_source": LogSource(
             landing_root=str(landing),
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         # project config file of this checkout.
         os.environ["RECS_PARTITION_START"] = first.isoformat()
         os.environ["RECS_CONFIG"] = str(root / "recs.toml")
+        os.environ["RECS_DATA_ROOT"] = str(root / "data")
         os.environ.setdefault("DAGSTER_HOME", str(home))
         ingest = dagster_ingest(landing, home, first, last)
     span = (last - first).days + 1
