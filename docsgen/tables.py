@@ -701,6 +701,9 @@ def history_ingest() -> str:
     export = doc["export"]
     rows = [["DuckDB reads the file, rows counted per day", f"{doc['duckdb_read_seconds']:.2f}",
              "–", "–"]]  # fmt: skip
+    if "core_ingest_seconds" in doc:
+        rows.append(["the core's ingest alone (`ingest_history`, every day)",
+                     f"{doc['core_ingest_seconds']:.2f}", "–", "–"])  # fmt: skip
     for run in doc["runs"]:
         rows.append(
             [
