@@ -36,7 +36,7 @@ postgres-binaries:
 		|| DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }; fi
 
 # `recs ui` (cli/main.py): the instance's storage created first by one process
-# (assets/instance.py says why), the demo's settings when no deployment is configured (no
+# (assets/platform/instance.py says why), the demo's settings when no deployment is configured (no
 # recs.toml, RECS_CONFIG, RECS_LANDING_ROOT or RECS_WAREHOUSE), the caller's DAGSTER_HOME and
 # RECS_DATA_ROOT honoured, and a free port (said) when UI_PORT (3000) is taken.
 UI_PORT ?= 3000

@@ -6,12 +6,12 @@ import warnings
 import dagster as dg
 from pydantic import Field, create_model
 
-from assets.deploy import deployment_executor
 from assets.features import hard_negatives, interaction_graph, interaction_split
 from assets.ingest import raw_interactions
 from assets.live import live_recommendations
 from assets.model import model_evaluation, model_selection, trained_model
 from assets.partitions import DATA_ROOT
+from assets.platform.kubernetes import deployment_executor
 from assets.serving import recommendations
 from recs_pipeline import project_config
 from recs_pipeline.logs import LogConfigError

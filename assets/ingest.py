@@ -9,8 +9,8 @@ import dagster as dg
 from pydantic import Field
 
 from assets.catalog import OWNERS, tags
-from assets.instance import check_targets
 from assets.partitions import daily_partitions
+from assets.platform.instance import check_targets
 from assets.settings import check_run_config
 from assets.tables import row_count, table_metadata
 from recs_pipeline.console import days_summary, progress_bar

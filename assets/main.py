@@ -264,7 +264,7 @@ def _run(
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     import dagster as dg
 
-    from assets.instance import InstanceConfigError, InstanceCorrupted, prepare_instance
+    from assets.platform.instance import InstanceConfigError, InstanceCorrupted, prepare_instance
 
     try:
         prepare_instance(os.environ["DAGSTER_HOME"])

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.catalog import OWNERS, tags
-from assets.deploy import gpu_op_tags
 from assets.features import hard_negatives, interaction_graph
-from assets.instance import shared_database_url
 from assets.lineage import expected_writer
 from assets.partitions import daily_partitions, partition_date
+from assets.platform.instance import shared_database_url
+from assets.platform.kubernetes import gpu_op_tags
 from assets.settings import EvaluationSettings, SelectionSettings, TrainSettings, check_run_config
 from assets.sharding import ShardLog
 from assets.tables import row_count, table_metadata
@@ -322,7 +322,7 @@ def _op_config(context: dg.AssetExecutionContext, op: str) -> dict:
     kinds={"torch"},
     owners=OWNERS,
     tags=tags("model"),
-    # On Kubernetes with RECS_K8S_GPU=1: the step's pod on a GPU node (assets/deploy.py).
+    # On Kubernetes with RECS_K8S_GPU=1: the step's pod on a GPU node (assets/platform/kubernetes.py).
     op_tags=gpu_op_tags(),
 )
 def trained_model(

@@ -71,7 +71,7 @@ INTERNAL: dict[type, dict[str, str]] = {
         "threads": "torch's thread count is process-wide: set by a run, an in-process run"
         " (dg.materialize, tests) would change it for its caller and every later step; the"
         " executor gives each run's step processes their share of the cores instead"
-        " (assets/executor.py: cores // max_concurrent_runs, or OMP_NUM_THREADS).",
+        " (assets/platform/executor.py: cores // max_concurrent_runs, or OMP_NUM_THREADS).",
     },
 }
 

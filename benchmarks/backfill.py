@@ -11,8 +11,8 @@ launched through GraphQL as the UI launches it: the six downstream assets over t
 instance each, in the order given:
 
 - ``spawn``: Dagster's default; every step process is a fresh interpreter;
-- ``forkserver``: the project's default (``assets.executor``); steps are forked from a per-run
-  server that imported the code location and the instance storage before the run claimed any
+- ``forkserver``: the project's default (``assets.platform.executor``); steps are forked from a
+  per-run server that imported the code location and the instance storage before the run claimed any
   slot of the ``duckdb`` pool.
 
 ``--instances sqlite,postgres`` runs each method once per instance storage, in the same

@@ -10,7 +10,7 @@ Then the figures behind choosing Ray tasks over Dagster's own fan-out (one step 
 
 - per-shard start overhead: a no-op Ray task (round trip, warm workers) against a no-op step
   of a Dagster job under the multiprocess executor (spawn, Dagster's default) and under the
-  project's primed forkserver executor (``assets/executor.py``), each step a process that
+  project's primed forkserver executor (``assets/platform/executor.py``), each step a process that
   loads this module and so the code location, as a real step does;
 - data movement: what each shard needs (the graph for the walks, the scorer for evaluation):
   one ``ray.put`` plus a worker's fetch, against re-reading the artifacts and rebuilding the
@@ -35,7 +35,7 @@ import dagster as dg
 import torch
 
 from assets.definitions import ALL_ASSETS
-from assets.executor import forkserver_executor
+from assets.platform.executor import forkserver_executor
 from benchmarks._common import quiet_sparse_warnings, write_results
 from benchmarks.pipeline_scaling import spec_for
 from recs_pipeline.artifacts import GRAPH, HARD_NEGATIVES

@@ -88,7 +88,8 @@ def configure(use_demo: bool = True) -> Environment:
 
 def prepare_instance(environment: Environment, log) -> None:
     """Create (or check) the instance's storage once, under the home's lock, before any Dagster
-    process starts on it (assets/instance.py says why); dead runs are reaped, each logged."""
-    from assets.instance import prepare_instance as prepare
+    process starts on it (assets/platform/instance.py says why); dead runs are reaped, each
+    logged."""
+    from assets.platform.instance import prepare_instance as prepare
 
     prepare(environment.home, log=log)

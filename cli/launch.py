@@ -29,11 +29,18 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
 
+from assets.platform.code_location import (
+    LaunchError,
+    Location,
+    has_run_queue,
+    location_in,
+    open_workspace,
+)
 from cli.days import IN_PROGRESS, PARTITION_TAG, first_line
 from cli.environment import WORKSPACE
 
@@ -48,10 +55,6 @@ DAEMON_HEARTBEAT_SECONDS = 60.0
 POLL_SECONDS = 1.0
 
 
-class LaunchError(RuntimeError):
-    """The code location does not load, or a run cannot be created; the message says why."""
-
-
 @dataclasses.dataclass
 class Planned:
     """A run to start and follow: ``label`` prefixes its lines when several run at once."""
@@ -61,105 +64,6 @@ class Planned:
     day: dt.date | None = None  # the day whose lists it makes (None: an ingest)
     cursor: str | None = None
     started_at: float | None = None
-
-
-@dataclasses.dataclass
-class Location:
-    instance: dg.DagsterInstance
-    workspace: object  # WorkspaceRequestContext
-    location: object  # CodeLocation
-    repository: object  # RemoteRepository
-
-    def remote_job(self, name: str):
-        return self.repository.get_full_job(name)
-
-    def create_run(
-        self, job_name: str, tags: Mapping[str, str], run_config: Mapping | None = None
-    ) -> dg.DagsterRun:
-        """A run of ``job_name`` (not started), as ``dagster job launch`` creates one."""
-        from dagster._cli.job import _create_run
-
-        return _create_run(
-            instance=self.instance,
-            code_location=self.location,
-            remote_repo=self.repository,
-            remote_job=self.remote_job(job_name),
-            run_config=dict(run_config or {}),
-            tags=dict(tags),
-            op_selection=None,
-            run_id=None,
-        )
-
-    def partition_tags(self, job_name: str, day: dt.date) -> dict[str, str]:
-        from dagster._core.remote_representation.external_data import PartitionTagsSnap
-
-        tags = self.location.get_partition_tags_from_repo(
-            self.repository.handle, job_name, day.isoformat(), self.instance
-        )
-        if not isinstance(tags, PartitionTagsSnap):
-            raise LaunchError(f"no partition {day} of {job_name}: {tags.error.message.strip()}")
-        return dict(tags.tags)
-
-    def day_run(self, job_name: str, day: dt.date, run_config: Mapping | None) -> dg.DagsterRun:
-        return self.create_run(job_name, self.partition_tags(job_name, day), run_config)
-
-    def backfill_runs(
-        self, job_name: str, days: Sequence[dt.date], run_config: Mapping | None
-    ) -> tuple[str, list[dg.DagsterRun]]:
-        """A job backfill over ``days``, recorded as ``dagster job backfill`` records one: one
-        run per day, each tagged with the backfill's id. Returns the id and the runs."""
-        from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-        from dagster._core.execution.job_backfill import create_backfill_run
-        from dagster._core.utils import make_new_backfill_id
-        from dagster._time import get_current_timestamp
-        from dagster._utils.merger import deep_merge_dicts
-
-        remote_job = self.remote_job(job_name)
-        partition_set = next(
-            ps for ps in self.repository.get_partition_sets() if ps.job_name == job_name
-        )
-        names = [day.isoformat() for day in days]
-        backfill = PartitionBackfill(
-            backfill_id=make_new_backfill_id(),
-            partition_set_origin=partition_set.get_remote_origin(),
-            # Recorded as done once its runs exist: a requested job backfill would be picked up
-            # by the daemon's backfill loop, which would create the runs a second time.
-            status=BulkActionStatus.REQUESTED,
-            partition_names=names,
-            from_failure=False,
-            reexecution_steps=None,
-            tags={},
-            backfill_timestamp=get_current_timestamp(),
-        )
-        params = self.location.get_partition_set_execution_params(
-            repository_handle=self.repository.handle,
-            partition_set_name=partition_set.name,
-            partition_names=names,
-            instance=self.instance,
-        )
-        if not hasattr(params, "partition_data"):
-            raise LaunchError(f"cannot backfill {job_name}: {params.error.message.strip()}")
-        runs = []
-        for data in params.partition_data:
-            config = deep_merge_dicts(dict(data.run_config or {}), dict(run_config or {}))
-            run = create_backfill_run(
-                self.workspace,
-                self.instance,
-                self.location,
-                remote_job,
-                partition_set,
-                backfill,
-                data.name,
-                data.tags or {},
-                config,
-            )
-            runs.append(run)
-        self.instance.add_backfill(
-            backfill.with_status(BulkActionStatus.COMPLETED).with_end_timestamp(
-                get_current_timestamp()
-            )
-        )
-        return backfill.backfill_id, runs
 
 
 def server_log() -> Path:
@@ -193,21 +97,13 @@ def _output_of_children_to(path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def code_location(instance: dg.DagsterInstance) -> Iterator[Location]:
     """The project's code location, loaded in a code server from ``workspace.yaml``."""
-    from dagster import __version__
-    from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
-
-    opts = WorkspaceOpts(workspace=(str(WORKSPACE),))
     with contextlib.ExitStack() as stack:
         with _output_of_children_to(server_log()):
-            workspace = stack.enter_context(
-                get_workspace_from_cli_opts(instance, __version__, opts, log_level="warning")
-            )
+            workspace = stack.enter_context(open_workspace(instance, WORKSPACE))
         error = workspace.get_code_location_error(LOCATION)
         if error is not None:
             raise LaunchError(f"the code location {LOCATION} does not load: {_load_error(error)}")
-        location = workspace.get_code_location(LOCATION)
-        repository = next(iter(location.get_repositories().values()))
-        yield Location(instance, workspace, location, repository)
+        yield location_in(instance, workspace, LOCATION)
 
 
 def _load_error(error) -> str:
@@ -225,9 +121,7 @@ def daemon_alive(instance: dg.DagsterInstance) -> bool:
 def queue_served(instance: dg.DagsterInstance) -> bool:
     """Whether a submitted run starts without this process: a daemon serves the run queue,
     or the instance has no queue (its coordinator launches at once)."""
-    from dagster._core.run_coordinator import QueuedRunCoordinator
-
-    return not isinstance(instance.run_coordinator, QueuedRunCoordinator) or daemon_alive(instance)
+    return not has_run_queue(instance) or daemon_alive(instance)
 
 
 def run_limit(instance: dg.DagsterInstance) -> int:

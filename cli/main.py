@@ -39,7 +39,7 @@ class Failure(click.ClickException):
 
 def _plain_errors() -> dict[type[BaseException], int]:
     """Errors whose message is the whole story, with the exit status each gives."""
-    from assets.instance import InstanceConfigError, InstanceCorrupted
+    from assets.platform.instance import InstanceConfigError, InstanceCorrupted
     from cli.days import NotPublished
     from cli.launch import LaunchError
     from recs_pipeline.logs import LogConfigError
@@ -75,7 +75,7 @@ def plain_errors(command: Callable) -> Callable:
 
 def setup(use_demo: bool = True, prepare: bool = True) -> Environment:
     """The environment (module docstring), its choices said on stderr; ``prepare``: the
-    instance's storage created or checked (assets/instance.py)."""
+    instance's storage created or checked (assets/platform/instance.py)."""
     environment = configure(use_demo=use_demo)
     for note in environment.notes:
         click.echo(note, err=True)
@@ -574,7 +574,7 @@ def doctor(repair: bool) -> None:
     day's pinned published_model.pt. --repair stamps a corrupted instance and re-exports or
     re-pins what disagrees. Exit status 1 while anything still disagrees."""
     environment = setup(prepare=False)
-    from assets.instance import InstanceCorrupted, prepare_instance, repair_instance
+    from assets.platform.instance import InstanceCorrupted, prepare_instance, repair_instance
 
     problems = 0
     try:

@@ -224,8 +224,8 @@ def _resources(lines: list[str]) -> None:
 
 
 def _top_level(lines: list[str]) -> None:
-    from assets.instance import INSTANCE_ENV, STORAGES
     from assets.partitions import BUILTIN_PARTITION_START
+    from assets.platform.instance import INSTANCE_ENV, STORAGES
     from recs_pipeline.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
 
     defaults = {
@@ -263,8 +263,8 @@ def _top_level(lines: list[str]) -> None:
 
 def _variables(lines: list[str]) -> None:
     from assets import definitions
-    from assets.deploy import EXECUTOR_ENV, GPU_ENV
-    from assets.instance import INSTANCE_ENV, POSTGRES_ENV
+    from assets.platform.instance import INSTANCE_ENV, POSTGRES_ENV
+    from assets.platform.kubernetes import EXECUTOR_ENV, GPU_ENV
     from recs_pipeline.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
 
     rows = [[_code(CONFIG_ENV), "the project config file", "Its path; empty: read none."]]

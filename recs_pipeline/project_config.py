@@ -24,7 +24,7 @@ config::
 
     [instance]                           # where Dagster keeps runs, events and schedules:
     storage = "postgres"                 # "sqlite" (embedded, the default) or "postgres"
-                                         # (shared; RECS_INSTANCE overrides; assets/instance.py)
+                                         # (shared; RECS_INSTANCE overrides; assets/platform/instance.py)
 
 Every value from this file or a ``RECS_*`` variable is checked against its declared setting
 (type and range) when the code location loads, by :func:`check_value`: a wrong one fails with an

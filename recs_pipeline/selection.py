@@ -758,8 +758,8 @@ def study_storage(location: str, shared_database: str | None = None) -> str | No
     chosen"), as :func:`select`'s ``storage``:
 
     - the shared deployment (``shared_database``: the URL of the Dagster instance's PostgreSQL
-      database, which the asset layer passes, ``assets.instance.shared_database_url``): that
-      database, schema :data:`STUDY_SCHEMA`, as an Optuna RDB URL that every machine reaches.
+      database, which the asset layer passes, ``assets.platform.instance.shared_database_url``):
+      that database, schema :data:`STUDY_SCHEMA`, as an Optuna RDB URL that every machine reaches.
       With a Ray engine of several workers the trials then run in parallel
       (:func:`parallel_trials`);
     - else, where ``location`` (the day's selection artifact) is a local path: the journal file

@@ -52,7 +52,7 @@ class Warehouse(DuckDBResource):
     - empty (the default): the DuckDB file ``database``, embedded. DuckDB allows one
       read-write process per file: open it per statement group with :meth:`session` and close
       it before long work (training); every asset that opens it is in the Dagster pool
-      ``duckdb``, whose limit is 1 (assets/instance.py).
+      ``duckdb``, whose limit is 1 (assets/platform/instance.py).
     - a DuckLake catalog, with the Parquet files in ``data_path``: PostgreSQL
       (``postgres:dbname=… host=… port=… user=…``), which several machines share: any number
       of steps write at once, a commit that conflicts with a concurrent one is retried

@@ -23,7 +23,7 @@ import requests
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
-from assets.instance import prepare_instance
+from assets.platform.instance import prepare_instance
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -161,8 +161,8 @@ def instance_environment(instance_env: Mapping[str, str] | None) -> Iterator[Non
 
 def write_instance(home: Path, instance_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A fresh ``home`` with the project's instance settings, its storage created before any
-    server or run starts (``assets.instance``: two processes creating it at once can corrupt
-    it); returns the settings. The storage is SQLite, or what ``instance_env`` selects
+    server or run starts (``assets.platform.instance``: two processes creating it at once can
+    corrupt it); returns the settings. The storage is SQLite, or what ``instance_env`` selects
     (:meth:`tests.postgres_support.PostgresServer.environment`), never the caller's own
     ``RECS_INSTANCE``."""
     config = project_instance_config()

@@ -11,7 +11,7 @@ warehouse, artifact store and landing folder. Operated as docs/operating.md says
    downstream assets over the newest ``PARTITIONS`` days (a few more than the runs the
    instance lets progress at once), each with its full 28-day window of
    history: one run per day, queued by the daemon and executed by the code location's
-   multiprocess executor (``assets.executor``).
+   multiprocess executor (``assets.platform.executor``).
 
 Then every targeted partition of every asset is materialised, every run succeeded, no DuckDB
 lock error appears anywhere, no two steps of the ``duckdb`` pool overlapped in time, runs were
@@ -45,7 +45,7 @@ DUCKDB_POOL_ASSETS = {
 LOCK_ERRORS = ("could not set lock", "conflicting lock")
 
 # What a user would save in the launchpad for a short backfill: two epochs, one baseline. The
-# runs use the code location's executor (``assets.executor``: multiprocess, steps forked from a
+# runs use the code location's executor (``assets.platform.executor``: multiprocess, steps forked from a
 # fork server primed before the run claims the pool).
 BACKFILL_CONFIG = """\
 ops:

@@ -23,8 +23,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.instance import prepare_instance
-from assets.run_workers import WORKER_TAG
+from assets.platform.instance import prepare_instance
+from assets.platform.run_workers import WORKER_TAG
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from tests.daemon_support import BIN, PROJECT_ROOT, Deployment, write_instance
 
@@ -167,7 +167,8 @@ def test_a_run_waiting_for_the_slot_of_a_killed_run_gets_it(site):
 
 def test_a_killed_run_is_failed_and_its_slot_freed_before_the_next_run(site):
     """Nothing waits when the first run is killed: the next entry point (``python -m
-    assets.instance``, which ``make run`` and ``make ui`` call) fails it and frees its slot."""
+    assets.platform.instance``, which ``make run`` and ``make ui`` call) fails it and frees its
+    slot."""
     first, first_id, holder = hold_slot(site)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
@@ -176,7 +177,7 @@ def test_a_killed_run_is_failed_and_its_slot_freed_before_the_next_run(site):
     assert site.slots()[0] == {first_id}
 
     ready = subprocess.run(
-        [sys.executable, "-m", "assets.instance"],
+        [sys.executable, "-m", "assets.platform.instance"],
         cwd=PROJECT_ROOT,
         env=site.env,
         capture_output=True,
@@ -234,7 +235,7 @@ def test_only_runs_whose_worker_is_gone_here_are_reaped(tmp_path):
     worker is dead is failed and its slot freed; a finished run still holding a slot (a home
     repaired after a failed run, a run the daemon failed) has it freed once its worker is gone;
     a live worker, a worker on another host and a run without the tag are left alone."""
-    from assets.run_workers import process_start, reap_dead_runs, this_worker
+    from assets.platform.run_workers import process_start, reap_dead_runs, this_worker
 
     home = tmp_path / "dagster_home"
     write_instance(home)

@@ -302,7 +302,11 @@ def test_two_machines_publish_different_days_while_an_application_reads(shared, 
 
 
 def test_the_pool_limit_follows_the_warehouse(tmp_path, monkeypatch):
-    from assets.instance import SHARED_WAREHOUSE_POOL_LIMIT, WAREHOUSE_POOL, prepare_instance
+    from assets.platform.instance import (
+        SHARED_WAREHOUSE_POOL_LIMIT,
+        WAREHOUSE_POOL,
+        prepare_instance,
+    )
 
     def limit(home):
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -329,7 +333,7 @@ def test_the_pool_limit_follows_the_warehouse(tmp_path, monkeypatch):
 
 def test_the_warehouse_is_chosen_in_the_environment_or_the_config_file(monkeypatch):
     from assets.definitions import RESOURCE_ENV, deployment_defaults
-    from assets.instance import WAREHOUSE_CATALOG_ENV
+    from assets.platform.instance import WAREHOUSE_CATALOG_ENV
 
     assert RESOURCE_ENV["warehouse"]["catalog"] == WAREHOUSE_CATALOG_ENV
     monkeypatch.setenv(WAREHOUSE_CATALOG_ENV, "postgres:dbname=lake")

@@ -9,8 +9,13 @@ from pathlib import Path
 import dagster as dg
 
 from assets.definitions import defs
-from assets.executor import PRELOAD_MODULE, available_cpus, forkserver_executor, threads_per_step
-from assets.step_preload import instance_modules
+from assets.platform.executor import (
+    PRELOAD_MODULE,
+    available_cpus,
+    forkserver_executor,
+    threads_per_step,
+)
+from assets.platform.step_preload import instance_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +81,8 @@ def test_fork_server_has_imported_its_preload_when_priming_returns(tmp_path):
     a pool slot afterwards waits for the server to boot."""
     probe = tmp_path / "probe"
     script = (
-        "import time; from pathlib import Path; from assets.executor import prime_fork_server\n"
+        "import time; from pathlib import Path;"
+        " from assets.platform.executor import prime_fork_server\n"
         "prime_fork_server(['tests.preload_probe'])\n"
         f"pid, at = Path({str(probe)!r}).read_text().split()\n"
         "assert int(pid) != __import__('os').getpid() and float(at) <= time.time()\n"
@@ -103,7 +109,7 @@ def test_preload_covers_the_instance_storage_a_step_opens(tmp_path):
     # Dagster's storage: ~1 s); after the preload's imports, only a few small ones remain.
     def new_modules(preload: bool) -> list[str]:
         # Only dagster and (with ``preload``) the modules named: the code location itself
-        # imports some storage modules (assets.pool_slots), which would warm the cold case.
+        # imports some storage modules (assets.platform.pool_slots), which would warm the cold case.
         script = (
             "import importlib, json, sys, dagster as dg\n"
             f"[importlib.import_module(m) for m in {modules!r}] if {preload} else None\n"

@@ -2,8 +2,8 @@
 on the storage one setting chooses: SQLite files in the home or a shared PostgreSQL (issue 15).
 
 Opening a new ``DAGSTER_HOME`` from several processes at once let each stamp the schema version:
-4 processes corrupted a new home in 2 of 4 trials. ``assets.instance`` creates it in one process
-under a lock; a home that is already corrupted is named with the command that repairs it."""
+4 processes corrupted a new home in 2 of 4 trials. ``assets.platform.instance`` creates it in one
+process under a lock; a home that is already corrupted is named with the command that repairs it."""
 
 import os
 import shutil
@@ -17,12 +17,16 @@ import dagster as dg
 import pytest
 import yaml
 
-from assets.instance import (
+from assets.platform.instance import (
+    BLOCK_END,
     BLOCK_START,
+    MOVED_BLOCK_MARKERS,
+    MOVED_MODULES,
     POSTGRES_ENV,
     REPAIR_COMMAND,
     InstanceConfigError,
     InstanceCorrupted,
+    migrate_moved_modules,
     postgres_version_rows,
     prepare_instance,
     selected_storage,
@@ -49,7 +53,8 @@ def at_once(
     imports), as ``dagster dev`` and a CLI run started together would."""
     start = time.time() + 6
     prelude = (
-        "import sys, time; import dagster as dg; from assets.instance import prepare_instance;"
+        "import sys, time; import dagster as dg;"
+        " from assets.platform.instance import prepare_instance;"
         f" time.sleep(max(0.0, {start} - time.time()));"
     )
     processes = [
@@ -139,7 +144,7 @@ def test_a_corrupted_home_is_named_with_its_repair(tmp_path):
     assert "schedules/schedules.db has 2" in str(error.value)
     assert REPAIR_COMMAND in str(error.value)
 
-    command = [sys.executable, "-m", "assets.instance", "--home", str(home)]
+    command = [sys.executable, "-m", "assets.platform.instance", "--home", str(home)]
     check = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert check.returncode == 2 and REPAIR_COMMAND in check.stderr
 
@@ -197,6 +202,50 @@ def test_the_postgres_block_is_added_and_removed_leaving_the_file_as_it_was(tmp_
     assert storage_of(home) == "sqlite"
 
 
+def old_home(tmp_path, storage_block: str = ""):
+    """A home whose dagster.yaml was copied from the project's before the platform modules moved
+    into assets/platform/: it names assets.instance_storage and assets.run_workers."""
+    home = new_home(tmp_path)
+    text = (home / "dagster.yaml").read_text()
+    for old, new in MOVED_MODULES.items():
+        assert f"module: {new}\n" in text
+        text = text.replace(f"module: {new}\n", f"module: {old}\n")
+    (home / "dagster.yaml").write_text(text + storage_block)
+    return home
+
+
+def test_a_home_naming_the_old_module_paths_is_brought_up_to_date(tmp_path, monkeypatch):
+    """Issue 26: the modules the home's dagster.yaml names moved; the first entry point run on
+    an old home rewrites their paths (every other line kept) and the home opens as before."""
+    assert not any((PROJECT_ROOT / f"{old.replace('.', '/')}.py").exists() for old in MOVED_MODULES)
+    monkeypatch.delenv("RECS_WAREHOUSE_CATALOG", raising=False)
+    home = old_home(tmp_path)
+    lines = []
+    prepare_instance(home, storage="sqlite", log=lines.append)
+    assert (home / "dagster.yaml").read_text() == PROJECT_INSTANCE.read_text()
+    assert lines == [f"{home / 'dagster.yaml'}: module paths updated to assets.platform"]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance).__module__ == "assets.platform.instance_storage"
+        assert type(instance.run_launcher).__module__ == "assets.platform.run_workers"
+    lines.clear()
+    prepare_instance(home, storage="sqlite", log=lines.append)
+    assert lines == []  # nothing left to change
+
+
+def test_an_old_shared_homes_storage_block_is_still_managed(tmp_path):
+    """The storage block an old home holds carries the old markers: rewritten to the current
+    ones, so switching the storage back still removes it and leaves the file as it was."""
+    start, end = MOVED_BLOCK_MARKERS
+    body = yaml.safe_dump({"storage": {"sqlite": {"base_dir": "x"}}})
+    home = old_home(tmp_path, f"\n{start}\n{body}{end}\n")
+    assert migrate_moved_modules(home) is True
+    text = (home / "dagster.yaml").read_text()
+    assert f"\n{BLOCK_START}\n{body}{BLOCK_END}\n" in text and start not in text
+    assert migrate_moved_modules(home) is False
+    assert write_storage(home, "sqlite") is True  # the block found and removed
+    assert (home / "dagster.yaml").read_text() == PROJECT_INSTANCE.read_text()
+
+
 def test_a_hand_written_storage_is_not_overridden(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
@@ -213,7 +262,7 @@ def test_a_shared_instance_without_its_connection_names_the_variables(tmp_path, 
     with pytest.raises(InstanceConfigError) as error:
         prepare_instance(home)
     assert all(var in str(error.value) for var in POSTGRES_ENV.values())
-    command = [sys.executable, "-m", "assets.instance", "--home", str(home)]
+    command = [sys.executable, "-m", "assets.platform.instance", "--home", str(home)]
     check = subprocess.run(
         command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=os.environ.copy()
     )
@@ -238,7 +287,7 @@ def test_entry_points_started_together_create_a_postgres_instance_once(tmp_path,
             assert "postgres" in type(instance.run_storage).__module__
             assert len(postgres_version_rows(instance)) == 1
     ready = subprocess.run(
-        [sys.executable, "-m", "assets.instance", "--home", str(home)],
+        [sys.executable, "-m", "assets.platform.instance", "--home", str(home)],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

@@ -3,8 +3,8 @@
 Every file parses as the kinds a platform team applies and refers only to objects the
 deployment defines; the instance's ``dagster.yaml`` passes Dagster's own schema, keeps the
 project's concurrency settings and names the PostgreSQL storage exactly as
-``python -m assets.instance`` writes it; and the Kubernetes Job of a ``trained_model`` step is
-built with dagster-k8s's own API from the run launcher's config and the op's tags: with
+``python -m assets.platform.instance`` writes it; and the Kubernetes Job of a ``trained_model`` step
+is built with dagster-k8s's own API from the run launcher's config and the op's tags: with
 ``RECS_K8S_GPU=1`` the step's pod asks for one GPU and lands on a GPU node, without it nothing
 changes."""
 
@@ -27,8 +27,13 @@ from dagster_k8s.job import (
     get_user_defined_k8s_config,
 )
 
-from assets.deploy import GPU_NODE_SELECTOR, GPU_RESOURCE, GPU_TOLERATIONS, K8S_CONFIG_TAG
-from assets.instance import storage_config, write_storage
+from assets.platform.instance import storage_config, write_storage
+from assets.platform.kubernetes import (
+    GPU_NODE_SELECTOR,
+    GPU_RESOURCE,
+    GPU_TOLERATIONS,
+    K8S_CONFIG_TAG,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -137,7 +142,7 @@ def test_the_webserver_and_daemon_load_the_code_server(objects):
         assert "/opt/dagster/workspace/workspace.yaml" in container["command"]
         # The instance's storage is created by one command before the server opens it.
         (setup,) = specs[name]["initContainers"]
-        assert setup["command"] == ["python", "-m", "assets.instance"]
+        assert setup["command"] == ["python", "-m", "assets.platform.instance"]
 
 
 def test_the_instance_is_postgres_with_the_projects_settings(objects, tmp_path):
@@ -255,7 +260,7 @@ def deployment_resources(env: dict[str, str]) -> dict:
     """The resources' config and the ``duckdb`` pool's limit as a pod with ``env`` (recs-env
     and the Secrets) loads them: the project's own loading, in a fresh process."""
     code = (
-        "import json; from assets.definitions import defs; from assets.instance import"
+        "import json; from assets.definitions import defs; from assets.platform.instance import"
         " warehouse_pool_limit; r = defs.resources; print(json.dumps({"
         "'warehouse': [r['warehouse'].catalog, r['warehouse'].data_path],"
         " 'artifacts': r['artifacts'].root, 'engine': [r['engine'].kind, r['engine'].address,"

@@ -19,7 +19,7 @@ ROUND_SECONDS = 0.4
 CLAIMER = """
 import sys, time
 import dagster as dg
-import assets.executor  # the project's executor: what every run worker imports
+import assets.platform.executor  # the project's executor: what every run worker imports
 home, start, rounds, step, me = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 storage = dg.DagsterInstance.from_config(home).event_log_storage
 for r in range(rounds):

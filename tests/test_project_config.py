@@ -444,8 +444,8 @@ def test_a_wrong_environment_variable_names_itself_and_whats_allowed(
 
 
 def test_the_executor_and_deployment_variables_name_themselves(monkeypatch):
-    from assets.deploy import gpu_op_tags
-    from assets.executor import threads_per_step
+    from assets.platform.executor import threads_per_step
+    from assets.platform.kubernetes import gpu_op_tags
     from recs_pipeline import project_config
 
     with pytest.raises(project_config.EnvironmentSettingError, match=r"OMP_NUM_THREADS='abc'"):

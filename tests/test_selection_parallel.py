@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from assets.instance import postgres_version_rows, prepare_instance, shared_database_url
+from assets.platform.instance import postgres_version_rows, prepare_instance, shared_database_url
 from recs_pipeline import selection as selection_module
 from recs_pipeline.artifacts import SELECTION, UrlArtifactStore
 from recs_pipeline.engine import Engine

@@ -1,10 +1,10 @@
 """The instance class named in ``dagster_home/dagster.yaml`` (``instance_class``): Dagster's
 instance whose SQLite storage is created under the home's lock, whoever opens it.
 
-``python -m assets.instance`` creates a new home's storage once, under an exclusive lock, and
-every entry point of the project calls it first (``assets/instance.py`` says why). Dagster's
-own commands do not: ``dagster dev`` and ``dagster asset materialize`` started together on a
-new ``DAGSTER_HOME`` each created the storage and stamped its schema version, leaving two
+``python -m assets.platform.instance`` creates a new home's storage once, under an exclusive lock,
+and every entry point of the project calls it first (``assets/platform/instance.py`` says why).
+Dagster's own commands do not: ``dagster dev`` and ``dagster asset materialize`` started together on
+a new ``DAGSTER_HOME`` each created the storage and stamped its schema version, leaving two
 ``alembic_version`` rows (alembic's "more than one head present" for every later process) or
 failing a process midway. Four processes opening a new home at once went wrong in 5 of 6 trials
 here.
@@ -13,8 +13,8 @@ Every Dagster process reads the home's ``dagster.yaml``, so the lock is taken th
 instance class's defaults name :class:`LockedSqliteStorage` as the storage (the default one
 when ``dagster.yaml`` names none; a ``storage:`` section, the shared PostgreSQL one, still
 wins). It is Dagster's SQLite storage created while the process holds the home's setup lock
-(the one :func:`assets.instance.prepare_instance` takes), after checking that the home is not
-already corrupted, which is reported with the command that repairs it. Once the storage exists,
+(the one :func:`assets.platform.instance.prepare_instance` takes), after checking that the home is
+not already corrupted, which is reported with the command that repairs it. Once the storage exists,
 creating it again only checks its tables, so the lock is held for milliseconds.
 """
 
@@ -29,7 +29,7 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClassData
 
-from assets.instance import LOCK_FILE, check_instance, exclusive
+from assets.platform.instance import LOCK_FILE, check_instance, exclusive
 
 
 class LockedSqliteStorage(DagsterSqliteStorage):

@@ -1,4 +1,5 @@
-"""Set-up of the Dagster instance in ``DAGSTER_HOME``: ``python -m assets.instance [--repair]``.
+"""Set-up of the Dagster instance in ``DAGSTER_HOME``: ``python -m assets.platform.instance
+[--repair]``.
 
 Dagster's SQLite storages create their tables and stamp their schema version (an
 ``alembic_version`` row) the first time a process opens the instance, with no lock between
@@ -13,9 +14,9 @@ So the instance is created once, by one process, before anything concurrent star
 storage, and checks the result. Every entry point of the project calls it first (``make run``,
 ``make ui``, the tests and benchmarks that start servers); Dagster's own commands started on a
 new home take the same lock, through the instance class the home's ``dagster.yaml`` names
-(``assets/instance_storage.py``). A home already corrupted this way is reported with the command
-that repairs it. Runs whose worker process was killed are marked failed here too, and their pool
-slots freed (``assets/run_workers.py``).
+(``assets/platform/instance_storage.py``). A home already corrupted this way is reported with the
+command that repairs it. Runs whose worker process was killed are marked failed here too, and their
+pool slots freed (``assets/platform/run_workers.py``).
 
 Where the instance keeps its storage is chosen here too, by one setting (docs/deploying.md):
 ``RECS_INSTANCE`` in the environment, else ``storage`` in the ``[instance]`` table of the
@@ -48,6 +49,7 @@ import argparse
 import contextlib
 import fcntl
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -62,7 +64,7 @@ VERSIONED_DATABASES = {
     "schedules/schedules.db": "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
 }
 LOCK_FILE = ".instance-setup.lock"
-REPAIR_COMMAND = "python -m assets.instance --repair"
+REPAIR_COMMAND = "python -m assets.platform.instance --repair"
 
 INSTANCE_ENV = "RECS_INSTANCE"
 STORAGES = ("sqlite", "postgres")
@@ -77,10 +79,30 @@ POSTGRES_ENV = {
 }
 POSTGRES_SCHEME = "postgresql+psycopg2"
 # The block prepare_instance manages at the end of a home's dagster.yaml.
-BLOCK_START = (
-    "# --- storage: written by `python -m assets.instance` (RECS_INSTANCE / [instance]) ---"
+BLOCK_START = "# --- storage: written by `python -m assets.platform.instance` (RECS_INSTANCE / [instance]) ---"
+BLOCK_END = "# --- end of the storage written by assets.platform.instance ---"
+
+# What a home's dagster.yaml said before the platform modules moved from assets/ into
+# assets/platform/: the modules of the instance class and the run launcher, and the storage
+# block's markers. A home created then (its dagster.yaml copied from the project's) is rewritten
+# by prepare_instance (migrate_moved_modules), so every project entry point brings it up to date
+# before a Dagster process reads it; the asset root keeps no alias modules for the old paths.
+MOVED_MODULES = {
+    "assets.instance_storage": "assets.platform.instance_storage",
+    "assets.run_workers": "assets.platform.run_workers",
+}
+MOVED_BLOCK_MARKERS = {
+    "# --- storage: written by `python -m assets.instance` (RECS_INSTANCE / [instance]) ---": (
+        BLOCK_START
+    ),
+    "# --- end of the storage written by assets.instance ---": BLOCK_END,
+}
+_MOVED_MODULE_LINE = re.compile(
+    r"^(?P<key>[ \t]*module:[ \t]*)(?P<quote>['\"]?)(?P<module>"
+    + "|".join(map(re.escape, MOVED_MODULES))
+    + r")(?P=quote)(?P<rest>[ \t]*(?:#.*)?)$",
+    re.MULTILINE,
 )
-BLOCK_END = "# --- end of the storage written by assets.instance ---"
 
 
 # The pool of every step that opens the warehouse (assets: pool="duckdb").
@@ -208,10 +230,38 @@ def write_storage(home: Path, storage: str) -> bool:
     new = rest if not block else (rest.rstrip("\n") + "\n\n" if rest.strip() else "") + block
     if new == text:
         return False
+    _replace_text(path, new)
+    return True
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``text`` over ``path`` at once, after checking that it parses as YAML (never leave
+    a file Dagster cannot read)."""
+    import yaml
+
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    yaml.safe_load(tmp.read_text())  # never leave a file Dagster cannot read
+    tmp.write_text(text)
+    yaml.safe_load(tmp.read_text())
     os.replace(tmp, path)
+
+
+def migrate_moved_modules(home: Path) -> bool:
+    """Rewrite the old module paths (:data:`MOVED_MODULES`, as a ``module:`` value) and storage
+    block markers in the home's ``dagster.yaml`` to the current ones, every other character
+    kept; True when the file changed."""
+    path = home / "dagster.yaml"
+    if not path.exists():
+        return False
+    text = path.read_text()
+    new = _MOVED_MODULE_LINE.sub(
+        lambda m: m["key"] + m["quote"] + MOVED_MODULES[m["module"]] + m["quote"] + m["rest"],
+        text,
+    )
+    for old, current in MOVED_BLOCK_MARKERS.items():
+        new = new.replace(old, current)
+    if new == text:
+        return False
+    _replace_text(path, new)
     return True
 
 
@@ -280,8 +330,8 @@ def check_postgres_environment(environ=os.environ) -> None:
 
 
 # Lock files this process holds, with how often: prepare_instance holds the lock while it opens
-# the instance, whose storage (assets.instance_storage) takes it again. flock would not let a
-# second descriptor of one process in, so the process takes each lock once.
+# the instance, whose storage (assets.platform.instance_storage) takes it again. flock would not let
+# a second descriptor of one process in, so the process takes each lock once.
 _held: dict[Path, int] = {}
 _held_guard = threading.RLock()
 
@@ -363,9 +413,12 @@ def prepare_instance(
     :func:`selected_storage`) is written into the home's ``dagster.yaml`` first. Idempotent;
     raises :class:`InstanceCorrupted` for a home two processes already created at once and
     :class:`InstanceConfigError` for an unknown storage or a shared one without connection.
-    The ``duckdb`` pool gets the limit of the deployment's warehouse (:func:`warehouse_pool_limit`).
-    Runs whose worker process was killed are marked failed and their pool slots freed
-    (:func:`assets.run_workers.reap_dead_runs`; ``log`` gets a line for each)."""
+    A ``dagster.yaml`` naming the module paths from before the platform modules moved into
+    ``assets/platform/`` is brought up to date first (:func:`migrate_moved_modules`; ``log``
+    gets a line). The ``duckdb`` pool gets the limit of the deployment's warehouse
+    (:func:`warehouse_pool_limit`). Runs whose worker process was killed are marked failed and
+    their pool slots freed (:func:`assets.platform.run_workers.reap_dead_runs`; ``log`` gets a
+    line for each)."""
     home = Path(home).resolve()
     storage = storage or selected_storage()
     if storage not in STORAGES:
@@ -375,6 +428,8 @@ def prepare_instance(
     pool_limit = warehouse_pool_limit()
     home.mkdir(parents=True, exist_ok=True)
     with exclusive(home / LOCK_FILE):
+        if migrate_moved_modules(home) and log:
+            log(f"{home / 'dagster.yaml'}: module paths updated to assets.platform")
         write_storage(home, storage)
         check_instance(home)
         import dagster as dg
@@ -383,7 +438,7 @@ def prepare_instance(
         # dagster.yaml against Dagster's schema).
         with dg.DagsterInstance.from_config(str(home)) as instance:
             set_pool_limit(instance, pool_limit)
-            from assets.run_workers import reap_dead_runs
+            from assets.platform.run_workers import reap_dead_runs
 
             reap_dead_runs(instance, log)
             if storage == "postgres":
@@ -460,8 +515,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as the module ``assets.instance`` itself, not as a copy named ``__main__``: opening the
-    # instance imports it (assets.instance_storage), and the lock it holds is known there.
-    from assets.instance import main as module_main
+    # Run as the module ``assets.platform.instance`` itself, not as a copy named ``__main__``:
+    # opening the instance imports it (assets.platform.instance_storage), and the lock it holds is
+    # known there.
+    from assets.platform.instance import main as module_main
 
     sys.exit(module_main())

@@ -2,8 +2,8 @@
 
 Dagster's multiprocess executor, with the forkserver start method and a fork server primed before
 the run's first step: one server process per run imports what a step needs
-(``assets.step_preload``: the code location, polars, Dagster's instance storage) and forks every
-step process of the run from it.
+(``assets.platform.step_preload``: the code location, polars, Dagster's instance storage) and forks
+every step process of the run from it.
 
 Why: a step of the ``duckdb`` pool claims the pool's single slot before its process starts, and
 holds it until the process ends, so whatever a step process spends starting up is serialised
@@ -20,8 +20,8 @@ set: several runs each using every core slowed training ~60x in a UI backfill.
 Dead runs: before the run claims any slot, its worker records itself in the run's tags and
 marks failed the runs whose worker was killed (their slots freed); while the run executes, a
 watchdog thread does so again every few seconds, so a run waiting for the slot of a run killed
-meanwhile gets it (``assets.run_workers``). The step processes die with the run worker
-(``assets.step_preload``).
+meanwhile gets it (``assets.platform.run_workers``). The step processes die with the run worker
+(``assets.platform.step_preload``).
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ from annotated_types import Ge
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
-from assets import pool_slots, run_workers
+from assets.platform import pool_slots, run_workers
 from recs_pipeline import project_config
 
 # Pool slots are claimed by this executor (in the run worker): on SQLite, atomically.
 pool_slots.install()
 
-PRELOAD_MODULE = "assets.step_preload"
+PRELOAD_MODULE = "assets.platform.step_preload"
 THREADS_VARIABLE = "OMP_NUM_THREADS"
 # Dagster's executor puts this module first in any preload list; so does the priming, so that
 # the server it starts is the one Dagster's executor would have started.
@@ -89,7 +89,7 @@ def prime_fork_server(preload: list[str]) -> None:
 
 
 class DeadRunWatchdog:
-    """Reaps runs whose worker died (:func:`assets.run_workers.reap_dead_runs`) every
+    """Reaps runs whose worker died (:func:`assets.platform.run_workers.reap_dead_runs`) every
     ``interval`` seconds in a daemon thread, until stopped."""
 
     def __init__(self, instance: dg.DagsterInstance, log, interval: float) -> None:

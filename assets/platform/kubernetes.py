@@ -3,7 +3,8 @@ docs/deploying.md), chosen from the environment of the code server; unset, nothi
 
 - ``RECS_EXECUTOR=k8s``: every run's steps execute in Kubernetes Jobs of their own
   (``dagster_k8s.k8s_job_executor``) instead of forked processes inside the run's pod (the
-  project's ``assets.executor``). Each step pod then takes its own op's ``dagster-k8s/config``.
+  project's ``assets.platform.executor``). Each step pod then takes its own op's
+  ``dagster-k8s/config``.
 - ``RECS_K8S_GPU=1``: ``trained_model``'s step pod asks for one GPU and lands on a GPU node
   (``nvidia.com/gpu: 1`` as its limit, the node selector and toleration below). It takes
   effect with the step executor above (with one pod per run, op tags are not applied).
@@ -66,7 +67,7 @@ def deployment_executor():
     Kubernetes Job per step with ``RECS_EXECUTOR=k8s``."""
     value = os.environ.get(EXECUTOR_ENV, "").strip().lower()
     if value in ("", "forkserver", "multiprocess"):
-        from assets.executor import forkserver_executor
+        from assets.platform.executor import forkserver_executor
 
         return forkserver_executor
     if value == "k8s":

@@ -1,6 +1,6 @@
-"""Imported once per run by the executor's fork server (``assets.executor``) before it forks the
-run's step processes, so that a step starts with everything it needs already loaded: the code
-location (dagster, torch, duckdb), polars (which the code location loads lazily, only where
+"""Imported once per run by the executor's fork server (``assets.platform.executor``) before it
+forks the run's step processes, so that a step starts with everything it needs already loaded: the
+code location (dagster, torch, duckdb), polars (which the code location loads lazily, only where
 publication and item features need it) and the storage classes of the Dagster instance that
 every step process opens (their imports, sqlalchemy and alembic among them, take ~1 s).
 

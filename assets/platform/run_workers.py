@@ -9,20 +9,22 @@ daemon runs: a CLI run (``dagster asset materialize``) has no launcher and often
 
 So every run worker records who it is, in a tag of its run (:data:`WORKER_TAG`: host, PID and
 the process's start time, which tells a reused PID apart), before it claims any slot
-(``assets.executor``). Anyone on that host can then tell whether the worker still lives, and
-:func:`reap_dead_runs` marks the runs whose worker is gone failed and frees their slots. It runs:
+(``assets.platform.executor``). Anyone on that host can then tell whether the worker still lives,
+and :func:`reap_dead_runs` marks the runs whose worker is gone failed and frees their slots. It
+runs:
 
-- when a run starts, and every :data:`WATCH_SECONDS` while it runs (``assets.executor``): a run
-  waiting for the slot of a run killed meanwhile gets it within that bound;
-- in every entry point that prepares the instance (``python -m assets.instance``, ``make run``,
-  ``make ui``);
+- when a run starts, and every :data:`WATCH_SECONDS` while it runs (``assets.platform.executor``): a
+  run waiting for the slot of a run killed meanwhile gets it within that bound;
+- in every entry point that prepares the instance (``python -m assets.platform.instance``, ``make
+  run``, ``make ui``);
 - in the daemon, through Dagster's own run monitoring (``run_monitoring`` in ``dagster.yaml``):
   :class:`ProcessRunLauncher` is Dagster's default launcher that can tell a dead worker, so the
   monitoring daemon fails the run, and ``free_slots_after_run_end_seconds`` frees its slots.
 
 A worker on another host cannot be checked from here: its run is left to that host's runs and to
-Dagster's monitoring. The step processes of a run die with its worker (``assets.step_preload``),
-so no step of a failed run still holds the warehouse when its slot is freed.
+Dagster's monitoring. The step processes of a run die with its worker
+(``assets.platform.step_preload``), so no step of a failed run still holds the warehouse when its
+slot is freed.
 """
 
 from __future__ import annotations
