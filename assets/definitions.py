@@ -8,9 +8,9 @@ from pydantic import Field, create_model
 
 from assets.features import hard_negatives, interaction_graph, interaction_split
 from assets.ingest import raw_interactions
+from assets.lib.partitions import DATA_ROOT
 from assets.live import live_recommendations
 from assets.model import model_evaluation, model_selection, trained_model
-from assets.partitions import DATA_ROOT
 from assets.platform.kubernetes import deployment_executor
 from assets.serving import recommendations
 from recs_pipeline import project_config

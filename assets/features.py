@@ -5,13 +5,13 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.catalog import OWNERS, tags
 from assets.ingest import raw_interactions
-from assets.lineage import expected_writer
-from assets.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
-from assets.settings import HardNegativeSettings, SplitSettings, check_run_config
-from assets.sharding import ShardLog
-from assets.tables import row_count, table_metadata
+from assets.lib.catalog import OWNERS, tags
+from assets.lib.lineage import expected_writer
+from assets.lib.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
+from assets.lib.settings import HardNegativeSettings, SplitSettings, check_run_config
+from assets.lib.shard_log import ShardLog
+from assets.lib.tables import row_count, table_metadata
 from recs_pipeline.artifacts import (
     ADJACENCY,
     GRAPH,

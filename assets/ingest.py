@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from assets.catalog import OWNERS, tags
-from assets.partitions import daily_partitions
+from assets.lib.catalog import OWNERS, tags
+from assets.lib.partitions import daily_partitions
+from assets.lib.settings import check_run_config
+from assets.lib.tables import row_count, table_metadata
 from assets.platform.instance import check_targets
-from assets.settings import check_run_config
-from assets.tables import row_count, table_metadata
 from recs_pipeline.console import days_summary, progress_bar
 from recs_pipeline.logs import (
     IngestInterrupted,

@@ -22,9 +22,9 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.catalog import OWNERS, PUBLICATION_FRESHNESS, tags
+from assets.lib.catalog import OWNERS, PUBLICATION_FRESHNESS, tags
+from assets.lib.tables import ROW_COUNT, TABLE_NAME
 from assets.model import champion_line, comparison_table, headline_metrics
-from assets.tables import ROW_COUNT, TABLE_NAME
 from recs_pipeline.artifacts import SELECTION, ArtifactError
 from recs_pipeline.daily import NO_TEST_USERS, GateResult
 from recs_pipeline.models import TRAINING_FREE

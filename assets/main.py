@@ -162,7 +162,7 @@ def _demo(args: argparse.Namespace) -> int:
         "log_source": LogSource(landing_root=str(landing)),
         "engine": ComputeEngine(),
     }
-    from assets.settings import builtin_run_config
+    from assets.lib.settings import builtin_run_config
 
     run_config = builtin_run_config()
     run_config["ops"]["trained_model"]["config"].update(_train_overrides(args))
@@ -193,7 +193,7 @@ def _write_demo_config(root: Path, start: dt.date) -> None:
 
 def _own_logs(args: argparse.Namespace) -> int:
     from assets.definitions import default_resources
-    from assets.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
+    from assets.lib.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
 
     resources = default_resources()
     end = args.to
@@ -275,7 +275,7 @@ def _run(
     from assets.console import materialize
     from assets.definitions import ALL_ASSETS, daily_job
     from assets.ingest import pending_days, raw_interactions
-    from assets.partitions import range_tags
+    from assets.lib.partitions import range_tags
 
     newest = end.isoformat()
     instance = dg.DagsterInstance.get()

@@ -7,15 +7,20 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.catalog import OWNERS, tags
 from assets.features import hard_negatives, interaction_graph
-from assets.lineage import expected_writer
-from assets.partitions import daily_partitions, partition_date
+from assets.lib.catalog import OWNERS, tags
+from assets.lib.lineage import expected_writer
+from assets.lib.partitions import daily_partitions, partition_date
+from assets.lib.settings import (
+    EvaluationSettings,
+    SelectionSettings,
+    TrainSettings,
+    check_run_config,
+)
+from assets.lib.shard_log import ShardLog
+from assets.lib.tables import row_count, table_metadata
 from assets.platform.instance import shared_database_url
 from assets.platform.kubernetes import gpu_op_tags
-from assets.settings import EvaluationSettings, SelectionSettings, TrainSettings, check_run_config
-from assets.sharding import ShardLog
-from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, SELECTION, SPLIT, ArtifactProgress
 from recs_pipeline.console import progress_bar
 from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
@@ -322,7 +327,8 @@ def _op_config(context: dg.AssetExecutionContext, op: str) -> dict:
     kinds={"torch"},
     owners=OWNERS,
     tags=tags("model"),
-    # On Kubernetes with RECS_K8S_GPU=1: the step's pod on a GPU node (assets/platform/kubernetes.py).
+    # On Kubernetes with RECS_K8S_GPU=1: the step's pod on a GPU node
+    # (assets/platform/kubernetes.py).
     op_tags=gpu_op_tags(),
 )
 def trained_model(

@@ -4,14 +4,14 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.catalog import OWNERS, tags
-from assets.lineage import expected_writer
+from assets.lib.catalog import OWNERS, tags
+from assets.lib.lineage import expected_writer
+from assets.lib.partitions import daily_partitions, partition_date
+from assets.lib.settings import PublishSettings, check_run_config
+from assets.lib.shard_log import ShardLog
+from assets.lib.tables import row_count, table_metadata
 from assets.live import live_event
 from assets.model import gate_stop, model_evaluation
-from assets.partitions import daily_partitions, partition_date
-from assets.settings import PublishSettings, check_run_config
-from assets.sharding import ShardLog
-from assets.tables import row_count, table_metadata
 from recs_pipeline.artifacts import PUBLISHED_MODEL, SPLIT
 from recs_pipeline.daily import (
     GATE_BASELINE,

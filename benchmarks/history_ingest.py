@@ -96,7 +96,7 @@ def dagster_ingest(landing: Path, home: Path, first: dt.date, last: dt.date) -> 
     from assets.console import materialize
     from assets.definitions import ALL_ASSETS, default_resources, ingest_job
     from assets.ingest import raw_interactions
-    from assets.partitions import range_tags
+    from assets.lib.partitions import range_tags
     from resources import LogSource, Warehouse
 
     instance = dg.DagsterInstance.local_temp(str(home))

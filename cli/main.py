@@ -178,7 +178,7 @@ def _default_day() -> tuple[dt.date, str]:
     """The newest day worth running: the log's last day, or the newest partition (yesterday,
     UTC) when the log goes on past it."""
     from assets.definitions import deployment_defaults
-    from assets.partitions import daily_partitions
+    from assets.lib.partitions import daily_partitions
     from recs_pipeline.logs import LogConfigError
     from recs_pipeline.profile import all_files, profile_log
     from resources import LogSource
@@ -235,7 +235,7 @@ def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
 
     from assets.definitions import default_resources
     from assets.ingest import pending_days
-    from assets.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
+    from assets.lib.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
 
     first = max(
         day - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1), dt.date.fromisoformat(PARTITION_START)
@@ -289,7 +289,7 @@ def ingest(start: dt.date | None, end: dt.date | None) -> None:
     job ingest_days through the code location (every row to the partition of its day),
     followed to its end. Nothing downstream runs: recs run / recs backfill do."""
     setup()
-    from assets.partitions import PARTITION_START
+    from assets.lib.partitions import PARTITION_START
     from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
 
     if end is None:

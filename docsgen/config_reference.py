@@ -1,7 +1,7 @@
 """``docs/configuration-reference.md``, generated from the declared settings.
 
 Every run-config setting is declared once, with its default, description, range and choices,
-in a core dataclass (``recs_pipeline.config.setting``); ``assets/settings.py`` generates the
+in a core dataclass (``recs_pipeline.config.setting``); ``assets/lib/settings.py`` generates the
 launchpad's config classes from those declarations and says which names differ (``RENAMED``),
 which fields are not run config (``INTERNAL``), which default means "unset" (``UNSET``) and
 which fields are Dagster-only (``EXTRAS``). The resources declare their fields with pydantic,
@@ -138,8 +138,8 @@ def _op_rows(settings: Any, settings_cls: type) -> tuple[list[list[str]], list[s
 
 
 def _ops(lines: list[str]) -> None:
-    from assets import settings
     from assets.ingest import IngestSettings
+    from assets.lib import settings
 
     lines += [
         "## Run config: `[ops.<op>]`",
@@ -176,7 +176,7 @@ def _ops(lines: list[str]) -> None:
 
 def _resources(lines: list[str]) -> None:
     from assets import definitions
-    from assets.partitions import DATA_ROOT
+    from assets.lib.partitions import DATA_ROOT
     from recs_pipeline.project_config import describe_type
 
     lines += [
@@ -224,7 +224,7 @@ def _resources(lines: list[str]) -> None:
 
 
 def _top_level(lines: list[str]) -> None:
-    from assets.partitions import BUILTIN_PARTITION_START
+    from assets.lib.partitions import BUILTIN_PARTITION_START
     from assets.platform.instance import INSTANCE_ENV, STORAGES
     from recs_pipeline.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
 

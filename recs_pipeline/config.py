@@ -4,7 +4,7 @@ Each field of a config dataclass (``TrainConfig``, ``SplitConfig``, ``HardNegati
 ``PublishIndex``, ``PublishConfig``, ``EvaluationConfig``) is declared once with
 :func:`setting`: its default, a description, its allowed range and its choices. The
 dataclass checks every value against that declaration in ``__post_init__``
-(:func:`check_declared`), and the Dagster run-config classes (``assets/settings.py``) are
+(:func:`check_declared`), and the Dagster run-config classes (``assets/lib/settings.py``) are
 generated from the same declarations, so the launchpad shows what the core enforces.
 
 An invalid value raises :class:`SettingError`, a ``ValueError`` that names the setting(s).

@@ -159,7 +159,7 @@ def takes(name: str, parameter: str) -> bool:
 class TrainConfig:
     """What a training run computes. Every field is declared with its description and allowed
     range (:func:`~recs_pipeline.config.setting`); the run config of ``trained_model`` is
-    generated from these declarations (``assets/settings.py``)."""
+    generated from these declarations (``assets/lib/settings.py``)."""
 
     model: str = setting(
         "lightgcn",

@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     import dagster as dg
 
     from assets.ingest import raw_interactions
-    from assets.partitions import range_tags
+    from assets.lib.partitions import range_tags
     from resources import LogSource, Warehouse
 
     start, end = job["range"]

@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     import dagster as dg
 
     from assets.definitions import ALL_ASSETS
-    from assets.partitions import range_tags
+    from assets.lib.partitions import range_tags
     from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
     resources = {

@@ -16,7 +16,7 @@ import dagster as dg
 import torch
 
 from assets.ingest import raw_interactions
-from assets.partitions import range_tags
+from assets.lib.partitions import range_tags
 from recs_pipeline.artifacts import ADJACENCY, UrlArtifactStore
 from recs_pipeline.console import days_summary
 from recs_pipeline.graph import bipartite_csr, interaction_csr, normalized_adjacency

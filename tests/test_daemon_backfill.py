@@ -27,7 +27,7 @@ import pytest
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
-from assets.partitions import DEFAULT_WINDOW_DAYS
+from assets.lib.partitions import DEFAULT_WINDOW_DAYS
 from recs_pipeline.synthetic import SyntheticLogSpec
 from tests.daemon_support import BackfillOutcome, project_instance_config, run_backfills
 
@@ -45,8 +45,8 @@ DUCKDB_POOL_ASSETS = {
 LOCK_ERRORS = ("could not set lock", "conflicting lock")
 
 # What a user would save in the launchpad for a short backfill: two epochs, one baseline. The
-# runs use the code location's executor (``assets.platform.executor``: multiprocess, steps forked from a
-# fork server primed before the run claims the pool).
+# runs use the code location's executor (``assets.platform.executor``: multiprocess, steps forked
+# from a fork server primed before the run claims the pool).
 BACKFILL_CONFIG = """\
 ops:
   trained_model:

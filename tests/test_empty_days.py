@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from assets.ingest import raw_interactions
-from assets.partitions import range_tags
+from assets.lib.partitions import range_tags
 from resources import LogSource, Warehouse
 
 DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(4)]

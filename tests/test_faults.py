@@ -47,7 +47,7 @@ import torch
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
-from assets.partitions import range_tags
+from assets.lib.partitions import range_tags
 from recs_pipeline.artifacts import (
     MODEL,
     PROGRESS,

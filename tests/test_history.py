@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from assets.ingest import raw_interactions
-from assets.partitions import range_tags
+from assets.lib.partitions import range_tags
 from recs_pipeline.logs import EmptyDaysError, LogFormat, export_files, ingest_history
 from resources import LogSource, Warehouse
 

@@ -22,7 +22,7 @@ import yaml
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
-from assets.partitions import range_tags
+from assets.lib.partitions import range_tags
 from tests.conftest import SMALL_LOG, make_resources
 
 PROJECT = Path(__file__).resolve().parents[1]

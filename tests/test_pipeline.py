@@ -10,7 +10,7 @@ import torch
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
-from assets.partitions import range_tags
+from assets.lib.partitions import range_tags
 from recs_pipeline.artifacts import ITEM_FEATURES, MODEL, PROGRESS
 from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.warehouse import connect_lake

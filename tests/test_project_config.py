@@ -106,7 +106,7 @@ def test_profile_write_sets_the_partition_start_every_new_process_reads(tmp_path
     assert "wrote partition_start = 2016-01-01, [ops.interaction_split]" in profiled.stdout
     load = (
         "from assets.definitions import defs\n"
-        "from assets.partitions import daily_partitions\n"
+        "from assets.lib.partitions import daily_partitions\n"
         "print(daily_partitions.get_first_partition_key())"
     )
     loaded = fresh_process(load, {"RECS_CONFIG": str(config)})
@@ -237,7 +237,7 @@ print(json.dumps({
 
 
 def test_a_bad_project_config_fails_at_load_naming_the_file_and_setting(tmp_path, monkeypatch):
-    from assets import settings
+    from assets.lib import settings
     from recs_pipeline import project_config
     from recs_pipeline.split import SplitConfig
 
@@ -297,8 +297,8 @@ def test_overriding_one_resource_field_keeps_the_environments_others(tmp_path, m
 def _load_deployment() -> None:
     """What loading the code location reads of the deployment: the file's top level, every
     resource's defaults (environment over file) and every op's defaults."""
-    from assets import settings
     from assets.definitions import default_resources
+    from assets.lib import settings
     from recs_pipeline import project_config
 
     project_config.setting("partition_start", "RECS_PARTITION_START")
@@ -401,7 +401,7 @@ def test_the_project_config_takes_each_setting_in_its_own_type(tmp_path, monkeyp
 
 
 def test_model_params_in_the_project_config_become_the_runs_default(tmp_path, monkeypatch):
-    from assets import settings
+    from assets.lib import settings
     from recs_pipeline.train import TrainConfig
 
     config = tmp_path / "recs.toml"

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-import assets.settings as settings
+import assets.lib.settings as settings
 from assets.definitions import ALL_ASSETS, defs
 from recs_pipeline.models import model_names
 from recs_pipeline.project_config import section

@@ -195,7 +195,7 @@ def test_config_ranges():
 def test_min_weight_turns_ratings_into_positives_and_counts_the_rest(con):
     # Issue 12, finding 6: ratings 1-5 stored as weights; with min_weight 4 only ratings of 4 and
     # more are edges (train and test), the others are counted; the graph carries the weights.
-    from assets.settings import SplitSettings
+    from assets.lib.settings import SplitSettings
     from recs_pipeline.graph import index_split
 
     assert "min_weight" in SplitSettings.model_fields  # a run-config setting like the others

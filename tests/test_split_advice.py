@@ -15,7 +15,7 @@ import pytest
 
 from assets.features import interaction_split
 from assets.ingest import raw_interactions
-from assets.partitions import range_tags
+from assets.lib.partitions import range_tags
 from recs_pipeline.split import SplitConfig, explain_empty_train, temporal_split
 from resources import ArtifactStore, LogSource, Warehouse
 

@@ -23,7 +23,7 @@ import pytest
 
 from assets.definitions import ALL_ASSETS, DOWNSTREAM_ASSETS
 from assets.ingest import raw_interactions
-from assets.partitions import range_tags
+from assets.lib.partitions import range_tags
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from tests.conftest import make_resources
 from tests.daemon_support import TESTS_CONFIG, Deployment, sigterm_raises, write_instance

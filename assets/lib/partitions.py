@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.settings import SplitSettings
+from assets.lib.settings import SplitSettings
 from recs_pipeline import project_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
