@@ -22,7 +22,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 run: setup
-	$(BIN)/python -m assets.main
+	$(BIN)/python -m cli.demo
 
 test: setup postgres-binaries
 	$(BIN)/python -m pytest -q

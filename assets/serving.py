@@ -88,7 +88,7 @@ def recommendations(
     The lists commit with a record in `serving.publications` (the model's sha256 among it); the
     serving files and the published_model.pt of every day are then checked against those
     records and rewritten where they disagree (a publication killed after its commit, a file
-    edited on disk), each logged; `python -m assets.doctor` reports the same checks.
+    edited on disk), each logged; `python -m cli.doctor` reports the same checks.
 
     When this publication makes a newer day live (the day applications are served), the step
     reports it as a materialization of `live_recommendations`, which carries the freshness

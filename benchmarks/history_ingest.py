@@ -9,7 +9,7 @@ temporary folder, never the real dataset) is:
 - read by DuckDB alone: ``read_csv`` of the file with the columns cast as ingest casts them and
   the rows counted per event day (what any ingest must at least do);
 - ingested through Dagster: one run of ``raw_interactions`` over every day of the log (a single
-  run backfill, as ``assets.main --own-logs`` and a UI backfill launch it), in a fresh instance
+  run backfill, as ``cli.demo --own-logs`` and a UI backfill launch it), in a fresh instance
   and warehouse, then the same run again over the unchanged export.
 
 Reported: each wall time, the ingest's ratio to the read (the target: at most 2), the run's
@@ -93,10 +93,10 @@ def core_ingest(export: Path, database: Path) -> float:
 def dagster_ingest(landing: Path, home: Path, first: dt.date, last: dt.date) -> dict:
     import dagster as dg
 
-    from assets.console import materialize
     from assets.definitions import ALL_ASSETS, default_resources, ingest_job
     from assets.ingest import raw_interactions
     from assets.lib.partitions import range_tags
+    from cli.step_lines import materialize
     from resources import LogSource, Warehouse
 
     instance = dg.DagsterInstance.local_temp(str(home))
@@ -120,7 +120,7 @@ def dagster_ingest(landing: Path, home: Path, first: dt.date, last: dt.date) -> 
         started = time.perf_counter()
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             # As the project's commands run it: the job of the code location, the terminal's
-            # step lines (assets/console.py) instead of Dagster's console log.
+            # step lines (cli/step_lines.py) instead of Dagster's console log.
             result = materialize(
                 ingest_job,
                 ALL_ASSETS,

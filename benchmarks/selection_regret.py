@@ -36,7 +36,7 @@ from recs_pipeline.synthetic import SyntheticLogSpec, generate_events
 from recs_pipeline.train import TrainConfig, train_model
 
 SYNTHETIC = {
-    # assets.main's demo log, and its --small one (recs_pipeline.synthetic's defaults besides).
+    # cli.demo's demo log, and its --small one (recs_pipeline.synthetic's defaults besides).
     "synthetic": dict(days=60, n_users=4000, n_items=2000, events_per_day=4000),
     "synthetic-small": dict(days=60, n_users=500, n_items=250, events_per_day=900),
 }

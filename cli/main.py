@@ -126,7 +126,7 @@ def demo(small: bool, days: int | None, model: str | None, epochs: int | None, t
     ingest it, run the chain for its newest day and print the metrics and a few published
     lists. It ignores the deployment's log settings and never writes into a landing root."""
     setup(use_demo=False, prepare=False)  # the demo prepares the instance itself
-    from assets.main import main
+    from cli.demo import main
 
     argv = ["--small"] if small else []
     for flag, value in (
@@ -157,7 +157,7 @@ def profile(write: bool, no_scores: bool, min_train_events: int, min_test_users:
     day, empty days, a suggested window_days, test_days and partition start. --write stores
     them in recs.toml, read by every process (the schedule, backfills, the UI)."""
     setup(use_demo=False, prepare=False)
-    from assets.profile import main
+    from cli.profile import main
 
     argv = ["--min-train-events", str(min_train_events), "--min-test-users", str(min_test_users)]
     argv += ["--write"] if write else []
@@ -594,7 +594,7 @@ def doctor(repair: bool) -> None:
     if not shared and database != ":memory:" and not Path(database).exists():
         click.echo(f"warehouse: none yet at {database} (nothing ingested)")
     else:
-        from assets.doctor import main
+        from cli.doctor import main
 
         problems += main(["--repair"] if repair else [])
     if problems:

@@ -2,7 +2,7 @@
 where someone watches, and the few third-party warnings that cannot be fixed at their cause.
 
 Progress bars (tqdm, on stderr) are drawn when ``RECS_PROGRESS`` is ``1`` (``python -m
-assets.main`` sets it when its stderr is a terminal), or, unset, when stderr is a terminal;
+cli.demo`` sets it when its stderr is a terminal), or, unset, when stderr is a terminal;
 ``RECS_PROGRESS=0`` turns them off. They never go through Dagster's event log.
 """
 

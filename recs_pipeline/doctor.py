@@ -1,5 +1,5 @@
 """Consistency checks of a deployment: each copy the pipeline keeps outside the warehouse agrees
-with what the warehouse records (``python -m assets.doctor``).
+with what the warehouse records (``python -m cli.doctor``).
 
 The warehouse commits a day's lists first; copies follow: the serving files applications read
 (:mod:`recs_pipeline.serving`) and the pinned ``published_model.pt``. A process killed in

@@ -1,5 +1,5 @@
 """The project config file: this deployment's defaults, read by every process that loads the
-code location (``dagster dev``, the daemon, the CLI, ``python -m assets.main --own-logs``).
+code location (``dagster dev``, the daemon, the CLI, ``python -m cli.demo --own-logs``).
 
 Where: the path in ``RECS_CONFIG``, else ``recs.toml`` at the project root; no file, no
 overrides (``RECS_CONFIG=`` set to the empty string reads none). Format (TOML), shaped like a run
@@ -24,7 +24,8 @@ config::
 
     [instance]                           # where Dagster keeps runs, events and schedules:
     storage = "postgres"                 # "sqlite" (embedded, the default) or "postgres"
-                                         # (shared; RECS_INSTANCE overrides; assets/platform/instance.py)
+                                         # (shared; RECS_INSTANCE overrides;
+                                         # assets/platform/instance.py)
 
 Every value from this file or a ``RECS_*`` variable is checked against its declared setting
 (type and range) when the code location loads, by :func:`check_value`: a wrong one fails with an

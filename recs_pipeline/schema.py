@@ -83,7 +83,7 @@ TABLES: dict[str, str] = {
     """,
     # One row per published day, committed with the day's lists: what the copies outside the
     # warehouse (the serving files, published_model.pt) must agree with. A crash between the
-    # commit and those copies leaves them behind; the next export and `python -m assets.doctor`
+    # commit and those copies leaves them behind; the next export and `python -m cli.doctor`
     # find them by this record (recs_pipeline/serving.py).
     "serving.publications": """
         as_of_date DATE NOT NULL,  -- Day D published (the partition).

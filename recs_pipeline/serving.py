@@ -38,7 +38,7 @@ warehouse's, and rewrites the days that disagree: one whose re-publication was k
 its commit and before its export (the warehouse holds the new lists, the file the old ones), a
 file edited or corrupted on disk, a file from before this check (no checksum in its name), a
 missing one. ``published.duckdb`` also holds ``serving.day_files``, the file it lists for each
-day, so :func:`serving_problems` (``python -m assets.doctor``) can check it too. A day
+day, so :func:`serving_problems` (``python -m cli.doctor``) can check it too. A day
 published before ``serving.publications`` existed is adopted: it gets a record (model unknown)
 at its next export.
 
@@ -316,7 +316,7 @@ def export_published(
     """Export day ``as_of`` of ``serving.recommendations`` (already committed) to ``root``,
     rewrite every other day whose file disagrees with the warehouse (see the module docstring),
     and replace ``published.duckdb`` by one listing every published day. ``as_of`` None only
-    converges (``python -m assets.doctor --repair``). ``root`` None (an in-memory warehouse)
+    converges (``python -m cli.doctor --repair``). ``root`` None (an in-memory warehouse)
     exports nothing. Returns metadata: the day's file, the newest published day and, when
     there were any, the other days rewritten and why (``serving_repaired``)."""
     if root is None:

@@ -90,7 +90,7 @@ def test_main_job_prints_progress_and_results_without_noise(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "PYTHONWARNINGS"))}
     env |= {"RECS_DATA_ROOT": str(tmp_path / "data"), "DAGSTER_HOME": str(home)}
     done = subprocess.run(
-        [sys.executable, "-m", "assets.main", "--days", "12", "--small", "--epochs", "1"],
+        [sys.executable, "-m", "cli.demo", "--days", "12", "--small", "--epochs", "1"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -487,7 +487,7 @@ def doctor(resources: dict, *extra: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "assets.doctor",
+            "cli.doctor",
             "--warehouse",
             resources["warehouse"].database,
             "--artifacts",

@@ -1,4 +1,4 @@
-"""The two commands of assets.main (issue 12, finding 1): the demo writes only under its own
+"""The two commands of cli.demo (issue 12, finding 1): the demo writes only under its own
 data root, ``--own-logs`` runs the chain on the configured logs, and neither writes into the
 landing root."""
 
@@ -44,7 +44,7 @@ def test_demo_and_own_logs_leave_the_landing_root_byte_for_byte_unchanged(tmp_pa
 
     both = (
         "import sys\n"
-        "from assets.main import main\n"
+        "from cli.demo import main\n"
         f"print('demo exit', main({list(TINY_DEMO)!r} + ['--model', 'popularity']), flush=True)\n"
         "print('own exit', main(['--own-logs', '--to', '2016-01-10', '--model', 'popularity']))\n"
         "print('again exit', main(['--own-logs', '--to', '2016-01-10', '--model', 'popularity']))\n"
@@ -77,14 +77,14 @@ def test_the_demo_refuses_a_data_root_overlapping_the_landing_root(tmp_path):
         "RECS_CONFIG": "",
         "DAGSTER_HOME": str(tmp_path / "home"),
     }
-    ran = fresh_process("", env, "-m", "assets.main", "--days", "3")
+    ran = fresh_process("", env, "-m", "cli.demo", "--days", "3")
     assert ran.returncode == 2
     assert "never writes into a landing root" in ran.stderr
     assert snapshot(landing) == {"keep.csv": hashlib.sha256(b"a\n").hexdigest()}
 
 
 def test_the_command_lines_training_settings_are_valid_trained_model_settings(capsys):
-    from assets.main import _train_overrides, parse_args
+    from cli.demo import _train_overrides, parse_args
     from recs_pipeline.train import TrainConfig
 
     assert _train_overrides(parse_args([])) == {}

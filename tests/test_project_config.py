@@ -94,7 +94,7 @@ def test_profile_write_sets_the_partition_start_every_new_process_reads(tmp_path
         "RECS_CONFIG": str(config),
         "RECS_LANDING_ROOT": str(tmp_path / "landing"),
     }
-    profiled = fresh_process("", env, "-m", "assets.profile", "--write", "--min-test-users", "3")
+    profiled = fresh_process("", env, "-m", "cli.profile", "--write", "--min-test-users", "3")
     assert profiled.returncode == 0, profiled.stderr
     assert "20.0% of days empty" in profiled.stdout
     assert "suggested test_days = 1" in profiled.stdout
@@ -463,7 +463,7 @@ def test_the_cli_refuses_a_wrong_variable_in_one_line_before_writing(tmp_path):
         "",
         {"RECS_WORKERS": "abc", "RECS_DATA_ROOT": str(tmp_path / "data"), "RECS_CONFIG": ""},
         "-m",
-        "assets.main",
+        "cli.demo",
         "--small",
         "--days",
         "3",

@@ -229,7 +229,7 @@ def silently_different_edit(path: Path, truth: list[tuple]) -> int:
 def test_a_day_file_edited_on_disk_is_rewritten_by_the_next_export_and_reported(tmp_path, capsys):
     """A byte of a published day file flipped (it still reads, other scores or items): the
     next export, of another day, verifies the file it would reuse and rewrites it from the
-    warehouse; `python -m assets.doctor` reports such a file, and repairs it with --repair."""
+    warehouse; `python -m cli.doctor` reports such a file, and repairs it with --repair."""
     database, root = tmp_path / "warehouse.duckdb", tmp_path / "serving"
     day1, day2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
     con = duckdb.connect(str(database))
@@ -265,7 +265,7 @@ def test_a_day_file_edited_on_disk_is_rewritten_by_the_next_export_and_reported(
     assert day1.isoformat() in metadata["serving_repaired"]
 
     # The doctor: the same edit found, repaired, then nothing left.
-    from assets import doctor
+    from cli import doctor
 
     (*_, newest) = sorted((root / "recommendations" / f"as_of_date={day1}").glob("*.parquet"))
     silently_different_edit(newest, truth(day1))

@@ -13,7 +13,7 @@ DATA_ROOT = Path(project_config.setting("data_root", "RECS_DATA_ROOT", PROJECT_R
 
 # The first day a partition exists for, read by every process that loads the code location
 # (UI, daemon, CLI): RECS_PARTITION_START, else the project config file's partition_start
-# (`python -m assets.profile --write` sets it to the log's first day), else 2025-01-01.
+# (`python -m cli.profile --write` sets it to the log's first day), else 2025-01-01.
 BUILTIN_PARTITION_START = "2025-01-01"
 PARTITION_START = project_config.setting(
     "partition_start", "RECS_PARTITION_START", BUILTIN_PARTITION_START

@@ -44,7 +44,8 @@ from recs_pipeline.split import SplitConfig
 from recs_pipeline.train import TrainConfig
 
 # Core field -> run-config name, where they differ. The run-config names are the documented,
-# user-facing ones (docs/configuration-reference.md); the core names are used throughout the code and its tests.
+# user-facing ones (docs/configuration-reference.md); the core names are used throughout the code
+# and its tests.
 RENAMED: dict[type, dict[str, str]] = {
     TrainConfig: {"lr": "learning_rate"},
     PublishIndex: {
@@ -311,7 +312,7 @@ if _unknown_ops:
 
 def builtin_run_config() -> dict:
     """Every op's settings at the built-in defaults (the core's), whatever the project config
-    file says: the demo (``python -m assets.main``) runs with these."""
+    file says: the demo (``python -m cli.demo``) runs with these."""
     ops = {}
     for op, settings_cls in OPS.items():
         config = {}

@@ -1,5 +1,5 @@
 """Check that the copies the pipeline keeps outside the warehouse agree with it:
-``python -m assets.doctor [--repair] [--check NAME]``.
+``python -m cli.doctor [--repair] [--check NAME]``.
 
 The checks (recs_pipeline/doctor.py): the serving files applications read (each day's Parquet
 file against its checksum and the warehouse's publication of the day, ``published.duckdb``

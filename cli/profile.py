@@ -1,4 +1,4 @@
-"""Profile your log before choosing settings: ``python -m assets.profile [--write]``.
+"""Profile your log before choosing settings: ``python -m cli.profile [--write]``.
 
 Reads every file the ``log_source`` settings match (the same settings ingest uses: RECS_*
 variables, then the project config file) and prints events, users and items per day, the share

@@ -1,4 +1,4 @@
-"""The main job: ``python -m assets.main`` (the demo) or ``python -m assets.main --own-logs``.
+"""The main job: ``python -m cli.demo`` (the demo) or ``python -m cli.demo --own-logs``.
 
 The demo (``make run``):
 
@@ -13,7 +13,7 @@ The demo (``make run``):
 4. Prints the model's and the popularity baseline's metrics and a few published lists.
 
 The terminal shows one line per finished step, the steps' warnings and errors, and the
-results (``assets/console.py``); Dagster's DEBUG events stay in the run's event log.
+results (``cli/step_lines.py``); Dagster's DEBUG events stay in the run's event log.
 
 ``--own-logs``: the same chain on your logs, with this deployment's settings (``RECS_*``
 variables, then the project config file; docs/own-logs.md): ingests the
@@ -272,10 +272,10 @@ def _run(
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from assets.console import materialize
     from assets.definitions import ALL_ASSETS, daily_job
     from assets.ingest import pending_days, raw_interactions
     from assets.lib.partitions import range_tags
+    from cli.step_lines import materialize
 
     newest = end.isoformat()
     instance = dg.DagsterInstance.get()
