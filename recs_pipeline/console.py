@@ -1,5 +1,7 @@
-"""What the terminal shows: summary lines instead of one line per day, progress bars only
-where someone watches, and the few third-party warnings that cannot be fixed at their cause.
+"""What the terminal shows: summary lines instead of one line per day, and progress bars only
+where someone watches. (The third-party warnings that cannot be fixed at their cause are
+filtered where the code location loads, ``assets/__init__.py``: one of them is Dagster's, and
+the core imports no Dagster.)
 
 Progress bars (tqdm, on stderr) are drawn when ``RECS_PROGRESS`` is ``1`` (``python -m
 cli.demo`` sets it when its stderr is a terminal), or, unset, when stderr is a terminal;
@@ -11,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,23 +53,3 @@ def progress_bar(total: int, desc: str, unit: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
-
-
-def silence_unfixable_warnings() -> None:
-    """Filter, narrowly, the warnings this project cannot fix at their cause:
-
-    - Dagster's BetaWarning/PreviewWarning for the beta parameters the code location relies on
-      (``backfill_policy``, ``allow_nonexistent_upstream_partitions``), raised while the asset
-      modules are imported;
-    - torch's "Sparse CSR tensor support is in beta state", raised once per process by the
-      first CSR tensor (no argument opts out of it).
-    """
-    import dagster as dg
-
-    for category in (dg.BetaWarning, dg.PreviewWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"(dagster|assets)(\.|$)")
-    # Raised wherever a CSR tensor is first built: our code, or torch.load rebuilding a saved
-    # adjacency (module torch._utils); the message is specific enough to filter on alone.
-    warnings.filterwarnings(
-        "ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning
-    )
