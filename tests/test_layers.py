@@ -1,0 +1,196 @@
+"""The architecture, held as assertions over the source tree (issue 26): each file's imports,
+read with ``ast`` (function-level imports included), nothing imported or run.
+
+- The layers point down: benchmarks -> cli -> assets -> resources -> recs_pipeline. A layer
+  imports only the layers below it; the core (``recs_pipeline/``) imports no Dagster at all.
+- Dagster's private API (``dagster._``) is imported only in ``assets/platform/``, the folder
+  re-checked on every Dagster upgrade, whose docstring lists every private module it names.
+- ``assets/``'s root holds only asset modules, ``definitions.py`` and ``__init__.py``; what
+  the assets declare with is in ``assets/lib/``, the machinery in ``assets/platform/``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Lowest first: each may import the ones before it, none after it.
+LAYERS = ["recs_pipeline", "resources", "assets", "cli", "benchmarks"]
+# Outside the stack: the docs generator and the tests read every layer; no layer imports them,
+# except that the benchmarks start their servers with the tests' own harness (daemon_support,
+# postgres_support), which is what the tests measure with.
+OUTSIDE = ["docsgen", "tests"]
+ALLOWED_OUTSIDE = {("benchmarks", "tests")}
+PLATFORM = ROOT / "assets" / "platform"
+LIB = ROOT / "assets" / "lib"
+# The asset-defining decorators and the asset spec, by their Dagster names.
+ASSET_DECORATORS = {"asset", "multi_asset", "graph_asset", "graph_multi_asset", "asset_check"}
+ASSET_CALLS = {"AssetSpec"}
+
+
+def python_files(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+
+
+@cache
+def tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def imports(path: Path) -> list[tuple[str, int]]:
+    """Every module ``path`` imports (absolute: ``from . import x`` resolved against its
+    package), with the line, wherever the import statement is."""
+    found = []
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    for node in ast.walk(tree(path)):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            found.append((module, node.lineno))
+            if module == "dagster":  # `from dagster import _core` names a private module too
+                found += [
+                    (f"dagster.{alias.name}", node.lineno)
+                    for alias in node.names
+                    if not alias.name.startswith("__")  # __version__ is public
+                ]
+    return found
+
+
+def private_names(path: Path) -> set[str]:
+    """The ``dagster._`` modules ``path`` imports or names in a string (a module path handed to
+    ``importlib`` or an alembic lookup)."""
+    names = {m for m, _ in imports(path) if m.startswith("dagster._")}
+    for node in ast.walk(tree(path)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if re.fullmatch(r"dagster\._[\w.]+", node.value):
+                names.add(node.value)
+    return names
+
+
+def where(path: Path, line: int) -> str:
+    return f"{path.relative_to(ROOT)}:{line}"
+
+
+def top_level(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_the_core_imports_no_dagster():
+    wrong = [
+        f"{where(path, line)} imports {module}"
+        for path in python_files("recs_pipeline")
+        for module, line in imports(path)
+        if top_level(module) == "dagster" or top_level(module).startswith("dagster_")
+    ]
+    assert not wrong, "the core (recs_pipeline/) imports Dagster:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("layer", LAYERS + OUTSIDE)
+def test_the_layers_point_down(layer):
+    below = set(LAYERS[: LAYERS.index(layer)]) if layer in LAYERS else set(LAYERS)
+    own = {layer}
+    wrong = []
+    for path in python_files(layer):
+        for module, line in imports(path):
+            target = top_level(module)
+            if target in own or target not in LAYERS + OUTSIDE:
+                continue  # itself, the standard library, a third-party package
+            if target in below or (layer, target) in ALLOWED_OUTSIDE:
+                continue
+            if layer in OUTSIDE and target in LAYERS:
+                continue  # the tests and the docs generator read every layer
+            wrong.append(f"{where(path, line)} imports {module}")
+    order = " -> ".join(reversed(LAYERS))
+    assert not wrong, f"{layer}/ imports upward or sideways (the layers: {order}):\n" + "\n".join(
+        wrong
+    )
+
+
+def test_dagsters_private_api_is_imported_only_in_the_platform_folder():
+    """Every ``dagster._`` name of the code (the tests may reach into Dagster to check the
+    deployment's files against its own schemas) lives in assets/platform/."""
+    wrong = [
+        f"{path.relative_to(ROOT)}: {', '.join(sorted(names))}"
+        for path in python_files(*LAYERS, "docsgen")
+        if not path.is_relative_to(PLATFORM) and (names := private_names(path))
+    ]
+    assert not wrong, (
+        "dagster._ is Dagster's private API: use it only in assets/platform/ (re-checked on"
+        " every Dagster upgrade):\n" + "\n".join(wrong)
+    )
+
+
+def test_the_platform_folder_lists_every_private_module_it_uses():
+    """The upgrade checklist in assets/platform/__init__.py is the imports, no more, no less."""
+    used = set().union(*(private_names(path) for path in python_files("assets/platform")))
+    doc = ast.get_docstring(tree(PLATFORM / "__init__.py")) or ""
+    listed = set(re.findall(r"``(dagster\._[\w.]+)``", doc))
+    assert used == listed, (
+        f"assets/platform/__init__.py lists {sorted(listed - used)}, which it does not use, and"
+        f" misses {sorted(used - listed)}"
+    )
+
+
+def defines_assets(path: Path) -> bool:
+    """Whether the module defines an asset (or an asset check) at its top level: a function
+    under ``@asset``/``@dg.asset(...)`` and friends, or an ``AssetSpec``."""
+
+    def name(node: ast.AST) -> str:
+        node = node.func if isinstance(node, ast.Call) else node
+        if isinstance(node, ast.Attribute):
+            return node.attr
+        return node.id if isinstance(node, ast.Name) else ""
+
+    for node in tree(path).body:
+        if isinstance(node, ast.FunctionDef):
+            if any(name(d) in ASSET_DECORATORS for d in node.decorator_list):
+                return True
+        elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            if isinstance(node.value, ast.Call) and name(node.value) in ASSET_CALLS:
+                return True
+    return False
+
+
+def test_the_asset_root_holds_only_asset_modules():
+    root = ROOT / "assets"
+    folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert folders == {"lib", "platform"}, f"assets/ holds folders {sorted(folders)}"
+    others = [
+        path.name
+        for path in sorted(root.glob("*.py"))
+        if path.name not in ("__init__.py", "definitions.py") and not defines_assets(path)
+    ]
+    assert not others, (
+        f"assets/ holds modules that define no asset: {', '.join(others)}. Declaration helpers"
+        " go to assets/lib/, Dagster machinery to assets/platform/, commands to cli/."
+    )
+    assert [
+        p.name for p in python_files("assets/lib", "assets/platform") if defines_assets(p)
+    ] == []
+
+
+def test_lib_and_platform_import_no_asset_module():
+    """What the assets declare with, and what they run on, never depend on an asset; only the
+    steps' preload imports the code location, which is what it is for."""
+    wrong = []
+    for path in python_files("assets/lib", "assets/platform"):
+        own = "assets." + path.parent.name
+        for module, line in imports(path):
+            if top_level(module) != "assets" or module in ("assets", own):
+                continue
+            if module.startswith(own + "."):
+                continue
+            if path.name == "step_preload.py" and module == "assets.definitions":
+                continue
+            wrong.append(f"{where(path, line)} imports {module}")
+    assert not wrong, "\n".join(wrong)
