@@ -80,6 +80,31 @@ class InteractionGraph:
             empty,
         )
 
+    @classmethod
+    def from_edges(
+        cls,
+        n_users: int,
+        n_items: int,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        last_ts: torch.Tensor,
+        weights: torch.Tensor | None = None,
+    ) -> InteractionGraph:
+        """A graph of train edges given in index space (a benchmark's, a test's): ids "0",
+        "1", ..., the edges in the order given (validation slices break ties in time by edge
+        order), no test fold."""
+        empty = torch.zeros(0, dtype=torch.long)
+        return cls(
+            [str(u) for u in range(n_users)],
+            [str(i) for i in range(n_items)],
+            users,
+            items,
+            last_ts,
+            empty,
+            empty,
+            train_weight=weights,
+        )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

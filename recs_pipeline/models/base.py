@@ -25,6 +25,7 @@ def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
         if name in MODELS:
             raise ValueError(f"model name {name!r} registered twice")
         check_space(name, cls.search_space)
+        check_hyperparameters(name, cls)
         MODELS[name] = cls
         cls.name = name
         return cls
@@ -44,6 +45,16 @@ def register_training_free(name: str) -> Callable[[type[TrainingFree]], type[Tra
         return cls
 
     return decorate
+
+
+def check_hyperparameters(name: str, cls: type[Recommender]) -> None:
+    """A trained model's declared ``hyperparameters`` (and ``takes_item_features``) are
+    parameters of its constructor: the declaration is what a training config passes it."""
+    accepted = inspect.signature(cls).parameters
+    declared = [*cls.hyperparameters, *(["item_features"] if cls.takes_item_features else [])]
+    missing = [p for p in declared if p not in accepted]
+    if missing:
+        raise ValueError(f"model {name!r} declares {missing} but its constructor takes none")
 
 
 def model_names() -> list[str]:
@@ -69,6 +80,12 @@ class Recommender(nn.Module):
         "lr": Float(1e-3, 5e-2, log=True),
         "l2": Float(1e-6, 1e-3, log=True),
     }
+    #: The TrainConfig fields that shape the network, passed to the constructor by name
+    #: (:meth:`recs_pipeline.training.config.TrainConfig.network_params`); the training's own
+    #: fields (lr, l2, loss, ...) apply to every trained model.
+    hyperparameters: tuple[str, ...] = ("dim",)
+    #: Whether the constructor takes (n_items, f) item features (``item_features``).
+    takes_item_features: bool = False
     #: state_dict keys of per-node tables and whose rows they hold: "user", "item" or "joint"
     #: (users 0..n_users-1, then items). Warm starts map these rows across days by external id.
     node_tables: dict[str, str] = {}

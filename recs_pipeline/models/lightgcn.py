@@ -19,6 +19,7 @@ from recs_pipeline.models.space import Int
 @register("lightgcn")
 class LightGCN(JointEmbeddingRecommender):
     search_space = {**JointEmbeddingRecommender.search_space, "layers": Int(1, 4)}
+    hyperparameters = ("dim", "layers", "alphas")
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ from recs_pipeline.models.space import Int
 @register("ngcf")
 class NGCF(JointEmbeddingRecommender):
     search_space = {**JointEmbeddingRecommender.search_space, "layers": Int(1, 3)}
+    hyperparameters = ("dim", "layers")
 
     def __init__(
         self,

@@ -148,6 +148,8 @@ class PinSAGE(JointEmbeddingRecommender):
     # Warm starts map id-embedding rows by external id; the item features are a buffer and
     # stay today's.
     node_tables = {"embedding.weight": "joint"}
+    hyperparameters = ("dim", "layers")
+    takes_item_features = True
 
     def __init__(
         self,
