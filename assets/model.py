@@ -41,12 +41,12 @@ from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users
     record_gate,
     sample_test_users,
 )
-from recs_pipeline.data_parallel import rank_log, train_data_parallel
 from recs_pipeline.graph import id_map_version
 from recs_pipeline.metrics import METRICS, evaluate_scorers
 from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
 from recs_pipeline.selection import Selection, daily_selection
-from recs_pipeline.train import train_model
+from recs_pipeline.training import train_model
+from recs_pipeline.training.data_parallel import rank_log, train_data_parallel
 from recs_pipeline.warehouse import replace_partition
 from resources import ArtifactStore, ComputeEngine, Warehouse
 
@@ -346,8 +346,8 @@ def trained_model(
     partition key. The metadata shows the training history (one row per epoch, the best epoch,
     whose weights are kept, marked), the key hyperparameters, the parameter count and the best
     validation Recall and NDCG. With the engine's `workers` > 1 (or kind `ray`) training is
-    data parallel on that many workers (`recs_pipeline.data_parallel`): the same result as one
-    process, the per-epoch log lines arriving when training ends."""
+    data parallel on that many workers (`recs_pipeline.training.data_parallel`): the same
+    result as one process, the per-epoch log lines arriving when training ends."""
     check_run_config(context)
     store = artifacts.store()
     key = context.partition_key
@@ -412,22 +412,20 @@ def trained_model(
     inputs = {
         "hard_pools": store.get(HARD_NEGATIVES, key, expected_writer(context, "hard_negatives")),
         "item_features": item_features(store, key, train_config.model, context.log.info, graph_run),
-        "weights": graph.train_weight,
         "warm_start": previous_model(store, key, graph, context.log.warning)
         if config.warm_start
         else None,
     }
-    edges = (graph.train_users, graph.train_items, graph.train_last_ts)
     compute = engine.engine()
     if compute.kind == "local" and compute.workers == 1:
         result = train_model(
-            graph.n_users, graph.n_items, *edges, train_config, log=context.log.info,
+            graph, train_config, log=context.log.info,
             progress=progress if config.resume else None, on_epoch=on_epoch, **inputs,
         )  # fmt: skip
     else:
         # Rank 0 saves the progress, through a store whose warnings go to the rank's log.
         result = train_data_parallel(
-            compute, graph.n_users, graph.n_items, *edges, train_config, log=context.log.info,
+            compute, graph, train_config, log=context.log.info,
             progress=ArtifactProgress(store, key, log=rank_log) if config.resume else None,
             **inputs,
         )  # fmt: skip

@@ -2,7 +2,7 @@
 
 One rank per GPU (at most ``--workers``), spawned by ``Engine(workers=N).gang`` and joined in an
 NCCL process group; each rank trains on its slice of every batch with the training step of
-``recs_pipeline.train`` (``Batch.part`` and ``BatchObjective``, wrapped in
+``recs_pipeline.training.objective`` (``Batch.part`` and ``BatchObjective``, wrapped in
 DistributedDataParallel on its device). Rank 0 also takes the same steps on the whole batches
 with a copy of the model and no process group: the two must end with the same weights (up to
 CUDA's non-deterministic sums). Prints the result and writes it to
@@ -33,7 +33,7 @@ from recs_pipeline.graph import normalized_adjacency
 from recs_pipeline.losses import bpr_loss
 from recs_pipeline.models import build_model
 from recs_pipeline.sampling import edge_keys, uniform_negatives
-from recs_pipeline.train import Batch, BatchObjective
+from recs_pipeline.training.objective import Batch, BatchObjective
 
 # Agreement expected between the data-parallel and the single-device weights.
 TOLERANCE = 1e-4

@@ -34,13 +34,13 @@ import polars as pl
 import torch
 
 from benchmarks._common import median, quiet_sparse_warnings, write_results
-from recs_pipeline.data_parallel import train_data_parallel
 from recs_pipeline.engine import Engine
-from recs_pipeline.graph import normalized_adjacency
+from recs_pipeline.graph import InteractionGraph, normalized_adjacency
 from recs_pipeline.models import build_model
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
 from recs_pipeline.synthetic import SyntheticLogSpec, generate_events
-from recs_pipeline.train import TrainConfig, train_model
+from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.data_parallel import train_data_parallel
 
 
 def log_edges(spec: SyntheticLogSpec):
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     n_users, n_items, users, items, last_ts = log_edges(spec)
     pools = hard_negative_pools(users, items, n_users, n_items, HardNegativeConfig())
-    edges = (n_users, n_items, users, items, last_ts)
+    graph = InteractionGraph.from_edges(n_users, n_items, users, items, last_ts)
     print(f"{users.numel():,} edges, {n_users:,} users, {n_items:,} items; load {load()}")
     base = TrainConfig(epochs=args.epochs, eval_every=args.epochs, val_users=1000)
     load_before = load()
@@ -116,14 +116,14 @@ def main(argv: list[str] | None = None) -> dict:
     def one_worker(threads: int) -> tuple[dict, dict]:
         started = time.perf_counter()
         config = dataclasses.replace(base, threads=threads)
-        result = train_model(*edges, config, hard_pools=pools, log=lambda _: None)
+        result = train_model(graph, config, hard_pools=pools, log=lambda _: None)
         return summary(result, time.perf_counter() - started), result.model.state_dict()
 
     def two_workers() -> tuple[dict, dict]:
         started = time.perf_counter()
         config = dataclasses.replace(base, threads=1)
         result = train_data_parallel(
-            Engine(workers=2), *edges, config, hard_pools=pools, log=lambda _: None
+            Engine(workers=2), graph, config, hard_pools=pools, log=lambda _: None
         )
         return summary(result, time.perf_counter() - started), result.model.state_dict()
 

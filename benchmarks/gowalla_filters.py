@@ -47,7 +47,7 @@ from recs_pipeline.graph import interaction_csr
 from recs_pipeline.metrics import evaluate_scorer, ranking_metrics
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter
 from recs_pipeline.models.gfcf import sparse_rows_times
-from recs_pipeline.train import validation_split
+from recs_pipeline.training.validation import validation_split
 
 GRID = {
     "user_exponent": (0.5,),
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     payload = {
         "args": vars(args),
-        "validation_slice": "benchmarks.gowalla_calibration's: train_model.validation_split, "
+        "validation_slice": "benchmarks.gowalla_calibration's: training.validation.validation_split, "
         f"seed {args.seed}, {args.val_users} users, latest {args.val_fraction:.0%} of their "
         f"train edges (holdout_order {args.holdout!r} as time)",
         "protocol": "every hyperparameter chosen on the validation slice (full grid, NDCG@20 "

@@ -33,7 +33,8 @@ from recs_pipeline.config import SettingError
 from recs_pipeline.graph import csr_rows, interaction_csr
 from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import TRAINING_FREE
-from recs_pipeline.train import TrainConfig, add_param_flags, params_from_args
+from recs_pipeline.training import TrainConfig
+from recs_pipeline.training.cli import add_param_flags, params_from_args
 
 RANKS = (32, 64, 128, 256, 512)
 KS = (10, 20, 50)

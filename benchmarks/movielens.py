@@ -54,10 +54,12 @@ from benchmarks.variants import (
     run_variant,
     variant_config,
 )
-from recs_pipeline.graph import interaction_csr, normalized_adjacency
+from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import evaluate_embeddings
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
-from recs_pipeline.train import LISTWISE_DISTILL, train_model, validation_split
+from recs_pipeline.training import train_model
+from recs_pipeline.training.config import LISTWISE_DISTILL
+from recs_pipeline.training.validation import validation_split
 
 
 def load_temporal_split(folder: str | Path, quantile: float = 0.8):
@@ -296,11 +298,7 @@ def cold_item_check(args, n_users: int, n_items: int, train, test, genres: torch
         )
         started = time.perf_counter()
         result = train_model(
-            n_users,
-            n_items,
-            ku,
-            ki,
-            kts,
+            InteractionGraph.from_edges(n_users, n_items, ku, ki, kts),
             config,
             log=lambda message: None,
             item_features=genres if with_features else None,

@@ -5,7 +5,7 @@ For each model of ``--models`` (``popularity`` or any registered model, default
 ``popularity,mf,lightgcn``): wall time, peak RSS, and test Recall@20 / NDCG@20 by
 :func:`recs_pipeline.metrics.evaluate_embeddings` (full ranking over all 40,981 items, the
 user's training items excluded, averaged over the users with test items: the papers'
-definition). Trained models go through :func:`recs_pipeline.train.train_model` unchanged.
+definition). Trained models go through :func:`recs_pipeline.training.train_model` unchanged.
 
 Protocol notes
 - Validation: ``train_model`` carves its validation slice from train (never from test): the
@@ -57,15 +57,10 @@ from benchmarks._common import (
 from recs_pipeline.config import SettingError
 from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import evaluate_scorer, inner_product
-from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free
+from recs_pipeline.models import MODELS, TRAINING_FREE, declared_params, fit_training_free
 from recs_pipeline.selection import DEFAULT_CANDIDATES, SelectionError, check_candidates, select
-from recs_pipeline.train import (
-    TrainConfig,
-    add_param_flags,
-    params_from_args,
-    takes,
-    train_model,
-)
+from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.cli import add_param_flags, params_from_args
 
 KS = (10, 20, 50)
 PAPER = {  # published figures on this split, for the table's reference line only
@@ -149,7 +144,9 @@ def fit_filter(config: TrainConfig, name: str, seed: int, data) -> tuple:
     (a loaded split) with its settings ``config.model_params`` and ``seed`` (its randomised
     SVD's start, unless the settings name one); and the settings it ran with."""
     n_users, n_items, train_u, train_i = data[:4]
-    params = ({"seed": seed} if takes(name, "seed") else {}) | (config.model_params or {})
+    params = ({"seed": seed} if "seed" in declared_params(name) else {}) | (
+        config.model_params or {}
+    )
     model = TRAINING_FREE[name](**params).fit(train_u, train_i, n_users, n_items)
     return model, model.params() if hasattr(model, "params") else params
 
@@ -247,9 +244,10 @@ def run_trained(
     n_users, n_items, train_u, train_i = data[:4]
     record: dict = {}
     config = train_config(args, name)
+    graph = InteractionGraph.from_edges(n_users, n_items, train_u, train_i, last_ts)
     log = TimedLog(name, echo=not args.quiet)
     started = time.perf_counter()
-    result = train_model(n_users, n_items, train_u, train_i, last_ts, config, log=log)
+    result = train_model(graph, config, log=log)
     train_seconds = time.perf_counter() - started
     times = log.epoch_times()
     curve, epoch_seconds, eval_epoch_seconds = [], [], []
@@ -330,15 +328,16 @@ def run_auto(args, data) -> tuple[dict, object]:
     refit_started = time.perf_counter()
     if chosen.model in TRAINING_FREE:
         params = dict(chosen.params)
-        params |= {"seed": args.seed} if takes(chosen.model, "seed") else {}
+        params |= {"seed": args.seed} if "seed" in declared_params(chosen.model) else {}
         score_fn = fit_training_free(
             chosen.model, train_u, train_i, n_users, n_items, **params
         ).scores
     else:
         config = dataclasses.replace(train_config(args, chosen.model), **chosen.params)
-        result = train_model(
-            n_users, n_items, train_u, train_i, graph.train_last_ts, config, log=lambda _: None
-        )
+        # The file's edge order, as the selection's graph is sorted: the refit trains on the
+        # train file itself (with no timestamps, its validation slice follows that order).
+        refit = InteractionGraph.from_edges(n_users, n_items, train_u, train_i, graph.train_last_ts)
+        result = train_model(refit, config, log=lambda _: None)
         adjacency = normalized_adjacency(train_u, train_i, n_users, n_items)
         with torch.no_grad():
             user_emb, item_emb = result.model.embed(adjacency)

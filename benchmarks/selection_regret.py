@@ -33,7 +33,7 @@ from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import TRAINING_FREE, fit_training_free
 from recs_pipeline.selection import DEFAULT_CANDIDATES, default_params, select
 from recs_pipeline.synthetic import SyntheticLogSpec, generate_events
-from recs_pipeline.train import TrainConfig, train_model
+from recs_pipeline.training import TrainConfig, train_model
 
 SYNTHETIC = {
     # cli.demo's demo log, and its --small one (recs_pipeline.synthetic's defaults besides).
@@ -89,8 +89,7 @@ def fit(graph: InteractionGraph, model: str, params: dict, seed: int):
         return fit_training_free(model, graph.train_users, graph.train_items, n_users, n_items,
                                  **params).scores  # fmt: skip
     config = dataclasses.replace(TrainConfig(model=model, seed=seed), **params)
-    result = train_model(n_users, n_items, graph.train_users, graph.train_items,
-                         graph.train_last_ts, config, log=lambda _: None)  # fmt: skip
+    result = train_model(graph, config, log=lambda _: None)
     adjacency = normalized_adjacency(graph.train_users, graph.train_items, n_users, n_items)
     with torch.no_grad():
         user_emb, item_emb = result.model.embed(adjacency)

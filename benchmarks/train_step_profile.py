@@ -19,7 +19,8 @@ import time
 import torch
 
 from benchmarks._common import quiet_sparse_warnings, write_results
-from recs_pipeline.train import TrainConfig, train_model
+from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.training import TrainConfig, train_model
 
 
 def power_law_edges(n_rows, n_cols, nnz, generator):
@@ -57,10 +58,9 @@ def epoch_profile(events: int, generator, top: int) -> dict:
     config = TrainConfig(
         epochs=1, batch_size=16384, max_steps_per_epoch=16, eval_every=1, threads=2
     )
+    graph = InteractionGraph.from_edges(n_users, n_items, users, items, torch.arange(users.numel()))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        result = train_model(
-            n_users, n_items, users, items, torch.arange(users.numel()), config, log=lambda _: None
-        )
+        result = train_model(graph, config, log=lambda _: None)
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
     edges = users.numel()
     record = result.history[0]

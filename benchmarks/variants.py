@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from recs_pipeline.graph import InteractionGraph
 from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import fit_training_free
-from recs_pipeline.train import TrainConfig, train_model
+from recs_pipeline.training import TrainConfig, train_model
 
 KS = (10, 20, 50)
 
@@ -102,11 +103,7 @@ def run_variant(
     config = variant_config(variant, common, shared, max_hard)
     started = time.perf_counter()
     result = train_model(
-        n_users,
-        n_items,
-        users,
-        items,
-        last_ts,
+        InteractionGraph.from_edges(n_users, n_items, users, items, last_ts),
         config,
         hard_pools=pools if variant.get("hard") else None,
         log=log,

@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " as a list-wise term, its items at weight 4, the softmax loss (τ 0.1, 2,048 shared"
         " negatives)",
     )
-    from recs_pipeline.train import add_param_flags
+    from recs_pipeline.training.cli import add_param_flags
 
     add_param_flags(parser)
     parser.add_argument(
@@ -212,15 +212,6 @@ def _own_logs(args: argparse.Namespace) -> int:
     return _run(resources, start, end, run_config, skip_ingested=True)
 
 
-# --distill-listwise: the Gowalla trained target's teacher settings under its softmax regime.
-LISTWISE_SOFTMAX = {
-    "loss": "softmax",
-    "temperature": 0.1,
-    "uniform_negatives": 0,
-    "shared_negatives": 2048,
-}
-
-
 # The demo's model selection: eight trials within two minutes (the filters' three defaults,
 # then their best, the trained models' defaults and one proposal), so that `make run` stays
 # short and shows a choice made on the day's own log. A trained trial gets a quarter of the
@@ -230,7 +221,8 @@ DEMO_SELECTION = {"budget_minutes": 2.0, "trials": 8}
 
 def _train_overrides(args: argparse.Namespace) -> dict:
     """The ``trained_model`` settings the command line sets (none: the run's own)."""
-    from recs_pipeline.train import LISTWISE_DISTILL, params_from_args
+    from recs_pipeline.training.cli import params_from_args
+    from recs_pipeline.training.config import LISTWISE_DISTILL, LISTWISE_SOFTMAX
 
     overrides = {"model": args.model, "epochs": args.epochs}
     overrides |= params_from_args(args, args.model, args.distill)

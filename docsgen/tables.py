@@ -1001,7 +1001,7 @@ def warehouse_tables() -> str:
 # ---------------------------------------------------------------------------------------------
 # the layout, from the modules' own docstrings
 
-LAYOUT_PACKAGES = ["recs_pipeline", "recs_pipeline/models", "resources", "assets", "assets/lib", "assets/platform", "cli", "benchmarks", "docsgen"]  # fmt: skip
+LAYOUT_PACKAGES = ["recs_pipeline", "recs_pipeline/models", "recs_pipeline/training", "resources", "assets", "assets/lib", "assets/platform", "cli", "benchmarks", "docsgen"]  # fmt: skip
 
 
 def _summary(path) -> str:

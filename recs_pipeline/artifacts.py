@@ -555,7 +555,7 @@ class _FsspecFiles:
 
 class ArtifactProgress:
     """A training run's in-progress state as ``{asset}/{partition}/progress.pt`` of a store
-    (the :class:`recs_pipeline.train.ProgressStore` protocol): written atomically after every
+    (the :class:`recs_pipeline.training.state.ProgressStore` protocol): written atomically after every
     validation check, loaded by the next attempt at the same partition, removed once the
     finished model is saved. Progress that fails verification (truncated, tampered with, or
     holding more than tensors and plain data) is logged, removed and training starts over."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import inspect
 import json
 import math
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from recs_pipeline.graph import InteractionGraph, id_map_version, normalized_adj
 from recs_pipeline.metrics import ScoreFn
 from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free
 from recs_pipeline.scoring import score_function
-from recs_pipeline.warmstart import WarmStart, id_mapping
+from recs_pipeline.training.init import WarmStart, id_mapping
 
 Log = Callable[[str], None]
 GATE_BASELINE = "popularity"
@@ -46,7 +45,7 @@ def item_features(
     store: UrlArtifactStore, key: str, model: str, log: Log, expect_run: str | None = None
 ) -> torch.Tensor | None:
     """The day's item features for a model that takes them (PinSAGE), else None."""
-    if "item_features" not in inspect.signature(MODELS[model]).parameters:
+    if not MODELS[model].takes_item_features:
         return None
     if not store.has(ITEM_FEATURES, key):
         log(f"{model}: no item features for {key}; ids only")

@@ -4,7 +4,7 @@ The protocol, so that the test period is never read:
 
 1. **A validation slice from the train window alone.** For up to ``val_users`` random users
    with two or more train edges, their latest train edges by the log's own timestamps (a
-   ``val_fraction`` of them) are held out: the slice :func:`recs_pipeline.train.train_model` validates on with the same seed, so a
+   ``val_fraction`` of them) are held out: the slice :func:`recs_pipeline.training.train_model` validates on with the same seed, so a
    trained candidate's per-epoch validation and a training-free candidate's score are on the
    same edges. A split without timestamps (every edge at one time, the LightGCN files) holds out
    a seeded random edge per user instead of the file's last one.
@@ -47,7 +47,8 @@ from recs_pipeline.graph import InteractionGraph, interaction_csr
 from recs_pipeline.metrics import ranking_metrics, topk_scored
 from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free, model_names
 from recs_pipeline.models.space import Choice, Float, Int, Range
-from recs_pipeline.train import TrainConfig, train_model, validation_split
+from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.validation import validation_split
 
 Log = Callable[[str], None]
 
@@ -435,9 +436,8 @@ class _Search:
                         raise optuna.TrialPruned()
 
             result = train_model(
-                graph.n_users, graph.n_items, graph.train_users, graph.train_items, self.carve_ts,
-                config, log=lambda _: None, on_epoch=report, item_features=self.item_features,
-                weights=graph.train_weight,
+                dataclasses.replace(graph, train_last_ts=self.carve_ts), config,
+                log=lambda _: None, on_epoch=report, item_features=self.item_features,
             )  # fmt: skip
             best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
             if best is None or "val_recall" not in best:

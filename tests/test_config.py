@@ -10,7 +10,7 @@ from recs_pipeline.models import model_names
 from recs_pipeline.recommend import PublishConfig, PublishIndex
 from recs_pipeline.sampling import HardNegativeConfig
 from recs_pipeline.split import SplitConfig
-from recs_pipeline.train import TrainConfig
+from recs_pipeline.training import TrainConfig
 
 BAD = [
     # (core class, bad values, the setting the error must name)

@@ -9,13 +9,14 @@ import torch
 import torch.distributed as dist
 
 from recs_pipeline.artifacts import ArtifactProgress, UrlArtifactStore
-from recs_pipeline.data_parallel import train_data_parallel
 from recs_pipeline.engine import Engine
-from recs_pipeline.graph import normalized_adjacency
+from recs_pipeline.graph import InteractionGraph, normalized_adjacency
 from recs_pipeline.losses import bpr_loss
 from recs_pipeline.models import build_model
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
-from recs_pipeline.train import Batch, BatchObjective, TrainConfig, train_model
+from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.data_parallel import train_data_parallel
+from recs_pipeline.training.objective import Batch, BatchObjective
 from tests.test_train import two_communities
 
 N = 40  # users and items of two_communities
@@ -42,7 +43,7 @@ def inputs():
         users, items, N, N, HardNegativeConfig(band_start=0.3, band_end=0.6, pool_size=8)
     )
     weights = (torch.arange(users.numel()) % 4 + 1).float()
-    return (N, N, users, items, last_ts), {"hard_pools": pools, "weights": weights}
+    return InteractionGraph.from_edges(N, N, users, items, last_ts, weights), {"hard_pools": pools}
 
 
 def assert_same_training(parallel, single):
@@ -108,16 +109,16 @@ def die_in_epoch_3(line: str) -> None:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_two_worker_processes_end_with_the_single_process_parameters(name, tmp_path):
-    args, kwargs = inputs()
+    graph, kwargs = inputs()
     config = CONFIGS[name]
-    single = train_model(*args, config, log=lambda _: None, **kwargs)
+    single = train_model(graph, config, log=lambda _: None, **kwargs)
     resuming = name == "lightgcn_hard_negatives"
     if resuming:  # the workers resume a single process's run killed after its epoch-2 check
         kwargs["progress"] = ArtifactProgress(UrlArtifactStore(tmp_path), "2026-03-01")
         with pytest.raises(Killed):
-            train_model(*args, config, log=die_in_epoch_3, **kwargs)
+            train_model(graph, config, log=die_in_epoch_3, **kwargs)
     lines: list[str] = []
-    parallel = train_data_parallel(Engine(workers=2), *args, config, log=lines.append, **kwargs)
+    parallel = train_data_parallel(Engine(workers=2), graph, config, log=lines.append, **kwargs)
     assert_same_training(parallel, single)
     if config.plateau_decay != 1.0:
         assert any("lr" in h for h in single.history)  # a restart from the best state happened

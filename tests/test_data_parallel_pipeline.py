@@ -9,7 +9,7 @@ import torch
 
 from recs_pipeline.artifacts import GRAPH, HARD_NEGATIVES, MODEL
 from recs_pipeline.daily import load_graph
-from recs_pipeline.train import TrainConfig, train_model
+from recs_pipeline.training import TrainConfig, train_model
 from resources import ComputeEngine
 from tests.conftest import make_resources
 from tests.test_pipeline import DAY_2, RUN_CONFIG, SMALL_LOG, ingest, run_chain
@@ -52,10 +52,8 @@ def test_chain_with_two_ray_workers_passes_the_gate_with_the_single_process_mode
     threads = torch.get_num_threads()
     try:
         single = train_model(
-            graph.n_users, graph.n_items, graph.train_users, graph.train_items,
-            graph.train_last_ts, config, hard_pools=store.get(HARD_NEGATIVES, key),
-            weights=graph.train_weight, log=lambda _: None,
-        )  # fmt: skip
+            graph, config, hard_pools=store.get(HARD_NEGATIVES, key), log=lambda _: None
+        )
     finally:
         torch.set_num_threads(threads)
     assert saved["best_epoch"] == single.best_epoch

@@ -3,15 +3,12 @@
 import pytest
 import torch
 
+from recs_pipeline.graph import InteractionGraph
 from recs_pipeline.models import fit_training_free
-from recs_pipeline.train import (
-    Replicas,
-    TrainConfig,
-    sample_batch,
-    set_up,
-    teacher_edges,
-    train_model,
-)
+from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.loop import sample_batch
+from recs_pipeline.training.setup import set_up
+from recs_pipeline.training.teacher import teacher_edges
 from tests.test_train import two_communities
 
 
@@ -53,8 +50,9 @@ def distill_config(**overrides) -> TrainConfig:
 
 def test_distilled_training_logs_teacher_edges_and_learns():
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
     lines: list[str] = []
-    result = train_model(40, 40, users, items, last_ts, distill_config(), log=lines.append)
+    result = train_model(graph, distill_config(), log=lines.append)
     assert lines[0].startswith("distilling gfcf: 160 teacher edges")
     assert result.best_val_recall > 0.5
 
@@ -63,10 +61,11 @@ def test_ranked_distillation_weighs_teacher_items_by_their_dcg_discount():
     """With distill_ranked the teacher's r-th item weighs distill_weight / log2(r + 2): ranks
     1..3 weigh less than in the flat run, so the same seeded first epoch has a smaller loss."""
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
 
     def first_loss(**overrides) -> float:
         config = distill_config(epochs=1, **overrides)
-        result = train_model(40, 40, users, items, last_ts, config, log=lambda _: None)
+        result = train_model(graph, config, log=lambda _: None)
         return result.history[0]["loss"]
 
     flat = first_loss()
@@ -84,11 +83,12 @@ def test_own_edge_weight_scales_or_drops_the_users_own_positives():
     teacher edges instead of 160 + the fit edges); 0.5: the own edges count half, so the same
     seeded first epoch has a smaller loss; unset: the weight-1 run, bit for bit."""
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
 
     def first_epoch(**overrides):
         lines: list[str] = []
         config = distill_config(epochs=1, **overrides)
-        result = train_model(40, 40, users, items, last_ts, config, log=lines.append)
+        result = train_model(graph, config, log=lines.append)
         return lines[0], result.history[0]["loss"]
 
     line, default = first_epoch()
@@ -109,24 +109,24 @@ def test_listwise_distillation_is_the_plackett_luce_likelihood_of_the_teachers_o
     log Plackett-Luce likelihood of the teacher's order (with the batch's shared negatives as
     the list's tail). Checked against that sum computed directly from the objective's scores."""
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
     config = distill_config(
         epochs=1, distill_listwise=True, distill_own_weight=0.0, loss="softmax",
         shared_negatives=8, uniform_negatives=0, l2=0.0, temperature=1.0,
     )  # fmt: skip
-    run = set_up(40, 40, users, items, last_ts, config, None, lambda _: None, None, None, None,
-                 Replicas())  # fmt: skip
+    run = set_up(graph, config, log=lambda _: None)
     # One user's whole teacher list, in rank order, unweighted.
     user = 3
-    rows = torch.nonzero(run.pos_u == user).squeeze(1)
-    rows = rows[torch.argsort(run.pos_rank[rows])]
+    rows = torch.nonzero(run.positives.users == user).squeeze(1)
+    rows = rows[torch.argsort(run.positives.rank[rows])]
     batch = sample_batch(run, rows, n_hard=0)
     batch.weights = None
     assert batch.below_mask.sum(1).tolist() == [3, 2, 1, 0]  # distill_k = 4
     loss = run.objective(batch)
 
     with torch.no_grad():
-        user_emb, item_emb = run.model.embed(run.adjacency)
-    listed = user_emb[user] @ item_emb[run.teacher_lists[user]].T
+        user_emb, item_emb = run.model.embed(run.fit.adjacency)
+    listed = user_emb[user] @ item_emb[run.positives.teacher_lists[user]].T
     tail = user_emb[user] @ item_emb[batch.shared].T
     expected = (
         sum(torch.logsumexp(torch.cat([listed[r:], tail]), 0) - listed[r] for r in range(4)) / 4
@@ -136,9 +136,10 @@ def test_listwise_distillation_is_the_plackett_luce_likelihood_of_the_teachers_o
 
 def test_listwise_distillation_trains_and_needs_a_teacher_and_the_softmax_loss():
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
     config = distill_config(distill_listwise=True, loss="softmax", shared_negatives=8,
                             uniform_negatives=0)  # fmt: skip
-    result = train_model(40, 40, users, items, last_ts, config, log=lambda _: None)
+    result = train_model(graph, config, log=lambda _: None)
     assert result.best_val_recall > 0.5
     with pytest.raises(ValueError, match="distill_listwise"):
         TrainConfig(distill_listwise=True)

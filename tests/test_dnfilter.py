@@ -8,7 +8,8 @@ import torch
 from recs_pipeline.config import SettingError
 from recs_pipeline.models import fit_training_free
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter, top_right_singular_vectors
-from recs_pipeline.train import TrainConfig, teacher_edges
+from recs_pipeline.training import TrainConfig
+from recs_pipeline.training.teacher import teacher_edges
 from tests.test_gfcf import dense_gfcf, random_graph
 from tests.test_train import two_communities
 

@@ -5,7 +5,7 @@ import torch
 from recs_pipeline.graph import InteractionGraph, normalized_adjacency
 from recs_pipeline.models import checkpoint
 from recs_pipeline.scoring import score_function
-from recs_pipeline.train import TrainConfig, train_model
+from recs_pipeline.training import TrainConfig, train_model
 from tests.test_train import two_communities
 
 
@@ -52,7 +52,8 @@ def test_a_users_newest_interactions_pull_their_scores_towards_what_they_did():
     the train graph alone cannot move it."""
     users, items, last_ts = two_communities()
     config = TrainConfig(dim=16, layers=2, epochs=10, batch_size=128, lr=0.05, val_users=40)
-    model = train_model(40, 40, users, items, last_ts, config, log=lambda _: None).model
+    train_graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
+    model = train_model(train_graph, config, log=lambda _: None).model
     state = checkpoint(model)
     test_items = torch.tensor([20, 21, 22, 23, 24, 25])
     graph = graph_of(users, items, last_ts, torch.zeros(6, dtype=torch.long), test_items)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmarks.gowalla import build_parser, holdout_order, load_lightgcn_split, train_config
-from recs_pipeline.train import validation_split
+from recs_pipeline.training.validation import validation_split
 
 # LightGCN's format: one line per user, its items in the file's order.
 TRAIN = "0 5 1 4 2 3\n1 0 2 4 1 3\n2 3 4\n"

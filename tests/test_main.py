@@ -85,7 +85,7 @@ def test_the_demo_refuses_a_data_root_overlapping_the_landing_root(tmp_path):
 
 def test_the_command_lines_training_settings_are_valid_trained_model_settings(capsys):
     from cli.demo import _train_overrides, parse_args
-    from recs_pipeline.train import TrainConfig
+    from recs_pipeline.training import TrainConfig
 
     assert _train_overrides(parse_args([])) == {}
     overrides = _train_overrides(parse_args(["--epochs", "3", "--distill", "dnfilter"]))

@@ -54,7 +54,7 @@ def test_config_hash_tells_filter_settings_apart_and_ignores_unset_settings():
     setting left unset (None: the model's default) does not change a trained model's hash."""
     from recs_pipeline.daily import config_hash
     from recs_pipeline.models import TRAINING_FREE
-    from recs_pipeline.train import TrainConfig
+    from recs_pipeline.training import TrainConfig
 
     def free(**params) -> dict:
         return {"model": "dnfilter", "params": TRAINING_FREE["dnfilter"](**params).params()}

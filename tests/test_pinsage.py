@@ -25,7 +25,8 @@ from recs_pipeline.models.pinsage import (
 )
 from recs_pipeline.sampling import random_walk_visits
 from recs_pipeline.scoring import score_function
-from recs_pipeline.train import TrainConfig, train_model, validation_split
+from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.validation import validation_split
 from tests.test_train import two_communities
 
 # 4 users, 4 items; item 3 has no edges (a cold item).
@@ -282,11 +283,7 @@ def test_short_training_run_beats_popularity(with_features):
         val_k=10,
     )
     result = train_model(
-        n_users,
-        n_items,
-        users,
-        items,
-        last_ts,
+        InteractionGraph.from_edges(n_users, n_items, users, items, last_ts),
         config,
         log=lambda _: None,
         item_features=x if with_features else None,
@@ -309,6 +306,10 @@ def test_item_features_only_for_models_that_take_them():
     users, items, last_ts = two_communities()
     config = TrainConfig(model="lightgcn", dim=4, layers=1, epochs=1, val_users=0)
     with pytest.raises(ValueError, match="item features"):
-        train_model(40, 40, users, items, last_ts, config, item_features=torch.ones(40, 2))
+        train_model(
+            InteractionGraph.from_edges(40, 40, users, items, last_ts),
+            config,
+            item_features=torch.ones(40, 2),
+        )
     with pytest.raises(ValueError, match="item_features"):
         build_model("pinsage", 3, 5, item_features=torch.ones(4, 2))

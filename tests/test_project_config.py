@@ -402,7 +402,7 @@ def test_the_project_config_takes_each_setting_in_its_own_type(tmp_path, monkeyp
 
 def test_model_params_in_the_project_config_become_the_runs_default(tmp_path, monkeypatch):
     from assets.lib import settings
-    from recs_pipeline.train import TrainConfig
+    from recs_pipeline.training import TrainConfig
 
     config = tmp_path / "recs.toml"
     config.write_text(

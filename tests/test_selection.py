@@ -19,7 +19,7 @@ from recs_pipeline.selection import (
     select,
     validation_mask,
 )
-from recs_pipeline.train import TrainConfig
+from recs_pipeline.training import TrainConfig
 
 FILTERS = ("popularity", "gfcf", "dnfilter")
 QUICK_TRAIN = TrainConfig(epochs=4, eval_every=1, batch_size=1024, dim=16)

@@ -182,7 +182,7 @@ KILLED_SEARCH = textwrap.dedent(
 
     from recs_pipeline import selection
     from tests.test_selection import community_graph
-    from recs_pipeline.train import TrainConfig
+    from recs_pipeline.training import TrainConfig
 
     selection.HEARTBEAT_SECONDS = 1
     # Training that outlasts the test: the kill lands inside the LightGCN trial.

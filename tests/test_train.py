@@ -8,17 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from recs_pipeline.graph import interaction_csr, normalized_adjacency
+from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
 from recs_pipeline.metrics import popularity_embeddings, ranking_metrics, topk_excluding
 from recs_pipeline.models import build_model
 from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
-from recs_pipeline.train import (
-    TrainConfig,
-    spectral_init,
-    train_model,
-    validation_metrics,
-    validation_split,
-)
+from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.init import spectral_init
+from recs_pipeline.training.validation import validation_metrics, validation_split
 
 
 def brute_force_latest(users, last_ts, chosen) -> set[int]:
@@ -97,7 +93,8 @@ def test_short_training_run_beats_popularity_and_keeps_best_state():
         seed=0,
     )
     lines: list[str] = []
-    result = train_model(n_users, n_items, users, items, last_ts, config, log=lines.append)
+    graph = InteractionGraph.from_edges(n_users, n_items, users, items, last_ts)
+    result = train_model(graph, config, log=lines.append)
 
     # History: one record per epoch with epoch, loss and (every epoch here) val_recall.
     assert [h["epoch"] for h in result.history] == list(range(1, 13))
@@ -164,7 +161,8 @@ def test_training_with_hard_negatives_and_mf_records_curriculum():
         eval_every=2,
         loss="binary",
     )
-    result = train_model(n_users, n_items, users, items, last_ts, config, pools, log=lambda _: None)
+    graph = InteractionGraph.from_edges(n_users, n_items, users, items, last_ts)
+    result = train_model(graph, config, hard_pools=pools, log=lambda _: None)
     assert [h["hard_negatives"] for h in result.history] == [0, 1, 2, 2]
     assert ["val_recall" in h for h in result.history] == [False, True, False, True]
     # The best epoch is the first with the highest validation recall, and its recall is kept.
@@ -241,7 +239,8 @@ def test_max_steps_per_epoch_grows_the_batch_on_large_graphs(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
-    train_model(50, 40, users, items, torch.arange(2000), config, log=lambda message: None)
+    graph = InteractionGraph.from_edges(50, 40, users, items, torch.arange(2000))
+    train_model(graph, config, log=lambda message: None)
     assert len(steps) == 5  # 2000 edges in batches of 400, not 32 batches of 64
 
 
@@ -253,9 +252,9 @@ def test_weighted_training_reads_the_edge_weights_as_loss_weights():
     config = TrainConfig(model="mf", dim=8, epochs=2, batch_size=64, eval_every=1, val_users=5)
     weighted = dataclasses.replace(config, weighted=True)
 
-    def weights_of(**kwargs):
-        model = train_model(n_users, n_items, users, items, last_ts, log=lambda _: None, **kwargs)
-        return model.model.state_dict()
+    def weights_of(config, weights=None):
+        graph = InteractionGraph.from_edges(n_users, n_items, users, items, last_ts, weights)
+        return train_model(graph, config, log=lambda _: None).model.state_dict()
 
     plain = weights_of(config=config)
     same = weights_of(config=weighted, weights=torch.full((users.numel(),), 4.0))

@@ -5,9 +5,10 @@ import io
 import pytest
 import torch
 
+from recs_pipeline.graph import InteractionGraph
 from recs_pipeline.models import build_model, checkpoint
-from recs_pipeline.train import TrainConfig, train_model
-from recs_pipeline.warmstart import WarmStart, apply_warm_start, id_mapping
+from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.init import WarmStart, apply_warm_start, id_mapping
 from tests.test_train import two_communities
 
 
@@ -49,11 +50,12 @@ def test_warm_start_maps_node_rows_by_id_and_copies_shared_weights(name):
 
 def test_incompatible_previous_model_is_ignored_with_a_log_line():
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
     previous = build_model("lightgcn", 40, 40, dim=8, layers=2)
     warm = WarmStart(checkpoint(previous), torch.arange(40), torch.arange(40), source="yesterday")
     lines: list[str] = []
     config = TrainConfig(dim=16, layers=2, epochs=1, batch_size=128, val_users=40, eval_every=1)
-    result = train_model(40, 40, users, items, last_ts, config, log=lines.append, warm_start=warm)
+    result = train_model(graph, config, log=lines.append, warm_start=warm)
     assert result.warm_start is None
     assert any("warm start from yesterday ignored" in line and "dim" in line for line in lines)
 
@@ -62,15 +64,14 @@ def test_warm_start_from_a_trained_model_starts_at_its_quality():
     """Same graph, identity id maps: epoch 1 of the warm run already validates about as well
     as the cold run's best, while a cold run's first epoch is far below it."""
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
     config = TrainConfig(
         dim=16, layers=2, epochs=10, batch_size=128, lr=0.05, val_users=40, val_k=10, eval_every=1
     )
-    cold = train_model(40, 40, users, items, last_ts, config, log=lambda _: None)
+    cold = train_model(graph, config, log=lambda _: None)
     warm = WarmStart(checkpoint(cold.model), torch.arange(40), torch.arange(40))
     one_epoch = TrainConfig(**{**config.__dict__, "epochs": 1})
-    warmed = train_model(
-        40, 40, users, items, last_ts, one_epoch, log=lambda _: None, warm_start=warm
-    )
+    warmed = train_model(graph, one_epoch, log=lambda _: None, warm_start=warm)
     assert warmed.warm_start == {"warm_users": 40, "new_users": 0, "warm_items": 40, "new_items": 0}
     assert warmed.history[0]["val_recall"] >= cold.best_val_recall - 0.05
     assert cold.history[0]["val_recall"] < cold.best_val_recall
@@ -101,6 +102,7 @@ class Killed(Exception):
 @pytest.mark.parametrize("model", ["lightgcn", "ngcf"])
 def test_interrupted_training_resumes_to_the_uninterrupted_result(model):
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
     config = TrainConfig(
         model=model,
         dim=8,
@@ -116,7 +118,7 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(model):
         max_hard_negatives=2,
     )
     pools = torch.randint(0, 40, (40, 5), generator=torch.Generator().manual_seed(1))
-    whole = train_model(40, 40, users, items, last_ts, config, hard_pools=pools, log=lambda _: None)
+    whole = train_model(graph, config, hard_pools=pools, log=lambda _: None)
 
     progress = MemoryProgress()
 
@@ -126,11 +128,7 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(model):
 
     with pytest.raises(Killed):
         train_model(
-            40,
-            40,
-            users,
-            items,
-            last_ts,
+            graph,
             config,
             hard_pools=pools,
             log=die_in_epoch_5,
@@ -139,11 +137,7 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(model):
     assert progress.saves == [2, 4]
     lines: list[str] = []
     resumed = train_model(
-        40,
-        40,
-        users,
-        items,
-        last_ts,
+        graph,
         config,
         hard_pools=pools,
         log=lines.append,
@@ -163,28 +157,28 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(model):
 
 def test_progress_of_another_config_is_not_resumed():
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
     config = TrainConfig(dim=8, layers=2, epochs=2, batch_size=128, val_users=40, eval_every=1)
     progress = MemoryProgress()
-    train_model(40, 40, users, items, last_ts, config, log=lambda _: None, progress=progress)
+    train_model(graph, config, log=lambda _: None, progress=progress)
     lines: list[str] = []
     other = TrainConfig(**{**config.__dict__, "lr": 0.5})
-    result = train_model(40, 40, users, items, last_ts, other, log=lines.append, progress=progress)
+    result = train_model(graph, other, log=lines.append, progress=progress)
     assert result.resumed_from_epoch == 0
     assert "starting over" in lines[0]
 
 
 def test_a_run_that_had_already_stopped_does_not_train_further_on_resume():
     users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
     config = TrainConfig(
         dim=8, layers=2, epochs=6, batch_size=128, val_users=40, eval_every=1, lr=0.0, patience=1
     )
     progress = MemoryProgress()
-    first = train_model(
-        40, 40, users, items, last_ts, config, log=lambda _: None, progress=progress
-    )
+    first = train_model(graph, config, log=lambda _: None, progress=progress)
     assert len(first.history) == 2  # lr 0: no gain at the second check, patience 1
     lines: list[str] = []
-    again = train_model(40, 40, users, items, last_ts, config, log=lines.append, progress=progress)
+    again = train_model(graph, config, log=lines.append, progress=progress)
     assert again.history == first.history
     assert lines == [lines[0]] and lines[0].startswith("resumed from epoch 2")
 

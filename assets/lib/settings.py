@@ -41,7 +41,7 @@ from recs_pipeline.recommend import PublishConfig, PublishIndex
 from recs_pipeline.sampling import HardNegativeConfig
 from recs_pipeline.selection import SelectionConfig
 from recs_pipeline.split import SplitConfig
-from recs_pipeline.train import TrainConfig
+from recs_pipeline.training import TrainConfig
 
 # Core field -> run-config name, where they differ. The run-config names are the documented,
 # user-facing ones (docs/configuration-reference.md); the core names are used throughout the code

@@ -1,15 +1,16 @@
 """Data-parallel training: ``engine.workers`` processes train one model together.
 
-:func:`train_data_parallel` runs :func:`recs_pipeline.train.train_model` once per rank through
-:meth:`Engine.gang <recs_pipeline.engine.Engine.gang>` (spawned processes on this machine, or
-Ray actors reserved together in a placement group). The ranks form one ``torch.distributed``
-process group (gloo: training runs on CPU tensors) and compute exactly what one process
-computes:
+:func:`train_data_parallel` runs :func:`recs_pipeline.training.loop.train_model` once per rank
+through :meth:`Engine.gang <recs_pipeline.engine.Engine.gang>` (spawned processes on this
+machine, or Ray actors reserved together in a placement group). The ranks form one
+``torch.distributed`` process group (gloo: training runs on CPU tensors) and compute exactly
+what one process computes:
 
 - every rank draws the same global batch and the same negatives from the shared seed and
   trains on its contiguous slice of the rows (same global batch size as one process);
-- the step is the single-process step (:class:`~recs_pipeline.train.BatchObjective`) wrapped
-  in DistributedDataParallel, which all-reduces the gradients; each slice's loss is scaled to
+- the step is the single-process step
+  (:class:`~recs_pipeline.training.objective.BatchObjective`) wrapped in
+  DistributedDataParallel, which all-reduces the gradients; each slice's loss is scaled to
   its share of the global batch, so the averaged gradient is the global batch's. DDP fits
   although the models propagate over the whole graph outside any ``forward`` of their own:
   the step module's forward does the propagation, scoring and loss, so every parameter gets
@@ -35,7 +36,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from recs_pipeline.engine import Engine
-from recs_pipeline.train import Replicas, TrainConfig, TrainResult, train_model
+from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.training.config import TrainConfig
+from recs_pipeline.training.loop import train_model
+from recs_pipeline.training.replicas import Replicas
+from recs_pipeline.training.state import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +74,8 @@ class ProcessGroupReplicas(Replicas):
 class TrainJob:
     """``train_model``'s inputs, shipped once to every rank."""
 
-    args: tuple
+    graph: InteractionGraph
+    config: TrainConfig
     kwargs: dict
 
 
@@ -80,9 +86,9 @@ def train_replica(rank: int, world: int, rendezvous: str | None, job: TrainJob):
     kwargs = dict(job.kwargs)
     if rank != 0:  # only rank 0 resumes from and saves progress
         kwargs["progress"] = None
-    config: TrainConfig = job.args[5]
+    config = job.config
     if world == 1:
-        result = train_model(*job.args, log=lines.append, **kwargs)
+        result = train_model(job.graph, config, log=lines.append, **kwargs)
         return result, lines
     if not config.threads:
         # The ranks share what their launcher had: a spawned rank starts with the step's
@@ -93,7 +99,8 @@ def train_replica(rank: int, world: int, rendezvous: str | None, job: TrainJob):
     )
     try:
         result = train_model(
-            *job.args,
+            job.graph,
+            config,
             log=lines.append if rank == 0 else _quiet,
             replicas=ProcessGroupReplicas(),
             **kwargs,
@@ -105,18 +112,15 @@ def train_replica(rank: int, world: int, rendezvous: str | None, job: TrainJob):
 
 def train_data_parallel(
     engine: Engine,
-    n_users: int,
-    n_items: int,
-    users: torch.Tensor,
-    items: torch.Tensor,
-    last_ts: torch.Tensor,
+    graph: InteractionGraph,
     config: TrainConfig,
     log: Callable[[str], None] = print,
     **kwargs,
 ) -> TrainResult:
-    """:func:`~recs_pipeline.train.train_model` on ``engine.workers`` ranks (``kwargs``: its
-    keyword inputs but ``on_epoch``). Rank 0's log lines reach ``log`` when training ends."""
-    job = TrainJob((n_users, n_items, users, items, last_ts, config), kwargs)
+    """:func:`~recs_pipeline.training.loop.train_model` on ``engine.workers`` ranks
+    (``kwargs``: its keyword inputs but ``on_epoch``). Rank 0's log lines reach ``log`` when
+    training ends."""
+    job = TrainJob(graph, config, kwargs)
     with engine.session():
         result, lines = engine.gang(train_replica, engine.share(job))[0]
     for line in lines:
