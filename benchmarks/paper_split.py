@@ -60,7 +60,12 @@ from recs_pipeline.metrics import evaluate_scorer, inner_product
 from recs_pipeline.models import MODELS, TRAINING_FREE, declared_params, fit_training_free
 from recs_pipeline.selection import DEFAULT_CANDIDATES, SelectionError, check_candidates, select
 from recs_pipeline.training import TrainConfig, train_model
-from recs_pipeline.training.cli import add_param_flags, params_from_args
+from recs_pipeline.training.cli import (
+    add_param_flags,
+    add_setting_flags,
+    params_from_args,
+    settings_from_args,
+)
 
 KS = (10, 20, 50)
 PAPER = {  # published figures on this split, for the table's reference line only
@@ -194,36 +199,44 @@ class TimedLog:
         return times
 
 
+# The TrainConfig settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# the CPU regime measured best so far (docs/benchmarks/gowalla.md), not the papers'. The
+# validation users' share of edges held out is the test split's (20%).
+TRAIN_FLAGS = {
+    "epochs": 1000,
+    "batch_size": 8192,
+    "lr": 5e-3,
+    "l2": 1e-4,
+    "loss": "softmax",
+    "temperature": 0.2,
+    "uniform_negatives": 0,
+    "shared_negatives": 2048,
+    "init": "spectral",
+    "dim": 64,
+    "layers": 3,
+    "patience": 4,
+    "eval_every": 1,
+    "val_users": 5000,
+    "val_fraction": 0.2,
+    "plateau_decay": 0.5,
+    "distill": None,
+    "distill_k": 20,
+    "distill_weight": 1.0,
+    "distill_own_weight": None,
+    "distill_ranked": False,
+    "distill_listwise": False,
+    "seed": 0,
+    "threads": 2,
+    "time_budget_minutes": 30.0,
+}
+
+
 def train_config(args, model: str) -> TrainConfig:
     return TrainConfig(
         model=model,
-        dim=args.dim,
-        layers=args.layers,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        l2=args.l2,
-        loss=args.loss,
-        temperature=args.temperature,
-        uniform_negatives=args.uniform_negatives,
-        shared_negatives=args.shared_negatives,
         max_hard_negatives=0,
-        patience=args.patience,
-        eval_every=args.eval_every,
-        val_users=args.val_users,
-        val_fraction=args.val_fraction,
-        plateau_decay=args.plateau_decay,
         val_k=20,
-        seed=args.seed,
-        threads=args.threads,
-        init=args.init,
-        time_budget_minutes=args.time_budget_minutes,
-        distill=args.distill,
-        distill_k=args.distill_k,
-        distill_weight=args.distill_weight,
-        distill_ranked=args.distill_ranked,
-        distill_own_weight=args.distill_own_weight,
-        distill_listwise=args.distill_listwise,
+        **settings_from_args(args, TRAIN_FLAGS),
         **training_free_params(args, model),
     )
 
@@ -389,68 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: the models the selection considers",
     )
     parser.add_argument("--max-trials", type=int, default=None, help="auto: cap on trials")
-    # Defaults: the CPU regime measured best so far (docs/benchmarks/gowalla.md), not the papers'.
-    parser.add_argument("--epochs", type=int, default=1000, help="max epochs")
-    parser.add_argument("--batch-size", type=int, default=8192)
-    parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--l2", type=float, default=1e-4)
-    parser.add_argument("--loss", default="softmax", help="bpr, binary or softmax")
-    parser.add_argument("--temperature", type=float, default=0.2, help="softmax temperature")
-    parser.add_argument("--uniform-negatives", type=int, default=0, help="per positive")
-    parser.add_argument("--shared-negatives", type=int, default=2048, help="per mini-batch")
-    parser.add_argument("--init", default="spectral", help="normal or spectral")
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--patience", type=int, default=4)
-    parser.add_argument("--eval-every", type=int, default=1)
-    parser.add_argument("--val-users", type=int, default=5000)
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        help="share of each validation user's edges held out (the test split holds out 20%%)",
-    )
-    parser.add_argument(
-        "--plateau-decay", type=float, default=0.5, help="lr factor on a check without gain"
-    )
-    parser.add_argument(
-        "--distill",
-        default=None,
-        help="training-free teacher (gfcf): its top items per user become extra positives",
-    )
-    parser.add_argument("--distill-k", type=int, default=20, help="teacher items per user")
-    parser.add_argument("--distill-weight", type=float, default=1.0, help="their loss weight")
-    parser.add_argument(
-        "--distill-own-weight",
-        type=float,
-        default=None,
-        help="loss weight of the user's own edges beside the teacher's (default 1; 0 drops them)",
-    )
-    parser.add_argument(
-        "--distill-ranked",
-        action="store_true",
-        help="weigh the teacher's r-th item by 1/log2(r + 2): learn its order, not only its set",
-    )
-    parser.add_argument(
-        "--distill-listwise",
-        action="store_true",
-        help="contrast each teacher item with its user's lower-ranked teacher items too"
-        " (the Plackett-Luce likelihood of the teacher's order; needs --loss softmax)",
-    )
+    add_setting_flags(parser, TRAIN_FLAGS)
     add_param_flags(parser)
     parser.add_argument(
         "--holdout",
         choices=HOLDOUTS,
         default="random",
         help="which train edges are a validation user's latest (holdout_order)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument(
-        "--time-budget-minutes",
-        type=float,
-        default=30.0,
-        help="per trained model: training stops at the first epoch end past the budget",
     )
     parser.add_argument("--quiet", action="store_true", help="do not echo train_model's log")
     parser.add_argument(

@@ -1,5 +1,8 @@
 """Command-line flags of training settings, shared by the demo and the benchmarks.
 
+:func:`add_setting_flags` generates a flag per declared :class:`TrainConfig` setting (its type,
+choices and description from the declaration; the default the command's own), and
+:func:`settings_from_args` reads them back, so that a command does not restate the settings.
 ``--param NAME=VALUE`` and ``--distill-param NAME=VALUE`` set the training-free models' own
 settings (``TrainConfig.model_params`` and ``distill_params``); the ``--filter-*`` flags of
 earlier versions stay as hidden aliases.
@@ -8,11 +11,47 @@ earlier versions stay as hidden aliases.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import types
+import typing
 from typing import Any
 
 from recs_pipeline.models import TRAINING_FREE
-from recs_pipeline.training.config import own_settings
+from recs_pipeline.training.config import TrainConfig, own_settings
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    """A flag per :class:`TrainConfig` setting named in ``defaults``, with that default:
+    ``--batch-size`` for ``batch_size``, of the setting's type and choices, its description as
+    the help; a yes/no setting is a switch that turns it on."""
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    for name, default in defaults.items():
+        flag, metadata = "--" + name.replace("_", "-"), fields[name].metadata
+        kind = _scalar(name, hints[name])
+        help_text = metadata["doc"].replace("%", "%%")
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", default=default, help=help_text)
+        else:
+            parser.add_argument(
+                flag, type=kind, default=default, choices=metadata["choices"], help=help_text
+            )
+
+
+def settings_from_args(args: argparse.Namespace, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The settings of :func:`add_setting_flags`' flags, by name, as the command line set them."""
+    return {name: getattr(args, name) for name in defaults}
+
+
+def _scalar(name: str, hint: Any) -> type:
+    """The one type of a setting that is a bool, int, float or str (or that or None)."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    kinds = [kind for kind in kinds if kind is not type(None)]
+    if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
+        raise TypeError(f"setting {name!r} ({hint}) has no command-line flag")
+    return kinds[0]
+
 
 # The --filter-* flags of earlier versions, kept as hidden aliases: dnfilter's parameters (k is
 # GF-CF's too), by flag.
