@@ -277,3 +277,22 @@ def test_spectral_init_of_a_one_user_or_one_item_log_is_its_rank_one_svd(shape):
     user_emb, item_emb = model.embed(None)
     scores = (user_emb @ item_emb.T).detach().double().numpy()
     assert (scores > 0).all() and np.ptp(scores) < 1e-6 * scores.max()  # R̃ ∝ all ones
+
+
+def test_a_time_budget_ends_a_single_runs_epoch_part_way_and_still_validates(monkeypatch):
+    """A selection's trained trial on a large graph overran its budget by a whole epoch (one
+    LightGCN epoch over 2.4 M edges outlasted the 3-minute search). Past the budget a single
+    run stops at the next mini-batch, validates what it has, and says so in the record."""
+    import recs_pipeline.training.loop as loop
+
+    users, items, last_ts = two_communities()
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
+    config = TrainConfig(model="mf", dim=8, epochs=5, batch_size=16, eval_every=5,
+                         val_users=5, time_budget_minutes=1.0)  # fmt: skip
+    clock = iter(range(0, 10_000, 20))  # every reading 20 s later: the budget ends in epoch 1
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
+    result = train_model(graph, config, log=lambda message: None)
+    [record] = result.history
+    done, _, total = record["batches"].removesuffix(" (time budget spent)").partition(" of ")
+    assert 0 < int(done) < int(total) == 20
+    assert "val_recall" in record and result.best_epoch == 1

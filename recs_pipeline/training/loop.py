@@ -20,8 +20,9 @@ fit edges (equal weights train exactly as unweighted ones).
 
 Early stopping on the validation slice (:mod:`recs_pipeline.training.validation`): a check
 without gain multiplies the learning rate by ``plateau_decay`` (1 = constant) and restarts from
-the best state so far; training stops after ``patience`` checks without gain, or at the first
-epoch end past ``time_budget_minutes``.
+the best state so far; training stops after ``patience`` checks without gain, or once past
+``time_budget_minutes``: at the end of the epoch for data-parallel copies, at the next
+mini-batch for a single one (an epoch of a large graph can outlast a short budget).
 """
 
 from __future__ import annotations
@@ -111,17 +112,26 @@ def train_epoch(run: Run, epoch: int, replicas: Replicas) -> dict:
         if run.hard_pools is not None
         else 0
     )
-    epoch_loss = 0.0
+    epoch_loss, done = 0.0, 0
     order = torch.randperm(run.positives.users.numel(), generator=run.generator)
     for b in range(run.n_batches):
         batch = sample_batch(run, order[b * run.batch_size : (b + 1) * run.batch_size], n_hard)
         epoch_loss += train_step(run, batch.part(replicas.rank, replicas.world))
-    return {
+        done += 1
+        # A time budget ends a single copy's epoch part-way: on a large graph one epoch can
+        # outlast the whole budget (a selection's trial gets a quarter of it). Replicas keep
+        # whole epochs: their batches must stay in step, and only rank 0 keeps the clock.
+        if replicas.world == 1 and out_of_time(run) and done < run.n_batches:
+            break
+    record = {
         "epoch": epoch,
-        "loss": replicas.sum(epoch_loss) / replicas.world / run.n_batches,
+        "loss": replicas.sum(epoch_loss) / replicas.world / done,
         "hard_negatives": n_hard,
         "step_seconds": time.perf_counter() - epoch_started,
     }
+    if done < run.n_batches:
+        record["batches"] = f"{done} of {run.n_batches} (time budget spent)"
+    return record
 
 
 def sample_batch(run: Run, idx: torch.Tensor, n_hard: int) -> Batch:
