@@ -338,6 +338,23 @@ def gowalla_auto() -> str:
     return block(f"{summary}\n\n{board}", *GOWALLA_AUTO_RUNS)
 
 
+@table("paper-split-scale")
+def paper_split_scale() -> str:
+    doc = load("paper_split_100k_items")
+    auto = doc["models"]["auto"]
+    states = ", ".join(f"{n} {s.lower()}" for s, n in auto["trials_by_state"].items())
+    rows = [[
+        f"{doc['split']['n_users']:,} users, {doc['split']['n_items']:,} items,"
+        f" {doc['split']['train_interactions']:,} train + {doc['split']['test_interactions']:,}"
+        " test",
+        f"{auto['budget_minutes']:g} min", f"{auto['trials']} ({states})", auto["chosen"],
+        secs(auto["selection_seconds"]), secs(auto["wall_seconds"]),
+        f"{auto['peak_rss_mib']:,.0f}",
+    ]]  # fmt: skip
+    header = ["split", "budget", "trials", "chosen", "selection", "selection + refit + test", "peak MiB"]  # fmt: skip
+    return block(render(header, rows), "paper_split_100k_items")
+
+
 @table("gowalla-lecture")
 def gowalla_lecture() -> str:
     return block(_variants(load("gowalla_lecture")["results"]), "gowalla_lecture")
