@@ -208,8 +208,9 @@ def test_gfcf_trials_score_as_gfcf_fitted_at_that_width():
     assert torch.allclose(shared.scores(users), fitted.scores(users), atol=2e-3)
 
 
-def test_the_filters_search_first_so_a_long_training_run_cannot_starve_them():
-    result = select(
+def two_phase_search() -> Selection:
+    """Six trials over two filters and LightGCN: the filters' phase, then all of them."""
+    return select(
         community_graph(),
         candidates=("popularity", "gfcf", "lightgcn"),
         budget_seconds=600,
@@ -218,6 +219,10 @@ def test_the_filters_search_first_so_a_long_training_run_cannot_starve_them():
         train=QUICK_TRAIN,
         log=lambda _: None,
     )
+
+
+def test_the_filters_search_first_so_a_long_training_run_cannot_starve_them():
+    result = two_phase_search()
     by_number = sorted(result.trials, key=lambda t: t.number)
     assert [t.number for t in by_number] == list(range(6))
     head = int(6 * selection_module.FILTER_SHARE)
@@ -232,15 +237,7 @@ def test_a_student_of_the_best_filter_is_a_candidate_and_its_settings_reach_trai
     (distill, distill_params, distill_ranked), so a student champion trains as one."""
     import dataclasses
 
-    result = select(
-        community_graph(),
-        candidates=("popularity", "gfcf", "lightgcn"),
-        budget_seconds=600,
-        val_users=200,
-        max_trials=6,
-        train=QUICK_TRAIN,
-        log=lambda _: None,
-    )
+    result = two_phase_search()
     head = [t for t in result.trials if t.number < int(6 * selection_module.FILTER_SHARE)]
     best_filter = max(head, key=lambda t: t.recall)
     lightgcn = sorted((t for t in result.trials if t.model == "lightgcn"), key=lambda t: t.number)
