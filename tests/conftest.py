@@ -10,7 +10,8 @@ import pytest
 # The tests never read the project's own config file (recs.toml, a deployment's defaults) but
 # tests/recs.toml (LightGCN pinned, a quick model selection); a test that wants another config
 # points RECS_CONFIG at its own, or sets it empty for none.
-os.environ["RECS_CONFIG"] = str(Path(__file__).resolve().parent / "recs.toml")
+TESTS_CONFIG = Path(__file__).resolve().parent / "recs.toml"
+os.environ["RECS_CONFIG"] = str(TESTS_CONFIG)
 # Nor the caller's choice of instance storage: SQLite unless a test selects PostgreSQL itself.
 os.environ.pop("RECS_INSTANCE", None)
 # Nor of warehouse: the DuckDB file unless a test attaches a DuckLake itself (test_ducklake.py).

@@ -19,7 +19,7 @@ from assets.definitions import default_resources
 from recs_pipeline.artifacts import GATE, MODEL, PUBLISHED_MODEL, SPLIT
 from recs_pipeline.warehouse import connect_lake
 from tests import test_pipeline
-from tests.conftest import SMALL_LOG
+from tests.conftest import SMALL_LOG, TESTS_CONFIG
 from tests.s3_support import REGION, S3_ENV, S3Server
 from tests.test_ducklake import GFCF, publish_two_days_while_reading
 from tests.test_pipeline import DAY_1, DAY_2, ingest, run_chain
@@ -45,11 +45,15 @@ def deployment(postgres_server, small_landing, tmp_path_factory):
         f" port={postgres_server.port} user={postgres_server.user}"
     )
     # The file ships with the image; what differs per environment, and every secret, is in
-    # the environment.
+    # the environment. Its [ops] are the tests' own (tests/recs.toml: a quick model selection,
+    # as in every other test's processes): without them a chain process started here (the
+    # two-machine scenario's EARLIER day, which has no selection to reuse) searched for the
+    # production budget, 5 minutes of the suite.
     config = tmp / "recs.toml"
     config.write_text(
         f'[resources.artifacts]\nroot = "s3://{BUCKET}/artifacts"\n\n'
-        f'[resources.log_source]\nlanding_root = "{small_landing}"\n'
+        f'[resources.log_source]\nlanding_root = "{small_landing}"\n\n'
+        + TESTS_CONFIG.read_text()
     )
     import s3fs
 
