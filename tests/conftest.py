@@ -10,8 +10,7 @@ import pytest
 # The tests never read the project's own config file (recs.toml, a deployment's defaults) but
 # tests/recs.toml (LightGCN pinned, a quick model selection); a test that wants another config
 # points RECS_CONFIG at its own, or sets it empty for none.
-TESTS_CONFIG = Path(__file__).resolve().parent / "recs.toml"
-os.environ["RECS_CONFIG"] = str(TESTS_CONFIG)
+os.environ["RECS_CONFIG"] = str(Path(__file__).resolve().parent / "recs.toml")
 # Nor the caller's choice of instance storage: SQLite unless a test selects PostgreSQL itself.
 os.environ.pop("RECS_INSTANCE", None)
 # Nor of warehouse: the DuckDB file unless a test attaches a DuckLake itself (test_ducklake.py).
@@ -21,6 +20,9 @@ os.environ.pop("RECS_WAREHOUSE_DATA_PATH", None)
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.warehouse import ensure_schema
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
+
+# What RECS_CONFIG points at above, for a test that writes a config file of its own on it.
+TESTS_CONFIG = Path(__file__).resolve().parent / "recs.toml"
 
 SMALL_LOG = SyntheticLogSpec(
     start=dt.date(2026, 3, 1),
@@ -67,3 +69,17 @@ def postgres_server():
 
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One S3 HTTP server for the session (moto's, ``tests/s3_support.py``), stopped by PID at
+    the end. Each module that uses it works in a bucket of its own, and each test under a prefix
+    of its own, so that nothing one test writes is read by another."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from tests.s3_support import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("moto") / "server.log") as server:
+        yield server
+
