@@ -83,3 +83,51 @@ def s3_server(tmp_path_factory):
     with S3Server(tmp_path_factory.mktemp("moto") / "server.log") as server:
         yield server
 
+
+class RaySession:
+    """One local Ray cluster of 2 worker slots shared by the tests that only run work on a
+    cluster (``ray_engine``): started by the first of them, stopped at the end of the session
+    (``ray.shutdown`` ends the processes it started). A test that needs this process to have no
+    cluster (one its step starts and stops, or none at all) asks for ``no_ray_session``: the
+    shared one is stopped first, and the next ``ray_engine`` starts it again."""
+
+    def __init__(self) -> None:
+        from recs_pipeline.engine import Engine
+
+        self.engine = Engine(kind="ray", workers=2, num_cpus=2)
+        self._session = None
+
+    def start(self):
+        import ray
+
+        if self._session is None or not ray.is_initialized():
+            self.stop()
+            self._session = self.engine.session()
+            self._session.__enter__()
+        return self.engine
+
+    def stop(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    session = RaySession()
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def ray_engine(ray_session):
+    """The session's local Ray cluster (``RaySession``): ``Engine(kind="ray", workers=2,
+    num_cpus=2)``, inside whose session every ``Engine.session()`` of this process joins it."""
+    pytest.importorskip("ray")
+    return ray_session.start()
+
+
+@pytest.fixture
+def no_ray_session(ray_session):
+    """No Ray cluster in this process while the test runs (``RaySession``)."""
+    ray_session.stop()
