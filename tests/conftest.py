@@ -1,8 +1,11 @@
 """Shared fixtures: a small synthetic landing log and pipeline resources in a temp folder."""
 
+import contextlib
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
@@ -131,3 +134,37 @@ def ray_engine(ray_session):
 def no_ray_session(ray_session):
     """No Ray cluster in this process while the test runs (``RaySession``)."""
     ray_session.stop()
+
+
+@pytest.fixture(scope="session")
+def two_day_chain(small_landing, tmp_path_factory):
+    """The whole small log ingested in one range run, then the chain for its last two days
+    (``tests/test_pipeline.py``: ``ingest``, ``run_chain`` with ``RUN_CONFIG``), built once for
+    the session in a folder of its own: the warehouse, its serving export and the artifacts, and
+    a SQLite Dagster instance in ``dagster_home/``. Tests only read it; a module that builds on
+    it works on a copy (:func:`copy_chain`). Its ``results`` are the two chain runs'."""
+    import dagster as dg
+
+    from tests.test_pipeline import DAY_1, DAY_2, ingest, run_chain
+
+    root = tmp_path_factory.mktemp("two_day_chain")
+    resources = make_resources(small_landing, root)
+    (root / "dagster_home").mkdir()
+    with dg.DagsterInstance.local_temp(str(root / "dagster_home")) as instance:
+        assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
+        results = {day: run_chain(instance, resources, day) for day in (DAY_1, DAY_2)}
+        yield SimpleNamespace(
+            root=root, landing=small_landing, instance=instance, resources=resources,
+            results=results,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def copy_chain(chain, dest: Path):
+    """``(instance, resources)`` of a copy of ``chain`` (``two_day_chain``) in ``dest``: the same
+    runs, materialisations, tables and artifacts, for a module whose tests write to them."""
+    import dagster as dg
+
+    shutil.copytree(chain.root, dest, dirs_exist_ok=True)
+    with dg.DagsterInstance.local_temp(str(dest / "dagster_home")) as instance:
+        yield instance, make_resources(chain.landing, dest)
