@@ -168,3 +168,40 @@ def copy_chain(chain, dest: Path):
     shutil.copytree(chain.root, dest, dirs_exist_ok=True)
     with dg.DagsterInstance.local_temp(str(dest / "dagster_home")) as instance:
         yield instance, make_resources(chain.landing, dest)
+
+
+# The tests `make test-fast` leaves out (`-m "not slow"`; `make test` and CI run every test):
+# each took over ~18 s (a whole module: its shared set-up and tests together over a minute) in
+# `pytest --durations` of the whole suite on a loaded 2-core machine. They start real deployments
+# (a webserver and daemon, PostgreSQL, S3, Ray), kill processes mid-write, or run the chain in
+# fresh interpreters. A module, or a test as ``module.py::name`` (every parametrisation).
+SLOW = {
+    "test_daemon_backfill.py",
+    "test_shared_deployment.py",
+    "test_cli.py::test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_says_it",
+    "test_console.py::test_main_job_prints_progress_and_results_without_noise",
+    "test_data_parallel_pipeline.py::test_chain_with_two_ray_workers_passes_the_gate_with_the_single_process_model",
+    "test_dead_runs.py::test_a_run_waiting_for_the_slot_of_a_killed_run_gets_it",
+    "test_dead_runs.py::test_the_daemons_run_monitoring_fails_a_killed_run_and_frees_its_slot",
+    "test_ducklake.py::test_processes_of_one_machine_take_turns_on_a_duckdb_catalog_file",
+    "test_ducklake.py::test_two_machines_publish_different_days_while_an_application_reads",
+    "test_engine.py::test_a_session_without_address_starts_its_own_cluster",
+    "test_executor.py::test_a_step_process_runs_with_its_share_of_the_cores",
+    "test_executor.py::test_steps_are_forked_from_the_primed_server_and_spawn_restores_the_default",
+    "test_faults.py::test_ingestion_killed_mid_write_keeps_old_partitions_and_the_next_run_completes",
+    "test_faults.py::test_publication_killed_between_commit_and_export_converges_at_the_next_one",
+    "test_faults.py::test_publication_killed_mid_write_keeps_published_lists_and_the_next_run_completes",
+    "test_instance.py::test_dagsters_own_commands_started_together_create_the_instance_once",
+    "test_instance.py::test_entry_points_started_together_create_a_postgres_instance_once",
+    "test_main.py::test_demo_and_own_logs_leave_the_landing_root_byte_for_byte_unchanged",
+    "test_pool_slots.py::test_each_slot_of_a_limit_1_pool_is_claimed_once_on_sqlite",
+    "test_serving_files.py::test_readers_see_whole_published_days_while_the_pipeline_writes",
+    "test_sharded.py::test_the_chain_on_ray_publishes_what_the_local_chain_publishes",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.name
+        if module in SLOW or f"{module}::{item.originalname}" in SLOW:
+            item.add_marker(pytest.mark.slow)
