@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make run   - set up, then run the main job on the embedded default (synthetic logs)
-#   make test  - set up, then run the test suite
+#   make test  - set up, then run the test suite (make test-fast: without the slow tests)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CALLER_DAGSTER_HOME := $(DAGSTER_HOME)
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: setup run test ui lint clean postgres-binaries
+.PHONY: setup run test test-fast ui lint clean postgres-binaries
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: setup
 
 test: setup postgres-binaries
 	$(BIN)/python -m pytest -q
+
+# The inner loop: the suite without the tests marked slow (tests/conftest.py SLOW: each over
+# ~20 s, real deployments, servers and killed processes). `make test` runs them all, as CI does.
+test-fast: setup postgres-binaries
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The tests start a real PostgreSQL server of their own (tests/postgres_support.py) from Debian's
 # binaries; installed here where missing (CI runs as root on a clean Debian machine).

@@ -1,8 +1,11 @@
 """Shared fixtures: a small synthetic landing log and pipeline resources in a temp folder."""
 
+import contextlib
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
@@ -20,6 +23,9 @@ os.environ.pop("RECS_WAREHOUSE_DATA_PATH", None)
 from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.warehouse import ensure_schema
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
+
+# What RECS_CONFIG points at above, for a test that writes a config file of its own on it.
+TESTS_CONFIG = Path(__file__).resolve().parent / "recs.toml"
 
 SMALL_LOG = SyntheticLogSpec(
     start=dt.date(2026, 3, 1),
@@ -66,3 +72,136 @@ def postgres_server():
 
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One S3 HTTP server for the session (moto's, ``tests/s3_support.py``), stopped by PID at
+    the end. Each module that uses it works in a bucket of its own, and each test under a prefix
+    of its own, so that nothing one test writes is read by another."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from tests.s3_support import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("moto") / "server.log") as server:
+        yield server
+
+
+class RaySession:
+    """One local Ray cluster of 2 worker slots shared by the tests that only run work on a
+    cluster (``ray_engine``): started by the first of them, stopped at the end of the session
+    (``ray.shutdown`` ends the processes it started). A test that needs this process to have no
+    cluster (one its step starts and stops, or none at all) asks for ``no_ray_session``: the
+    shared one is stopped first, and the next ``ray_engine`` starts it again."""
+
+    def __init__(self) -> None:
+        from recs_pipeline.engine import Engine
+
+        self.engine = Engine(kind="ray", workers=2, num_cpus=2)
+        self._session = None
+
+    def start(self):
+        import ray
+
+        if self._session is None or not ray.is_initialized():
+            self.stop()
+            self._session = self.engine.session()
+            self._session.__enter__()
+        return self.engine
+
+    def stop(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    session = RaySession()
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def ray_engine(ray_session):
+    """The session's local Ray cluster (``RaySession``): ``Engine(kind="ray", workers=2,
+    num_cpus=2)``, inside whose session every ``Engine.session()`` of this process joins it."""
+    pytest.importorskip("ray")
+    return ray_session.start()
+
+
+@pytest.fixture
+def no_ray_session(ray_session):
+    """No Ray cluster in this process while the test runs (``RaySession``)."""
+    ray_session.stop()
+
+
+@pytest.fixture(scope="session")
+def two_day_chain(small_landing, tmp_path_factory):
+    """The whole small log ingested in one range run, then the chain for its last two days
+    (``tests/test_pipeline.py``: ``ingest``, ``run_chain`` with ``RUN_CONFIG``), built once for
+    the session in a folder of its own: the warehouse, its serving export and the artifacts, and
+    a SQLite Dagster instance in ``dagster_home/``. Tests only read it; a module that builds on
+    it works on a copy (:func:`copy_chain`). Its ``results`` are the two chain runs'."""
+    import dagster as dg
+
+    from tests.test_pipeline import DAY_1, DAY_2, ingest, run_chain
+
+    root = tmp_path_factory.mktemp("two_day_chain")
+    resources = make_resources(small_landing, root)
+    (root / "dagster_home").mkdir()
+    with dg.DagsterInstance.local_temp(str(root / "dagster_home")) as instance:
+        assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
+        results = {day: run_chain(instance, resources, day) for day in (DAY_1, DAY_2)}
+        yield SimpleNamespace(
+            root=root, landing=small_landing, instance=instance, resources=resources,
+            results=results,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def copy_chain(chain, dest: Path):
+    """``(instance, resources)`` of a copy of ``chain`` (``two_day_chain``) in ``dest``: the same
+    runs, materialisations, tables and artifacts, for a module whose tests write to them."""
+    import dagster as dg
+
+    shutil.copytree(chain.root, dest, dirs_exist_ok=True)
+    with dg.DagsterInstance.local_temp(str(dest / "dagster_home")) as instance:
+        yield instance, make_resources(chain.landing, dest)
+
+
+# The tests `make test-fast` leaves out (`-m "not slow"`; `make test` and CI run every test):
+# each took over ~18 s (a whole module: its shared set-up and tests together over a minute) in
+# `pytest --durations` of the whole suite on a loaded 2-core machine. They start real deployments
+# (a webserver and daemon, PostgreSQL, S3, Ray), kill processes mid-write, or run the chain in
+# fresh interpreters. A module, or a test as ``module.py::name`` (every parametrisation).
+SLOW = {
+    "test_daemon_backfill.py",
+    "test_shared_deployment.py",
+    "test_cli.py::test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_says_it",
+    "test_console.py::test_main_job_prints_progress_and_results_without_noise",
+    "test_data_parallel_pipeline.py::test_chain_with_two_ray_workers_passes_the_gate_with_the_single_process_model",
+    "test_dead_runs.py::test_a_run_waiting_for_the_slot_of_a_killed_run_gets_it",
+    "test_dead_runs.py::test_the_daemons_run_monitoring_fails_a_killed_run_and_frees_its_slot",
+    "test_ducklake.py::test_processes_of_one_machine_take_turns_on_a_duckdb_catalog_file",
+    "test_ducklake.py::test_two_machines_publish_different_days_while_an_application_reads",
+    "test_engine.py::test_a_session_without_address_starts_its_own_cluster",
+    "test_executor.py::test_a_step_process_runs_with_its_share_of_the_cores",
+    "test_executor.py::test_steps_are_forked_from_the_primed_server_and_spawn_restores_the_default",
+    "test_faults.py::test_ingestion_killed_mid_write_keeps_old_partitions_and_the_next_run_completes",
+    "test_faults.py::test_publication_killed_between_commit_and_export_converges_at_the_next_one",
+    "test_faults.py::test_publication_killed_mid_write_keeps_published_lists_and_the_next_run_completes",
+    "test_instance.py::test_dagsters_own_commands_started_together_create_the_instance_once",
+    "test_instance.py::test_entry_points_started_together_create_a_postgres_instance_once",
+    "test_main.py::test_demo_and_own_logs_leave_the_landing_root_byte_for_byte_unchanged",
+    "test_pool_slots.py::test_each_slot_of_a_limit_1_pool_is_claimed_once_on_sqlite",
+    "test_serving_files.py::test_readers_see_whole_published_days_while_the_pipeline_writes",
+    "test_sharded.py::test_the_chain_on_ray_publishes_what_the_local_chain_publishes",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.name
+        if module in SLOW or f"{module}::{item.originalname}" in SLOW:
+            item.add_marker(pytest.mark.slow)

@@ -32,7 +32,7 @@ from recs_pipeline.artifacts import (
     UrlArtifactStore,
 )
 from resources import ArtifactStore
-from tests.s3_support import REGION, S3_ENV, S3Server
+from tests.s3_support import REGION, S3_ENV
 
 PROJECT = Path(__file__).resolve().parents[1]
 DAY = "2026-03-01"
@@ -40,16 +40,14 @@ BUCKET = "recs-artifacts"
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server (tests/s3_support.py) with one bucket; yields the storage options a
-    store needs besides the credentials, which come from the environment as in a deployment."""
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with S3Server(log) as server, pytest.MonkeyPatch.context() as env:
+def s3(s3_server):
+    """The session's S3 server (moto's, tests/conftest.py) with this module's bucket; yields the
+    storage options a store needs besides the credentials, which come from the environment as
+    in a deployment."""
+    with pytest.MonkeyPatch.context() as env:
         for name, value in S3_ENV.items():
             env.setenv(name, value)
-        options = {"endpoint_url": server.endpoint}
+        options = {"endpoint_url": s3_server.endpoint}
         fsspec.filesystem("s3", **options).mkdir(BUCKET, region_name=REGION)
         yield options
 

@@ -9,6 +9,7 @@ runs two more days through the code location (its runs started by ``recs`` itsel
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -52,11 +53,31 @@ def environment(**settings: str) -> dict[str, str]:
 
 
 def recs(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """``recs ARGS`` in a process group of its own, which is killed when the command ends:
+    whatever it started and left (its code server, a run worker waiting for a pool slot when
+    the command timed out) does not outlive the test and slow the rest of the suite."""
     if not RECS.exists():
         pytest.fail(f"no {RECS}: install the project (pip install -e .) for its console script")
-    return subprocess.run(
-        [str(RECS), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    command = [str(RECS), *args]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise subprocess.TimeoutExpired(command, timeout) from expired
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def output(ran: subprocess.CompletedProcess) -> str:

@@ -21,11 +21,13 @@ SHORT = {"ops": {**RUN_CONFIG["ops"], "trained_model": {"config": {
 
 
 def test_chain_with_two_ray_workers_passes_the_gate_with_the_single_process_model(
-    small_landing, tmp_path
+    small_landing, tmp_path, no_ray_session
 ):
     resources = {
         **make_resources(small_landing, tmp_path),
-        # Two one-CPU actors in a placement group of a cluster the step starts and stops.
+        # Two one-CPU actors in a placement group of a cluster the step starts and stops (the
+        # one test of that path through Dagster: the session's shared cluster is stopped first,
+        # no_ray_session, so the step does not join it).
         "engine": ComputeEngine(kind="ray", workers=2, num_cpus=2),
     }
     instance = dg.DagsterInstance.ephemeral()

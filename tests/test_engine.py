@@ -27,11 +27,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def foreign_cluster(monkeypatch):
+def foreign_cluster(monkeypatch, no_ray_session):
     """A one-CPU Ray head started by ``ray start`` (which records itself as the machine's
     current cluster, the one ``ray.init(address=None)`` joins), stopped by killing its process
     group at the end. Ray's temp folder, where that record lives, is this test's own (a short
-    path: Ray's sockets live there), so no other Ray on the machine is found or disturbed."""
+    path: Ray's sockets live there), so no other Ray on the machine is found or disturbed. The
+    session's own cluster (tests/conftest.py) is stopped first: this process has none."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     monkeypatch.setenv("RAY_TMPDIR", temp)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -14,7 +14,7 @@ from assets.lib.partitions import range_tags
 from recs_pipeline.artifacts import ITEM_FEATURES, MODEL, PROGRESS
 from recs_pipeline.schema import PARTITION_COLUMN
 from recs_pipeline.warehouse import connect_lake
-from tests.conftest import SMALL_LOG, make_resources
+from tests.conftest import SMALL_LOG, copy_chain
 
 DAY_1 = SMALL_LOG.end - dt.timedelta(days=1)
 DAY_2 = SMALL_LOG.end
@@ -61,14 +61,11 @@ def snapshot(con, day: dt.date) -> dict[str, list]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(small_landing, tmp_path_factory):
-    """Ingest the whole log once, then the chain for two consecutive days."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    resources = make_resources(small_landing, tmp)
-    instance = dg.DagsterInstance.ephemeral()
-    assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
-    results = {day: run_chain(instance, resources, day) for day in (DAY_1, DAY_2)}
-    return instance, resources, results
+def pipeline(two_day_chain, tmp_path_factory):
+    """The whole log ingested once, then the chain for two consecutive days: a copy of the
+    session's run (tests/conftest.py ``two_day_chain``), which the later tests here build on."""
+    with copy_chain(two_day_chain, tmp_path_factory.mktemp("pipeline")) as (instance, resources):
+        yield instance, resources, two_day_chain.results
 
 
 def connect(resources):

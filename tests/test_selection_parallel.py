@@ -4,8 +4,8 @@ workers at once, and a search killed part-way resuming from it.
 
 Real components: a PostgreSQL server (tests/postgres_support.py, the session's; one database per
 test, Dagster's instance tables created in it first by ``prepare_instance``, as the shared
-deployment does) and a local Ray cluster of 2 CPUs, one for the module (as tests/test_sharded.py
-starts it)."""
+deployment does) and a local Ray cluster of 2 CPUs, the session's (``ray_engine``, tests/conftest.py), which
+tests/test_sharded.py shares."""
 
 from __future__ import annotations
 
@@ -42,13 +42,6 @@ optuna = pytest.importorskip("optuna")
 ROOT = Path(__file__).resolve().parents[1]
 HERE = f"{socket.gethostname()}:{os.getpid()}"
 DAY = "2026-03-05"
-
-
-@pytest.fixture(scope="module")
-def ray_engine():
-    engine = Engine(kind="ray", workers=2, num_cpus=2)
-    with engine.session():
-        yield engine
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """Sharded steps: hard negatives, evaluation and publication give the same result on a real
 multi-process Ray cluster (2 workers) as in one process, in the core and through Dagster.
 
-One local cluster serves the whole module (started once, shut down at the end): every
-``Engine.session()`` inside it joins that cluster instead of starting its own.
+The session's local cluster (``ray_engine``, tests/conftest.py: started once, shut down at the
+end) serves the module: every ``Engine.session()`` inside it joins that cluster instead of
+starting its own.
 """
 
 import copy
@@ -28,13 +29,6 @@ from tests.test_pipeline import RUN_CONFIG, connect, ingest, run_chain
 
 LOCAL = Engine()
 N_USERS, N_ITEMS = 300, 120
-
-
-@pytest.fixture(scope="module")
-def ray_engine():
-    engine = Engine(kind="ray", workers=2, num_cpus=2)
-    with engine.session():
-        yield engine
 
 
 def graph(seed: int = 3, edges: int = 4000):

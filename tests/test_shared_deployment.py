@@ -19,8 +19,8 @@ from assets.definitions import default_resources
 from recs_pipeline.artifacts import GATE, MODEL, PUBLISHED_MODEL, SPLIT
 from recs_pipeline.warehouse import connect_lake
 from tests import test_pipeline
-from tests.conftest import SMALL_LOG
-from tests.s3_support import REGION, S3_ENV, S3Server
+from tests.conftest import SMALL_LOG, TESTS_CONFIG
+from tests.s3_support import REGION, S3_ENV
 from tests.test_ducklake import GFCF, publish_two_days_while_reading
 from tests.test_pipeline import DAY_1, DAY_2, ingest, run_chain
 
@@ -33,11 +33,9 @@ STORED = (SPLIT, MODEL, GATE, PUBLISHED_MODEL)
 
 
 @pytest.fixture(scope="module")
-def deployment(postgres_server, small_landing, tmp_path_factory):
+def deployment(postgres_server, s3_server, small_landing, tmp_path_factory):
     """The deployment's configuration in this process's environment (and so in every process
     it starts): where the lake and the artifacts are, and the S3 server's credentials."""
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
     tmp = tmp_path_factory.mktemp("deployment")
     catalog_db = postgres_server.create_database("recs_lake")
     catalog = (
@@ -45,18 +43,22 @@ def deployment(postgres_server, small_landing, tmp_path_factory):
         f" port={postgres_server.port} user={postgres_server.user}"
     )
     # The file ships with the image; what differs per environment, and every secret, is in
-    # the environment.
+    # the environment. Its [ops] are the tests' own (tests/recs.toml: a quick model selection,
+    # as in every other test's processes): without them a chain process started here (the
+    # two-machine scenario's EARLIER day, which has no selection to reuse) searched for the
+    # production budget, 5 minutes of the suite.
     config = tmp / "recs.toml"
     config.write_text(
         f'[resources.artifacts]\nroot = "s3://{BUCKET}/artifacts"\n\n'
-        f'[resources.log_source]\nlanding_root = "{small_landing}"\n'
+        f'[resources.log_source]\nlanding_root = "{small_landing}"\n\n' + TESTS_CONFIG.read_text()
     )
     import s3fs
 
-    with S3Server(tmp / "moto.log") as server, pytest.MonkeyPatch.context() as env:
+    # The session's S3 server (tests/conftest.py); this module's bucket is its own.
+    with pytest.MonkeyPatch.context() as env:
         for name, value in {
             **S3_ENV,
-            "AWS_ENDPOINT_URL": server.endpoint,
+            "AWS_ENDPOINT_URL": s3_server.endpoint,
             "RECS_CONFIG": str(config),
             "RECS_WAREHOUSE": str(tmp / "unused.duckdb"),
             "RECS_WAREHOUSE_CATALOG": catalog,

@@ -12,7 +12,7 @@ from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from recs_pipeline.artifacts import MODEL
 from tests.conftest import SMALL_LOG, make_resources
-from tests.test_pipeline import DAY_1, DAY_2, connect, ingest, run_chain
+from tests.test_pipeline import DAY_1, DAY_2, connect, ingest
 
 TABLES = {
     "raw_interactions": "raw.interactions",
@@ -24,14 +24,12 @@ TABLES = {
 
 
 @pytest.fixture(scope="module")
-def chain(small_landing, tmp_path_factory):
-    """The whole log ingested in one range run, then the chain for two days."""
-    resources = make_resources(small_landing, tmp_path_factory.mktemp("ui"))
-    instance = dg.DagsterInstance.ephemeral()
-    assert ingest(instance, resources, SMALL_LOG.start, SMALL_LOG.end).success
-    for day in (DAY_1, DAY_2):
-        assert run_chain(instance, resources, day).success
-    return instance, resources
+def chain(two_day_chain):
+    """The whole log ingested in one range run, then the chain for two days: the session's run
+    (tests/conftest.py), which the tests here only read."""
+    for result in two_day_chain.results.values():
+        assert result.success
+    return two_day_chain.instance, two_day_chain.resources
 
 
 def latest(instance, asset: str, day: dt.date) -> dict:
