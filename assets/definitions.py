@@ -13,8 +13,8 @@ from assets.live import live_recommendations
 from assets.model import model_evaluation, model_selection, trained_model
 from assets.platform.kubernetes import deployment_executor
 from assets.serving import recommendations
-from recs_pipeline import project_config
-from recs_pipeline.logs import LogConfigError
+from recs_pipeline.data.logs import LogConfigError
+from recs_pipeline.infra import project_config
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 ALL_ASSETS = [

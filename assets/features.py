@@ -12,7 +12,11 @@ from assets.lib.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partiti
 from assets.lib.settings import HardNegativeSettings, SplitSettings, check_run_config
 from assets.lib.shard_log import ShardLog
 from assets.lib.tables import row_count, table_metadata
-from recs_pipeline.artifacts import (
+from recs_pipeline.data.item_features import read_item_features
+from recs_pipeline.data.split import explain_empty_train, temporal_split
+from recs_pipeline.graph.bipartite import InteractionGraph, index_split, normalized_adjacency
+from recs_pipeline.graph.negatives import sharded_hard_negative_pools
+from recs_pipeline.infra.artifacts import (
     ADJACENCY,
     GRAPH,
     HARD_NEGATIVES,
@@ -20,10 +24,6 @@ from recs_pipeline.artifacts import (
     SPLIT,
     UrlArtifactStore,
 )
-from recs_pipeline.graph import InteractionGraph, index_split, normalized_adjacency
-from recs_pipeline.item_features import read_item_features
-from recs_pipeline.sampling import sharded_hard_negative_pools
-from recs_pipeline.split import explain_empty_train, temporal_split
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 _WINDOW = dg.TimeWindowPartitionMapping(

@@ -13,14 +13,14 @@ from assets.lib.partitions import daily_partitions
 from assets.lib.settings import check_run_config
 from assets.lib.tables import row_count, table_metadata
 from assets.platform.instance import check_targets
-from recs_pipeline.console import days_summary, progress_bar
-from recs_pipeline.logs import (
+from recs_pipeline.data.logs import (
     IngestInterrupted,
     IngestReport,
     export_fingerprint,
     ingest_days,
     ingest_history,
 )
+from recs_pipeline.infra.console import days_summary, progress_bar
 from resources import LogSource, Warehouse
 
 

@@ -21,42 +21,46 @@ from assets.lib.shard_log import ShardLog
 from assets.lib.tables import row_count, table_metadata
 from assets.platform.instance import shared_database_url
 from assets.platform.kubernetes import gpu_op_tags
-from recs_pipeline.artifacts import HARD_NEGATIVES, MODEL, SELECTION, SPLIT, ArtifactProgress
-from recs_pipeline.console import progress_bar
-from recs_pipeline.daily import (  # noqa: F401  (load_scorer, sample_test_users: re-exported)
+from recs_pipeline.evaluation.gate import (
     FAILED,
     GATE_BASELINE,
+    GATE_CHECK,
+    GATE_KEY,
+    GATE_LABEL,
+    GATE_METRIC,
     INSUFFICIENT,
+    KS,
     NO_TEST_USERS,
     PASSED,
     POPULARITY_CHOSEN,
     GateError,
-    config_hash,
     gate_verdict,
+    record_gate,
+)
+from recs_pipeline.evaluation.metrics import METRICS, evaluate_scorers
+from recs_pipeline.evaluation.selection import Selection, daily_selection
+from recs_pipeline.graph.bipartite import id_map_version
+from recs_pipeline.infra.artifacts import HARD_NEGATIVES, MODEL, SELECTION, SPLIT, ArtifactProgress
+from recs_pipeline.infra.console import progress_bar
+from recs_pipeline.infra.warehouse import replace_partition
+from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
+from recs_pipeline.steps.day import (
+    config_hash,
     item_features,
     load_graph,
     load_model,
     load_scorer,
     previous_model,
-    record_gate,
     sample_test_users,
 )
-from recs_pipeline.graph import id_map_version
-from recs_pipeline.metrics import METRICS, evaluate_scorers
-from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
-from recs_pipeline.selection import Selection, daily_selection
 from recs_pipeline.training import train_model
 from recs_pipeline.training.data_parallel import rank_log, train_data_parallel
-from recs_pipeline.warehouse import replace_partition
 from resources import ArtifactStore, ComputeEngine, Warehouse
-
-KS = (10, 20, 50)
-GATE_METRIC = ("recall", 20)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # a partitioned check spec is a preview feature
     BEATS_POPULARITY = dg.AssetCheckSpec(
-        "beats_popularity",
+        GATE_CHECK,
         asset="model_evaluation",
         partitions_def=daily_partitions,
         blocking=True,
@@ -606,7 +610,7 @@ def model_evaluation(
         },
         check_results=[
             dg.AssetCheckResult(
-                check_name="beats_popularity",
+                check_name=GATE_CHECK,
                 passed=gate.verdict == PASSED,
                 # No (or too few) test users is no verdict on the model: a warning, which does
                 # not block recommendations (it publishes the popularity fallback, or the
@@ -615,8 +619,7 @@ def model_evaluation(
                 if gate.verdict in (NO_TEST_USERS, INSUFFICIENT, POPULARITY_CHOSEN)
                 else dg.AssetCheckSeverity.ERROR,
                 metadata={
-                    "model_recall@20": rounded(gate.model_score),
-                    "popularity_recall@20": rounded(gate.baseline_score),
+                    **gate.score_metadata(),
                     "lift": None if gate.lift is None else rounded(gate.lift),
                     "evaluated_users": evaluated_users,
                     "model_sha256": scorer.fingerprint,
@@ -646,16 +649,15 @@ def beats_every_baseline(
         for name, score in baselines.items()
     }
     beaten = [name for name, score in baselines.items() if not model > score]
-    metric = f"{GATE_METRIC[0].capitalize()}@{GATE_METRIC[1]}"
     if evaluated_users == 0:
         description = "no test users on this day: nothing to compare"
     elif beaten:
-        description = f"{model_name}'s test {metric} {model:.4f} does not beat " + ", ".join(
+        description = f"{model_name}'s test {GATE_LABEL} {model:.4f} does not beat " + ", ".join(
             f"{name} ({baselines[name]:.4f})" for name in beaten
         )
     else:
         description = (
-            f"{model_name}'s test {metric} {model:.4f} beats every baseline: "
+            f"{model_name}'s test {GATE_LABEL} {model:.4f} beats every baseline: "
             + ", ".join(f"{name} {score:.4f}" for name, score in baselines.items())
         )
     return dg.AssetCheckResult(
@@ -663,8 +665,8 @@ def beats_every_baseline(
         passed=evaluated_users > 0 and not beaten,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            f"model_{GATE_METRIC[0]}@{GATE_METRIC[1]}": rounded(model),
-            **{f"{n}_{GATE_METRIC[0]}@{GATE_METRIC[1]}": rounded(v) for n, v in baselines.items()},
+            f"model_{GATE_KEY}": rounded(model),
+            **{f"{n}_{GATE_KEY}": rounded(v) for n, v in baselines.items()},
             **lifts,
         },
         description=description,
@@ -683,12 +685,11 @@ def gate_stop(key: str, error: GateError) -> dg.Failure:
         metadata={
             "verdict": result.verdict,
             "model": result.model,
-            "model_recall@20": round(result.model_score, 4),
-            "popularity_recall@20": round(result.baseline_score, 4),
+            **result.score_metadata(),
             "lift_%": None if result.lift is None else round(result.lift * 100, 2),
             "evaluated_users": result.evaluated_users,
             "model_sha256": result.model_sha256,
-            "check": "model_evaluation → Checks → beats_popularity",
+            "check": f"model_evaluation → Checks → {GATE_CHECK}",
         },
         allow_retries=False,
     )

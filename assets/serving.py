@@ -12,20 +12,12 @@ from assets.lib.shard_log import ShardLog
 from assets.lib.tables import row_count, table_metadata
 from assets.live import live_event
 from assets.model import gate_stop, model_evaluation
-from recs_pipeline.artifacts import PUBLISHED_MODEL, SPLIT
-from recs_pipeline.daily import (
-    GATE_BASELINE,
-    NO_TEST_USERS,
-    GateError,
-    converge_published_models,
-    load_model_payload,
-    load_scorer,
-    pin_published_model,
-    popularity_scorer,
-    publishable,
-)
-from recs_pipeline.recommend import publish_recommendations
-from recs_pipeline.serving import export_published
+from recs_pipeline.evaluation.gate import GATE_BASELINE, NO_TEST_USERS, GateError, publishable
+from recs_pipeline.infra.artifacts import PUBLISHED_MODEL, SPLIT
+from recs_pipeline.serving.files import export_published
+from recs_pipeline.serving.published_model import converge_published_models, pin_published_model
+from recs_pipeline.serving.recommend import publish_recommendations
+from recs_pipeline.steps.day import load_model_payload, load_scorer, popularity_scorer
 from resources import ArtifactStore, ComputeEngine, Warehouse
 
 PREVIEW_RANKS = 10

@@ -27,7 +27,7 @@ PARTITION = "2026-03-01"
 
 
 def _store(root: str):
-    from recs_pipeline import artifacts
+    from recs_pipeline.infra import artifacts
 
     # LocalArtifactStore: the store before URL roots, so the same script measures "before".
     store_class = getattr(artifacts, "UrlArtifactStore", None) or artifacts.LocalArtifactStore
@@ -37,7 +37,7 @@ def _store(root: str):
 def worker(op: str, root: str, mb: int) -> dict:
     import torch
 
-    from recs_pipeline.artifacts import MODEL
+    from recs_pipeline.infra.artifacts import MODEL
 
     store = _store(root)
     if op == "put":

@@ -28,11 +28,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from benchmarks._common import write_results
-from recs_pipeline.engine import Engine, free_port
-from recs_pipeline.graph import normalized_adjacency
-from recs_pipeline.losses import bpr_loss
+from recs_pipeline.graph.bipartite import normalized_adjacency
+from recs_pipeline.graph.negatives import edge_keys, uniform_negatives
+from recs_pipeline.infra.engine import Engine, free_port
 from recs_pipeline.models import build_model
-from recs_pipeline.sampling import edge_keys, uniform_negatives
+from recs_pipeline.training.losses import bpr_loss
 from recs_pipeline.training.objective import Batch, BatchObjective
 
 # Agreement expected between the data-parallel and the single-device weights.

@@ -1,6 +1,6 @@
 """Seconds per training epoch with 1 and 2 data-parallel workers, side by side in one run.
 
-The edges come from a generated log (``recs_pipeline.synthetic``; the demo's defaults: 4,000
+The edges come from a generated log (``recs_pipeline.data.synthetic``; the demo's defaults: 4,000
 users, 2,000 items, 60 days of 4,000 events, one edge per distinct user–item pair). The same
 LightGCN training (the pipeline's defaults: dim 64, 3 layers, batch 4096, one uniform and up to
 two hard negatives per positive) runs
@@ -34,11 +34,11 @@ import polars as pl
 import torch
 
 from benchmarks._common import median, quiet_sparse_warnings, write_results
-from recs_pipeline.engine import Engine
-from recs_pipeline.graph import InteractionGraph, normalized_adjacency
+from recs_pipeline.data.synthetic import SyntheticLogSpec, generate_events
+from recs_pipeline.graph.bipartite import InteractionGraph, normalized_adjacency
+from recs_pipeline.graph.negatives import HardNegativeConfig, hard_negative_pools
+from recs_pipeline.infra.engine import Engine
 from recs_pipeline.models import build_model
-from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
-from recs_pipeline.synthetic import SyntheticLogSpec, generate_events
 from recs_pipeline.training import TrainConfig, train_model
 from recs_pipeline.training.data_parallel import train_data_parallel
 

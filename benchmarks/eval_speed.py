@@ -1,4 +1,4 @@
-"""Full-ranking evaluation speed: :func:`recs_pipeline.metrics.topk_excluding` versus a
+"""Full-ranking evaluation speed: :func:`recs_pipeline.evaluation.metrics.topk_excluding` versus a
 straightforward dense-mask implementation, on the Gowalla train matrix.
 
 All users (or the first ``--users``) × all 40,981 items, K = ``--k``, training items excluded,
@@ -26,8 +26,8 @@ import torch
 
 from benchmarks._common import hwm_mib, quiet_sparse_warnings, reset_hwm, rss_mib, write_results
 from benchmarks.gowalla import load_lightgcn_split
-from recs_pipeline.graph import interaction_csr
-from recs_pipeline.metrics import topk_excluding
+from recs_pipeline.evaluation.metrics import topk_excluding
+from recs_pipeline.graph.bipartite import interaction_csr
 
 
 def dense_mask_topk(user_emb, item_emb, users, exclude_coo, k, chunk_users):

@@ -20,7 +20,7 @@ import torch
 from benchmarks._common import quiet_sparse_warnings, write_results
 from benchmarks.gowalla import HOLDOUTS, holdout_order, load_lightgcn_split
 from benchmarks.variants import run_training_free
-from recs_pipeline.graph import interaction_csr
+from recs_pipeline.graph.bipartite import interaction_csr
 from recs_pipeline.training.validation import validation_split
 
 

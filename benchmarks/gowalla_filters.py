@@ -43,8 +43,8 @@ from benchmarks._common import RESULTS, quiet_sparse_warnings, write_results
 from benchmarks.gowalla import HOLDOUTS, holdout_order, load_lightgcn_split
 from benchmarks.gowalla_calibration import calibration_name
 from benchmarks.variants import KS, flat
-from recs_pipeline.graph import interaction_csr
-from recs_pipeline.metrics import evaluate_scorer, ranking_metrics
+from recs_pipeline.evaluation.metrics import evaluate_scorer, ranking_metrics
+from recs_pipeline.graph.bipartite import interaction_csr
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter
 from recs_pipeline.models.gfcf import sparse_rows_times
 from recs_pipeline.training.validation import validation_split

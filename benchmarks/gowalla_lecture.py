@@ -24,8 +24,8 @@ import torch
 from benchmarks._common import quiet_sparse_warnings, write_results
 from benchmarks.gowalla import load_lightgcn_split
 from benchmarks.variants import VARIANTS, print_table, run_training_free, run_variant
-from recs_pipeline.graph import interaction_csr, normalized_adjacency
-from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
+from recs_pipeline.graph.bipartite import interaction_csr, normalized_adjacency
+from recs_pipeline.graph.negatives import HardNegativeConfig, hard_negative_pools
 
 
 def main(argv: list[str] | None = None) -> dict:

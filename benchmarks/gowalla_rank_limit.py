@@ -30,8 +30,8 @@ from benchmarks._common import machine, process_peak_mib, quiet_sparse_warnings,
 from benchmarks.gowalla import fit_filter, load_lightgcn_split
 from benchmarks.variants import flat
 from recs_pipeline.config import SettingError
-from recs_pipeline.graph import csr_rows, interaction_csr
-from recs_pipeline.metrics import evaluate_scorer, inner_product
+from recs_pipeline.evaluation.metrics import evaluate_scorer, inner_product
+from recs_pipeline.graph.bipartite import csr_rows, interaction_csr
 from recs_pipeline.models import TRAINING_FREE
 from recs_pipeline.training import TrainConfig
 from recs_pipeline.training.cli import add_param_flags, params_from_args

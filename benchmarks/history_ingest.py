@@ -66,12 +66,12 @@ def duckdb_read(path: Path) -> tuple[float, int, int]:
 
 
 def core_ingest(export: Path, database: Path) -> float:
-    """Seconds of :func:`recs_pipeline.logs.ingest_history` alone over every day of the export,
+    """Seconds of :func:`recs_pipeline.data.logs.ingest_history` alone over every day of the export,
     into a fresh warehouse file: the warehouse's part of the ingest."""
     import duckdb
 
-    from recs_pipeline.logs import LogFormat, ingest_history
-    from recs_pipeline.warehouse import ensure_schema
+    from recs_pipeline.data.logs import LogFormat, ingest_history
+    from recs_pipeline.infra.warehouse import ensure_schema
 
     fmt = LogFormat(user_column="userId", item_column="movieId", timestamp_column="timestamp",
                     timestamp_unit="s", event_type_column=None, weight_column="rating")  # fmt: skip

@@ -54,9 +54,9 @@ from benchmarks.variants import (
     run_variant,
     variant_config,
 )
-from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
-from recs_pipeline.metrics import evaluate_embeddings
-from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
+from recs_pipeline.evaluation.metrics import evaluate_embeddings
+from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr, normalized_adjacency
+from recs_pipeline.graph.negatives import HardNegativeConfig, hard_negative_pools
 from recs_pipeline.training import train_model
 from recs_pipeline.training.config import LISTWISE_DISTILL
 from recs_pipeline.training.validation import validation_split

@@ -3,7 +3,7 @@ line per user: ``user item item ...``), first written for the LightGCN/NGCF Gowa
 
 For each model of ``--models`` (``popularity`` or any registered model, default
 ``popularity,mf,lightgcn``): wall time, peak RSS, and test Recall@20 / NDCG@20 by
-:func:`recs_pipeline.metrics.evaluate_embeddings` (full ranking over all 40,981 items, the
+:func:`recs_pipeline.evaluation.metrics.evaluate_embeddings` (full ranking over all 40,981 items, the
 user's training items excluded, averaged over the users with test items: the papers'
 definition). Trained models go through :func:`recs_pipeline.training.train_model` unchanged.
 
@@ -55,10 +55,15 @@ from benchmarks._common import (
     write_results,
 )
 from recs_pipeline.config import SettingError
-from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
-from recs_pipeline.metrics import evaluate_scorer, inner_product
+from recs_pipeline.evaluation.metrics import evaluate_scorer, inner_product
+from recs_pipeline.evaluation.selection import (
+    DEFAULT_CANDIDATES,
+    SelectionError,
+    check_candidates,
+    select,
+)
+from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr, normalized_adjacency
 from recs_pipeline.models import MODELS, TRAINING_FREE, declared_params, fit_training_free
-from recs_pipeline.selection import DEFAULT_CANDIDATES, SelectionError, check_candidates, select
 from recs_pipeline.training import TrainConfig, train_model
 from recs_pipeline.training.cli import (
     add_param_flags,

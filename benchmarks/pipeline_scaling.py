@@ -44,7 +44,7 @@ from benchmarks._common import (
     rss_mib,
     write_results,
 )
-from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 ENGINE_STEPS = ["hard_negatives", "trained_model", "model_evaluation", "recommendations"]

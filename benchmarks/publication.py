@@ -5,9 +5,9 @@ LightGCN is trained on the Gowalla train split with the Gowalla benchmark's defa
 ``--train-minutes`` (a short run: the point is real trained embeddings, not the best model).
 Then every one of the 29,858 users gets a top-``--k`` list, training items excluded:
 
-- ``exact``: :func:`recs_pipeline.metrics.topk_scored` over every item (what publication does
+- ``exact``: :func:`recs_pipeline.evaluation.metrics.topk_scored` over every item (what publication does
   with ``index: exact``);
-- ``ivf/P``: :class:`recs_pipeline.ann.IVFIndex` built on the item embeddings
+- ``ivf/P``: :class:`recs_pipeline.serving.ann.IVFIndex` built on the item embeddings
   (``--list-size`` items per list), each user scanning its ``P`` best lists (``--probes``).
 
 For each: seconds (index build included), peak memory above the embeddings, Recall@K and
@@ -25,9 +25,9 @@ import torch
 
 from benchmarks._common import hwm_mib, quiet_sparse_warnings, reset_hwm, rss_mib, write_results
 from benchmarks.gowalla import build_parser, load_lightgcn_split, run_trained
-from recs_pipeline.ann import IVFIndex, list_overlap
-from recs_pipeline.graph import interaction_csr, normalized_adjacency
-from recs_pipeline.metrics import inner_product, ranking_metrics, topk_scored
+from recs_pipeline.evaluation.metrics import inner_product, ranking_metrics, topk_scored
+from recs_pipeline.graph.bipartite import interaction_csr, normalized_adjacency
+from recs_pipeline.serving.ann import IVFIndex, list_overlap
 
 
 def main(argv: list[str] | None = None) -> dict:

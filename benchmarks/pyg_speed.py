@@ -5,9 +5,9 @@ full-graph propagation (dim ``--dim``, ``--layers`` layers), BPR loss with L2 on
 layer-0 embeddings, one Adam step (same ``--lr``).
 
 - ``ours``: :class:`recs_pipeline.models.lightgcn.LightGCN` over a precomputed
-  :func:`recs_pipeline.graph.normalized_adjacency` (sparse CSR), negatives from
-  :func:`recs_pipeline.sampling.uniform_negatives` (rejects the user's train items), loss
-  :func:`recs_pipeline.losses.bpr_loss` + ``l2 * l2_penalty`` as in ``train_model``'s batch step.
+  :func:`recs_pipeline.graph.bipartite.normalized_adjacency` (sparse CSR), negatives from
+  :func:`recs_pipeline.graph.negatives.uniform_negatives` (rejects the user's train items), loss
+  :func:`recs_pipeline.training.losses.bpr_loss` + ``l2 * l2_penalty`` as in ``train_model``'s batch step.
 - ``pyg``: ``torch_geometric.nn.models.LightGCN`` driven as in PyG's ``examples/lightgcn.py``:
   ``edge_index`` over the bidirectional user–item graph (items at ``n_users + item``),
   negatives ``torch.randint`` over all items (no rejection), ``pos_rank, neg_rank =
@@ -36,10 +36,10 @@ from torch_geometric.nn.models import LightGCN as PygLightGCN
 
 from benchmarks._common import fmt, hwm_mib, quiet_sparse_warnings, reset_hwm, write_results
 from benchmarks.gowalla import load_lightgcn_split
-from recs_pipeline.graph import normalized_adjacency
-from recs_pipeline.losses import bpr_loss, l2_penalty
+from recs_pipeline.graph.bipartite import normalized_adjacency
+from recs_pipeline.graph.negatives import edge_keys, uniform_negatives
 from recs_pipeline.models.lightgcn import LightGCN
-from recs_pipeline.sampling import edge_keys, uniform_negatives
+from recs_pipeline.training.losses import bpr_loss, l2_penalty
 
 VARIANTS = ("ours", "pyg", "pyg_sparse")
 

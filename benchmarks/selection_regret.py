@@ -5,9 +5,9 @@
 temporal split (train = events before the 80th percentile of time, test = the rest, on users
 and items known to train), then:
 
-- every candidate of :data:`recs_pipeline.selection.DEFAULT_CANDIDATES` at its shipped
+- every candidate of :data:`recs_pipeline.evaluation.selection.DEFAULT_CANDIDATES` at its shipped
   defaults, fitted or trained on train (real timestamps for early stopping), scored on test;
-- the pipeline's selection (:func:`recs_pipeline.selection.select`, ``--budget-minutes``) on
+- the pipeline's selection (:func:`recs_pipeline.evaluation.selection.select`, ``--budget-minutes``) on
   train alone, once per seed of ``--seeds``; its champion refitted on train and scored on test.
 
 The target (issue 25): the champion's test Recall@20, averaged over the seeds, is at least the
@@ -28,15 +28,15 @@ import torch
 
 from benchmarks._common import quiet_sparse_warnings, write_results
 from benchmarks.movielens import load_temporal_split
-from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
-from recs_pipeline.metrics import evaluate_scorer, inner_product
+from recs_pipeline.data.synthetic import SyntheticLogSpec, generate_events
+from recs_pipeline.evaluation.metrics import evaluate_scorer, inner_product
+from recs_pipeline.evaluation.selection import DEFAULT_CANDIDATES, default_params, select
+from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr, normalized_adjacency
 from recs_pipeline.models import TRAINING_FREE, fit_training_free
-from recs_pipeline.selection import DEFAULT_CANDIDATES, default_params, select
-from recs_pipeline.synthetic import SyntheticLogSpec, generate_events
 from recs_pipeline.training import TrainConfig, train_model
 
 SYNTHETIC = {
-    # cli.demo's demo log, and its --small one (recs_pipeline.synthetic's defaults besides).
+    # cli.demo's demo log, and its --small one (recs_pipeline.data.synthetic's defaults besides).
     "synthetic": dict(days=60, n_users=4000, n_items=2000, events_per_day=4000),
     "synthetic-small": dict(days=60, n_users=500, n_items=250, events_per_day=900),
 }

@@ -38,12 +38,12 @@ from assets.definitions import ALL_ASSETS
 from assets.platform.executor import forkserver_executor
 from benchmarks._common import quiet_sparse_warnings, write_results
 from benchmarks.pipeline_scaling import spec_for
-from recs_pipeline.artifacts import GRAPH, HARD_NEGATIVES
-from recs_pipeline.daily import load_graph, load_scorer
-from recs_pipeline.engine import Engine, map_shards
-from recs_pipeline.graph import bipartite_csr, interaction_csr
-from recs_pipeline.sampling import edge_keys
-from recs_pipeline.synthetic import write_landing_files
+from recs_pipeline.data.synthetic import write_landing_files
+from recs_pipeline.graph.bipartite import bipartite_csr, interaction_csr
+from recs_pipeline.graph.negatives import edge_keys
+from recs_pipeline.infra.artifacts import GRAPH, HARD_NEGATIVES
+from recs_pipeline.infra.engine import Engine, map_shards
+from recs_pipeline.steps.day import load_graph, load_scorer
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 SHARDED = ["hard_negatives", "model_evaluation", "recommendations"]

@@ -19,7 +19,7 @@ import time
 import torch
 
 from benchmarks._common import quiet_sparse_warnings, write_results
-from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.graph.bipartite import InteractionGraph
 from recs_pipeline.training import TrainConfig, train_model
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from recs_pipeline.graph import InteractionGraph
-from recs_pipeline.metrics import evaluate_scorer, inner_product
+from recs_pipeline.evaluation.metrics import evaluate_scorer, inner_product
+from recs_pipeline.graph.bipartite import InteractionGraph
 from recs_pipeline.models import fit_training_free
 from recs_pipeline.training import TrainConfig, train_model
 

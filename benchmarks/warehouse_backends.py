@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="results file (default benchmarks/results)")
     args = parser.parse_args()
     quiet_sparse_warnings()
-    from recs_pipeline.synthetic import write_landing_files
+    from recs_pipeline.data.synthetic import write_landing_files
     from tests.conftest import SMALL_LOG
     from tests.postgres_support import PostgresServer
 

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from assets.features import hard_negatives, interaction_graph, interaction_split
     from assets.ingest import raw_interactions
     from assets.model import model_evaluation, trained_model
-    from recs_pipeline.artifacts import MODEL
-    from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+    from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
+    from recs_pipeline.infra.artifacts import MODEL
     from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
     spec = SyntheticLogSpec(start=start, days=args.days, dirty_fraction=0.001)

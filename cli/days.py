@@ -23,14 +23,20 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from recs_pipeline.artifacts import GATE, ArtifactError
-from recs_pipeline.daily import FAILED, GATE_BASELINE, NO_TEST_USERS, POPULARITY_CHOSEN, GateResult
+from recs_pipeline.evaluation.gate import (
+    FAILED,
+    GATE_BASELINE,
+    NO_TEST_USERS,
+    POPULARITY_CHOSEN,
+    GateResult,
+)
+from recs_pipeline.infra.artifacts import GATE, ArtifactError
 
 PARTITION_TAG = "dagster/partition"
 # The jobs whose runs make a day's lists (an ingest-only run of a day is not one).
 DAY_JOBS = ("daily_recommendations", "retrain_days")
 # A run failing here stopped at the gate (a blocking check, or publication refusing the model).
-GATE_STEPS = ("model_evaluation", "recommendations")
+GATED_STEPS = ("model_evaluation", "recommendations")
 IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 
@@ -103,13 +109,12 @@ class DayState:
         run, gate = self.run, self.gate
         if run is not None and run.in_progress:
             return f"run {run.short} is {run.status.lower()}"
-        if run is not None and run.failed and run.failed_step not in GATE_STEPS:
+        if run is not None and run.failed and run.failed_step not in GATED_STEPS:
             return run.failure_text()
         if gate is not None and gate.verdict == FAILED:
             return (
                 f"the quality gate blocked {self.day}: {gate.description}"
-                f" ({gate.model} Recall@20 {gate.model_score:.4f} vs popularity"
-                f" {gate.baseline_score:.4f} on {gate.evaluated_users} test users)"
+                f" ({gate.scores} on {gate.evaluated_users} test users)"
             )
         if run is not None and run.failed:
             return run.failure_text()
@@ -177,7 +182,7 @@ class Deployment:
         if not path.exists():
             yield None
             return
-        from recs_pipeline.warehouse import wait_for_lock
+        from recs_pipeline.infra.warehouse import wait_for_lock
 
         con = wait_for_lock(
             f"the warehouse {path}",

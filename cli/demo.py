@@ -31,11 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-from recs_pipeline.project_config import PROJECT_ROOT
+from recs_pipeline.infra.project_config import PROJECT_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
-    from recs_pipeline.project_config import DeploymentSettingError
+    from recs_pipeline.infra.project_config import DeploymentSettingError
 
     args = parse_args(argv)
     try:
@@ -112,8 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from recs_pipeline import project_config
-    from recs_pipeline.synthetic import SyntheticLogSpec, recorded_spec, write_landing_files
+    from recs_pipeline.data.synthetic import SyntheticLogSpec, recorded_spec, write_landing_files
+    from recs_pipeline.infra import project_config
 
     data_root = project_config.setting("data_root", "RECS_DATA_ROOT", PROJECT_ROOT / "data")
     root = (Path(data_root) / "demo").resolve()
@@ -198,7 +198,7 @@ def _own_logs(args: argparse.Namespace) -> int:
     resources = default_resources()
     end = args.to
     if end is None:
-        from recs_pipeline.profile import all_files, profile_log
+        from recs_pipeline.data.profile import all_files, profile_log
 
         source = resources["log_source"]
         end = profile_log(
@@ -236,8 +236,8 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 def _selection_line(resources: dict, day: str) -> str:
     """Which scorer model selection chose for ``day`` and why (or that it did not run)."""
     from assets.model import champion_line
-    from recs_pipeline.artifacts import SELECTION, ArtifactError
-    from recs_pipeline.selection import Selection
+    from recs_pipeline.evaluation.selection import Selection
+    from recs_pipeline.infra.artifacts import SELECTION, ArtifactError
 
     store = resources["artifacts"].store()
     try:

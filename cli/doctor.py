@@ -1,7 +1,7 @@
 """Check that the copies the pipeline keeps outside the warehouse agree with it:
 ``python -m cli.doctor [--repair] [--check NAME]``.
 
-The checks (recs_pipeline/doctor.py): the serving files applications read (each day's Parquet
+The checks (recs_pipeline/serving/doctor.py): the serving files applications read (each day's Parquet
 file against its checksum and the warehouse's publication of the day, ``published.duckdb``
 against those files) and each day's pinned ``published_model.pt`` against the model its lists
 were published from. Each problem is printed with its check's name; the exit status is 1 when
@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recs_pipeline.doctor import CHECKS, Deployment, run_checks
+from recs_pipeline.serving.doctor import CHECKS, Deployment, run_checks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """Where a ``recs`` command finds its settings, set before anything imports the code location.
 
-- The project config file (``recs.toml``, :mod:`recs_pipeline.project_config`): ``RECS_CONFIG``
+- The project config file (``recs.toml``, :mod:`recs_pipeline.infra.project_config`): ``RECS_CONFIG``
   when set (empty: none), else ``recs.toml`` in the current folder, else the project's. With
   none of those and no log or warehouse named in the environment, the commands that operate a
   deployment use the demo's (``{data root}/demo/recs.toml``, written by ``recs demo``), as
@@ -22,8 +22,8 @@ import os
 import shutil
 from pathlib import Path
 
-from recs_pipeline import project_config
-from recs_pipeline.project_config import CONFIG_ENV, DEFAULT_CONFIG_FILE, PROJECT_ROOT
+from recs_pipeline.infra import project_config
+from recs_pipeline.infra.project_config import CONFIG_ENV, DEFAULT_CONFIG_FILE, PROJECT_ROOT
 
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 DEFAULT_HOME = PROJECT_ROOT / "dagster_home"
@@ -66,7 +66,7 @@ def _choose_config(use_demo: bool) -> tuple[Path | None, bool]:
 
 def configure(use_demo: bool = True) -> Environment:
     """Choose the project config file and the instance's home and export both (module
-    docstring); raises :class:`recs_pipeline.project_config.DeploymentSettingError` for a file
+    docstring); raises :class:`recs_pipeline.infra.project_config.DeploymentSettingError` for a file
     that does not load. ``use_demo``: fall back to the demo's config (not for the demo itself,
     nor for the profile, which writes into the file)."""
     notes = []

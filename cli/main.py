@@ -42,9 +42,9 @@ def _plain_errors() -> dict[type[BaseException], int]:
     from assets.platform.instance import InstanceConfigError, InstanceCorrupted
     from cli.days import NotPublished
     from cli.launch import LaunchError
-    from recs_pipeline.logs import LogConfigError
-    from recs_pipeline.project_config import DeploymentSettingError
-    from recs_pipeline.warehouse import WarehouseLockTimeout
+    from recs_pipeline.data.logs import LogConfigError
+    from recs_pipeline.infra.project_config import DeploymentSettingError
+    from recs_pipeline.infra.warehouse import WarehouseLockTimeout
 
     return {
         NotPublished: 1,
@@ -179,8 +179,8 @@ def _default_day() -> tuple[dt.date, str]:
     UTC) when the log goes on past it."""
     from assets.definitions import deployment_defaults
     from assets.lib.partitions import daily_partitions
-    from recs_pipeline.logs import LogConfigError
-    from recs_pipeline.profile import all_files, profile_log
+    from recs_pipeline.data.logs import LogConfigError
+    from recs_pipeline.data.profile import all_files, profile_log
     from resources import LogSource
 
     newest = dt.date.fromisoformat(daily_partitions.get_last_partition_key())
@@ -493,7 +493,7 @@ def show(user: str, day: dt.date | None) -> None:
     list is the popularity fallback. A day without a publication says why."""
     setup()
     from cli.days import Deployment
-    from recs_pipeline.daily import GATE_BASELINE
+    from recs_pipeline.evaluation.gate import GATE_BASELINE
 
     deployment = Deployment()
     day, rows = deployment.published_list(user, day)

@@ -3,7 +3,7 @@
 Reads every file the ``log_source`` settings match (the same settings ingest uses: RECS_*
 variables, then the project config file) and prints events, users and items per day, the share
 of empty days, and a suggested ``window_days``, ``test_days`` and partition start (the rule:
-:mod:`recs_pipeline.profile`). ``--write`` stores the partition start and the suggested window
+:mod:`recs_pipeline.data.profile`). ``--write`` stores the partition start and the suggested window
 and test period in the project config file (``recs.toml``, or the file in RECS_CONFIG), so every
 process loading the code location (UI, daemon, CLI) has partitions from the log's first day and
 splits with that window.
@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recs_pipeline import project_config
-from recs_pipeline.logs import LogConfigError
-from recs_pipeline.profile import all_files, describe, profile_log
+from recs_pipeline.data.logs import LogConfigError
+from recs_pipeline.data.profile import all_files, describe, profile_log
+from recs_pipeline.infra import project_config
 
 
 def main(argv: list[str] | None = None) -> int:

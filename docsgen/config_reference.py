@@ -6,7 +6,7 @@ launchpad's config classes from those declarations and says which names differ (
 which fields are not run config (``INTERNAL``), which default means "unset" (``UNSET``) and
 which fields are Dagster-only (``EXTRAS``). The resources declare their fields with pydantic,
 ``assets/definitions.py`` maps them to ``RECS_*`` variables (``RESOURCE_ENV``), and
-``recs_pipeline/project_config.py`` names the project config file's top-level keys. This page
+``recs_pipeline/infra/project_config.py`` names the project config file's top-level keys. This page
 is built from all of those, so it cannot drift from them.
 
 The defaults shown are the built-in ones. The settings modules read the project config file and
@@ -177,7 +177,7 @@ def _ops(lines: list[str]) -> None:
 def _resources(lines: list[str]) -> None:
     from assets import definitions
     from assets.lib.partitions import DATA_ROOT
-    from recs_pipeline.project_config import describe_type
+    from recs_pipeline.infra.project_config import describe_type
 
     lines += [
         "## Resources: `[resources.<name>]`",
@@ -226,7 +226,7 @@ def _resources(lines: list[str]) -> None:
 def _top_level(lines: list[str]) -> None:
     from assets.lib.partitions import BUILTIN_PARTITION_START
     from assets.platform.instance import INSTANCE_ENV, STORAGES
-    from recs_pipeline.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
+    from recs_pipeline.infra.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
 
     defaults = {
         "partition_start": _code(BUILTIN_PARTITION_START),
@@ -265,7 +265,7 @@ def _variables(lines: list[str]) -> None:
     from assets import definitions
     from assets.platform.instance import INSTANCE_ENV, POSTGRES_ENV
     from assets.platform.kubernetes import EXECUTOR_ENV, GPU_ENV
-    from recs_pipeline.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
+    from recs_pipeline.infra.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
 
     rows = [[_code(CONFIG_ENV), "the project config file", "Its path; empty: read none."]]
     for key in TOP_LEVEL_KEYS:

@@ -571,7 +571,7 @@ def pyg_speed() -> str:
 def eval_speed() -> str:
     doc = load("eval_speed")
     labels = {
-        "core": "the project's full ranking (`recs_pipeline.metrics`)",
+        "core": "the project's full ranking (`recs_pipeline.evaluation.metrics`)",
         "dense_mask": "dense score matrix + mask + `topk` per batch",
     }
     rows = [
@@ -1018,7 +1018,8 @@ def warehouse_tables() -> str:
 # ---------------------------------------------------------------------------------------------
 # the layout, from the modules' own docstrings
 
-LAYOUT_PACKAGES = ["recs_pipeline", "recs_pipeline/models", "recs_pipeline/training", "resources", "assets", "assets/lib", "assets/platform", "cli", "benchmarks", "docsgen"]  # fmt: skip
+# The top-level folders, in the layers' order; each subpackage follows its parent.
+LAYOUT_ROOTS = ["recs_pipeline", "resources", "assets", "cli", "benchmarks", "docsgen"]
 
 
 def _summary(path) -> str:
@@ -1037,7 +1038,13 @@ def layout() -> str:
     from docsgen import ROOT
 
     parts = []
-    for package in LAYOUT_PACKAGES:
+    packages = [
+        str(init.parent.relative_to(ROOT))
+        for top in LAYOUT_ROOTS
+        for init in sorted((ROOT / top).rglob("__init__.py"), key=lambda p: p.parent.parts)
+        if "__pycache__" not in init.parts
+    ]
+    for package in packages:
         rows = []
         for path in sorted((ROOT / package).glob("*.py")):
             name = "`__init__`" if path.stem == "__init__" else f"`{path.stem}`"

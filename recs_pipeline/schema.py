@@ -5,7 +5,7 @@ are spelled. A column's description is its line's ``--`` comment; :func:`columns
 Schemas: ``raw`` (ingested logs), ``features`` (split and id maps), ``ml`` (metrics) and
 ``serving`` (published recommendations). Each table is partitioned by one DATE column, named in
 :data:`PARTITION_COLUMN`; writes replace a whole partition in one transaction
-(:func:`recs_pipeline.warehouse.replace_partition`), except ``ml.metrics``, whose writes replace
+(:func:`recs_pipeline.infra.warehouse.replace_partition`), except ``ml.metrics``, whose writes replace
 one evaluation of the partition (see its comment).
 """
 
@@ -84,7 +84,7 @@ TABLES: dict[str, str] = {
     # One row per published day, committed with the day's lists: what the copies outside the
     # warehouse (the serving files, published_model.pt) must agree with. A crash between the
     # commit and those copies leaves them behind; the next export and `python -m cli.doctor`
-    # find them by this record (recs_pipeline/serving.py).
+    # find them by this record (recs_pipeline/serving/files.py).
     "serving.publications": """
         as_of_date DATE NOT NULL,  -- Day D published (the partition).
         publication VARCHAR NOT NULL,  -- This publication's id, recorded in its serving file too.

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from recs_pipeline.artifacts import UrlArtifactStore
+from recs_pipeline.infra.artifacts import UrlArtifactStore
 
 # Option names that hold credentials in the fsspec backends (s3fs, gcsfs, adlfs, sftp, ...).
 _SECRET_OPTIONS = {

@@ -1,4 +1,4 @@
-"""The compute engine of the heavy steps (recs_pipeline/engine.py) as a Dagster resource."""
+"""The compute engine of the heavy steps (recs_pipeline/infra/engine.py) as a Dagster resource."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from recs_pipeline.engine import Engine
+from recs_pipeline.infra.engine import Engine
 
 
 class ComputeEngine(dg.ConfigurableResource):

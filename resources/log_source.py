@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from recs_pipeline.item_features import feature_file
-from recs_pipeline.logs import (
+from recs_pipeline.data.item_features import feature_file
+from recs_pipeline.data.logs import (
     DEFAULT_PATTERN,
     MIN_PLAUSIBLE_DATE,
     LogConfigError,

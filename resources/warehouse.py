@@ -13,7 +13,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from recs_pipeline.warehouse import (
+from recs_pipeline.infra.warehouse import (
     LOCK_TIMEOUT_SECONDS,
     ConflictRetries,
     WarehouseLockTimeout,
@@ -35,7 +35,7 @@ def connect_with_retries(
     log: logging.Logger,
 ) -> duckdb.DuckDBPyConnection:
     """Open ``database`` read-write, waiting for another process's lock on it
-    (:func:`recs_pipeline.warehouse.wait_for_lock`: each retry logged with the holder,
+    (:func:`recs_pipeline.infra.warehouse.wait_for_lock`: each retry logged with the holder,
     ``timeout_seconds`` in all, then :class:`WarehouseLockTimeout`). Any other error (a
     read-only filesystem, a corrupt file, a permission) is raised at the first attempt."""
     return wait_for_lock(
@@ -104,7 +104,7 @@ class Warehouse(DuckDBResource):
         return bool(self.catalog.strip())
 
     def serving_path(self) -> Path | None:
-        """Where :func:`recs_pipeline.serving.export_published` writes, or None for none."""
+        """Where :func:`recs_pipeline.serving.files.export_published` writes, or None for none."""
         if self.serving_root:
             return Path(self.serving_root)
         if self.database == ":memory:" or self.shared:

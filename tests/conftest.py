@@ -20,8 +20,8 @@ os.environ.pop("RECS_INSTANCE", None)
 os.environ.pop("RECS_WAREHOUSE_CATALOG", None)
 os.environ.pop("RECS_WAREHOUSE_DATA_PATH", None)
 
-from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
-from recs_pipeline.warehouse import ensure_schema
+from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
+from recs_pipeline.infra.warehouse import ensure_schema
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 # What RECS_CONFIG points at above, for a test that writes a config file of its own on it.
@@ -95,7 +95,7 @@ class RaySession:
     shared one is stopped first, and the next ``ray_engine`` starts it again."""
 
     def __init__(self) -> None:
-        from recs_pipeline.engine import Engine
+        from recs_pipeline.infra.engine import Engine
 
         self.engine = Engine(kind="ray", workers=2, num_cpus=2)
         self._session = None

@@ -24,7 +24,7 @@ import yaml
 from dagster_graphql import DagsterGraphQLClient
 
 from assets.platform.instance import prepare_instance
-from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The tests' deployment defaults (tests/conftest.py says why), for every process it starts.

@@ -59,7 +59,7 @@ def connect_reader(warehouse: dict):
     import duckdb
 
     if warehouse.get("catalog"):
-        from recs_pipeline.warehouse import connect_lake
+        from recs_pipeline.infra.warehouse import connect_lake
 
         return connect_lake(warehouse["catalog"], warehouse.get("data_path"), read_only=True)
     return duckdb.connect(warehouse["database"], read_only=True)
@@ -67,7 +67,7 @@ def connect_reader(warehouse: dict):
 
 def read_in_a_loop(warehouse: dict, out: Path, stop: Path) -> None:
     """Each query is its own transaction, so its own snapshot: what an application sees."""
-    from recs_pipeline.warehouse import is_single_process_catalog
+    from recs_pipeline.infra.warehouse import is_single_process_catalog
 
     seen: list[dict] = []
     errors: list[str] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 REGION = "eu-west-1"
 # Credentials the way a deployment passes them: botocore and DuckDB's httpfs
-# (recs_pipeline.warehouse._s3_secret) read them from the environment.
+# (recs_pipeline.infra.warehouse._s3_secret) read them from the environment.
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "recs-test",
     "AWS_SECRET_ACCESS_KEY": "recs-test-secret",

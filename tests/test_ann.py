@@ -1,9 +1,9 @@
 import torch
 
-from recs_pipeline.ann import IVFIndex, list_overlap
-from recs_pipeline.graph import interaction_csr
-from recs_pipeline.metrics import inner_product, topk_scored
-from recs_pipeline.recommend import PublishIndex, rank_model_users
+from recs_pipeline.evaluation.metrics import inner_product, topk_scored
+from recs_pipeline.graph.bipartite import interaction_csr
+from recs_pipeline.serving.ann import IVFIndex, list_overlap
+from recs_pipeline.serving.recommend import PublishIndex, rank_model_users
 
 
 def embeddings(n_users=300, n_items=2000, dim=16, clusters=40, seed=0):

@@ -23,7 +23,7 @@ import fsspec
 import pytest
 import torch
 
-from recs_pipeline.artifacts import (
+from recs_pipeline.infra.artifacts import (
     MODEL,
     PROGRESS,
     PUBLISHED_MODEL,
@@ -182,8 +182,8 @@ def test_files_in_the_original_header_format_stay_readable(tmp_path):
 _WRITER = """
 import json, os, sys, time
 import torch
-from recs_pipeline.artifacts import MODEL, UrlArtifactStore
-import recs_pipeline.artifacts as artifacts
+from recs_pipeline.infra.artifacts import MODEL, UrlArtifactStore
+import recs_pipeline.infra.artifacts as artifacts
 
 root, mode, partition = sys.argv[1:4]
 store = UrlArtifactStore(root)
@@ -354,7 +354,7 @@ def test_the_resource_takes_storage_options_but_never_credentials(s3, tmp_path):
 
 
 def test_a_url_root_in_the_project_config_is_not_taken_for_a_relative_path(tmp_path, monkeypatch):
-    from recs_pipeline import project_config
+    from recs_pipeline.infra import project_config
 
     config = tmp_path / "recs.toml"
     config.write_text('[resources.artifacts]\nroot = "s3://bucket/artifacts"\n')

@@ -6,7 +6,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from recs_pipeline.logs import MAX_RECORD_CHARS, LogFormat, ingest_day
+from recs_pipeline.data.logs import MAX_RECORD_CHARS, LogFormat, ingest_day
 
 DAY = dt.date(2024, 5, 2)
 T0 = 1714608000000  # 2024-05-02T00:00:00Z in ms

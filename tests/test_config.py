@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from recs_pipeline.evaluation import EvaluationConfig
+from recs_pipeline.data.split import SplitConfig
+from recs_pipeline.evaluation.config import EvaluationConfig
+from recs_pipeline.graph.negatives import HardNegativeConfig
 from recs_pipeline.models import model_names
-from recs_pipeline.recommend import PublishConfig, PublishIndex
-from recs_pipeline.sampling import HardNegativeConfig
-from recs_pipeline.split import SplitConfig
+from recs_pipeline.serving.recommend import PublishConfig, PublishIndex
 from recs_pipeline.training import TrainConfig
 
 BAD = [

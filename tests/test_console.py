@@ -17,9 +17,9 @@ import torch
 
 from assets.ingest import raw_interactions
 from assets.lib.partitions import range_tags
-from recs_pipeline.artifacts import ADJACENCY, UrlArtifactStore
-from recs_pipeline.console import days_summary
-from recs_pipeline.graph import bipartite_csr, interaction_csr, normalized_adjacency
+from recs_pipeline.graph.bipartite import bipartite_csr, interaction_csr, normalized_adjacency
+from recs_pipeline.infra.artifacts import ADJACENCY, UrlArtifactStore
+from recs_pipeline.infra.console import days_summary
 from resources import LogSource, Warehouse
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

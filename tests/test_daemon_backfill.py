@@ -28,7 +28,7 @@ import pytest
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from assets.lib.partitions import DEFAULT_WINDOW_DAYS
-from recs_pipeline.synthetic import SyntheticLogSpec
+from recs_pipeline.data.synthetic import SyntheticLogSpec
 from tests.daemon_support import BackfillOutcome, project_instance_config, run_backfills
 
 # The project's instance settings, as the test runs them.

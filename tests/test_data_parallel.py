@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from recs_pipeline.artifacts import ArtifactProgress, UrlArtifactStore
-from recs_pipeline.engine import Engine
-from recs_pipeline.graph import InteractionGraph, normalized_adjacency
-from recs_pipeline.losses import bpr_loss
+from recs_pipeline.graph.bipartite import InteractionGraph, normalized_adjacency
+from recs_pipeline.graph.negatives import HardNegativeConfig, hard_negative_pools
+from recs_pipeline.infra.artifacts import ArtifactProgress, UrlArtifactStore
+from recs_pipeline.infra.engine import Engine
 from recs_pipeline.models import build_model
-from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
 from recs_pipeline.training import TrainConfig, train_model
 from recs_pipeline.training.data_parallel import train_data_parallel
+from recs_pipeline.training.losses import bpr_loss
 from recs_pipeline.training.objective import Batch, BatchObjective
 from tests.test_train import two_communities
 

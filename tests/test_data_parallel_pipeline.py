@@ -7,8 +7,8 @@ import dataclasses
 import dagster as dg
 import torch
 
-from recs_pipeline.artifacts import GRAPH, HARD_NEGATIVES, MODEL
-from recs_pipeline.daily import load_graph
+from recs_pipeline.infra.artifacts import GRAPH, HARD_NEGATIVES, MODEL
+from recs_pipeline.steps.day import load_graph
 from recs_pipeline.training import TrainConfig, train_model
 from resources import ComputeEngine
 from tests.conftest import make_resources

@@ -25,7 +25,7 @@ import pytest
 
 from assets.platform.instance import prepare_instance
 from assets.platform.run_workers import WORKER_TAG
-from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
 from tests.daemon_support import BIN, PROJECT_ROOT, Deployment, write_instance
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL, /proc")

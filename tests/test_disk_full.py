@@ -109,7 +109,7 @@ def test_disk_full_mid_range_raises_the_cause_and_reports_committed_days(small_d
 
 SAVE_MODEL = """
 import sys, torch
-from recs_pipeline.artifacts import MODEL, UrlArtifactStore
+from recs_pipeline.infra.artifacts import MODEL, UrlArtifactStore
 store = UrlArtifactStore(sys.argv[1])
 store.put(MODEL, "2026-03-01", {"w": torch.arange(10.0)})
 if sys.argv[2]:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.graph.bipartite import InteractionGraph
 from recs_pipeline.models import fit_training_free
 from recs_pipeline.training import TrainConfig, train_model
 from recs_pipeline.training.loop import sample_batch

@@ -14,8 +14,7 @@ import pytest
 
 from assets.definitions import ALL_ASSETS
 from assets.features import interaction_graph, interaction_split
-from recs_pipeline.schema import PARTITION_COLUMN, TABLES
-from recs_pipeline.warehouse import (
+from recs_pipeline.infra.warehouse import (
     ConflictRetries,
     WarehouseConflict,
     WarehouseLockTimeout,
@@ -25,6 +24,7 @@ from recs_pipeline.warehouse import (
     replace_partition,
     transaction,
 )
+from recs_pipeline.schema import PARTITION_COLUMN, TABLES
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 from tests.conftest import SMALL_LOG
 from tests.test_pipeline import DAY_1, DAY_2, RUN_CONFIG, K, ingest, run_chain, snapshot
@@ -72,7 +72,7 @@ def two_writers(lake):
 
 def test_a_commit_that_conflicts_is_replayed_whole(two_writers, caplog):
     first, second = two_writers
-    caplog.set_level(logging.INFO, logger="recs_pipeline.warehouse")
+    caplog.set_level(logging.INFO, logger="recs_pipeline.infra.warehouse")
     day_1, day_2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
     for con, day in ((first, day_1), (second, day_2)):  # both partitions exist: deletes delete
         replace_partition(con, "features.user_index", day, INDEX_ROWS, [day, 10])
@@ -132,7 +132,7 @@ def communicate_all(processes: list[subprocess.Popen], timeout: float) -> list[t
 
 def test_two_processes_creating_a_new_lake_at_once_both_get_it(lake):
     code = (
-        "import sys; from recs_pipeline.warehouse import connect_lake, ensure_schema;"
+        "import sys; from recs_pipeline.infra.warehouse import connect_lake, ensure_schema;"
         "con = connect_lake(sys.argv[1], sys.argv[2]); ensure_schema(con);"
         "print(con.execute('SELECT count(*) FROM duckdb_tables()').fetchone()[0])"
     )
@@ -348,7 +348,7 @@ def test_the_warehouse_is_chosen_in_the_environment_or_the_config_file(monkeypat
 
 HAMMER = """
 import datetime as dt, logging, sys
-from recs_pipeline.warehouse import connect_lake, replace_partition, transaction
+from recs_pipeline.infra.warehouse import connect_lake, replace_partition, transaction
 logging.basicConfig(level=logging.INFO)
 catalog, data, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
 con = connect_lake(catalog, data)
@@ -413,7 +413,7 @@ def test_a_duckdb_catalog_file_serves_one_machine(tmp_path):
 # it still holds the file.
 STEP_WRITER = """
 import datetime as dt, json, logging, sys, time
-from recs_pipeline.warehouse import replace_partition
+from recs_pipeline.infra.warehouse import replace_partition
 from resources import Warehouse
 logging.basicConfig(level=logging.INFO)
 warehouse, first = Warehouse(**json.loads(sys.argv[1])), int(sys.argv[2])
@@ -429,7 +429,7 @@ for offset in range(first, 8, 2):
 LAKE_READER = """
 import json, sys, time
 from pathlib import Path
-from recs_pipeline.warehouse import connect_lake
+from recs_pipeline.infra.warehouse import connect_lake
 catalog, stop, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 seen, errors = [], []
 while not stop.exists():
@@ -503,7 +503,7 @@ def test_processes_of_one_machine_take_turns_on_a_duckdb_catalog_file(tmp_path):
 
 LAKE_HOLDER = """
 import sys
-from recs_pipeline.warehouse import connect_lake
+from recs_pipeline.infra.warehouse import connect_lake
 con = connect_lake(sys.argv[1], sys.argv[2])
 print("holding", flush=True)
 sys.stdin.readline()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recs_pipeline.engine import Engine
+from recs_pipeline.infra.engine import Engine
 
 ray = pytest.importorskip("ray")
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from assets.model import sample_test_users
-from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.graph.bipartite import InteractionGraph
+from recs_pipeline.steps.day import sample_test_users
 
 
 def graph_with_test_users(n: int) -> InteractionGraph:

@@ -48,17 +48,17 @@ import torch
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from assets.lib.partitions import range_tags
-from recs_pipeline.artifacts import (
+from recs_pipeline.data.logs import ingest_day
+from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
+from recs_pipeline.infra.artifacts import (
     MODEL,
     PROGRESS,
     PUBLISHED_MODEL,
     Artifact,
     UrlArtifactStore,
 )
-from recs_pipeline.logs import ingest_day
+from recs_pipeline.infra.warehouse import ensure_schema
 from recs_pipeline.schema import PARTITION_COLUMN
-from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
-from recs_pipeline.warehouse import ensure_schema
 from tests.conftest import SMALL_LOG, make_resources
 from tests.test_pipeline import ingest
 
@@ -574,7 +574,7 @@ def test_publication_killed_between_commit_and_export_converges_at_the_next_one(
 
 _WRITER = """
 import sys, torch
-from recs_pipeline.artifacts import MODEL, UrlArtifactStore
+from recs_pipeline.infra.artifacts import MODEL, UrlArtifactStore
 store = UrlArtifactStore(sys.argv[1])
 print("RUNNER START", flush=True)
 version = 0

@@ -2,9 +2,9 @@
 
 import torch
 
-from recs_pipeline.graph import InteractionGraph, normalized_adjacency
+from recs_pipeline.evaluation.scoring import score_function
+from recs_pipeline.graph.bipartite import InteractionGraph, normalized_adjacency
 from recs_pipeline.models import checkpoint
-from recs_pipeline.scoring import score_function
 from recs_pipeline.training import TrainConfig, train_model
 from tests.test_train import two_communities
 

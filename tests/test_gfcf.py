@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from recs_pipeline.graph import interaction_csr
-from recs_pipeline.metrics import evaluate_scorer, inner_product, topk_scored
+from recs_pipeline.evaluation.metrics import evaluate_scorer, inner_product, topk_scored
+from recs_pipeline.graph.bipartite import interaction_csr
 from recs_pipeline.models.gfcf import GFCF
 
 

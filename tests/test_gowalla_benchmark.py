@@ -84,7 +84,7 @@ class FixedScores:
 
 def test_rank_limit_rows_put_unseen_items_on_one_scale_and_zero_train_items(split):
     from benchmarks.gowalla_rank_limit import teacher_matrix
-    from recs_pipeline.graph import interaction_csr
+    from recs_pipeline.graph.bipartite import interaction_csr
 
     n_users, n_items, tu, ti, _, _ = split
     table = torch.arange(n_users * n_items, dtype=torch.float32).reshape(n_users, n_items) ** 1.5

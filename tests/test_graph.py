@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from recs_pipeline.graph import index_split, interaction_csr, normalized_adjacency
+from recs_pipeline.graph.bipartite import index_split, interaction_csr, normalized_adjacency
 from recs_pipeline.models import build_model
 from recs_pipeline.models.lightgcn import LightGCN
 from recs_pipeline.models.mf import MatrixFactorization

@@ -15,7 +15,7 @@ import pytest
 
 from assets.ingest import raw_interactions
 from assets.lib.partitions import range_tags
-from recs_pipeline.logs import EmptyDaysError, LogFormat, export_files, ingest_history
+from recs_pipeline.data.logs import EmptyDaysError, LogFormat, export_files, ingest_history
 from resources import LogSource, Warehouse
 
 D1, D2, D3 = (dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(3))
@@ -111,7 +111,7 @@ def test_implausible_dates_are_quarantined_in_the_exports_first_day(con, tmp_pat
 
 
 def test_the_min_plausible_date_also_applies_to_per_day_folders(con, tmp_path):
-    from recs_pipeline.logs import ingest_day
+    from recs_pipeline.data.logs import ingest_day
 
     path = write(tmp_path / "x.csv", "userId,movieId,rating,timestamp\n1,2,3,0\n")
     day = dt.date(1970, 1, 1)
@@ -168,7 +168,7 @@ def test_a_history_range_is_written_in_chunks_and_a_failure_names_the_days_commi
     """The range is replaced a chunk of days per transaction (two statements per table, not
     two per day: a many-year export has thousands of days). A failure in a chunk leaves the
     earlier chunks committed and names them; the failed chunk and later ones are untouched."""
-    from recs_pipeline import logs
+    from recs_pipeline.data import logs
 
     path = write(tmp_path / "land" / "ratings.csv", MOVIELENS)
     monkeypatch.setattr(logs, "CHUNK_ROWS", 1)  # every day with rows starts a chunk

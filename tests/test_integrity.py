@@ -220,7 +220,7 @@ def test_planted_warm_start_and_progress_files_never_run(chain, tmp_path):
 def test_a_truncated_or_tampered_artifact_is_refused_with_a_clear_error(tmp_path):
     import torch
 
-    from recs_pipeline.artifacts import MODEL, ArtifactError, UrlArtifactStore
+    from recs_pipeline.infra.artifacts import MODEL, ArtifactError, UrlArtifactStore
 
     store = UrlArtifactStore(tmp_path, run_id="run-1")
     store.put(MODEL, "2026-03-01", {"w": torch.arange(1000.0)})

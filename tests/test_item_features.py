@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 import torch
 
-from recs_pipeline.item_features import feature_file, read_item_features
-from recs_pipeline.logs import LogConfigError
+from recs_pipeline.data.item_features import feature_file, read_item_features
+from recs_pipeline.data.logs import LogConfigError
 
 
 def test_features_align_to_the_id_map_with_flags_kept_and_numbers_standardised(tmp_path):
@@ -104,8 +104,8 @@ def test_categorical_columns_become_one_and_multi_hot_and_the_rest_are_reported(
 
 def test_save_item_features_reports_each_ignored_column_with_its_reason(tmp_path):
     from assets.features import save_item_features
-    from recs_pipeline.artifacts import ITEM_FEATURES, UrlArtifactStore
-    from recs_pipeline.graph import InteractionGraph
+    from recs_pipeline.graph.bipartite import InteractionGraph
+    from recs_pipeline.infra.artifacts import ITEM_FEATURES, UrlArtifactStore
     from resources import LogSource
 
     (tmp_path / "items.csv").write_text("item_id,title,genres\na,Alpha,x|y\nb,Beta,y\n")

@@ -194,3 +194,66 @@ def test_lib_and_platform_import_no_asset_module():
                 continue
             wrong.append(f"{where(path, line)} imports {module}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_infra_knows_nothing_of_the_stages_above_it():
+    """``recs_pipeline/infra/`` is what every stage stands on: it imports, of the core, only
+    itself and the two cross-cutting modules (``config``'s settings, ``schema``'s tables)."""
+    allowed = ("recs_pipeline.infra", "recs_pipeline.config", "recs_pipeline.schema")
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in python_files("recs_pipeline/infra")
+        for module, line in imports(path)
+        if module.startswith("recs_pipeline") and not module.startswith(allowed)
+    ]
+    assert not found, found
+
+
+def test_the_gate_is_declared_in_one_module():
+    """The gate's metric, baseline and check name are assigned in ``evaluation/gate.py`` alone;
+    everything else imports them."""
+    gate = ROOT / "recs_pipeline" / "evaluation" / "gate.py"
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in python_files(*LAYERS)
+        if path != gate
+        for node in ast.walk(tree(path))
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id.startswith("GATE_")
+    ]
+    assert not found, found
+
+
+def readme_layout() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```", 2)[1]
+
+
+def test_the_readmes_layout_matches_the_tree():
+    """Every folder the README's layout names exists, and every package of the core and the
+    code location is named there."""
+    block = readme_layout()
+    lines = block.splitlines()
+    named = set()
+    parent = ""
+    for line in lines:
+        words = line.split()
+        if not words:
+            continue
+        if not line.startswith(" "):
+            parent = words[0].rstrip("/")
+            named.add(parent)
+            named.update(w.rstrip("/") for w in words if w.endswith("/") and w != words[0])
+        else:
+            named.update(f"{parent}/{w.rstrip('/')}" for w in words if w.endswith("/"))
+    missing_on_disk = sorted(name for name in named if not (ROOT / name).is_dir())
+    assert not missing_on_disk, missing_on_disk
+    packages = {
+        str(init.parent.relative_to(ROOT))
+        for top in ("recs_pipeline", "assets", "resources", "cli", "benchmarks")
+        for init in (ROOT / top).rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert not packages - named, sorted(packages - named)

@@ -13,9 +13,9 @@ import dagster as dg
 import pytest
 
 from assets.live import LIVE_KEY, how_chosen
-from recs_pipeline.artifacts import MODEL, PUBLISHED_MODEL
-from recs_pipeline.daily import FAILED, NO_TEST_USERS, PASSED, GateResult
-from recs_pipeline.selection import Selection, Trial
+from recs_pipeline.evaluation.gate import FAILED, NO_TEST_USERS, PASSED, GateResult
+from recs_pipeline.evaluation.selection import Selection, Trial
+from recs_pipeline.infra.artifacts import MODEL, PUBLISHED_MODEL
 from tests.conftest import SMALL_LOG, make_resources
 from tests.test_pipeline import DAY_1, DAY_2, RUN_CONFIG, connect, ingest, run_chain
 

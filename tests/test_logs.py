@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from recs_pipeline.logs import EmptyDaysError, LogConfigError, LogFormat, day_files, ingest_day
+from recs_pipeline.data.logs import EmptyDaysError, LogConfigError, LogFormat, day_files, ingest_day
 
 DAY = dt.date(2024, 5, 2)
 DAY_START_MS = 1714608000000  # 2024-05-02T00:00:00Z

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from recs_pipeline.losses import LOSSES, binary_loss, bpr_loss, l2_penalty, softmax_loss
+from recs_pipeline.training.losses import LOSSES, binary_loss, bpr_loss, l2_penalty, softmax_loss
 
 
 def sigmoid(x: float) -> float:

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from recs_pipeline.graph import interaction_csr
-from recs_pipeline.metrics import (
+from recs_pipeline.evaluation.metrics import (
     csr_rows,
     evaluate_embeddings,
     popularity_embeddings,
     ranking_metrics,
     topk_excluding,
 )
+from recs_pipeline.graph.bipartite import interaction_csr
 
 
 def random_edges(rng: np.random.Generator, n_users: int, n_items: int, n: int):

@@ -5,7 +5,7 @@ import datetime as dt
 
 import duckdb
 
-from recs_pipeline.warehouse import ensure_schema, replace_partition
+from recs_pipeline.infra.warehouse import ensure_schema, replace_partition
 
 DAY = dt.date(2026, 3, 1)
 
@@ -52,8 +52,8 @@ def test_a_keyed_replace_keeps_the_other_evaluations_of_the_day(con):
 def test_config_hash_tells_filter_settings_apart_and_ignores_unset_settings():
     """Two dnfilter runs of a day with different settings keep their own ml.metrics rows; a
     setting left unset (None: the model's default) does not change a trained model's hash."""
-    from recs_pipeline.daily import config_hash
     from recs_pipeline.models import TRAINING_FREE
+    from recs_pipeline.steps.day import config_hash
     from recs_pipeline.training import TrainConfig
 
     def free(**params) -> dict:
@@ -73,7 +73,7 @@ def test_config_hash_tells_filter_settings_apart_and_ignores_unset_settings():
 def test_evaluations_under_different_windows_are_keyed_apart():
     """Issue 25: evaluations of one model under two windows overwrote each other in ml.metrics
     (the window was not in the key); the split's settings are part of config_hash now."""
-    from recs_pipeline.daily import config_hash
+    from recs_pipeline.steps.day import config_hash
 
     state = {"train_config": {"model": "lightgcn", "epochs": 3}}
     window_28 = {"window_days": 28, "test_days": 2, "min_degree": 1, "min_weight": None}

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from recs_pipeline.graph import normalized_adjacency
+from recs_pipeline.graph.bipartite import normalized_adjacency
 from recs_pipeline.models import build_model
 
 USERS = torch.tensor([0, 0, 1, 2, 2, 3])

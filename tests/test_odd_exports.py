@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from recs_pipeline import logs
-from recs_pipeline.logs import (
+from recs_pipeline.data import logs
+from recs_pipeline.data.logs import (
     DiscoveryLimits,
     LogConfigError,
     LogFormat,

@@ -10,21 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from recs_pipeline.graph import (
+from recs_pipeline.evaluation.metrics import popularity_embeddings, ranking_metrics, topk_excluding
+from recs_pipeline.evaluation.scoring import score_function
+from recs_pipeline.graph.bipartite import (
     InteractionGraph,
     bipartite_csr,
     interaction_csr,
     normalized_adjacency,
 )
-from recs_pipeline.metrics import popularity_embeddings, ranking_metrics, topk_excluding
+from recs_pipeline.graph.negatives import random_walk_visits
 from recs_pipeline.models import build_model, checkpoint, restore
 from recs_pipeline.models.pinsage import (
     Neighbourhoods,
     importance_neighbourhoods,
     top_visited,
 )
-from recs_pipeline.sampling import random_walk_visits
-from recs_pipeline.scoring import score_function
 from recs_pipeline.training import TrainConfig, train_model
 from recs_pipeline.training.validation import validation_split
 from tests.test_train import two_communities

@@ -11,9 +11,9 @@ import torch
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
 from assets.lib.partitions import range_tags
-from recs_pipeline.artifacts import ITEM_FEATURES, MODEL, PROGRESS
+from recs_pipeline.infra.artifacts import ITEM_FEATURES, MODEL, PROGRESS
+from recs_pipeline.infra.warehouse import connect_lake
 from recs_pipeline.schema import PARTITION_COLUMN
-from recs_pipeline.warehouse import connect_lake
 from tests.conftest import SMALL_LOG, copy_chain
 
 DAY_1 = SMALL_LOG.end - dt.timedelta(days=1)
@@ -277,7 +277,7 @@ def test_published_lists_are_scored_from_everything_known_up_to_the_day(pipeline
     one for some such users."""
     import torch
 
-    from assets.model import load_scorer
+    from recs_pipeline.steps.day import load_scorer
 
     _, resources, _ = pipeline
     store = resources["artifacts"].store()
@@ -497,7 +497,7 @@ def test_another_model_keeps_the_first_ones_metrics_and_the_published_model(pipe
     assert [row[:3] for row in evaluations] == [("lightgcn", 3, 1), ("popularity", 2, 1)]
     assert evaluations[0][3] == published_sha and evaluations[0][4] != evaluations[1][4]
     assert published_lists(resources, DAY_2) == lists_before
-    from recs_pipeline.artifacts import PUBLISHED_MODEL
+    from recs_pipeline.infra.artifacts import PUBLISHED_MODEL
 
     store = resources["artifacts"].store()
     assert store.get(MODEL, DAY_2.isoformat())["model"] == "popularity"
@@ -529,8 +529,8 @@ def test_unpinned_the_selection_champion_is_trained_evaluated_and_published(pipe
     """With trained_model's model unset, the day's model_selection champion (here among the
     filters) is what trained_model fits, what the gate evaluates and what is published; the
     next day within every_days reuses that choice instead of searching again."""
-    from recs_pipeline.artifacts import SELECTION
-    from recs_pipeline.selection import Selection
+    from recs_pipeline.evaluation.selection import Selection
+    from recs_pipeline.infra.artifacts import SELECTION
 
     instance, resources, _ = pipeline
     selection = {"candidates": ["popularity", "gfcf", "dnfilter"], "trials": 5}

@@ -16,7 +16,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from recs_pipeline.logs import LogFormat
+from recs_pipeline.data.logs import LogFormat
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def fresh_process(code: str, env: dict[str, str], *args: str) -> subprocess.Comp
 
 
 def test_profile_counts_days_users_items_and_suggests_a_window(tmp_path):
-    from recs_pipeline.profile import all_files, profile_log
+    from recs_pipeline.data.profile import all_files, profile_log
 
     path = write_ratings(tmp_path)
     fmt = LogFormat(
@@ -119,7 +119,7 @@ def test_a_sparse_log_is_told_loudly_and_the_train_period_never_shorter_than_the
     targets were missed. Here five users rate on a few days over two years."""
     import tempfile
 
-    from recs_pipeline.profile import describe, profile_log
+    from recs_pipeline.data.profile import describe, profile_log
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "ratings.csv"
@@ -150,7 +150,7 @@ def test_the_profile_scores_each_candidate_window_with_the_baselines(tmp_path):
     ten of their group's items over 40 days: GF-CF finds the groups, popularity cannot."""
     import random
 
-    from recs_pipeline.profile import describe, profile_log
+    from recs_pipeline.data.profile import describe, profile_log
 
     rng = random.Random(0)
     lines = ["userId,movieId,rating,timestamp"]
@@ -180,7 +180,7 @@ def test_the_profile_scores_each_candidate_window_with_the_baselines(tmp_path):
 
 
 def test_partition_start_env_overrides_the_file(tmp_path, monkeypatch):
-    from recs_pipeline import project_config
+    from recs_pipeline.infra import project_config
 
     config = tmp_path / "recs.toml"
     project_config.write_top_level("partition_start", "2016-01-01", config)
@@ -238,8 +238,8 @@ print(json.dumps({
 
 def test_a_bad_project_config_fails_at_load_naming_the_file_and_setting(tmp_path, monkeypatch):
     from assets.lib import settings
-    from recs_pipeline import project_config
-    from recs_pipeline.split import SplitConfig
+    from recs_pipeline.data.split import SplitConfig
+    from recs_pipeline.infra import project_config
 
     config = tmp_path / "recs.toml"
     monkeypatch.setenv("RECS_CONFIG", str(config))
@@ -299,7 +299,7 @@ def _load_deployment() -> None:
     resource's defaults (environment over file) and every op's defaults."""
     from assets.definitions import default_resources
     from assets.lib import settings
-    from recs_pipeline import project_config
+    from recs_pipeline.infra import project_config
 
     project_config.setting("partition_start", "RECS_PARTITION_START")
     project_config.setting("data_root", "RECS_DATA_ROOT")
@@ -370,7 +370,7 @@ def test_a_wrong_value_in_the_project_config_names_the_file_key_and_whats_allowe
     """Issue 27: a value of the wrong type or out of range in recs.toml fails as the code
     location loads, with one error naming the file, the key, the value and what is allowed
     (not Dagster's "Invalid default_value for Field" or a bare traceback; -5 not accepted)."""
-    from recs_pipeline import project_config
+    from recs_pipeline.infra import project_config
 
     config = tmp_path / "recs.toml"
     config.write_text(text)
@@ -384,7 +384,7 @@ def test_the_project_config_takes_each_setting_in_its_own_type(tmp_path, monkeyp
     """The check refuses no value of the right type: a TOML date, an integer for a number,
     lists and tables where a setting takes them."""
     from assets.definitions import deployment_defaults
-    from recs_pipeline import project_config
+    from recs_pipeline.infra import project_config
 
     config = tmp_path / "recs.toml"
     config.write_text(
@@ -436,7 +436,7 @@ def test_a_wrong_environment_variable_names_itself_and_whats_allowed(
 ):
     """Issue 27: RECS_WORKERS=abc, RECS_PARTITION_START=notadate gave tracebacks that never
     named the variable."""
-    from recs_pipeline import project_config
+    from recs_pipeline.infra import project_config
 
     monkeypatch.setenv(var, value)
     with pytest.raises(project_config.EnvironmentSettingError, match=message):
@@ -446,7 +446,7 @@ def test_a_wrong_environment_variable_names_itself_and_whats_allowed(
 def test_the_executor_and_deployment_variables_name_themselves(monkeypatch):
     from assets.platform.executor import threads_per_step
     from assets.platform.kubernetes import gpu_op_tags
-    from recs_pipeline import project_config
+    from recs_pipeline.infra import project_config
 
     with pytest.raises(project_config.EnvironmentSettingError, match=r"OMP_NUM_THREADS='abc'"):
         threads_per_step(None, 8, {"OMP_NUM_THREADS": "abc"})

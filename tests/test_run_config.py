@@ -15,9 +15,9 @@ import pytest
 
 import assets.lib.settings as settings
 from assets.definitions import ALL_ASSETS, defs
+from recs_pipeline.graph.negatives import HardNegativeConfig
+from recs_pipeline.infra.project_config import section
 from recs_pipeline.models import model_names
-from recs_pipeline.project_config import section
-from recs_pipeline.sampling import HardNegativeConfig
 
 
 def test_every_settings_class_mirrors_its_core_dataclasses():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from recs_pipeline.sampling import (
+from recs_pipeline.graph.negatives import (
     HardNegativeConfig,
     curriculum_hard_count,
     edge_keys,

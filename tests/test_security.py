@@ -20,11 +20,11 @@ import duckdb
 import pytest
 
 from assets.ingest import raw_interactions
-from recs_pipeline.artifacts import Artifact, UrlArtifactStore
-from recs_pipeline.item_features import read_item_features
-from recs_pipeline.logs import LogConfigError, LogFormat, day_files, ingest_day
+from recs_pipeline.data.item_features import read_item_features
+from recs_pipeline.data.logs import LogConfigError, LogFormat, day_files, ingest_day
+from recs_pipeline.infra.artifacts import Artifact, UrlArtifactStore
+from recs_pipeline.infra.warehouse import quote_identifier, replace_partition
 from recs_pipeline.schema import TABLES
-from recs_pipeline.warehouse import quote_identifier, replace_partition
 from resources import ArtifactStore, LogSource, Warehouse
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Model selection (recs_pipeline/selection.py): the protocol never reads the test period, the
+"""Model selection (recs_pipeline/evaluation/selection.py): the protocol never reads the test period, the
 search resumes, failed trials are recorded, bad settings are named before any work."""
 
 from __future__ import annotations
@@ -8,17 +8,17 @@ import dataclasses
 import pytest
 import torch
 
-from recs_pipeline import selection as selection_module
-from recs_pipeline.graph import InteractionGraph
-from recs_pipeline.models import MODELS, TRAINING_FREE
-from recs_pipeline.models.space import Choice, Float, Int, check_space
-from recs_pipeline.selection import (
+from recs_pipeline.evaluation import selection as selection_module
+from recs_pipeline.evaluation.selection import (
     MIN_VALIDATION_USERS,
     Selection,
     SelectionError,
     select,
     validation_mask,
 )
+from recs_pipeline.graph.bipartite import InteractionGraph
+from recs_pipeline.models import MODELS, TRAINING_FREE
+from recs_pipeline.models.space import Choice, Float, Int, check_space
 from recs_pipeline.training import TrainConfig
 
 FILTERS = ("popularity", "gfcf", "dnfilter")
@@ -252,7 +252,7 @@ def test_a_student_of_the_best_filter_is_a_candidate_and_its_settings_reach_trai
 
 
 def test_too_few_test_users_is_insufficient_evidence_and_the_champion_is_published():
-    from recs_pipeline.daily import INSUFFICIENT, PASSED, GateResult, gate_verdict
+    from recs_pipeline.evaluation.gate import INSUFFICIENT, PASSED, GateResult, gate_verdict
 
     few = gate_verdict(
         "dnfilter", "abc", 0.30, 0.31, evaluated_users=17, min_users=50, chosen_on_validation=True
@@ -276,7 +276,7 @@ def test_too_few_test_users_is_insufficient_evidence_and_the_champion_is_publish
 
 
 def test_a_backfill_never_reuses_a_choice_made_from_later_days():
-    from recs_pipeline.selection import reusable
+    from recs_pipeline.evaluation.selection import reusable
 
     stored = ["2026-03-01", "2026-03-10"]
     assert reusable(stored, "2026-03-05", 7) == "2026-03-01"
@@ -290,8 +290,8 @@ def test_a_search_every_n_days_counts_from_the_search_not_the_last_reuse(tmp_pat
     again; a day re-run between keeps reusing the search before it."""
     import datetime as dt
 
-    from recs_pipeline.artifacts import UrlArtifactStore
-    from recs_pipeline.selection import SelectionConfig, daily_selection
+    from recs_pipeline.evaluation.selection import SelectionConfig, daily_selection
+    from recs_pipeline.infra.artifacts import UrlArtifactStore
 
     store = UrlArtifactStore(tmp_path)
     graph = community_graph()

@@ -1,4 +1,4 @@
-"""Model selection in the shared deployment (recs_pipeline/selection.py ``study_storage``,
+"""Model selection in the shared deployment (recs_pipeline/evaluation/selection.py ``study_storage``,
 ``parallel_trials``): the study in the instance's PostgreSQL database, its trials run by two Ray
 workers at once, and a search killed part-way resuming from it.
 
@@ -22,10 +22,8 @@ from pathlib import Path
 import pytest
 
 from assets.platform.instance import postgres_version_rows, prepare_instance, shared_database_url
-from recs_pipeline import selection as selection_module
-from recs_pipeline.artifacts import SELECTION, UrlArtifactStore
-from recs_pipeline.engine import Engine
-from recs_pipeline.selection import (
+from recs_pipeline.evaluation import selection as selection_module
+from recs_pipeline.evaluation.selection import (
     STUDY_SCHEMA,
     SelectionConfig,
     daily_selection,
@@ -34,6 +32,8 @@ from recs_pipeline.selection import (
     shared_storage,
     study_storage,
 )
+from recs_pipeline.infra.artifacts import SELECTION, UrlArtifactStore
+from recs_pipeline.infra.engine import Engine
 from tests.test_selection import FILTERS, QUICK_TRAIN, community_graph
 
 ray = pytest.importorskip("ray")
@@ -174,7 +174,7 @@ KILLED_SEARCH = textwrap.dedent(
     """
     import sys
 
-    from recs_pipeline import selection
+    from recs_pipeline.evaluation import selection
     from tests.test_selection import community_graph
     from recs_pipeline.training import TrainConfig
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from recs_pipeline.serving import export_published
-from recs_pipeline.warehouse import ensure_schema, replace_partition
+from recs_pipeline.infra.warehouse import ensure_schema, replace_partition
+from recs_pipeline.serving.files import export_published
 from resources import Warehouse
 from tests.conftest import SMALL_LOG, make_resources
 from tests.test_pipeline import ingest, run_chain

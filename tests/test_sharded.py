@@ -16,13 +16,13 @@ import dagster as dg
 import pytest
 import torch
 
-from recs_pipeline.artifacts import HARD_NEGATIVES
-from recs_pipeline.engine import Engine, shard_ranges
-from recs_pipeline.graph import interaction_csr
-from recs_pipeline.metrics import evaluate_scorer, evaluate_scorers, inner_product
+from recs_pipeline.evaluation.metrics import evaluate_scorer, evaluate_scorers, inner_product
+from recs_pipeline.graph.bipartite import interaction_csr
+from recs_pipeline.graph.negatives import HardNegativeConfig, sharded_hard_negative_pools
+from recs_pipeline.infra.artifacts import HARD_NEGATIVES
+from recs_pipeline.infra.engine import Engine, shard_ranges
 from recs_pipeline.models import fit_training_free
-from recs_pipeline.recommend import PublishIndex, rank_publish_rows
-from recs_pipeline.sampling import HardNegativeConfig, sharded_hard_negative_pools
+from recs_pipeline.serving.recommend import PublishIndex, rank_publish_rows
 from resources import ComputeEngine
 from tests.conftest import SMALL_LOG, make_resources
 from tests.test_pipeline import RUN_CONFIG, connect, ingest, run_chain
@@ -192,12 +192,12 @@ def test_the_chain_on_ray_publishes_what_the_local_chain_publishes(
 LOCAL_RUN = """
 import sys, torch
 import assets.definitions  # the code location, as every step process loads it
-from recs_pipeline.artifacts import HARD_NEGATIVES
-from recs_pipeline.engine import Engine
-from recs_pipeline.graph import interaction_csr
-from recs_pipeline.metrics import evaluate_scorers, inner_product
-from recs_pipeline.recommend import PublishIndex, rank_publish_rows
-from recs_pipeline.sampling import HardNegativeConfig, sharded_hard_negative_pools
+from recs_pipeline.infra.artifacts import HARD_NEGATIVES
+from recs_pipeline.infra.engine import Engine
+from recs_pipeline.graph.bipartite import interaction_csr
+from recs_pipeline.evaluation.metrics import evaluate_scorers, inner_product
+from recs_pipeline.serving.recommend import PublishIndex, rank_publish_rows
+from recs_pipeline.graph.negatives import HardNegativeConfig, sharded_hard_negative_pools
 engine = Engine(kind="local", workers=2)
 users, items = torch.arange(40) % 20, torch.arange(40) % 15
 pools, _ = sharded_hard_negative_pools(users, items, 20, 15, HardNegativeConfig(pool_size=2,

@@ -16,8 +16,8 @@ import fsspec
 import pytest
 
 from assets.definitions import default_resources
-from recs_pipeline.artifacts import GATE, MODEL, PUBLISHED_MODEL, SPLIT
-from recs_pipeline.warehouse import connect_lake
+from recs_pipeline.infra.artifacts import GATE, MODEL, PUBLISHED_MODEL, SPLIT
+from recs_pipeline.infra.warehouse import connect_lake
 from tests import test_pipeline
 from tests.conftest import SMALL_LOG, TESTS_CONFIG
 from tests.s3_support import REGION, S3_ENV

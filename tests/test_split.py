@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from recs_pipeline.split import SplitConfig, temporal_split
+from recs_pipeline.data.split import SplitConfig, temporal_split
 
 AS_OF = dt.date(2024, 1, 10)
 # window 10 days, 2 test days: train = [Jan 1, Jan 8], test = [Jan 9, Jan 10].
@@ -196,7 +196,7 @@ def test_min_weight_turns_ratings_into_positives_and_counts_the_rest(con):
     # Issue 12, finding 6: ratings 1-5 stored as weights; with min_weight 4 only ratings of 4 and
     # more are edges (train and test), the others are counted; the graph carries the weights.
     from assets.lib.settings import SplitSettings
-    from recs_pipeline.graph import index_split
+    from recs_pipeline.graph.bipartite import index_split
 
     assert "min_weight" in SplitSettings.model_fields  # a run-config setting like the others
     ratings = [

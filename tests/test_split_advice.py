@@ -16,7 +16,7 @@ import pytest
 from assets.features import interaction_split
 from assets.ingest import raw_interactions
 from assets.lib.partitions import range_tags
-from recs_pipeline.split import SplitConfig, explain_empty_train, temporal_split
+from recs_pipeline.data.split import SplitConfig, explain_empty_train, temporal_split
 from resources import ArtifactStore, LogSource, Warehouse
 
 AS_OF = dt.date(2024, 1, 20)

@@ -8,7 +8,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from recs_pipeline.synthetic import (
+from recs_pipeline.data.synthetic import (
     EVENT_TYPES,
     SyntheticLogSpec,
     generate_events,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
-from recs_pipeline.metrics import popularity_embeddings, ranking_metrics, topk_excluding
+from recs_pipeline.evaluation.metrics import popularity_embeddings, ranking_metrics, topk_excluding
+from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr, normalized_adjacency
+from recs_pipeline.graph.negatives import HardNegativeConfig, hard_negative_pools
 from recs_pipeline.models import build_model
-from recs_pipeline.sampling import HardNegativeConfig, hard_negative_pools
 from recs_pipeline.training import TrainConfig, train_model
 from recs_pipeline.training.init import spectral_init
 from recs_pipeline.training.validation import validation_metrics, validation_split

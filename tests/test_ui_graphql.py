@@ -24,7 +24,7 @@ import pytest
 from assets.definitions import ALL_ASSETS, DOWNSTREAM_ASSETS
 from assets.ingest import raw_interactions
 from assets.lib.partitions import range_tags
-from recs_pipeline.synthetic import SyntheticLogSpec, write_landing_files
+from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
 from tests.conftest import make_resources
 from tests.daemon_support import TESTS_CONFIG, Deployment, sigterm_raises, write_instance
 

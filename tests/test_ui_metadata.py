@@ -10,7 +10,7 @@ import pytest
 
 from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_interactions
-from recs_pipeline.artifacts import MODEL
+from recs_pipeline.infra.artifacts import MODEL
 from tests.conftest import SMALL_LOG, make_resources
 from tests.test_pipeline import DAY_1, DAY_2, connect, ingest
 

@@ -101,7 +101,7 @@ def test_the_wait_ends_as_soon_as_the_holder_releases_the_file(tmp_path, attempt
     database = tmp_path / "warehouse.duckdb"
     warehouse = Warehouse(database=str(database), lock_timeout_seconds=600)
     with holder(database) as process:
-        import recs_pipeline.warehouse as module  # where the wait sleeps
+        import recs_pipeline.infra.warehouse as module  # where the wait sleeps
 
         real_sleep = time.sleep
 

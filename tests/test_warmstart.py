@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.graph.bipartite import InteractionGraph
 from recs_pipeline.models import build_model, checkpoint
 from recs_pipeline.training import TrainConfig, train_model
 from recs_pipeline.training.init import WarmStart, apply_warm_start, id_mapping

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.lib.settings import SplitSettings
-from recs_pipeline import project_config
+from recs_pipeline.infra import project_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(project_config.setting("data_root", "RECS_DATA_ROOT", PROJECT_ROOT / "data"))

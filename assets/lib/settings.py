@@ -28,8 +28,11 @@ import dagster as dg
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from recs_pipeline.config import SettingError, describe_range
-from recs_pipeline.evaluation import EvaluationConfig
-from recs_pipeline.project_config import (
+from recs_pipeline.data.split import SplitConfig
+from recs_pipeline.evaluation.config import EvaluationConfig
+from recs_pipeline.evaluation.selection import SelectionConfig
+from recs_pipeline.graph.negatives import HardNegativeConfig
+from recs_pipeline.infra.project_config import (
     ProjectConfigError,
     check_value,
     config_path,
@@ -37,10 +40,7 @@ from recs_pipeline.project_config import (
     range_constraints,
     section,
 )
-from recs_pipeline.recommend import PublishConfig, PublishIndex
-from recs_pipeline.sampling import HardNegativeConfig
-from recs_pipeline.selection import SelectionConfig
-from recs_pipeline.split import SplitConfig
+from recs_pipeline.serving.recommend import PublishConfig, PublishIndex
 from recs_pipeline.training import TrainConfig
 
 # Core field -> run-config name, where they differ. The run-config names are the documented,
@@ -128,7 +128,7 @@ def derived(*cores: type, op: str | None = None) -> type[dg.Config]:
     """A ``dg.Config`` class with one field per run-config field of ``cores``: name (after
     ``RENAMED``), type, default and description (with the allowed range) from the core. The
     default is the deployment's where the project config file sets one (``[ops.<op>]``,
-    :mod:`recs_pipeline.project_config`): the launchpad shows it and every run without that
+    :mod:`recs_pipeline.infra.project_config`): the launchpad shows it and every run without that
     setting (schedule ticks, backfills) uses it."""
     fields: dict[str, Any] = {}
     overrides = section("ops", op) if op else {}

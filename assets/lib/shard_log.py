@@ -4,7 +4,7 @@ engine with a small table of the shards (users, seconds, worker)."""
 
 import dagster as dg
 
-from recs_pipeline.engine import Engine, ShardRun
+from recs_pipeline.infra.engine import Engine, ShardRun
 
 SHARD_SCHEMA = dg.TableSchema(
     columns=[

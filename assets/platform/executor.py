@@ -39,7 +39,7 @@ from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from assets.platform import pool_slots, run_workers
-from recs_pipeline import project_config
+from recs_pipeline.infra import project_config
 
 # Pool slots are claimed by this executor (in the run worker): on SQLite, atomically.
 pool_slots.install()

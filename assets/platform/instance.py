@@ -126,7 +126,7 @@ class InstanceConfigError(ValueError):
 def selected_storage() -> str:
     """``sqlite`` or ``postgres``: ``RECS_INSTANCE``, else ``[instance] storage`` of the project
     config file, else ``sqlite``."""
-    from recs_pipeline import project_config
+    from recs_pipeline.infra import project_config
 
     table = project_config.project_config().get("instance") or {}
     if not isinstance(table, dict) or set(table) - {"storage"}:
@@ -153,8 +153,8 @@ def warehouse_pool_limit() -> int:
     file and for a DuckLake on a DuckDB catalog file (one process at a time holds either),
     :data:`SHARED_WAREHOUSE_POOL_LIMIT` for a DuckLake on PostgreSQL (a ``catalog`` set in the
     environment, else in the project config file, as the Warehouse resource reads it)."""
-    from recs_pipeline import project_config
-    from recs_pipeline.warehouse import is_single_process_catalog
+    from recs_pipeline.infra import project_config
+    from recs_pipeline.infra.warehouse import is_single_process_catalog
 
     catalog = os.environ.get(WAREHOUSE_CATALOG_ENV)
     if catalog is None:
@@ -278,7 +278,7 @@ def shared_database_url() -> str | None:
     """The SQLAlchemy URL of the shared instance's PostgreSQL database (``postgresql+psycopg2``,
     password included: never log it), from the same environment every Dagster process reads;
     None when the instance is embedded (``sqlite``). Model selection keeps its Optuna study there
-    (``recs_pipeline.selection.study_storage``), so that Ray workers on other machines run trials
+    (``recs_pipeline.evaluation.selection.study_storage``), so that Ray workers on other machines run trials
     of one study."""
     if selected_storage() != "postgres":
         return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from recs_pipeline.project_config import EnvironmentSettingError
+from recs_pipeline.infra.project_config import EnvironmentSettingError
 
 EXECUTOR_ENV = "RECS_EXECUTOR"
 GPU_ENV = "RECS_K8S_GPU"

@@ -4,7 +4,7 @@ Trained models (:class:`Recommender`) map the joint node space (users 0..n_users
 to embeddings through :meth:`Recommender.embed`, given the normalised adjacency to propagate
 over, and score a (user, item) pair by the inner product of the final embeddings. Training-free
 models (:class:`TrainingFree`: popularity, the GF-CF graph filter) compute scores directly from
-the train graph. :func:`recs_pipeline.scoring.score_function` turns any checkpoint into scores.
+the train graph. :func:`recs_pipeline.evaluation.scoring.score_function` turns any checkpoint into scores.
 """
 
 from recs_pipeline.models import dnfilter, gfcf, lightgcn, mf, ngcf, pinsage, popularity  # noqa: F401  (registration)

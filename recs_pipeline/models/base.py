@@ -11,8 +11,8 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
+from recs_pipeline.infra.project_config import describe_type
 from recs_pipeline.models.space import Float, Range, check_space
-from recs_pipeline.project_config import describe_type
 
 MODELS: dict[str, type[Recommender]] = {}
 TRAINING_FREE: dict[str, type[TrainingFree]] = {}
@@ -99,7 +99,7 @@ class Recommender(nn.Module):
         """Hook for models whose structure is built from the edges themselves (PinSAGE's
         random-walk neighbourhoods): (re)build it from the edges (users, items) that
         :meth:`embed` should see. ``train_model`` calls it with the fit edges and
-        :func:`recs_pipeline.scoring.score_function` with the full train edges; call it again
+        :func:`recs_pipeline.evaluation.scoring.score_function` with the full train edges; call it again
         before embedding over another graph. Such state is never part of the checkpoint.
         Default: nothing (models that propagate over the ``adjacency`` given to :meth:`embed`)."""
 

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recs_pipeline.graph import normalized_interactions, truncated_svd
+from recs_pipeline.graph.bipartite import normalized_interactions, truncated_svd
 from recs_pipeline.models.base import TrainingFree, register_training_free
 from recs_pipeline.models.space import AtLeastOne, Float, Int
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from recs_pipeline.graph import propagate
+from recs_pipeline.graph.bipartite import propagate
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
 from recs_pipeline.models.space import Int
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recs_pipeline.graph import propagate
+from recs_pipeline.graph.bipartite import propagate
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
 from recs_pipeline.models.space import Int
 

@@ -6,7 +6,7 @@ Importance-based neighbourhoods. From every node v of the joint node space (user
 the most visits form N(v), and their visit counts, normalised to sum to 1 over N(v), are the
 importance weights α_vu. Ties in visits are broken at random (seeded). A node without edges has
 an empty neighbourhood. The walks run on CSR tensors, all seeds of a batch at once
-(:func:`recs_pipeline.sampling.random_walk_visits`); :meth:`PinSAGE.attach_graph` builds
+(:func:`recs_pipeline.graph.negatives.random_walk_visits`); :meth:`PinSAGE.attach_graph` builds
 them from a set of edges.
 
 Input features. h⁽⁰⁾_v = 1[deg v > 0]·e_v + P x_v: a learnable id embedding e_v, used only
@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recs_pipeline.graph import bipartite_csr
+from recs_pipeline.graph.bipartite import bipartite_csr
+from recs_pipeline.graph.negatives import random_walk_visits
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
-from recs_pipeline.sampling import random_walk_visits
 
 
 @dataclasses.dataclass

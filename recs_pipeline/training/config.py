@@ -13,8 +13,8 @@ import math
 from typing import Any
 
 from recs_pipeline.config import SettingError, check_declared, setting
-from recs_pipeline.losses import LOSSES
 from recs_pipeline.models import MODELS, TRAINING_FREE, check_params, model_names
+from recs_pipeline.training.losses import LOSSES
 
 
 def own_settings() -> str:

@@ -1,7 +1,7 @@
 """Data-parallel training: ``engine.workers`` processes train one model together.
 
 :func:`train_data_parallel` runs :func:`recs_pipeline.training.loop.train_model` once per rank
-through :meth:`Engine.gang <recs_pipeline.engine.Engine.gang>` (spawned processes on this
+through :meth:`Engine.gang <recs_pipeline.infra.engine.Engine.gang>` (spawned processes on this
 machine, or Ray actors reserved together in a placement group). The ranks form one
 ``torch.distributed`` process group (gloo: training runs on CPU tensors) and compute exactly
 what one process computes:
@@ -35,8 +35,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from recs_pipeline.engine import Engine
-from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.graph.bipartite import InteractionGraph
+from recs_pipeline.infra.engine import Engine
 from recs_pipeline.training.config import TrainConfig
 from recs_pipeline.training.loop import train_model
 from recs_pipeline.training.replicas import Replicas

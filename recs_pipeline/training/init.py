@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from recs_pipeline.graph import normalized_interactions, truncated_svd
+from recs_pipeline.graph.bipartite import normalized_interactions, truncated_svd
 from recs_pipeline.models import Recommender
 from recs_pipeline.training.config import TrainConfig
 from recs_pipeline.training.validation import FitGraph

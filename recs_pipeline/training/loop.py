@@ -33,8 +33,8 @@ from collections.abc import Callable
 
 import torch
 
-from recs_pipeline.graph import InteractionGraph
-from recs_pipeline.sampling import curriculum_hard_count, uniform_negatives
+from recs_pipeline.graph.bipartite import InteractionGraph
+from recs_pipeline.graph.negatives import curriculum_hard_count, uniform_negatives
 from recs_pipeline.training.config import TrainConfig
 from recs_pipeline.training.init import WarmStart
 from recs_pipeline.training.objective import Batch

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import torch
 
-from recs_pipeline.losses import LOSSES, l2_penalty
 from recs_pipeline.models import Recommender
 from recs_pipeline.training.config import TrainConfig
+from recs_pipeline.training.losses import LOSSES, l2_penalty
 
 
 def loss_function(config: TrainConfig) -> Callable:

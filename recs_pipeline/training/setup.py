@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from recs_pipeline.graph import InteractionGraph, interaction_csr, normalized_adjacency
+from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr, normalized_adjacency
+from recs_pipeline.graph.negatives import edge_keys
 from recs_pipeline.models import MODELS, Recommender, build_model
-from recs_pipeline.sampling import edge_keys
 from recs_pipeline.training.config import TrainConfig
 from recs_pipeline.training.init import WarmStart, initialise
 from recs_pipeline.training.objective import BatchObjective, loss_function

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import torch
 
-from recs_pipeline.graph import InteractionGraph
+from recs_pipeline.graph.bipartite import InteractionGraph
 from recs_pipeline.models import Recommender
 from recs_pipeline.training.config import TrainConfig
 from recs_pipeline.training.replicas import Replicas

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import torch
 
-from recs_pipeline.graph import interaction_csr
-from recs_pipeline.metrics import topk_scored
+from recs_pipeline.evaluation.metrics import topk_scored
+from recs_pipeline.graph.bipartite import interaction_csr
 from recs_pipeline.models import fit_training_free
 from recs_pipeline.training.config import TrainConfig
 from recs_pipeline.training.validation import FitGraph

@@ -3,7 +3,7 @@
 For up to ``val_users`` users with at least two train edges, the user's most recent train
 edges (by last event time) are held out of the fit graph. Validation Recall@K ranks all items
 except the fit edges. The test fold is never seen here. Model selection
-(:mod:`recs_pipeline.selection`) carves the same slice with the same seed.
+(:mod:`recs_pipeline.evaluation.selection`) carves the same slice with the same seed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-from recs_pipeline.metrics import ranking_metrics, topk_excluding
+from recs_pipeline.evaluation.metrics import ranking_metrics, topk_excluding
 from recs_pipeline.models import Recommender
 
 

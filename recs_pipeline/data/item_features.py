@@ -29,8 +29,8 @@ import duckdb
 import numpy as np
 import torch
 
-from recs_pipeline.logs import LogConfigError, control_character_sql, normalized_id_sql
-from recs_pipeline.warehouse import quote_identifier
+from recs_pipeline.data.logs import LogConfigError, control_character_sql, normalized_id_sql
+from recs_pipeline.infra.warehouse import quote_identifier
 
 _READERS = {
     ".csv": "read_csv",

@@ -21,7 +21,7 @@ import datetime as dt
 import duckdb
 
 from recs_pipeline.config import SettingError, check_declared, setting
-from recs_pipeline.warehouse import replace_partition, transaction
+from recs_pipeline.infra.warehouse import replace_partition, transaction
 
 
 @dataclasses.dataclass(frozen=True)

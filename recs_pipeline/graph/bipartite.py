@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import svds
 
-from recs_pipeline.warehouse import replace_partition, transaction
+from recs_pipeline.infra.warehouse import replace_partition, transaction
 
 
 @dataclasses.dataclass

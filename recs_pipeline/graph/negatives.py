@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from recs_pipeline.config import SettingError, check_declared, setting
-from recs_pipeline.engine import Engine, ShardRun, map_shards, shard_ranges
-from recs_pipeline.graph import bipartite_csr, csr_rows, interaction_csr
+from recs_pipeline.graph.bipartite import bipartite_csr, csr_rows, interaction_csr
+from recs_pipeline.infra.engine import Engine, ShardRun, map_shards, shard_ranges
 
 
 def edge_keys(users: torch.Tensor, items: torch.Tensor, n_items: int) -> torch.Tensor:

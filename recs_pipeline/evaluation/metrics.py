@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from recs_pipeline.engine import Engine, ShardRun, map_shards, shard_ranges
-from recs_pipeline.graph import csr_rows
-from recs_pipeline.sampling import edge_keys, is_edge
+from recs_pipeline.graph.bipartite import csr_rows
+from recs_pipeline.graph.negatives import edge_keys, is_edge
+from recs_pipeline.infra.engine import Engine, ShardRun, map_shards, shard_ranges
 
 METRICS = ("recall", "ndcg", "precision", "hitrate")
 

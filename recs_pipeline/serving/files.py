@@ -44,7 +44,7 @@ at its next export.
 
 This export is for the embedded DuckDB file only. A DuckLake warehouse (``Warehouse.catalog``)
 is itself what applications read: they attach it read-only
-(:func:`recs_pipeline.warehouse.connect_lake`), take no lock, and each query reads one
+(:func:`recs_pipeline.infra.warehouse.connect_lake`), take no lock, and each query reads one
 snapshot, in which a day's replacement (delete and insert, one commit) is entirely there or not
 at all. Exporting from it would add a copy that several machines would write into one folder
 at once, for nothing a snapshot does not already give.
@@ -64,7 +64,7 @@ from typing import NamedTuple
 
 import duckdb
 
-from recs_pipeline.warehouse import replace_partition, transaction
+from recs_pipeline.infra.warehouse import replace_partition, transaction
 
 DATABASE = "published.duckdb"
 DAYS_DIR = "recommendations"

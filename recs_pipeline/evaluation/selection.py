@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 from recs_pipeline.config import SettingError, check_declared, setting
-from recs_pipeline.engine import Engine
-from recs_pipeline.graph import InteractionGraph, interaction_csr
-from recs_pipeline.metrics import ranking_metrics, topk_scored
+from recs_pipeline.evaluation.metrics import ranking_metrics, topk_scored
+from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr
+from recs_pipeline.infra.engine import Engine
 from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free, model_names
 from recs_pipeline.models.space import Choice, Float, Int, Range
 from recs_pipeline.training import TrainConfig, train_model
@@ -750,7 +750,9 @@ STUDY_JOURNAL = "study.journal"
 HEARTBEAT_SECONDS = 30
 STALE_AFTER_SECONDS = 120
 # The advisory lock under which one process at a time creates the schema and Optuna's tables.
-_SETUP_LOCK = int.from_bytes(hashlib.sha256(b"recs_pipeline.selection").digest()[:8], "big") >> 1
+_SETUP_LOCK = (
+    int.from_bytes(hashlib.sha256(b"recs_pipeline.evaluation.selection").digest()[:8], "big") >> 1
+)
 
 
 def study_storage(location: str, shared_database: str | None = None) -> str | None:
@@ -953,7 +955,7 @@ def daily_selection(
     The study lives where :func:`study_storage` says (``shared_database``: the shared
     deployment's PostgreSQL URL, else a journal beside the artifact); ``engine`` runs its
     trials in parallel where :func:`parallel_trials` allows."""
-    from recs_pipeline.artifacts import SELECTION
+    from recs_pipeline.infra.artifacts import SELECTION
 
     earlier = [day for day in store.partitions(SELECTION) if day < key]
     warm = None

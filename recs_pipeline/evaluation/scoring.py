@@ -2,15 +2,15 @@
 
 Every model, trained or training-free, ends as ``score_fn(user_indices) -> (b, n_items)``, the
 form that full-ranking evaluation and publication consume
-(:func:`recs_pipeline.metrics.topk_scored`).
+(:func:`recs_pipeline.evaluation.metrics.topk_scored`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from recs_pipeline.graph import InteractionGraph
-from recs_pipeline.metrics import ScoreFn, inner_product
+from recs_pipeline.evaluation.metrics import ScoreFn, inner_product
+from recs_pipeline.graph.bipartite import InteractionGraph
 from recs_pipeline.models import TRAINING_FREE, restore
 
 

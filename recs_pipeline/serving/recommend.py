@@ -18,14 +18,14 @@ import duckdb
 import numpy as np
 import torch
 
-from recs_pipeline.ann import IVFIndex, list_overlap
 from recs_pipeline.config import SettingError, check_declared, setting
-from recs_pipeline.engine import Engine, ShardRun, map_shards, shard_ranges
-from recs_pipeline.graph import InteractionGraph, interaction_csr
-from recs_pipeline.metrics import InnerProduct, ScoreFn, pad_to_k, topk_scored
+from recs_pipeline.evaluation.metrics import InnerProduct, ScoreFn, pad_to_k, topk_scored
+from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr
+from recs_pipeline.infra.engine import Engine, ShardRun, map_shards, shard_ranges
+from recs_pipeline.infra.warehouse import replace_partition, transaction
 from recs_pipeline.models.popularity import Popularity
-from recs_pipeline.serving import record_publication
-from recs_pipeline.warehouse import replace_partition, transaction
+from recs_pipeline.serving.ann import IVFIndex, list_overlap
+from recs_pipeline.serving.files import record_publication
 
 
 def _publish_users(con: duckdb.DuckDBPyConnection, as_of: dt.date, window_start: dt.date):
@@ -57,7 +57,7 @@ def _seen_items(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> dict[str, np.
 @dataclass(frozen=True)
 class PublishIndex:
     """How model users' lists are ranked: ``exact`` scores every item; ``ivf`` searches an
-    :class:`~recs_pipeline.ann.IVFIndex` (embedding models only); ``auto`` picks ``ivf``
+    :class:`~recs_pipeline.serving.ann.IVFIndex` (embedding models only); ``auto`` picks ``ivf``
     where it would scan at most an eighth of the catalogue (``probes × list_size ≤ items/8``,
     65,536 items and more at the defaults: below that exact ranking is cheap) and exact
     ranking elsewhere. ``overlap_users`` exact lists are computed beside an index
@@ -347,7 +347,7 @@ def publish_recommendations(
     con.register("_items", items)
     try:
         # The lists and their publication record commit together: the record is what the
-        # serving files and published_model.pt are checked against (recs_pipeline/serving.py).
+        # serving files and published_model.pt are checked against (recs_pipeline/serving/files.py).
         with transaction(con):
             replace_partition(
                 con,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from recs_pipeline.graph import csr_rows
-from recs_pipeline.metrics import pad_to_k
+from recs_pipeline.evaluation.metrics import pad_to_k
+from recs_pipeline.graph.bipartite import csr_rows
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Literal
 
 import duckdb
 
-from recs_pipeline.warehouse import (
+from recs_pipeline.infra.warehouse import (
     quote_identifier,
     replace_partition,
     replace_partitions,

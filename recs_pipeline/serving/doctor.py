@@ -2,7 +2,7 @@
 with what the warehouse records (``python -m cli.doctor``).
 
 The warehouse commits a day's lists first; copies follow: the serving files applications read
-(:mod:`recs_pipeline.serving`) and the pinned ``published_model.pt``. A process killed in
+(:mod:`recs_pipeline.serving.files`) and the pinned ``published_model.pt``. A process killed in
 between, or a file edited on disk, leaves a copy that disagrees; every publication repairs
 what it finds, and these checks say whether anything disagrees now. :data:`CHECKS` is a list of
 named checks, each one inspecting (a list of problems, empty when all agrees) and, where it can,
@@ -17,9 +17,12 @@ from pathlib import Path
 
 import duckdb
 
-from recs_pipeline.artifacts import UrlArtifactStore
-from recs_pipeline.daily import converge_published_models, published_model_problems
-from recs_pipeline.serving import export_published, serving_problems
+from recs_pipeline.infra.artifacts import UrlArtifactStore
+from recs_pipeline.serving.files import export_published, serving_problems
+from recs_pipeline.serving.published_model import (
+    converge_published_models,
+    published_model_problems,
+)
 
 Log = Callable[[str], None]
 

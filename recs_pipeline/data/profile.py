@@ -32,7 +32,7 @@ import re
 
 import duckdb
 
-from recs_pipeline.logs import LogConfigError, LogFormat, _timestamp_sql, export_files
+from recs_pipeline.data.logs import LogConfigError, LogFormat, _timestamp_sql, export_files
 
 _DATE_FIELD = re.compile(r"\{date(:[^}]*)?\}")
 OUTLIER_GAP_DAYS = 365
@@ -245,8 +245,8 @@ def _quick_scores(
     its (user, item) edges, each at its latest day, carved as model selection carves them."""
     import torch
 
-    from recs_pipeline.graph import InteractionGraph
-    from recs_pipeline.selection import quick_scores
+    from recs_pipeline.evaluation.selection import quick_scores
+    from recs_pipeline.graph.bipartite import InteractionGraph
 
     start, cut = last - dt.timedelta(days=window - 1), last - dt.timedelta(days=test_days)
     edges = con.execute(

@@ -1,0 +1,187 @@
+"""The quality gate: whether a day's model may be published.
+
+One metric decides (:data:`GATE_METRIC`, Recall@20 on the day's test fold) against one
+baseline (:data:`GATE_BASELINE`, popularity): the model must beat it. The verdict is recorded
+as ``model_evaluation``'s ``gate.json`` beside the model's sha256, and publication serves only
+the model that verdict is about (:func:`publishable`). Every sentence the run page, the check
+and the terminal show about the gate comes from :class:`GateResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from recs_pipeline.infra.artifacts import GATE, ArtifactError, Stamp, UrlArtifactStore
+
+# The cut-offs every evaluation reports; the gate reads one of them.
+KS = (10, 20, 50)
+GATE_METRIC = ("recall", 20)
+GATE_BASELINE = "popularity"
+# "Recall@20", as the sentences write it; "recall@20", as metadata keys do.
+GATE_LABEL = f"{GATE_METRIC[0].capitalize()}@{GATE_METRIC[1]}"
+GATE_KEY = f"{GATE_METRIC[0]}@{GATE_METRIC[1]}"
+# The name of model_evaluation's asset check that carries the verdict.
+GATE_CHECK = f"beats_{GATE_BASELINE}"
+
+PASSED, FAILED, NO_TEST_USERS = "passed", "failed", "no_test_users"
+INSUFFICIENT = "insufficient_evidence"
+POPULARITY_CHOSEN = "popularity_chosen"
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict on one model artifact (``model_sha256``) of one partition."""
+
+    verdict: str
+    model: str
+    model_sha256: str
+    model_score: float
+    baseline_score: float
+    evaluated_users: int
+    min_users: int = 1
+
+    @property
+    def description(self) -> str | None:
+        if self.verdict == NO_TEST_USERS:
+            return (
+                "no test users on this day (every test-period user is new, or none was"
+                " sampled): the model cannot be evaluated, so the popularity fallback is"
+                " published for every user"
+            )
+        if self.verdict == INSUFFICIENT:
+            return (
+                f"only {self.evaluated_users} test users, fewer than min_test_users"
+                f" ({self.min_users}): too few to judge the model on the test period, so the"
+                " model chosen on validation is published, with this warning"
+            )
+        if self.verdict == POPULARITY_CHOSEN:
+            return (
+                "model selection chose popularity itself on validation: no model beat it, so"
+                " popularity's lists are published"
+            )
+        if self.verdict == FAILED:
+            if self.model == GATE_BASELINE:
+                return f"the model is {GATE_BASELINE} itself: it cannot beat {GATE_BASELINE}"
+            return f"the model does not beat {GATE_BASELINE} on {GATE_LABEL}"
+        return None
+
+    @property
+    def lift(self) -> float | None:
+        """The model's gate metric over the baseline's, minus 1 (None when undefined)."""
+        if not self.baseline_score > 0 or math.isnan(self.model_score):
+            return None
+        return self.model_score / self.baseline_score - 1
+
+    def refusal(self, key: str) -> str:
+        """The sentence that stops publication of day ``key`` when the model failed: what the
+        run page shows as the step's failure."""
+        lift = "undefined" if self.lift is None else f"{self.lift:+.2%}"
+        return (
+            f"{self.model} (model.pt {self.model_sha256[:12]}) failed the quality gate of {key}:"
+            f" {GATE_LABEL} {self.model_score:.4f} vs popularity {self.baseline_score:.4f} (lift"
+            f" {lift}) on {self.evaluated_users} test users; {self.description}, so nothing is"
+            " published for the day and the last published day stays live"
+        )
+
+    @property
+    def scores(self) -> str:
+        """Both scores: ``lightgcn Recall@20 0.2100 vs popularity 0.1500``."""
+        return (
+            f"{self.model} {GATE_LABEL} {self.model_score:.4f} vs {GATE_BASELINE}"
+            f" {self.baseline_score:.4f}"
+        )
+
+    def score_metadata(self) -> dict[str, float]:
+        """Both scores under the keys the check and the step's failure show them with."""
+        return {
+            f"model_{GATE_KEY}": round(self.model_score, 4),
+            f"{GATE_BASELINE}_{GATE_KEY}": round(self.baseline_score, 4),
+        }
+
+    @property
+    def summary(self) -> str:
+        """The verdict with both scores and the lift, pass or fail (the check's description)."""
+        if self.verdict == NO_TEST_USERS:
+            return f"{self.verdict}: {self.description}"
+        lift = "undefined" if self.lift is None else f"{self.lift:+.2%}"
+        scores = (
+            f"{self.model} {GATE_LABEL} {self.model_score:.4f} vs popularity"
+            f" {self.baseline_score:.4f} (lift {lift}) on {self.evaluated_users} test users"
+        )
+        if self.verdict == PASSED:
+            return f"passed: {scores}; this model.pt may be published"
+        if self.verdict in (INSUFFICIENT, POPULARITY_CHOSEN):
+            return f"{self.verdict}: {scores}: {self.description}"
+        return f"failed: {scores}: {self.description}; nothing is published for the day"
+
+
+def gate_verdict(
+    model: str,
+    fingerprint: str,
+    model_score: float,
+    baseline_score: float,
+    evaluated_users: int,
+    min_users: int = 1,
+    chosen_on_validation: bool = False,
+) -> GateResult:
+    """Pass when the model's score exceeds popularity's; with no evaluated user the scores are
+    undefined, which is its own verdict (not a failure of the model), and with fewer than
+    ``min_users`` they are too noisy to judge: insufficient evidence (the validation champion
+    is published, with a warning) when a search ``chosen_on_validation`` the model; a pinned
+    or fallback model, which nothing validated, is still held to popularity."""
+    if evaluated_users == 0 or math.isnan(model_score) or math.isnan(baseline_score):
+        verdict = NO_TEST_USERS
+    elif model == GATE_BASELINE and chosen_on_validation:
+        verdict = POPULARITY_CHOSEN
+    elif evaluated_users < min_users and chosen_on_validation:
+        verdict = INSUFFICIENT
+    elif model != GATE_BASELINE and model_score > baseline_score:
+        verdict = PASSED
+    else:
+        verdict = FAILED
+    return GateResult(
+        verdict, model, fingerprint, model_score, baseline_score, evaluated_users, min_users
+    )
+
+
+def record_gate(store: UrlArtifactStore, key: str, result: GateResult) -> None:
+    store.put(GATE, key, dataclasses.asdict(result))
+
+
+class GateError(RuntimeError):
+    """Publication refused: no passing gate result for the model about to be published.
+    ``result`` is the gate's verdict when it is a failure of the model (the gate ran and the
+    model did not pass); None when publication is refused for another reason (no verdict, an
+    unusable one, one about another model.pt)."""
+
+    def __init__(self, message: str, result: GateResult | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+def publishable(
+    store: UrlArtifactStore, key: str, model: Stamp, expect_run: str | None = None
+) -> GateResult:
+    """The gate result that allows publishing the model stamped ``model`` for ``key`` (verdict
+    passed or insufficient_evidence: publish the model; no_test_users, popularity_chosen:
+    publish popularity);
+    raises :class:`GateError` otherwise."""
+    if not store.has(GATE, key):
+        raise GateError(
+            f"no quality gate result for partition {key}: materialise model_evaluation({key})"
+            " before recommendations"
+        )
+    try:
+        result = GateResult(**store.get(GATE, key, expect_run))
+    except ArtifactError as error:
+        raise GateError(f"the quality gate result of {key} is unusable: {error}") from None
+    if result.model_sha256 != model.sha256:
+        raise GateError(
+            f"the quality gate of {key} evaluated trained_model {result.model_sha256[:12]}, but"
+            f" model.pt is now {model.sha256[:12]} (retrained since): materialise"
+            f" model_evaluation({key}) before publishing"
+        )
+    if result.verdict == FAILED:
+        raise GateError(result.refusal(key), result)
+    return result
