@@ -53,7 +53,7 @@ from typing import Annotated, Any, Literal
 import annotated_types
 from pydantic import TypeAdapter, ValidationError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_ENV = "RECS_CONFIG"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "recs.toml"
 TOP_LEVEL_KEYS = ("partition_start", "data_root", "dagster_home")
