@@ -161,8 +161,8 @@ class Deployment:
     deployment's settings (``RECS_*``, then the project config file)."""
 
     def __init__(self, instance: dg.DagsterInstance | None = None) -> None:
-        from assets.definitions import deployment_defaults
         from resources import ArtifactStore, Warehouse
+        from resources.deployment import deployment_defaults
 
         self.warehouse = Warehouse(**deployment_defaults("warehouse"))
         self.store = ArtifactStore(**deployment_defaults("artifacts")).store()

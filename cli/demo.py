@@ -31,14 +31,14 @@ import sys
 import time
 from pathlib import Path
 
-from recs_pipeline.infra.project_config import PROJECT_ROOT
-
 
 def main(argv: list[str] | None = None) -> int:
     from recs_pipeline.infra.project_config import DeploymentSettingError
+    from resources.deployment import all_defaults
 
     args = parse_args(argv)
     try:
+        all_defaults()  # every setting checked before anything is written
         if args.own_logs:
             return _own_logs(args)
         return _demo(args)
@@ -115,8 +115,7 @@ def _demo(args: argparse.Namespace) -> int:
     from recs_pipeline.data.synthetic import SyntheticLogSpec, recorded_spec, write_landing_files
     from recs_pipeline.infra import project_config
 
-    data_root = project_config.setting("data_root", "RECS_DATA_ROOT", PROJECT_ROOT / "data")
-    root = (Path(data_root) / "demo").resolve()
+    root = (project_config.data_root() / "demo").resolve()
     landing = root / "landing"
     spec = recorded_spec(landing)
     if args.small:
@@ -134,9 +133,9 @@ def _demo(args: argparse.Namespace) -> int:
         )
     # The demo's days must be partitions, whatever the deployment's start (set before the code
     # location is imported).
-    configured_start = project_config.setting("partition_start", "RECS_PARTITION_START")
+    configured_start = project_config.setting("partition_start", builtin=False)
     if configured_start and dt.date.fromisoformat(configured_start) > spec.start:
-        os.environ["RECS_PARTITION_START"] = spec.start.isoformat()
+        os.environ[project_config.TOP_LEVEL["partition_start"][0]] = spec.start.isoformat()
     configured = _configured_landing_root()
     if configured.is_relative_to(root) or root.is_relative_to(configured):
         print(
@@ -173,7 +172,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _configured_landing_root() -> Path:
-    from assets.definitions import deployment_defaults
+    from resources.deployment import deployment_defaults
 
     return Path(deployment_defaults("log_source")["landing_root"]).resolve()
 
@@ -253,7 +252,9 @@ def _run(
     """Ingest ``start..end`` in one run, then the chain for ``end``. ``skip_ingested`` (your
     own logs): only the days :func:`assets.ingest.pending_days` names are ingested, so a re-run
     over an unchanged export reads nothing again."""
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
+    from recs_pipeline.infra import project_config
+
+    os.environ.setdefault("DAGSTER_HOME", project_config.setting("dagster_home"))
     import dagster as dg
 
     from assets.platform.instance import InstanceConfigError, InstanceCorrupted, prepare_instance

@@ -46,8 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from assets.definitions import deployment_defaults
     from resources import ArtifactStore, Warehouse
+    from resources.deployment import deployment_defaults
 
     warehouse_config = deployment_defaults("warehouse")
     if args.warehouse:

@@ -26,11 +26,14 @@ from recs_pipeline.infra import project_config
 from recs_pipeline.infra.project_config import CONFIG_ENV, DEFAULT_CONFIG_FILE, PROJECT_ROOT
 
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
-DEFAULT_HOME = PROJECT_ROOT / "dagster_home"
-HOME_TEMPLATE = DEFAULT_HOME / "dagster.yaml"
+HOME_TEMPLATE = PROJECT_ROOT / "dagster_home" / "dagster.yaml"
 LOCAL_CONFIG = "recs.toml"
-# Settings in the environment that name a deployment of one's own (as `make ui` checked).
-DEPLOYMENT_ENV = ("RECS_LANDING_ROOT", "RECS_WAREHOUSE", "RECS_WAREHOUSE_CATALOG")
+# Resource fields whose variable, set, names a deployment of one's own (as `make ui` checked).
+DEPLOYMENT_FIELDS = (
+    ("log_source", "landing_root"),
+    ("warehouse", "database"),
+    ("warehouse", "catalog"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +44,8 @@ class Environment:
     notes: tuple[str, ...]  # what was chosen that a user should hear about
 
 
-def data_root() -> Path:
-    return Path(project_config.setting("data_root", "RECS_DATA_ROOT", PROJECT_ROOT / "data"))
-
-
 def demo_config() -> Path:
-    return (data_root() / "demo" / "recs.toml").resolve()
+    return (project_config.data_root() / "demo" / "recs.toml").resolve()
 
 
 def _choose_config(use_demo: bool) -> tuple[Path | None, bool]:
@@ -57,7 +56,10 @@ def _choose_config(use_demo: bool) -> tuple[Path | None, bool]:
         return local.resolve(), False
     if DEFAULT_CONFIG_FILE.is_file():
         return DEFAULT_CONFIG_FILE, False
-    if use_demo and not any(os.environ.get(var) for var in DEPLOYMENT_ENV):
+    from resources.deployment import RESOURCE_ENV  # Dagster's import, only when it is needed
+
+    named = [RESOURCE_ENV[resource][field] for resource, field in DEPLOYMENT_FIELDS]
+    if use_demo and not any(os.environ.get(var) for var in named):
         demo = demo_config()
         if demo.is_file():
             return demo, True
@@ -76,8 +78,7 @@ def configure(use_demo: bool = True) -> Environment:
     if demo:
         notes.append(f"no deployment configured: using the demo's settings ({config})")
     project_config.project_config()  # a file that does not load fails here, naming itself
-    home = Path(project_config.setting("dagster_home", "DAGSTER_HOME", DEFAULT_HOME))
-    home = home.expanduser().resolve()
+    home = Path(project_config.setting("dagster_home")).expanduser().resolve()
     os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():

@@ -177,11 +177,11 @@ def _model_config(model: str | None) -> dict:
 def _default_day() -> tuple[dt.date, str]:
     """The newest day worth running: the log's last day, or the newest partition (yesterday,
     UTC) when the log goes on past it."""
-    from assets.definitions import deployment_defaults
     from assets.lib.partitions import daily_partitions
     from recs_pipeline.data.logs import LogConfigError
     from recs_pipeline.data.profile import all_files, profile_log
     from resources import LogSource
+    from resources.deployment import deployment_defaults
 
     newest = dt.date.fromisoformat(daily_partitions.get_last_partition_key())
     source = LogSource(**deployment_defaults("log_source"))
@@ -587,7 +587,7 @@ def doctor(repair: bool) -> None:
     except InstanceCorrupted as error:
         click.echo(f"instance: {error}", err=True)
         problems += 1
-    from assets.definitions import deployment_defaults
+    from resources.deployment import deployment_defaults
 
     database = deployment_defaults("warehouse")["database"]
     shared = bool(str(deployment_defaults("warehouse").get("catalog") or "").strip())

@@ -5,7 +5,7 @@ in a core dataclass (``recs_pipeline.config.setting``); ``assets/lib/settings.py
 launchpad's config classes from those declarations and says which names differ (``RENAMED``),
 which fields are not run config (``INTERNAL``), which default means "unset" (``UNSET``) and
 which fields are Dagster-only (``EXTRAS``). The resources declare their fields with pydantic,
-``assets/definitions.py`` maps them to ``RECS_*`` variables (``RESOURCE_ENV``), and
+``resources/deployment.py`` maps them to ``RECS_*`` variables (``RESOURCE_ENV``), and
 ``recs_pipeline/infra/project_config.py`` names the project config file's top-level keys. This page
 is built from all of those, so it cannot drift from them.
 
@@ -28,22 +28,19 @@ from docsgen import table_cell
 
 PAGE = "configuration-reference.md"
 
-# What the top-level keys of the project config file mean, and their variables. A key added to
-# project_config.TOP_LEVEL_KEYS without a line here is still listed (its meaning left blank).
-TOP_LEVEL = {
+# What the top-level keys of the project config file mean (their variables and defaults are
+# project_config.TOP_LEVEL's). A key added there without a line here is still listed.
+TOP_LEVEL_MEANING = {
     "partition_start": (
-        "RECS_PARTITION_START",
-        "The first daily partition (YYYY-MM-DD). `profile --write` sets it to the log's first day.",
+        "The first daily partition (YYYY-MM-DD). `profile --write` sets it to the log's first day."
     ),
     "data_root": (
-        "RECS_DATA_ROOT",
         "The folder under which the warehouse, the artifacts, the landing files and the serving"
-        " files live unless their own settings say otherwise.",
+        " files live unless their own settings say otherwise."
     ),
     "dagster_home": (
-        "DAGSTER_HOME",
         "The Dagster instance's home (runs, event logs, schedules), which `recs` exports as"
-        " `DAGSTER_HOME` to every process it starts; a `DAGSTER_HOME` already set wins.",
+        " `DAGSTER_HOME` to every process it starts; a `DAGSTER_HOME` already set wins."
     ),
 }
 # Variables that configure a process rather than a setting of the code location.
@@ -175,9 +172,9 @@ def _ops(lines: list[str]) -> None:
 
 
 def _resources(lines: list[str]) -> None:
-    from assets import definitions
     from assets.lib.partitions import DATA_ROOT
     from recs_pipeline.infra.project_config import describe_type
+    from resources import deployment
 
     lines += [
         "## Resources: `[resources.<name>]`",
@@ -188,9 +185,9 @@ def _resources(lines: list[str]) -> None:
         " relative to the file's folder.",
         "",
     ]
-    for key, cls in definitions.RESOURCE_CLASSES.items():
-        env = definitions.RESOURCE_ENV.get(key, {})
-        builtin = definitions.deployment_defaults(key)
+    for key, cls in deployment.RESOURCE_CLASSES.items():
+        env = deployment.RESOURCE_ENV.get(key, {})
+        builtin = deployment.deployment_defaults(key)
         rows = []
         for name, info in cls.model_fields.items():
             default = info.get_default(call_default_factory=True)
@@ -224,21 +221,16 @@ def _resources(lines: list[str]) -> None:
 
 
 def _top_level(lines: list[str]) -> None:
-    from assets.lib.partitions import BUILTIN_PARTITION_START
     from assets.platform.instance import INSTANCE_ENV, STORAGES
-    from recs_pipeline.infra.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
+    from recs_pipeline.infra.project_config import CONFIG_ENV, PROJECT_ROOT, TOP_LEVEL
 
-    defaults = {
-        "partition_start": _code(BUILTIN_PARTITION_START),
-        "data_root": "`data` (in the project)",
-        "dagster_home": "`dagster_home` (in the project)",
-    }
     rows = []
-    for key in TOP_LEVEL_KEYS:
-        variable, meaning = TOP_LEVEL.get(key, ("", ""))
-        rows.append(
-            [_code(key), _code(variable) if variable else "", defaults.get(key, ""), meaning]
-        )
+    for key, (variable, default) in TOP_LEVEL.items():
+        if default.startswith(str(PROJECT_ROOT)):
+            shown = f"`{default[len(str(PROJECT_ROOT)) + 1 :]}` (in the project)"
+        else:
+            shown = _code(default)
+        rows.append([_code(key), _code(variable), shown, TOP_LEVEL_MEANING.get(key, "")])
     lines += [
         "## The project config file: top level",
         "",
@@ -262,18 +254,17 @@ def _top_level(lines: list[str]) -> None:
 
 
 def _variables(lines: list[str]) -> None:
-    from assets import definitions
     from assets.platform.instance import INSTANCE_ENV, POSTGRES_ENV
     from assets.platform.kubernetes import EXECUTOR_ENV, GPU_ENV
-    from recs_pipeline.infra.project_config import CONFIG_ENV, TOP_LEVEL_KEYS
+    from recs_pipeline.infra.project_config import CONFIG_ENV, TOP_LEVEL
+    from resources import deployment
 
     rows = [[_code(CONFIG_ENV), "the project config file", "Its path; empty: read none."]]
-    for key in TOP_LEVEL_KEYS:
-        if key in TOP_LEVEL:
-            rows.append([_code(TOP_LEVEL[key][0]), _code(key), TOP_LEVEL[key][1]])
+    for key, (variable, _) in TOP_LEVEL.items():
+        rows.append([_code(variable), _code(key), TOP_LEVEL_MEANING.get(key, "")])
     rows.append([_code(INSTANCE_ENV), "`[instance] storage`", "Dagster's instance storage."])
-    for key, fields in definitions.RESOURCE_ENV.items():
-        cls = definitions.RESOURCE_CLASSES[key]
+    for key, fields in deployment.RESOURCE_ENV.items():
+        cls = deployment.RESOURCE_CLASSES[key]
         for field, variable in fields.items():
             description = cls.model_fields[field].description or ""
             rows.append([_code(variable), f"`[resources.{key}] {field}`", description])

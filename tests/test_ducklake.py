@@ -332,11 +332,9 @@ def test_the_pool_limit_follows_the_warehouse(tmp_path, monkeypatch):
 
 
 def test_the_warehouse_is_chosen_in_the_environment_or_the_config_file(monkeypatch):
-    from assets.definitions import RESOURCE_ENV, deployment_defaults
-    from assets.platform.instance import WAREHOUSE_CATALOG_ENV
+    from resources.deployment import deployment_defaults
 
-    assert RESOURCE_ENV["warehouse"]["catalog"] == WAREHOUSE_CATALOG_ENV
-    monkeypatch.setenv(WAREHOUSE_CATALOG_ENV, "postgres:dbname=lake")
+    monkeypatch.setenv("RECS_WAREHOUSE_CATALOG", "postgres:dbname=lake")
     monkeypatch.setenv("RECS_WAREHOUSE_DATA_PATH", "s3://bucket/lake/")
     defaults = deployment_defaults("warehouse")
     assert Warehouse(**defaults).shared

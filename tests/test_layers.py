@@ -257,3 +257,18 @@ def test_the_readmes_layout_matches_the_tree():
         if "__pycache__" not in init.parts
     }
     assert not packages - named, sorted(packages - named)
+
+
+def test_each_deployment_variable_is_named_in_one_module():
+    """A ``RECS_*`` variable is spelled in one module of the project, the one that resolves it
+    (``project_config.TOP_LEVEL``, ``resources/deployment.py``'s ``RESOURCE_ENV``, ...);
+    everything else asks that module. (The benchmarks, like the tests, set variables for the
+    processes they start, as a user would.)"""
+    spelled: dict[str, set[str]] = {}
+    for path in python_files("recs_pipeline", "resources", "assets", "cli"):
+        for node in ast.walk(tree(path)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if re.fullmatch(r"RECS_[A-Z0-9_]+", node.value):
+                    spelled.setdefault(node.value, set()).add(str(path.relative_to(ROOT)))
+    repeated = {name: sorted(where) for name, where in spelled.items() if len(where) > 1}
+    assert not repeated, repeated

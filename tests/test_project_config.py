@@ -383,8 +383,8 @@ def test_a_wrong_value_in_the_project_config_names_the_file_key_and_whats_allowe
 def test_the_project_config_takes_each_setting_in_its_own_type(tmp_path, monkeypatch):
     """The check refuses no value of the right type: a TOML date, an integer for a number,
     lists and tables where a setting takes them."""
-    from assets.definitions import deployment_defaults
     from recs_pipeline.infra import project_config
+    from resources.deployment import deployment_defaults
 
     config = tmp_path / "recs.toml"
     config.write_text(
@@ -475,3 +475,35 @@ def test_the_cli_refuses_a_wrong_variable_in_one_line_before_writing(tmp_path):
         " (fix or unset the environment variable)"
     )
     assert not (tmp_path / "data").exists()
+
+
+def test_without_settings_every_process_puts_the_data_under_the_projects_data_folder():
+    """No ``recs.toml`` and no variable: the code location's resources, the commands and the
+    demo agree on ``<project>/data`` (the code location once resolved it on its own, from its
+    module's folder, and put the warehouse under ``assets/data``)."""
+    script = """
+import json
+from assets.lib.partitions import DATA_ROOT
+from cli.environment import demo_config
+from resources.deployment import deployment_defaults
+print(json.dumps({
+    "code_location": str(DATA_ROOT),
+    "warehouse": deployment_defaults("warehouse")["database"],
+    "landing": deployment_defaults("log_source")["landing_root"],
+    "demo": str(demo_config()),
+}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECS_")}
+    env |= {"RECS_CONFIG": "", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd="/", capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    data = ROOT / "data"
+    assert found == {
+        "code_location": str(data),
+        "warehouse": str(data / "warehouse.duckdb"),
+        "landing": str(data / "landing"),
+        "demo": str(data / "demo" / "recs.toml"),
+    }

@@ -1,23 +1,18 @@
 """Daily partitions (UTC) and the project's paths and defaults."""
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 
 from assets.lib.settings import SplitSettings
 from recs_pipeline.infra import project_config
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(project_config.setting("data_root", "RECS_DATA_ROOT", PROJECT_ROOT / "data"))
+DATA_ROOT = project_config.data_root()
 
 # The first day a partition exists for, read by every process that loads the code location
 # (UI, daemon, CLI): RECS_PARTITION_START, else the project config file's partition_start
 # (`python -m cli.profile --write` sets it to the log's first day), else 2025-01-01.
-BUILTIN_PARTITION_START = "2025-01-01"
-PARTITION_START = project_config.setting(
-    "partition_start", "RECS_PARTITION_START", BUILTIN_PARTITION_START
-)
+PARTITION_START = project_config.setting("partition_start")
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC")
 

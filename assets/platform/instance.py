@@ -111,8 +111,6 @@ WAREHOUSE_POOL = "duckdb"
 # how many steps hold a catalog connection at once (each a PostgreSQL connection) and how many
 # commits race. A DuckLake on a DuckDB catalog file gets 1, as the embedded file does.
 SHARED_WAREHOUSE_POOL_LIMIT = 16
-# Set in the environment or [resources.warehouse] (assets/definitions.py RESOURCE_ENV).
-WAREHOUSE_CATALOG_ENV = "RECS_WAREHOUSE_CATALOG"
 
 
 class InstanceCorrupted(RuntimeError):
@@ -152,13 +150,11 @@ def warehouse_pool_limit() -> int:
     """The ``duckdb`` pool's limit for this deployment's warehouse: 1 for the embedded DuckDB
     file and for a DuckLake on a DuckDB catalog file (one process at a time holds either),
     :data:`SHARED_WAREHOUSE_POOL_LIMIT` for a DuckLake on PostgreSQL (a ``catalog`` set in the
-    environment, else in the project config file, as the Warehouse resource reads it)."""
-    from recs_pipeline.infra import project_config
+    environment, else in the project config file: the Warehouse resource's own default)."""
     from recs_pipeline.infra.warehouse import is_single_process_catalog
+    from resources.deployment import deployment_defaults
 
-    catalog = os.environ.get(WAREHOUSE_CATALOG_ENV)
-    if catalog is None:
-        catalog = str(project_config.section("resources", "warehouse").get("catalog") or "")
+    catalog = str(deployment_defaults("warehouse").get("catalog") or "")
     if not catalog.strip() or is_single_process_catalog(catalog):
         return 1
     return SHARED_WAREHOUSE_POOL_LIMIT

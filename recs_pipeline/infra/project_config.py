@@ -56,7 +56,14 @@ from pydantic import TypeAdapter, ValidationError
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_ENV = "RECS_CONFIG"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "recs.toml"
-TOP_LEVEL_KEYS = ("partition_start", "data_root", "dagster_home")
+# The top-level settings: each one's environment variable, which wins over the file, and its
+# built-in default. :func:`setting` is their one resolver.
+TOP_LEVEL = {
+    "partition_start": ("RECS_PARTITION_START", "2025-01-01"),
+    "data_root": ("RECS_DATA_ROOT", str(PROJECT_ROOT / "data")),
+    "dagster_home": ("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home")),
+}
+TOP_LEVEL_KEYS = tuple(TOP_LEVEL)
 # Values that are paths: resolved against the file's folder when relative.
 PATH_KEYS = {
     ("resources", "log_source", "landing_root"),
@@ -250,12 +257,19 @@ def section(kind: str, name: str) -> dict[str, Any]:
     return dict(table.get(name) or {})
 
 
-def setting(name: str, env: str | None = None, default: Any = None) -> Any:
-    """A top-level setting: the environment variable ``env`` first, then the file, then
-    ``default``; a value the setting does not allow raises :class:`DeploymentSettingError`."""
-    if env and os.environ.get(env):
+def setting(name: str, builtin: bool = True) -> str | None:
+    """The top-level setting ``name`` (:data:`TOP_LEVEL`): its environment variable first,
+    then the file, then its built-in default (None with ``builtin=False``: "not configured");
+    a value the setting does not allow raises :class:`DeploymentSettingError`."""
+    env, default = TOP_LEVEL[name]
+    if os.environ.get(env):
         return check_top_level(name, os.environ[env], env=env)
-    return project_config().get(name, default)
+    return project_config().get(name, default if builtin else None)
+
+
+def data_root() -> Path:
+    """Where the deployment's files live unless a resource names its own place."""
+    return Path(setting("data_root")).expanduser()
 
 
 _TOP_LEVEL_LINE = re.compile(r"^\s*{key}\s*=.*$")
