@@ -6,12 +6,12 @@ import datetime as dt
 import dagster as dg
 
 from assets.ingest import raw_interactions
-from assets.lib.catalog import OWNERS, tags
+from assets.lib.catalog import daily_asset
 from assets.lib.lineage import expected_writer
-from assets.lib.partitions import DEFAULT_WINDOW_DAYS, daily_partitions, partition_date
+from assets.lib.partitions import DEFAULT_WINDOW_DAYS, partition_date
 from assets.lib.settings import HardNegativeSettings, SplitSettings, check_run_config
 from assets.lib.shard_log import ShardLog
-from assets.lib.tables import row_count, table_metadata
+from assets.lib.tables import row_count
 from recs_pipeline.data.item_features import read_item_features
 from recs_pipeline.data.split import explain_empty_train, temporal_split
 from recs_pipeline.graph.bipartite import InteractionGraph, index_split, normalized_adjacency
@@ -31,15 +31,10 @@ _WINDOW = dg.TimeWindowPartitionMapping(
 )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
+@daily_asset(
+    "features",
+    writes=["features.train_interactions", "features.test_interactions"],
     deps=[dg.AssetDep(raw_interactions, partition_mapping=_WINDOW)],
-    pool="duckdb",
-    group_name="features",
-    kinds={"duckdb"},
-    metadata=table_metadata("features.train_interactions", "features.test_interactions"),
-    owners=OWNERS,
-    tags=tags("features"),
 )
 def interaction_split(
     context: dg.AssetExecutionContext,
@@ -75,15 +70,11 @@ def interaction_split(
     )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
+@daily_asset(
+    "features",
+    writes=["features.user_index", "features.item_index"],
+    kinds=["torch"],
     deps=[interaction_split],
-    pool="duckdb",
-    group_name="features",
-    kinds={"duckdb", "torch"},
-    metadata=table_metadata("features.user_index", "features.item_index"),
-    owners=OWNERS,
-    tags=tags("features"),
 )
 def interaction_graph(
     context: dg.AssetExecutionContext,
@@ -149,13 +140,10 @@ def save_item_features(
     }
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
+@daily_asset(
+    "features",
+    kinds=["torch"],
     deps=[interaction_graph],
-    group_name="features",
-    kinds={"torch"},
-    owners=OWNERS,
-    tags=tags("features"),
 )
 def hard_negatives(
     context: dg.AssetExecutionContext,

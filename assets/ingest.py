@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from assets.lib.catalog import OWNERS, tags
+from assets.lib.catalog import daily_asset
 from assets.lib.partitions import daily_partitions
 from assets.lib.settings import check_run_config
-from assets.lib.tables import row_count, table_metadata
+from assets.lib.tables import row_count
 from assets.platform.instance import check_targets
 from recs_pipeline.data.logs import (
     IngestInterrupted,
@@ -119,16 +119,11 @@ def quarantine_rate(report: IngestReport, max_rate: float) -> tuple[bool, str, d
     return passed, description, metadata
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
+@daily_asset(
+    "ingest",
+    writes=["raw.interactions", "raw.rejected_interactions"],
     backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    group_name="ingest",
-    kinds={"duckdb"},
     check_specs=[ROWS_ACCEPTED, QUARANTINE_RATE],
-    metadata=table_metadata("raw.interactions", "raw.rejected_interactions"),
-    owners=OWNERS,
-    tags=tags("ingest"),
 )
 def raw_interactions(
     context: dg.AssetExecutionContext,

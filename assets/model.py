@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.features import hard_negatives, interaction_graph
-from assets.lib.catalog import OWNERS, tags
+from assets.lib.catalog import daily_asset
 from assets.lib.lineage import expected_writer
 from assets.lib.partitions import daily_partitions, partition_date
 from assets.lib.settings import (
@@ -18,7 +18,7 @@ from assets.lib.settings import (
     check_run_config,
 )
 from assets.lib.shard_log import ShardLog
-from assets.lib.tables import row_count, table_metadata
+from assets.lib.tables import row_count
 from assets.platform.instance import shared_database_url
 from assets.platform.kubernetes import gpu_op_tags
 from recs_pipeline.evaluation.gate import (
@@ -244,13 +244,10 @@ def leaderboard(selection: Selection) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=columns))
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
+@daily_asset(
+    "model",
+    kinds=["optuna"],
     deps=[interaction_graph],
-    group_name="model",
-    kinds={"optuna"},
-    owners=OWNERS,
-    tags=tags("model"),
 )
 def model_selection(
     context: dg.AssetExecutionContext,
@@ -324,13 +321,10 @@ def _op_config(context: dg.AssetExecutionContext, op: str) -> dict:
     return ((context.run.run_config.get("ops") or {}).get(op) or {}).get("config") or {}
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
+@daily_asset(
+    "model",
+    kinds=["torch"],
     deps=[interaction_graph, hard_negatives, model_selection],
-    group_name="model",
-    kinds={"torch"},
-    owners=OWNERS,
-    tags=tags("model"),
     # On Kubernetes with RECS_K8S_GPU=1: the step's pod on a GPU node
     # (assets/platform/kubernetes.py).
     op_tags=gpu_op_tags(),
@@ -489,16 +483,12 @@ def trained_model(
     )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
+@daily_asset(
+    "model",
+    writes=["ml.metrics"],
+    kinds=["torch"],
     deps=[trained_model],
-    pool="duckdb",
-    group_name="model",
-    kinds={"duckdb", "torch"},
-    metadata=table_metadata("ml.metrics"),
     check_specs=[BEATS_POPULARITY, BEATS_EVERY_BASELINE],
-    owners=OWNERS,
-    tags=tags("model"),
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,

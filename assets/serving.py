@@ -4,12 +4,12 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.lib.catalog import OWNERS, tags
+from assets.lib.catalog import daily_asset
 from assets.lib.lineage import expected_writer
-from assets.lib.partitions import daily_partitions, partition_date
+from assets.lib.partitions import partition_date
 from assets.lib.settings import PublishSettings, check_run_config
 from assets.lib.shard_log import ShardLog
-from assets.lib.tables import row_count, table_metadata
+from assets.lib.tables import row_count
 from assets.live import live_event
 from assets.model import gate_stop, model_evaluation
 from recs_pipeline.evaluation.gate import GATE_BASELINE, NO_TEST_USERS, GateError, publishable
@@ -46,15 +46,10 @@ def preview_table(rows: list[tuple]) -> dg.TableMetadataValue:
     )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
+@daily_asset(
+    "serving",
+    writes=["serving.recommendations"],
     deps=[model_evaluation],
-    pool="duckdb",
-    group_name="serving",
-    kinds={"duckdb"},
-    metadata=table_metadata("serving.recommendations"),
-    owners=OWNERS,
-    tags=tags("serving"),
 )
 def recommendations(
     context: dg.AssetExecutionContext,

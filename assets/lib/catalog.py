@@ -1,9 +1,14 @@
-"""What the catalog shows about every asset besides its data: owner, tags, and the freshness
-policy of what is live (live_recommendations)."""
+"""What the catalog shows about every asset besides its data: owner, tags, the warehouse pool,
+and the freshness policy of what is live (live_recommendations); :func:`daily_asset` declares
+them once for every daily asset."""
 
 import datetime as dt
+from collections.abc import Iterable
 
 import dagster as dg
+
+from assets.lib.partitions import daily_partitions
+from assets.lib.tables import WAREHOUSE_POOL, table_metadata
 
 # Who answers for the assets (the catalog's "Owners"; a team, not a person).
 OWNERS = ["team:recs"]
@@ -23,3 +28,23 @@ def tags(layer: str) -> dict[str, str]:
     """Tags of an asset of ``layer`` (ingest, features, model, serving): filterable in the
     catalog."""
     return {"domain": "recommendations", "layer": layer}
+
+
+def daily_asset(layer: str, *, writes: Iterable[str] = (), kinds: Iterable[str] = (), **asset):
+    """``dg.asset`` for a daily partition of ``layer`` (its group, tags and owners). A step
+    that ``writes`` warehouse tables opens the warehouse, so it is in the warehouse pool, of
+    kind duckdb, and its table metadata names the tables (the first is its own); ``asset``
+    holds the asset's other arguments."""
+    tables = list(writes)
+    if tables:
+        asset["pool"] = WAREHOUSE_POOL
+        asset["metadata"] = table_metadata(*tables) | asset.get("metadata", {})
+        kinds = ["duckdb", *kinds]
+    return dg.asset(
+        partitions_def=daily_partitions,
+        group_name=layer,
+        kinds=set(kinds),
+        owners=OWNERS,
+        tags=tags(layer),
+        **asset,
+    )

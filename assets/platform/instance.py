@@ -56,6 +56,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from assets.lib.tables import WAREHOUSE_POOL
+
 # The SQLite databases whose schema Dagster versions with alembic, relative to the home, and the
 # storage module whose alembic scripts name their head revision.
 VERSIONED_DATABASES = {
@@ -105,8 +107,6 @@ _MOVED_MODULE_LINE = re.compile(
 )
 
 
-# The pool of every step that opens the warehouse (assets: pool="duckdb").
-WAREHOUSE_POOL = "duckdb"
 # The shared warehouse (DuckLake on PostgreSQL) needs no mutual exclusion: the limit only bounds
 # how many steps hold a catalog connection at once (each a PostgreSQL connection) and how many
 # commits race. A DuckLake on a DuckDB catalog file gets 1, as the embedded file does.
