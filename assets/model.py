@@ -1,6 +1,5 @@
 """trained_model and model_evaluation (with the blocking quality gate)."""
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Iterator
@@ -9,8 +8,8 @@ import dagster as dg
 
 from assets.features import hard_negatives, interaction_graph
 from assets.lib.catalog import daily_asset
-from assets.lib.lineage import expected_writer
-from assets.lib.partitions import daily_partitions, partition_date
+from assets.lib.lineage import step_lineage
+from assets.lib.partitions import daily_partitions
 from assets.lib.settings import (
     EvaluationSettings,
     SelectionSettings,
@@ -23,7 +22,6 @@ from assets.platform.instance import shared_database_url
 from assets.platform.kubernetes import gpu_op_tags
 from recs_pipeline.evaluation.gate import (
     FAILED,
-    GATE_BASELINE,
     GATE_CHECK,
     GATE_KEY,
     GATE_LABEL,
@@ -34,27 +32,18 @@ from recs_pipeline.evaluation.gate import (
     PASSED,
     POPULARITY_CHOSEN,
     GateError,
-    gate_verdict,
-    record_gate,
 )
-from recs_pipeline.evaluation.metrics import METRICS, evaluate_scorers
-from recs_pipeline.evaluation.selection import Selection, daily_selection
-from recs_pipeline.graph.bipartite import id_map_version
-from recs_pipeline.infra.artifacts import HARD_NEGATIVES, MODEL, SELECTION, SPLIT, ArtifactProgress
+from recs_pipeline.evaluation.metrics import METRICS
+from recs_pipeline.evaluation.selection import Selection, champion_line, daily_selection
+from recs_pipeline.infra.artifacts import GRAPH, MODEL
 from recs_pipeline.infra.console import progress_bar
-from recs_pipeline.infra.warehouse import replace_partition
-from recs_pipeline.models import TRAINING_FREE, checkpoint, fit_training_free
+from recs_pipeline.models import TRAINING_FREE
 from recs_pipeline.steps.day import (
-    config_hash,
     item_features,
     load_graph,
-    load_model,
-    load_scorer,
-    previous_model,
-    sample_test_users,
 )
-from recs_pipeline.training import train_model
-from recs_pipeline.training.data_parallel import rank_log, train_data_parallel
+from recs_pipeline.steps.evaluate import evaluate_day
+from recs_pipeline.steps.train import choose_model, train_day
 from resources import ArtifactStore, ComputeEngine, Warehouse
 
 with warnings.catch_warnings():
@@ -268,12 +257,12 @@ def model_selection(
     check_run_config(context)
     store = artifacts.store()
     key = context.partition_key
-    graph_run = expected_writer(context, "interaction_graph")
-    graph = load_graph(store, key, graph_run)
+    lineage = step_lineage(context)
+    graph = load_graph(store, key, lineage.writer(GRAPH))
     train = TrainSettings(**_op_config(context, "trained_model")).to_core()
     features = None
     if "pinsage" in config.candidates:
-        features = item_features(store, key, "pinsage", context.log.info, graph_run)
+        features = item_features(store, key, "pinsage", context.log.info, lineage.writer(GRAPH))
     selection, reused_from = daily_selection(
         store,
         key,
@@ -300,21 +289,6 @@ def model_selection(
             **({"fallback": selection.fallback} if selection.fallback else {}),
         }
     )
-
-
-def champion_line(selection: Selection, reused_from: str | None = None) -> str:
-    """One sentence: which scorer was chosen and why."""
-    if selection.fallback:
-        return f"model selection: {selection.fallback}"
-    board = selection.leaderboard()
-    runner = next((t for t in board if t.model != selection.model), None)
-    why = (
-        f"validation Recall@{selection.k} {selection.recall:.4f}"
-        + (f" vs {runner.model}'s {runner.recall:.4f}" if runner else "")
-        + f", best of {len(selection.trials)} trials on {selection.validation_users} users"
-    )
-    source = f" (the choice of {reused_from})" if reused_from else ""
-    return f"model selection: {selection.model} chosen{source}: {why}"
 
 
 def _op_config(context: dg.AssetExecutionContext, op: str) -> dict:
@@ -347,106 +321,40 @@ def trained_model(
     data parallel on that many workers (`recs_pipeline.training.data_parallel`): the same
     result as one process, the per-epoch log lines arriving when training ends."""
     check_run_config(context)
-    store = artifacts.store()
-    key = context.partition_key
-    graph_run = expected_writer(context, "interaction_graph")
-    graph = load_graph(store, key, graph_run)
-    id_map = {"as_of": key, "version": id_map_version(graph.user_ids, graph.item_ids)}
-    base = config.to_core()
-    # How the model was chosen: the gate judges a champion of a search on too few test users
-    # as insufficient evidence, but holds a pinned or default model to popularity.
-    chosen_by = "run config" if config.pinned() else "default"
-    if config.pinned():
-        context.log.info(f"model pinned by the run config: {base.model}")
-    elif store.has(SELECTION, key):
-        selection = Selection.from_dict(
-            store.get(SELECTION, key, expected_writer(context, "model_selection"))["selection"]
-        )
-        chosen_by = "default" if selection.fallback else "model_selection"
-        context.log.info(champion_line(selection))
-        # The champion's settings: a training-free model's own (model_params, checked against
-        # its declaration), a trained model's TrainConfig fields.
-        if selection.model in TRAINING_FREE:
-            base = dataclasses.replace(
-                base, model=selection.model, model_params=dict(selection.params) or None
-            )
-        else:
-            base = dataclasses.replace(base, model=selection.model, **selection.params)
-    else:
-        context.log.warning(
-            f"no model_selection for {key}: {base.model} (the default) is trained; materialise"
-            " model_selection first to train the day's champion"
-        )
-    if base.model in TRAINING_FREE:
-        model = fit_training_free(
-            base.model,
-            graph.train_users,
-            graph.train_items,
-            graph.n_users,
-            graph.n_items,
-            **(base.model_params or {}),
-        )
-        stamp = store.put(
-            MODEL, key, {**checkpoint(model), "id_map": id_map, "chosen_by": chosen_by}
-        )
-        return dg.MaterializeResult(
-            metadata={
-                "model": base.model,
-                "chosen_by": chosen_by,
-                "training_free": True,
-                "settings": dg.MetadataValue.json(model.params()),
-                "model_sha256": stamp.sha256,
-                "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
-            }
-        )
-    train_config = base
-    progress = ArtifactProgress(store, key, log=context.log.warning)
-    bar = progress_bar(train_config.epochs, f"train {train_config.model}", "epoch")
+    store, key, lineage = artifacts.store(), context.partition_key, step_lineage(context)
+    graph = load_graph(store, key, lineage.writer(GRAPH))
+    choice = choose_model(store, key, config.to_core(), config.pinned(), lineage)
+    (context.log.warning if choice.warning else context.log.info)(choice.line)
+    train_config = choice.config
+    trains = train_config.model not in TRAINING_FREE
+    bar = (
+        progress_bar(train_config.epochs, f"train {train_config.model}", "epoch")
+        if trains
+        else None
+    )
 
     def on_epoch(record: dict) -> None:
         bar.update(1)
         bar.set_postfix_str(f"loss {record['loss']:.4f}")
 
-    inputs = {
-        "hard_pools": store.get(HARD_NEGATIVES, key, expected_writer(context, "hard_negatives")),
-        "item_features": item_features(store, key, train_config.model, context.log.info, graph_run),
-        "warm_start": previous_model(store, key, graph, context.log.warning)
-        if config.warm_start
-        else None,
-    }
-    compute = engine.engine()
-    if compute.kind == "local" and compute.workers == 1:
-        result = train_model(
-            graph, train_config, log=context.log.info,
-            progress=progress if config.resume else None, on_epoch=on_epoch, **inputs,
-        )  # fmt: skip
-    else:
-        # Rank 0 saves the progress, through a store whose warnings go to the rank's log.
-        result = train_data_parallel(
-            compute, graph, train_config, log=context.log.info,
-            progress=ArtifactProgress(store, key, log=rank_log) if config.resume else None,
-            **inputs,
-        )  # fmt: skip
-        for record in result.history[result.resumed_from_epoch :]:  # the bar catches up at once
-            on_epoch(record)
-    bar.close()
-    # The checksum of model.pt is the model's fingerprint: the gate records the one it
-    # evaluated and publication refuses any other.
-    stamp = store.put(
-        MODEL,
-        key,
-        {
-            **checkpoint(result.model),
-            "train_config": dataclasses.asdict(train_config),
-            "id_map": id_map,
-            "history": result.history,
-            "best_epoch": result.best_epoch,
-            "val_recall": result.best_val_recall,
-            "warm_start": result.warm_start,
-            "chosen_by": chosen_by,
-        },
-    )
-    progress.clear()
+    trained = train_day(
+        store, key, graph, choice, lineage, engine.engine(), warm_start=config.warm_start,
+        resume=config.resume, log=context.log.info, warn=context.log.warning, on_epoch=on_epoch,
+    )  # fmt: skip
+    if bar is not None:
+        bar.close()
+    if trained.result is None:
+        return dg.MaterializeResult(
+            metadata={
+                "model": train_config.model,
+                "chosen_by": trained.chosen_by,
+                "training_free": True,
+                "settings": dg.MetadataValue.json(trained.fitted.params()),
+                "model_sha256": trained.stamp.sha256,
+                "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
+            }
+        )
+    result, stamp, chosen_by = trained.result, trained.stamp, trained.chosen_by
     k = train_config.val_k
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), {})
     # What was trained: the champion's model and searched settings where selection chose them.
@@ -477,7 +385,7 @@ def trained_model(
             "step_seconds": round(sum(r.get("step_seconds", 0.0) for r in result.history), 2),
             "validation_seconds": round(sum(r.get("val_seconds", 0.0) for r in result.history), 2),
             "resumed_from_epoch": result.resumed_from_epoch,
-            "training_workers": compute.workers,
+            "training_workers": trained.workers,
             **(result.warm_start or {"warm_users": 0, "warm_items": 0}),
         }
     )
@@ -508,79 +416,13 @@ def model_evaluation(
     day: other models' and configurations' rows stay beside them. The ranking runs in the
     engine's shards of test users (`shard_runs`); the metrics come from the merged lists."""
     check_run_config(context)
-    key = context.partition_key
-    store = artifacts.store()
-    model = load_model(store, key, expected_writer(context, "trained_model"))
-    scorer = load_scorer(
-        store,
-        key,
-        model=model,
-        expect_graph_run=expected_writer(context, "interaction_graph"),
-    )
-    graph, model_name = scorer.graph, scorer.model
-    scorers = {model_name: scorer.score_fn}
-    for baseline in dict.fromkeys([GATE_BASELINE, *config.baselines]):
-        if baseline not in scorers:
-            scorers[baseline] = fit_training_free(
-                baseline, graph.train_users, graph.train_items, graph.n_users, graph.n_items
-            ).scores
-    exclude = graph.train_csr()
-    test_users, test_items = sample_test_users(graph, config.max_users, config.seed)
     compute = engine.engine()
     shard_log = ShardLog(context, compute, "evaluation")
-    with compute.session():
-        results, _ = evaluate_scorers(
-            scorers,
-            graph.n_items,
-            exclude,
-            test_users,
-            test_items,
-            KS,
-            engine=compute,
-            on_shard=shard_log,
-        )
-    rows = [
-        (model, k, metric, value)
-        for model, metrics in results.items()
-        for (metric, k), value in metrics.items()
-    ]
-    as_of = partition_date(context)
-    # The split's settings are part of the key: the same model under another window or test
-    # period is another evaluation, kept beside this one.
-    split = store.get(SPLIT, key, expected_writer(context, "interaction_split"))["config"]
-    evaluation = {"evaluated_model": model_name, "config_hash": config_hash(model[0], split)}
-    with warehouse.session() as con:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _metrics (model VARCHAR, k INTEGER, metric VARCHAR, value DOUBLE)"
-        )
-        con.executemany("INSERT INTO _metrics VALUES (?, ?, ?, ?)", rows)
-        replace_partition(
-            con,
-            "ml.metrics",
-            as_of,
-            """SELECT CAST(? AS DATE), model, k, metric, value, ?, ?, ?, ?,
-                      now()::TIMESTAMP
-               FROM _metrics WHERE NOT isnan(value)""",
-            [as_of, *evaluation.values(), scorer.fingerprint, context.run_id],
-            within=evaluation,
-        )
-        # The partition's rows: this evaluation's and the day's other evaluations'.
-        (metric_rows,) = con.execute(
-            "SELECT count(*) FROM ml.metrics WHERE as_of_date = ?", [as_of]
-        ).fetchone()
-    evaluated_users = int(test_users.unique().numel())
-    gate = gate_verdict(
-        model_name,
-        scorer.fingerprint,
-        float(results[model_name][GATE_METRIC]),
-        float(results[GATE_BASELINE][GATE_METRIC]),
-        evaluated_users,
-        config.to_core().min_test_users,
-        chosen_on_validation=model[0].get("chosen_by") == "model_selection",
-    )
-    # Publication reads this record, not the check event: a run that selects recommendations
-    # alone, or after a retrain, is refused unless this verdict names the current model.pt.
-    record_gate(store, key, gate)
+    day = evaluate_day(
+        artifacts.store(), context.partition_key, config.to_core(), step_lineage(context),
+        compute, warehouse.session, context.run_id, on_shard=shard_log,
+    )  # fmt: skip
+    results, model_name, gate, key = day.results, day.model, day.gate, context.partition_key
     # Recall@20 and NDCG@20 lead, each baseline's score beside the lift over it; then what was
     # evaluated; then every other metric@K (the UI's metadata table keeps this order; its Plots
     # sort by label, where the capitalised headline sorts first too).
@@ -589,12 +431,12 @@ def model_evaluation(
             **headline_metrics(results, model_name),
             "model": model_name,
             "gate": gate.verdict,
-            "evaluated_users": evaluated_users,
-            "test_users": int(graph.test_users.unique().numel()),
+            "evaluated_users": day.evaluated_users,
+            "test_users": int(day.graph.test_users.unique().numel()),
             "comparison": comparison_table(results, model_name),
-            "model_sha256": scorer.fingerprint,
-            "config_hash": evaluation["config_hash"],
-            **row_count(metric_rows),
+            "model_sha256": day.fingerprint,
+            "config_hash": day.config_hash,
+            **row_count(day.metric_rows),
             **other_metrics(results, model_name),
             **shard_log.metadata(),
         },
@@ -611,12 +453,12 @@ def model_evaluation(
                 metadata={
                     **gate.score_metadata(),
                     "lift": None if gate.lift is None else rounded(gate.lift),
-                    "evaluated_users": evaluated_users,
-                    "model_sha256": scorer.fingerprint,
+                    "evaluated_users": day.evaluated_users,
+                    "model_sha256": day.fingerprint,
                 },
                 description=gate.summary,
             ),
-            beats_every_baseline(results, model_name, evaluated_users),
+            beats_every_baseline(results, model_name, day.evaluated_users),
         ],
     )
     yield evaluated

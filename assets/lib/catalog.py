@@ -8,7 +8,8 @@ from collections.abc import Iterable
 import dagster as dg
 
 from assets.lib.partitions import daily_partitions
-from assets.lib.tables import WAREHOUSE_POOL, table_metadata
+from assets.lib.tables import table_metadata
+from assets.platform.instance import WAREHOUSE_POOL
 
 # Who answers for the assets (the catalog's "Owners"; a team, not a person).
 OWNERS = ["team:recs"]

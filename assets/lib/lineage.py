@@ -4,24 +4,26 @@ The run queue starts at most one run per partition (``dagster_home/dagster.yaml`
 runs (``dagster asset materialize``) and ``dg.materialize`` bypass the queue. So a step that
 reads an upstream asset this same run materialised checks that the artifact was written by this
 run: if another run of the partition overwrote it in between, the step fails instead of mixing
-the two runs' data.
+the two runs' data. :func:`step_lineage` answers it once per step, as a
+:class:`~recs_pipeline.infra.artifacts.Lineage` every read of the step consults.
 """
 
 import dagster as dg
 
+from recs_pipeline.infra.artifacts import Lineage
 
-def expected_writer(context: dg.AssetExecutionContext, upstream: str) -> str | None:
-    """This run's id when this run materialises ``upstream`` before the current step (it is in
-    the run's asset selection and among the steps it executes), else None (any writer will do:
-    the artifact is an earlier run's output)."""
+
+def step_lineage(context: dg.AssetExecutionContext) -> Lineage:
+    """This run's id and the assets it materialises (those among the steps it executes): an
+    upstream artifact of one of them must be this run's."""
     run = context.run
     # The steps a run executes are its most precise description (a re-execution from failure
     # lists only the steps it reruns, reusing the parent run's output of the others); runs
     # launched without them execute their job's whole (possibly subset) graph.
     if run.step_keys_to_execute is not None:
-        selected = upstream in run.step_keys_to_execute
+        selected = set(run.step_keys_to_execute)
     elif run.asset_selection:
-        selected = dg.AssetKey(upstream) in run.asset_selection
+        selected = {key.to_user_string() for key in run.asset_selection}
     else:
-        selected = context.job_def.has_node_named(upstream)
-    return context.run_id if selected else None
+        selected = {node.name for node in context.job_def.graph.nodes}
+    return Lineage(context.run_id, frozenset(selected))

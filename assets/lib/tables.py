@@ -7,11 +7,6 @@ import dagster as dg
 
 from recs_pipeline.schema import columns
 
-# The pool of every step that opens the warehouse: DuckDB lets one process at a time hold a
-# database file, so the instance gives the pool one slot (assets/platform/instance.py sets its
-# limit; more for a DuckLake on PostgreSQL). Steps join it through catalog.daily_asset.
-WAREHOUSE_POOL = "duckdb"
-
 TABLE_NAME = "dagster/table_name"
 COLUMN_SCHEMA = "dagster/column_schema"
 ROW_COUNT = "dagster/row_count"

@@ -56,8 +56,6 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from assets.lib.tables import WAREHOUSE_POOL
-
 # The SQLite databases whose schema Dagster versions with alembic, relative to the home, and the
 # storage module whose alembic scripts name their head revision.
 VERSIONED_DATABASES = {
@@ -107,6 +105,10 @@ _MOVED_MODULE_LINE = re.compile(
 )
 
 
+# The pool of every step that opens the warehouse: DuckDB lets one process at a time hold a
+# database file, so the pool gets one slot (below). Steps join it through the declaration
+# helper assets/lib/catalog.py daily_asset, by writing warehouse tables.
+WAREHOUSE_POOL = "duckdb"
 # The shared warehouse (DuckLake on PostgreSQL) needs no mutual exclusion: the limit only bounds
 # how many steps hold a catalog connection at once (each a PostgreSQL connection) and how many
 # commits race. A DuckLake on a DuckDB catalog file gets 1, as the embedded file does.

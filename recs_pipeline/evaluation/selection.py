@@ -1001,3 +1001,18 @@ def daily_selection(
         result = Selection(train.model, {}, math.nan, math.nan, 20, 0, [], 0.0, reason)
     store.put(SELECTION, key, {"selection": result.to_dict(), "reused_from": None})
     return result, None
+
+
+def champion_line(selection: Selection, reused_from: str | None = None) -> str:
+    """One sentence: which scorer was chosen and why."""
+    if selection.fallback:
+        return f"model selection: {selection.fallback}"
+    board = selection.leaderboard()
+    runner = next((t for t in board if t.model != selection.model), None)
+    why = (
+        f"validation Recall@{selection.k} {selection.recall:.4f}"
+        + (f" vs {runner.model}'s {runner.recall:.4f}" if runner else "")
+        + f", best of {len(selection.trials)} trials on {selection.validation_users} users"
+    )
+    source = f" (the choice of {reused_from})" if reused_from else ""
+    return f"model selection: {selection.model} chosen{source}: {why}"

@@ -102,6 +102,20 @@ class Stamp:
     run_id: str | None
 
 
+@dataclasses.dataclass(frozen=True)
+class Lineage:
+    """Which run must have written each upstream artifact a step reads: the step's own run for
+    the assets that run materialises before the step (``selected``), so that a step never mixes
+    its run's data with another run's that overwrote it meanwhile; any writer for the others (an
+    earlier run's output). Resolved once per step; every read asks :meth:`writer`."""
+
+    run_id: str | None = None
+    selected: frozenset[str] = frozenset()
+
+    def writer(self, artifact: Artifact) -> str | None:
+        return self.run_id if artifact.asset in self.selected else None
+
+
 _CHUNK = 8 * 2**20
 # A remote read that finds the object replaced under it starts over, waiting 0.1, 0.2, ... s.
 _READ_ATTEMPTS = 6
