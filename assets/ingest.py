@@ -13,14 +13,9 @@ from assets.lib.partitions import daily_partitions
 from assets.lib.settings import check_run_config
 from assets.lib.tables import row_count
 from assets.platform.instance import check_targets
-from recs_pipeline.data.logs import (
-    IngestInterrupted,
-    IngestReport,
-    export_fingerprint,
-    ingest_days,
-    ingest_history,
-)
-from recs_pipeline.infra.console import days_summary, progress_bar
+from recs_pipeline.data.logs import IngestInterrupted, IngestReport, export_fingerprint
+from recs_pipeline.infra.console import progress_bar
+from recs_pipeline.steps.ingest import ingest_range
 from resources import LogSource, Warehouse
 
 
@@ -141,21 +136,8 @@ def raw_interactions(
     metadata `committed_days`). Each partition's metadata holds that day's own counts."""
     check_run_config(context)
     window = context.partition_time_window
-    fmt = log_source.log_format()
-    days = []
-    day = window.start.date()
-    while day < window.end.date():
-        days.append(day)
-        day += dt.timedelta(days=1)
-    history = log_source.is_history_export()
-    if history:
-        export = log_source.export_files(progress=context.log.info)
-        empty_days = []
-    else:
-        files_by_day = {day: log_source.files_for(day, context.log.info) for day in days}
-        empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
-    if empty_days:  # one line for the range: a sparse log has thousands of empty days
-        context.log.warning(days_summary("no landing files", empty_days, len(days)))
+    first, last = window.start.date(), window.end.date()
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days)]
     bar = progress_bar(len(days), "ingest", "day")
     # A range longer than a week gets one summary line (below), not a line per day: a history
     # export spans thousands of days.
@@ -163,53 +145,22 @@ def raw_interactions(
 
     def log_day(report: IngestReport) -> None:
         bar.update(1)
-        if report.files and each_day:  # days without files are in the summary line above
+        if report.files and each_day:  # days without files are in one summary line
             context.log.info(
                 f"{report.day}: {report.files} files, {report.accepted} rows ingested,"
                 f" {report.rejected} quarantined {report.reasons or ''}"
             )
 
-    outside = {}
-    with warehouse.session() as con:
-        try:
-            if history:
-                result = ingest_history(
-                    con,
-                    export,
-                    fmt,
-                    days,
-                    allow_empty_days=config.allow_empty_days,
-                    on_day=log_day,
-                )
-                reports = result.days
-                outside = {"before": result.outside_before, "after": result.outside_after}
-                context.log.info(
-                    f"export: {result.files} files, {result.rows_in} rows; {days[0]}..{days[-1]}:"
-                    f" {sum(r.accepted for r in reports)} ingested,"
-                    f" {sum(r.rejected for r in reports)} quarantined; outside the range:"
-                    f" {result.outside_before} before, {result.outside_after} after"
-                )
-            else:
-                reports = ingest_days(
-                    con,
-                    files_by_day,
-                    fmt,
-                    allow_empty_days=config.allow_empty_days,
-                    on_day=log_day,
-                )
-        except IngestInterrupted as error:
-            raise dg.Failure(
-                description=str(error),
-                metadata={
-                    "failed_day": error.day.isoformat(),
-                    "committed_days": [d.isoformat() for d in error.committed],
-                    "not_ingested_days": [error.day.isoformat()]
-                    + [d.isoformat() for d in error.not_ingested],
-                    "error": f"{type(error.cause).__name__}: {error.cause}",
-                },
-            ) from error
-        finally:
-            bar.close()
+    try:
+        ingested = ingest_range(
+            warehouse.session, log_source, days, allow_empty_days=config.allow_empty_days,
+            log=context.log.info, warn=context.log.warning, on_day=log_day,
+        )  # fmt: skip
+    except IngestInterrupted as error:
+        raise interrupted(error) from error
+    finally:
+        bar.close()
+    reports = ingested.reports
     if not each_day:
         context.log.info(range_summary(reports))
     checks = {
@@ -223,15 +174,51 @@ def raw_interactions(
             {**row_count(report.accepted), **day_metadata(report)},
             partition_key=report.day.isoformat(),
         )
-    check_results = []
-    for name, results in checks.items():
-        if context.has_partition_key:  # attached to the run's partition by Dagster
-            [(passed, description, metadata)] = results
-        else:  # the step's own result sums up the range; each day has its evaluation below
-            failed = [d for (ok, d, _) in results if not ok]
+    run_metadata: dict = {"days_without_files": ingested.empty_days}
+    if ingested.fingerprint is not None:
+        run_metadata["run_rows_outside_range"] = ingested.outside
+        # Which export these days came from: a later run over an unchanged export skips them
+        # (pending_days).
+        run_metadata[FINGERPRINT] = ingested.fingerprint
+    yield dg.MaterializeResult(
+        metadata=run_metadata, check_results=run_check_results(context, checks, days)
+    )
+    if not context.has_partition_key:
+        log_day_evaluations(context, reports, checks)
+
+
+def interrupted(error: IngestInterrupted) -> dg.Failure:
+    """The failure of a range stopped mid-way: its cause and the days committed before it."""
+    return dg.Failure(
+        description=str(error),
+        metadata={
+            "failed_day": error.day.isoformat(),
+            "committed_days": [d.isoformat() for d in error.committed],
+            "not_ingested_days": [error.day.isoformat()]
+            + [d.isoformat() for d in error.not_ingested],
+            "error": f"{type(error.cause).__name__}: {error.cause}",
+        },
+    )
+
+
+Checks = dict[str, list[tuple[bool, str, dict]]]
+
+
+def run_check_results(
+    context: dg.AssetExecutionContext, checks: Checks, days: list[dt.date]
+) -> list[dg.AssetCheckResult]:
+    """The checks' results on the step's own materialization: a one-day run's verdicts (which
+    Dagster attaches to the run's partition), or a range's summary (each day has its own
+    evaluation, :func:`log_day_evaluations`)."""
+    results = []
+    for name, verdicts in checks.items():
+        if context.has_partition_key:
+            [(passed, description, metadata)] = verdicts
+        else:
+            failed = [d for (ok, d, _) in verdicts if not ok]
             passed, metadata = not failed, {"failed_days": len(failed)}
             description = " ".join(failed) or f"every day of {days[0]}..{days[-1]} passed"
-        check_results.append(
+        results.append(
             dg.AssetCheckResult(
                 check_name=name,
                 passed=passed,
@@ -240,21 +227,18 @@ def raw_interactions(
                 severity=SEVERITY[name],
             )
         )
-    run_metadata: dict = {"days_without_files": empty_days}
-    if history:
-        run_metadata["run_rows_outside_range"] = outside
-        # Which export these days came from: a later run over an unchanged export skips them
-        # (pending_days).
-        run_metadata[FINGERPRINT] = export_fingerprint(export)
-    yield dg.MaterializeResult(metadata=run_metadata, check_results=check_results)
-    if context.has_partition_key:
-        return
-    # A range: one evaluation per day with rows, logged once the days' materializations are
-    # recorded (above) so that each attaches to its own day's. A day without rows has nothing to
-    # check; its materialization's metadata says so.
+    return results
+
+
+def log_day_evaluations(
+    context: dg.AssetExecutionContext, reports: list[IngestReport], checks: Checks
+) -> None:
+    """A range's checks, one evaluation per day with rows, logged once the days'
+    materializations are recorded so that each attaches to its own day's. A day without rows
+    has nothing to check; its materialization's metadata says so."""
     targets = check_targets(context.instance, context.run.run_id, context.asset_key)
-    for name, results in checks.items():
-        for report, (passed, description, metadata) in zip(reports, results, strict=True):
+    for name, verdicts in checks.items():
+        for report, (passed, description, metadata) in zip(reports, verdicts, strict=True):
             if not report.rows_in:
                 continue
             context.log_event(

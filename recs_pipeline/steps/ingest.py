@@ -1,0 +1,84 @@
+"""``raw_interactions``' days: a range of days read from the landing files into the warehouse,
+from one file set per day or from one history export holding every day."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import duckdb
+
+from recs_pipeline.data.logs import (
+    IngestReport,
+    LogFormat,
+    export_fingerprint,
+    ingest_days,
+    ingest_history,
+)
+from recs_pipeline.infra.console import days_summary
+
+Session = Callable[[], contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]]
+Log = Callable[[str], None]
+
+
+class LandingFiles(Protocol):
+    """Where a log's files are and how to read them (the ``log_source`` resource)."""
+
+    def log_format(self) -> LogFormat: ...
+    def is_history_export(self) -> bool: ...
+    def export_files(self, progress: Log | None = None) -> list[str]: ...
+    def files_for(self, day: dt.date, progress: Log | None = None) -> list[str]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestedRange:
+    reports: list[IngestReport]  # one per day of the range, in order
+    empty_days: list[str]  # days without landing files (a per-day log)
+    # A history export: its rows outside the range (before, after) and its fingerprint (a later
+    # run over the unchanged export skips these days).
+    outside: dict[str, int] | None = None
+    fingerprint: str | None = None
+
+
+def ingest_range(
+    session: Session,
+    landing: LandingFiles,
+    days: Sequence[dt.date],
+    *,
+    allow_empty_days: bool = False,
+    log: Log = print,
+    warn: Log = print,
+    on_day: Callable[[IngestReport], None] | None = None,
+) -> IngestedRange:
+    """Replace every day of ``days`` in ``raw.interactions`` from ``landing``'s files: a
+    history export is read once for all of them, a per-day log day by day. Each day commits
+    on its own; a failure raises :class:`~recs_pipeline.data.logs.IngestInterrupted` naming
+    the days committed before it. One line about days without files, however many."""
+    fmt = landing.log_format()
+    if landing.is_history_export():
+        export = landing.export_files(progress=log)
+        with session() as con:
+            result = ingest_history(
+                con, export, fmt, days, allow_empty_days=allow_empty_days, on_day=on_day
+            )
+        reports = result.days
+        log(
+            f"export: {result.files} files, {result.rows_in} rows; {days[0]}..{days[-1]}:"
+            f" {sum(r.accepted for r in reports)} ingested,"
+            f" {sum(r.rejected for r in reports)} quarantined; outside the range:"
+            f" {result.outside_before} before, {result.outside_after} after"
+        )
+        outside = {"before": result.outside_before, "after": result.outside_after}
+        return IngestedRange(reports, [], outside, export_fingerprint(export))
+    files_by_day = {day: landing.files_for(day, log) for day in days}
+    empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
+    if empty_days:  # one line for the range: a sparse log has thousands of empty days
+        warn(days_summary("no landing files", empty_days, len(days)))
+    with session() as con:
+        reports = ingest_days(
+            con, files_by_day, fmt, allow_empty_days=allow_empty_days, on_day=on_day
+        )
+    return IngestedRange(reports, empty_days)
