@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.ingest import raw_interactions
 from assets.lib.catalog import daily_asset
-from assets.lib.lineage import step_lineage
+from assets.lib.lineage import step_day
 from assets.lib.partitions import DEFAULT_WINDOW_DAYS, partition_date
 from assets.lib.settings import HardNegativeSettings, SplitSettings, check_run_config
 from assets.lib.shard_log import ShardLog
@@ -91,7 +91,7 @@ def interaction_graph(
         # The warehouse split tables carry no run id; split.json, written by the same
         # interaction_split step, does. Checked while holding the duckdb pool slot, so no
         # other split can land between the check and the read.
-        store.get(SPLIT, context.partition_key, step_lineage(context).writer(SPLIT))
+        step_day(context, store).get(SPLIT)
         graph = index_split(con, partition_date(context))
     adjacency = normalized_adjacency(
         graph.train_users, graph.train_items, graph.n_users, graph.n_items
@@ -157,7 +157,7 @@ def hard_negatives(
     however many shards); `shard_runs` in the metadata shows them."""
     check_run_config(context)
     store = artifacts.store()
-    graph = store.get(GRAPH, context.partition_key, step_lineage(context).writer(GRAPH))
+    graph = step_day(context, store).get(GRAPH)
     hard_config = config.to_core()
     compute = engine.engine()
     shard_log = ShardLog(context, compute, "hard negatives")

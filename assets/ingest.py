@@ -6,36 +6,16 @@ import warnings
 from collections.abc import Iterator
 
 import dagster as dg
-from pydantic import Field
 
 from assets.lib.catalog import daily_asset
 from assets.lib.partitions import daily_partitions
-from assets.lib.settings import check_run_config
+from assets.lib.settings import IngestSettings, check_run_config
 from assets.lib.tables import row_count
 from assets.platform.instance import check_targets
 from recs_pipeline.data.logs import IngestInterrupted, IngestReport, export_fingerprint
 from recs_pipeline.infra.console import progress_bar
 from recs_pipeline.steps.ingest import ingest_range
 from resources import LogSource, Warehouse
-
-
-class IngestSettings(dg.Config):
-    allow_empty_days: bool = Field(
-        default=False,
-        description="Let days without landing files be ingested as empty: a stored day whose"
-        " files are gone is emptied (its rows deleted), and a range whose days mostly (more"
-        " than half, of two or more days) have no files runs. Off (the default), such a run"
-        " fails before replacing anything: an unmounted or unfinished export must not delete"
-        " history. Set it for the one run that should empty days.",
-    )
-    max_quarantine_rate: float = Field(
-        default=0.05,
-        description="The quarantine_rate check warns on a day whose quarantined share of rows"
-        " is above this (0 to 1). A fixed bound, not one relative to the run's other days, so"
-        " a day gets the same verdict whichever range ingests it. Warns only: the accepted"
-        " rows are ingested and published.",
-    )
-
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # a partitioned check spec is a preview feature
@@ -135,6 +115,7 @@ def raw_interactions(
     run, day by day: a failure names its cause and the days committed before it (failure
     metadata `committed_days`). Each partition's metadata holds that day's own counts."""
     check_run_config(context)
+    settings = config.to_core()
     window = context.partition_time_window
     first, last = window.start.date(), window.end.date()
     days = [first + dt.timedelta(days=n) for n in range((last - first).days)]
@@ -153,7 +134,7 @@ def raw_interactions(
 
     try:
         ingested = ingest_range(
-            warehouse.session, log_source, days, allow_empty_days=config.allow_empty_days,
+            warehouse.session, log_source, days, allow_empty_days=settings.allow_empty_days,
             log=context.log.info, warn=context.log.warning, on_day=log_day,
         )  # fmt: skip
     except IngestInterrupted as error:
@@ -166,7 +147,7 @@ def raw_interactions(
     checks = {
         ROWS_ACCEPTED.name: [rows_accepted(report) for report in reports],
         QUARANTINE_RATE.name: [
-            quarantine_rate(report, config.max_quarantine_rate) for report in reports
+            quarantine_rate(report, settings.max_quarantine_rate) for report in reports
         ],
     }
     for report in reports:

@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.features import hard_negatives, interaction_graph
 from assets.lib.catalog import daily_asset
-from assets.lib.lineage import step_lineage
+from assets.lib.lineage import step_day
 from assets.lib.partitions import daily_partitions
 from assets.lib.settings import (
     EvaluationSettings,
@@ -255,14 +255,13 @@ def model_selection(
     instance's PostgreSQL where there is one (else a journal beside the artifact); there, with
     the engine's kind `ray` and `workers` > 1, that many Ray workers run its trials in parallel."""
     check_run_config(context)
-    store = artifacts.store()
-    key = context.partition_key
-    lineage = step_lineage(context)
-    graph = load_graph(store, key, lineage.writer(GRAPH))
+    day = step_day(context, artifacts.store())
+    store, key = day.store, day.key
+    graph = load_graph(store, key, day.writer(GRAPH))
     train = TrainSettings(**_op_config(context, "trained_model")).to_core()
     features = None
     if "pinsage" in config.candidates:
-        features = item_features(store, key, "pinsage", context.log.info, lineage.writer(GRAPH))
+        features = item_features(store, key, "pinsage", context.log.info, day.writer(GRAPH))
     selection, reused_from = daily_selection(
         store,
         key,
@@ -321,9 +320,10 @@ def trained_model(
     data parallel on that many workers (`recs_pipeline.training.data_parallel`): the same
     result as one process, the per-epoch log lines arriving when training ends."""
     check_run_config(context)
-    store, key, lineage = artifacts.store(), context.partition_key, step_lineage(context)
-    graph = load_graph(store, key, lineage.writer(GRAPH))
-    choice = choose_model(store, key, config.to_core(), config.pinned(), lineage)
+    day = step_day(context, artifacts.store())
+    store, key = day.store, day.key
+    graph = load_graph(store, key, day.writer(GRAPH))
+    choice = choose_model(day, config.to_core(), config.pinned())
     (context.log.warning if choice.warning else context.log.info)(choice.line)
     train_config = choice.config
     trains = train_config.model not in TRAINING_FREE
@@ -338,7 +338,7 @@ def trained_model(
         bar.set_postfix_str(f"loss {record['loss']:.4f}")
 
     trained = train_day(
-        store, key, graph, choice, lineage, engine.engine(), warm_start=config.warm_start,
+        day, graph, choice, engine.engine(), warm_start=config.warm_start,
         resume=config.resume, log=context.log.info, warn=context.log.warning, on_epoch=on_epoch,
     )  # fmt: skip
     if bar is not None:
@@ -419,8 +419,8 @@ def model_evaluation(
     compute = engine.engine()
     shard_log = ShardLog(context, compute, "evaluation")
     day = evaluate_day(
-        artifacts.store(), context.partition_key, config.to_core(), step_lineage(context),
-        compute, warehouse.session, context.run_id, on_shard=shard_log,
+        step_day(context, artifacts.store()), config.to_core(), compute, warehouse.session,
+        context.run_id, on_shard=shard_log,
     )  # fmt: skip
     results, model_name, gate, key = day.results, day.model, day.gate, context.partition_key
     # Recall@20 and NDCG@20 lead, each baseline's score beside the lift over it; then what was

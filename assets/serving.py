@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.lib.catalog import daily_asset
-from assets.lib.lineage import step_lineage
+from assets.lib.lineage import step_day
 from assets.lib.partitions import partition_date
 from assets.lib.settings import PublishSettings, check_run_config
 from assets.lib.shard_log import ShardLog
@@ -91,7 +91,7 @@ def recommendations(
 
     try:
         day = publish_day(
-            store, key, config.k, config.publish_index(), step_lineage(context), compute,
+            step_day(context, store), config.k, config.publish_index(), compute,
             warehouse.session, warehouse.serving_path(), warn=context.log.warning,
             on_shard=shard_log, report=report_live,
         )  # fmt: skip

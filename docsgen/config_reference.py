@@ -135,8 +135,8 @@ def _op_rows(settings: Any, settings_cls: type) -> tuple[list[list[str]], list[s
 
 
 def _ops(lines: list[str]) -> None:
-    from assets.ingest import IngestSettings
     from assets.lib import settings
+    from assets.lib.settings import IngestSettings
 
     lines += [
         "## Run config: `[ops.<op>]`",

@@ -133,7 +133,7 @@ def test_a_day_without_files_and_nothing_stored_is_a_valid_empty_partition(tmp_p
 
 
 def test_the_setting_is_run_config_off_by_default_and_described():
-    from assets.ingest import IngestSettings
+    from assets.lib.settings import IngestSettings
 
     field = IngestSettings.model_fields["allow_empty_days"]
     assert field.default is False and "delete" in field.description

@@ -10,7 +10,7 @@ the two runs' data. :func:`step_lineage` answers it once per step, as a
 
 import dagster as dg
 
-from recs_pipeline.infra.artifacts import Lineage
+from recs_pipeline.infra.artifacts import DayArtifacts, Lineage, UrlArtifactStore
 
 
 def step_lineage(context: dg.AssetExecutionContext) -> Lineage:
@@ -27,3 +27,8 @@ def step_lineage(context: dg.AssetExecutionContext) -> Lineage:
     else:
         selected = {node.name for node in context.job_def.graph.nodes}
     return Lineage(context.run_id, frozenset(selected))
+
+
+def step_day(context: dg.AssetExecutionContext, store: UrlArtifactStore) -> DayArtifacts:
+    """The step's partition's artifacts in ``store``, read with the step's lineage."""
+    return DayArtifacts(store, context.partition_key, step_lineage(context))

@@ -1,7 +1,7 @@
 """Run config: what a user tunes per run, shown with defaults, ranges and choices in the
 launchpad.
 
-One source of truth: the core dataclasses (``TrainConfig``, ``SplitConfig``,
+One source of truth: the core dataclasses (``IngestConfig``, ``TrainConfig``, ``SplitConfig``,
 ``HardNegativeConfig``, ``EvaluationConfig``, ``PublishConfig``, ``PublishIndex``) declare every
 setting once, with its default, description, range and choices
 (:func:`recs_pipeline.config.setting`). The ``dg.Config`` classes here are generated from
@@ -41,6 +41,7 @@ from recs_pipeline.infra.project_config import (
     section,
 )
 from recs_pipeline.serving.recommend import PublishConfig, PublishIndex
+from recs_pipeline.steps.ingest import IngestConfig
 from recs_pipeline.training import TrainConfig
 
 # Core field -> run-config name, where they differ. The run-config names are the documented,
@@ -270,6 +271,14 @@ class TrainSettings(derived(TrainConfig, op="trained_model"), _Derived):
 class EvaluationSettings(derived(EvaluationConfig, op="model_evaluation"), _Derived):
     def to_core(self) -> EvaluationConfig:
         return self._core(EvaluationConfig)
+
+
+class IngestSettings(derived(IngestConfig), _Derived):
+    """raw_interactions' run config; the project config file sets none of it (no ``op``):
+    these settings are meant for the one run that needs them."""
+
+    def to_core(self) -> IngestConfig:
+        return self._core(IngestConfig)
 
 
 class PublishSettings(derived(PublishConfig, PublishIndex, op="recommendations"), _Derived):

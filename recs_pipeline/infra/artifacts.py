@@ -116,6 +116,22 @@ class Lineage:
         return self.run_id if artifact.asset in self.selected else None
 
 
+@dataclasses.dataclass(frozen=True)
+class DayArtifacts:
+    """Day ``key``'s artifacts as one step reads them: ``store``'s, each read from the run
+    ``lineage`` names for it."""
+
+    store: UrlArtifactStore
+    key: str
+    lineage: Lineage = Lineage()
+
+    def writer(self, artifact: Artifact) -> str | None:
+        return self.lineage.writer(artifact)
+
+    def get(self, artifact: Artifact) -> Any:
+        return self.store.get(artifact, self.key, self.writer(artifact))
+
+
 _CHUNK = 8 * 2**20
 # A remote read that finds the object replaced under it starts over, waiting 0.1, 0.2, ... s.
 _READ_ATTEMPTS = 6

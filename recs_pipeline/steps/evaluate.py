@@ -22,7 +22,7 @@ from recs_pipeline.evaluation.gate import (
 )
 from recs_pipeline.evaluation.metrics import evaluate_scorers
 from recs_pipeline.graph.bipartite import InteractionGraph
-from recs_pipeline.infra.artifacts import GRAPH, MODEL, SPLIT, Lineage, UrlArtifactStore
+from recs_pipeline.infra.artifacts import GRAPH, MODEL, SPLIT, DayArtifacts
 from recs_pipeline.infra.engine import Engine
 from recs_pipeline.infra.warehouse import replace_partition
 from recs_pipeline.models import fit_training_free
@@ -46,21 +46,20 @@ class EvaluatedDay:
 
 
 def evaluate_day(
-    store: UrlArtifactStore,
-    key: str,
+    day: DayArtifacts,
     config: EvaluationConfig,
-    lineage: Lineage,
     engine: Engine,
     session: Session,
     run_id: str,
     on_shard: Callable | None = None,
 ) -> EvaluatedDay:
-    """Evaluate ``trained_model(key)`` beside popularity and ``config.baselines`` on a seeded
+    """Evaluate the ``day``'s trained_model beside popularity and ``config.baselines`` on a seeded
     sample of the day's test users (train items excluded from every list), in ``engine``'s
     shards; replace this model and configuration's earlier rows of the day in ``ml.metrics``
     (other models' and configurations' rows stay) and record the gate's verdict."""
-    model = load_model(store, key, lineage.writer(MODEL))
-    scorer = load_scorer(store, key, model=model, expect_graph_run=lineage.writer(GRAPH))
+    store, key = day.store, day.key
+    model = load_model(store, key, day.writer(MODEL))
+    scorer = load_scorer(store, key, model=model, expect_graph_run=day.writer(GRAPH))
     graph, model_name = scorer.graph, scorer.model
     scorers = {model_name: scorer.score_fn}
     for baseline in dict.fromkeys([GATE_BASELINE, *config.baselines]):
@@ -76,7 +75,7 @@ def evaluate_day(
         )  # fmt: skip
     # The split's settings are part of the key: the same model under another window or test
     # period is another evaluation, kept beside this one.
-    split = store.get(SPLIT, key, lineage.writer(SPLIT))["config"]
+    split = day.get(SPLIT)["config"]
     evaluation = {"evaluated_model": model_name, "config_hash": config_hash(model[0], split)}
     as_of = dt.date.fromisoformat(key)
     rows = [

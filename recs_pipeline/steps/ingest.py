@@ -11,6 +11,7 @@ from typing import Protocol
 
 import duckdb
 
+from recs_pipeline.config import check_declared, setting
 from recs_pipeline.data.logs import (
     IngestReport,
     LogFormat,
@@ -22,6 +23,33 @@ from recs_pipeline.infra.console import days_summary
 
 Session = Callable[[], contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]]
 Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestConfig:
+    """Settings of one ingest run (run config only: they are meant for the run that needs
+    them, so the project config file takes none)."""
+
+    allow_empty_days: bool = setting(
+        False,
+        "Let days without landing files be ingested as empty: a stored day whose files are gone"
+        " is emptied (its rows deleted), and a range whose days mostly (more than half, of two"
+        " or more days) have no files runs. Off (the default), such a run fails before"
+        " replacing anything: an unmounted or unfinished export must not delete history. Set"
+        " it for the one run that should empty days.",
+    )
+    max_quarantine_rate: float = setting(
+        0.05,
+        "The quarantine_rate check warns on a day whose quarantined share of rows is above"
+        " this. A fixed bound, not one relative to the run's other days, so a day gets the same"
+        " verdict whichever range ingests it. Warns only: the accepted rows are ingested and"
+        " published.",
+        ge=0,
+        le=1,
+    )
+
+    def __post_init__(self) -> None:
+        check_declared(self)
 
 
 class LandingFiles(Protocol):

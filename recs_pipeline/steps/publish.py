@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from recs_pipeline.evaluation.gate import GATE_BASELINE, NO_TEST_USERS, GateResult, publishable
-from recs_pipeline.infra.artifacts import GATE, GRAPH, MODEL, SPLIT, Lineage, UrlArtifactStore
+from recs_pipeline.infra.artifacts import GATE, GRAPH, MODEL, SPLIT, DayArtifacts
 from recs_pipeline.infra.engine import Engine
 from recs_pipeline.serving.files import export_published
 from recs_pipeline.serving.published_model import converge_published_models, pin_published_model
@@ -45,11 +45,9 @@ class PublishedDay:
 
 
 def publish_day(
-    store: UrlArtifactStore,
-    key: str,
+    day: DayArtifacts,
     k: int,
     index: PublishIndex,
-    lineage: Lineage,
     engine: Engine,
     session: Session,
     serving_root: str | Path | None,
@@ -58,14 +56,15 @@ def publish_day(
     on_shard: Callable | None = None,
     report: Callable[[duckdb.DuckDBPyConnection, PublishedDay], Any] | None = None,
 ) -> PublishedDay:
-    """Publish day ``key`` (module docstring); raises
+    """Publish ``day``'s lists (module docstring); raises
     :class:`~recs_pipeline.evaluation.gate.GateError` when the gate does not allow it.
     ``report(con, day)`` runs once everything is committed, on the same connection (what the
     caller reports about the publication, such as whether it made the day live)."""
-    model, payload = load_model_payload(store, key, lineage.writer(MODEL))
-    gate = publishable(store, key, model[1], lineage.writer(GATE))
+    store, key = day.store, day.key
+    model, payload = load_model_payload(store, key, day.writer(MODEL))
+    gate = publishable(store, key, model[1], day.writer(GATE))
     scorer = load_scorer(
-        store, key, up_to_date=True, model=model, expect_graph_run=lineage.writer(GRAPH)
+        store, key, up_to_date=True, model=model, expect_graph_run=day.writer(GRAPH)
     )
     graph, served, score_fn = scorer.graph, scorer.model, scorer.score_fn
     fallback = None
@@ -73,7 +72,7 @@ def publish_day(
         served, score_fn = GATE_BASELINE, popularity_scorer(graph)
         fallback = f"{GATE_BASELINE}: no test users on this day"
         warn(f"{key}: no test users, the model was not evaluated: {gate.description}")
-    window_days = store.get(SPLIT, key, lineage.writer(SPLIT))["config"]["window_days"]
+    window_days = day.get(SPLIT)["config"]["window_days"]
     as_of = dt.date.fromisoformat(key)
     # The cluster first: starting one must not hold the warehouse.
     with engine.session(), session() as con:
@@ -89,16 +88,16 @@ def publish_day(
         # After the lists are committed: a publication that fails leaves the earlier pin.
         pin_published_model(store, key, payload)
         unpinned = converge_published_models(con, store, warn)
-        for day, problem in unpinned.items():
-            warn(f"{day}: {problem}")
+        for other, problem in unpinned.items():
+            warn(f"{other}: {problem}")
         if unpinned:
             counts["published_models_disagreeing"] = ", ".join(sorted(unpinned))
-        day = PublishedDay(
+        published = PublishedDay(
             served, scorer.fingerprint, model[0], gate, counts, fallback, preview_rows(con, as_of)
         )
         if report is not None:
-            day = dataclasses.replace(day, reported=report(con, day))
-    return day
+            published = dataclasses.replace(published, reported=report(con, published))
+    return published
 
 
 def preview_rows(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[tuple]:

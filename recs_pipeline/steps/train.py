@@ -16,9 +16,8 @@ from recs_pipeline.infra.artifacts import (
     MODEL,
     SELECTION,
     ArtifactProgress,
-    Lineage,
+    DayArtifacts,
     Stamp,
-    UrlArtifactStore,
 )
 from recs_pipeline.infra.engine import Engine
 from recs_pipeline.models import TRAINING_FREE, Recommender, checkpoint, fit_training_free
@@ -41,25 +40,21 @@ class Choice:
     warning: bool = False
 
 
-def choose_model(
-    store: UrlArtifactStore, key: str, base: TrainConfig, pinned: bool, lineage: Lineage
-) -> Choice:
+def choose_model(day: DayArtifacts, base: TrainConfig, pinned: bool) -> Choice:
     """``base`` when the run config pins its model; else the champion model selection stored
     for ``key``, with its settings (a training-free model's own ``model_params``, a trained
     model's TrainConfig fields); else ``base``'s default model, with a warning."""
     if pinned:
         return Choice(base, "run config", f"model pinned by the run config: {base.model}")
-    if not store.has(SELECTION, key):
+    if not day.store.has(SELECTION, day.key):
         return Choice(
             base,
             "default",
-            f"no model_selection for {key}: {base.model} (the default) is trained; materialise"
+            f"no model_selection for {day.key}: {base.model} (the default) is trained; materialise"
             " model_selection first to train the day's champion",
             warning=True,
         )
-    selection = Selection.from_dict(
-        store.get(SELECTION, key, lineage.writer(SELECTION))["selection"]
-    )
+    selection = Selection.from_dict(day.get(SELECTION)["selection"])
     if selection.model in TRAINING_FREE:
         config = dataclasses.replace(
             base, model=selection.model, model_params=dict(selection.params) or None
@@ -84,11 +79,9 @@ class TrainedDay:
 
 
 def train_day(
-    store: UrlArtifactStore,
-    key: str,
+    day: DayArtifacts,
     graph: InteractionGraph,
     choice: Choice,
-    lineage: Lineage,
     engine: Engine,
     *,
     warm_start: bool = True,
@@ -97,13 +90,14 @@ def train_day(
     warn: Log = print,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainedDay:
-    """Fit ``choice``'s model on ``graph`` and store its checkpoint as ``trained_model(key)``.
+    """Fit ``choice``'s model on ``graph`` and store its checkpoint as ``trained_model`` of
+    ``day``.
 
     A training-free model is fitted. A trained one starts from D-1's model (``warm_start``)
     and from its own saved progress (``resume``), reads D's hard negatives and, if it takes
     them, item features; it trains in this process, or data parallel on ``engine.workers``
     ranks (``on_epoch`` then sees every record once training ends)."""
-    config = choice.config
+    config, store, key = choice.config, day.store, day.key
     id_map = {"as_of": key, "version": id_map_version(graph.user_ids, graph.item_ids)}
     if config.model in TRAINING_FREE:
         model = fit_training_free(
@@ -117,10 +111,8 @@ def train_day(
         state = {**checkpoint(model), "id_map": id_map, "chosen_by": choice.chosen_by}
         return TrainedDay(config, choice.chosen_by, store.put(MODEL, key, state), fitted=model)
     inputs = {
-        "hard_pools": store.get(HARD_NEGATIVES, key, lineage.writer(HARD_NEGATIVES)),
-        "item_features": item_features(
-            store, key, config.model, log, lineage.writer(ITEM_FEATURES)
-        ),
+        "hard_pools": day.get(HARD_NEGATIVES),
+        "item_features": item_features(store, key, config.model, log, day.writer(ITEM_FEATURES)),
         "warm_start": previous_model(store, key, graph, warn) if warm_start else None,
     }
     progress = ArtifactProgress(store, key, log=warn)
