@@ -10,7 +10,7 @@ Dagster's own event log goes to stderr. It changes nothing in the product: the s
 same resources as ``dg.materialize`` in the tests.
 
 A job with ``sigkill_at`` (``"module.name"``: a function as the product's code looks it up,
-e.g. ``assets.serving.export_published``) dies by SIGKILL, its own, the moment the step calls
+e.g. ``recs_pipeline.steps.publish.export_published``) dies by SIGKILL, its own, the moment the step calls
 that function, after printing ``RUNNER SIGKILL``: a kill at an exact point of a step, where a
 kill timed from outside would hit a window of milliseconds only by luck.
 """

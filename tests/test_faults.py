@@ -542,7 +542,7 @@ def test_publication_killed_between_commit_and_export_converges_at_the_next_one(
         "recommendations",
         partition=day2.isoformat(),
         run_config=publish_config(5),
-        sigkill_at="assets.serving.export_published",
+        sigkill_at="recs_pipeline.steps.publish.export_published",
     )
     outcome = run_and_kill(job, lambda _since: False, "at the serving export", tmp_path)
     assert outcome.returncode == -signal.SIGKILL and "RUNNER SIGKILL" in outcome.log, outcome.log
