@@ -1,8 +1,9 @@
 """The Dagster layer: the asset modules and the code location's definitions, with what they
 declare with (``lib/``) and what they run on (``platform/``).
 
-Thin by design: each asset reads its inputs, calls one or two functions of ``recs_pipeline``,
-writes, and reports metadata. The folder's root holds only the asset modules and
+Thin by design: each asset reads its inputs, calls its step in ``recs_pipeline.steps`` (or one
+or two other functions of the core), and reports metadata; no SQL and no dispatch between
+local and distributed execution here (``tests/test_layers.py`` holds that). The folder's root holds only the asset modules and
 ``definitions.py``; what they declare with (partitions, run config, catalog tags, table
 metadata, lineage) is in ``lib/``, and the machinery Dagster runs them on (the instance, the
 executor, pool slots, the step preload, Kubernetes), the only code that imports Dagster's

@@ -277,3 +277,16 @@ def test_each_deployment_variable_is_named_in_one_module():
                     spelled.setdefault(node.value, set()).add(str(path.relative_to(ROOT)))
     repeated = {name: sorted(where) for name, where in spelled.items() if len(where) > 1}
     assert not repeated, repeated
+
+
+def test_asset_modules_hold_no_sql():
+    """The asset modules read, call the core, write through it and report: the warehouse's SQL
+    is the core's (``recs_pipeline/steps/`` and below)."""
+    sql = re.compile(r"\b(SELECT|INSERT|DELETE|UPDATE|CREATE)\b.*\b(FROM|INTO|TABLE|SET)\b", re.S)
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in sorted((ROOT / "assets").glob("*.py"))
+        for node in ast.walk(tree(path))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and sql.search(node.value)
+    ]
+    assert not found, found
