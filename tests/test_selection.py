@@ -312,3 +312,23 @@ def test_a_catalogue_smaller_than_k_is_ranked_whole():
     graph = community_graph(n_users=60, n_items=12, per_user=6)
     result = quick(graph, val_users=40, k=20)
     assert result.k == 12 and all(t.state == "COMPLETE" for t in result.trials)
+
+
+def test_a_small_trial_cap_tries_every_filters_default_and_counts_only_trials_that_ran():
+    """With ``trials`` below the number of defaults queued (the demo's ``--selection-trials
+    4``), the filters' phase still runs each filter's default before anything else, and the
+    trials reported are the ones that ran: Optuna's queued-but-never-run trials are neither
+    counted against the cap nor listed (the cap once ran popularity alone, twice, and chose it
+    as "best of 8 trials")."""
+    graph = community_graph()
+    chosen = select(
+        graph,
+        budget_seconds=600,
+        val_users=200,
+        max_trials=4,
+        train=QUICK_TRAIN,
+        log=lambda _: None,
+    )
+    assert all(t.state in ("COMPLETE", "PRUNED", "FAIL") for t in chosen.trials), chosen.trials
+    assert len(chosen.trials) == 4
+    assert {"popularity", "gfcf", "dnfilter"} <= {t.model for t in chosen.trials}

@@ -602,14 +602,18 @@ def select(
             # Two phases: the filters first (seconds a trial), for FILTER_SHARE of the budget
             # and trials, so that one long training run cannot starve their search; then every
             # candidate, from the filters' best, the trained models' defaults and TPE.
+            # Each filter's default runs first, even under a small trial cap.
+            queued = sum(model in free for model, _ in first)
             head = run_study(
                 f"{study_name}-filters",
                 free,
                 budget_seconds * FILTER_SHARE,
-                None if max_trials is None else max(1, int(max_trials * FILTER_SHARE)),
+                None
+                if max_trials is None
+                else min(max_trials, max(queued, int(max_trials * FILTER_SHARE))),
                 first,
             )
-            first_phase = [_trial(t) for t in head]
+            first_phase = [_trial(t) for t in head if t.state.is_finished()]
             best_filter = _best(first_phase)
             # The filters' defaults ran in the first phase: their best stands for them. It is
             # also the teacher a trained candidate may learn from: the trained models'
@@ -621,12 +625,16 @@ def select(
                 teacher = (best_filter.model, dict(best_filter.params))
                 settings["teacher"] = search.teacher = teacher
                 queue.append((trained[0], default_params(trained[0]) | {STUDENT: teacher[0]}))
-            cap = None if max_trials is None else max_trials - len(head)  # the first phase's
+            # The trials the first phase ran count against the cap; those it queued and never
+            # ran (a cap below its queue) do not, but keep their numbers.
+            cap = None if max_trials is None else max_trials - len(first_phase)
             tail = run_study(study_name, candidates, budget_seconds, cap, queue, offset=len(head))
-            trials = first_phase + [_trial(t, offset=len(head)) for t in tail]
+            trials = first_phase + [
+                _trial(t, offset=len(head)) for t in tail if t.state.is_finished()
+            ]
         else:
             trials = [_trial(t) for t in run_study(study_name, list(candidates), budget_seconds,
-                                                   max_trials, first)]  # fmt: skip
+                                                   max_trials, first) if t.state.is_finished()]  # fmt: skip
     for trial in trials:
         if trial.state == "FAIL":
             log(f"trial {trial.number}: {trial.model} failed ({trial.error}); the search went on")
