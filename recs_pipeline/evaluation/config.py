@@ -1,4 +1,4 @@
-"""Settings of the full-ranking evaluation of ``model_evaluation`` (see ``assets/model.py``)."""
+"""Settings of the full-ranking evaluation of ``model_evaluation`` (:mod:`recs_pipeline.steps.evaluate`)."""
 
 from __future__ import annotations
 
