@@ -204,6 +204,57 @@ def test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_say
         ), ran.stdout
 
 
+def test_a_timeout_stops_waiting_not_the_run_and_says_how_to_follow_it(deployment):
+    """Issue 28 (the terminal): `recs backfill --wait` followed its runs with no end in sight.
+    --timeout stops the waiting: the runs still going are named with how to follow them, the
+    exit status is 3 (said in --help), and the run goes on to its end without recs."""
+    ran = recs("backfill", "--help", env=deployment.env)
+    text = " ".join(ran.stdout.split())
+    assert "--timeout DURATION" in text and "the exit status is 3" in text, ran.stdout
+    for command in ("run", "ingest"):
+        ran = recs(command, "--help", env=deployment.env)
+        assert "--timeout DURATION" in ran.stdout, ran.stdout
+    ran = recs("backfill", "--from", "2026-01-01", "--to", "2026-01-01", "--wait",
+               "--timeout", "soon", env=deployment.env)  # fmt: skip
+    assert ran.returncode == 2 and "'soon' is not a duration" in ran.stderr, output(ran)
+
+    day = deployment.day - dt.timedelta(days=3)
+    process = subprocess.Popen(
+        [str(RECS), "backfill", "--from", str(day), "--to", str(day), "--wait",
+         "--model", "gfcf", "--timeout", "1s"],
+        cwd=ROOT, env=deployment.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+        text = stdout + stderr
+        assert process.returncode == 3, text
+        assert "Traceback" not in text, text
+        going = re.search(rf"^  {day} run (\w{{8}}) \w+", stderr, re.MULTILINE)
+        assert going, text
+        assert "stopped waiting after 1s (--timeout); the runs go on" in stderr, text
+        assert "recs status" in stderr and "recs ui" in stderr, text
+        assert "error: stopped waiting for 1 run after 1s" in stderr, text
+        # The run was not stopped: it ends, and publishes the day, without recs.
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(deployment.root / "home")) as instance:
+            deadline = time.monotonic() + 300
+            while True:
+                [run] = [
+                    r for r in instance.get_runs() if r.run_id.startswith(going[1])
+                ]  # fmt: skip
+                if run.is_finished or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+        assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    ran = recs("status", env=deployment.env)
+    assert re.search(rf"^{day}\s+gfcf\s+passed", ran.stdout, re.MULTILINE), output(ran)
+
+
 def test_ui_takes_a_free_port_when_the_one_asked_for_is_busy(tmp_path):
     home = tmp_path / "caller_home"
     env = environment(DAGSTER_HOME=str(home), RECS_CONFIG="", RECS_DATA_ROOT=str(tmp_path))
