@@ -327,6 +327,22 @@ def test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_say
         ), ran.stdout
 
 
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90m", 5400), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("600", 600), ("1.5h", 5400)],
+)
+def test_a_timeout_reads_as_a_person_writes_it(text, seconds):
+    import click
+
+    from cli.main import DURATION, duration_text
+
+    assert DURATION.convert(text, None, None) == seconds
+    assert DURATION.convert(duration_text(seconds), None, None) == seconds
+    for wrong in ("soon", "0", "30m1h", "1m1m", "10s5", "5 m"):
+        with pytest.raises(click.BadParameter):
+            DURATION.convert(wrong, None, None)
+
+
 def test_a_timeout_stops_waiting_not_the_run_and_says_how_to_follow_it(deployment):
     """Issue 28 (the terminal): `recs backfill --wait` followed its runs with no end in sight.
     --timeout stops the waiting: the runs still going are named with how to follow them, the
