@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets.features import hard_negatives, interaction_graph
 from assets.lib.catalog import daily_asset
+from assets.lib.curves import curve_markdown, loss_line, recall_line
 from assets.lib.lineage import step_day
 from assets.lib.partitions import daily_partitions
 from assets.lib.settings import (
@@ -82,35 +83,44 @@ KEY_HYPERPARAMETERS = (
 
 
 def training_history(history: list[dict], best_epoch: int, k: int) -> dg.TableMetadataValue:
-    """The per-epoch curve, the best epoch (the weights kept) marked."""
+    """The per-epoch curve, the best epoch (the weights kept) marked. What a reader needs first
+    leads (``best`` beside ``epoch``, where no wide column pushes it off the screen), the
+    timing last."""
     columns = [
         dg.TableColumn("epoch", "int"),
+        dg.TableColumn("best", "bool", description="the epoch whose weights are kept"),
         dg.TableColumn("loss", "float", description="mean training loss of the epoch"),
-        dg.TableColumn("hard_negatives", "int", description="hard negatives per positive"),
         dg.TableColumn(f"val_recall@{k}", "float", description="validation (empty: not run)"),
         dg.TableColumn(f"val_ndcg@{k}", "float", description="validation (empty: not run)"),
-        dg.TableColumn("lr", "float", description="learning rate after a plateau decay"),
+        dg.TableColumn(
+            "lr", "float", description="learning rate of the epoch (lower after a plateau decay)"
+        ),
+        dg.TableColumn("hard_negatives", "int", description="hard negatives per positive"),
         dg.TableColumn("seconds", "float", description="training steps and validation"),
-        dg.TableColumn("best", "bool", description="the epoch whose weights are kept"),
     ]
     rows = [
         dg.TableRecord(
             {
                 "epoch": record["epoch"],
+                "best": record["epoch"] == best_epoch,
                 "loss": rounded(record["loss"]),
-                "hard_negatives": record.get("hard_negatives"),
                 f"val_recall@{k}": optional(record.get("val_recall")),
                 f"val_ndcg@{k}": optional(record.get("val_ndcg")),
-                "lr": optional(record.get("lr")),
+                "lr": optional_rate(record.get("lr")),
+                "hard_negatives": record.get("hard_negatives"),
                 "seconds": round(
                     record.get("step_seconds", 0.0) + record.get("val_seconds", 0.0), 2
                 ),
-                "best": record["epoch"] == best_epoch,
             }
         )
         for record in history
     ]
     return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=columns))
+
+
+def optional_rate(value: float | None) -> float | None:
+    """A learning rate in four significant digits (1e-05 would round to 0 at four decimals)."""
+    return None if value is None else float(f"{float(value):.4g}")
 
 
 def optional(value: float | None) -> float | None:
@@ -315,8 +325,9 @@ def trained_model(
     `recs_pipeline.models.TRAINING_FREE`) is fitted. The checkpoint (`checkpoint` in the
     metadata: the path of model.pt), its config and its id-map version are stored under the
     partition key. The metadata shows the training history (one row per epoch, the best epoch,
-    whose weights are kept, marked), the key hyperparameters, the parameter count and the best
-    validation Recall and NDCG. With the engine's `workers` > 1 (or kind `ray`) training is
+    whose weights are kept, marked), the loss and validation curves over the epochs (as
+    sparklines, and as a chart under `training_curve`), the key hyperparameters, the parameter
+    count and the best validation Recall and NDCG. With the engine's `workers` > 1 (or kind `ray`) training is
     data parallel on that many workers (`recs_pipeline.training.data_parallel`): the same
     result as one process, the per-epoch log lines arriving when training ends."""
     check_run_config(context)
@@ -378,7 +389,12 @@ def trained_model(
             "hyperparameters": dg.MetadataValue.json(
                 {name: run_config[name] for name in KEY_HYPERPARAMETERS if name in run_config}
             ),
+            # The curve within this run: sparklines in the table, then the table, then a
+            # chart (the UI's Plots chart an entry across materializations, not within one).
+            "loss_curve": loss_line(result.history),
+            f"val_recall@{k}_curve": recall_line(result.history, result.best_epoch),
             "training_history": training_history(result.history, result.best_epoch, k),
+            "training_curve": curve_markdown(result.history, result.best_epoch, k),
             "train_seconds": round(result.seconds, 2),
             # Where the time went (the scaling benchmark reads these).
             "setup_seconds": round(result.setup_seconds, 2),

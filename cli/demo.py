@@ -12,6 +12,16 @@ The demo (``make run``):
 3. Materialises the rest of the chain for the newest day, with the built-in settings.
 4. Prints the model's and the popularity baseline's metrics and a few published lists.
 
+Both runs are runs of the code location's job ``daily_recommendations`` (the ingest of its
+asset ``raw_interactions``, then the rest of the chain), created through the code location as
+``recs run`` creates its runs (``cli/launch.py``: a code server loads ``workspace.yaml``, with
+the demo's settings, ``data/demo/recs.toml``, for the demo): each carries the repository's
+origin (location ``recs_pipeline``) and the job's snapshot, so the UI lists it under *Jobs →
+daily_recommendations → Runs* and on the Overview timeline, and re-executes it without a version
+warning. This process executes them (``assets.platform.code_location.execute_recorded_run``),
+as it executed the runs it created itself before: launching them through the code server
+instead costs a run worker and a fork server per run, over 30 s more for the demo.
+
 The terminal shows one line per finished step, the steps' warnings and errors, and the
 results (``cli/step_lines.py``); Dagster's DEBUG events stay in the run's event log.
 
@@ -25,10 +35,12 @@ Runs are recorded in the project's Dagster instance (``DAGSTER_HOME``, default
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -168,7 +180,7 @@ def _demo(args: argparse.Namespace) -> int:
     run_config["ops"]["model_selection"]["config"].update(DEMO_SELECTION)
     if args.selection_trials:
         run_config["ops"]["model_selection"]["config"]["trials"] = args.selection_trials
-    return _run(resources, spec.start, spec.end, run_config)
+    return _run(resources, spec.start, spec.end, run_config, code_location_env=_demo_settings(root))
 
 
 def _configured_landing_root() -> Path:
@@ -188,6 +200,37 @@ def _write_demo_config(root: Path, start: dt.date) -> None:
         '[resources.warehouse]\ndatabase = "warehouse.duckdb"\n\n'
         '[resources.artifacts]\nroot = "artifacts"\n'
     )
+
+
+def _demo_settings(root: Path) -> dict[str, str | None]:
+    """The environment in which the code location's resources are the demo's (its recs.toml):
+    no RECS_* resource setting or executor of the deployment (the demo ignores them)."""
+    from assets.definitions import RESOURCE_ENV
+
+    env: dict[str, str | None] = {"RECS_CONFIG": str(root / "recs.toml"), "RECS_EXECUTOR": None}
+    for variables in RESOURCE_ENV.values():
+        env |= dict.fromkeys(variables.values())
+    return env
+
+
+@contextlib.contextmanager
+def _environment(changes: dict[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``changes`` (None: unset) while the block runs, then as it was:
+    what a process started meanwhile inherits."""
+    saved = {name: os.environ.get(name) for name in changes}
+    try:
+        for name, value in changes.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _own_logs(args: argparse.Namespace) -> int:
@@ -246,11 +289,19 @@ def _selection_line(resources: dict, day: str) -> str:
 
 
 def _run(
-    resources: dict, start: dt.date, end: dt.date, run_config: dict, skip_ingested: bool = False
+    resources: dict,
+    start: dt.date,
+    end: dt.date,
+    run_config: dict,
+    skip_ingested: bool = False,
+    code_location_env: dict[str, str | None] | None = None,
 ) -> int:
-    """Ingest ``start..end`` in one run, then the chain for ``end``. ``skip_ingested`` (your
-    own logs): only the days :func:`assets.ingest.pending_days` names are ingested, so a re-run
-    over an unchanged export reads nothing again."""
+    """Ingest ``start..end`` in one run, then the chain for ``end``: runs of the code
+    location's daily_recommendations, executed in this process with ``resources``.
+    ``skip_ingested`` (your own logs): only the days :func:`assets.ingest.pending_days` names
+    are ingested, so a re-run over an unchanged export reads nothing again.
+    ``code_location_env``: the environment the code location loads with, beside this
+    process's (None: unset), so that its resources are ``resources``."""
     from recs_pipeline.infra import project_config
 
     os.environ.setdefault("DAGSTER_HOME", project_config.setting("dagster_home"))
@@ -264,9 +315,10 @@ def _run(
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from assets.definitions import ALL_ASSETS, daily_job
+    from assets.definitions import ALL_ASSETS, DOWNSTREAM_ASSETS, daily_job
     from assets.ingest import pending_days, raw_interactions
     from assets.lib.partitions import range_tags
+    from cli.launch import LaunchError, code_location
     from cli.step_lines import materialize
 
     newest = end.isoformat()
@@ -278,35 +330,62 @@ def _run(
         if not pending:
             print(f"{start}..{end}: every day ingested from this export already; nothing read")
         first, last = (pending[0], pending[-1]) if pending else (None, None)
-    if first is not None:
+    created: list[dg.DagsterRun] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            # The code location, loaded in a code server with the runs' settings, creates the
+            # runs: each has the repository's origin and the job's snapshot, as a run the UI
+            # launches. This process executes them (module docstring).
+            with _environment(code_location_env or {}):
+                location = stack.enter_context(code_location(instance))
+            if first is not None:
+                created.append(
+                    location.create_run(
+                        daily_job.name,
+                        range_tags(first, last),
+                        asset_selection=[raw_interactions.key],
+                    )
+                )
+            created.append(
+                location.create_run(
+                    daily_job.name,
+                    location.partition_tags(daily_job.name, end),
+                    run_config,
+                    asset_selection=[asset.key for asset in DOWNSTREAM_ASSETS],
+                )
+            )
+        *ingest_run, chain_run = created
+        if ingest_run:
+            started = time.perf_counter()
+            ingest = materialize(
+                daily_job, ALL_ASSETS, instance=instance, resources=resources, run=ingest_run[0]
+            )
+            days = (last - first).days + 1
+            print(
+                f"ingested {days} days{f' ({why})' if why else ''} in"
+                f" {time.perf_counter() - started:.1f}s (run {ingest.run_id})"
+            )
+
         started = time.perf_counter()
-        # Both runs are runs of the code location's job daily_recommendations (a subset of its
-        # assets each), so the UI lists them on that job's Runs tab.
-        ingest = materialize(
+        chain = materialize(
             daily_job,
             ALL_ASSETS,
-            asset_selection=[raw_interactions],
             instance=instance,
             resources=resources,
-            tags=range_tags(first, last),
+            run_config=run_config,
+            raise_on_error=False,
+            run=chain_run,
         )
-        days = (last - first).days + 1
-        print(
-            f"ingested {days} days{f' ({why})' if why else ''} in"
-            f" {time.perf_counter() - started:.1f}s (run {ingest.run_id})"
-        )
-
-    started = time.perf_counter()
-    chain = materialize(
-        daily_job,
-        ALL_ASSETS,
-        asset_selection=[asset for asset in ALL_ASSETS if asset.key != raw_interactions.key],
-        partition_key=newest,
-        instance=instance,
-        resources=resources,
-        run_config=run_config,
-        raise_on_error=False,
-    )
+    except LaunchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        # A run created and never started (the code location failed to create the next, the
+        # ingest failed, ^C): recorded as canceled, not left waiting in the UI forever.
+        for run in created:
+            stored = instance.get_run_by_id(run.run_id)
+            if stored is not None and stored.status == dg.DagsterRunStatus.NOT_STARTED:
+                instance.report_run_canceled(stored, "not started: the demo stopped before it")
     print(f"chain for {newest} in {time.perf_counter() - started:.1f}s (run {chain.run_id})")
     print(_selection_line(resources, newest))
 

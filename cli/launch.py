@@ -17,6 +17,11 @@ there to start them.
 
 While runs go, each finished step is printed (done, FAILED with its error's message, skipped),
 with the steps' warnings and errors and failing checks; each run ends with its verdict.
+
+A command's ``--timeout`` gives the following a deadline: past it, recs stops waiting, not the
+runs. Those started go on (their code server outlives recs until they end); those not started
+yet are handed to the run queue, except a run that waits for an earlier one to succeed (the
+day after its window's ingest), which is cancelled: nothing would check that ingest first.
 """
 
 from __future__ import annotations
@@ -139,12 +144,24 @@ def submit(location: Location, planned: Sequence[Planned]) -> None:
 # --- following runs ---------------------------------------------------------------------------
 
 
+class StoppedWaiting(Exception):
+    """The deadline passed while runs were still going: ``going`` (started, or queued for the
+    daemon) go on; ``cancelled`` were never started, and will not be."""
+
+    def __init__(self, going: Sequence[Planned], cancelled: Sequence[Planned]) -> None:
+        super().__init__(f"stopped waiting for {len(going)} runs")
+        self.going = list(going)
+        self.cancelled = list(cancelled)
+
+
 class Follower:
     """Starts runs and follows them, printing their steps. ``launch``: this process is the
     queue (no daemon serves it): each run is launched through the instance's run launcher,
     within the queue's limits; else each is submitted to the queue, which starts it.
     ``sequential``: one run at a time, in order, and none after a run that did not succeed
-    (an ingest, then the chain that reads it)."""
+    (an ingest, then the chain that reads it). ``deadline`` (``time.monotonic()``): past it,
+    :meth:`run` raises :class:`StoppedWaiting` instead of waiting on (the module says what
+    becomes of the runs)."""
 
     def __init__(
         self,
@@ -154,6 +171,7 @@ class Follower:
         launch: bool,
         on_end: Callable[[Planned, dg.DagsterRun], None],
         sequential: bool = False,
+        deadline: float | None = None,
         out=sys.stdout,
         err=sys.stderr,
     ) -> None:
@@ -168,6 +186,7 @@ class Follower:
         else:
             self.limit = run_limit(self.instance) if launch else max(1, len(planned))
         self.on_end = on_end
+        self.deadline = deadline
         self.several = len(planned) > 1 and not sequential
         self.out, self.err = out, err
         self.waiting_noted: set[str] = set()
@@ -189,6 +208,8 @@ class Follower:
                         self.on_end(item, run)
                         if self.sequential and run.status != dg.DagsterRunStatus.SUCCESS:
                             self._cancel_pending(f"not started: run {run.run_id[:8]} failed")
+                if (self.pending or self.active) and self._past_deadline():
+                    raise StoppedWaiting(*self._hand_over())
                 if self.pending or self.active:
                     time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
@@ -199,6 +220,24 @@ class Follower:
                 file=self.err,
             )
             raise
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _hand_over(self) -> tuple[list[Planned], list[Planned]]:
+        """At the deadline: the runs not started yet go to the run queue (a sequential one is
+        cancelled: it was to start only after the one before it succeeded). Returns the runs
+        that go on and those cancelled."""
+        going, cancelled = list(self.active), []
+        if self.sequential:
+            cancelled = list(self.pending)
+            self._cancel_pending("not started: recs stopped waiting (--timeout) before its turn")
+        else:
+            for item in self.pending:
+                self.instance.submit_run(item.run.run_id, self.location.workspace)
+                going.append(item)
+            self.pending = []
+        return going, cancelled
 
     def _cancel_pending(self, why: str) -> None:
         """Runs created and never started: nothing would ever start them."""

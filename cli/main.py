@@ -6,7 +6,8 @@ Every subcommand first settles the environment (``cli/environment.py``): the pro
 both exported to every process it starts, so that no shell needs exports and no run goes to an
 ephemeral instance. Failures end with a plain ``error: ...`` line and a non-zero status: 1 for a
 run or a day that failed (a quality gate block is such a reason), 2 for a setting or an
-instance that is wrong.
+instance that is wrong, 3 when a command's ``--timeout`` ran out while runs were still going
+(they go on).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable
@@ -99,6 +101,53 @@ class Day(click.ParamType):
 
 
 DAY = Day()
+
+# The exit status of a command whose --timeout ran out while runs were still going.
+TIMED_OUT = 3
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
+_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1, "": 1}
+
+
+class Duration(click.ParamType):
+    """``90m``, ``2h``, ``1h30m``, ``45s`` or plain seconds (``600``): seconds, a float."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            text = str(value).strip().lower()
+            parts = _DURATION.findall(text)
+            whole = "".join(number + unit for number, unit in parts)
+            order = ["hms".index(unit or "s") for _, unit in parts]  # hours, minutes, seconds
+            if not parts or whole != text or order != sorted(set(order)):
+                self.fail(f"{value!r} is not a duration (90m, 2h, 1h30m, 45s or seconds)")
+            seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+        if seconds <= 0:
+            self.fail(f"{value!r}: a timeout must be more than 0 seconds", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+
+
+def duration_text(seconds: float) -> str:
+    """``5400`` -> ``1h30m``; ``1`` -> ``1s``; ``90.5`` -> ``1m30.5s``."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, rest = divmod(rest, 60)
+    text = (f"{hours:.0f}h" if hours else "") + (f"{minutes:.0f}m" if minutes else "")
+    return text + (f"{rest:g}s" if rest or not text else "")
+
+
+def timeout_option(command: Callable) -> Callable:
+    return click.option(
+        "--timeout",
+        type=DURATION,
+        help="Stop waiting after DURATION (90m, 2h, 1h30m, 45s or seconds), counted from the"
+        " launch: the runs go on, the ones still going are named with how to follow them,"
+        f" and the exit status is {TIMED_OUT}.",
+    )(command)
 
 
 @click.group(context_settings=CONTEXT)
@@ -197,16 +246,32 @@ def _default_day() -> tuple[dt.date, str]:
 
 
 def _launch(
-    build: Callable, wait: bool, on_end: Callable, what: str, sequential: bool = False
+    build: Callable,
+    wait: bool,
+    on_end: Callable,
+    what: str,
+    sequential: bool = False,
+    timeout: float | None = None,
 ) -> tuple[list, bool]:
     """Create the runs (``build(location)`` -> planned runs), start them and, with ``wait``,
-    follow them to their end (``sequential``: one after the other, stopping at a failure).
-    Without ``wait`` they are submitted to the run queue. Returns the planned runs and whether
-    this process followed them."""
+    follow them to their end (``sequential``: one after the other, stopping at a failure), or
+    until ``timeout`` seconds after this call (then :func:`_stopped_waiting`). Without
+    ``wait`` they are submitted to the run queue. Returns the planned runs and whether this
+    process followed them."""
+    import time
+
     import dagster as dg
 
-    from cli.launch import Follower, code_location, queue_served, run_limit, submit
+    from cli.launch import (
+        Follower,
+        StoppedWaiting,
+        code_location,
+        queue_served,
+        run_limit,
+        submit,
+    )
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     instance = dg.DagsterInstance.get()
     click.echo(f"loading the code location to launch {what} ...", err=True)
     with code_location(instance) as location:
@@ -223,8 +288,51 @@ def _launch(
                 f"no daemon serves the run queue: recs starts the runs itself ({at_once},"
                 " one per day)"
             )
-        Follower(location, planned, launch=not served, on_end=on_end, sequential=sequential).run()
+        follower = Follower(
+            location,
+            planned,
+            launch=not served,
+            on_end=on_end,
+            sequential=sequential,
+            deadline=deadline,
+        )
+        try:
+            follower.run()
+        except StoppedWaiting as stopped:
+            _stopped_waiting(instance, stopped, timeout)
     return planned, True
+
+
+def _stopped_waiting(instance, stopped, timeout: float) -> None:
+    """After ``--timeout``: which runs go on and how to follow them; exit status 3."""
+    from cli.launch import queue_served
+
+    after = duration_text(timeout)
+    click.echo(f"stopped waiting after {after} (--timeout); the runs go on:", err=True)
+    served = queue_served(instance)
+    for item in stopped.going:
+        run = instance.get_run_by_id(item.run.run_id) or item.run
+        line = f"  {item.label} run {run.run_id[:8]} {run.status.value}"
+        if run.status.value in ("QUEUED", "NOT_STARTED") and not served:
+            line += ": queued; no daemon serves the run queue: recs ui, or recs daemon, starts it"
+        click.echo(line, err=True)
+    for item in stopped.cancelled:
+        click.echo(
+            f"  {item.label} run {item.run.run_id[:8]} not started (it was to follow the one"
+            " before it): run it again once that one ends",
+            err=True,
+        )
+    click.echo(
+        "follow them: recs status (each day's verdict once its run ends), or the UI (recs ui):"
+        " Runs, or a run's page /runs/<run id>",
+        err=True,
+    )
+    going = len(stopped.going)
+    raise Failure(
+        f"stopped waiting for {going} run{'s' * (going != 1)} after {after} (--timeout):"
+        " they go on; recs status, or the UI",
+        TIMED_OUT,
+    )
 
 
 def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
@@ -283,11 +391,13 @@ def _failure(state) -> str:
 @recs.command(short_help="Ingest a range of days of raw_interactions in one run.")
 @click.option("--from", "start", type=DAY, help="First day (default: the partitions' first).")
 @click.option("--to", "end", type=DAY, help="Last day (default: the log's last day).")
+@timeout_option
 @plain_errors
-def ingest(start: dt.date | None, end: dt.date | None) -> None:
+def ingest(start: dt.date | None, end: dt.date | None, timeout: float | None) -> None:
     """Ingest the days FROM..TO of the deployment's log into raw_interactions: one run of the
     job ingest_days through the code location (every row to the partition of its day),
-    followed to its end. Nothing downstream runs: recs run / recs backfill do."""
+    followed to its end (or --timeout: exit status 3, the run goes on). Nothing downstream
+    runs: recs run / recs backfill do."""
     setup()
     from assets.lib.partitions import PARTITION_START
     from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
@@ -308,7 +418,7 @@ def ingest(start: dt.date | None, end: dt.date | None) -> None:
     def on_end(item, run) -> None:
         outcome["result"] = _ingest_outcome(item, run)
 
-    _launch(build, True, on_end, f"the ingest of {label}")
+    _launch(build, True, on_end, f"the ingest of {label}", timeout=timeout)
     if outcome.get("result") is not True:
         raise Failure(f"{outcome.get('result', 'the ingest of ' + label + ' did not end')}")
 
@@ -335,13 +445,15 @@ def _ingested(start: dt.date, end: dt.date) -> str:
     is_flag=True,
     help="Run retrain_days: ingest nothing, retrain and republish D from the log ingested.",
 )
+@timeout_option
 @plain_errors
-def run(day: dt.date | None, model: str | None, retrain_only: bool) -> None:
+def run(day: dt.date | None, model: str | None, retrain_only: bool, timeout: float | None):
     """Run the daily chain for day D through the code location: the days of D's window not
     ingested yet first (one ingest_days run), then daily_recommendations for D (ingest D,
     split, graph, model selection, training, evaluation and the quality gate, publication).
     Each step is printed as it ends and, at the end, the day's verdict: scorer, gate verdict,
-    published or why not. Exits 1 when the day is not published."""
+    published or why not. Exits 1 when the day is not published, 3 when --timeout ran out
+    first (a started run goes on; D's run, when still waiting for the ingest, is cancelled)."""
     setup()
     from cli.launch import (
         DAILY_JOB,
@@ -378,7 +490,7 @@ def run(day: dt.date | None, model: str | None, retrain_only: bool) -> None:
         else:
             verdict(item, run)
 
-    _launch(build, True, on_end, f"{job} for {day}", sequential=True)
+    _launch(build, True, on_end, f"{job} for {day}", sequential=True, timeout=timeout)
     if ingest.get("outcome", True) is not True:
         raise Failure(f"{ingest['outcome']}; {day} was not run")
     ok, state = results.get(day, (False, None))
@@ -411,18 +523,31 @@ def _ingest_outcome(item, run) -> str | bool:
     is_flag=True,
     help="Backfill daily_recommendations: each run ingests its own day first.",
 )
+@timeout_option
 @plain_errors
-def backfill(start: dt.date, end: dt.date, wait: bool, model: str | None, with_ingest: bool):
+def backfill(
+    start: dt.date,
+    end: dt.date,
+    wait: bool,
+    model: str | None,
+    with_ingest: bool,
+    timeout: float | None,
+):
     """Retrain, evaluate and republish the days FROM..TO from the log already ingested (the
     job retrain_days; --ingest: daily_recommendations, each run ingesting its day) through the
     code location: one run per day, recorded as a backfill the UI lists. With --wait, each
     run's steps and verdict are printed as it finishes, then a summary; the exit status is 1
-    when any day failed or was not published. Without it the runs are queued for the daemon."""
+    when any day failed or was not published. --timeout (with --wait) bounds the waiting:
+    past it the runs go on (those not started yet are queued for the daemon), the ones still
+    going are listed, and the exit status is 3. Without --wait the runs are queued for the
+    daemon."""
     setup()
     from cli.launch import DAILY_JOB, RETRAIN_JOB, Planned, queue_served
 
     if start > end:
         raise Failure(f"--from {start} is after --to {end}", 2)
+    if timeout is not None and not wait:
+        raise Failure("--timeout bounds --wait: add --wait (without it nothing waits)", 2)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     job = DAILY_JOB if with_ingest else RETRAIN_JOB
     results: dict = {}
@@ -433,7 +558,9 @@ def backfill(start: dt.date, end: dt.date, wait: bool, model: str | None, with_i
         click.echo(f"backfill {ids['backfill']}: {job}, {len(runs)} runs ({start} .. {end})")
         return [Planned(day.isoformat(), run, day) for day, run in zip(days, runs, strict=True)]
 
-    planned, followed = _launch(build, wait, _day_verdicts(results), f"{job} for {start}..{end}")
+    planned, followed = _launch(
+        build, wait, _day_verdicts(results), f"{job} for {start}..{end}", timeout=timeout
+    )
     if not followed:
         import dagster as dg
 

@@ -1,7 +1,8 @@
 """The main job's terminal: one line per finished step, warnings and errors; no DEBUG events.
 
 :func:`materialize` runs a job of the code location in process, like ``dg.materialize`` but
-under the job's own name, with the default colored console logger (every Dagster event, DEBUG
+under the job's own name (or a run already created through the code location, which carries
+the repository's origin), with the default colored console logger (every Dagster event, DEBUG
 included) replaced by :data:`step_lines`, a logger that prints a compact line when a step
 succeeds or fails and the steps' own warnings and errors. Everything else
 (the per-day ingest lines, the training epochs, Dagster's events) is still recorded in the
@@ -63,13 +64,18 @@ def materialize(
     run_config: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     raise_on_error: bool = True,
+    run: dg.DagsterRun | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run ``job`` (an asset job of the code location, over ``assets``) in this process with
     ``resources``, materialising ``asset_selection`` (assets or keys; default: the whole job),
     printing :data:`step_lines` instead of Dagster's console log.
 
-    The run carries the job's name, so the UI lists it on that job's Runs tab (``dg.materialize``
-    would record it as ``__ephemeral_asset_job__``, a job the UI does not show)."""
+    The run carries the job's name (``dg.materialize`` would record it as
+    ``__ephemeral_asset_job__``, a job the UI does not show). ``run``: a run of ``job``
+    created through the code location (``assets.platform.code_location.Location.create_run``),
+    executed here instead of a new one: it carries the repository's origin, so the UI lists it
+    under the job's Runs and on the timeline, and re-executes it as its own; its tags, asset
+    selection and run config are the run's (``run_config`` is then its run config)."""
     defs = dg.Definitions(assets=assets, resources=resources, jobs=[job])
     job_def = defs.resolve_job_def(job.name).with_logger_defs({"step_lines": step_lines})
     keys = (
@@ -79,6 +85,10 @@ def materialize(
     )
     # A job's loggers are used only when the run config names them; else Dagster's console.
     run_config = {**(run_config or {}), "loggers": {"step_lines": {}}}
+    if run is not None:
+        from assets.platform.code_location import execute_recorded_run
+
+        return execute_recorded_run(job_def, run, instance, run_config, raise_on_error)
     return job_def.execute_in_process(
         run_config=run_config,
         instance=instance,

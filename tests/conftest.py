@@ -179,6 +179,7 @@ SLOW = {
     "test_daemon_backfill.py",
     "test_shared_deployment.py",
     "test_cli.py::test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_says_it",
+    "test_cli.py::test_the_ui_lists_the_demos_runs_on_the_jobs_page_as_the_loaded_version",
     "test_console.py::test_main_job_prints_progress_and_results_without_noise",
     "test_data_parallel_pipeline.py::test_chain_with_two_ray_workers_passes_the_gate_with_the_single_process_model",
     "test_dead_runs.py::test_a_run_waiting_for_the_slot_of_a_killed_run_gets_it",

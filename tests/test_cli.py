@@ -130,6 +130,129 @@ def test_the_demo_is_recorded_in_the_home_recs_toml_names(deployment):
     assert recorded == 2  # the ingest and the chain
 
 
+def demo_runs(deployment) -> list:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(deployment.root / "home")) as instance:
+        return instance.get_runs()
+
+
+def test_the_demos_runs_carry_the_code_locations_origin(deployment):
+    """Issue 28 (the UI, finding 2): the runs `make run` made had no repository origin, so the
+    UI left them out of Jobs → daily_recommendations → Runs and the Overview timeline, and
+    warned on re-execution. They are now created through the code location (the ingest, then
+    the chain): each names the location and repository, as a run the UI launches does."""
+    import dagster as dg
+
+    runs = sorted(demo_runs(deployment), key=lambda run: run.run_id)
+    assert len(runs) == 2
+    for run in runs:
+        assert run.job_name == "daily_recommendations", run
+        assert run.status == dg.DagsterRunStatus.SUCCESS, run
+        origin = run.remote_job_origin
+        assert origin is not None, run
+        assert origin.location_name == "recs_pipeline"
+        assert origin.repository_origin.repository_name == "__repository__"
+        assert origin.job_name == "daily_recommendations"
+        assert run.tags["dagster/code_location"] == "recs_pipeline"
+    selections = sorted(tuple(sorted(k.to_user_string() for k in r.asset_selection)) for r in runs)
+    assert ("raw_interactions",) in selections  # the ingest; the chain is the other assets
+    # What the job page's filter finds (the repository label Dagster stores with the origin).
+    with dg.DagsterInstance.from_config(str(deployment.root / "home")) as instance:
+        listed = instance.get_runs(
+            dg.RunsFilter(
+                job_name="daily_recommendations",
+                tags={".dagster/repository": "__repository__@recs_pipeline"},
+            )
+        )
+    assert {r.run_id for r in listed} == {r.run_id for r in runs}
+
+
+# The query of the job page's Runs tab (RunsFeedRootQuery), with the filter it sends.
+RUNS_FEED = """
+query RunsFeedRootQuery($limit: Int!, $cursor: String, $filter: RunsFilter,
+                        $view: RunsFeedView!) {
+  runsFeedOrError(limit: $limit, cursor: $cursor, filter: $filter, view: $view) {
+    __typename
+    ... on RunsFeedConnection {
+      results {
+        id
+        ... on Run {
+          runId
+          pipelineName
+          pipelineSnapshotId
+          parentPipelineSnapshotId
+          repositoryOrigin { repositoryLocationName repositoryName }
+        }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+JOB_SNAPSHOT = """
+query Job($selector: PipelineSelector!) {
+  pipelineOrError(params: $selector) {
+    __typename
+    ... on Pipeline { pipelineSnapshotId }
+  }
+}
+"""
+
+
+def test_the_ui_lists_the_demos_runs_on_the_jobs_page_as_the_loaded_version(deployment):
+    """The webserver on the demo's state (its recs.toml, as `recs ui` opens it without a
+    deployment): the job page's query lists both demo runs, with their origin, and each run's
+    job snapshot is the loaded job's, so re-executing it warns of no other version (the UI
+    matches the origin, then the snapshot: the parent's for a run of some of the assets)."""
+    from tests.daemon_support import Deployment
+
+    env = environment(
+        DAGSTER_HOME=str(deployment.root / "home"),
+        RECS_CONFIG=str(deployment.root / "data" / "demo" / "recs.toml"),
+        RECS_DATA_ROOT=str(deployment.root / "data"),
+    )
+    server = Deployment(env, logs=deployment.root)
+    try:
+        server.start_webserver()
+        server.wait_until_loaded(timeout=300)
+        label = "__repository__@recs_pipeline"
+        feed = server.graphql(
+            RUNS_FEED,
+            {
+                "limit": 25,
+                "view": "RUNS",
+                "filter": {
+                    "pipelineName": "daily_recommendations",
+                    "tags": [{"key": ".dagster/repository", "value": label}],
+                },
+            },
+        )["runsFeedOrError"]
+        job = server.graphql(
+            JOB_SNAPSHOT,
+            {
+                "selector": {
+                    "pipelineName": "daily_recommendations",
+                    "repositoryName": "__repository__",
+                    "repositoryLocationName": "recs_pipeline",
+                }
+            },
+        )["pipelineOrError"]
+    finally:
+        server.stop()
+    assert feed["__typename"] == "RunsFeedConnection", feed
+    listed = {run["runId"]: run for run in feed["results"]}
+    assert set(listed) == {run.run_id for run in demo_runs(deployment)}, feed
+    assert job["__typename"] == "Pipeline", job
+    for run in listed.values():
+        assert run["repositoryOrigin"] == {
+            "repositoryLocationName": "recs_pipeline",
+            "repositoryName": "__repository__",
+        }
+        version = run["parentPipelineSnapshotId"] or run["pipelineSnapshotId"]
+        assert version == job["pipelineSnapshotId"], (run, job)
+
+
 def test_show_prints_a_users_published_list_and_says_when_it_is_the_fallback(deployment):
     ran = recs("show", "u000000", env=deployment.env)
     assert ran.returncode == 0, output(ran)
@@ -202,6 +325,73 @@ def test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_say
             rf"{day}\s+popularity\s+failed \(lift \+0.0%\)\s+no: the quality gate blocked {day}:",
             lines[str(day)],
         ), ran.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90m", 5400), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("600", 600), ("1.5h", 5400)],
+)
+def test_a_timeout_reads_as_a_person_writes_it(text, seconds):
+    import click
+
+    from cli.main import DURATION, duration_text
+
+    assert DURATION.convert(text, None, None) == seconds
+    assert DURATION.convert(duration_text(seconds), None, None) == seconds
+    for wrong in ("soon", "0", "30m1h", "1m1m", "10s5", "5 m"):
+        with pytest.raises(click.BadParameter):
+            DURATION.convert(wrong, None, None)
+
+
+def test_a_timeout_stops_waiting_not_the_run_and_says_how_to_follow_it(deployment):
+    """Issue 28 (the terminal): `recs backfill --wait` followed its runs with no end in sight.
+    --timeout stops the waiting: the runs still going are named with how to follow them, the
+    exit status is 3 (said in --help), and the run goes on to its end without recs."""
+    ran = recs("backfill", "--help", env=deployment.env)
+    text = " ".join(ran.stdout.split())
+    assert "--timeout DURATION" in text and "the exit status is 3" in text, ran.stdout
+    for command in ("run", "ingest"):
+        ran = recs(command, "--help", env=deployment.env)
+        assert "--timeout DURATION" in ran.stdout, ran.stdout
+    ran = recs("backfill", "--from", "2026-01-01", "--to", "2026-01-01", "--wait",
+               "--timeout", "soon", env=deployment.env)  # fmt: skip
+    assert ran.returncode == 2 and "'soon' is not a duration" in ran.stderr, output(ran)
+
+    day = deployment.day - dt.timedelta(days=3)
+    process = subprocess.Popen(
+        [str(RECS), "backfill", "--from", str(day), "--to", str(day), "--wait",
+         "--model", "gfcf", "--timeout", "1s"],
+        cwd=ROOT, env=deployment.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+        text = stdout + stderr
+        assert process.returncode == 3, text
+        assert "Traceback" not in text, text
+        going = re.search(rf"^  {day} run (\w{{8}}) \w+", stderr, re.MULTILINE)
+        assert going, text
+        assert "stopped waiting after 1s (--timeout); the runs go on" in stderr, text
+        assert "recs status" in stderr and "recs ui" in stderr, text
+        assert "error: stopped waiting for 1 run after 1s" in stderr, text
+        # The run was not stopped: it ends, and publishes the day, without recs.
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(deployment.root / "home")) as instance:
+            deadline = time.monotonic() + 300
+            while True:
+                [run] = [
+                    r for r in instance.get_runs() if r.run_id.startswith(going[1])
+                ]  # fmt: skip
+                if run.is_finished or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+        assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    ran = recs("status", env=deployment.env)
+    assert re.search(rf"^{day}\s+gfcf\s+passed", ran.stdout, re.MULTILINE), output(ran)
 
 
 def test_ui_takes_a_free_port_when_the_one_asked_for_is_busy(tmp_path):

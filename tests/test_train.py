@@ -296,3 +296,29 @@ def test_a_time_budget_ends_a_single_runs_epoch_part_way_and_still_validates(mon
     done, _, total = record["batches"].removesuffix(" (time budget spent)").partition(" of ")
     assert 0 < int(done) < int(total) == 20
     assert "val_recall" in record and result.best_epoch == 1
+
+
+def test_every_epoch_records_the_learning_rate_its_steps_used():
+    """Issue 28 (the UI, finding 5): the training table's `lr` column was empty, since an
+    epoch recorded its learning rate only after a plateau decay (and the default, 1, never
+    decays). Every record now carries the rate its steps used: constant without decay; after a
+    check without gain, the next epoch's rate is the decayed one."""
+    users, items, last_ts = two_communities(seed=2)
+    graph = InteractionGraph.from_edges(40, 40, users, items, last_ts)
+    constant = TrainConfig(model="mf", dim=8, epochs=4, batch_size=64, eval_every=1, lr=0.02)
+    result = train_model(graph, constant, log=lambda _: None)
+    assert [h["lr"] for h in result.history] == [0.02] * 4
+
+    # A learning rate so high that checks go without gain: each one halves the next epoch's rate.
+    decaying = dataclasses.replace(constant, epochs=8, lr=5.0, plateau_decay=0.5, patience=100)
+    result = train_model(graph, decaying, log=lambda _: None)
+    rates = [h["lr"] for h in result.history]
+    assert rates[0] == 5.0 and all(isinstance(r, float) for r in rates)
+    best, rate = -1.0, 5.0
+    for record in result.history:
+        assert record["lr"] == pytest.approx(rate), (record, rates)
+        if record["val_recall"] > best:
+            best = record["val_recall"]
+        else:
+            rate *= 0.5
+    assert min(rates) < 5.0, rates  # at least one decay happened

@@ -24,6 +24,7 @@ import pytest
 from assets.definitions import ALL_ASSETS, DOWNSTREAM_ASSETS
 from assets.ingest import raw_interactions
 from assets.lib.partitions import range_tags
+from assets.model import trained_model
 from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
 from tests.conftest import make_resources
 from tests.daemon_support import TESTS_CONFIG, Deployment, sigterm_raises, write_instance
@@ -48,6 +49,11 @@ RUN_CONFIG = {
         "model_evaluation": {"config": {"baselines": ["popularity"]}},
     }
 }
+# A trained model, a few epochs, for the first chain day after everything else: its training
+# table and curves (the chain itself pins the training-free GF-CF).
+TRAINED_CONFIG = {
+    "ops": {"trained_model": {"config": {"model": "mf", "epochs": 4, "eval_every": 1}}}
+}
 # Popularity pinned cannot beat itself: the gate stops the day.
 GATE_STOP_CONFIG = {
     "ops": {**RUN_CONFIG["ops"], "trained_model": {"config": {"model": "popularity"}}}
@@ -67,6 +73,8 @@ fragment Metadata on MetadataEntry {
   ... on TextMetadataEntry { text }
   ... on JsonMetadataEntry { jsonString }
   ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
+  ... on TableMetadataEntry { table { records schema { columns { name type } } } }
+  ... on MarkdownMetadataEntry { mdStr }
 }
 """
 
@@ -295,6 +303,16 @@ def ui(tmp_path_factory):
             )
             assert older.success == (name == "older"), name
             runs[name] = older.run_id
+        trained = dg.materialize(
+            ALL_ASSETS,
+            selection=[trained_model],
+            partition_key=CHAIN_DAYS[0],
+            instance=instance,
+            resources=resources,
+            run_config=TRAINED_CONFIG,
+        )
+        assert trained.success
+        runs["trained"] = trained.run_id
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "DAGSTER_"))}
     env.update(
         DAGSTER_HOME=str(home),
@@ -560,6 +578,41 @@ def test_a_gate_stopped_run_shows_the_verdicts_sentence(ui):
     shown = metadata(failure["failureMetadata"]["metadataEntries"])
     assert shown["verdict"]["text"] == "failed" and shown["model"]["text"] == "popularity"
     assert "popularity_recall@20" in shown and "lift_%" in shown
+
+
+# --- what trained_model shows of its training (issue 28, the UI finding 5) ------------------
+
+
+def test_trained_model_shows_its_training_table_and_curve(ui):
+    """The table the UI renders leads with epoch and best, every epoch has its learning rate,
+    and the curve within the run comes as text sparklines and a markdown chart whose image is
+    an SVG data: URL (which this UI's markdown renders: assets/lib/curves.py)."""
+    import base64
+    import json
+    import re
+
+    deployment, *_, runs = ui
+    events = deployment.graphql(
+        MATERIALIZATIONS, {"path": ["trained_model"], "partitions": [CHAIN_DAYS[0]]}
+    )["assetOrError"]["assetMaterializations"]
+    (event,) = [e for e in events if e["runId"] == runs["trained"]]
+    shown = metadata(event["metadataEntries"])
+    table = shown["training_history"]
+    assert table["__typename"] == "TableMetadataEntry"
+    columns = [c["name"] for c in table["table"]["schema"]["columns"]]
+    assert columns[:6] == ["epoch", "best", "loss", "val_recall@20", "val_ndcg@20", "lr"]
+    assert columns[-1] == "seconds"
+    rows = [json.loads(record) for record in table["table"]["records"]]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert all(isinstance(r["lr"], float) and r["lr"] > 0 for r in rows), rows
+    assert sum(r["best"] for r in rows) == 1
+    for label in ("loss_curve", "val_recall@20_curve"):
+        assert shown[label]["__typename"] == "TextMetadataEntry"
+        assert len(shown[label]["text"].split()[0]) == 4, shown[label]
+    chart = shown["training_curve"]
+    assert chart["__typename"] == "MarkdownMetadataEntry"
+    (encoded,) = re.findall(r"\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", chart["mdStr"])
+    assert base64.b64decode(encoded).startswith(b"<svg ")
 
 
 # --- what a backfill from the UI's dialogs targets (issue 13, finding 3) ---------------------

@@ -134,8 +134,16 @@ def test_training_history_hyperparameters_and_checkpoint_are_shown(chain):
     history = metadata["training_history"]
     assert isinstance(history, dg.TableMetadataValue)
     names = [c.name for c in history.schema.columns]
-    assert names[:2] == ["epoch", "loss"] and {"val_recall@20", "val_ndcg@20", "best"} <= set(names)
+    # What a reader needs first leads (best beside epoch: a wide column once pushed it off a
+    # 1600 px screen), the timing last.
+    assert names == [
+        "epoch", "best", "loss", "val_recall@20", "val_ndcg@20", "lr", "hard_negatives", "seconds"
+    ]  # fmt: skip
     rows = [r.data for r in history.records]
+    # Every epoch shows the learning rate its steps used (without a plateau decay: the set one).
+    assert [r["lr"] for r in rows] == [metadata["hyperparameters"].value["learning_rate"]] * len(
+        rows
+    )
     best = [r for r in rows if r["best"]]
     assert len(best) == 1 and best[0]["epoch"] == metadata["best_epoch"].value
     assert best[0]["val_recall@20"] == round(metadata["val_recall@20"].value, 4)
@@ -246,3 +254,55 @@ def test_published_preview_shows_ranks_scores_models_and_a_fallback_user(chain):
             assert row["score"] == round(score, 4)
     users = {r["user_id"] for r in rows}
     assert 2 <= len(users) <= 6
+
+
+def test_trained_model_shows_its_training_curve_within_the_materialization(chain):
+    """Issue 28 (the UI, finding 5): trained_model had no loss or validation curve over its
+    epochs. The UI's Plots chart an entry across materializations, so the curve is shown in
+    the two forms this UI renders within one: sparklines as text in the metadata table, and a
+    chart (an SVG as a data: image in markdown, assets/lib/curves.py says why it renders)."""
+    import base64
+    import re
+    import xml.etree.ElementTree as ET
+
+    instance, _ = chain
+    metadata = latest(instance, "trained_model", DAY_2)
+    rows = [r.data for r in metadata["training_history"].records]
+    checked = [r for r in rows if r["val_recall@20"] is not None]
+    assert len(checked) >= 2
+
+    loss = metadata["loss_curve"]
+    assert isinstance(loss, dg.TextMetadataValue)
+    spark = loss.value.split()[0]
+    assert len(spark) == len(rows) and set(spark) <= set("▁▂▃▄▅▆▇█"), loss.value
+    assert f"{rows[0]['loss']:.4f} → {rows[-1]['loss']:.4f}" in loss.value
+    recall = metadata["val_recall@20_curve"]
+    assert isinstance(recall, dg.TextMetadataValue)
+    assert len(recall.value.split()[0]) == len(checked), recall.value
+    best = metadata["best_epoch"].value
+    assert f"best {metadata['val_recall@20'].value:.4f} at epoch {best}" in recall.value
+
+    chart = metadata["training_curve"]
+    assert isinstance(chart, dg.MarkdownMetadataValue)
+    (encoded,) = re.findall(
+        r"!\[[^]]*\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", chart.value
+    )
+    svg = ET.fromstring(base64.b64decode(encoded))
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    lines = {p.get("class"): p.get("points").split() for p in svg.iterfind("svg:polyline", ns)}
+    assert len(lines["loss"]) == len(rows) and len(lines["val_recall"]) == len(checked)
+    assert f"best: epoch {best}" in "".join(svg.itertext())
+    # Each point's height follows its value: the lowest loss is drawn lowest (the largest y),
+    # the best recall highest (the smallest y).
+    loss_y = [float(point.split(",")[1]) for point in lines["loss"]]
+    lowest = min(range(len(rows)), key=lambda i: rows[i]["loss"])
+    assert loss_y[lowest] == max(loss_y)
+    recall_y = [float(point.split(",")[1]) for point in lines["val_recall"]]
+    highest = max(range(len(checked)), key=lambda i: checked[i]["val_recall@20"])
+    assert recall_y[highest] == min(recall_y)
+    # The metadata table: the text curves beside the history table, the chart after it.
+    labels = list(metadata)
+    position = labels.index("training_history")
+    assert labels[position - 2 : position + 2] == [
+        "loss_curve", "val_recall@20_curve", "training_history", "training_curve"
+    ]  # fmt: skip

@@ -15,9 +15,18 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._cli.workspace.cli_target``: the workspace from ``workspace.yaml`` (code_location)
 - ``dagster._core.definitions.asset_checks.asset_check_evaluation``: the target of a check
   evaluation logged after its materialization (instance.check_targets)
+- ``dagster._core.definitions.job_base``: ``InMemoryJob``, the job a run recorded through the
+  code location executes as in this process (code_location)
+- ``dagster._core.definitions.selector``: ``JobSubsetSelector``, a run of some of a job's
+  assets as the UI's launchpad creates it (code_location)
 - ``dagster._core.events``: ``JobFailureData``, ``RunFailureReason`` (run_workers)
+- ``dagster._core.execution.api``: ``ExecuteRunWithPlanIterable``, ``create_execution_plan``,
+  ``job_execution_iterator``: what ``execute_in_process`` runs, for a run created beforehand
+  (code_location)
 - ``dagster._core.execution.backfill``: ``PartitionBackfill``, ``BulkActionStatus``
   (code_location)
+- ``dagster._core.execution.context_creation_job``: ``PlanOrchestrationContextManager``,
+  ``orchestration_context_event_generator``, likewise (code_location)
 - ``dagster._core.execution.job_backfill``: ``create_backfill_run`` (code_location)
 - ``dagster._core.execution.retries``: ``RetryMode``, ``get_retries_config`` (executor)
 - ``dagster._core.executor.multiprocess``: ``MultiprocessExecutor``, subclassed; its

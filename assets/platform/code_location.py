@@ -32,9 +32,17 @@ class Location:
         return self.repository.get_full_job(name)
 
     def create_run(
-        self, job_name: str, tags: Mapping[str, str], run_config: Mapping | None = None
+        self,
+        job_name: str,
+        tags: Mapping[str, str],
+        run_config: Mapping | None = None,
+        asset_selection: Sequence[dg.AssetKey] | None = None,
     ) -> dg.DagsterRun:
-        """A run of ``job_name`` (not started), as ``dagster job launch`` creates one."""
+        """A run of ``job_name`` (not started), as ``dagster job launch`` creates one; with
+        ``asset_selection``, of those of the job's assets only, as the UI's launchpad creates
+        a run of a selection (the job's subset, under the job's name)."""
+        if asset_selection is not None:
+            return self._create_subset_run(job_name, tags, run_config or {}, asset_selection)
         from dagster._cli.job import _create_run
 
         return _create_run(
@@ -46,6 +54,51 @@ class Location:
             tags=dict(tags),
             op_selection=None,
             run_id=None,
+        )
+
+    def _create_subset_run(
+        self,
+        job_name: str,
+        tags: Mapping[str, str],
+        run_config: Mapping,
+        asset_selection: Sequence[dg.AssetKey],
+    ) -> dg.DagsterRun:
+        """``dagster._cli.job._create_run`` with an asset selection (which it does not take):
+        the subset job, its execution plan and the run, as the webserver's launch creates
+        them (dagster_graphql's ``create_valid_pipeline_run``)."""
+        from dagster._core.definitions.selector import JobSubsetSelector
+
+        selector = JobSubsetSelector(
+            location_name=self.location.name,
+            repository_name=self.repository.name,
+            job_name=job_name,
+            op_selection=None,
+            asset_selection=list(asset_selection),
+        )
+        remote_job = self.location.get_job(selector)
+        plan = self.location.get_execution_plan(
+            remote_job, dict(run_config), step_keys_to_execute=None, known_state=None,
+            instance=self.instance,
+        ).execution_plan_snapshot  # fmt: skip
+        return self.instance.create_run(
+            job_name=job_name,
+            run_id=None,
+            run_config=dict(run_config),
+            resolved_op_selection=None,
+            step_keys_to_execute=plan.step_keys_to_execute,
+            op_selection=None,
+            status=None,
+            root_run_id=None,
+            parent_run_id=None,
+            tags=dict(tags),
+            job_snapshot=remote_job.job_snapshot,
+            execution_plan_snapshot=plan,
+            parent_job_snapshot=remote_job.parent_job_snapshot,
+            remote_job_origin=remote_job.get_remote_origin(),
+            job_code_origin=remote_job.get_python_origin(),
+            asset_selection=frozenset(asset_selection),
+            asset_check_selection=None,
+            asset_graph=self.repository.asset_graph,
         )
 
     def partition_tags(self, job_name: str, day: dt.date) -> dict[str, str]:
@@ -137,6 +190,69 @@ def location_in(instance: dg.DagsterInstance, workspace, name: str) -> Location:
     location = workspace.get_code_location(name)
     repository = next(iter(location.get_repositories().values()))
     return Location(instance, workspace, location, repository)
+
+
+def execute_recorded_run(
+    job_def: dg.JobDefinition,
+    run: dg.DagsterRun,
+    instance: dg.DagsterInstance,
+    run_config: Mapping,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Execute ``run``, created through the code location (:meth:`Location.create_run`: the
+    repository's origin, the job's snapshot, its tags and asset selection), in this process,
+    as ``job_def.execute_in_process`` executes the run it creates itself: in-process executor,
+    ``job_def``'s resources and loggers and ``run_config`` (``run``'s with this process's
+    loggers named, which the code location's job does not declare). What the run records is
+    the code location's; what executes is ``job_def``, the same job."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import (
+        ExecuteRunWithPlanIterable,
+        create_execution_plan,
+        job_execution_iterator,
+    )
+    from dagster._core.execution.context_creation_job import (
+        PlanOrchestrationContextManager,
+        orchestration_context_event_generator,
+    )
+
+    # The steps read the run config from the run: the same run, the loggers named (what is
+    # stored stays the code location's run config).
+    run = run._replace(run_config=dict(run_config))
+    selection = sorted(run.asset_selection) if run.asset_selection else None
+    job = InMemoryJob(
+        job_def.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=selection)
+    )
+    plan = create_execution_plan(
+        job,
+        run_config=run_config,
+        instance_ref=instance.get_ref() if instance.is_persistent else None,
+        tags=run.tags,
+    )
+    output_capture: dict = {}
+    events = list(
+        ExecuteRunWithPlanIterable(
+            execution_plan=plan,
+            iterator=job_execution_iterator,
+            execution_context_manager=PlanOrchestrationContextManager(
+                context_event_generator=orchestration_context_event_generator,
+                job=job,
+                execution_plan=plan,
+                dagster_run=run,
+                instance=instance,
+                run_config=run_config,
+                executor_defs=None,
+                output_capture=output_capture,
+                raise_on_error=raise_on_error,
+            ),
+        )
+    )
+    return dg.ExecuteInProcessResult(
+        event_list=events,
+        dagster_run=instance.get_run_by_id(run.run_id),
+        output_capture=output_capture,
+        job_def=job.get_definition(),
+    )
 
 
 def has_run_queue(instance: dg.DagsterInstance) -> bool:

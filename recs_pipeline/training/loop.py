@@ -106,6 +106,7 @@ def train_model(
 def train_epoch(run: Run, epoch: int, replicas: Replicas) -> dict:
     """One pass over the loss positives in shuffled mini-batches; the epoch's history record."""
     epoch_started = time.perf_counter()
+    lr = run.optimiser.param_groups[0]["lr"]  # what this epoch's steps use
     run.model.train()
     n_hard = (
         curriculum_hard_count(epoch, run.config.max_hard_negatives)
@@ -127,6 +128,7 @@ def train_epoch(run: Run, epoch: int, replicas: Replicas) -> dict:
         "epoch": epoch,
         "loss": replicas.sum(epoch_loss) / replicas.world / done,
         "hard_negatives": n_hard,
+        "lr": lr,
         "step_seconds": time.perf_counter() - epoch_started,
     }
     if done < run.n_batches:
@@ -206,7 +208,8 @@ def validate(run: Run) -> dict:
 
 def keep_best(run: Run, record: dict, epoch: int) -> None:
     """Keep the weights of a validation gain; after a check without gain, count it and (with
-    ``plateau_decay``) go back to the best weights at a lower learning rate."""
+    ``plateau_decay``) go back to the best weights at a lower learning rate, which the next
+    epoch's record shows (each record's ``lr`` is the rate its steps used)."""
     if record["val_recall"] > run.best[0]:
         run.best, run.stale = (
             (record["val_recall"], epoch, copy.deepcopy(run.model.state_dict())),
@@ -218,7 +221,6 @@ def keep_best(run: Run, record: dict, epoch: int) -> None:
         run.model.load_state_dict(run.best[2])
         for group in run.optimiser.param_groups:
             group["lr"] *= run.config.plateau_decay
-        record["lr"] = run.optimiser.param_groups[0]["lr"]
 
 
 def epoch_line(record: dict, config: TrainConfig) -> str:
