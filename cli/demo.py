@@ -205,9 +205,11 @@ def _write_demo_config(root: Path, start: dt.date) -> None:
 def _demo_settings(root: Path) -> dict[str, str | None]:
     """The environment in which the code location's resources are the demo's (its recs.toml):
     no RECS_* resource setting or executor of the deployment (the demo ignores them)."""
-    from assets.definitions import RESOURCE_ENV
+    from assets.platform.kubernetes import EXECUTOR_ENV
+    from recs_pipeline.infra.project_config import CONFIG_ENV
+    from resources.deployment import RESOURCE_ENV
 
-    env: dict[str, str | None] = {"RECS_CONFIG": str(root / "recs.toml"), "RECS_EXECUTOR": None}
+    env: dict[str, str | None] = {CONFIG_ENV: str(root / "recs.toml"), EXECUTOR_ENV: None}
     for variables in RESOURCE_ENV.values():
         env |= dict.fromkeys(variables.values())
     return env
