@@ -359,7 +359,9 @@ def run_info(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunInfo:
     return RunInfo(run.run_id, run.job_name, status, None, first_line(message))
 
 
-_ERROR_CLASS = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Failure)\w*: ")
+# A class name ending in Error, Exception or Failure, with its module path: Dagster's own
+# ``dagster._core.definitions.events.Failure`` (the gate's stop) included.
+_ERROR_CLASS = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?:[A-Z]\w*)?(?:Error|Exception|Failure)\w*: ")
 
 
 def first_line(message: str | None) -> str | None:

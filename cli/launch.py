@@ -318,8 +318,11 @@ class Follower:
             seconds = event.event_specific_data.duration_ms / 1000
             self._print(item, f"{step:<20} done in {seconds:.1f}s")
         elif kind == "STEP_FAILURE":
-            error = event.event_specific_data.error
-            message = first_line(error.message) if error is not None else "failed"
+            data = event.event_specific_data
+            message = first_line(data.error.message) if data.error is not None else "failed"
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                # A dg.Failure (the quality gate's stop): its sentence, without the type.
+                message = data.user_failure_data.description
             self._print(item, f"{step:<20} FAILED: {message}", error=True)
         elif kind == "STEP_SKIPPED":
             self._print(item, f"{step:<20} skipped")

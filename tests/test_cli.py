@@ -431,3 +431,19 @@ def test_ui_takes_a_free_port_when_the_one_asked_for_is_busy(tmp_path):
     # The caller's DAGSTER_HOME is honoured (given its dagster.yaml).
     assert f"DAGSTER_HOME={home.resolve()}" in text, text
     assert (home / "dagster.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # The quality gate's stop as `recs run` saw it: Dagster's Failure, by its full path.
+        "dagster._core.definitions.events.Failure: lightgcn failed the quality gate of D",
+        "Failure: lightgcn failed the quality gate of D",
+        "recs_pipeline.evaluation.gate.GateError: lightgcn failed the quality gate of D",
+        "lightgcn failed the quality gate of D\n\nStack Trace:\n  File ...",
+    ],
+)
+def test_a_steps_failure_is_printed_without_its_class(message):
+    from cli.days import first_line
+
+    assert first_line(message) == "lightgcn failed the quality gate of D"
