@@ -44,7 +44,7 @@ from recs_pipeline.steps.day import (
     load_graph,
 )
 from recs_pipeline.steps.evaluate import evaluate_day
-from recs_pipeline.steps.train import choose_model, train_day
+from recs_pipeline.steps.train import TrainedDay, choose_model, train_day
 from resources import ArtifactStore, ComputeEngine, Warehouse
 
 with warnings.catch_warnings():
@@ -354,19 +354,24 @@ def trained_model(
     )  # fmt: skip
     if bar is not None:
         bar.close()
+    checkpoint = dg.MetadataValue.path(store.location(MODEL, key))
+    return dg.MaterializeResult(metadata=trained_metadata(trained, config, checkpoint))
+
+
+def trained_metadata(trained: TrainedDay, config: TrainSettings, checkpoint) -> dict:
+    """What trained_model shows: the model, how it was chosen and its fingerprint; for a trained
+    one its run (best epoch, validation, the curve, the key hyperparameters, where time went)."""
+    train_config = trained.config
     if trained.result is None:
-        return dg.MaterializeResult(
-            metadata={
-                "model": train_config.model,
-                "chosen_by": trained.chosen_by,
-                "training_free": True,
-                "settings": dg.MetadataValue.json(trained.fitted.params()),
-                "model_sha256": trained.stamp.sha256,
-                "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
-            }
-        )
-    result, stamp, chosen_by = trained.result, trained.stamp, trained.chosen_by
-    k = train_config.val_k
+        return {
+            "model": train_config.model,
+            "chosen_by": trained.chosen_by,
+            "training_free": True,
+            "settings": dg.MetadataValue.json(trained.fitted.params()),
+            "model_sha256": trained.stamp.sha256,
+            "checkpoint": checkpoint,
+        }
+    result, k = trained.result, train_config.val_k
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), {})
     # What was trained: the champion's model and searched settings where selection chose them.
     run_config = config.model_dump() | {
@@ -375,36 +380,34 @@ def trained_model(
         "l2": train_config.l2,
         "layers": train_config.layers,
     }
-    return dg.MaterializeResult(
-        metadata={
-            "model": train_config.model,
-            "chosen_by": chosen_by,
-            "model_sha256": stamp.sha256,
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            f"val_recall@{k}": rounded(result.best_val_recall),
-            f"val_ndcg@{k}": optional(best.get("val_ndcg")),
-            "parameter_count": sum(p.numel() for p in result.model.parameters()),
-            "checkpoint": dg.MetadataValue.path(store.location(MODEL, key)),
-            "hyperparameters": dg.MetadataValue.json(
-                {name: run_config[name] for name in KEY_HYPERPARAMETERS if name in run_config}
-            ),
-            # The curve within this run: sparklines in the table, then the table, then a
-            # chart (the UI's Plots chart an entry across materializations, not within one).
-            "loss_curve": loss_line(result.history),
-            f"val_recall@{k}_curve": recall_line(result.history, result.best_epoch),
-            "training_history": training_history(result.history, result.best_epoch, k),
-            "training_curve": curve_markdown(result.history, result.best_epoch, k),
-            "train_seconds": round(result.seconds, 2),
-            # Where the time went (the scaling benchmark reads these).
-            "setup_seconds": round(result.setup_seconds, 2),
-            "step_seconds": round(sum(r.get("step_seconds", 0.0) for r in result.history), 2),
-            "validation_seconds": round(sum(r.get("val_seconds", 0.0) for r in result.history), 2),
-            "resumed_from_epoch": result.resumed_from_epoch,
-            "training_workers": trained.workers,
-            **(result.warm_start or {"warm_users": 0, "warm_items": 0}),
-        }
-    )
+    return {
+        "model": train_config.model,
+        "chosen_by": trained.chosen_by,
+        "model_sha256": trained.stamp.sha256,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        f"val_recall@{k}": rounded(result.best_val_recall),
+        f"val_ndcg@{k}": optional(best.get("val_ndcg")),
+        "parameter_count": sum(p.numel() for p in result.model.parameters()),
+        "checkpoint": checkpoint,
+        "hyperparameters": dg.MetadataValue.json(
+            {name: run_config[name] for name in KEY_HYPERPARAMETERS if name in run_config}
+        ),
+        # The curve within this run: sparklines in the table, then the table, then a chart (the
+        # UI's Plots chart an entry across materializations, not within one).
+        "loss_curve": loss_line(result.history),
+        f"val_recall@{k}_curve": recall_line(result.history, result.best_epoch),
+        "training_history": training_history(result.history, result.best_epoch, k),
+        "training_curve": curve_markdown(result.history, result.best_epoch, k),
+        "train_seconds": round(result.seconds, 2),
+        # Where the time went (the scaling benchmark reads these).
+        "setup_seconds": round(result.setup_seconds, 2),
+        "step_seconds": round(sum(r.get("step_seconds", 0.0) for r in result.history), 2),
+        "validation_seconds": round(sum(r.get("val_seconds", 0.0) for r in result.history), 2),
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "training_workers": trained.workers,
+        **(result.warm_start or {"warm_users": 0, "warm_items": 0}),
+    }
 
 
 @daily_asset(
