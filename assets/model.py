@@ -75,6 +75,8 @@ with warnings.catch_warnings():
 
 
 # The hyperparameters trained_model shows (run-config names; the checkpoint keeps them all).
+# model_selection's metadata entry holding its choice's sentence (champion_line).
+CHOICE = "choice"
 KEY_HYPERPARAMETERS = (
     "model", "dim", "layers", "loss", "learning_rate", "l2", "batch_size", "epochs", "patience",
     "eval_every", "uniform_negatives", "shared_negatives", "max_hard_negatives", "init",
@@ -283,9 +285,13 @@ def model_selection(
         shared_database=shared_database_url(),
         engine=engine.engine(),
     )
-    context.log.info(champion_line(selection, reused_from))
+    choice = champion_line(selection, reused_from)
+    context.log.info(choice)
     return dg.MaterializeResult(
         metadata={
+            # The sentence: which model and why, or whose earlier choice it is (`recs run`
+            # prints it).
+            CHOICE: choice,
             "champion": selection.model,
             "champion_settings": dg.MetadataValue.json(selection.params),
             f"val_recall@{selection.k}": optional(selection.recall),

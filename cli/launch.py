@@ -326,6 +326,15 @@ class Follower:
             self._print(item, f"{step:<20} FAILED: {message}", error=True)
         elif kind == "STEP_SKIPPED":
             self._print(item, f"{step:<20} skipped")
+        elif kind == "ASSET_MATERIALIZATION":
+            # Model selection's choice (which model, and why, or whose earlier choice it
+            # reuses): the one info line worth a terminal. (The asset module is imported here,
+            # not at the top: a command sets its settings before the code location loads.)
+            from assets.model import CHOICE
+
+            choice = event.event_specific_data.materialization.metadata.get(CHOICE)
+            if choice is not None:
+                self._print(item, f"{step:<20} {choice.value}")
         elif kind == "ASSET_CHECK_EVALUATION":
             check = event.event_specific_data
             if not check.passed:

@@ -294,7 +294,8 @@ def test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_say
     assert "Traceback" not in text, text
     assert re.search(r"^backfill \S+: retrain_days, 2 runs", ran.stdout, re.MULTILINE)
     for day in days:
-        # Each run's steps, then its verdict.
+        # Each run's steps (which model selection chose, and why), then its verdict.
+        assert re.search(rf"^  {day} model_selection      model selection: \S+ chosen", text, re.M)
         assert f"  {day} model_evaluation     check beats_popularity failed (error)" in text
         assert f"  {day} recommendations      skipped: model_evaluation failed" in text
         assert (
