@@ -332,3 +332,24 @@ def test_a_small_trial_cap_tries_every_filters_default_and_counts_only_trials_th
     assert all(t.state in ("COMPLETE", "PRUNED", "FAIL") for t in chosen.trials), chosen.trials
     assert len(chosen.trials) == 4
     assert {"popularity", "gfcf", "dnfilter"} <= {t.model for t in chosen.trials}
+
+
+def test_a_day_searched_again_on_changed_data_starts_a_new_study(tmp_path):
+    """A day's study resumes only over the same train edges: after a re-ingest (ratings as
+    positives only from 4 stars, say) the day's search is the search a fresh study of the new
+    graph makes, never the old graph's trials resumed (a newcomer's re-run kept them)."""
+    from recs_pipeline.evaluation.selection import SelectionConfig, daily_selection
+    from recs_pipeline.infra.artifacts import UrlArtifactStore
+
+    config = SelectionConfig(candidates=("popularity", "gfcf"), trials=3, val_users=200)
+    before, after = community_graph(seed=0), community_graph(seed=5)
+    store = UrlArtifactStore(tmp_path)
+    daily_selection(store, "2026-03-01", before, config, QUICK_TRAIN, log=lambda _: None)
+    again, _ = daily_selection(store, "2026-03-01", after, config, QUICK_TRAIN, log=lambda _: None)
+    fresh, _ = daily_selection(
+        UrlArtifactStore(tmp_path / "fresh"), "2026-03-01", after, config, QUICK_TRAIN,
+        log=lambda _: None,
+    )  # fmt: skip
+    assert [(t.model, t.params, t.recall) for t in again.trials] == [
+        (t.model, t.params, t.recall) for t in fresh.trials
+    ]

@@ -112,7 +112,7 @@ def test_two_ray_workers_run_the_trials_of_one_study_in_postgres(
         engine=ray_engine,
     )
     storage = study_storage(store.location(SELECTION, DAY), shared_database)
-    name = f"selection-{DAY}-{selection_module._search_digest(config)}"
+    name = f"selection-{DAY}-{selection_module._search_digest(config, community_graph())}"
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.trials
     assert not list((tmp_path / "artifacts").rglob("study.journal"))  # no file beside it

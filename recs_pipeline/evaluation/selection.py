@@ -889,9 +889,16 @@ def _fail_stale_trials(study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def _search_digest(config: SelectionConfig) -> str:
+def _search_digest(config: SelectionConfig, graph: InteractionGraph) -> str:
+    """What a study's trials were scored on: the search's settings and the train edges (their
+    weights included), so that a day searched again after a re-ingest starts a study of its
+    own instead of resuming trials scored on other data."""
     what = (config.candidates, config.val_users, config.val_fraction, config.seed)
-    return hashlib.sha256(repr(what).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(repr(what).encode())
+    for tensor in (graph.train_users, graph.train_items, graph.train_weight):
+        if tensor is not None:
+            digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:10]
 
 
 def _best(trials: list[Trial]) -> Trial | None:
@@ -993,7 +1000,7 @@ def daily_selection(
             storage=storage,
             # A study resumes only under the same search: other candidates or another slice
             # start a study of their own (Optuna refuses a changed choice list under one name).
-            study_name=f"selection-{key}-{_search_digest(config)}",
+            study_name=f"selection-{key}-{_search_digest(config, graph)}",
             warm_start=warm,
             item_features=item_features,
             max_trials=config.trials,
