@@ -19,6 +19,11 @@ os.environ.pop("RECS_INSTANCE", None)
 # Nor of warehouse: the DuckDB file unless a test attaches a DuckLake itself (test_ducklake.py).
 os.environ.pop("RECS_WAREHOUSE_CATALOG", None)
 os.environ.pop("RECS_WAREHOUSE_DATA_PATH", None)
+# Ray, once a process has used a cluster, replaces its builtins.print (ray.experimental.tqdm_ray)
+# with one that cannot be pickled by name: a process gang started after it (spawn pickles the
+# training's default log, print) failed, in any test process where a Ray test had run first
+# (test_engine.py before test_data_parallel.py, as make test's two processes may order them).
+os.environ["RAY_TQDM_PATCH_PRINT"] = "0"
 
 from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.infra.warehouse import ensure_schema
