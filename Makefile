@@ -24,8 +24,11 @@ setup: $(BIN)/.installed
 run: setup
 	$(BIN)/python -m cli.demo
 
+# Every test, in two processes (pytest-xdist): much of the suite waits on servers, subprocesses
+# and daemons rather than computing. Each module runs whole in one process, the longest first
+# (tests/conftest.py XDIST_*); `$(BIN)/python -m pytest -q` alone runs the same tests in one.
 test: setup postgres-binaries
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The inner loop: the suite without the tests marked slow (tests/conftest.py SLOW: each over
 # ~20 s, real deployments, servers and killed processes). `make test` runs them all, as CI does.

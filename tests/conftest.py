@@ -19,6 +19,11 @@ os.environ.pop("RECS_INSTANCE", None)
 # Nor of warehouse: the DuckDB file unless a test attaches a DuckLake itself (test_ducklake.py).
 os.environ.pop("RECS_WAREHOUSE_CATALOG", None)
 os.environ.pop("RECS_WAREHOUSE_DATA_PATH", None)
+# Ray, once a process has used a cluster, replaces its builtins.print (ray.experimental.tqdm_ray)
+# with one that cannot be pickled by name: a process gang started after it (spawn pickles the
+# training's default log, print) failed, in any test process where a Ray test had run first
+# (test_engine.py before test_data_parallel.py, as make test's two processes may order them).
+os.environ["RAY_TQDM_PATCH_PRINT"] = "0"
 
 from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
 from recs_pipeline.infra.warehouse import ensure_schema
@@ -206,3 +211,96 @@ def pytest_collection_modifyitems(config, items):
         module = item.path.name
         if module in SLOW or f"{module}::{item.originalname}" in SLOW:
             item.add_marker(pytest.mark.slow)
+
+
+# `make test` runs the suite in two processes (pytest-xdist, `-n 2 --dist loadfile`): much of it
+# waits (for servers to start, subprocesses to import, daemons to poll) rather than computes.
+# Each module is one unit of work, run whole and in order by one process, so that its module
+# fixtures are set up once; except for the groups below. Session fixtures (PostgreSQL, S3, Ray)
+# are per process: each process starts its own when one of its tests first asks for it.
+XDIST_GROUPS = {
+    # Both read the session's `two_day_chain`: built once, where they run.
+    "test_pipeline.py": "two_day_chain",
+    "test_ui_metadata.py": "two_day_chain",
+}
+# Modules whose module fixture is parametrised: each parameter's tests are a unit of their own
+# (test_daemon_backfill.py: each storage's deployment and backfill, side by side).
+XDIST_SPLIT = {"test_daemon_backfill.py"}
+# The longest units first: one started last would leave the other process idle at the end.
+# By their time in `pytest --durations=0` of the whole suite; every other module after them.
+XDIST_LONGEST_FIRST = (
+    "test_shared_deployment.py",
+    "two_day_chain",
+    "test_daemon_backfill.py",
+    "test_cli.py",
+    "test_data_parallel_pipeline.py",
+    "test_ducklake.py",
+    "test_faults.py",
+    "test_dead_runs.py",
+    "test_project_config.py",
+    "test_sharded.py",
+    "test_executor.py",
+    "test_instance.py",
+    "test_selection_parallel.py",
+    "test_serving_files.py",
+    "test_disk_full.py",
+    "test_selection.py",
+    "test_main.py",
+    "test_ui_graphql.py",
+    "test_security.py",
+    "test_data_parallel.py",
+    "test_pool_slots.py",
+    "test_integrity.py",
+    "test_engine.py",
+)
+
+
+def pytest_configure(config):
+    """In each of the suite's processes (``PYTEST_XDIST_WORKER_COUNT``, pytest-xdist's), torch
+    computes on its share of the cores: two processes of two math threads each on a 2-core
+    machine made an in-process training 5-10 times slower than alone (OpenMP threads waiting for
+    each other), as the suite's load did before. The processes that tests start are unchanged."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+
+
+def xdist_unit(nodeid: str) -> str:
+    """The unit of work (``XDIST_*``) a test belongs to, from its id alone (``tests/m.py::t[p]``):
+    the controlling process schedules by the ids its workers collected."""
+    module = nodeid.split("::")[0].rsplit("/", 1)[-1]
+    unit = XDIST_GROUPS.get(module, module)
+    if module in XDIST_SPLIT and nodeid.endswith("]"):
+        unit += nodeid[nodeid.rindex("[") :]
+    return unit
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown without it
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the units and order above."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    rank = {name: i for i, name in enumerate(XDIST_LONGEST_FIRST)}
+
+    class UnitScheduling(LoadScopeScheduling):
+        ordered = False
+
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_unit(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            # The queue is whole before the first unit is handed out.
+            if not self.ordered:
+                units = sorted(
+                    self.workqueue.items(), key=lambda u: rank.get(u[0].split("[")[0], len(rank))
+                )
+                self.workqueue.clear()
+                self.workqueue.update(units)
+                self.ordered = True
+            super()._assign_work_unit(node)
+
+    return UnitScheduling(config, log)

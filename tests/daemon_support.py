@@ -204,9 +204,15 @@ class Deployment:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def _start(self, name: str, *command: str) -> None:
+        """``command``: a console script of the virtual environment, or ``-m`` and a module
+        this interpreter runs."""
+        if command[0] == "-m":
+            argv = [sys.executable, *command]
+        else:
+            argv = [str(BIN / command[0]), *command[1:]]
         with open(self.logs / f"{name}.log", "wb") as log:
             self.processes[name] = subprocess.Popen(
-                [str(BIN / command[0]), *command[1:]],
+                argv,
                 cwd=PROJECT_ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -223,7 +229,9 @@ class Deployment:
         )
 
     def start_daemon(self) -> None:
-        self._start("daemon", "dagster-daemon", "run", "-w", "workspace.yaml")
+        """``dagster-daemon run``, its backfill daemon iterating every few seconds instead of
+        every 30 s (``tests/dagster_daemon.py``)."""
+        self._start("daemon", "-m", "tests.dagster_daemon", "run", "-w", "workspace.yaml")
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
@@ -442,8 +450,8 @@ def run_backfills(
             outcome.ingest_runs = deployment.runs_tagged(
                 "dagster/asset_partition_range_start", outcome.days[0]
             )
-            # Launched before the daemon starts, so that its first backfill tick picks it up
-            # (the daemon looks for new backfill work every 30 s).
+            # Launched before the daemon starts, so that its first backfill tick picks it up (the
+            # tests' daemon then looks for backfill work every few seconds: dagster_daemon.py).
             outcome.backfill_id = launch(
                 deployment, downstream, outcome.backfilled_days, run_config
             )
