@@ -18,7 +18,7 @@ from assets.lib.settings import (
     check_run_config,
 )
 from assets.lib.shard_log import ShardLog
-from assets.lib.tables import row_count
+from assets.lib.tables import CHOICE, row_count
 from assets.platform.instance import shared_database_url
 from assets.platform.kubernetes import gpu_op_tags
 from recs_pipeline.evaluation.gate import (
@@ -75,8 +75,6 @@ with warnings.catch_warnings():
 
 
 # The hyperparameters trained_model shows (run-config names; the checkpoint keeps them all).
-# model_selection's metadata entry holding its choice's sentence (champion_line).
-CHOICE = "choice"
 KEY_HYPERPARAMETERS = (
     "model", "dim", "layers", "loss", "learning_rate", "l2", "batch_size", "epochs", "patience",
     "eval_every", "uniform_negatives", "shared_negatives", "max_hard_negatives", "init",

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.lib.tables import CHOICE
 from assets.platform.code_location import (
     LaunchError,
     Location,
@@ -328,10 +329,7 @@ class Follower:
             self._print(item, f"{step:<20} skipped")
         elif kind == "ASSET_MATERIALIZATION":
             # Model selection's choice (which model, and why, or whose earlier choice it
-            # reuses): the one info line worth a terminal. (The asset module is imported here,
-            # not at the top: a command sets its settings before the code location loads.)
-            from assets.model import CHOICE
-
+            # reuses): the one info line worth a terminal.
             choice = event.event_specific_data.materialization.metadata.get(CHOICE)
             if choice is not None:
                 self._print(item, f"{step:<20} {choice.value}")

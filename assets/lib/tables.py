@@ -7,6 +7,9 @@ import dagster as dg
 
 from recs_pipeline.schema import columns
 
+# model_selection's metadata entry holding its choice's sentence, which `recs run` prints (a
+# key here, with the other metadata keys, so the command reads it without loading the assets).
+CHOICE = "choice"
 TABLE_NAME = "dagster/table_name"
 COLUMN_SCHEMA = "dagster/column_schema"
 ROW_COUNT = "dagster/row_count"
