@@ -59,8 +59,10 @@ with warnings.catch_warnings():
         " day's (its partition) and names both scores and the lift. A day without test users"
         " cannot be evaluated: the check warns and the popularity fallback is published. The"
         " verdict is recorded with the fingerprint of the evaluated model.pt; recommendations"
-        " publishes only that model. With fewer test users than min_test_users the verdict is"
-        " insufficient evidence: a warning, and the model chosen on validation is published.",
+        " publishes only that model. For a model chosen on validation, fewer test users than"
+        " min_test_users, or a deficit that a one-sided paired t-test on the users' Recall@20"
+        " does not find significant (gate_alpha), is insufficient evidence: a warning, and the"
+        " model is published.",
     )
     BEATS_EVERY_BASELINE = dg.AssetCheckSpec(
         "beats_every_baseline",
@@ -467,15 +469,17 @@ def model_evaluation(
             dg.AssetCheckResult(
                 check_name=GATE_CHECK,
                 passed=gate.verdict == PASSED,
-                # No (or too few) test users is no verdict on the model: a warning, which does
-                # not block recommendations (it publishes the popularity fallback, or the
-                # validation champion with too few users; see publishable()).
+                # No (or too few) test users, or a deficit within noise, is no verdict on the
+                # model: a warning, which does not block recommendations (it publishes the
+                # popularity fallback, or the validation champion; see publishable()).
                 severity=dg.AssetCheckSeverity.WARN
                 if gate.verdict in (NO_TEST_USERS, INSUFFICIENT, POPULARITY_CHOSEN)
                 else dg.AssetCheckSeverity.ERROR,
                 metadata={
                     **gate.score_metadata(),
                     "lift": None if gate.lift is None else rounded(gate.lift),
+                    # How likely popularity's lead is noise (one-sided paired t-test).
+                    "p_worse": None if gate.p_worse is None else round(gate.p_worse, 4),
                     "evaluated_users": day.evaluated_users,
                     "model_sha256": day.fingerprint,
                 },

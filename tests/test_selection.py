@@ -275,6 +275,43 @@ def test_too_few_test_users_is_insufficient_evidence_and_the_champion_is_publish
     assert GateResult(**{k: v for k, v in few.__dict__.items() if k != "min_users"}).min_users == 1
 
 
+def test_a_validated_model_within_noise_of_popularity_is_published_with_a_warning():
+    """The walk-through's MovieLens day: the champion a few points below popularity on 71 test
+    users. That is noise, not evidence; a significant deficit still blocks the day."""
+    from recs_pipeline.evaluation.gate import FAILED, INSUFFICIENT, gate_verdict, paired_p_worse
+
+    users = 71
+    # Both hit users 0-4; popularity also hits 5-7, the model 8-9 instead.
+    baseline = [1.0 if u < 8 else 0.0 for u in range(users)]
+    model = [1.0 if u < 5 or u in (8, 9) else 0.0 for u in range(users)]
+    p = paired_p_worse(model, baseline)
+    assert 0.05 < p < 0.5
+    noisy = gate_verdict(
+        "lightgcn", "abc", sum(model) / users, sum(baseline) / users, users, min_users=50,
+        chosen_on_validation=True, p_worse=p,
+    )  # fmt: skip
+    assert noisy.verdict == INSUFFICIENT
+    assert (
+        f"within noise (one-sided paired t-test on the 71 test users' Recall@20: p = {p:.2f}"
+        in (noisy.summary)
+    )
+    # Popularity hits 30 users, the model 10 of them: significant, refused.
+    worse = [1.0 if u < 10 else 0.0 for u in range(users)]
+    better = [1.0 if u < 30 else 0.0 for u in range(users)]
+    p_sig = paired_p_worse(worse, better)
+    assert p_sig < 0.001
+    refused = gate_verdict(
+        "lightgcn", "abc", 10 / users, 30 / users, users, 50, chosen_on_validation=True,
+        p_worse=p_sig,
+    )  # fmt: skip
+    assert refused.verdict == FAILED and "its deficit is significant" in refused.refusal("D")
+    # A pinned model, which nothing validated, is held to beating popularity, noise or not.
+    pinned = gate_verdict("lightgcn", "abc", 5 / users, 8 / users, users, 50, p_worse=p)
+    assert pinned.verdict == FAILED
+    # Identical lists never differ: no evidence either way.
+    assert paired_p_worse(baseline, baseline) == 1.0
+
+
 def test_a_backfill_never_reuses_a_choice_made_from_later_days():
     from recs_pipeline.evaluation.selection import reusable
 

@@ -79,10 +79,9 @@ def test_evaluation_metrics_do_not_depend_on_the_shards(ray_engine):
     test_users, test_items = graph(seed=4, edges=600)
     exclude = interaction_csr(users, items, N_USERS, N_ITEMS)
     fns = scorers(users, items)
-    local, _ = evaluate_scorers(fns, N_ITEMS, exclude, test_users, test_items)
-    on_ray, runs = evaluate_scorers(
-        fns, N_ITEMS, exclude, test_users, test_items, engine=ray_engine
-    )
+    local = evaluate_scorers(fns, N_ITEMS, exclude, test_users, test_items).metrics
+    on_ray = evaluate_scorers(fns, N_ITEMS, exclude, test_users, test_items, engine=ray_engine)
+    runs, on_ray = on_ray.runs, on_ray.metrics
     assert len(runs) == 2 and sum(r.users for r in runs) == test_users.unique().numel()
     for name, fn in fns.items():
         alone = evaluate_scorer(fn, N_ITEMS, exclude, test_users, test_items)

@@ -96,6 +96,8 @@ def test_the_gate_is_attached_to_its_partition_with_both_scores_and_the_lift(cha
         )
         assert f"{model:.4f}" in text and f"{popularity:.4f}" in text and "lift" in text, text
         assert metadata["lift"].value == pytest.approx(model / popularity - 1, abs=2e-3)
+        # How likely popularity's lead is noise: the paired test the gate's verdict rests on.
+        assert 0 <= metadata["p_worse"].value <= 1
 
 
 def test_a_day_with_an_abnormal_quarantine_rate_is_flagged_not_blocked(small_landing, tmp_path):

@@ -31,5 +31,14 @@ class EvaluationConfig:
         ge=1,
     )
 
+    gate_alpha: float = setting(
+        0.05,
+        "A model chosen on validation that scores below popularity on the test fold is held"
+        " back only when a one-sided paired t-test on the test users' Recall@20 finds the"
+        " deficit significant at this level; otherwise it is published with a warning.",
+        gt=0,
+        lt=1,
+    )
+
     def __post_init__(self) -> None:
         check_declared(self)

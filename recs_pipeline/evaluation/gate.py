@@ -1,7 +1,13 @@
 """The quality gate: whether a day's model may be published.
 
 One metric decides (:data:`GATE_METRIC`, Recall@20 on the day's test fold) against one
-baseline (:data:`GATE_BASELINE`, popularity): the model must beat it. The verdict is recorded
+baseline (:data:`GATE_BASELINE`, popularity): the model must beat it. A model that model
+selection chose on validation is held back only on evidence: when it scores below popularity
+on the test fold, the gate asks whether that deficit is more than noise, by a one-sided paired
+t-test on the two scorers' per-user values (:func:`paired_p_worse`). The paired t-test agrees
+with the randomization and bootstrap tests on IR metrics (Smucker, Allan and Carterette, "A
+comparison of statistical significance tests for information retrieval evaluation", CIKM
+2007), and on a few hundred test users a Recall@20 gap of several points is often noise. The verdict is recorded
 as ``model_evaluation``'s ``gate.json`` beside the model's sha256, and publication serves only
 the model that verdict is about (:func:`publishable`). Every sentence the run page, the check
 and the terminal show about the gate comes from :class:`GateResult`.
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 from recs_pipeline.infra.artifacts import GATE, ArtifactError, Stamp, UrlArtifactStore
 
@@ -40,6 +47,10 @@ class GateResult:
     baseline_score: float
     evaluated_users: int
     min_users: int = 1
+    # The one-sided paired p-value that the model is worse than the baseline (None: not
+    # tested), and the level below which that counts as evidence.
+    p_worse: float | None = None
+    alpha: float = 0.05
 
     @property
     def description(self) -> str | None:
@@ -48,6 +59,13 @@ class GateResult:
                 "no test users on this day (every test-period user is new, or none was"
                 " sampled): the model cannot be evaluated, so the popularity fallback is"
                 " published for every user"
+            )
+        if self.verdict == INSUFFICIENT and self.evaluated_users >= self.min_users:
+            return (
+                f"{GATE_BASELINE}'s lead is within noise (one-sided paired t-test on the"
+                f" {self.evaluated_users} test users' {GATE_LABEL}: p = {self.p_worse:.2f},"
+                f" not below {self.alpha}): no evidence that the model chosen on validation is"
+                " worse, so it is published, with this warning"
             )
         if self.verdict == INSUFFICIENT:
             return (
@@ -63,6 +81,12 @@ class GateResult:
         if self.verdict == FAILED:
             if self.model == GATE_BASELINE:
                 return f"the model is {GATE_BASELINE} itself: it cannot beat {GATE_BASELINE}"
+            if self.p_worse is not None:
+                return (
+                    f"the model does not beat {GATE_BASELINE} on {GATE_LABEL}, and its deficit"
+                    f" is significant (one-sided paired t-test p = {self.p_worse:.3g} <"
+                    f" {self.alpha})"
+                )
             return f"the model does not beat {GATE_BASELINE} on {GATE_LABEL}"
         return None
 
@@ -116,6 +140,18 @@ class GateResult:
         return f"failed: {scores}: {self.description}; nothing is published for the day"
 
 
+def paired_p_worse(model: Sequence[float], baseline: Sequence[float]) -> float:
+    """The one-sided p-value of a paired t-test that the model's per-user values are lower
+    than the baseline's (the same users, in one order); 1 when they never differ."""
+    import numpy as np
+    from scipy import stats
+
+    diff = np.asarray(model, dtype=float) - np.asarray(baseline, dtype=float)
+    if diff.size < 2 or not diff.std() > 0:
+        return 0.0 if diff.size and diff.mean() < 0 else 1.0
+    return float(stats.ttest_rel(model, baseline, alternative="less").pvalue)
+
+
 def gate_verdict(
     model: str,
     fingerprint: str,
@@ -124,12 +160,17 @@ def gate_verdict(
     evaluated_users: int,
     min_users: int = 1,
     chosen_on_validation: bool = False,
+    p_worse: float | None = None,
+    alpha: float = 0.05,
 ) -> GateResult:
     """Pass when the model's score exceeds popularity's; with no evaluated user the scores are
-    undefined, which is its own verdict (not a failure of the model), and with fewer than
-    ``min_users`` they are too noisy to judge: insufficient evidence (the validation champion
-    is published, with a warning) when a search ``chosen_on_validation`` the model; a pinned
-    or fallback model, which nothing validated, is still held to popularity."""
+    undefined, which is its own verdict (not a failure of the model).
+
+    A model a search ``chosen_on_validation`` is refused only on evidence: with fewer than
+    ``min_users`` test users, or when it scores lower but not significantly so (``p_worse``,
+    from :func:`paired_p_worse`, at least ``alpha``), the verdict is insufficient evidence and
+    the validation champion is published with a warning. A pinned or fallback model, which
+    nothing validated, is still held to beating popularity."""
     if evaluated_users == 0 or math.isnan(model_score) or math.isnan(baseline_score):
         verdict = NO_TEST_USERS
     elif model == GATE_BASELINE and chosen_on_validation:
@@ -138,11 +179,16 @@ def gate_verdict(
         verdict = INSUFFICIENT
     elif model != GATE_BASELINE and model_score > baseline_score:
         verdict = PASSED
+    elif (
+        model != GATE_BASELINE and chosen_on_validation and p_worse is not None and p_worse >= alpha
+    ):
+        verdict = INSUFFICIENT
     else:
         verdict = FAILED
     return GateResult(
-        verdict, model, fingerprint, model_score, baseline_score, evaluated_users, min_users
-    )
+        verdict, model, fingerprint, model_score, baseline_score, evaluated_users, min_users,
+        p_worse, alpha,
+    )  # fmt: skip
 
 
 def record_gate(store: UrlArtifactStore, key: str, result: GateResult) -> None:

@@ -10,6 +10,7 @@ Definitions (per user u with test items T_u ≠ ∅, top-K list L_u; averaged ov
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -100,18 +101,19 @@ def topk_excluding(
     return topk_scored(inner_product(user_emb, item_emb), users, exclude, k, chunk_users)
 
 
-def ranking_metrics(
+def user_metrics(
     top_items: torch.Tensor,
     users: torch.Tensor,
     test_users: torch.Tensor,
     test_items: torch.Tensor,
     n_items: int,
     ks: Sequence[int] = (10, 20, 50),
-) -> dict[tuple[str, int], float]:
-    """Metrics of the module docstring for lists ``top_items[j]`` of ``users[j]``.
+) -> dict[tuple[str, int], torch.Tensor]:
+    """Each metric of the module docstring per user, for lists ``top_items[j]`` of ``users[j]``:
+    one value per user with test items, in the order of ``users`` (the others are dropped).
 
-    Test edges are (``test_users``, ``test_items``); only the rows of users with test items
-    count. Every K must be at most ``top_items.shape[1]``.
+    Test edges are (``test_users``, ``test_items``). Every K must be at most
+    ``top_items.shape[1]``.
     """
     truth = edge_keys(test_users, test_items, n_items)
     n_test = torch.bincount(test_users, minlength=int(users.max()) + 1 if users.numel() else 0)
@@ -120,25 +122,43 @@ def ranking_metrics(
     users, top_items, n_test = users[keep], top_items[keep], n_test[keep].float()
     hits = is_edge(truth, users.unsqueeze(1).expand_as(top_items), top_items, n_items).float()
     discount = 1.0 / torch.log2(torch.arange(2, top_items.shape[1] + 2, dtype=torch.float32))
-    results: dict[tuple[str, int], float] = {}
+    results: dict[tuple[str, int], torch.Tensor] = {}
     for k in ks:
         if k > top_items.shape[1]:
             raise ValueError(f"K={k} exceeds the list length {top_items.shape[1]}")
         hit_count = hits[:, :k].sum(1)
         dcg = (hits[:, :k] * discount[:k]).sum(1)
         ideal = torch.cumsum(discount[:k], 0)[(n_test.clamp(max=k) - 1).long()]
-        if users.numel() == 0:
-            values = dict.fromkeys(METRICS, math.nan)
-        else:
-            values = {
-                "recall": (hit_count / n_test).mean().item(),
-                "ndcg": (dcg / ideal).mean().item(),
-                "precision": (hit_count / k).mean().item(),
-                "hitrate": (hit_count > 0).float().mean().item(),
-            }
+        values = {
+            "recall": hit_count / n_test,
+            "ndcg": dcg / ideal,
+            "precision": hit_count / k,
+            "hitrate": (hit_count > 0).float(),
+        }
         for metric, value in values.items():
             results[(metric, k)] = value
     return results
+
+
+def mean_metrics(per_user: dict[tuple[str, int], torch.Tensor]) -> dict[tuple[str, int], float]:
+    """The average over users of each :func:`user_metrics` value (NaN without a user)."""
+    return {
+        key: values.mean().item() if values.numel() else math.nan
+        for key, values in per_user.items()
+    }
+
+
+def ranking_metrics(
+    top_items: torch.Tensor,
+    users: torch.Tensor,
+    test_users: torch.Tensor,
+    test_items: torch.Tensor,
+    n_items: int,
+    ks: Sequence[int] = (10, 20, 50),
+) -> dict[tuple[str, int], float]:
+    """Metrics of the module docstring for lists ``top_items[j]`` of ``users[j]``, averaged
+    over the users with test items."""
+    return mean_metrics(user_metrics(top_items, users, test_users, test_items, n_items, ks))
 
 
 def evaluate_scorer(
@@ -155,6 +175,17 @@ def evaluate_scorer(
     return ranking_metrics(top, users, test_users, test_items, n_items, ks)
 
 
+@dataclasses.dataclass(frozen=True)
+class ScorerResults:
+    """:func:`evaluate_scorers`' answer: each scorer's metrics averaged over the evaluated
+    users (``metrics``) and per user (``per_user``, the users in one order for every scorer,
+    which paired comparisons need), and how the shards ran."""
+
+    metrics: dict[str, dict[tuple[str, int], float]]
+    per_user: dict[str, dict[tuple[str, int], torch.Tensor]]
+    runs: list[ShardRun]
+
+
 def evaluate_scorers(
     scorers: dict[str, ScoreFn],
     n_items: int,
@@ -164,21 +195,21 @@ def evaluate_scorers(
     ks: Sequence[int] = (10, 20, 50),
     engine: Engine | None = None,
     on_shard: Callable[[ShardRun], None] | None = None,
-) -> tuple[dict[str, dict[tuple[str, int], float]], list[ShardRun]]:
+) -> ScorerResults:
     """:func:`evaluate_scorer` for several scorers on the same users, the full ranking (users
     × items, the cost) in the engine's shards of users; the metrics are computed once from the
-    merged lists, so they are those of one shard. Returns the metrics per scorer name and how
-    the shards ran."""
+    merged lists, so they are those of one shard."""
     engine = engine or Engine()
     users = torch.unique(test_users)
     shards = [users[r.start : r.stop] for r in shard_ranges(users.numel(), engine.workers)]
     shared = engine.share((scorers, exclude, max(ks)))
     tops, runs = map_shards(engine, _topk_shard, shards, shared, on_done=on_shard)
-    results = {}
+    per_user = {}
     for name in scorers:
         top = torch.cat([t[name] for t in tops]) if tops else torch.empty(0, max(ks)).long()
-        results[name] = ranking_metrics(top, users, test_users, test_items, n_items, ks)
-    return results, runs
+        per_user[name] = user_metrics(top, users, test_users, test_items, n_items, ks)
+    metrics = {name: mean_metrics(values) for name, values in per_user.items()}
+    return ScorerResults(metrics, per_user, runs)
 
 
 def _topk_shard(users: torch.Tensor, shared: tuple) -> dict[str, torch.Tensor]:

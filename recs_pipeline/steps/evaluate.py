@@ -18,6 +18,7 @@ from recs_pipeline.evaluation.gate import (
     KS,
     GateResult,
     gate_verdict,
+    paired_p_worse,
     record_gate,
 )
 from recs_pipeline.evaluation.metrics import evaluate_scorers
@@ -69,10 +70,11 @@ def evaluate_day(
             ).scores
     test_users, test_items = sample_test_users(graph, config.max_users, config.seed)
     with engine.session():
-        results, _ = evaluate_scorers(
+        scored = evaluate_scorers(
             scorers, graph.n_items, graph.train_csr(), test_users, test_items, KS,
             engine=engine, on_shard=on_shard,
         )  # fmt: skip
+    results = scored.metrics
     # The split's settings are part of the key: the same model under another window or test
     # period is another evaluation, kept beside this one.
     split = day.get(SPLIT)["config"]
@@ -110,6 +112,11 @@ def evaluate_day(
         evaluated_users,
         config.min_test_users,
         chosen_on_validation=model[0].get("chosen_by") == "model_selection",
+        p_worse=paired_p_worse(
+            scored.per_user[model_name][GATE_METRIC].tolist(),
+            scored.per_user[GATE_BASELINE][GATE_METRIC].tolist(),
+        ),
+        alpha=config.gate_alpha,
     )
     # Publication reads this record, not the check event: a run that selects recommendations
     # alone, or after a retrain, is refused unless this verdict names the current model.pt.
