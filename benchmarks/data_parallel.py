@@ -40,7 +40,12 @@ from recs_pipeline.graph.negatives import HardNegativeConfig, hard_negative_pool
 from recs_pipeline.infra.engine import Engine
 from recs_pipeline.models import build_model
 from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.cli import add_setting_flags, settings_from_args
 from recs_pipeline.training.data_parallel import train_data_parallel
+
+# The TrainConfig settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# a few epochs are enough for a median epoch time.
+TRAIN_FLAGS = {"epochs": 3}
 
 
 def log_edges(spec: SyntheticLogSpec):
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--events-per-day", type=int, default=4000)
-    parser.add_argument("--epochs", type=int, default=3)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--rounds", type=int, default=2, help="alternating 1- and 2-worker runs")
     parser.add_argument(
         "--no-threads-2",
@@ -110,7 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     pools = hard_negative_pools(users, items, n_users, n_items, HardNegativeConfig())
     graph = InteractionGraph.from_edges(n_users, n_items, users, items, last_ts)
     print(f"{users.numel():,} edges, {n_users:,} users, {n_items:,} items; load {load()}")
-    base = TrainConfig(epochs=args.epochs, eval_every=args.epochs, val_users=1000)
+    base = TrainConfig(
+        **settings_from_args(args, TRAIN_FLAGS), eval_every=args.epochs, val_users=1000
+    )
     load_before = load()
 
     def one_worker(threads: int) -> tuple[dict, dict]:

@@ -72,9 +72,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", required=True, help="folder with train.txt and test.txt")
     parser.add_argument("--users", type=int, default=None, help="first N users only (default all)")
     parser.add_argument("--k", type=int, default=20)
+    # Not TrainConfig's dim: that of the random embeddings ranked here (nothing is trained).
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--chunk-users", type=int, default=2048, help="users per batch, both")
     parser.add_argument("--repeats", type=int, default=3)
+    # Not TrainConfig's threads and seed: the ranking's threads, the random embeddings' seed.
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

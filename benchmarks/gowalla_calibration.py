@@ -21,7 +21,12 @@ from benchmarks._common import quiet_sparse_warnings, write_results
 from benchmarks.gowalla import HOLDOUTS, holdout_order, load_lightgcn_split
 from benchmarks.variants import run_training_free
 from recs_pipeline.graph.bipartite import interaction_csr
+from recs_pipeline.training.cli import add_setting_flags
 from recs_pipeline.training.validation import validation_split
+
+# The TrainConfig settings of the validation slice (add_setting_flags), with benchmarks.gowalla's
+# defaults, so that the slice is the one its trained models stop early on.
+TRAIN_FLAGS = {"val_users": 5000, "val_fraction": 0.2, "seed": 0}
 
 
 def calibration_name(holdout: str) -> str:
@@ -36,9 +41,7 @@ def calibration_name(holdout: str) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gowalla_calibration")
     parser.add_argument("--data", required=True)
-    parser.add_argument("--val-users", type=int, default=5000)
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--holdout", choices=HOLDOUTS, default="random", help="holdout_order")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)

@@ -41,13 +41,19 @@ import torch
 
 from benchmarks._common import RESULTS, quiet_sparse_warnings, write_results
 from benchmarks.gowalla import HOLDOUTS, holdout_order, load_lightgcn_split
+from benchmarks.gowalla_calibration import TRAIN_FLAGS as CALIBRATION_FLAGS
 from benchmarks.gowalla_calibration import calibration_name
 from benchmarks.variants import KS, flat
 from recs_pipeline.evaluation.metrics import evaluate_scorer, ranking_metrics
 from recs_pipeline.graph.bipartite import interaction_csr
 from recs_pipeline.models.dnfilter import DegreeNormalisedFilter
 from recs_pipeline.models.gfcf import sparse_rows_times
+from recs_pipeline.training.cli import add_setting_flags
 from recs_pipeline.training.validation import validation_split
+
+# The TrainConfig settings this benchmark takes as flags (add_setting_flags): the calibration's
+# validation slice (the grid is chosen on it), and torch threads.
+TRAIN_FLAGS = CALIBRATION_FLAGS | {"threads": 2}
 
 GRID = {
     "user_exponent": (0.5,),
@@ -119,12 +125,9 @@ def ranking_key(point: dict) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gowalla_filters")
     parser.add_argument("--data", required=True)
-    parser.add_argument("--val-users", type=int, default=5000)
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--holdout", choices=HOLDOUTS, default="random", help="holdout_order")
     parser.add_argument("--iterations", type=int, default=4, help="subspace iterations")
-    parser.add_argument("--threads", type=int, default=2)
     for axis, values in GRID.items():
         kind = int if axis == "k" else float
         parser.add_argument(f"--{axis.replace('_', '-')}", type=kind, nargs="+", default=values)

@@ -26,6 +26,19 @@ from benchmarks.gowalla import load_lightgcn_split
 from benchmarks.variants import VARIANTS, print_table, run_training_free, run_variant
 from recs_pipeline.graph.bipartite import interaction_csr, normalized_adjacency
 from recs_pipeline.graph.negatives import HardNegativeConfig, hard_negative_pools
+from recs_pipeline.training.cli import add_setting_flags, settings_from_args
+
+# The TrainConfig settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# every trained variant gets the same budget, batch size, learning rate and validation slice.
+TRAIN_FLAGS = {
+    "time_budget_minutes": 3.0,
+    "epochs": 1000,
+    "batch_size": 8192,
+    "lr": 5e-3,
+    "val_users": 5000,
+    "threads": 2,
+    "seed": 0,
+}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -36,15 +49,10 @@ def main(argv: list[str] | None = None) -> dict:
         default=",".join(n for n, v in VARIANTS.items() if not v.get("features")),
         help="comma-separated (Gowalla has no item features)",
     )
-    parser.add_argument("--time-budget-minutes", type=float, default=3.0, help="per variant")
-    parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=8192)
-    parser.add_argument("--lr", type=float, default=5e-3)
+    add_setting_flags(parser, TRAIN_FLAGS)
+    # shared_negatives and max_hard_negatives of only the variants that use them (others: 0).
     parser.add_argument("--shared", type=int, default=2048, help="shared negatives per batch")
     parser.add_argument("--max-hard", type=int, default=3, help="curriculum cap")
-    parser.add_argument("--val-users", type=int, default=5000)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     quiet_sparse_warnings()
@@ -67,17 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = run_training_free(("popularity", "gfcf"), tu, ti, n_users, n_items, exclude, su, si)
     common = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
+        **settings_from_args(args, TRAIN_FLAGS),
         "init": "spectral",
         "patience": 3,
         "eval_every": 1,
-        "val_users": args.val_users,
         "val_fraction": 0.2,
-        "seed": args.seed,
-        "threads": args.threads,
-        "time_budget_minutes": args.time_budget_minutes,
     }
     for name in names:
         results[name] = run_variant(

@@ -34,11 +34,14 @@ from recs_pipeline.evaluation.metrics import evaluate_scorer, inner_product
 from recs_pipeline.graph.bipartite import csr_rows, interaction_csr
 from recs_pipeline.models import TRAINING_FREE
 from recs_pipeline.training import TrainConfig
-from recs_pipeline.training.cli import add_param_flags, params_from_args
+from recs_pipeline.training.cli import add_param_flags, add_setting_flags, params_from_args
 
 RANKS = (32, 64, 128, 256, 512)
 KS = (10, 20, 50)
 TRANSFORMS = ("standardised", "raw")
+# The TrainConfig settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# the seed is the teacher's (as benchmarks.gowalla fits it) and the SVD's.
+TRAIN_FLAGS = {"threads": 2, "seed": 0}
 
 
 def summary(metrics: dict, ks: list[int]) -> str:
@@ -75,8 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--transforms", default=",".join(TRANSFORMS))
     parser.add_argument("--oversample", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--ks", default=",".join(map(str, KS)), help="cut-offs of the metrics")
     parser.add_argument("--out", default=None)
     add_param_flags(parser, distill=False)

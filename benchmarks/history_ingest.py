@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--users", type=int, default=610)
     parser.add_argument("--items", type=int, default=9_742)
     parser.add_argument("--days", type=int, default=2_000)
+    # Not TrainConfig's seed: the generated export's (nothing is trained).
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)

@@ -58,6 +58,7 @@ from recs_pipeline.evaluation.metrics import evaluate_embeddings
 from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr, normalized_adjacency
 from recs_pipeline.graph.negatives import HardNegativeConfig, hard_negative_pools
 from recs_pipeline.training import train_model
+from recs_pipeline.training.cli import add_setting_flags, settings_from_args
 from recs_pipeline.training.config import LISTWISE_DISTILL
 from recs_pipeline.training.validation import validation_split
 
@@ -95,14 +96,11 @@ def load_genres(folder: str | Path, n_items: int) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.movielens", description=__doc__)
     parser.add_argument("--data", required=True, help="folder with u.data")
-    parser.add_argument("--epochs", type=int, default=200)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--time-budget-seconds", type=float, default=60.0)
-    parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--lr", type=float, default=5e-3)
+    # shared_negatives and max_hard_negatives of only the variants that use them (others: 0).
     parser.add_argument("--shared", type=int, default=256, help="shared negatives per batch")
     parser.add_argument("--max-hard", type=int, default=3, help="curriculum cap")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cold-items", type=int, default=200, help="items made cold")
     parser.add_argument("--cold-min-train", type=int, default=5, help="their min train degree")
     parser.add_argument("--only", nargs="*", default=None, help="run only these variants")
@@ -112,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         default=["popularity", "gfcf", "dnfilter"],
         help="training-free models fitted beside the variants (their default settings)",
     )
+    # Not TrainConfig's distill (one teacher of a run): a list of teachers, each an extra run.
     parser.add_argument(
         "--distill",
         nargs="*",
@@ -252,18 +251,19 @@ def training_free_on_validation(args, n_users: int, n_items: int, train) -> dict
     return results
 
 
+# The TrainConfig settings this benchmark takes as flags (add_setting_flags), with its defaults;
+# the time budget is this benchmark's own --time-budget-seconds.
+TRAIN_FLAGS = {"epochs": 200, "batch_size": 2048, "lr": 5e-3, "threads": 2, "seed": 0}
+
+
 def common_config(args, n_users: int) -> dict:
     """TrainConfig fields every variant shares on this split."""
     return {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
+        **settings_from_args(args, TRAIN_FLAGS),
         "patience": 5,
         "eval_every": 1,
         "val_users": n_users,
         "val_fraction": 0.2,
-        "seed": args.seed,
-        "threads": args.threads,
         "time_budget_minutes": args.time_budget_seconds / 60,
     }
 

@@ -45,8 +45,12 @@ from benchmarks._common import (
     write_results,
 )
 from recs_pipeline.data.synthetic import SyntheticLogSpec, write_landing_files
+from recs_pipeline.training.cli import add_setting_flags, settings_from_args
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
+# The trained_model settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# a bounded training (the docstring says why).
+TRAIN_FLAGS = {"epochs": 1, "batch_size": 16384}
 ENGINE_STEPS = ["hard_negatives", "trained_model", "model_evaluation", "recommendations"]
 CHAIN = [
     "interaction_split",
@@ -118,8 +122,7 @@ def run_size(events: int, args) -> dict:
             "interaction_split": {"config": {"window_days": args.days, "test_days": 2}},
             "trained_model": {
                 "config": {
-                    "epochs": args.epochs,
-                    "batch_size": args.batch_size,
+                    **settings_from_args(args, TRAIN_FLAGS),
                     "max_steps_per_epoch": args.max_steps,
                     "eval_every": 1,
                 }
@@ -241,8 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_scaling")
     parser.add_argument("--events", default="250000,1000000", help="comma-separated sizes")
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=16384)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--max-steps", type=int, default=16, help="mini-batches per epoch, at most")
     parser.add_argument("--workdir", default="/tmp/recs_pipeline_scaling")
     parser.add_argument("--keep", action="store_true", help="keep each size's files")

@@ -28,6 +28,11 @@ from benchmarks.gowalla import build_parser, load_lightgcn_split, run_trained
 from recs_pipeline.evaluation.metrics import inner_product, ranking_metrics, topk_scored
 from recs_pipeline.graph.bipartite import interaction_csr, normalized_adjacency
 from recs_pipeline.serving.ann import IVFIndex, list_overlap
+from recs_pipeline.training.cli import add_setting_flags
+
+# The TrainConfig settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# its threads train the embeddings (unless --embeddings) and rank.
+TRAIN_FLAGS = {"threads": 2}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--list-size", type=int, default=256)
     parser.add_argument("--probes", default="8,16,32,64", help="comma-separated")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     quiet_sparse_warnings()
@@ -61,8 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
         user_emb, item_emb = saved["user_emb"], saved["item_emb"]
         model = {"embeddings": args.embeddings}
     else:
+        # --threads too: train_model sets torch's threads, which the ranking below then runs on.
         train_args = build_parser().parse_args(
             ["--data", args.data, "--time-budget-minutes", str(args.train_minutes), "--quiet"]
+            + ["--threads", str(args.threads)]
         )
         last_ts = torch.randperm(train_u.numel(), generator=torch.Generator().manual_seed(0))
         adjacency = normalized_adjacency(train_u, train_i, n_users, n_items)

@@ -39,9 +39,21 @@ from benchmarks.gowalla import load_lightgcn_split
 from recs_pipeline.graph.bipartite import normalized_adjacency
 from recs_pipeline.graph.negatives import edge_keys, uniform_negatives
 from recs_pipeline.models.lightgcn import LightGCN
+from recs_pipeline.training.cli import add_setting_flags
 from recs_pipeline.training.losses import bpr_loss, l2_penalty
 
 VARIANTS = ("ours", "pyg", "pyg_sparse")
+# The TrainConfig settings of the batch step both implementations take (add_setting_flags), with
+# this benchmark's defaults: they mean for PyG's model what they mean for ours (the docstring).
+TRAIN_FLAGS = {
+    "batch_size": 4096,
+    "dim": 64,
+    "layers": 3,
+    "lr": 1e-3,
+    "l2": 1e-4,
+    "threads": 2,
+    "seed": 0,
+}
 
 
 class Ours:
@@ -112,13 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", type=int, default=20, help="timed batches per run")
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches before each run")
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--l2", type=float, default=1e-4)
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--seed", type=int, default=0)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument(
         "--variants", default="ours,pyg", help=f"comma-separated, alternated in order: {VARIANTS}"
     )

@@ -34,6 +34,11 @@ from recs_pipeline.evaluation.selection import DEFAULT_CANDIDATES, default_param
 from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr, normalized_adjacency
 from recs_pipeline.models import TRAINING_FREE, fit_training_free
 from recs_pipeline.training import TrainConfig, train_model
+from recs_pipeline.training.cli import add_setting_flags
+
+# The TrainConfig settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# torch threads of this process, where every candidate and selection trial trains.
+TRAIN_FLAGS = {"threads": 2}
 
 SYNTHETIC = {
     # cli.demo's demo log, and its --small one (recs_pipeline.data.synthetic's defaults besides).
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget-minutes", type=float, default=2.0)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--candidates", nargs="*", default=list(DEFAULT_CANDIDATES))
-    parser.add_argument("--threads", type=int, default=2)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     quiet_sparse_warnings()

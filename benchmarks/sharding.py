@@ -44,11 +44,15 @@ from recs_pipeline.graph.negatives import edge_keys
 from recs_pipeline.infra.artifacts import GRAPH, HARD_NEGATIVES
 from recs_pipeline.infra.engine import Engine, map_shards
 from recs_pipeline.steps.day import load_graph, load_scorer
+from recs_pipeline.training.cli import add_setting_flags, settings_from_args
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
 
 SHARDED = ["hard_negatives", "model_evaluation", "recommendations"]
 SETUP = ["interaction_split", "interaction_graph", "hard_negatives", "trained_model"]
 NOOP_STEPS = 8
+# The trained_model settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# training only sets up the sharded steps' inputs, so one epoch.
+TRAIN_FLAGS = {"epochs": 1}
 
 
 # --- Dagster's fan-out: a job of no-op steps, one process each --------------------------------
@@ -170,7 +174,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--workdir", default="/tmp/recs_sharding")
-    parser.add_argument("--epochs", type=int, default=1, help="training (setup only)")
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--tasks", type=int, default=40, help="no-op Ray tasks timed")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -192,7 +196,11 @@ def main() -> None:
         "ops": {
             "interaction_split": {"config": {"window_days": args.days, "test_days": 2}},
             "trained_model": {
-                "config": {"epochs": args.epochs, "batch_size": 16384, "max_steps_per_epoch": 16}
+                "config": {
+                    **settings_from_args(args, TRAIN_FLAGS),
+                    "batch_size": 16384,
+                    "max_steps_per_epoch": 16,
+                }
             },
             "model_evaluation": {"config": {"baselines": ["popularity"]}},
         }

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=60_000)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--interactions", type=int, default=3_000_000)
+    # Not TrainConfig's seed: the generated split's (nothing is trained).
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     train, test = write_split(Path(args.out), args.users, args.items, args.interactions, args.seed)

@@ -27,14 +27,17 @@ import time
 from pathlib import Path
 
 from benchmarks._common import quiet_sparse_warnings, write_results
+from recs_pipeline.training.cli import add_setting_flags, settings_from_args
+
+# The trained_model settings this benchmark takes as flags (add_setting_flags), with its defaults:
+# the pipeline's, so that both runs stop as a day's training would.
+TRAIN_FLAGS = {"model": "lightgcn", "epochs": 60, "patience": 4}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.warm_start")
     parser.add_argument("--days", type=int, default=60, help="days of synthetic log")
-    parser.add_argument("--model", default="lightgcn")
-    parser.add_argument("--epochs", type=int, default=60, help="maximum epochs per run")
-    parser.add_argument("--patience", type=int, default=4)
+    add_setting_flags(parser, TRAIN_FLAGS)
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -79,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(day: dt.date, selection: list, warm: bool) -> None:
         train = {
-            "model": args.model,
-            "epochs": args.epochs,
-            "patience": args.patience,
+            **settings_from_args(args, TRAIN_FLAGS),
             "eval_every": 1,
             "warm_start": warm,
         }

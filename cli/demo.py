@@ -30,6 +30,11 @@ variables, then the project config file; docs/own-logs.md): ingests the
 window's days before ``--to`` (default: the log's last day) and runs the chain for ``--to``.
 It only reads the landing root.
 
+The training flags (``--model``, ``--epochs``, ``--distill``, ``--param``) override the run's
+settings; unset, the model is the champion model selection chooses (for ``--own-logs``, the
+deployment's pinned model). ``--distill`` weights the teacher's items by their rank
+(``distill_ranked``).
+
 Runs are recorded in the project's Dagster instance (``DAGSTER_HOME``, default
 ``dagster_home/``), so ``dagster dev`` afterwards shows the run history and materialisations.
 """
@@ -61,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+# The trained_model settings the demo takes as flags (add_setting_flags); none by default: the
+# run's own.
+TRAIN_FLAGS = {"model": None, "epochs": None, "distill": None}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -71,21 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--events-per-day", type=int, default=4000, help="events per day of the synthetic log"
     )
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="pin the model: lightgcn, mf, ngcf, pinsage (uses items.csv genres), or"
-        " training-free popularity, gfcf, dnfilter (default: the champion model selection"
-        " chooses, or the deployment's pinned model for --own-logs)",
-    )
-    parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
-    parser.add_argument(
-        "--distill",
-        default=None,
-        metavar="TEACHER",
-        help="a training-free teacher (gfcf, dnfilter) whose top items per user, weighted by"
-        " their rank, become extra loss positives of the trained model",
-    )
+    from recs_pipeline.training.cli import add_param_flags, add_setting_flags
+
+    add_setting_flags(parser, TRAIN_FLAGS)
+    # Not TrainConfig's distill_listwise alone: the regime of LISTWISE_DISTILL and LISTWISE_SOFTMAX.
     parser.add_argument(
         "--distill-listwise",
         action="store_true",
@@ -93,8 +92,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " as a list-wise term, its items at weight 4, the softmax loss (τ 0.1, 2,048 shared"
         " negatives)",
     )
-    from recs_pipeline.training.cli import add_param_flags
-
     add_param_flags(parser)
     parser.add_argument(
         "--small",
@@ -265,13 +262,13 @@ DEMO_SELECTION = {"budget_minutes": 2.0, "trials": 8}
 
 def _train_overrides(args: argparse.Namespace) -> dict:
     """The ``trained_model`` settings the command line sets (none: the run's own)."""
-    from recs_pipeline.training.cli import params_from_args
+    from recs_pipeline.training.cli import params_from_args, settings_from_args
     from recs_pipeline.training.config import LISTWISE_DISTILL, LISTWISE_SOFTMAX
 
-    overrides = {"model": args.model, "epochs": args.epochs}
+    overrides = settings_from_args(args, TRAIN_FLAGS)
     overrides |= params_from_args(args, args.model, args.distill)
     if args.distill:
-        overrides |= {"distill": args.distill, "distill_ranked": True}
+        overrides |= {"distill_ranked": True}
     if args.distill_listwise:
         overrides |= LISTWISE_DISTILL | LISTWISE_SOFTMAX
     return {key: value for key, value in overrides.items() if value is not None}

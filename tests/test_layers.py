@@ -7,11 +7,14 @@ read with ``ast`` (function-level imports included), nothing imported or run.
   re-checked on every Dagster upgrade, whose docstring lists every private module it names.
 - ``assets/``'s root holds only asset modules, ``definitions.py`` and ``__init__.py``; what
   the assets declare with is in ``assets/lib/``, the machinery in ``assets/platform/``.
+- A command's flag for a training setting is generated from the setting's declaration
+  (``add_setting_flags``), never restated with argparse in ``benchmarks/`` or ``cli/``.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from functools import cache
 from pathlib import Path
@@ -290,3 +293,61 @@ def test_asset_modules_hold_no_sql():
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and sql.search(node.value)
     ]
     assert not found, found
+
+
+# Flags named after a TrainConfig setting that mean something else, with why (the comment at each
+# flag says it too); every other such flag is generated from the setting's declaration.
+NOT_TRAINING_SETTINGS = {
+    ("benchmarks/eval_speed.py", "--dim"): "the random embeddings' dimension: nothing trains",
+    ("benchmarks/eval_speed.py", "--threads"): "the ranking's torch threads: nothing trains",
+    ("benchmarks/eval_speed.py", "--seed"): "the random embeddings' seed: nothing trains",
+    ("benchmarks/history_ingest.py", "--seed"): "the generated export's seed",
+    ("benchmarks/synthetic_split.py", "--seed"): "the generated split's seed",
+    ("benchmarks/movielens.py", "--distill"): "several teachers, each an extra run",
+    ("cli/demo.py", "--distill-listwise"): "the listwise regime: distill_listwise and more",
+}
+
+
+def literal_flags(path: Path) -> list[tuple[str, int]]:
+    """The ``--flags`` spelled as literals in ``path``'s ``add_argument`` calls, with the line."""
+    return [
+        (arg.value, node.lineno)
+        for node in ast.walk(tree(path))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "add_argument"
+        for arg in node.args
+        if isinstance(arg, ast.Constant)
+        and isinstance(arg.value, str)
+        and arg.value.startswith("--")
+    ]
+
+
+def test_commands_generate_their_training_flags_from_the_declarations():
+    """A flag named after a :class:`TrainConfig` setting is made by ``add_setting_flags``
+    (type, choices and description from the declaration), so that a command cannot drift from
+    what the setting means or allows."""
+    from recs_pipeline.training.config import TrainConfig
+
+    settings = {field.name for field in dataclasses.fields(TrainConfig)}
+    named = [
+        (path, flag, line)
+        for path in python_files("benchmarks", "cli")
+        for flag, line in literal_flags(path)
+        if flag[2:].replace("-", "_") in settings
+    ]
+    spelled = {(str(path.relative_to(ROOT)), flag) for path, flag, _ in named}
+    assert spelled >= NOT_TRAINING_SETTINGS.keys(), (
+        "NOT_TRAINING_SETTINGS lists flags no command spells any more:"
+        f" {sorted(NOT_TRAINING_SETTINGS.keys() - spelled)}"
+    )
+    restated = [
+        f"{where(path, line)}: {flag}"
+        for path, flag, line in named
+        if (str(path.relative_to(ROOT)), flag) not in NOT_TRAINING_SETTINGS
+    ]
+    assert not restated, (
+        "these flags restate TrainConfig settings with argparse: generate them with"
+        " recs_pipeline.training.cli.add_setting_flags (a dict of the command's defaults, read"
+        " back with settings_from_args):\n" + "\n".join(restated)
+    )
