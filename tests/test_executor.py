@@ -4,11 +4,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import dagster as dg
 
 from assets.definitions import defs
+from assets.platform import run_workers
 from assets.platform.executor import (
     PRELOAD_MODULE,
     available_cpus,
@@ -16,6 +19,7 @@ from assets.platform.executor import (
     threads_per_step,
 )
 from assets.platform.step_preload import instance_modules
+from tests.daemon_support import write_instance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +44,19 @@ def probe(context) -> None:
 @dg.job(executor_def=forkserver_executor)
 def probe_job():
     probe()
+
+
+HELD_POOL = "held"
+
+
+@dg.op(pool=HELD_POOL)
+def pooled() -> None:
+    """A step of a pool whose one slot another run holds."""
+
+
+@dg.job(executor_def=forkserver_executor)
+def pooled_job():
+    pooled()
 
 
 def run_probe(tmp_path, start_method: str) -> dict:
@@ -196,3 +213,57 @@ def test_a_step_process_runs_with_its_share_of_the_cores(tmp_path):
     chosen = 1 if expected != 1 else 2  # torch takes at most as many threads as cores
     overridden = step_saw("overridden", OMP_NUM_THREADS=str(chosen))
     assert overridden["torch_threads"] == chosen, overridden
+
+
+def test_a_run_waiting_for_a_pool_slot_waits_instead_of_spinning(tmp_path, monkeypatch):
+    """Its one step ready, the pool's one slot held by another run for a few seconds: Dagster's
+    multiprocess loop asked for steps to start again at once, thousands of times a second, so
+    every run worker waiting for the warehouse pool spun a core that the running step of
+    another run needed. It now asks a few times a second."""
+    from dagster._core.execution.plan.active import ActiveExecution
+
+    asks = []
+    ask = ActiveExecution.get_steps_to_execute
+
+    def counted(self, limit=None):
+        asks.append(time.monotonic())
+        return ask(self, limit=limit)
+
+    monkeypatch.setattr(ActiveExecution, "get_steps_to_execute", counted)
+    hold_seconds = 3.0
+    home = tmp_path / "home"
+    write_instance(home)  # the project's instance: pools claimed per step (op granularity)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots(HELD_POOL, 1)
+        # The holder: a run in progress whose worker (this process) is alive.
+        holder = dg.DagsterRun(
+            job_name="holder",
+            run_id="other-run",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={run_workers.WORKER_TAG: run_workers.this_worker()},
+        )
+        instance.add_run(holder)
+        assert storage.claim_concurrency_slot(HELD_POOL, "other-run", "other-step").is_claimed
+        released = []
+
+        def release() -> None:
+            # hold_seconds from the run's first ask (after its start-up), then free the slot
+            while not asks:
+                time.sleep(0.05)
+            time.sleep(hold_seconds)
+            storage.free_concurrency_slots_for_run("other-run")
+            released.append(time.monotonic())
+
+        timer = threading.Thread(target=release)
+        timer.start()
+        try:
+            result = dg.execute_job(dg.reconstructable(pooled_job), instance=instance)
+        finally:
+            timer.join()
+    assert result.success
+    # The loop asked until the slot was free (the step then ran), a few times a second (every
+    # 0.2 s: ~15 asks in 3 s), not in a busy loop.
+    waiting = [t for t in asks if t < released[0]]
+    assert waiting[-1] - waiting[0] > hold_seconds / 2
+    assert len(waiting) < 100, f"{len(waiting)} asks in {waiting[-1] - waiting[0]:.1f} s"

@@ -22,19 +22,29 @@ marks failed the runs whose worker was killed (their slots freed); while the run
 watchdog thread does so again every few seconds, so a run waiting for the slot of a run killed
 meanwhile gets it (``assets.platform.run_workers``). The step processes die with the run worker
 (``assets.platform.step_preload``).
+
+Waiting: while every step a run could start waits for a pool slot (or a retry) and none of its
+steps runs, Dagster's multiprocess loop asks for steps to start again at once, ~190,000 times a
+second: every run worker waiting for the warehouse pool spun a core that the step holding the
+slot needed (its own wait, ``ActiveExecution.sleep_interval``, is 0 with claims pending in this
+Dagster version). The run worker here pauses ``WAIT_SECONDS`` between such asks
+(:func:`waiting_without_spinning`); Dagster still decides when a claim is retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 
 import dagster as dg
 from annotated_types import Ge
 
 # Dagster's own multiprocess executor and its retry settings; the project pins dagster.
+from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
@@ -49,6 +59,29 @@ THREADS_VARIABLE = "OMP_NUM_THREADS"
 # Dagster's executor puts this module first in any preload list; so does the priming, so that
 # the server it starts is the one Dagster's executor would have started.
 _DAGSTER_PRELOAD = "dagster._core.executor.multiprocess"
+# The pause between asks for steps to start while all of a run's startable steps wait.
+WAIT_SECONDS = 0.2
+
+
+@contextlib.contextmanager
+def waiting_without_spinning() -> Iterator[None]:
+    """Within it, a run's ask for steps to start that finds none startable while none runs and
+    the run is not over (its steps wait for pool slots or retries) pauses ``WAIT_SECONDS``
+    before the executor's loop goes round again. Installed for one run's execution: a run
+    worker executes one run."""
+    ask = ActiveExecution.get_steps_to_execute
+
+    def get_steps_to_execute(self, limit=None):
+        steps = ask(self, limit=limit)
+        if not steps and not self.has_in_flight_steps and not self.is_complete:
+            time.sleep(WAIT_SECONDS)
+        return steps
+
+    ActiveExecution.get_steps_to_execute = get_steps_to_execute
+    try:
+        yield
+    finally:
+        ActiveExecution.get_steps_to_execute = ask
 
 
 def available_cpus() -> int:
@@ -152,7 +185,7 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
         try:
             if self._start_method == "forkserver":
                 prime_fork_server([_DAGSTER_PRELOAD, PRELOAD_MODULE])
-            with watchdog:
+            with watchdog, waiting_without_spinning():
                 yield from super().execute(plan_context, execution_plan)
         finally:
             if previous is None:
