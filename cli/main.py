@@ -600,14 +600,27 @@ def status(count: int) -> None:
     if not days:
         click.echo("no day has run yet: recs demo, or recs ingest and recs run")
         return
-    click.echo(f"{'day':<12}{'scorer':<12}{'gate':<30}published")
-    for state in reversed(deployment.states(days)):
-        click.echo(
-            f"{state.day!s:<12}{state.scorer:<12}{state.gate_text():<30}{state.published_text()}"
-        )
+    states = list(reversed(deployment.states(days)))
+    rows = [("day", "scorer", "gate", "published")] + [
+        (str(s.day), s.scorer, s.gate_text(), s.published_text()) for s in states
+    ]
+    lines = aligned(rows)
+    click.echo(lines[0])
+    for state, line in zip(states, lines[1:], strict=True):
+        click.echo(line)
         note = state.note()
         if note:
             click.echo(f"{'':<12}note: {note}")
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines of left-aligned columns, each as wide as its longest cell plus two spaces
+    (the last column unpadded): a long verdict never runs into the next column."""
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]) - 1)]
+    return [
+        "".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + row[-1]
+        for row in rows
+    ]
 
 
 @recs.command(short_help="A user's published list (ids as published: strings).")

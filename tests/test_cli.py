@@ -450,3 +450,18 @@ def test_a_steps_failure_is_printed_without_its_class(message):
     from cli.days import first_line
 
     assert first_line(message) == "lightgcn failed the quality gate of D"
+
+
+def test_status_columns_never_run_into_each_other():
+    """A newcomer's MovieLens day read "insufficient_evidence (lift -4.3%)yes, 452 users": the
+    gate column was 30 characters wide whatever its verdict."""
+    from cli.main import aligned
+
+    header, row = aligned(
+        [
+            ("day", "scorer", "gate", "published"),
+            ("1998-04-22", "lightgcn", "insufficient_evidence (lift -4.3%)", "yes, 452 users"),
+        ]
+    )
+    assert "(lift -4.3%)  yes, 452 users" in row
+    assert header.index("published") == row.index("yes")
