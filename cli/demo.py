@@ -287,6 +287,30 @@ def _selection_line(resources: dict, day: str) -> str:
     return champion_line(Selection.from_dict(record["selection"]), record.get("reused_from"))
 
 
+def _create_runs(location, ingest_range, end: dt.date, run_config: dict, created: list) -> None:
+    """Through the code location, the run ingesting ``ingest_range`` (None: none) and the
+    chain's run for ``end``, appended to ``created`` as each is made (so that a failure between
+    the two still finds the first)."""
+    from assets.definitions import DOWNSTREAM_ASSETS, daily_job
+    from assets.ingest import raw_interactions
+    from assets.lib.partitions import range_tags
+
+    if ingest_range is not None:
+        created.append(
+            location.create_run(
+                daily_job.name, range_tags(*ingest_range), asset_selection=[raw_interactions.key]
+            )
+        )
+    created.append(
+        location.create_run(
+            daily_job.name,
+            location.partition_tags(daily_job.name, end),
+            run_config,
+            asset_selection=[asset.key for asset in DOWNSTREAM_ASSETS],
+        )
+    )
+
+
 def _run(
     resources: dict,
     start: dt.date,
@@ -314,9 +338,8 @@ def _run(
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from assets.definitions import ALL_ASSETS, DOWNSTREAM_ASSETS, daily_job
-    from assets.ingest import pending_days, raw_interactions
-    from assets.lib.partitions import range_tags
+    from assets.definitions import ALL_ASSETS, daily_job
+    from assets.ingest import pending_days
     from cli.launch import LaunchError, code_location
     from cli.step_lines import materialize
 
@@ -337,22 +360,8 @@ def _run(
             # launches. This process executes them (module docstring).
             with _environment(code_location_env or {}):
                 location = stack.enter_context(code_location(instance))
-            if first is not None:
-                created.append(
-                    location.create_run(
-                        daily_job.name,
-                        range_tags(first, last),
-                        asset_selection=[raw_interactions.key],
-                    )
-                )
-            created.append(
-                location.create_run(
-                    daily_job.name,
-                    location.partition_tags(daily_job.name, end),
-                    run_config,
-                    asset_selection=[asset.key for asset in DOWNSTREAM_ASSETS],
-                )
-            )
+            ingest_range = None if first is None else (first, last)
+            _create_runs(location, ingest_range, end, run_config, created)
         *ingest_run, chain_run = created
         if ingest_run:
             started = time.perf_counter()
@@ -386,6 +395,13 @@ def _run(
             if stored is not None and stored.status == dg.DagsterRunStatus.NOT_STARTED:
                 instance.report_run_canceled(stored, "not started: the demo stopped before it")
     print(f"chain for {newest} in {time.perf_counter() - started:.1f}s (run {chain.run_id})")
+    return _print_results(resources, end, chain)
+
+
+def _print_results(resources: dict, end: dt.date, chain) -> int:
+    """What the chain for ``end`` chose and scored, and the first published lists; 1 when the
+    chain did not finish."""
+    newest = end.isoformat()
     print(_selection_line(resources, newest))
 
     with resources["warehouse"].session() as con:
