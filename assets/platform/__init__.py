@@ -28,6 +28,8 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._core.execution.context_creation_job``: ``PlanOrchestrationContextManager``,
   ``orchestration_context_event_generator``, likewise (code_location)
 - ``dagster._core.execution.job_backfill``: ``create_backfill_run`` (code_location)
+- ``dagster._core.execution.plan.active``: ``ActiveExecution.get_steps_to_execute``, wrapped
+  for one run so that a run waiting for a pool slot does not spin (executor)
 - ``dagster._core.execution.retries``: ``RetryMode``, ``get_retries_config`` (executor)
 - ``dagster._core.executor.multiprocess``: ``MultiprocessExecutor``, subclassed; its
   ``_start_method`` is read and its module is the fork server's first preload (executor)
