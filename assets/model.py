@@ -29,16 +29,17 @@ from recs_pipeline.evaluation.gate import (
     GATE_METRIC,
     INSUFFICIENT,
     KS,
+    METRICS,
     NO_TEST_USERS,
     PASSED,
     POPULARITY_CHOSEN,
     GateError,
 )
-from recs_pipeline.evaluation.metrics import METRICS
-from recs_pipeline.evaluation.selection import Selection, champion_line, daily_selection
+from recs_pipeline.evaluation.selection import daily_selection
+from recs_pipeline.evaluation.selection_record import Selection, champion_line
 from recs_pipeline.infra.artifacts import GRAPH, MODEL
 from recs_pipeline.infra.console import progress_bar
-from recs_pipeline.models import TRAINING_FREE
+from recs_pipeline.models.declarations import TRAINING_FREE
 from recs_pipeline.steps.day import (
     item_features,
     load_graph,
