@@ -9,6 +9,14 @@ metadata, lineage) is in ``lib/``, and the machinery Dagster runs them on (the i
 executor, pool slots, the step preload, Kubernetes), the only code that imports Dagster's
 private ``dagster._`` API, is in ``platform/`` (docs/layout.md says why;
 ``tests/test_layers.py`` holds it).
+
+An asset body imports the step it calls (and torch with it) where it runs, once its run
+config is checked, not at the top of its module: every Dagster process loads the code location
+(the webserver's and the daemon's code servers, each run worker, every ``dagster`` and ``recs``
+command), and only a step computes. What the assets declare with (settings, artifact and model
+names) imports without torch, so loading the code location does not pay for it
+(``tests/test_layers.py`` holds that too); the executor's fork server imports the steps once
+per run, before it forks them (``platform/step_preload.py``).
 """
 
 import warnings

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -14,8 +15,6 @@ from assets.lib.shard_log import ShardLog
 from assets.lib.tables import row_count
 from recs_pipeline.data.item_features import read_item_features
 from recs_pipeline.data.split import explain_empty_train, temporal_split
-from recs_pipeline.graph.bipartite import InteractionGraph, index_split, normalized_adjacency
-from recs_pipeline.graph.negatives import sharded_hard_negative_pools
 from recs_pipeline.infra.artifacts import (
     ADJACENCY,
     GRAPH,
@@ -25,6 +24,9 @@ from recs_pipeline.infra.artifacts import (
     UrlArtifactStore,
 )
 from resources import ArtifactStore, ComputeEngine, LogSource, Warehouse
+
+if TYPE_CHECKING:
+    from recs_pipeline.graph.bipartite import InteractionGraph
 
 _WINDOW = dg.TimeWindowPartitionMapping(
     start_offset=-(DEFAULT_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
@@ -86,6 +88,8 @@ def interaction_graph(
     symmetric normalised adjacency, stored in the artifact store; with a catalogue file
     (`log_source.item_features_path`), the items' features aligned to the id map too."""
     check_run_config(context)
+    from recs_pipeline.graph.bipartite import index_split, normalized_adjacency
+
     store = artifacts.store()
     with warehouse.session() as con:
         # The warehouse split tables carry no run id; split.json, written by the same
@@ -114,7 +118,7 @@ def interaction_graph(
 
 
 def save_item_features(
-    store: UrlArtifactStore, key: str, log_source: LogSource, graph: InteractionGraph
+    store: UrlArtifactStore, key: str, log_source: LogSource, graph: "InteractionGraph"
 ) -> dict:
     """Store the catalogue features of the graph's items as ``item_features.pt`` (or remove a
     stale one when there is no catalogue file); returns metadata describing them."""
@@ -156,6 +160,8 @@ def hard_negatives(
     in the engine's shards of users (blocks of users seeded each on its own: the same pools
     however many shards); `shard_runs` in the metadata shows them."""
     check_run_config(context)
+    from recs_pipeline.graph.negatives import sharded_hard_negative_pools
+
     store = artifacts.store()
     graph = step_day(context, store).get(GRAPH)
     hard_config = config.to_core()

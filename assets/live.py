@@ -26,9 +26,9 @@ from assets.lib.catalog import OWNERS, PUBLICATION_FRESHNESS, tags
 from assets.lib.tables import ROW_COUNT, TABLE_NAME
 from assets.model import comparison_table, headline_metrics
 from recs_pipeline.evaluation.gate import NO_TEST_USERS, GateResult
-from recs_pipeline.evaluation.selection import Selection, champion_line
+from recs_pipeline.evaluation.selection_record import Selection, champion_line
 from recs_pipeline.infra.artifacts import SELECTION, ArtifactError
-from recs_pipeline.models import TRAINING_FREE
+from recs_pipeline.models.declarations import TRAINING_FREE
 from recs_pipeline.serving.files import live_publication, published_evaluation
 
 LIVE_KEY = dg.AssetKey("live_recommendations")

@@ -3,6 +3,7 @@
 import math
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -29,23 +30,20 @@ from recs_pipeline.evaluation.gate import (
     GATE_METRIC,
     INSUFFICIENT,
     KS,
+    METRICS,
     NO_TEST_USERS,
     PASSED,
     POPULARITY_CHOSEN,
     GateError,
 )
-from recs_pipeline.evaluation.metrics import METRICS
-from recs_pipeline.evaluation.selection import Selection, champion_line, daily_selection
+from recs_pipeline.evaluation.selection_record import Selection, champion_line
 from recs_pipeline.infra.artifacts import GRAPH, MODEL
 from recs_pipeline.infra.console import progress_bar
-from recs_pipeline.models import TRAINING_FREE
-from recs_pipeline.steps.day import (
-    item_features,
-    load_graph,
-)
-from recs_pipeline.steps.evaluate import evaluate_day
-from recs_pipeline.steps.train import TrainedDay, choose_model, train_day
+from recs_pipeline.models.declarations import TRAINING_FREE
 from resources import ArtifactStore, ComputeEngine, Warehouse
+
+if TYPE_CHECKING:
+    from recs_pipeline.steps.train import TrainedDay
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # a partitioned check spec is a preview feature
@@ -267,6 +265,9 @@ def model_selection(
     instance's PostgreSQL where there is one (else a journal beside the artifact); there, with
     the engine's kind `ray` and `workers` > 1, that many Ray workers run its trials in parallel."""
     check_run_config(context)
+    from recs_pipeline.evaluation.selection import daily_selection
+    from recs_pipeline.steps.day import item_features, load_graph
+
     day = step_day(context, artifacts.store())
     store, key = day.store, day.key
     graph = load_graph(store, key, day.writer(GRAPH))
@@ -337,6 +338,9 @@ def trained_model(
     data parallel on that many workers (`recs_pipeline.training.data_parallel`): the same
     result as one process, the per-epoch log lines arriving when training ends."""
     check_run_config(context)
+    from recs_pipeline.steps.day import load_graph
+    from recs_pipeline.steps.train import choose_model, train_day
+
     day = step_day(context, artifacts.store())
     store, key = day.store, day.key
     graph = load_graph(store, key, day.writer(GRAPH))
@@ -364,7 +368,7 @@ def trained_model(
     return dg.MaterializeResult(metadata=trained_metadata(trained, config, checkpoint))
 
 
-def trained_metadata(trained: TrainedDay, config: TrainSettings, checkpoint) -> dict:
+def trained_metadata(trained: "TrainedDay", config: TrainSettings, checkpoint) -> dict:
     """What trained_model shows: the model, how it was chosen and its fingerprint; for a trained
     one its run (best epoch, validation, the curve, the key hyperparameters, where time went)."""
     train_config = trained.config
@@ -441,6 +445,8 @@ def model_evaluation(
     day: other models' and configurations' rows stay beside them. The ranking runs in the
     engine's shards of test users (`shard_runs`); the metrics come from the merged lists."""
     check_run_config(context)
+    from recs_pipeline.steps.evaluate import evaluate_day
+
     compute = engine.engine()
     shard_log = ShardLog(context, compute, "evaluation")
     day = evaluate_day(

@@ -12,7 +12,6 @@ from assets.live import live_event
 from assets.model import gate_stop, model_evaluation
 from recs_pipeline.evaluation.gate import GateError
 from recs_pipeline.infra.artifacts import PUBLISHED_MODEL
-from recs_pipeline.steps.publish import PublishedDay, publish_day
 from resources import ArtifactStore, ComputeEngine, Warehouse
 
 PREVIEW_SCHEMA = dg.TableSchema(
@@ -79,6 +78,8 @@ def recommendations(
     The lists are ranked in the engine's shards of users (`shard_runs`); this step reads the
     warehouse and writes the lists."""
     check_run_config(context)
+    from recs_pipeline.steps.publish import PublishedDay, publish_day
+
     key, store = context.partition_key, artifacts.store()
     compute = engine.engine()
     shard_log = ShardLog(context, compute, "publication")

@@ -276,7 +276,7 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 def _selection_line(resources: dict, day: str) -> str:
     """Which scorer model selection chose for ``day`` and why (or that it did not run)."""
-    from recs_pipeline.evaluation.selection import Selection, champion_line
+    from recs_pipeline.evaluation.selection_record import Selection, champion_line
     from recs_pipeline.infra.artifacts import SELECTION, ArtifactError
 
     store = resources["artifacts"].store()

@@ -1,5 +1,6 @@
 """The runs' executor: forked step processes from a fork server primed before any pool claim."""
 
+import ast
 import json
 import os
 import subprocess
@@ -150,6 +151,36 @@ def test_preload_covers_the_instance_storage_a_step_opens(tmp_path):
     assert any(m.startswith(heavy) for m in cold)
     assert not any(m.startswith(heavy) for m in preloaded), preloaded
     assert len(preloaded) * 10 < len(cold), (len(preloaded), len(cold))
+
+
+def imported_in_functions(path: Path) -> set[str]:
+    """The core modules ``path`` imports inside its functions (an asset body's step)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.module:
+                    found.add(inner.module)
+                elif isinstance(inner, ast.Import):
+                    found.update(alias.name for alias in inner.names)
+    return {module for module in found if module.startswith("recs_pipeline.")}
+
+
+def test_preload_imports_torch_and_the_steps_the_asset_bodies_import():
+    """The code location imports no torch (tests/test_layers.py): an asset body imports its
+    step where it runs. The fork server's preload imports every one of those, and torch, so
+    that a forked step starts with them loaded."""
+    steps = set().union(*(imported_in_functions(p) for p in (ROOT / "assets").glob("*.py")))
+    assert {"recs_pipeline.steps.train", "recs_pipeline.steps.publish"} <= steps  # seen
+    wanted = sorted(steps | {"torch", "scipy"})
+    script = (
+        "import json, sys\n"
+        "import assets.platform.step_preload\n"
+        f"print(json.dumps([m for m in {wanted!r} if m not in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [], "assets/platform/step_preload.py misses these"
 
 
 def test_threads_per_step_divide_the_cores_among_the_runs_the_queue_lets_run():

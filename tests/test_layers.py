@@ -9,6 +9,9 @@ read with ``ast`` (function-level imports included), nothing imported or run.
   the assets declare with is in ``assets/lib/``, the machinery in ``assets/platform/``.
 - A command's flag for a training setting is generated from the setting's declaration
   (``add_setting_flags``), never restated with argparse in ``benchmarks/`` or ``cli/``.
+- Loading the code location, the ``recs`` command or the resources imports no torch (nor
+  scipy, torch-geometric): every Dagster process loads the code location, most never run a
+  step; the step processes get torch from the executor's preload.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -202,6 +207,25 @@ def test_lib_and_platform_import_no_asset_module():
                 continue
             wrong.append(f"{where(path, line)} imports {module}")
     assert not wrong, "\n".join(wrong)
+
+
+# What only a step needs, ~1 s of the code location's ~2.3 s import with torch alone.
+STEP_ONLY_PACKAGES = ("torch", "scipy", "torch_geometric")
+
+
+@pytest.mark.parametrize("module", ["assets.definitions", "cli.main", "resources"])
+def test_loading_the_code_location_imports_no_torch(module):
+    """Every run worker, code server (webserver, daemon) and ``dagster``/``recs`` command loads
+    these; only a step computes with torch. Declarations (settings, artifact names, model
+    names) are importable without it, and an asset body imports the step it runs
+    (``assets/platform/step_preload.py`` loads those before the steps are forked)."""
+    script = (
+        f"import sys, {module}\n"
+        f"print(sorted(m for m in {STEP_ONLY_PACKAGES!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", f"import {module} imports {done.stdout.strip()}"
 
 
 def test_infra_knows_nothing_of_the_stages_above_it():

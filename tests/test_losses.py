@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from recs_pipeline.training import config
 from recs_pipeline.training.losses import LOSSES, binary_loss, bpr_loss, l2_penalty, softmax_loss
 
 
@@ -56,6 +57,8 @@ def test_binary_loss_zero_scores():
 
 def test_losses_registry():
     assert LOSSES == {"bpr": bpr_loss, "binary": binary_loss, "softmax": softmax_loss}
+    # TrainConfig checks a loss by name without torch: the names it allows are these.
+    assert sorted(config.LOSSES) == sorted(LOSSES)
 
 
 def test_softmax_loss_hand_example():

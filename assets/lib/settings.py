@@ -29,9 +29,8 @@ from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from recs_pipeline.config import SettingError, describe_range
 from recs_pipeline.data.split import SplitConfig
-from recs_pipeline.evaluation.config import EvaluationConfig
-from recs_pipeline.evaluation.selection import SelectionConfig
-from recs_pipeline.graph.negatives import HardNegativeConfig
+from recs_pipeline.evaluation.config import EvaluationConfig, SelectionConfig
+from recs_pipeline.graph.config import HardNegativeConfig
 from recs_pipeline.infra.project_config import (
     ProjectConfigError,
     check_value,
@@ -40,7 +39,7 @@ from recs_pipeline.infra.project_config import (
     range_constraints,
     section,
 )
-from recs_pipeline.serving.recommend import PublishConfig, PublishIndex
+from recs_pipeline.serving.config import PublishConfig, PublishIndex
 from recs_pipeline.steps.ingest import IngestConfig
 from recs_pipeline.training import TrainConfig
 

@@ -1,8 +1,10 @@
 """Imported once per run by the executor's fork server (``assets.platform.executor``) before it
 forks the run's step processes, so that a step starts with everything it needs already loaded: the
-code location (dagster, torch, duckdb), polars (which the code location loads lazily, only where
-publication and item features need it) and the storage classes of the Dagster instance that
-every step process opens (their imports, sqlalchemy and alembic among them, take ~1 s).
+code location (dagster, duckdb), the steps its asset bodies import where they run (with torch and
+scipy, ~1 s: the code location itself loads neither, ``assets/__init__.py`` says why), polars
+(which the core loads lazily, only where publication and item features need it) and the storage
+classes of the Dagster instance that every step process opens (their imports, sqlalchemy and
+alembic among them, take ~1 s).
 
 It also makes every step process die with the run: a step forked from this server kills itself
 as soon as the run worker (the server's parent) has ended. Without that, a run worker killed or
@@ -19,8 +21,18 @@ import threading
 import time
 
 import polars  # noqa: F401
+import torch  # noqa: F401
 
 import assets.definitions  # noqa: F401
+
+# What the asset bodies import (tests/test_executor.py checks this list against them).
+import recs_pipeline.evaluation.selection  # noqa: F401
+import recs_pipeline.graph.bipartite  # noqa: F401
+import recs_pipeline.graph.negatives  # noqa: F401
+import recs_pipeline.steps.day  # noqa: F401
+import recs_pipeline.steps.evaluate  # noqa: F401
+import recs_pipeline.steps.publish  # noqa: F401
+import recs_pipeline.steps.train  # noqa: F401
 
 
 def instance_modules(dagster_home: str | None) -> list[str]:

@@ -24,13 +24,16 @@ import dataclasses
 import glob
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
-import torch
 
 from recs_pipeline.data.logs import LogConfigError, control_character_sql, normalized_id_sql
 from recs_pipeline.infra.warehouse import quote_identifier
+
+if TYPE_CHECKING:
+    import torch
 
 _READERS = {
     ".csv": "read_csv",
@@ -153,6 +156,10 @@ def read_item_features(
         data[missing] = 0.0
         blocks.append(data[:, None])
     values = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(item_ids), 0))
+    # Lazily, like polars: the resources import this module (feature_file) in every process
+    # that loads the code location, and only a step reads features.
+    import torch
+
     return ItemFeatures(
         torch.from_numpy(values.astype(np.float32)), columns, list(ignored), matched, ignored
     )

@@ -1,11 +1,17 @@
-"""Settings of the full-ranking evaluation of ``model_evaluation`` (:mod:`recs_pipeline.steps.evaluate`)."""
+"""Settings of the full-ranking evaluation of ``model_evaluation`` (:mod:`recs_pipeline.steps.evaluate`)
+and of model selection's search (:mod:`recs_pipeline.evaluation.selection`). No torch here: the
+code location derives their run config from them."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from recs_pipeline.config import check_declared, setting
-from recs_pipeline.models import TRAINING_FREE
+from recs_pipeline.config import SettingError, check_declared, setting
+from recs_pipeline.models.declarations import TRAINING_FREE, model_names
+
+#: The candidates a selection considers unless told otherwise: every training-free scorer and
+#: the trained models that need no item features (PinSAGE joins where a catalogue exists).
+DEFAULT_CANDIDATES = ("popularity", "gfcf", "dnfilter", "lightgcn", "mf", "ngcf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,3 +48,38 @@ class EvaluationConfig:
 
     def __post_init__(self) -> None:
         check_declared(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionConfig:
+    """How the pipeline chooses a day's scorer (``model_selection``'s run config)."""
+
+    budget_minutes: float = setting(
+        5.0, "Time budget of a search (trials started after it are not run).", gt=0.0
+    )
+    every_days: int = setting(
+        7,
+        "A full search every this many days; the days between reuse the latest selection made"
+        " as of that day or earlier (a backfill never uses one made from later data).",
+        ge=1,
+    )
+    candidates: tuple[str, ...] = setting(
+        DEFAULT_CANDIDATES,
+        "The models a search considers (pinsage joins only where item features exist).",
+        choices=model_names(),
+    )
+    trials: int | None = setting(
+        None, "Cap on the trials of one search (none: the budget alone ends it).", ge=1
+    )
+    val_users: int = setting(
+        3000, "Users whose latest train edges form the validation slice.", ge=1
+    )
+    val_fraction: float = setting(
+        0.2, "Share of each validation user's latest train edges held out (0: one).", ge=0.0, lt=1.0
+    )
+    seed: int = setting(0, "Seed of the validation slice and the sampler.")
+
+    def __post_init__(self) -> None:
+        check_declared(self)
+        if not self.candidates:
+            raise SettingError("candidates", "name at least one model")

@@ -21,7 +21,9 @@ from collections.abc import Sequence
 
 from recs_pipeline.infra.artifacts import GATE, ArtifactError, Stamp, UrlArtifactStore
 
-# The cut-offs every evaluation reports; the gate reads one of them.
+# The metrics (recs_pipeline.evaluation.metrics) and cut-offs every evaluation reports; the
+# gate reads one of each.
+METRICS = ("recall", "ndcg", "precision", "hitrate")
 KS = (10, 20, 50)
 GATE_METRIC = ("recall", 20)
 GATE_BASELINE = "popularity"

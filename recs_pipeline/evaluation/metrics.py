@@ -20,9 +20,6 @@ from recs_pipeline.graph.bipartite import csr_rows
 from recs_pipeline.graph.negatives import edge_keys, is_edge
 from recs_pipeline.infra.engine import Engine, ShardRun, map_shards, shard_ranges
 
-METRICS = ("recall", "ndcg", "precision", "hitrate")
-
-
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 

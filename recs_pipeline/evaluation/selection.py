@@ -9,8 +9,8 @@ The protocol, so that the test period is never read:
    same edges. A split without timestamps (every edge at one time, the LightGCN files) holds out
    a seeded random edge per user instead of the file's last one.
 2. **A search.** Every candidate (the registered scorers; each declares its ``search_space``
-   beside its model) is first tried at its defaults, then Optuna's TPE sampler (seeded) proposes
-   a model and settings per trial until the time budget is spent. A trained trial reports its
+   with its model's settings) is first tried at its defaults, then Optuna's TPE sampler
+   (seeded) proposes a model and settings per trial until the time budget is spent. A trained trial reports its
    validation Recall after every check and is pruned when it trails (median rule). A trial that
    fails (out of memory, say) is recorded as failed and the search goes on. The expensive part
    of a filter (its item graph and eigenbasis) is computed once per study and re-weighted per
@@ -41,20 +41,20 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from recs_pipeline.config import SettingError, check_declared, setting
+# A selection's settings and its record need no torch: they live apart, so that the code
+# location reads them without it, and are imported from here as well.
+from recs_pipeline.evaluation.config import DEFAULT_CANDIDATES, SelectionConfig
 from recs_pipeline.evaluation.metrics import ranking_metrics, topk_scored
+from recs_pipeline.evaluation.selection_record import Selection, Trial
 from recs_pipeline.graph.bipartite import InteractionGraph, interaction_csr
 from recs_pipeline.infra.engine import Engine
-from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free, model_names
+from recs_pipeline.models import MODELS, TRAINING_FREE, fit_training_free
 from recs_pipeline.models.space import Choice, Float, Int, Range
 from recs_pipeline.training import TrainConfig, train_model
 from recs_pipeline.training.validation import validation_split
 
 Log = Callable[[str], None]
 
-#: The candidates a selection considers unless told otherwise: every training-free scorer and
-#: the trained models that need no item features (PinSAGE joins where a catalogue exists).
-DEFAULT_CANDIDATES = ("popularity", "gfcf", "dnfilter", "lightgcn", "mf", "ngcf")
 #: The share of a search's budget (and trial cap) the training-free candidates get first.
 FILTER_SHARE = 0.4
 #: Below this many validation users a choice is noise: the pinned or default scorer serves.
@@ -76,89 +76,6 @@ def student_params(teacher: str, teacher_params: dict) -> dict:
 
 class SelectionError(ValueError):
     """A selection setting is wrong; the message names it and what is allowed."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SelectionConfig:
-    """How the pipeline chooses a day's scorer (``model_selection``'s run config)."""
-
-    budget_minutes: float = setting(
-        5.0, "Time budget of a search (trials started after it are not run).", gt=0.0
-    )
-    every_days: int = setting(
-        7,
-        "A full search every this many days; the days between reuse the latest selection made"
-        " as of that day or earlier (a backfill never uses one made from later data).",
-        ge=1,
-    )
-    candidates: tuple[str, ...] = setting(
-        DEFAULT_CANDIDATES,
-        "The models a search considers (pinsage joins only where item features exist).",
-        choices=model_names(),
-    )
-    trials: int | None = setting(
-        None, "Cap on the trials of one search (none: the budget alone ends it).", ge=1
-    )
-    val_users: int = setting(
-        3000, "Users whose latest train edges form the validation slice.", ge=1
-    )
-    val_fraction: float = setting(
-        0.2, "Share of each validation user's latest train edges held out (0: one).", ge=0.0, lt=1.0
-    )
-    seed: int = setting(0, "Seed of the validation slice and the sampler.")
-
-    def __post_init__(self) -> None:
-        check_declared(self)
-        if not self.candidates:
-            raise SettingError("candidates", "name at least one model")
-
-
-@dataclasses.dataclass(frozen=True)
-class Trial:
-    """One evaluated candidate: its model, settings and validation scores."""
-
-    number: int
-    model: str
-    params: dict
-    recall: float | None
-    ndcg: float | None
-    state: str  # COMPLETE, PRUNED or FAIL
-    seconds: float
-    error: str | None = None
-    worker: str | None = None  # host:pid of the process that ran it
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """The outcome of a search: the champion and every trial, best first."""
-
-    model: str
-    params: dict
-    recall: float
-    ndcg: float
-    k: int
-    validation_users: int
-    trials: list[Trial]
-    seconds: float
-    fallback: str | None = None  # why no search ran, when none did
-
-    def leaderboard(self) -> list[Trial]:
-        """The best completed trial of each model, best first."""
-        best: dict[str, Trial] = {}
-        for trial in self.trials:
-            if trial.state == "COMPLETE" and (
-                trial.model not in best or trial.recall > best[trial.model].recall
-            ):
-                best[trial.model] = trial
-        return sorted(best.values(), key=lambda t: -t.recall)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @staticmethod
-    def from_dict(data: dict) -> Selection:
-        trials = [Trial(**t) for t in data.get("trials", [])]
-        return Selection(**{**data, "trials": trials})
 
 
 def reusable(searched: Sequence[str], day: str, every_days: int) -> str | None:
@@ -1016,18 +933,3 @@ def daily_selection(
         result = Selection(train.model, {}, math.nan, math.nan, 20, 0, [], 0.0, reason)
     store.put(SELECTION, key, {"selection": result.to_dict(), "reused_from": None})
     return result, None
-
-
-def champion_line(selection: Selection, reused_from: str | None = None) -> str:
-    """One sentence: which scorer was chosen and why."""
-    if selection.fallback:
-        return f"model selection: {selection.fallback}"
-    board = selection.leaderboard()
-    runner = next((t for t in board if t.model != selection.model), None)
-    why = (
-        f"validation Recall@{selection.k} {selection.recall:.4f}"
-        + (f" vs {runner.model}'s {runner.recall:.4f}" if runner else "")
-        + f", best of {len(selection.trials)} trials on {selection.validation_users} users"
-    )
-    source = f" (the choice of {reused_from})" if reused_from else ""
-    return f"model selection: {selection.model} chosen{source}: {why}"

@@ -51,8 +51,6 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import torch
-
 T = TypeVar("T")
 _SAFE = re.compile(r"^[A-Za-z0-9_.=-]+$")
 FORMAT = "recs-artifact/1"
@@ -185,6 +183,10 @@ class UrlArtifactStore:
         if artifact.encoding == "json":
             payload = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
             return self.put_payload(artifact, partition, payload)
+        # torch here, not at the top: the code location imports this module (artifact names)
+        # without running a step, and torch alone is half of its import time.
+        import torch
+
         # Protocol 2 explicitly: torch.load(weights_only=True) warns on any other.
         return self._publish(
             artifact, partition, lambda out: torch.save(obj, out, pickle_protocol=2)
@@ -377,6 +379,8 @@ def _header_size(header: dict, artifact: Artifact, partition: str) -> int:
 
 
 def _load_torch(source: IO[bytes], where: str) -> Any:
+    import torch  # as in UrlArtifactStore.put: only a step decodes tensors
+
     try:
         return torch.load(source, weights_only=True)
     except pickle.UnpicklingError as error:

@@ -1,18 +1,20 @@
-"""The model interface and registry."""
+"""The model interface and registry: the implementations by name, each a subclass of its
+declaration (:mod:`recs_pipeline.models.declarations`)."""
 
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Callable
-from typing import Any
 
 import torch
-from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from recs_pipeline.infra.project_config import describe_type
-from recs_pipeline.models.space import Float, Range, check_space
+from recs_pipeline.models import declarations
+from recs_pipeline.models.declarations import (
+    TrainedDeclaration,
+    TrainingFreeDeclaration,
+    model_names,
+)
 
 MODELS: dict[str, type[Recommender]] = {}
 TRAINING_FREE: dict[str, type[TrainingFree]] = {}
@@ -24,7 +26,7 @@ def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
     def decorate(cls: type[Recommender]) -> type[Recommender]:
         if name in MODELS:
             raise ValueError(f"model name {name!r} registered twice")
-        check_space(name, cls.search_space)
+        check_declared_as(name, cls, declarations.MODELS)
         check_hyperparameters(name, cls)
         MODELS[name] = cls
         cls.name = name
@@ -39,12 +41,22 @@ def register_training_free(name: str) -> Callable[[type[TrainingFree]], type[Tra
     def decorate(cls: type[TrainingFree]) -> type[TrainingFree]:
         if name in MODELS or name in TRAINING_FREE:
             raise ValueError(f"model name {name!r} registered twice")
-        check_space(name, cls.search_space)
+        check_declared_as(name, cls, declarations.TRAINING_FREE)
         TRAINING_FREE[name] = cls
         cls.name = name
         return cls
 
     return decorate
+
+
+def check_declared_as(name: str, cls: type, declared: dict[str, type]) -> None:
+    """``cls`` subclasses the declaration of ``name``: what configs are checked against (where
+    torch is not loaded) is what the model is."""
+    if name not in declared or not issubclass(cls, declared[name]):
+        raise ValueError(
+            f"model {name!r} ({cls.__name__}) must subclass its declaration in"
+            " recs_pipeline/models/declarations.py (MODELS or TRAINING_FREE there)"
+        )
 
 
 def check_hyperparameters(name: str, cls: type[Recommender]) -> None:
@@ -57,11 +69,6 @@ def check_hyperparameters(name: str, cls: type[Recommender]) -> None:
         raise ValueError(f"model {name!r} declares {missing} but its constructor takes none")
 
 
-def model_names() -> list[str]:
-    """Every selectable model: trained ones and training-free ones."""
-    return sorted(MODELS) + sorted(TRAINING_FREE)
-
-
 def build_model(name: str, n_users: int, n_items: int, **params) -> Recommender:
     try:
         cls = MODELS[name]
@@ -70,22 +77,11 @@ def build_model(name: str, n_users: int, n_items: int, **params) -> Recommender:
     return cls(n_users=n_users, n_items=n_items, **params)
 
 
-class Recommender(nn.Module):
-    """Embeddings for users and items; score(u, i) = ⟨z_u, z_i⟩."""
+class Recommender(TrainedDeclaration, nn.Module):
+    """Embeddings for users and items; score(u, i) = ⟨z_u, z_i⟩. What a model declares
+    (``search_space``, ``hyperparameters``, ``takes_item_features``) is its declaration's."""
 
     name: str = "base"
-    #: What model selection tunes: TrainConfig fields (the training's, which the model owns
-    #: here) by range. Learning rate and L2 matter for every trained model, over decades.
-    search_space: dict[str, Range] = {
-        "lr": Float(1e-3, 5e-2, log=True),
-        "l2": Float(1e-6, 1e-3, log=True),
-    }
-    #: The TrainConfig fields that shape the network, passed to the constructor by name
-    #: (:meth:`recs_pipeline.training.config.TrainConfig.network_params`); the training's own
-    #: fields (lr, l2, loss, ...) apply to every trained model.
-    hyperparameters: tuple[str, ...] = ("dim",)
-    #: Whether the constructor takes (n_items, f) item features (``item_features``).
-    takes_item_features: bool = False
     #: state_dict keys of per-node tables and whose rows they hold: "user", "item" or "joint"
     #: (users 0..n_users-1, then items). Warm starts map these rows across days by external id.
     node_tables: dict[str, str] = {}
@@ -144,19 +140,15 @@ class JointEmbeddingRecommender(Recommender):
         return self.embedding(users), self.embedding(items + self.n_users)
 
 
-class TrainingFree:
+class TrainingFree(TrainingFreeDeclaration):
     """A model with nothing to train: :meth:`fit` computes it from the train edges.
 
-    Its checkpoint holds the constructor arguments and the expensive part of the fit
-    (:meth:`state`); :meth:`restore` rebuilds the model from the same edges and that state.
+    Its constructor, :meth:`params` and ``search_space`` are its declaration's. Its checkpoint
+    holds the constructor arguments and the expensive part of the fit (:meth:`state`);
+    :meth:`restore` rebuilds the model from the same edges and that state.
     """
 
     name: str = "training_free"
-    #: What model selection tunes: constructor parameters by range (none: nothing to tune).
-    search_space: dict[str, Range] = {}
-
-    def params(self) -> dict:
-        raise NotImplementedError
 
     def fit(
         self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
@@ -184,38 +176,6 @@ def fit_training_free(
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {model_names()}") from None
     return cls(**params).fit(users, items, n_users, n_items)
-
-
-def declared_params(name: str) -> dict[str, Any]:
-    """The training-free model ``name``'s own settings: its constructor's parameters, each with
-    the type it declares (with its range where declared, ``Annotated``), in signature order."""
-    cls = TRAINING_FREE[name]
-    hints = typing.get_type_hints(cls.__init__, include_extras=True)
-    return {p: hints.get(p, Any) for p in inspect.signature(cls).parameters}
-
-
-def check_params(name: str, params: dict) -> dict:
-    """``params`` as the training-free model ``name`` takes them, sorted by name: each one of
-    its constructor's parameters, of the type and range that parameter declares (an integer
-    given for a number becomes that number). ValueError naming the model and its parameters, or
-    the parameter and what it allows."""
-    declared = declared_params(name)
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
-        has = f"its parameters: {', '.join(declared)}" if declared else "it takes none"
-        raise ValueError(f"{name} has no parameter {unknown[0]!r}; {has}")
-    checked = {}
-    for key in sorted(params):
-        hint = declared[key]
-        try:
-            checked[key] = TypeAdapter(hint).validate_python(params[key], strict=True)
-        except ValidationError:
-            if typing.get_origin(hint) is typing.Annotated:
-                allowed = describe_type(*typing.get_args(hint)[:1], typing.get_args(hint)[1:])
-            else:
-                allowed = describe_type(hint)
-            raise ValueError(f"{name}'s {key} must be {allowed}, not {params[key]!r}") from None
-    return checked
 
 
 def checkpoint(model: Recommender | TrainingFree) -> dict:

@@ -46,8 +46,8 @@ import torch
 
 from recs_pipeline.graph.bipartite import normalized_interactions
 from recs_pipeline.models.base import TrainingFree, register_training_free
+from recs_pipeline.models.declarations import DNFilterDeclaration
 from recs_pipeline.models.gfcf import gram, sparse_rows_times
-from recs_pipeline.models.space import AtLeastOne, Choice, Float, Int, NonNegative
 
 
 def top_right_singular_vectors(
@@ -105,49 +105,7 @@ def _times(matrix: sp.csr_matrix, block: torch.Tensor) -> torch.Tensor:
 
 
 @register_training_free("dnfilter")
-class DegreeNormalisedFilter(TrainingFree):
-    # Around the points the Gowalla grids chose (module docstring), wide enough for logs of
-    # other shapes: every setting the filter has, the basis width on a log scale.
-    search_space = {
-        # A few values: each needs its own item graph and basis, the costly part of a fit,
-        # which selection computes once per value and re-weights for the other settings.
-        "user_exponent": Choice((0.3, 0.4, 0.5)),
-        "beta": Float(0.0, 0.5),
-        "gamma": Float(0.0, 0.6),
-        "weight": Float(0.0, 0.5),
-        "sharpen": Float(0.0, 1.0),
-        "k": Int(32, 1024, log=True),
-    }
-
-    def __init__(
-        self,
-        beta: float = 0.2,
-        gamma: float | None = 0.3,
-        weight: NonNegative = 0.1,
-        sharpen: NonNegative = 0.0,
-        k: AtLeastOne = 768,
-        oversample: int = 64,
-        iterations: int = 4,
-        seed: int = 0,
-        user_exponent: NonNegative = 0.5,
-    ) -> None:
-        self.beta, self.gamma, self.weight, self.sharpen, self.k = beta, gamma, weight, sharpen, k
-        self.user_exponent = user_exponent
-        self.oversample, self.iterations, self.seed = oversample, iterations, seed
-
-    def params(self) -> dict:
-        return {
-            "beta": self.beta,
-            "gamma": self.gamma,
-            "weight": self.weight,
-            "sharpen": self.sharpen,
-            "k": self.k,
-            "oversample": self.oversample,
-            "iterations": self.iterations,
-            "seed": self.seed,
-            "user_exponent": self.user_exponent,
-        }
-
+class DegreeNormalisedFilter(DNFilterDeclaration, TrainingFree):
     def fit(self, users, items, n_users: int, n_items: int) -> DegreeNormalisedFilter:
         r_norm = self._fit_linear(users, items, n_users, n_items)
         k = min(self.k, min(n_users, n_items) - 1)

@@ -20,20 +20,11 @@ import torch
 
 from recs_pipeline.graph.bipartite import normalized_interactions, truncated_svd
 from recs_pipeline.models.base import TrainingFree, register_training_free
-from recs_pipeline.models.space import AtLeastOne, Float, Int
+from recs_pipeline.models.declarations import GFCFDeclaration
 
 
 @register_training_free("gfcf")
-class GFCF(TrainingFree):
-    # The ideal filter's weight, and its width (log: small catalogues need few vectors).
-    search_space = {"alpha": Float(0.0, 1.0), "k": Int(16, 512, log=True)}
-
-    def __init__(self, alpha: float = 0.3, k: AtLeastOne = 256, seed: int = 0) -> None:
-        self.alpha, self.k, self.seed = alpha, k, seed
-
-    def params(self) -> dict:
-        return {"alpha": self.alpha, "k": self.k, "seed": self.seed}
-
+class GFCF(GFCFDeclaration, TrainingFree):
     def fit(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> GFCF:
         r_norm, d_i = self._fit_linear(users, items, n_users, n_items)
         k = min(self.k, min(n_users, n_items) - 1)

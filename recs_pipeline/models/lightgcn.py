@@ -13,14 +13,11 @@ import torch
 
 from recs_pipeline.graph.bipartite import propagate
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
-from recs_pipeline.models.space import Int
+from recs_pipeline.models.declarations import LightGCNDeclaration
 
 
 @register("lightgcn")
-class LightGCN(JointEmbeddingRecommender):
-    search_space = {**JointEmbeddingRecommender.search_space, "layers": Int(1, 4)}
-    hyperparameters = ("dim", "layers", "alphas")
-
+class LightGCN(LightGCNDeclaration, JointEmbeddingRecommender):
     def __init__(
         self,
         n_users: int,

@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from recs_pipeline.models.base import Recommender, register
+from recs_pipeline.models.declarations import MFDeclaration
 
 
 @register("mf")
-class MatrixFactorization(Recommender):
+class MatrixFactorization(MFDeclaration, Recommender):
     node_tables = {"user.weight": "user", "item.weight": "item"}
 
     def __init__(self, n_users: int, n_items: int, dim: int = 64, init_std: float = 0.1) -> None:

@@ -19,14 +19,11 @@ from torch import nn
 
 from recs_pipeline.graph.bipartite import propagate
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
-from recs_pipeline.models.space import Int
+from recs_pipeline.models.declarations import NGCFDeclaration
 
 
 @register("ngcf")
-class NGCF(JointEmbeddingRecommender):
-    search_space = {**JointEmbeddingRecommender.search_space, "layers": Int(1, 3)}
-    hyperparameters = ("dim", "layers")
-
+class NGCF(NGCFDeclaration, JointEmbeddingRecommender):
     def __init__(
         self,
         n_users: int,

@@ -47,6 +47,7 @@ from torch import nn
 from recs_pipeline.graph.bipartite import bipartite_csr
 from recs_pipeline.graph.negatives import random_walk_visits
 from recs_pipeline.models.base import JointEmbeddingRecommender, register
+from recs_pipeline.models.declarations import PinSAGEDeclaration
 
 
 @dataclasses.dataclass
@@ -144,12 +145,10 @@ class _SparseProduct(torch.autograd.Function):
 
 
 @register("pinsage")
-class PinSAGE(JointEmbeddingRecommender):
+class PinSAGE(PinSAGEDeclaration, JointEmbeddingRecommender):
     # Warm starts map id-embedding rows by external id; the item features are a buffer and
     # stay today's.
     node_tables = {"embedding.weight": "joint"}
-    hyperparameters = ("dim", "layers")
-    takes_item_features = True
 
     def __init__(
         self,

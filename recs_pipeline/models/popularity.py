@@ -5,13 +5,11 @@ from __future__ import annotations
 import torch
 
 from recs_pipeline.models.base import TrainingFree, register_training_free
+from recs_pipeline.models.declarations import PopularityDeclaration
 
 
 @register_training_free("popularity")
-class Popularity(TrainingFree):
-    def params(self) -> dict:
-        return {}
-
+class Popularity(PopularityDeclaration, TrainingFree):
     def fit(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int):
         key = torch.unique(users.long() * n_items + items.long())
         self.degree = torch.bincount(key % n_items, minlength=n_items).float()

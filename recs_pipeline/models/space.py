@@ -1,5 +1,6 @@
-"""Search spaces: the hyperparameters a model lets model selection tune, declared beside the
-model (``search_space`` on its class) as RecBole lets each model own its hyperparameters.
+"""Search spaces: the hyperparameters a model lets model selection tune, declared with the
+model's other settings (``search_space`` on its declaration, which its class subclasses:
+:mod:`recs_pipeline.models.declarations`) as RecBole lets each model own its hyperparameters.
 
 A space maps a parameter name to its range. For a training-free model the names are its
 constructor's parameters; for a trained one they are ``TrainConfig`` fields (learning rate,

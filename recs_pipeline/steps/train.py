@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from recs_pipeline.evaluation.selection import Selection, champion_line
+from recs_pipeline.evaluation.selection_record import Selection, champion_line
 from recs_pipeline.graph.bipartite import InteractionGraph, id_map_version
 from recs_pipeline.infra.artifacts import (
     HARD_NEGATIVES,

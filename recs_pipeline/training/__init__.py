@@ -9,8 +9,21 @@ positives), ``state`` (the run state, its result, resume and save), ``replicas``
 of the training-free models' own settings.
 """
 
+import importlib
+
 from recs_pipeline.training.config import TrainConfig
-from recs_pipeline.training.loop import train_model
-from recs_pipeline.training.state import TrainResult
+
+# Imported on first use: TrainConfig needs no torch, and the code location imports it (through
+# this package) where no step runs.
+_LAZY = {"train_model": "loop", "TrainResult": "state"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["TrainConfig", "TrainResult", "train_model"]

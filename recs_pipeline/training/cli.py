@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Any
 
-from recs_pipeline.models import TRAINING_FREE
+from recs_pipeline.models.declarations import TRAINING_FREE
 from recs_pipeline.training.config import TrainConfig, own_settings
 
 

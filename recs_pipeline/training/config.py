@@ -4,6 +4,8 @@ description and range, and the presets (tuned regimes) that set several fields t
 A trained model owns the fields that shape its network (``hyperparameters`` on its class,
 :meth:`TrainConfig.network_params`) and what model selection tunes (``search_space``); a
 training-free model owns its settings (``model_params``, checked against its constructor).
+Those are read from the models' declarations (:mod:`recs_pipeline.models.declarations`), so
+that a config is checked without torch: the code location builds one at load.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import math
 from typing import Any
 
 from recs_pipeline.config import SettingError, check_declared, setting
-from recs_pipeline.models import MODELS, TRAINING_FREE, check_params, model_names
-from recs_pipeline.training.losses import LOSSES
+from recs_pipeline.models.declarations import MODELS, TRAINING_FREE, check_params, model_names
+
+# The losses by name: recs_pipeline.training.losses.LOSSES holds their functions (torch) under
+# these names.
+LOSSES = ("binary", "bpr", "softmax")
 
 
 def own_settings() -> str:
