@@ -448,110 +448,21 @@ def select(
         return Selection(
             fallback_model, {}, math.nan, math.nan, k, int(users.numel()), [], 0.0, reason
         )
-    workers = parallel_trials(engine, storage)
-    shared: tuple = ()  # with workers > 1: the graph and item features on the cluster
-
     # Failed trials are reported below, in one line each, not as Optuna's tracebacks.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-    def run_study(
-        name: str, models: list[str], seconds: float, cap: int | None, first, offset: int = 0
-    ) -> list:
-        study = optuna.create_study(
-            study_name=name,
-            storage=_storage(storage),
-            direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=_pruner(),
-            load_if_exists=True,
-        )
-        _fail_stale_trials(study)
-        # What the study has tried, in its own (suggested) parameters: a student's settings
-        # beyond its teacher's name are derived, not searched.
-        done = {
-            (t.params.get("model"), _key({n.split(".", 1)[1]: v for n, v in t.params.items()
-                                          if n != "model"}))
-            for t in study.trials
-        }  # fmt: skip
-        for model, params in first:
-            if model in models and (model, _key(params)) not in done:
-                done.add((model, _key(params)))
-                study.enqueue_trial(
-                    {"model": model, **{f"{model}.{n}": v for n, v in params.items()}},
-                    skip_if_exists=True,
-                )
-        seconds = min(seconds, settings["budget_ends"] - time.time())
-        if cap is not None:  # a cap on the study's trials, those of a killed search included
-            cap -= sum(t.state.is_finished() for t in study.trials)
-        if seconds > 0 and (cap is None or cap > 0):
-            if workers > 1:
-                phase = _Phase(name, storage, models, offset, time.time() + seconds, settings)
-                shares = list(enumerate(_shares(cap, workers)))
-                ran = engine.map(_optimize_on_worker, shares, *shared, phase)
-                log(
-                    f"model selection: {sum(n for _, n in ran)} trials of {name} on"
-                    f" {len(ran)} Ray workers ({', '.join(w for w, _ in ran)})"
-                )
-            else:
-                study.optimize(
-                    search.objective(models, offset),
-                    timeout=seconds,
-                    n_trials=cap,
-                    catch=(Exception,),
-                )
-        return study.trials
-
+    studies = _Studies(search, settings, storage, parallel_trials(engine, storage), engine, log)
     first = []  # tried before TPE proposes anything: the last champion, then every default
     if warm_start and warm_start.get("model") in candidates:
         first.append((warm_start["model"], warm_start.get("params", {})))
     first += [(model, default_params(model)) for model in candidates]
-    free = [m for m in candidates if m in TRAINING_FREE]
-    trained = [m for m in candidates if m not in TRAINING_FREE]
-    with engine.session() if workers > 1 else contextlib.nullcontext():
-        if workers > 1:
-            log(
-                f"model selection: {workers} Ray workers run the trials of one study in"
-                f" {_printable(storage)} (several workers: not reproducible run to run)"
-            )
-            # To the cluster once, for every phase's workers.
-            shared = (engine.share(graph), engine.share(item_features))
-        if free and trained:
-            # Two phases: the filters first (seconds a trial), for FILTER_SHARE of the budget
-            # and trials, so that one long training run cannot starve their search; then every
-            # candidate, from the filters' best, the trained models' defaults and TPE.
-            # Each filter's default runs first, even under a small trial cap.
-            queued = sum(model in free for model, _ in first)
-            head = run_study(
-                f"{study_name}-filters",
-                free,
-                budget_seconds * FILTER_SHARE,
-                None
-                if max_trials is None
-                else min(max_trials, max(queued, int(max_trials * FILTER_SHARE))),
-                first,
-            )
-            first_phase = [_trial(t) for t in head if t.state.is_finished()]
-            best_filter = _best(first_phase)
-            # The filters' defaults ran in the first phase: their best stands for them. It is
-            # also the teacher a trained candidate may learn from: the trained models'
-            # defaults are tried plain, then the first one as its student, then TPE proposes.
-            queue = [(best_filter.model, best_filter.params)] if best_filter else []
-            plain = {STUDENT: NO_TEACHER} if best_filter else {}
-            queue += [(model, params | plain) for model, params in first if model in trained]
-            if best_filter:
-                teacher = (best_filter.model, dict(best_filter.params))
-                settings["teacher"] = search.teacher = teacher
-                queue.append((trained[0], default_params(trained[0]) | {STUDENT: teacher[0]}))
-            # The trials the first phase ran count against the cap; those it queued and never
-            # ran (a cap below its queue) do not, but keep their numbers.
-            cap = None if max_trials is None else max_trials - len(first_phase)
-            tail = run_study(study_name, candidates, budget_seconds, cap, queue, offset=len(head))
-            trials = first_phase + [
-                _trial(t, offset=len(head)) for t in tail if t.state.is_finished()
-            ]
+    with studies.session(graph, item_features):
+        if any(m in TRAINING_FREE for m in candidates) and any(
+            m not in TRAINING_FREE for m in candidates
+        ):
+            trials = _filters_then_all(studies, study_name, candidates, first, max_trials)
         else:
-            trials = [_trial(t) for t in run_study(study_name, list(candidates), budget_seconds,
-                                                   max_trials, first) if t.state.is_finished()]  # fmt: skip
+            ran = studies.run(study_name, list(candidates), budget_seconds, max_trials, first)
+            trials = [_trial(t) for t in ran if t.state.is_finished()]
     for trial in trials:
         if trial.state == "FAIL":
             log(f"trial {trial.number}: {trial.model} failed ({trial.error}); the search went on")
@@ -573,6 +484,123 @@ def select(
         trials,
         time.perf_counter() - started,
     )
+
+
+class _Studies:
+    """Runs the phases of one search: each an Optuna study of ``storage`` (created, or resumed
+    where a killed search left it), its trials here or on ``workers`` Ray workers."""
+
+    def __init__(self, search, settings: dict, storage, workers: int, engine, log: Log) -> None:
+        self.search, self.settings, self.storage = search, settings, storage
+        self.workers, self.engine, self.log = workers, engine, log
+        self.shared: tuple = ()  # with workers > 1: the graph and item features on the cluster
+
+    @contextlib.contextmanager
+    def session(self, graph: InteractionGraph, item_features):
+        if self.workers <= 1:
+            yield
+            return
+        with self.engine.session():
+            self.log(
+                f"model selection: {self.workers} Ray workers run the trials of one study in"
+                f" {_printable(self.storage)} (several workers: not reproducible run to run)"
+            )
+            # To the cluster once, for every phase's workers.
+            self.shared = (self.engine.share(graph), self.engine.share(item_features))
+            yield
+
+    def run(
+        self, name: str, models: list[str], seconds: float, cap: int | None, first, offset: int = 0
+    ) -> list:
+        """The study ``name``'s trials after searching ``models`` for at most ``seconds`` (and
+        the search's remaining budget) and ``cap`` finished trials in all, ``first`` (model,
+        params) queued before TPE proposes unless the study tried them already."""
+        import optuna
+
+        study = optuna.create_study(
+            study_name=name,
+            storage=_storage(self.storage),
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=self.settings["seed"]),
+            pruner=_pruner(),
+            load_if_exists=True,
+        )
+        _fail_stale_trials(study)
+        # What the study has tried, in its own (suggested) parameters: a student's settings
+        # beyond its teacher's name are derived, not searched.
+        done = {
+            (t.params.get("model"), _key({n.split(".", 1)[1]: v for n, v in t.params.items()
+                                          if n != "model"}))
+            for t in study.trials
+        }  # fmt: skip
+        for model, params in first:
+            if model in models and (model, _key(params)) not in done:
+                done.add((model, _key(params)))
+                study.enqueue_trial(
+                    {"model": model, **{f"{model}.{n}": v for n, v in params.items()}},
+                    skip_if_exists=True,
+                )
+        seconds = min(seconds, self.settings["budget_ends"] - time.time())
+        if cap is not None:  # a cap on the study's trials, those of a killed search included
+            cap -= sum(t.state.is_finished() for t in study.trials)
+        if seconds > 0 and (cap is None or cap > 0):
+            if self.workers > 1:
+                phase = _Phase(
+                    name, self.storage, models, offset, time.time() + seconds, self.settings
+                )
+                shares = list(enumerate(_shares(cap, self.workers)))
+                ran = self.engine.map(_optimize_on_worker, shares, *self.shared, phase)
+                self.log(
+                    f"model selection: {sum(n for _, n in ran)} trials of {name} on"
+                    f" {len(ran)} Ray workers ({', '.join(w for w, _ in ran)})"
+                )
+            else:
+                study.optimize(
+                    self.search.objective(models, offset),
+                    timeout=seconds,
+                    n_trials=cap,
+                    catch=(Exception,),
+                )
+        return study.trials
+
+
+def _filters_then_all(
+    studies: _Studies, study_name: str, candidates, first: list, max_trials: int | None
+) -> list[Trial]:
+    """Two phases: the filters first (seconds a trial), for FILTER_SHARE of the budget and
+    trials, so that one long training run cannot starve their search; then every candidate,
+    from the filters' best, the trained models' defaults and TPE. Each filter's default runs
+    first, even under a small trial cap."""
+    budget_seconds = studies.settings["budget_seconds"]
+    free = [m for m in candidates if m in TRAINING_FREE]
+    trained = [m for m in candidates if m not in TRAINING_FREE]
+    queued = sum(model in free for model, _ in first)
+    head = studies.run(
+        f"{study_name}-filters",
+        free,
+        budget_seconds * FILTER_SHARE,
+        None
+        if max_trials is None
+        else min(max_trials, max(queued, int(max_trials * FILTER_SHARE))),
+        first,
+    )
+    first_phase = [_trial(t) for t in head if t.state.is_finished()]
+    best_filter = _best(first_phase)
+    # The filters' defaults ran in the first phase: their best stands for them. It is also the
+    # teacher a trained candidate may learn from: the trained models' defaults are tried plain,
+    # then the first one as its student, then TPE proposes.
+    queue = [(best_filter.model, best_filter.params)] if best_filter else []
+    plain = {STUDENT: NO_TEACHER} if best_filter else {}
+    queue += [(model, params | plain) for model, params in first if model in trained]
+    if best_filter:
+        teacher = (best_filter.model, dict(best_filter.params))
+        studies.settings["teacher"] = studies.search.teacher = teacher
+        queue.append((trained[0], default_params(trained[0]) | {STUDENT: teacher[0]}))
+    # The trials the first phase ran count against the cap; those it queued and never ran (a
+    # cap below its queue) do not, but keep their numbers.
+    cap = None if max_trials is None else max_trials - len(first_phase)
+    tail = studies.run(study_name, candidates, budget_seconds, cap, queue, offset=len(head))
+    return first_phase + [_trial(t, offset=len(head)) for t in tail if t.state.is_finished()]
 
 
 # --- parallel trials: Ray workers on one study in a database server ------------------------
