@@ -84,6 +84,27 @@ def test_profile_counts_days_users_items_and_suggests_a_window(tmp_path):
     assert (profile.window_days, profile.covered_test_users) == (5, 3)
 
 
+def test_profile_counts_the_test_users_the_window_keeps(tmp_path):
+    """A newcomer's MovieLens profile promised 100 test users and the gate then judged 71:
+    users active before the test period but not within the window are not in the day's graph.
+    The profile says how many are."""
+    from recs_pipeline.data.profile import describe, profile_log
+
+    path = write_ratings(tmp_path)
+    # User 5: active on Jan 1 and on the last day, so a test user, but not within the window.
+    path.write_text(
+        path.read_text()
+        + f"5,4242,4.0,{_epoch(dt.date(2016, 1, 1))}\n5,4243,4.0,{_epoch(dt.date(2016, 1, 10))}\n"
+    )
+    fmt = LogFormat(
+        user_column="userId", item_column="movieId", timestamp_unit="s", event_type_column=None
+    )
+    profile = profile_log([str(path)], fmt, min_train_events=12, min_test_users=3)
+    assert (profile.test_days, profile.test_users, profile.window_days) == (1, 4, 5)
+    assert profile.window_test_users == 3
+    assert "3 have an event in it, the most the evaluation can judge" in describe(profile)
+
+
 def test_profile_write_sets_the_partition_start_every_new_process_reads(tmp_path):
     """Finding 10: the partitions follow the data, in every process that loads the code
     location, with nothing set in its shell but where the project config file is."""

@@ -90,6 +90,9 @@ class LogProfile:
     min_test_users: int
     candidates: tuple[Candidate, ...] = ()
     warnings: tuple[str, ...] = ()
+    # Test users with any event in the window's train days: the day's graph knows only them,
+    # so at most these are evaluated (and judged by the quality gate).
+    window_test_users: int = 0
 
     @property
     def span_days(self) -> int:
@@ -167,6 +170,7 @@ def profile_log(
         most = max(1, span // 3)
         test_days, test_users = _test_days(con, last, most, min_test_users)
         window, covered = _window(con, last, test_days, span, min_train_events)
+        in_window = _test_users_in_window(con, last, test_days, window)
         candidates = tuple(
             _candidate(con, last, days, span, min_train_events, scores)
             for days in sorted({*_grid(most), test_days})
@@ -205,6 +209,7 @@ def profile_log(
         min_test_users=min_test_users,
         candidates=candidates,
         warnings=tuple(warnings),
+        window_test_users=in_window,
     )
 
 
@@ -290,6 +295,19 @@ def _test_users(con: duckdb.DuckDBPyConnection, last: dt.date, days: int) -> int
     ).fetchone()[0]
 
 
+def _test_users_in_window(
+    con: duckdb.DuckDBPyConnection, last: dt.date, test_days: int, window_days: int
+) -> int:
+    """Test-period users with an event in the window before the test period."""
+    cut = last - dt.timedelta(days=test_days)
+    start = last - dt.timedelta(days=window_days)
+    return con.execute(
+        """SELECT count(DISTINCT user_id) FROM events
+           WHERE day > ? AND user_id IN (SELECT user_id FROM events WHERE day > ? AND day <= ?)""",
+        [cut, start, cut],
+    ).fetchone()[0]
+
+
 def _test_days(
     con: duckdb.DuckDBPyConnection, last: dt.date, most: int, wanted: int
 ) -> tuple[int, int]:
@@ -369,7 +387,8 @@ def describe(profile: LogProfile, shown_days: int = 14) -> str:
         f"suggested test_days = {p.test_days}: the last {p.test_days} day(s) hold"
         f" {p.test_users:,} users also active before them (wanted >= {p.min_test_users})",
         f"suggested window_days = {p.window_days}: gives {p.covered_test_users:,} of those test"
-        f" users >= {p.min_train_events} train events (wanted: half of them)",
+        f" users >= {p.min_train_events} train events (wanted: half of them);"
+        f" {p.window_test_users:,} have an event in it, the most the evaluation can judge",
         f"suggested partition_start = {p.partition_start}",
     ]
     if p.candidates:
