@@ -291,10 +291,8 @@ def test_a_validated_model_within_noise_of_popularity_is_published_with_a_warnin
         chosen_on_validation=True, p_worse=p,
     )  # fmt: skip
     assert noisy.verdict == INSUFFICIENT
-    assert (
-        f"within noise (one-sided paired t-test on the 71 test users' Recall@20: p = {p:.2f}"
-        in (noisy.summary)
-    )
+    assert "shortfall against popularity is within noise" in noisy.summary
+    assert f"paired t-test on the 71 test users' Recall@20: p = {p:.2f}" in (noisy.summary)
     # Popularity hits 30 users, the model 10 of them: significant, refused.
     worse = [1.0 if u < 10 else 0.0 for u in range(users)]
     better = [1.0 if u < 30 else 0.0 for u in range(users)]
@@ -308,6 +306,11 @@ def test_a_validated_model_within_noise_of_popularity_is_published_with_a_warnin
     # A pinned model, which nothing validated, is held to beating popularity, noise or not.
     pinned = gate_verdict("lightgcn", "abc", 5 / users, 8 / users, users, 50, p_worse=p)
     assert pinned.verdict == FAILED
+    # ... and its refusal does not call a deficit within noise significant.
+    assert "significant" not in pinned.refusal("D")
+    assert "does not beat popularity on Recall@20" in pinned.refusal("D")
+    # One user is no evidence either way.
+    assert paired_p_worse([0.0], [1.0]) == 1.0
     # Identical lists never differ: no evidence either way.
     assert paired_p_worse(baseline, baseline) == 1.0
 

@@ -7,9 +7,10 @@ on the test fold, the gate asks whether that deficit is more than noise, by a on
 t-test on the two scorers' per-user values (:func:`paired_p_worse`). The paired t-test agrees
 with the randomization and bootstrap tests on IR metrics (Smucker, Allan and Carterette, "A
 comparison of statistical significance tests for information retrieval evaluation", CIKM
-2007), and on a few hundred test users a Recall@20 gap of several points is often noise. The verdict is recorded
-as ``model_evaluation``'s ``gate.json`` beside the model's sha256, and publication serves only
-the model that verdict is about (:func:`publishable`). Every sentence the run page, the check
+2007), and on a few hundred test users a Recall@20 gap of several points is often noise.
+
+The verdict is recorded as ``model_evaluation``'s ``gate.json`` beside the model's sha256, and
+publication serves only the model that verdict is about (:func:`publishable`). Every sentence the run page, the check
 and the terminal show about the gate comes from :class:`GateResult`.
 """
 
@@ -62,12 +63,16 @@ class GateResult:
                 " sampled): the model cannot be evaluated, so the popularity fallback is"
                 " published for every user"
             )
-        if self.verdict == INSUFFICIENT and self.evaluated_users >= self.min_users:
+        if (
+            self.verdict == INSUFFICIENT
+            and self.p_worse is not None
+            and self.evaluated_users >= self.min_users
+        ):
             return (
-                f"{GATE_BASELINE}'s lead is within noise (one-sided paired t-test on the"
-                f" {self.evaluated_users} test users' {GATE_LABEL}: p = {self.p_worse:.2f},"
-                f" not below {self.alpha}): no evidence that the model chosen on validation is"
-                " worse, so it is published, with this warning"
+                f"the model's shortfall against {GATE_BASELINE} is within noise (one-sided"
+                f" paired t-test on the {self.evaluated_users} test users' {GATE_LABEL}:"
+                f" p = {self.p_worse:.2f}, not below {self.alpha}): no evidence that the model"
+                " chosen on validation is worse, so it is published, with this warning"
             )
         if self.verdict == INSUFFICIENT:
             return (
@@ -83,7 +88,7 @@ class GateResult:
         if self.verdict == FAILED:
             if self.model == GATE_BASELINE:
                 return f"the model is {GATE_BASELINE} itself: it cannot beat {GATE_BASELINE}"
-            if self.p_worse is not None:
+            if self.p_worse is not None and self.p_worse < self.alpha:
                 return (
                     f"the model does not beat {GATE_BASELINE} on {GATE_LABEL}, and its deficit"
                     f" is significant (one-sided paired t-test p = {self.p_worse:.3g} <"
@@ -144,13 +149,16 @@ class GateResult:
 
 def paired_p_worse(model: Sequence[float], baseline: Sequence[float]) -> float:
     """The one-sided p-value of a paired t-test that the model's per-user values are lower
-    than the baseline's (the same users, in one order); 1 when they never differ."""
+    than the baseline's (the same users, in one order); 1 when they never differ, or with
+    fewer than two users (no evidence either way)."""
     import numpy as np
     from scipy import stats
 
     diff = np.asarray(model, dtype=float) - np.asarray(baseline, dtype=float)
-    if diff.size < 2 or not diff.std() > 0:
-        return 0.0 if diff.size and diff.mean() < 0 else 1.0
+    if diff.size < 2:
+        return 1.0
+    if not diff.std() > 0:  # every user differs by the same amount
+        return 0.0 if diff.mean() < 0 else 1.0
     return float(stats.ttest_rel(model, baseline, alternative="less").pvalue)
 
 
