@@ -113,8 +113,8 @@ def evaluate_day(
         config.min_test_users,
         chosen_on_validation=model[0].get("chosen_by") == "model_selection",
         p_worse=paired_p_worse(
-            scored.per_user[model_name][GATE_METRIC].tolist(),
-            scored.per_user[GATE_BASELINE][GATE_METRIC].tolist(),
+            scored.per_user[model_name][GATE_METRIC].numpy(),
+            scored.per_user[GATE_BASELINE][GATE_METRIC].numpy(),
         ),
         alpha=config.gate_alpha,
     )
