@@ -8,9 +8,12 @@ temporary folder, never the real dataset) is:
 
 - read by DuckDB alone: ``read_csv`` of the file with the columns cast as ingest casts them and
   the rows counted per event day (what any ingest must at least do);
+- ingested by the core alone (``ingest_history``, no Dagster);
 - ingested through Dagster: one run of ``raw_interactions`` over every day of the log (a single
-  run backfill, as ``cli.demo --own-logs`` and a UI backfill launch it), in a fresh instance
-  and warehouse, then the same run again over the unchanged export.
+  run backfill, as ``cli.demo --own-logs`` and a UI backfill launch it), in a fresh home with
+  the project's ``dagster.yaml`` and warehouse, then the same run again over the unchanged
+  export; and once more in a home whose event log is Dagster's own SQLite storage, the project's
+  being Dagster's with its databases kept open (assets/platform/event_log.py).
 
 Reported: each wall time, the ingest's ratio to the read (the target: at most 2), the run's
 event-log size and the number of lines it printed. Results:
@@ -20,6 +23,7 @@ event-log size and the number of lines it printed. Results:
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime as dt
 import io
@@ -90,16 +94,29 @@ def core_ingest(export: Path, database: Path) -> float:
     return seconds
 
 
-def dagster_ingest(landing: Path, home: Path, first: dt.date, last: dt.date) -> dict:
+def dagster_ingest(
+    landing: Path, home: Path, first: dt.date, last: dt.date, event_log: str, attempts: list[str]
+) -> list[dict]:
+    """One run of ``raw_interactions`` over every day, per attempt, in a new home with the
+    project's ``dagster.yaml``. ``event_log``: ``project`` (the storage the project's instance
+    opens: assets/platform/event_log.py) or ``dagster`` (Dagster's own SQLite storage, as a
+    ``storage: sqlite:`` section names it)."""
     import dagster as dg
 
     from assets.definitions import ALL_ASSETS, default_resources, ingest_job
     from assets.ingest import raw_interactions
     from assets.lib.partitions import range_tags
+    from assets.platform.instance import prepare_instance
+    from cli.environment import HOME_TEMPLATE
     from cli.step_lines import materialize
     from resources import LogSource, Warehouse
 
-    instance = dg.DagsterInstance.local_temp(str(home))
+    home.mkdir()
+    config = HOME_TEMPLATE.read_text()
+    if event_log == "dagster":
+        config += f"\nstorage:\n  sqlite:\n    base_dir: {home}\n"
+    (home / "dagster.yaml").write_text(config)
+    instance = dg.DagsterInstance.from_config(str(prepare_instance(home, "sqlite")))
     resources = {
         **default_resources(),  # the job's other assets' resources (unused by the ingest)
         "warehouse": Warehouse(database=str(home / "warehouse.duckdb")),
@@ -115,7 +132,7 @@ def dagster_ingest(landing: Path, home: Path, first: dt.date, last: dt.date) -> 
         ),
     }
     runs = []
-    for attempt in ("first", "unchanged export"):
+    for attempt in attempts:
         printed = io.StringIO()
         started = time.perf_counter()
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
@@ -130,13 +147,21 @@ def dagster_ingest(landing: Path, home: Path, first: dt.date, last: dt.date) -> 
                 tags=range_tags(first, last),
             )
         seconds = time.perf_counter() - started
-        events = len(instance.all_logs(result.run_id))
+        logs = instance.all_logs(result.run_id)
+        events = len(logs)
+        by_type = collections.Counter(
+            entry.dagster_event.event_type_value if entry.dagster_event else "log message"
+            for entry in logs
+        )
         runs.append({
-            "run": attempt, "seconds": seconds, "success": result.success,
-            "event_log_entries": events, "printed_lines": printed.getvalue().count("\n"),
+            "event_log": event_log, "run": attempt, "seconds": seconds, "success": result.success,
+            "event_log_entries": events, "event_types": dict(by_type.most_common()),
+            "printed_lines": printed.getvalue().count("\n"),
         })  # fmt: skip
-        print(f"  dagster ingest ({attempt}): {seconds:.1f}s, {events} events", flush=True)
-    return {"runs": runs}
+        print(f"  dagster ingest ({event_log} event log, {attempt}): {seconds:.1f}s,"
+              f" {events} events", flush=True)  # fmt: skip
+    instance.dispose()
+    return runs
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -170,23 +195,24 @@ def main(argv: list[str] | None = None) -> dict:
             [str(export)],
         ).fetchone()
         con.close()
-        home = root / "home"
-        home.mkdir()
         # Partitions from the log's first day, read when the code location is imported; no
         # project config file of this checkout.
         os.environ["RECS_PARTITION_START"] = first.isoformat()
         os.environ["RECS_CONFIG"] = str(root / "recs.toml")
         os.environ["RECS_DATA_ROOT"] = str(root / "data")
-        os.environ.setdefault("DAGSTER_HOME", str(home))
-        ingest = dagster_ingest(landing, home, first, last)
+        os.environ.setdefault("DAGSTER_HOME", str(root / "project"))
+        # Side by side on one machine: the project's event log, then Dagster's own.
+        runs = dagster_ingest(landing, root / "project", first, last, "project",
+                              ["first", "unchanged export"])  # fmt: skip
+        runs += dagster_ingest(landing, root / "dagster", first, last, "dagster", ["first"])
     span = (last - first).days + 1
-    first_run = ingest["runs"][0]["seconds"]
+    first_run = runs[0]["seconds"]
     payload = {
         "args": vars(args),
         "export": {"rows": rows, "span_days": span, "days_with_rows": active_days},
         "duckdb_read_seconds": read_seconds,
         "core_ingest_seconds": core_seconds,
-        **ingest,
+        "runs": runs,
         "ratio_to_read": first_run / read_seconds,
     }
     print(f"{span} days ({active_days} with rows): ingest {first_run:.1f}s,"

@@ -726,21 +726,24 @@ def publication() -> str:
 def history_ingest() -> str:
     doc = load("history_ingest")
     export = doc["export"]
-    rows = [["DuckDB reads the file, rows counted per day", f"{doc['duckdb_read_seconds']:.2f}",
+    rows = [["DuckDB reads the file, rows counted per day", "–", f"{doc['duckdb_read_seconds']:.2f}",
              "–", "–"]]  # fmt: skip
     if "core_ingest_seconds" in doc:
-        rows.append(["the core's ingest alone (`ingest_history`, every day)",
+        rows.append(["the core's ingest alone (`ingest_history`, every day)", "–",
                      f"{doc['core_ingest_seconds']:.2f}", "–", "–"])  # fmt: skip
     for run in doc["runs"]:
         rows.append(
             [
                 f"`raw_interactions` over every day, {run['run']}",
+                {"project": "the project's", "dagster": "Dagster's own"}.get(
+                    run.get("event_log"), "Dagster's own"
+                ),
                 f"{run['seconds']:.1f}",
                 f"{run['event_log_entries']:,}",
                 f"{run['printed_lines']:,}",
             ]
         )
-    header = ["what", "s", "event-log entries", "lines printed"]
+    header = ["what", "event log", "s", "event-log entries", "lines printed"]
     note = (
         f"A generated ratings export of {export['rows']:,} rows over {export['span_days']:,} days"
         f" ({export['days_with_rows']:,} with rows), one ranged run in a fresh SQLite instance."

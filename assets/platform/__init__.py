@@ -41,7 +41,10 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._core.storage.event_log.schema``: ``ConcurrencySlotsTable`` (pool_slots)
 - ``dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log`` and
   ``dagster._core.storage.event_log.sqlite.sqlite_event_log``: the SQLite event log storages,
-  whose ``_claim_concurrency_slot`` pool_slots replaces when the executor is imported
+  whose ``_claim_concurrency_slot`` pool_slots replaces when the executor is imported;
+  ``SqliteEventLogStorage`` (its ``_connect``, ``_initdb``, ``_has_asset_key_col_on_connection``,
+  ``watch``, ``wipe``) and ``SqliteEventLogStorageWatchdog`` (its ``_log_path``,
+  ``_process_log``), subclassed to keep the databases open (event_log)
 - ``dagster._core.storage.runs.sqlite.sqlite_run_storage`` and
   ``dagster._core.storage.schedules.sqlite.sqlite_schedule_storage``: with the event log's,
   the alembic scripts that name a SQLite database's head revision (instance.repair_instance)
@@ -50,7 +53,7 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._core.storage.sqlite_storage``: ``DagsterSqliteStorage``, subclassed
   (instance_storage)
 - ``dagster._core.utils``: ``make_new_backfill_id`` (code_location)
-- ``dagster._serdes``: ``ConfigurableClassData`` (instance_storage)
+- ``dagster._serdes``: ``ConfigurableClassData`` (instance_storage, event_log)
 - ``dagster._time``: ``get_current_timestamp`` (code_location)
 - ``dagster._utils.concurrency``: ``ConcurrencySlotStatus`` (pool_slots)
 - ``dagster._utils.merger``: ``deep_merge_dicts`` (code_location)

@@ -1,0 +1,196 @@
+"""The project's SQLite event log keeps each database open (assets/platform/event_log.py; issue 28,
+a history ingest's cost per day).
+
+Dagster's opened a new engine and connection for every transaction, two or three per asset
+event. What must hold besides: every event is stored and read back as before, by this process and
+by others writing at the same time; the UI's watch of a run still sees its events while it runs
+(they now sit in the run's write-ahead log); a forked process opens its own connections."""
+
+import multiprocessing
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import dagster as dg
+import sqlalchemy as db
+
+from assets.platform.event_log import OpenSqliteEventLogStorage
+from tests.daemon_support import PROJECT_ROOT, write_instance
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+def daily(context: dg.AssetExecutionContext) -> None:
+    for day in context.partition_keys:
+        context.log_event(dg.AssetMaterialization(context.asset_key, partition=day))
+
+
+def ranged_run(instance, days: int) -> dg.ExecuteInProcessResult:
+    """One run over ``days`` partitions, a materialization per day (as a ranged ingest)."""
+    keys = DAYS.get_partition_keys()[:days]
+    return dg.materialize(
+        [daily],
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        },
+    )
+
+
+class Connections:
+    """How many SQLite connections this process opens to the event log's databases while the
+    block runs (the instance's run and schedule storages are Dagster's own)."""
+
+    def __init__(self, folder):
+        self.folder, self.count = f"{folder}/", 0
+
+    def __enter__(self):
+        db.event.listen(db.engine.Engine, "connect", self._count)
+        return self
+
+    def _count(self, dbapi_connection, _record):
+        [(_, _, path)] = dbapi_connection.execute("PRAGMA database_list").fetchall()
+        self.count += path.startswith(self.folder)
+
+    def __exit__(self, *_):
+        db.event.remove(db.engine.Engine, "connect", self._count)
+
+
+def test_a_ranged_run_opens_each_database_once(tmp_path):
+    home = tmp_path / "home"
+    write_instance(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, OpenSqliteEventLogStorage)
+        with Connections(home / "history" / "runs") as opened:
+            result = ranged_run(instance, 60)
+        assert result.success
+        # 60 materializations and 60 planned ones into two databases (the run's, the index), each
+        # checked once and kept open: Dagster's own storage opened 437 connections.
+        assert opened.count <= 4, opened.count
+        assert len(instance.get_materialized_partitions(daily.key)) == 60
+
+
+WRITER = """
+import sys
+import dagster as dg
+from tests.test_event_log import DAGS_KEY
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    for n in range(int(sys.argv[3])):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(DAGS_KEY, partition=f"{sys.argv[2]}-{n}")
+        )
+"""
+DAGS_KEY = dg.AssetKey("written_by_many")
+
+
+def test_processes_writing_at_once_each_see_every_event(tmp_path):
+    """Three processes, this one among them, write the same index at once while each keeps its
+    connection open: no write is lost, no process is locked out, the file stays sound."""
+    home = tmp_path / "home"
+    write_instance(home)
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(home), f"w{n}", "150"],
+            cwd=PROJECT_ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for n in range(150):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(DAGS_KEY, partition=f"me-{n}")
+            )
+        for writer in writers:
+            _, err = writer.communicate(timeout=120)
+            assert writer.returncode == 0, err
+        # This process's open connection sees what the others committed.
+        assert len(instance.get_materialized_partitions(DAGS_KEY)) == 450
+    index = home / "history" / "runs" / "index.db"
+    assert sqlite3.connect(index).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+SLOW_RUN = """
+import sys, time
+from pathlib import Path
+import dagster as dg
+
+@dg.asset
+def waits_to_be_seen():
+    # Fails unless the watching process saw this step start while the run is still going.
+    seen = Path(sys.argv[2])
+    deadline = time.time() + 60
+    while not seen.exists():
+        if time.time() > deadline:
+            raise RuntimeError("the watcher never saw the step start")
+        time.sleep(0.1)
+
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    job = dg.Definitions(assets=[waits_to_be_seen]).resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(instance=instance, run_id=sys.argv[3]).success
+"""
+
+
+def test_the_uis_watch_of_a_run_sees_its_events_while_it_runs(tmp_path):
+    """The run page's live log: another process's run events reach a watcher before the run
+    ends, though they sit in the run's write-ahead log rather than its database file."""
+    home = tmp_path / "home"
+    write_instance(home)
+    seen, run_id = tmp_path / "seen", "0123abcd-0000-4000-8000-000000000001"
+    events: list[str] = []
+    done = threading.Event()
+
+    def watched(entry, _cursor):
+        if entry.dagster_event is not None:
+            events.append(entry.dagster_event.event_type_value)
+            if entry.dagster_event.event_type_value == "STEP_START":
+                seen.touch()
+            if entry.dagster_event.event_type_value in ("PIPELINE_SUCCESS", "PIPELINE_FAILURE"):
+                done.set()
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.watch_event_logs(run_id, None, watched)
+        run = subprocess.run(
+            [sys.executable, "-c", SLOW_RUN, str(home), str(seen), run_id],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert done.wait(30), events
+    assert events.index("STEP_START") < events.index("PIPELINE_SUCCESS")
+
+
+def test_a_forked_process_opens_its_own_databases(tmp_path):
+    """A process forked from one with open databases writes through its own connections, and the
+    parent's stay usable."""
+    home = tmp_path / "home"
+    write_instance(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(DAGS_KEY, partition="before"))
+        storage = instance.event_log_storage
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+
+        def child():
+            for n in range(20):
+                instance.report_runless_asset_event(
+                    dg.AssetMaterialization(DAGS_KEY, partition=f"child-{n}")
+                )
+            queue.put((len(storage._inherited), list(storage._engines)))
+
+        process = context.Process(target=child)
+        process.start()
+        inherited, opened = queue.get(timeout=60)
+        process.join(60)
+        assert process.exitcode == 0
+        assert inherited == 1 and opened  # the parent's engines set aside, its own opened
+        instance.report_runless_asset_event(dg.AssetMaterialization(DAGS_KEY, partition="after"))
+        assert len(instance.get_materialized_partitions(DAGS_KEY)) == 22
+    index = home / "history" / "runs" / "index.db"
+    assert sqlite3.connect(index).execute("PRAGMA integrity_check").fetchone() == ("ok",)
