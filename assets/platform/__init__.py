@@ -42,9 +42,11 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log`` and
   ``dagster._core.storage.event_log.sqlite.sqlite_event_log``: the SQLite event log storages,
   whose ``_claim_concurrency_slot`` pool_slots replaces when the executor is imported;
-  ``SqliteEventLogStorage`` (its ``_connect``, ``_initdb``, ``_has_asset_key_col_on_connection``,
-  ``watch``, ``wipe``) and ``SqliteEventLogStorageWatchdog`` (its ``_log_path``,
-  ``_process_log``), subclassed to keep the databases open (event_log)
+  ``SqliteEventLogStorage``, subclassed to keep the databases open (event_log: it overrides
+  ``_connect``, ``has_table``, ``_has_asset_key_col_on_connection``, ``watch``, ``wipe``,
+  ``dispose`` and ``from_config_value``, and calls ``_initdb``), and
+  ``SqliteEventLogStorageWatchdog``, subclassed (its ``_log_path``, ``_process_log`` and
+  watchdog's ``_patterns``)
 - ``dagster._core.storage.runs.sqlite.sqlite_run_storage`` and
   ``dagster._core.storage.schedules.sqlite.sqlite_schedule_storage``: with the event log's,
   the alembic scripts that name a SQLite database's head revision (instance.repair_instance)

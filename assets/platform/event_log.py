@@ -2,28 +2,34 @@
 
 Dagster's ``SqliteEventLogStorage`` makes a new engine for every transaction: two or three per
 asset event (the run's database, the index's mirror, a check's execution row). Each new engine
-compiles its statements anew and reflects the index's ``asset_keys`` columns again, and each
-closed connection, the database's last, checkpoints the write-ahead log into the file with an
-fsync. A partition per day makes that a cost per day: 10 ms an event, 20 s of Dagster's 20 s
-for a 500-day history ingest, 132 s for MovieLens' 2,001 days (docs/benchmarks/pipeline.md).
+compiles its statements anew and reflects the index's schema again, and when a database's last
+connection closes, SQLite checkpoints its write-ahead log into the file with an fsync. A
+partition per day makes that a cost per day: about 10 ms an event, 78 s for a 2,001-day history
+ingest against 17 s here (docs/benchmarks/pipeline.md).
 
-Here each database keeps one engine and one open connection per process, for the few databases
-in use (the index, the running run's, those the UI reads; the least recently used is closed
-beyond :data:`KEPT_DATABASES`). What stays Dagster's: the schema, the statements, one lock per
-storage, SQLite's locking between processes (an idle connection in WAL mode holds no lock).
-What changes, and why it is safe:
+Here a storage keeps one engine per database and process, holding one connection open, for the
+few databases in use (the index, the running run's, those the UI reads; the least recently used
+is closed beyond :data:`KEPT_DATABASES`). What stays Dagster's: the schema, the statements, the
+storage's lock, SQLite's locking between processes. What changes:
 
 - A commit of a database in WAL mode (every database Dagster creates) no longer waits for the
-  disk (``synchronous=NORMAL``, SQLite's recommendation for WAL): the log stays consistent
-  whatever happens; a power cut, not a crash, can lose the last events before the next
-  checkpoint. A database in another journal mode keeps SQLite's default.
-- The log is checkpointed by SQLite every 1,000 pages instead of at every close, so a run's
-  new events may sit in ``<run>.db-wal``: Dagster's watch of a run (the UI's live run page)
-  looks at ``<run>.db`` only; :class:`WalWatchdog` looks at both.
-- A forked process opens its own connections; it never closes the parent's (SQLite forbids
-  using a connection across ``fork``, closing included): they stay referenced, unused.
-- ``wipe`` closes every connection before Dagster deletes the run databases, so that no
-  connection writes into a deleted file.
+  disk (``synchronous=NORMAL``, SQLite's advice for WAL): the log stays consistent whatever
+  happens; a power cut, not a crash, can lose the last events before the next checkpoint. A
+  database in another journal mode keeps SQLite's default.
+- SQLite checkpoints a log every 1,000 pages, no longer at every close, and while any Dagster
+  process runs, ``index.db-wal`` and each open run's ``-wal`` stay beside their database (an
+  open connection holds a shared lock on it). Copy the home with every Dagster process stopped,
+  or with ``sqlite3 index.db ".backup copy.db"``: the ``.db`` files alone miss the latest events.
+  Dagster's watch of a run (the UI's live run page) looks at ``<run>.db`` only; the storage's
+  :class:`WalWatchdog` looks at its log too.
+- A transaction that fails invalidates its connection: a result kept alive by the exception's
+  traceback would otherwise hold an old snapshot in the kept connection, and its next write
+  would fail with "database is locked".
+- A forked process opens its own connections and sets the parent's aside without closing them
+  (SQLite forbids using a connection across ``fork``, closing included); multiprocessing's
+  children end with ``os._exit``, so they are never closed there.
+- ``wipe`` closes this process's connections before Dagster deletes the run databases; other
+  Dagster processes must be stopped for a wipe, as they must for Dagster's.
 """
 
 from __future__ import annotations
@@ -96,6 +102,10 @@ class OpenSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.move_to_end(shard)
             return engine
 
+    @classmethod
+    def from_config_value(cls, inst_data, config_value) -> OpenSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
     @contextmanager
     def _connect(self, shard: str) -> Iterator[db.engine.Connection]:
         # As Dagster's: one transaction under the storage's lock, a database created on first use.
@@ -103,9 +113,17 @@ class OpenSqliteEventLogStorage(SqliteEventLogStorage):
             engine = self._engine(shard)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
+                # Its connection was opened before _initdb set WAL mode: reopen it in WAL, so
+                # that it commits without waiting for the disk.
+                engine.dispose()
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                try:
+                    with conn.begin():
+                        yield conn
+                except BaseException:
+                    conn.invalidate()  # module docstring: no old snapshot kept open
+                    raise
 
     # Dagster asks the index's schema for every asset event (a table for its tags, a column for
     # its latest materialization) through a new engine each time; a table or column, once
@@ -138,7 +156,7 @@ class OpenSqliteEventLogStorage(SqliteEventLogStorage):
         )
 
     def _close_databases(self) -> None:
-        with self._engines_lock:
+        with self._db_lock, self._engines_lock:
             if self._engines_pid == os.getpid():
                 for engine in self._engines.values():
                     engine.dispose()
@@ -152,5 +170,5 @@ class OpenSqliteEventLogStorage(SqliteEventLogStorage):
         super().wipe()
 
     def dispose(self) -> None:
+        super().dispose()  # stops the watch first, which could open a database again
         self._close_databases()
-        super().dispose()

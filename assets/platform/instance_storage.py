@@ -18,7 +18,7 @@ not already corrupted, which is reported with the command that repairs it. Once 
 creating it again only checks its tables, so the lock is held for milliseconds.
 
 Its event log is Dagster's SQLite one with each database kept open instead of reopened for every
-event (``assets/platform/event_log.py``): 3× faster per event, which a partition per day pays.
+event (``assets/platform/event_log.py``): 4.5× faster per event, which a partition per day pays.
 """
 
 from __future__ import annotations
