@@ -214,31 +214,8 @@ def publish_recommendations(
     ``serving.publications`` (with ``model_sha256``, the fingerprint of the model.pt the caller
     pins) commits with the lists. Returns the counts of users served by the model and by the
     popularity fallback and of rows, what ranked the model's users, and the publication's id."""
-    PublishConfig(k)  # k >= 1
-    if k > graph.n_items:
-        # Fail before anything is written: the previous publication stays the latest one,
-        # instead of a day of lists silently shorter than the K consumers were promised.
-        raise SettingError(
-            "k",
-            f"k ({k}) exceeds the catalogue of {as_of} ({graph.n_items} items): no list can"
-            f" hold {k} items; publish with k <= {graph.n_items}",
-        )
-    index = index or PublishIndex()
-    _publish_users(con, as_of, window_start)
-    model_index = torch.from_numpy(
-        con.execute("SELECT coalesce(model_idx, -1) AS idx FROM _publish_users ORDER BY pos")
-        .fetchnumpy()["idx"]
-        .astype(np.int64)
-    )
-    n_publish = model_index.numel()
-    seen = _seen_items(con, as_of)
-    # Rows of `exclude` are publish positions.
-    exclude = interaction_csr(
-        torch.from_numpy(seen["pos"].astype(np.int64)),
-        torch.from_numpy(seen["item_idx"].astype(np.int64)),
-        n_publish,
-        graph.n_items,
-    )
+    _check_k(k, graph, as_of)
+    model_index, exclude = _publish_targets(con, as_of, window_start, graph)
     fallback_fn = None
     if bool((model_index < 0).any()):
         fallback_fn = (
@@ -249,24 +226,71 @@ def publish_recommendations(
         model_index,
         exclude,
         k,
-        index,
+        index or PublishIndex(),
         graph.n_items,
         fallback_fn=fallback_fn,
         engine=engine,
         on_shard=on_shard,
     )
-    ranked = [
-        (lists.model_rows, lists.model_scores, lists.model_top, model_name),
-        (lists.fallback_rows, lists.fallback_scores, lists.fallback_top, "popularity"),
-    ]
-    ranked = [entry for entry in ranked if entry[0].numel()]
-    used = lists.used
+    recs = _list_rows(lists, model_name)
+    publication = _write_lists(con, as_of, recs, graph, model_sha256)
+    n_model = lists.model_rows.numel()
+    return {
+        "model_users": n_model,
+        "fallback_users": model_index.numel() - n_model,
+        "rows": recs.height,
+        "publication": publication,
+        **lists.used,
+    }
+
+
+def _check_k(k: int, graph: InteractionGraph, as_of: dt.date) -> None:
+    """Refuse a ``k`` below 1 or above the day's catalogue, before anything is written: the
+    previous publication stays the latest one, instead of a day of lists silently shorter than
+    the K consumers were promised."""
+    PublishConfig(k)  # k >= 1
+    if k > graph.n_items:
+        raise SettingError(
+            "k",
+            f"k ({k}) exceeds the catalogue of {as_of} ({graph.n_items} items): no list can"
+            f" hold {k} items; publish with k <= {graph.n_items}",
+        )
+
+
+def _publish_targets(
+    con: duckdb.DuckDBPyConnection, as_of: dt.date, window_start: dt.date, graph: InteractionGraph
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The users to publish for, by publish position: each one's index in the model (-1 for a
+    user it does not know), and the items each has seen up to ``as_of`` (a CSR whose rows are
+    publish positions), which no list may hold. Leaves the temp table ``_publish_users``."""
+    _publish_users(con, as_of, window_start)
+    model_index = torch.from_numpy(
+        con.execute("SELECT coalesce(model_idx, -1) AS idx FROM _publish_users ORDER BY pos")
+        .fetchnumpy()["idx"]
+        .astype(np.int64)
+    )
+    seen = _seen_items(con, as_of)
+    exclude = interaction_csr(
+        torch.from_numpy(seen["pos"].astype(np.int64)),
+        torch.from_numpy(seen["item_idx"].astype(np.int64)),
+        model_index.numel(),
+        graph.n_items,
+    )
+    return model_index, exclude
+
+
+def _list_rows(lists: RankedRows, model_name: str):
+    """The ranked lists as one polars frame of integer rows ``(pos, rank, item_idx, score,
+    model)``, unranked (infinite) slots dropped: DuckDB maps positions and item indices back to
+    ids, so no step holds users × K Python strings."""
     # Imported here, not with the module: polars' runtime takes ~2 s to load, and every process
     # that loads the code location (webserver, daemon, each run) would pay it.
     import polars as pl
 
-    # Integer rows only: DuckDB maps positions and item indices back to ids, so no step
-    # holds users × K Python strings.
+    ranked = [
+        (lists.model_rows, lists.model_scores, lists.model_top, model_name),
+        (lists.fallback_rows, lists.fallback_scores, lists.fallback_top, "popularity"),
+    ]
     frames = [
         pl.DataFrame(
             {
@@ -279,26 +303,37 @@ def publish_recommendations(
         .filter(pl.col("score").is_finite())
         .with_columns(pl.lit(name).alias("model"))
         for rows, scores, top, name in ranked
+        if rows.numel()
     ]
-    recs = (
-        pl.concat(frames)
-        if frames
-        else pl.DataFrame(
-            schema={
-                "pos": pl.Int64,
-                "rank": pl.Int32,
-                "item_idx": pl.Int64,
-                "score": pl.Float64,
-                "model": pl.String,
-            }
-        )
+    if frames:
+        return pl.concat(frames)
+    return pl.DataFrame(
+        schema={
+            "pos": pl.Int64,
+            "rank": pl.Int32,
+            "item_idx": pl.Int64,
+            "score": pl.Float64,
+            "model": pl.String,
+        }
     )
+
+
+def _write_lists(
+    con: duckdb.DuckDBPyConnection,
+    as_of: dt.date,
+    recs,
+    graph: InteractionGraph,
+    model_sha256: str | None,
+) -> str:
+    """Replace the day's lists and record its publication in one transaction (the record is
+    what the serving files and published_model.pt are checked against:
+    recs_pipeline/serving/files.py); returns the publication's id. Drops ``_publish_users``."""
+    import polars as pl
+
     items = pl.DataFrame({"idx": np.arange(graph.n_items), "item_id": graph.item_ids})
     con.register("_recommendations", recs)
     con.register("_items", items)
     try:
-        # The lists and their publication record commit together: the record is what the
-        # serving files and published_model.pt are checked against (recs_pipeline/serving/files.py).
         with transaction(con):
             replace_partition(
                 con,
@@ -316,11 +351,4 @@ def publish_recommendations(
         con.unregister("_recommendations")
         con.unregister("_items")
     con.execute("DROP TABLE IF EXISTS _publish_users")
-    n_model = lists.model_rows.numel()
-    return {
-        "model_users": n_model,
-        "fallback_users": n_publish - n_model,
-        "rows": recs.height,
-        "publication": publication,
-        **used,
-    }
+    return publication
