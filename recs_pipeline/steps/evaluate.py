@@ -62,47 +62,20 @@ def evaluate_day(
     model = load_model(store, key, day.writer(MODEL))
     scorer = load_scorer(store, key, model=model, expect_graph_run=day.writer(GRAPH))
     graph, model_name = scorer.graph, scorer.model
-    scorers = {model_name: scorer.score_fn}
-    for baseline in dict.fromkeys([GATE_BASELINE, *config.baselines]):
-        if baseline not in scorers:
-            scorers[baseline] = fit_training_free(
-                baseline, graph.train_users, graph.train_items, graph.n_users, graph.n_items
-            ).scores
     test_users, test_items = sample_test_users(graph, config.max_users, config.seed)
     with engine.session():
         scored = evaluate_scorers(
-            scorers, graph.n_items, graph.train_csr(), test_users, test_items, KS,
-            engine=engine, on_shard=on_shard,
+            _scorers(scorer, config), graph.n_items, graph.train_csr(), test_users, test_items,
+            KS, engine=engine, on_shard=on_shard,
         )  # fmt: skip
     results = scored.metrics
     # The split's settings are part of the key: the same model under another window or test
     # period is another evaluation, kept beside this one.
     split = day.get(SPLIT)["config"]
     evaluation = {"evaluated_model": model_name, "config_hash": config_hash(model[0], split)}
-    as_of = dt.date.fromisoformat(key)
-    rows = [
-        (name, k, metric, value)
-        for name, metrics in results.items()
-        for (metric, k), value in metrics.items()
-    ]
-    with session() as con:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _metrics (model VARCHAR, k INTEGER, metric VARCHAR, value DOUBLE)"
-        )
-        con.executemany("INSERT INTO _metrics VALUES (?, ?, ?, ?)", rows)
-        replace_partition(
-            con,
-            "ml.metrics",
-            as_of,
-            """SELECT CAST(? AS DATE), model, k, metric, value, ?, ?, ?, ?,
-                      now()::TIMESTAMP
-               FROM _metrics WHERE NOT isnan(value)""",
-            [as_of, *evaluation.values(), scorer.fingerprint, run_id],
-            within=evaluation,
-        )
-        (metric_rows,) = con.execute(
-            "SELECT count(*) FROM ml.metrics WHERE as_of_date = ?", [as_of]
-        ).fetchone()
+    metric_rows = _write_metrics(
+        session, dt.date.fromisoformat(key), results, evaluation, scorer.fingerprint, run_id
+    )
     evaluated_users = int(test_users.unique().numel())
     gate = gate_verdict(
         model_name,
@@ -125,3 +98,52 @@ def evaluate_day(
         model_name, scorer.fingerprint, graph, results, gate, evaluated_users,
         evaluation["config_hash"], metric_rows,
     )  # fmt: skip
+
+
+def _scorers(scorer, config: EvaluationConfig) -> dict:
+    """The day's model, then the gate's baseline and ``config.baselines``, each fitted on the
+    day's training graph, by name."""
+    graph = scorer.graph
+    scorers = {scorer.model: scorer.score_fn}
+    for baseline in dict.fromkeys([GATE_BASELINE, *config.baselines]):
+        if baseline not in scorers:
+            scorers[baseline] = fit_training_free(
+                baseline, graph.train_users, graph.train_items, graph.n_users, graph.n_items
+            ).scores
+    return scorers
+
+
+def _write_metrics(
+    session: Session,
+    as_of: dt.date,
+    results: dict,
+    evaluation: dict,
+    fingerprint: str,
+    run_id: str,
+) -> int:
+    """Replace this evaluation's rows of ``as_of`` in ``ml.metrics`` (other models' and
+    configurations' rows stay); returns the day's row count."""
+    rows = [
+        (name, k, metric, value)
+        for name, metrics in results.items()
+        for (metric, k), value in metrics.items()
+    ]
+    with session() as con:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _metrics (model VARCHAR, k INTEGER, metric VARCHAR, value DOUBLE)"
+        )
+        con.executemany("INSERT INTO _metrics VALUES (?, ?, ?, ?)", rows)
+        replace_partition(
+            con,
+            "ml.metrics",
+            as_of,
+            """SELECT CAST(? AS DATE), model, k, metric, value, ?, ?, ?, ?,
+                      now()::TIMESTAMP
+               FROM _metrics WHERE NOT isnan(value)""",
+            [as_of, *evaluation.values(), fingerprint, run_id],
+            within=evaluation,
+        )
+        (metric_rows,) = con.execute(
+            "SELECT count(*) FROM ml.metrics WHERE as_of_date = ?", [as_of]
+        ).fetchone()
+    return metric_rows
