@@ -83,79 +83,16 @@ def read_item_features(
     (see the module docstring for which columns become features and how)."""
     con = duckdb.connect()
     try:
-        reader = _READERS[path.suffix.lower()]
-        # DuckDB's readers glob their path: escape it so the file is read as itself.
-        con.execute(
-            f"CREATE TEMP TABLE catalogue AS SELECT * FROM {reader}(?)", [glob.escape(str(path))]
+        candidates = _load_catalogue(con, path, item_column)
+        _register_ids(con, item_ids)
+        n_catalogue = _collapse_per_item(con, item_column, candidates)
+        columns, encoders, ignored = _plan_columns(
+            con, candidates, n_catalogue, separator, max_categories
         )
-        described = con.execute("DESCRIBE catalogue").fetchall()
-        names = [row[0] for row in described]
-        if item_column not in names:
-            raise LogConfigError(
-                f"item_column {item_column!r} is not a column of the item features file"
-                f" {path.name} (columns: {names})"
-            )
-        candidates = [(n, kind) for n, kind, *_ in described if n != item_column]
-        import polars as pl  # lazily, as in recommend.publish_recommendations
-
-        ids = pl.DataFrame({"idx": np.arange(len(item_ids)), "item_id": list(item_ids)})
-        con.register("ids", ids)
-        # Catalogue ids follow the ingest id rule (NFC, trimmed), so they match the stored ids;
-        # an id with a control character matches none (ingest quarantines such ids).
-        item = normalized_id_sql(f"{quote_identifier(item_column)}::VARCHAR")
-        valid = f"NOT {control_character_sql(item)}"
-        selected = "".join(
-            f", any_value({quote_identifier(c)})"
-            + ("::DOUBLE" if kind in _NUMERIC else "")
-            + f" AS {quote_identifier(c)}"
-            for c, kind in candidates
-            if kind in _NUMERIC or kind in _TEXT
-        )
-        con.execute(
-            f"""CREATE TEMP TABLE per_item AS SELECT {item} AS item_id{selected}
-                FROM catalogue WHERE {valid} GROUP BY 1"""
-        )
-        n_catalogue = con.execute("SELECT count(*) FROM per_item").fetchone()[0]
-        columns: list[str] = []
-        encoders: list[tuple[str, str | None, list[str]]] = []  # (column, separator, values)
-        ignored: dict[str, str] = {}
-        for column, kind in candidates:
-            if kind in _NUMERIC:
-                columns.append(column)
-                encoders.append((column, None, []))
-            elif kind in _TEXT:
-                reason, split, values = _categories(
-                    con, column, n_catalogue, separator, max_categories
-                )
-                if reason:
-                    ignored[column] = reason
-                else:
-                    columns.extend(f"{column}={v}" for v in values)
-                    encoders.append((column, split, values))
-            else:
-                ignored[column] = f"type {kind}: neither numeric, boolean nor text"
-        rows = con.execute(
-            """SELECT ids.idx, f.* EXCLUDE (item_id) FROM ids
-               LEFT JOIN per_item f ON f.item_id = ids.item_id ORDER BY ids.idx"""
-        ).fetchnumpy()
-        matched = con.execute(
-            "SELECT count(*) FROM per_item WHERE item_id IN (SELECT item_id FROM ids)"
-        ).fetchone()[0]
+        rows, matched = _aligned_rows(con)
     finally:
         con.close()
-    blocks = []
-    for column, split, values in encoders:
-        if values:
-            blocks.append(_hot(rows[column], split, values))
-            continue
-        data = np.ma.asarray(rows[column]).astype(np.float64).filled(np.nan)
-        missing = ~np.isfinite(data)
-        present = data[~missing]
-        if present.size and not np.isin(present, (0.0, 1.0)).all() and present.std() > 0:
-            data = (data - present.mean()) / present.std()
-        data[missing] = 0.0
-        blocks.append(data[:, None])
-    values = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(item_ids), 0))
+    values = _encode(rows, encoders, len(item_ids))
     # Lazily, like polars: the resources import this module (feature_file) in every process
     # that loads the code location, and only a step reads features.
     import torch
@@ -163,6 +100,119 @@ def read_item_features(
     return ItemFeatures(
         torch.from_numpy(values.astype(np.float32)), columns, list(ignored), matched, ignored
     )
+
+
+# How a source column becomes features: (column, separator of a multi-valued text column,
+# its category values). No values: a numeric column, one feature of its own.
+_Encoder = tuple[str, str | None, list[str]]
+
+
+def _load_catalogue(
+    con: duckdb.DuckDBPyConnection, path: Path, item_column: str
+) -> list[tuple[str, str]]:
+    """(column, type) of the feature candidates, once the file is loaded as ``catalogue``."""
+    reader = _READERS[path.suffix.lower()]
+    # DuckDB's readers glob their path: escape it so the file is read as itself.
+    con.execute(
+        f"CREATE TEMP TABLE catalogue AS SELECT * FROM {reader}(?)", [glob.escape(str(path))]
+    )
+    described = con.execute("DESCRIBE catalogue").fetchall()
+    names = [row[0] for row in described]
+    if item_column not in names:
+        raise LogConfigError(
+            f"item_column {item_column!r} is not a column of the item features file"
+            f" {path.name} (columns: {names})"
+        )
+    return [(n, kind) for n, kind, *_ in described if n != item_column]
+
+
+def _register_ids(con: duckdb.DuckDBPyConnection, item_ids: list[str]) -> None:
+    """Register the id map as the table ``ids`` (idx, item_id), so SQL can align to it."""
+    import polars as pl  # lazily, as in recommend.publish_recommendations
+
+    ids = pl.DataFrame({"idx": np.arange(len(item_ids)), "item_id": list(item_ids)})
+    con.register("ids", ids)
+
+
+def _collapse_per_item(
+    con: duckdb.DuckDBPyConnection, item_column: str, candidates: list[tuple[str, str]]
+) -> int:
+    """Items of ``per_item``, created as one row per catalogue id with its usable columns."""
+    # Catalogue ids follow the ingest id rule (NFC, trimmed), so they match the stored ids;
+    # an id with a control character matches none (ingest quarantines such ids).
+    item = normalized_id_sql(f"{quote_identifier(item_column)}::VARCHAR")
+    valid = f"NOT {control_character_sql(item)}"
+    selected = "".join(
+        f", any_value({quote_identifier(c)})"
+        + ("::DOUBLE" if kind in _NUMERIC else "")
+        + f" AS {quote_identifier(c)}"
+        for c, kind in candidates
+        if kind in _NUMERIC or kind in _TEXT
+    )
+    con.execute(
+        f"""CREATE TEMP TABLE per_item AS SELECT {item} AS item_id{selected}
+            FROM catalogue WHERE {valid} GROUP BY 1"""
+    )
+    return con.execute("SELECT count(*) FROM per_item").fetchone()[0]
+
+
+def _plan_columns(
+    con: duckdb.DuckDBPyConnection,
+    candidates: list[tuple[str, str]],
+    n_catalogue: int,
+    separator: str | None,
+    max_categories: int,
+) -> tuple[list[str], list[_Encoder], dict[str, str]]:
+    """(feature names, an encoder per used column, ignored column -> reason) of ``per_item``."""
+    columns: list[str] = []
+    encoders: list[_Encoder] = []
+    ignored: dict[str, str] = {}
+    for column, kind in candidates:
+        if kind in _NUMERIC:
+            columns.append(column)
+            encoders.append((column, None, []))
+        elif kind in _TEXT:
+            reason, split, values = _categories(con, column, n_catalogue, separator, max_categories)
+            if reason:
+                ignored[column] = reason
+            else:
+                columns.extend(f"{column}={v}" for v in values)
+                encoders.append((column, split, values))
+        else:
+            ignored[column] = f"type {kind}: neither numeric, boolean nor text"
+    return columns, encoders, ignored
+
+
+def _aligned_rows(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray], int]:
+    """(``per_item``'s columns in id-map order, masked where an item is missing; ids matched)."""
+    rows = con.execute(
+        """SELECT ids.idx, f.* EXCLUDE (item_id) FROM ids
+           LEFT JOIN per_item f ON f.item_id = ids.item_id ORDER BY ids.idx"""
+    ).fetchnumpy()
+    matched = con.execute(
+        "SELECT count(*) FROM per_item WHERE item_id IN (SELECT item_id FROM ids)"
+    ).fetchone()[0]
+    return rows, matched
+
+
+def _encode(rows: dict[str, np.ndarray], encoders: list[_Encoder], n_items: int) -> np.ndarray:
+    """The (n_items, n_features) float64 matrix: each encoder's block, side by side."""
+    blocks = [
+        _hot(rows[column], split, values) if values else _scaled(rows[column])[:, None]
+        for column, split, values in encoders
+    ]
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((n_items, 0))
+
+
+def _scaled(data: np.ndarray) -> np.ndarray:
+    """A numeric column as float64, standardised unless 0/1 or constant, missing values 0."""
+    data = np.ma.asarray(data).astype(np.float64).filled(np.nan)
+    missing = ~np.isfinite(data)
+    present = data[~missing]
+    if present.size and not np.isin(present, (0.0, 1.0)).all() and present.std() > 0:
+        data = (data - present.mean()) / present.std()
+    data[missing] = 0.0
+    return data
 
 
 def _categories(

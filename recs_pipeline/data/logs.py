@@ -819,12 +819,27 @@ def ingest_history(
     days = sorted(days)
     _stage_files(con, files, fmt, "files of the export")
     _validate(con, fmt, None)
+    undated_day = _place_rows(con, fmt, days[0])
+    rows_in, before, after, undated = _placement_totals(con, days)
+    placed = _placed_by_day(con, days)
+    if not allow_empty_days:
+        _refuse_empty_export(con, len(files), days, rows_in, placed)
+    tallies = _tally_days(con, days, placed)
+    reports = _replace_range(con, days, tallies, on_day)
+    for table in ("_staged", "_validated", "_placed", "_file", "_rejects", "_rejects_scan"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return HistoryReport(len(files), rows_in, reports, before, after, undated, undated_day)
+
+
+def _place_rows(con: duckdb.DuckDBPyConnection, fmt: LogFormat, first_of_range: dt.date) -> dt.date:
+    """The day undated rows go to (the export's first plausible day, the same for every run),
+    after creating ``_placed``: ``_validated`` with each row's ``event_day`` and ``dated``."""
     dated = "ts IS NOT NULL AND (CAST(? AS DATE) IS NULL OR CAST(ts AS DATE) >= ?)"
     bound = [fmt.min_plausible_date, fmt.min_plausible_date]
     first_day = con.execute(
         f"SELECT min(CAST(ts AS DATE)) FROM _validated WHERE {dated}", bound
     ).fetchone()[0]
-    undated_day = first_day or days[0]
+    undated_day = first_day or first_of_range
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _placed AS
         SELECT *, coalesce({dated}, FALSE) AS dated,
@@ -832,12 +847,25 @@ def ingest_history(
         FROM _validated""",
         [*bound, *bound, undated_day],
     )
-    rows_in, before, after, undated = con.execute(
+    return undated_day
+
+
+def _placement_totals(
+    con: duckdb.DuckDBPyConnection, days: Sequence[dt.date]
+) -> tuple[int, int, int, int]:
+    """(rows read, before the range, after it, undated): the export-wide counts of the report."""
+    return con.execute(
         """SELECT count(*), count(*) FILTER (event_day < $1), count(*) FILTER (event_day > $2),
                   count(*) FILTER (NOT dated) FROM _placed""",
         [days[0], days[-1]],
     ).fetchone()
-    counts = {
+
+
+def _placed_by_day(
+    con: duckdb.DuckDBPyConnection, days: Sequence[dt.date]
+) -> dict[dt.date, tuple[int, int]]:
+    """Day -> (files, rows) of each day of the range with rows: what the empty check compares."""
+    return {
         day: (n_files, n)
         for day, n_files, n in con.execute(
             """SELECT event_day, count(DISTINCT source_file), count(*) FROM _placed
@@ -845,75 +873,120 @@ def ingest_history(
             [days[0], days[-1]],
         ).fetchall()
     }
-    if not allow_empty_days:
-        if rows_in == 0:
-            raise EmptyDaysError(
-                f"the export ({len(files)} files) holds no rows: the landing files look"
-                " unmounted or not exported yet. Nothing was replaced. Check landing_root and"
-                " path_pattern, or set allow_empty_days to ingest the range as empty."
-            )
-        stored = {
-            day: n for day, n in _stored_rows_between(con, days[0], days[-1]).items()
-            if day not in counts
-        }  # fmt: skip
-        if stored:
-            raise EmptyDaysError(_stored_message(stored, "without rows in the export"))
-    # Per day: rows accepted, quarantined, and the quarantine's reasons, in one pass each.
-    accepted_by_day, rejected_by_day, reasons_by_day = {}, {}, {}
+
+
+def _refuse_empty_export(
+    con: duckdb.DuckDBPyConnection,
+    n_files: int,
+    days: Sequence[dt.date],
+    rows_in: int,
+    placed: Mapping[dt.date, tuple[int, int]],
+) -> None:
+    """Raise :class:`EmptyDaysError` if the export has no rows or would empty a stored day."""
+    if rows_in == 0:
+        raise EmptyDaysError(
+            f"the export ({n_files} files) holds no rows: the landing files look"
+            " unmounted or not exported yet. Nothing was replaced. Check landing_root and"
+            " path_pattern, or set allow_empty_days to ingest the range as empty."
+        )
+    stored = {
+        day: n for day, n in _stored_rows_between(con, days[0], days[-1]).items()
+        if day not in placed
+    }  # fmt: skip
+    if stored:
+        raise EmptyDaysError(_stored_message(stored, "without rows in the export"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _DayTallies:
+    """What each day of a history ingest's range received, for its :class:`IngestReport`."""
+
+    placed: Mapping[dt.date, tuple[int, int]]  # day -> (files, rows)
+    accepted: dict[dt.date, int]
+    rejected: dict[dt.date, int]
+    reasons: dict[dt.date, dict[str, int]]
+
+    def report(self, day: dt.date) -> IngestReport:
+        """The report of ``day`` (zeros for a day without rows)."""
+        return IngestReport(
+            day,
+            self.placed.get(day, (0, 0))[0],
+            self.accepted.get(day, 0),
+            self.rejected.get(day, 0),
+            self.reasons.get(day, {}),
+        )
+
+
+def _tally_days(
+    con: duckdb.DuckDBPyConnection,
+    days: Sequence[dt.date],
+    placed: Mapping[dt.date, tuple[int, int]],
+) -> _DayTallies:
+    """Per day of the range: rows accepted, quarantined and why, in one pass over ``_placed``."""
+    accepted: dict[dt.date, int] = {}
+    rejected: dict[dt.date, int] = {}
+    reasons: dict[dt.date, dict[str, int]] = {}
     for day, reason, n in con.execute(
         """SELECT event_day, regexp_replace(final_reason, ':.*$', ''), count(*) FROM _placed
            WHERE event_day BETWEEN $1 AND $2 GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""",
         [days[0], days[-1]],
     ).fetchall():
         if reason is None:
-            accepted_by_day[day] = n
+            accepted[day] = n
         else:
-            rejected_by_day[day] = rejected_by_day.get(day, 0) + n
-            reasons_by_day.setdefault(day, {})[reason] = n
+            rejected[day] = rejected.get(day, 0) + n
+            reasons.setdefault(day, {})[reason] = n
+    return _DayTallies(placed, accepted, rejected, reasons)
+
+
+def _replace_range(
+    con: duckdb.DuckDBPyConnection,
+    days: Sequence[dt.date],
+    tallies: _DayTallies,
+    on_day: Callable[[IngestReport], None] | None,
+) -> list[IngestReport]:
+    """The reports of ``days``, once ``_placed`` has replaced their partitions chunk by chunk."""
     reports: list[IngestReport] = []
     # The range is written in chunks of consecutive days, each one transaction replacing all its
     # days at once: a many-year export with thousands of mostly empty days costs a few
     # statements, not four per day, and a failure still names the days committed before it.
-    for chunk in _chunks(days, accepted_by_day, rejected_by_day):
+    for chunk in _chunks(days, tallies.accepted, tallies.rejected):
         try:
-            with transaction(con):
-                replace_partitions(
-                    con,
-                    "raw.interactions",
-                    chunk[0],
-                    chunk[-1],
-                    """SELECT event_day, ts, user_id, item_id, event_raw, weight, source_file
-                       FROM _placed WHERE final_reason IS NULL AND event_day BETWEEN ? AND ?""",
-                    [chunk[0], chunk[-1]],
-                )
-                replace_partitions(
-                    con,
-                    "raw.rejected_interactions",
-                    chunk[0],
-                    chunk[-1],
-                    """SELECT event_day, source_file, record, final_reason
-                       FROM _placed WHERE final_reason IS NOT NULL
-                       AND event_day BETWEEN ? AND ?""",
-                    [chunk[0], chunk[-1]],
-                )
+            _replace_chunk(con, chunk)
         except Exception as error:
             committed = [r.day for r in reports]
             later = days[len(committed) + 1 :]
             raise IngestInterrupted(chunk[0], committed, later, error) from error
         for day in chunk:
-            report = IngestReport(
-                day,
-                counts.get(day, (0, 0))[0],
-                accepted_by_day.get(day, 0),
-                rejected_by_day.get(day, 0),
-                reasons_by_day.get(day, {}),
-            )
+            report = tallies.report(day)
             reports.append(report)
             if on_day is not None:
                 on_day(report)
-    for table in ("_staged", "_validated", "_placed", "_file", "_rejects", "_rejects_scan"):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-    return HistoryReport(len(files), rows_in, reports, before, after, undated, undated_day)
+    return reports
+
+
+def _replace_chunk(con: duckdb.DuckDBPyConnection, chunk: Sequence[dt.date]) -> None:
+    """Replace the clean and quarantined partitions of ``chunk``'s days in one transaction."""
+    with transaction(con):
+        replace_partitions(
+            con,
+            "raw.interactions",
+            chunk[0],
+            chunk[-1],
+            """SELECT event_day, ts, user_id, item_id, event_raw, weight, source_file
+               FROM _placed WHERE final_reason IS NULL AND event_day BETWEEN ? AND ?""",
+            [chunk[0], chunk[-1]],
+        )
+        replace_partitions(
+            con,
+            "raw.rejected_interactions",
+            chunk[0],
+            chunk[-1],
+            """SELECT event_day, source_file, record, final_reason
+               FROM _placed WHERE final_reason IS NOT NULL
+               AND event_day BETWEEN ? AND ?""",
+            [chunk[0], chunk[-1]],
+        )
 
 
 #: Rows a chunk of a history ingest's range holds at most before the next day starts another.
