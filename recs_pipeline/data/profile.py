@@ -144,50 +144,10 @@ def profile_log(
         raise LogConfigError("no landing files match the path pattern")
     con = duckdb.connect(":memory:")
     try:
-        con.execute(_events_sql(fmt), [files])
-        unreadable = con.execute("SELECT count(*) FROM events WHERE day IS NULL").fetchone()[0]
-        con.execute("DELETE FROM events WHERE day IS NULL")
-        events, users, items = con.execute(
-            "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id) FROM events"
-        ).fetchone()
-        if not events:
-            raise LogConfigError(
-                f"no event with a readable timestamp in {len(files)} file(s): check"
-                f" timestamp_column ({fmt.timestamp_column!r}) and timestamp_unit"
-                f" ({fmt.timestamp_unit!r})"
-            )
-        per_day = tuple(
-            DayCounts(*row)
-            for row in con.execute(
-                """SELECT day, count(*), count(DISTINCT user_id), count(DISTINCT item_id)
-                   FROM events GROUP BY day ORDER BY day"""
-            ).fetchall()
-        )
-        start = _plausible_start(per_day, events)
-        outliers = sum(d.events for d in per_day if d.day < start)
-        last = per_day[-1].day
-        span = (last - start).days + 1
-        most = max(1, span // 3)
-        test_days, test_users = _test_days(con, last, most, min_test_users)
-        window, covered = _window(con, last, test_days, span, min_train_events)
-        in_window = _test_users_in_window(con, last, test_days, window)
-        candidates = tuple(
-            _candidate(con, last, days, span, min_train_events, scores)
-            for days in sorted({*_grid(most), test_days})
-        )
-        warnings = []
-        if test_users < min_test_users:
-            warnings.append(
-                f"no test period of up to {most} days holds {min_test_users} users active before"
-                f" it: the most is {test_users} (test_days = {test_days}). Metrics on so few users"
-                " are noisy: the quality gate reports insufficient evidence below its"
-                " min_test_users, and model selection chooses on train alone."
-            )
-        if test_users and covered < (test_users + 1) // 2:
-            warnings.append(
-                f"only {covered} of the {test_users} test users have {min_train_events} events"
-                f" before the test period in the whole log: window_days = {window} (all of it)"
-            )
+        unreadable, events, users, items = _load_events(con, fmt, files)
+        per_day = _per_day(con)
+        split = _suggest_split(con, per_day, events, min_train_events, min_test_users)
+        candidates = _candidates(con, split, min_train_events, scores)
     finally:
         con.close()
     return LogProfile(
@@ -197,20 +157,121 @@ def profile_log(
         users=users,
         items=items,
         first_day=per_day[0].day,
-        last_day=last,
+        last_day=split.last,
         per_day=per_day,
-        partition_start=start,
-        outlier_events=outliers,
-        test_days=test_days,
-        test_users=test_users,
-        window_days=window,
-        covered_test_users=covered,
+        partition_start=split.start,
+        outlier_events=split.outlier_events,
+        test_days=split.test_days,
+        test_users=split.test_users,
+        window_days=split.window,
+        covered_test_users=split.covered,
         min_train_events=min_train_events,
         min_test_users=min_test_users,
         candidates=candidates,
-        warnings=tuple(warnings),
-        window_test_users=in_window,
+        warnings=_warnings(split, min_train_events, min_test_users),
+        window_test_users=split.in_window,
     )
+
+
+def _load_events(
+    con: duckdb.DuckDBPyConnection, fmt: LogFormat, files: list[str]
+) -> tuple[int, int, int, int]:
+    """(unreadable timestamps, events, users, items), once the table ``events`` holds the rows
+    with a readable day: the rest are only counted. Raises :class:`LogConfigError` when no row
+    is readable, since nothing can be suggested and the likely cause is the timestamp mapping."""
+    con.execute(_events_sql(fmt), [files])
+    unreadable = con.execute("SELECT count(*) FROM events WHERE day IS NULL").fetchone()[0]
+    con.execute("DELETE FROM events WHERE day IS NULL")
+    events, users, items = con.execute(
+        "SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id) FROM events"
+    ).fetchone()
+    if not events:
+        raise LogConfigError(
+            f"no event with a readable timestamp in {len(files)} file(s): check"
+            f" timestamp_column ({fmt.timestamp_column!r}) and timestamp_unit"
+            f" ({fmt.timestamp_unit!r})"
+        )
+    return unreadable, events, users, items
+
+
+def _per_day(con: duckdb.DuckDBPyConnection) -> tuple[DayCounts, ...]:
+    """The counts of each day with events, in order: what the start and the table rest on."""
+    return tuple(
+        DayCounts(*row)
+        for row in con.execute(
+            """SELECT day, count(*), count(DISTINCT user_id), count(DISTINCT item_id)
+               FROM events GROUP BY day ORDER BY day"""
+        ).fetchall()
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Split:
+    """The suggested split as of the log's last day, with the numbers it rests on, kept
+    together so the candidates and the warnings read them from one place."""
+
+    start: dt.date  # the partition start: the first plausible day
+    outlier_events: int  # events before start
+    last: dt.date
+    span: int  # days from start to last, both included
+    most: int  # the longest test period considered: a third of the span
+    test_days: int
+    test_users: int
+    window: int
+    covered: int  # test users with the wanted train events in the window
+    in_window: int  # test users with any event in the window's train days
+
+
+def _suggest_split(
+    con: duckdb.DuckDBPyConnection,
+    per_day: tuple[DayCounts, ...],
+    events: int,
+    min_train_events: int,
+    min_test_users: int,
+) -> _Split:
+    """The suggested partition start, test period and window (module docstring)."""
+    start = _plausible_start(per_day, events)
+    outliers = sum(d.events for d in per_day if d.day < start)
+    last = per_day[-1].day
+    span = (last - start).days + 1
+    most = max(1, span // 3)
+    test_days, test_users = _test_days(con, last, most, min_test_users)
+    window, covered = _window(con, last, test_days, span, min_train_events)
+    in_window = _test_users_in_window(con, last, test_days, window)
+    return _Split(
+        start, outliers, last, span, most, test_days, test_users, window, covered, in_window
+    )
+
+
+def _candidates(
+    con: duckdb.DuckDBPyConnection, split: _Split, min_train_events: int, scores: bool
+) -> tuple[Candidate, ...]:
+    """What each test period of the grid (and the suggested one) would give, shortest first,
+    so the suggestion can be weighed against its neighbours."""
+    return tuple(
+        _candidate(con, split.last, days, split.span, min_train_events, scores)
+        for days in sorted({*_grid(split.most), split.test_days})
+    )
+
+
+def _warnings(split: _Split, min_train_events: int, min_test_users: int) -> tuple[str, ...]:
+    """Why the suggestion falls short of what was asked, if it does: the rule's fallbacks
+    (module docstring) give a number either way, and these say it is a compromise."""
+    warnings = []
+    if split.test_users < min_test_users:
+        warnings.append(
+            f"no test period of up to {split.most} days holds {min_test_users} users active"
+            f" before it: the most is {split.test_users} (test_days = {split.test_days})."
+            " Metrics on so few users are noisy: the quality gate reports insufficient evidence"
+            " below its min_test_users, and model selection chooses on train alone."
+        )
+    if split.test_users and split.covered < (split.test_users + 1) // 2:
+        warnings.append(
+            f"only {split.covered} of the {split.test_users} test users have"
+            f" {min_train_events} events before the test period in the whole log:"
+            f" window_days = {split.window} (all of it)"
+        )
+    return tuple(warnings)
 
 
 def _grid(most: int) -> list[int]:
@@ -355,13 +416,26 @@ def _window(
 
 def describe(profile: LogProfile, shown_days: int = 14) -> str:
     """The profile in words, for the terminal."""
-    p = profile
-    active = [d for d in p.per_day if d.day >= p.partition_start]
+    active = [d for d in profile.per_day if d.day >= profile.partition_start]
+    lines = [
+        *_overview_lines(profile, active),
+        *_recent_day_lines(active, shown_days),
+        *_suggestion_lines(profile),
+        *_candidate_lines(profile),
+        *(f"WARNING: {warning}" for warning in profile.warnings),
+    ]
+    return "\n".join(lines)
 
-    def spread(values: list[int]) -> str:
-        values = sorted(values)
-        return f"min {values[0]:,}, median {values[len(values) // 2]:,}, max {values[-1]:,}"
 
+def _spread(values: list[int]) -> str:
+    """Min, median and max of ``values``: a day's typical size and its extremes in one line."""
+    values = sorted(values)
+    return f"min {values[0]:,}, median {values[len(values) // 2]:,}, max {values[-1]:,}"
+
+
+def _overview_lines(p: LogProfile, active: list[DayCounts]) -> list[str]:
+    """The log's size, its days (and the implausible early ones left out), per-day spreads and
+    unreadable rows: what was read, before anything is suggested from it."""
     lines = [
         f"{p.files} file(s), {p.events:,} events, {p.users:,} users, {p.items:,} items",
         f"days: {p.first_day} .. {p.last_day}"
@@ -374,16 +448,28 @@ def describe(profile: LogProfile, shown_days: int = 14) -> str:
         ),
         f"{p.span_days:,} days from {p.partition_start}, {len(active):,} with events:"
         f" {p.empty_share:.1%} of days empty",
-        f"per day with events: events {spread([d.events for d in active])};"
-        f" users {spread([d.users for d in active])}; items {spread([d.items for d in active])}",
+        f"per day with events: events {_spread([d.events for d in active])};"
+        f" users {_spread([d.users for d in active])}; items {_spread([d.items for d in active])}",
     ]
     if p.unreadable_timestamps:
         lines.append(f"{p.unreadable_timestamps:,} rows with an unreadable timestamp (ignored)")
-    lines.append(f"the last {min(shown_days, len(active))} days with events:")
-    lines.append(f"  {'day':<12}{'events':>10}{'users':>8}{'items':>8}")
+    return lines
+
+
+def _recent_day_lines(active: list[DayCounts], shown_days: int) -> list[str]:
+    """A table of the last ``shown_days`` days with events: where a test period would fall."""
+    lines = [
+        f"the last {min(shown_days, len(active))} days with events:",
+        f"  {'day':<12}{'events':>10}{'users':>8}{'items':>8}",
+    ]
     for d in active[-shown_days:]:
         lines.append(f"  {d.day!s:<12}{d.events:>10,}{d.users:>8,}{d.items:>8,}")
-    lines += [
+    return lines
+
+
+def _suggestion_lines(p: LogProfile) -> list[str]:
+    """The suggested test period, window and partition start, each with what it gives."""
+    return [
         f"suggested test_days = {p.test_days}: the last {p.test_days} day(s) hold"
         f" {p.test_users:,} users also active before them (wanted >= {p.min_test_users})",
         f"suggested window_days = {p.window_days}: gives {p.covered_test_users:,} of those test"
@@ -391,30 +477,39 @@ def describe(profile: LogProfile, shown_days: int = 14) -> str:
         f" {p.window_test_users:,} have an event in it, the most the evaluation can judge",
         f"suggested partition_start = {p.partition_start}",
     ]
-    if p.candidates:
-        scored = [name for name, _ in max((c.scores for c in p.candidates), key=len)]
-        lines.append("other test periods, each with the window the rule picks for it:")
+
+
+def _candidate_lines(p: LogProfile) -> list[str]:
+    """The candidates' table (empty without candidates), the suggested row marked, with a
+    score column for each baseline the most scored candidate has: one table for all of them."""
+    if not p.candidates:
+        return []
+    scored = [name for name, _ in max((c.scores for c in p.candidates), key=len)]
+    lines = ["other test periods, each with the window the rule picks for it:"]
+    lines.append(
+        f"  {'test_days':>9}{'test users':>12}{'window_days':>13}{'train users':>13}"
+        f"{'covered':>9}"
+        + (f"{'val users':>11}" + "".join(f"{name + '@20':>14}" for name in scored)
+           if scored else "")
+    )  # fmt: skip
+    for c in p.candidates:
+        mark = "  <- suggested" if c.test_days == p.test_days else ""
+        lines.append(_candidate_row(c, scored) + mark)
+    if scored:
         lines.append(
-            f"  {'test_days':>9}{'test users':>12}{'window_days':>13}{'train users':>13}"
-            f"{'covered':>9}"
-            + (f"{'val users':>11}" + "".join(f"{name + '@20':>14}" for name in scored)
-               if scored else "")
-        )  # fmt: skip
-        for c in p.candidates:
-            mark = "  <- suggested" if c.test_days == p.test_days else ""
-            recalls = dict(c.scores)
-            lines.append(
-                f"  {c.test_days:>9,}{c.test_users:>12,}{c.window_days:>13,}{c.train_users:>13,}"
-                f"{c.covered_test_users:>9,}"
-                + (f"{c.validation_users:>11,}"
-                   + "".join(f"{recalls[n]:>14.4f}" if n in recalls else f"{'-':>14}"
-                             for n in scored) if scored else "")
-                + mark
-            )  # fmt: skip
-        if scored:
-            lines.append(
-                "  (@20: validation Recall@20 at the model's defaults on each train period's"
-                " latest edges, as model selection carves them; '-': too few users or items)"
-            )
-    lines += [f"WARNING: {warning}" for warning in p.warnings]
-    return "\n".join(lines)
+            "  (@20: validation Recall@20 at the model's defaults on each train period's"
+            " latest edges, as model selection carves them; '-': too few users or items)"
+        )
+    return lines
+
+
+def _candidate_row(c: Candidate, scored: list[str]) -> str:
+    """One candidate's row of the table, '-' for a baseline it was not scored with."""
+    recalls = dict(c.scores)
+    return (
+        f"  {c.test_days:>9,}{c.test_users:>12,}{c.window_days:>13,}{c.train_users:>13,}"
+        f"{c.covered_test_users:>9,}"
+        + (f"{c.validation_users:>11,}"
+           + "".join(f"{recalls[n]:>14.4f}" if n in recalls else f"{'-':>14}"
+                     for n in scored) if scored else "")
+    )  # fmt: skip
