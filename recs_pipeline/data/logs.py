@@ -499,72 +499,115 @@ def _stage_file(
     con.execute("DROP TABLE IF EXISTS _rejects_scan")
     if os.path.getsize(path) == 0:
         return 0, None  # no header, no rows: nothing to read or sniff
-    scan = None
-    if fmt.format != "parquet":
-        scan = _scan_text(path)
-        if scan.nul_offset is not None:
-            raise _BinaryFile(
-                f"binary {fmt.format} file: NUL bytes from offset {scan.nul_offset}"
-                f" (a {fmt.format} log is text)"
-            )
+    scan = None if fmt.format == "parquet" else _scan_text_log(fmt, path)
+    params = _read_params(con, fmt, path)
+    columns = _load_file(con, fmt, params)
+    missing = _missing_columns(fmt, columns)
+    if missing:
+        _stage_unmapped(con, path, missing)
+    else:
+        _stage_mapped(con, fmt, path, columns)
+    n_rows = con.execute("SELECT count(*) FROM _file").fetchone()[0]
+    if fmt.format == "csv":
+        n_rows += _stage_rejected_lines(con, path)
+    if scan is not None:
+        _check_records(path, fmt, scan, n_rows, params)
+    return n_rows, missing or None
+
+
+def _scan_text_log(fmt: LogFormat, path: str) -> _TextScan:
+    """The scan of a text log, for :func:`_check_records` once it is read. Raises
+    :class:`_BinaryFile` at a run of NUL bytes, before the reader sees (and hangs on) it."""
+    scan = _scan_text(path)
+    if scan.nul_offset is not None:
+        raise _BinaryFile(
+            f"binary {fmt.format} file: NUL bytes from offset {scan.nul_offset}"
+            f" (a {fmt.format} log is text)"
+        )
+    return scan
+
+
+def _read_params(con: duckdb.DuckDBPyConnection, fmt: LogFormat, path: str) -> list:
+    """The parameters of :func:`_read_sql` for ``path``: the path, and for CSV its sniffed
+    dialect, header and columns."""
     # DuckDB's readers glob their path: escape it so a name with * ? [ is read as itself.
     params = [glob.escape(path)]
     if fmt.format == "csv":
         params = _sniffed_csv(con, params[0])
+    return params
+
+
+def _load_file(con: duckdb.DuckDBPyConnection, fmt: LogFormat, params: list) -> set[str]:
+    """The file's column names, once ``_file`` holds its rows as the reader returns them: the
+    mapping is checked against them and the rows inserted from there."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _file AS SELECT * FROM {_read_sql(fmt)}", params)
-    columns = {row[0] for row in con.execute("DESCRIBE _file").fetchall()}
-    missing = {
+    return {row[0] for row in con.execute("DESCRIBE _file").fetchall()}
+
+
+def _missing_columns(fmt: LogFormat, columns: set[str]) -> dict[str, str]:
+    """Setting -> column of each required mapped column the file lacks (empty: none)."""
+    return {
         setting: column
         for setting, column in fmt.required_columns().items()
         if column not in columns
     }
+
+
+def _stage_unmapped(con: duckdb.DuckDBPyConnection, path: str, missing: Mapping[str, str]) -> None:
+    """Quarantine every row of ``_file`` whole, naming the missing columns: a file that cannot
+    be mapped still has each row end somewhere."""
+    reason = "missing column " + ", ".join(
+        f"{column!r} ({setting})" for setting, column in missing.items()
+    )
+    con.execute(
+        "INSERT INTO _staged SELECT ?, CAST(to_json(f) AS VARCHAR), NULL, NULL, NULL, NULL,"
+        " NULL, ? FROM _file f",
+        [path, reason],
+    )
+
+
+def _stage_mapped(
+    con: duckdb.DuckDBPyConnection, fmt: LogFormat, path: str, columns: set[str]
+) -> None:
+    """Insert every row of ``_file`` into ``_staged``, its mapped columns as text (NULL for an
+    optional column the file lacks), for :func:`_validate` to parse."""
 
     def text(column: str | None) -> str:
         if column is None or column not in columns:
             return "NULL"
         return f"CAST(f.{quote_identifier(column)} AS VARCHAR)"
 
-    if missing:
-        reason = "missing column " + ", ".join(
-            f"{column!r} ({setting})" for setting, column in missing.items()
-        )
-        con.execute(
-            "INSERT INTO _staged SELECT ?, CAST(to_json(f) AS VARCHAR), NULL, NULL, NULL, NULL,"
-            " NULL, ? FROM _file f",
-            [path, reason],
-        )
+    if fmt.date_columns is not None:
+        # year-month-day text, read as a date by _timestamp_sql (month 13: unparseable).
+        timestamp = " || '-' || ".join(text(column) for column in fmt.date_columns)
     else:
-        if fmt.date_columns is not None:
-            # year-month-day text, read as a date by _timestamp_sql (month 13: unparseable).
-            timestamp = " || '-' || ".join(text(column) for column in fmt.date_columns)
-        else:
-            timestamp = text(fmt.timestamp_column)
-        con.execute(
-            f"""INSERT INTO _staged
-            SELECT ?, CAST(to_json(f) AS VARCHAR), {text(fmt.user_column)},
-                   {text(fmt.item_column)}, {timestamp},
-                   {text(fmt.event_type_column)}, {text(fmt.weight_column)}, NULL
-            FROM _file f""",
-            [path],
-        )
-    n_rows = con.execute("SELECT count(*) FROM _file").fetchone()[0]
-    if fmt.format == "csv":
-        # Lines the CSV reader could not parse (wrong field count, broken quoting, over the
-        # maximum line size): one record per line, its raw text and the reader's error (the
-        # first one, in text order, of a line with several).
-        con.execute(
-            """INSERT INTO _staged
-            SELECT ?, left(trim(min(csv_line), chr(13) || chr(10)), ?), NULL, NULL, NULL, NULL,
-                   NULL,
-                   'malformed CSV line ' || line || ': '
-                   || min(error_type || coalesce(' (' || error_message || ')', ''))
-            FROM _rejects GROUP BY line""",
-            [path, MAX_RECORD_CHARS],
-        )
-        n_rows += con.execute("SELECT count(DISTINCT line) FROM _rejects").fetchone()[0]
-    if scan is not None:
-        _check_records(path, fmt, scan, n_rows, params)
-    return n_rows, missing or None
+        timestamp = text(fmt.timestamp_column)
+    con.execute(
+        f"""INSERT INTO _staged
+        SELECT ?, CAST(to_json(f) AS VARCHAR), {text(fmt.user_column)},
+               {text(fmt.item_column)}, {timestamp},
+               {text(fmt.event_type_column)}, {text(fmt.weight_column)}, NULL
+        FROM _file f""",
+        [path],
+    )
+
+
+def _stage_rejected_lines(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """The number of lines the CSV reader could not parse, once each is quarantined in
+    ``_staged``: they are records of the file too, and the count checks the reader."""
+    # Lines the CSV reader could not parse (wrong field count, broken quoting, over the
+    # maximum line size): one record per line, its raw text and the reader's error (the
+    # first one, in text order, of a line with several).
+    con.execute(
+        """INSERT INTO _staged
+        SELECT ?, left(trim(min(csv_line), chr(13) || chr(10)), ?), NULL, NULL, NULL, NULL,
+               NULL,
+               'malformed CSV line ' || line || ': '
+               || min(error_type || coalesce(' (' || error_message || ')', ''))
+        FROM _rejects GROUP BY line""",
+        [path, MAX_RECORD_CHARS],
+    )
+    return con.execute("SELECT count(DISTINCT line) FROM _rejects").fetchone()[0]
 
 
 def _check_records(path: str, fmt: LogFormat, scan: _TextScan, records: int, params: list) -> None:
