@@ -87,3 +87,42 @@ def test_a_one_user_or_one_item_log_is_filtered_with_its_one_singular_vector(sha
     model = GFCF(alpha=0.3, k=256).fit(users, items, *shape)
     got = model.scores(torch.arange(shape[0])).double().numpy()
     np.testing.assert_allclose(got, dense_gfcf(r, 0.3, 1), rtol=1e-4, atol=1e-5)
+
+
+
+def test_the_same_log_profiles_the_same_gfcf_score(tmp_path):
+    """A seed fixes the fit: `recs profile` scored GF-CF 0.0283 or 0.0247 on one log, call after
+    call, because ARPACK on the float32 interaction matrix returned other singular vectors now
+    and then (k = 256 of a sparse 298 x 474 train period: many vanishing singular values).
+    The basis is computed in float64."""
+    import datetime as dt
+    import random
+
+    from recs_pipeline.data.logs import LogFormat
+    from recs_pipeline.data.profile import profile_log
+
+    # The log the finding was made on: the other cases of that check drew from the generator
+    # first (1,265 draws of it), then 5,000 uniformly random ratings over 400 days.
+    rng = random.Random(1)
+    for u in range(60):
+        rng.sample(range((u % 3) * 30, (u % 3) * 30 + 30), 10)
+        for _ in range(10):
+            rng.randrange(4)
+    noon = dt.datetime(2015, 1, 1, 12, tzinfo=dt.UTC)
+    lines = ["userId,movieId,rating,timestamp"]
+    for _ in range(5000):
+        user, item, day = rng.randrange(300), rng.randrange(500), rng.randrange(400)
+        lines.append(f"{user},{item},4,{int((noon + dt.timedelta(days=day)).timestamp())}")
+    log = tmp_path / "ratings.csv"
+    log.write_text("\n".join(lines) + "\n")
+    fmt = LogFormat(user_column="userId", item_column="movieId", timestamp_unit="s",
+                    event_type_column=None)  # fmt: skip
+
+    def gfcf_scores():
+        profile = profile_log([str(log)], fmt, min_train_events=5, min_test_users=20)
+        return [dict(c.scores).get("gfcf") for c in profile.candidates]
+
+    first = gfcf_scores()
+    assert any(first), first
+    for _ in range(7):
+        assert gfcf_scores() == first

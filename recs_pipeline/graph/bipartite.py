@@ -236,7 +236,13 @@ def truncated_svd(
 
     A log of one user or one item has ``min(shape) == 1``, where ARPACK has no rank to offer
     (scipy: "`k` must be an integer satisfying `0 < k < min(A.shape)`"): its one triplet is then
-    the dense SVD of the single row or column, which costs no more than reading it."""
+    the dense SVD of the single row or column, which costs no more than reading it.
+
+    The triplets are computed in float64 whatever ``matrix`` holds: on a float32 matrix ARPACK
+    returned other singular vectors for the same input and seed now and then (a sparse train
+    period with k close to its rank: many vanishing singular values), so one log profiled and
+    fitted differently call after call (tests/test_gfcf.py). It costs about a fifth more time
+    on Gowalla's 256-vector basis."""
     if min(matrix.shape) < 1:
         raise ValueError(
             f"an interaction matrix of {matrix.shape[0]} user(s) x {matrix.shape[1]} item(s) has"
@@ -244,7 +250,7 @@ def truncated_svd(
         )
     k = min(k, min(matrix.shape) - 1)
     if k >= 1:
-        return svds(matrix, k=k, ncv=ncv, random_state=seed)
+        return svds(matrix.astype(np.float64), k=k, ncv=ncv, random_state=seed)
     u, sigma, vt = np.linalg.svd(matrix.toarray(), full_matrices=False)
     return u, sigma, vt
 
