@@ -64,7 +64,9 @@ class TrainingFreeDeclaration:
     search_space: dict[str, Range] = {}
 
     def params(self) -> dict:
-        raise NotImplementedError
+        """The constructor's arguments, by name: what a checkpoint stores to rebuild the model
+        (each declaration keeps every parameter as the attribute of the same name)."""
+        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
 
 
 # --- the trained models --------------------------------------------------------------------
@@ -93,8 +95,7 @@ class PinSAGEDeclaration(TrainedDeclaration):
 
 
 class PopularityDeclaration(TrainingFreeDeclaration):
-    def params(self) -> dict:
-        return {}
+    pass
 
 
 class GFCFDeclaration(TrainingFreeDeclaration):
@@ -103,9 +104,6 @@ class GFCFDeclaration(TrainingFreeDeclaration):
 
     def __init__(self, alpha: float = 0.3, k: AtLeastOne = 256, seed: int = 0) -> None:
         self.alpha, self.k, self.seed = alpha, k, seed
-
-    def params(self) -> dict:
-        return {"alpha": self.alpha, "k": self.k, "seed": self.seed}
 
 
 class DNFilterDeclaration(TrainingFreeDeclaration):
@@ -138,19 +136,6 @@ class DNFilterDeclaration(TrainingFreeDeclaration):
         self.beta, self.gamma, self.weight, self.sharpen, self.k = beta, gamma, weight, sharpen, k
         self.user_exponent = user_exponent
         self.oversample, self.iterations, self.seed = oversample, iterations, seed
-
-    def params(self) -> dict:
-        return {
-            "beta": self.beta,
-            "gamma": self.gamma,
-            "weight": self.weight,
-            "sharpen": self.sharpen,
-            "k": self.k,
-            "oversample": self.oversample,
-            "iterations": self.iterations,
-            "seed": self.seed,
-            "user_exponent": self.user_exponent,
-        }
 
 
 MODELS: dict[str, type[TrainedDeclaration]] = {
