@@ -101,16 +101,22 @@ def test_processes_writing_at_once_each_see_every_event(tmp_path):
         )
         for n in range(2)
     ]
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        for n in range(150):
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(DAGS_KEY, partition=f"me-{n}")
-            )
-        for writer in writers:
-            _, err = writer.communicate(timeout=120)
-            assert writer.returncode == 0, err
-        # This process's open connection sees what the others committed.
-        assert len(instance.get_materialized_partitions(DAGS_KEY)) == 450
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            for n in range(150):
+                instance.report_runless_asset_event(
+                    dg.AssetMaterialization(DAGS_KEY, partition=f"me-{n}")
+                )
+            for writer in writers:
+                _, err = writer.communicate(timeout=120)
+                assert writer.returncode == 0, err
+            # This process's open connection sees what the others committed.
+            assert len(instance.get_materialized_partitions(DAGS_KEY)) == 450
+    finally:
+        for writer in writers:  # a failure above leaves none running
+            if writer.poll() is None:
+                writer.kill()
+                writer.wait()
     index = home / "history" / "runs" / "index.db"
     assert sqlite3.connect(index).execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
@@ -187,8 +193,13 @@ def test_a_forked_process_opens_its_own_databases(tmp_path):
 
         process = context.Process(target=child)
         process.start()
-        inherited, opened = queue.get(timeout=60)
-        process.join(60)
+        try:
+            inherited, opened = queue.get(timeout=60)
+            process.join(60)
+        finally:
+            if process.is_alive():  # a failure above leaves it not running
+                process.kill()
+                process.join()
         assert process.exitcode == 0
         assert inherited == 1 and opened  # the parent's engines set aside, its own opened
         instance.report_runless_asset_event(dg.AssetMaterialization(DAGS_KEY, partition="after"))
