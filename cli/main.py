@@ -337,12 +337,7 @@ def _stopped_waiting(instance, stopped, timeout: float) -> None:
 
 def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
     """The first and last day of ``day``'s training window (the deployment's window_days)
-    before it that raw_interactions must (re)ingest, and why (None: none):
-    :func:`assets.ingest.pending_days`."""
-    import dagster as dg
-
-    from assets.definitions import default_resources
-    from assets.ingest import pending_days
+    before it that raw_interactions must (re)ingest, and why (None: none)."""
     from assets.lib.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
 
     first = max(
@@ -350,8 +345,19 @@ def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
     )
     if first >= day:
         return None
+    return _pending(first, day - dt.timedelta(days=1))
+
+
+def _pending(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date, str] | None:
+    """The first and last day of ``first..last`` that raw_interactions must (re)ingest, and
+    why (None: none): :func:`assets.ingest.pending_days`, for the deployment's log."""
+    import dagster as dg
+
+    from assets.definitions import default_resources
+    from assets.ingest import pending_days
+
     source = default_resources()["log_source"]
-    pending, why = pending_days(dg.DagsterInstance.get(), source, first, day - dt.timedelta(days=1))
+    pending, why = pending_days(dg.DagsterInstance.get(), source, first, last)
     return (pending[0], pending[-1], why) if pending else None
 
 
@@ -391,13 +397,22 @@ def _failure(state) -> str:
 @recs.command(short_help="Ingest a range of days of raw_interactions in one run.")
 @click.option("--from", "start", type=DAY, help="First day (default: the partitions' first).")
 @click.option("--to", "end", type=DAY, help="Last day (default: the log's last day).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Ingest every day of the range again, even days already ingested from an unchanged"
+    " export.",
+)
 @timeout_option
 @plain_errors
-def ingest(start: dt.date | None, end: dt.date | None, timeout: float | None) -> None:
+def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: float | None) -> None:
     """Ingest the days FROM..TO of the deployment's log into raw_interactions: one run of the
     job ingest_days through the code location (every row to the partition of its day),
-    followed to its end (or --timeout: exit status 3, the run goes on). Nothing downstream
-    runs: recs run / recs backfill do."""
+    followed to its end (or --timeout: exit status 3, the run goes on). Days already ingested
+    are not read again: from a history export (one file, or files without {date}), while the
+    export is unchanged (each file's path, size and modification time); from daily files,
+    once their day is ingested. --force ingests the whole range. Nothing downstream runs:
+    recs run / recs backfill do."""
     setup()
     from assets.lib.partitions import PARTITION_START
     from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
@@ -408,6 +423,17 @@ def ingest(start: dt.date | None, end: dt.date | None, timeout: float | None) ->
     start = start or dt.date.fromisoformat(PARTITION_START)
     if start > end:
         raise Failure(f"--from {start} is after --to {end}", 2)
+    if not force:
+        pending = _pending(start, end)
+        if pending is None:
+            click.echo(
+                f"{start}..{end}: every day is ingested, from the log as it is now; nothing to"
+                f" do ({_ingested(start, end)}; --force ingests them again)"
+            )
+            return
+        if pending[:2] != (start, end):
+            click.echo(f"{pending[0]}..{pending[1]}: {pending[2]}; the other days are ingested")
+        start, end = pending[:2]
     label = f"{start}..{end}"
     outcome = {}
 

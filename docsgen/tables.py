@@ -732,12 +732,17 @@ def history_ingest() -> str:
         rows.append(["the core's ingest alone (`ingest_history`, every day)", "–",
                      f"{doc['core_ingest_seconds']:.2f}", "–", "–"])  # fmt: skip
     for run in doc["runs"]:
+        event_log = {"project": "the project's", "dagster": "Dagster's own"}.get(
+            run.get("event_log"), "Dagster's own"
+        )
+        if run.get("runs_started") == 0:  # every day found ingested: no run
+            rows.append([f"`recs ingest` again, {run['run']}: no run", event_log,
+                         f"{run['seconds']:.2f}", "0", "–"])  # fmt: skip
+            continue
         rows.append(
             [
                 f"`raw_interactions` over every day, {run['run']}",
-                {"project": "the project's", "dagster": "Dagster's own"}.get(
-                    run.get("event_log"), "Dagster's own"
-                ),
+                event_log,
                 f"{run['seconds']:.1f}",
                 f"{run['event_log_entries']:,}",
                 f"{run['printed_lines']:,}",

@@ -465,3 +465,45 @@ def test_status_columns_never_run_into_each_other():
     )
     assert "(lift -4.3%)  yes, 452 users" in row
     assert header.index("published") == row.index("yes")
+
+
+def test_ingest_reads_an_unchanged_export_once(tmp_path):
+    """Issue 28 (history ingest): `recs ingest` over an export already ingested read it again,
+    one run over every day. Now a second call finds every day ingested from the export as it is
+    and starts no run; --force ingests the range again."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    noon = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
+    lines = ["userId,movieId,rating,timestamp"]
+    for n in range(60):  # 60 ratings over 5 days, the last day's last
+        when = noon + dt.timedelta(days=n // 12)
+        lines.append(f"{n % 7},{n % 11},4,{int(when.timestamp())}")
+    (landing / "ratings.csv").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "recs.toml"
+    config.write_text(
+        'dagster_home = "home"\npartition_start = "2024-03-01"\n\n'
+        '[resources.log_source]\nlanding_root = "landing"\npath_pattern = "ratings.csv"\n'
+        'user_column = "userId"\nitem_column = "movieId"\ntimestamp_unit = "s"\n\n'
+        '[resources.warehouse]\ndatabase = "warehouse.duckdb"\n'
+    )
+    env = environment(RECS_DATA_ROOT=str(tmp_path / "data"), RECS_CONFIG=str(config))
+    window = ("--from", "2024-03-01", "--to", "2024-03-05")
+
+    ingested = "ingested 2024-03-01..2024-03-05: 60 events on 5 of 5 days"
+    first = recs("ingest", *window, env=env)
+    assert first.returncode == 0, output(first)
+    assert ingested in first.stdout, output(first)
+
+    again = recs("ingest", *window, env=env)
+    assert again.returncode == 0, output(again)
+    assert "2024-03-01..2024-03-05: every day is ingested" in again.stdout, output(again)
+    assert "60 events on 5 of 5 days; --force ingests them again" in again.stdout, output(again)
+    assert "loading the code location" not in again.stderr, output(again)  # no run started
+
+    forced = recs("ingest", *window, "--force", env=env)
+    assert forced.returncode == 0, output(forced)
+    assert ingested in forced.stdout, output(forced)
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert instance.get_runs_count() == 2

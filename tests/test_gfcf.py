@@ -89,7 +89,6 @@ def test_a_one_user_or_one_item_log_is_filtered_with_its_one_singular_vector(sha
     np.testing.assert_allclose(got, dense_gfcf(r, 0.3, 1), rtol=1e-4, atol=1e-5)
 
 
-
 def test_the_same_log_profiles_the_same_gfcf_score(tmp_path, monkeypatch):
     """A seed fixes the fit: `recs profile` scored GF-CF 0.0283 or 0.0247 on one log, call after
     call, because ARPACK on the float32 interaction matrix returned other singular vectors now
@@ -132,7 +131,6 @@ def test_the_same_log_profiles_the_same_gfcf_score(tmp_path, monkeypatch):
     assert any(dict(c.scores).get("gfcf") for c in profile.candidates)
     [(alpha, k, seed, *period)] = [f for f in fits if f[5:] == (298, 474)]
     scores = [
-        fit(GFCF(alpha=alpha, k=k, seed=seed), *period).scores(torch.arange(298))
-        for _ in range(20)
+        fit(GFCF(alpha=alpha, k=k, seed=seed), *period).scores(torch.arange(298)) for _ in range(20)
     ]
     assert all(torch.equal(scores[0], other) for other in scores[1:])
