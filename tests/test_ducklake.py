@@ -532,3 +532,52 @@ def test_a_wait_for_a_duckdb_catalog_file_is_bounded_and_names_the_holder(tmp_pa
     assert retries and all(f"(PID {holder.pid})" in message for message in retries)
     with connect_lake(catalog, read_only=True) as con:  # once let go, the file is there to read
         assert con.execute("SELECT current_database()").fetchone() == ("lake",)
+
+
+EXTENSION_CHECKS = """
+import os, shutil, sys
+import duckdb
+import recs_pipeline.infra.warehouse as warehouse
+folder = sys.argv[1]
+copy = os.path.join(folder, "ducklake.duckdb_extension")
+shutil.copy(warehouse.extension_path("ducklake"), copy)
+warehouse.extension_path = lambda name: copy  # this copy's file is the one loaded
+
+def skipped_check():
+    con = warehouse.connect_lake(os.path.join(folder, "lake.ducklake"), os.path.join(folder, "d"))
+    try:
+        return con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
+    finally:
+        con.close()
+
+seen = [skipped_check(), skipped_check()]
+stat = os.stat(copy)
+os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: checked again
+seen.append(skipped_check())
+with open(copy, "r+b") as binary:  # one byte changed: its signature no longer matches
+    binary.seek(stat.st_size // 2)
+    byte = binary.read(1)
+    binary.seek(stat.st_size // 2)
+    binary.write(bytes([byte[0] ^ 0xFF]))
+try:
+    skipped_check()
+    seen.append("loaded")
+except duckdb.Error as error:
+    seen.append("refused" if "signature" in str(error).lower() else str(error))
+print(seen)
+"""
+
+
+def test_an_extension_is_checked_once_per_process_and_again_when_its_file_changes(tmp_path):
+    """DuckDB hashes an extension's whole binary to check its signature at every load: 0.2 s of
+    each lake connection. The check is made once per file and process, and again whenever the
+    file is not the one checked (the last load shows the check still refuses a bad binary)."""
+    ran = subprocess.run(
+        [sys.executable, "-c", EXTENSION_CHECKS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split("\n")[-2] == "[False, True, False, 'refused']", ran.stdout + ran.stderr
