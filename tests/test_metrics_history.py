@@ -28,6 +28,25 @@ def test_ensure_schema_adds_the_new_metrics_columns_to_an_old_warehouse(tmp_path
     ]
 
 
+def test_ensure_schema_replaces_a_view_whose_body_is_not_the_declared_one(tmp_path):
+    """A warehouse whose serving.latest_recommendations an older version declared otherwise
+    gets the declared body again (test_ducklake.py: a schema already there is not written)."""
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    ensure_schema(con)
+    declared = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = 'latest_recommendations'"
+    ).fetchone()
+    con.execute(
+        "CREATE OR REPLACE VIEW serving.latest_recommendations AS"
+        " SELECT * FROM serving.recommendations"
+    )
+    ensure_schema(con)
+    now = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = 'latest_recommendations'"
+    ).fetchone()
+    assert now == declared
+
+
 def test_a_keyed_replace_keeps_the_other_evaluations_of_the_day(con):
     def evaluate(model: str, config: str, value: float) -> int:
         return replace_partition(

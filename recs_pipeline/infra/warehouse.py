@@ -409,43 +409,54 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     _retrying(con, "creating the warehouse schema", lambda: _ensure_schema(con))
 
 
-def _view_body(con: duckdb.DuckDBPyConnection, database: str, schema: str, name: str) -> str | None:
-    """The body (after AS) of a view as DuckDB renders it, or None when there is none."""
-    row = con.execute(
-        "SELECT sql FROM duckdb_views() WHERE database_name = ? AND schema_name = ?"
-        " AND view_name = ?",
-        [database, schema, name],
-    ).fetchone()
-    return row[0].split(" AS ", 1)[1] if row else None
+# DuckDB's rendering of each declared view body, made once per process (:func:`_declared_view`).
+_DECLARED_VIEWS: dict[str, str] = {}
+
+
+def _declared_view(con: duckdb.DuckDBPyConnection, body: str) -> str:
+    """The body (after AS) of a view declared as ``body``, as DuckDB renders it: from a view in
+    the connection's own temp catalog, never in the warehouse."""
+    if body not in _DECLARED_VIEWS:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _declared_view AS {body}")
+        (rendered,) = con.execute(
+            "SELECT sql FROM duckdb_views() WHERE database_name = 'temp'"
+            " AND view_name = '_declared_view'"
+        ).fetchone()
+        con.execute("DROP VIEW temp.main._declared_view")
+        _DECLARED_VIEWS[body] = rendered.split(" AS ", 1)[1]
+    return _DECLARED_VIEWS[body]
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    # What is there, in two catalog queries (on DuckLake each statement is a round trip to the
+    # catalog): every table's columns, and every view's body.
     (database,) = con.execute("SELECT current_database()").fetchone()
-    for schema in sorted({t.split(".")[0] for t in TABLES}):
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    present: dict[str, set[str]] = {}
+    for schema, name, column in con.execute(
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+        " WHERE table_catalog = ?",
+        [database],
+    ).fetchall():
+        present.setdefault(f"{schema}.{name}", set()).add(column)
+    stored = {
+        f"{schema}.{name}": sql.split(" AS ", 1)[1]
+        for schema, name, sql in con.execute(
+            "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name = ?",
+            [database],
+        ).fetchall()
+    }
     for table, columns in TABLES.items():
         ref = _table_ref(table)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {ref} ({columns})")
-        schema, name = table.split(".")
-        present = {
-            row[0]
-            for row in con.execute(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_catalog = ? AND table_schema = ? AND table_name = ?",
-                [database, schema, name],
-            ).fetchall()
-        }
+        if table not in present:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {ref} ({columns})")
+            continue
         for column, definition in _declared_columns(table):
-            if column not in present:
+            if column not in present[table]:
                 con.execute(f"ALTER TABLE {ref} ADD COLUMN {definition}")
     for view, body in VIEWS.items():
-        schema, name = view.split(".")
-        # DuckDB's rendering of the declared body, from a view in the connection's own temp
-        # catalog (never in the warehouse), compared with the stored one's.
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _declared_view AS {body}")
-        declared = _view_body(con, "temp", "main", "_declared_view")
-        con.execute("DROP VIEW temp.main._declared_view")
-        if _view_body(con, database, schema, name) != declared:
+        if stored.get(view) != _declared_view(con, body):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {view.split('.')[0]}")
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
 
 
