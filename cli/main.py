@@ -280,14 +280,14 @@ def _launch(
             submit(location, planned)
             return planned, False
         served = queue_served(instance)
+        runs = "the run" if len(planned) == 1 else "the runs"
         if served:
-            click.echo("the run queue's daemon starts the runs")
+            click.echo(f"the run queue's daemon starts {runs}")
+        elif len(planned) == 1:
+            click.echo("no daemon serves the run queue: recs starts the run itself")
         else:
             at_once = "one at a time" if sequential else f"at most {run_limit(instance)} at once"
-            click.echo(
-                f"no daemon serves the run queue: recs starts the runs itself ({at_once},"
-                " one per day)"
-            )
+            click.echo(f"no daemon serves the run queue: recs starts the runs itself ({at_once})")
         follower = Follower(
             location,
             planned,
@@ -431,9 +431,12 @@ def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: flo
                 f" do ({_ingested(start, end)}; --force ingests them again)"
             )
             return
-        if pending[:2] != (start, end):
-            click.echo(f"{pending[0]}..{pending[1]}: {pending[2]}; the other days are ingested")
-        start, end = pending[:2]
+        first, last, why = pending
+        if (first, last) != (start, end):
+            click.echo(f"{first}..{last}: {why}; the other days are ingested")
+        elif why != "not ingested yet":
+            click.echo(f"{first}..{last}: {why}")
+        start, end = first, last
     label = f"{start}..{end}"
     outcome = {}
 
