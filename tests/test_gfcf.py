@@ -89,7 +89,7 @@ def test_a_one_user_or_one_item_log_is_filtered_with_its_one_singular_vector(sha
     np.testing.assert_allclose(got, dense_gfcf(r, 0.3, 1), rtol=1e-4, atol=1e-5)
 
 
-def test_the_same_log_profiles_the_same_gfcf_score(tmp_path, monkeypatch):
+def test_a_profiled_train_period_fits_the_same_gfcf_scores_every_time(tmp_path, monkeypatch):
     """A seed fixes the fit: `recs profile` scored GF-CF 0.0283 or 0.0247 on one log, call after
     call, because ARPACK on the float32 interaction matrix returned other singular vectors now
     and then (k = 256 of a sparse 298 x 474 train period: many vanishing singular values).

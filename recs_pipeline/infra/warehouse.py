@@ -173,13 +173,14 @@ def extension_path(name: str) -> Path:
 
 
 # The extension binaries this process loaded with their signature checked, by path, each with
-# the identity of the file it loaded (device, inode, size, modification time).
-_CHECKED_EXTENSIONS: dict[str, tuple[int, int, int, int]] = {}
+# the identity of the file it loaded (device, inode, size, modification and change times: a
+# change time cannot be set back, so a file rewritten in place with its old mtime differs too).
+_CHECKED_EXTENSIONS: dict[str, tuple[int, ...]] = {}
 
 
-def _file_identity(path: str) -> tuple[int, int, int, int]:
+def _file_identity(path: str) -> tuple[int, ...]:
     stat = os.stat(path)
-    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _with_extensions(names: list[str]) -> duckdb.DuckDBPyConnection:
@@ -189,7 +190,7 @@ def _with_extensions(names: list[str]) -> duckdb.DuckDBPyConnection:
     the whole binary: about 100 MB for a DuckLake on PostgreSQL, 0.2 s of each connection
     (most of opening a lake session). The check is kept for the first load of each file in
     a process; a later connection of the same process skips it when every file is still the
-    one checked (same inode, size and modification time): the library is already mapped into
+    one checked (same inode, size, modification and change times): the library is already mapped into
     the process, and the dynamic loader hands that same copy out again."""
     paths = [str(extension_path(name)) for name in names]
     checked = all(_CHECKED_EXTENSIONS.get(path) == _file_identity(path) for path in paths)
@@ -453,7 +454,8 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             continue
         for column, definition in _declared_columns(table):
             if column not in present[table]:
-                con.execute(f"ALTER TABLE {ref} ADD COLUMN {definition}")
+                # IF NOT EXISTS: another process may have added it since the columns were read.
+                con.execute(f"ALTER TABLE {ref} ADD COLUMN IF NOT EXISTS {definition}")
     for view, body in VIEWS.items():
         if stored.get(view) != _declared_view(con, body):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {view.split('.')[0]}")
