@@ -256,20 +256,37 @@ def pending_days(
     instance: dg.DagsterInstance, log_source: LogSource, first: dt.date, last: dt.date
 ) -> tuple[list[dt.date], str]:
     """The days of ``first..last`` an ingest must (re)write, and why: the days never ingested;
-    for a history export, every day of the range when the export changed since the last ingest
-    (its fingerprint: each file's path, size and modification time). An unchanged export whose
-    days are all ingested gives none, so a re-run costs nothing."""
+    for a history export, also each day last ingested from another version of the export (the
+    fingerprint its materialization records: each file's path, size and modification time).
+    An unchanged export whose days are all ingested gives none, so a re-run costs nothing."""
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-    key = dg.AssetKey("raw_interactions")
-    ingested = instance.get_materialized_partitions(key)
-    missing = [day for day in days if day.isoformat() not in ingested]
-    if not log_source.is_history_export() or len(missing) == len(days):
-        return missing, "not ingested yet"
-    [latest] = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key), limit=1
-    ).records
-    recorded = latest.asset_materialization.metadata.get(FINGERPRINT)
+    if not log_source.is_history_export():
+        ingested = instance.get_materialized_partitions(RAW)
+        return [day for day in days if day.isoformat() not in ingested], "not ingested yet"
+    recorded = ingested_fingerprints(instance, [day.isoformat() for day in days])
     current = export_fingerprint(log_source.export_files())
-    if recorded is None or recorded.value != current:
-        return days, "the export changed since the last ingest"
-    return missing, "not ingested yet"
+    missing = {day for day in days if day.isoformat() not in recorded}
+    stale = {day for day in days if recorded.get(day.isoformat(), current) != current}
+    why = "the export changed since they were ingested" if stale else "not ingested yet"
+    return sorted(missing | stale), why
+
+
+RAW = dg.AssetKey("raw_interactions")
+
+
+def ingested_fingerprints(instance: dg.DagsterInstance, partitions: list[str]) -> dict[str, str]:
+    """Each ingested day of ``partitions``, with the fingerprint of the export its latest
+    materialization was read from ("" for a day ingested from daily files)."""
+    latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+        RAW, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
+    )
+    ids = sorted(latest.values())
+    fingerprints = {}
+    for start in range(0, len(ids), 1000):  # a bounded IN list per query
+        chunk = ids[start : start + 1000]
+        for record in instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=RAW, storage_ids=chunk), limit=len(chunk)
+        ).records:
+            value = record.asset_materialization.metadata.get(FINGERPRINT)
+            fingerprints[record.partition_key] = value.value if value is not None else ""
+    return fingerprints

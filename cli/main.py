@@ -351,14 +351,25 @@ def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
 def _pending(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date, str] | None:
     """The first and last day of ``first..last`` that raw_interactions must (re)ingest, and
     why (None: none): :func:`assets.ingest.pending_days`, for the deployment's log."""
+    pending, why = _pending_days(first, last)
+    return (pending[0], pending[-1], why) if pending else None
+
+
+def _pending_days(first: dt.date, last: dt.date) -> tuple[list[dt.date], str]:
     import dagster as dg
 
     from assets.definitions import default_resources
     from assets.ingest import pending_days
 
     source = default_resources()["log_source"]
-    pending, why = pending_days(dg.DagsterInstance.get(), source, first, last)
-    return (pending[0], pending[-1], why) if pending else None
+    return pending_days(dg.DagsterInstance.get(), source, first, last)
+
+
+def _history_export() -> bool:
+    """Whether the deployment's log is one history export (no {date} in its path_pattern)."""
+    from assets.definitions import default_resources
+
+    return default_resources()["log_source"].is_history_export()
 
 
 def _day_verdicts(results: dict, print_failures: bool = True):
@@ -400,19 +411,19 @@ def _failure(state) -> str:
 @click.option(
     "--force",
     is_flag=True,
-    help="Ingest every day of the range again, even days already ingested from an unchanged"
-    " export.",
+    help="Read every day of the range again, even days already ingested from the export as it"
+    " is now.",
 )
 @timeout_option
 @plain_errors
 def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: float | None) -> None:
     """Ingest the days FROM..TO of the deployment's log into raw_interactions: one run of the
     job ingest_days through the code location (every row to the partition of its day),
-    followed to its end (or --timeout: exit status 3, the run goes on). Days already ingested
-    are not read again: from a history export (one file, or files without {date}), while the
-    export is unchanged (each file's path, size and modification time); from daily files,
-    once their day is ingested. --force ingests the whole range. Nothing downstream runs:
-    recs run / recs backfill do."""
+    followed to its end (or --timeout: exit status 3, the run goes on). From a history export
+    (one file, or files without {date}), the days already ingested from the export as it is
+    now (each file's path, size and modification time) are not read again; daily files are
+    read whole, as is the range with --force. Nothing downstream runs: recs run / recs
+    backfill do."""
     setup()
     from assets.lib.partitions import PARTITION_START
     from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
@@ -423,20 +434,16 @@ def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: flo
     start = start or dt.date.fromisoformat(PARTITION_START)
     if start > end:
         raise Failure(f"--from {start} is after --to {end}", 2)
-    if not force:
-        pending = _pending(start, end)
-        if pending is None:
-            click.echo(
-                f"{start}..{end}: every day is ingested, from the log as it is now; nothing to"
-                f" do ({_ingested(start, end)}; --force ingests them again)"
-            )
+    if start < dt.date.fromisoformat(PARTITION_START):
+        raise Failure(
+            f"--from {start} is before the first partition, {PARTITION_START}: partition_start"
+            " in recs.toml (recs profile --write sets it to the log's first day)",
+            2,
+        )
+    if not force and _history_export():
+        start, end = _days_to_read(start, end)
+        if start is None:
             return
-        first, last, why = pending
-        if (first, last) != (start, end):
-            click.echo(f"{first}..{last}: {why}; the other days are ingested")
-        elif why != "not ingested yet":
-            click.echo(f"{first}..{last}: {why}")
-        start, end = first, last
     label = f"{start}..{end}"
     outcome = {}
 
@@ -452,17 +459,52 @@ def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: flo
         raise Failure(f"{outcome.get('result', 'the ingest of ' + label + ' did not end')}")
 
 
+def _days_to_read(start: dt.date, end: dt.date) -> tuple[dt.date | None, dt.date | None]:
+    """The days of a history export's ``start..end`` that ``recs ingest`` reads: those not
+    ingested yet or ingested from another version of the export, said on the terminal (None:
+    none, and why nothing is done). Daily files are read whole: their days record no
+    fingerprint to compare."""
+    pending, why = _pending_days(start, end)
+    held = _ingested(start, end)
+    if not pending and held != "no warehouse":
+        click.echo(
+            f"{start}..{end}: every day is ingested, from the export as it is now; nothing to"
+            f" do ({held}; --force ingests them again)"
+        )
+        return None, None
+    if not pending:  # recorded as ingested, but the warehouse holds none of it
+        click.echo(f"{start}..{end}: the warehouse holds no ingested day; reading them all")
+        return start, end
+    total = (end - start).days + 1
+    if len(pending) == total:
+        if why != "not ingested yet":
+            click.echo(f"{start}..{end}: {why}")
+        return start, end
+    first, last = pending[0], pending[-1]
+    click.echo(
+        f"{len(pending)} of the {total} days of {start}..{end}: {why}; reading {first}..{last}"
+    )
+    return first, last
+
+
 def _ingested(start: dt.date, end: dt.date) -> str:
+    """What raw.interactions holds of ``start..end``, in words; "no warehouse" when there is no
+    warehouse or no raw.interactions in it."""
+    import duckdb
+
     from cli.days import Deployment
 
     with Deployment().read() as con:
         if con is None:
             return "no warehouse"
-        events, days = con.execute(
-            """SELECT count(*), count(DISTINCT event_date) FROM raw.interactions
-               WHERE event_date BETWEEN ? AND ?""",
-            [start, end],
-        ).fetchone()
+        try:
+            events, days = con.execute(
+                """SELECT count(*), count(DISTINCT event_date) FROM raw.interactions
+                   WHERE event_date BETWEEN ? AND ?""",
+                [start, end],
+            ).fetchone()
+        except duckdb.CatalogException:
+            return "no warehouse"
     return f"{events:,} events on {days} of {(end - start).days + 1} days"
 
 

@@ -470,7 +470,8 @@ def test_status_columns_never_run_into_each_other():
 def test_ingest_reads_an_unchanged_export_once(tmp_path):
     """Issue 28 (history ingest): `recs ingest` over an export already ingested read it again,
     one run over every day. Now a second call finds every day ingested from the export as it is
-    and starts no run; a changed export, or --force, ingests the range again."""
+    and starts no run (pending_days: a changed export is read again, test_history.py); a lost
+    warehouse, or --force, ingests the range again."""
     landing = tmp_path / "landing"
     landing.mkdir()
     noon = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
@@ -500,14 +501,16 @@ def test_ingest_reads_an_unchanged_export_once(tmp_path):
     assert "60 events on 5 of 5 days; --force ingests them again" in again.stdout, output(again)
     assert "loading the code location" not in again.stderr, output(again)  # no run started
 
-    # The export rewritten (here, touched: its fingerprint is each file's path, size and
-    # modification time): every day of the range is read again, and the terminal says why.
-    export = landing / "ratings.csv"
-    os.utime(export, ns=(export.stat().st_atime_ns, export.stat().st_mtime_ns + 10**9))
-    changed = recs("ingest", *window, env=env)
-    assert changed.returncode == 0, output(changed)
-    assert "2024-03-01..2024-03-05: the export changed since the last ingest" in changed.stdout
-    assert ingested in changed.stdout, output(changed)
+    early = recs("ingest", "--from", "2024-02-28", "--to", "2024-03-05", env=env)
+    assert early.returncode == 2, output(early)
+    assert "--from 2024-02-28 is before the first partition, 2024-03-01" in early.stderr
+
+    # The instance's records say ingested, but the warehouse is gone: the days are read again.
+    (tmp_path / "warehouse.duckdb").unlink()
+    lost = recs("ingest", *window, env=env)
+    assert lost.returncode == 0, output(lost)
+    assert "the warehouse holds no ingested day; reading them all" in lost.stdout, output(lost)
+    assert ingested in lost.stdout, output(lost)
 
     forced = recs("ingest", *window, "--force", env=env)
     assert forced.returncode == 0, output(forced)
