@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -162,9 +163,15 @@ def test_the_workers_share_the_time_budget(ray_engine, shared_database, tmp_path
     elapsed = time.time() - started
     trials = optuna.load_study(study_name="budget", storage=storage).trials
     # No trial starts after the budget (which select counts from its own start, moments after
-    # `started`), and the search ends with the last one (a filter trial takes well under a
-    # second here; Ray hands the results back in moments).
-    assert max(t.datetime_start.timestamp() for t in trials) <= started + budget + 1
+    # `started`): a worker looks at the time before each trial, so at most the one it looked
+    # before the end starts after it. Its start is recorded once it is created in the study, a
+    # moment later (more than a second, once, on a loaded 2-core machine), so a bound on the
+    # time would depend on the load; a count does not. The search ends with the last trial (a
+    # filter trial takes well under a second here; Ray hands the results back in moments).
+    late = Counter(
+        t.user_attrs["worker"] for t in trials if t.datetime_start.timestamp() > started + budget
+    )
+    assert all(n <= 1 for n in late.values()), late
     assert budget <= elapsed < budget + 10, elapsed
     assert len(trials) == len(result.trials) > 2
     assert HERE not in {t.user_attrs["worker"] for t in trials}
