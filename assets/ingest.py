@@ -261,7 +261,7 @@ def pending_days(
     An unchanged export whose days are all ingested gives none, so a re-run costs nothing."""
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     if not log_source.is_history_export():
-        ingested = instance.get_materialized_partitions(RAW)
+        ingested = instance.get_materialized_partitions(raw_interactions.key)
         return [day for day in days if day.isoformat() not in ingested], "not ingested yet"
     recorded = ingested_fingerprints(instance, [day.isoformat() for day in days])
     current = export_fingerprint(log_source.export_files())
@@ -271,21 +271,19 @@ def pending_days(
     return sorted(missing | stale), why
 
 
-RAW = dg.AssetKey("raw_interactions")
-
-
 def ingested_fingerprints(instance: dg.DagsterInstance, partitions: list[str]) -> dict[str, str]:
     """Each ingested day of ``partitions``, with the fingerprint of the export its latest
     materialization was read from ("" for a day ingested from daily files)."""
     latest = instance.event_log_storage.get_latest_storage_id_by_partition(
-        RAW, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
+        raw_interactions.key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
     )
     ids = sorted(latest.values())
     fingerprints = {}
     for start in range(0, len(ids), 1000):  # a bounded IN list per query
         chunk = ids[start : start + 1000]
         for record in instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=RAW, storage_ids=chunk), limit=len(chunk)
+            dg.AssetRecordsFilter(asset_key=raw_interactions.key, storage_ids=chunk),
+            limit=len(chunk),
         ).records:
             value = record.asset_materialization.metadata.get(FINGERPRINT)
             fingerprints[record.partition_key] = value.value if value is not None else ""

@@ -345,31 +345,24 @@ def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
     )
     if first >= day:
         return None
-    return _pending(first, day - dt.timedelta(days=1))
-
-
-def _pending(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date, str] | None:
-    """The first and last day of ``first..last`` that raw_interactions must (re)ingest, and
-    why (None: none): :func:`assets.ingest.pending_days`, for the deployment's log."""
-    pending, why = _pending_days(first, last)
+    pending, why = _pending_days(_log_source(), first, day - dt.timedelta(days=1))
     return (pending[0], pending[-1], why) if pending else None
 
 
-def _pending_days(first: dt.date, last: dt.date) -> tuple[list[dt.date], str]:
+def _log_source():
+    """The deployment's LogSource resource."""
+    from assets.definitions import default_resources
+
+    return default_resources()["log_source"]
+
+
+def _pending_days(source, first: dt.date, last: dt.date) -> tuple[list[dt.date], str]:
+    """:func:`assets.ingest.pending_days` of ``source`` on this deployment's instance."""
     import dagster as dg
 
-    from assets.definitions import default_resources
     from assets.ingest import pending_days
 
-    source = default_resources()["log_source"]
     return pending_days(dg.DagsterInstance.get(), source, first, last)
-
-
-def _history_export() -> bool:
-    """Whether the deployment's log is one history export (no {date} in its path_pattern)."""
-    from assets.definitions import default_resources
-
-    return default_resources()["log_source"].is_history_export()
 
 
 def _day_verdicts(results: dict, print_failures: bool = True):
@@ -440,8 +433,9 @@ def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: flo
             " in recs.toml (recs profile --write sets it to the log's first day)",
             2,
         )
-    if not force and _history_export():
-        start, end = _days_to_read(start, end)
+    source = _log_source()
+    if not force and source.is_history_export():
+        start, end = _days_to_read(source, start, end)
         if start is None:
             return
     label = f"{start}..{end}"
@@ -459,20 +453,21 @@ def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: flo
         raise Failure(f"{outcome.get('result', 'the ingest of ' + label + ' did not end')}")
 
 
-def _days_to_read(start: dt.date, end: dt.date) -> tuple[dt.date | None, dt.date | None]:
+def _days_to_read(source, start: dt.date, end: dt.date) -> tuple[dt.date | None, dt.date | None]:
     """The days of a history export's ``start..end`` that ``recs ingest`` reads: those not
     ingested yet or ingested from another version of the export, said on the terminal (None:
     none, and why nothing is done). Daily files are read whole: their days record no
     fingerprint to compare."""
-    pending, why = _pending_days(start, end)
-    held = _ingested(start, end)
-    if not pending and held != "no warehouse":
-        click.echo(
-            f"{start}..{end}: every day is ingested, from the export as it is now; nothing to"
-            f" do ({held}; --force ingests them again)"
-        )
-        return None, None
-    if not pending:  # recorded as ingested, but the warehouse holds none of it
+    pending, why = _pending_days(source, start, end)
+    if not pending:
+        held = _held(start, end)
+        if held is not None:
+            click.echo(
+                f"{start}..{end}: every day is ingested, from the export as it is now; nothing"
+                f" to do ({held}; --force ingests them again)"
+            )
+            return None, None
+        # Recorded as ingested, but the warehouse holds none of it.
         click.echo(f"{start}..{end}: the warehouse holds no ingested day; reading them all")
         return start, end
     total = (end - start).days + 1
@@ -488,7 +483,12 @@ def _days_to_read(start: dt.date, end: dt.date) -> tuple[dt.date | None, dt.date
 
 
 def _ingested(start: dt.date, end: dt.date) -> str:
-    """What raw.interactions holds of ``start..end``, in words; "no warehouse" when there is no
+    """What raw.interactions holds of ``start..end``, in words."""
+    return _held(start, end) or "no warehouse"
+
+
+def _held(start: dt.date, end: dt.date) -> str | None:
+    """What raw.interactions holds of ``start..end``, in words; None when there is no
     warehouse or no raw.interactions in it."""
     import duckdb
 
@@ -496,7 +496,7 @@ def _ingested(start: dt.date, end: dt.date) -> str:
 
     with Deployment().read() as con:
         if con is None:
-            return "no warehouse"
+            return None
         try:
             events, days = con.execute(
                 """SELECT count(*), count(DISTINCT event_date) FROM raw.interactions
@@ -504,7 +504,7 @@ def _ingested(start: dt.date, end: dt.date) -> str:
                 [start, end],
             ).fetchone()
         except duckdb.CatalogException:
-            return "no warehouse"
+            return None
     return f"{events:,} events on {days} of {(end - start).days + 1} days"
 
 

@@ -192,8 +192,9 @@ def _with_extensions(names: list[str]) -> duckdb.DuckDBPyConnection:
     a process; a later connection of the same process skips it when every file is still the
     one checked (same inode, size, modification and change times): the library is already mapped into
     the process, and the dynamic loader hands that same copy out again."""
-    paths = [str(extension_path(name)) for name in names]
-    checked = all(_CHECKED_EXTENSIONS.get(path) == _file_identity(path) for path in paths)
+    # Read before the LOAD: a file replaced after this is checked at the next connection.
+    identities = {path: _file_identity(path) for path in map(str, map(extension_path, names))}
+    checked = all(_CHECKED_EXTENSIONS.get(path) == found for path, found in identities.items())
     con = duckdb.connect(
         ":memory:",
         config={
@@ -203,8 +204,7 @@ def _with_extensions(names: list[str]) -> duckdb.DuckDBPyConnection:
         },
     )
     try:
-        for path in paths:
-            identity = _file_identity(path)
+        for path, identity in identities.items():
             con.execute(f"LOAD {_literal(path)}")
             if not checked:
                 _CHECKED_EXTENSIONS[path] = identity
