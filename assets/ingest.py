@@ -38,7 +38,8 @@ with warnings.catch_warnings():
     )
 
 # A day that accepted nothing fails (ERROR); an abnormal quarantine rate warns.
-#: The metadata key naming the history export a day was ingested from.
+#: The metadata key holding the fingerprint of the landing files a day was read from (the
+#: history export, or the day's own files).
 FINGERPRINT = "export_fingerprint"
 #: Ranges up to this many days log a line per day; longer ones one summary line.
 PER_DAY_LINES = 7
@@ -151,16 +152,16 @@ def raw_interactions(
         ],
     }
     for report in reports:
+        # Which files the day came from: a later run skips it while they are unchanged
+        # (pending_days).
+        fingerprint = {FINGERPRINT: ingested.fingerprints[report.day]}
         context.add_asset_metadata(
-            {**row_count(report.accepted), **day_metadata(report)},
+            {**row_count(report.accepted), **day_metadata(report), **fingerprint},
             partition_key=report.day.isoformat(),
         )
     run_metadata: dict = {"days_without_files": ingested.empty_days}
-    if ingested.fingerprint is not None:
+    if ingested.outside is not None:
         run_metadata["run_rows_outside_range"] = ingested.outside
-        # Which export these days came from: a later run over an unchanged export skips them
-        # (pending_days).
-        run_metadata[FINGERPRINT] = ingested.fingerprint
     yield dg.MaterializeResult(
         metadata=run_metadata, check_results=run_check_results(context, checks, days)
     )
@@ -255,25 +256,28 @@ def range_summary(reports: list[IngestReport]) -> str:
 def pending_days(
     instance: dg.DagsterInstance, log_source: LogSource, first: dt.date, last: dt.date
 ) -> tuple[list[dt.date], str]:
-    """The days of ``first..last`` an ingest must (re)write, and why: the days never ingested;
-    for a history export, also each day last ingested from another version of the export (the
-    fingerprint its materialization records: each file's path, size and modification time).
-    An unchanged export whose days are all ingested gives none, so a re-run costs nothing."""
+    """The days of ``first..last`` an ingest must (re)write, and why: the days never ingested,
+    and each day last read from other landing files than today's (the fingerprint its
+    materialization records: each file's path, size and modification time; of the history
+    export, or of the day's own files). Unchanged files whose days are all ingested give none,
+    so a re-run costs nothing; a day ingested before fingerprints were recorded is read again."""
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-    if not log_source.is_history_export():
-        ingested = instance.get_materialized_partitions(raw_interactions.key)
-        return [day for day in days if day.isoformat() not in ingested], "not ingested yet"
     recorded = ingested_fingerprints(instance, [day.isoformat() for day in days])
-    current = export_fingerprint(log_source.export_files())
+    if log_source.is_history_export():
+        export = export_fingerprint(log_source.export_files())
+        current = dict.fromkeys(days, export)
+        changed = "the export changed since they were ingested"
+    else:
+        current = {day: export_fingerprint(log_source.files_for(day)) for day in days}
+        changed = "their landing files changed since they were ingested"
     missing = {day for day in days if day.isoformat() not in recorded}
-    stale = {day for day in days if recorded.get(day.isoformat(), current) != current}
-    why = "the export changed since they were ingested" if stale else "not ingested yet"
-    return sorted(missing | stale), why
+    stale = {day for day in days if recorded.get(day.isoformat(), current[day]) != current[day]}
+    return sorted(missing | stale), changed if stale else "not ingested yet"
 
 
 def ingested_fingerprints(instance: dg.DagsterInstance, partitions: list[str]) -> dict[str, str]:
-    """Each ingested day of ``partitions``, with the fingerprint of the export its latest
-    materialization was read from ("" for a day ingested from daily files)."""
+    """Each ingested day of ``partitions``, with the fingerprint of the landing files its
+    latest materialization was read from ("" where it records none)."""
     latest = instance.event_log_storage.get_latest_storage_id_by_partition(
         raw_interactions.key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
     )

@@ -350,7 +350,7 @@ def _run(
     if skip_ingested:
         pending, why = pending_days(instance, resources["log_source"], start, end)
         if not pending:
-            print(f"{start}..{end}: every day ingested from this export already; nothing read")
+            print(f"{start}..{end}: every day is ingested from its files as they are; nothing read")
         first, last = (pending[0], pending[-1]) if pending else (None, None)
     created: list[dg.DagsterRun] = []
     try:

@@ -412,11 +412,10 @@ def _failure(state) -> str:
 def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: float | None) -> None:
     """Ingest the days FROM..TO of the deployment's log into raw_interactions: one run of the
     job ingest_days through the code location (every row to the partition of its day),
-    followed to its end (or --timeout: exit status 3, the run goes on). From a history export
-    (one file, or files without {date}), the days already ingested from the export as it is
-    now (each file's path, size and modification time) are not read again; daily files are
-    read whole, as is the range with --force. Nothing downstream runs: recs run / recs
-    backfill do."""
+    followed to its end (or --timeout: exit status 3, the run goes on). The days already
+    ingested from their landing files as they are now (each file's path, size and modification
+    time: of the history export, or of the day's own files) are not read again; --force reads
+    the whole range. Nothing downstream runs: recs run / recs backfill do."""
     setup()
     from assets.lib.partitions import PARTITION_START
     from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
@@ -434,7 +433,7 @@ def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: flo
             2,
         )
     source = _log_source()
-    if not force and source.is_history_export():
+    if not force:
         start, end = _days_to_read(source, start, end)
         if start is None:
             return
@@ -454,17 +453,21 @@ def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: flo
 
 
 def _days_to_read(source, start: dt.date, end: dt.date) -> tuple[dt.date | None, dt.date | None]:
-    """The days of a history export's ``start..end`` that ``recs ingest`` reads: those not
-    ingested yet or ingested from another version of the export, said on the terminal (None:
-    none, and why nothing is done). Daily files are read whole: their days record no
-    fingerprint to compare."""
+    """The days of ``start..end`` that ``recs ingest`` reads: those not ingested yet or read
+    from other landing files than today's, said on the terminal (None: none, and why nothing
+    is done)."""
     pending, why = _pending_days(source, start, end)
     if not pending:
         held = _held(start, end)
         if held is not None:
+            files = (
+                "the export as it is now"
+                if source.is_history_export()
+                else "their landing files as they are now"
+            )
             click.echo(
-                f"{start}..{end}: every day is ingested, from the export as it is now; nothing"
-                f" to do ({held}; --force ingests them again)"
+                f"{start}..{end}: every day is ingested, from {files}; nothing to do ({held};"
+                " --force ingests them again)"
             )
             return None, None
         # Recorded as ingested, but the warehouse holds none of it.

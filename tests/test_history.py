@@ -399,3 +399,39 @@ def test_days_ingested_from_an_unchanged_export_are_not_read_again(tmp_path):
     # looked at the newest ingest of any day, and found nothing to do).
     assert materialize(landing, tmp_path / "w.duckdb", [D3], instance, **ML_SOURCE).success
     assert pending_days(instance, source, D1, D3) == ([D1, D2], changed)
+
+
+def test_a_days_changed_landing_files_are_read_again_and_unchanged_ones_are_not(tmp_path):
+    """Issue 28, daily files (a {date} pattern): `recs run` and `--own-logs` skipped every
+    ingested day, so a day re-exported (a corrected file, a late file) kept its old rows, and
+    `recs ingest` re-read every day of its range. Each day now records its own files'
+    fingerprint: a day whose files changed is read again, an unchanged one is not."""
+    import os
+
+    from assets.ingest import pending_days
+
+    def write_day(day: dt.date, users: int, name: str = "e.csv") -> Path:
+        ms = epoch(day) * 1000
+        lines = [f"{ms + i},u{i},i{i},view" for i in range(users)]
+        return write(
+            landing / day.isoformat() / name,
+            "timestamp,user_id,item_id,event_type\n" + "\n".join(lines) + "\n",
+        )
+
+    landing = tmp_path / "land"
+    write_day(D1, 1)
+    d2 = write_day(D2, 2)
+    instance = dg.DagsterInstance.ephemeral()
+    source = LogSource(landing_root=str(landing))
+    assert materialize(landing, tmp_path / "w.duckdb", [D1, D2], instance).success
+    assert pending_days(instance, source, D1, D2) == ([], "not ingested yet")
+    assert pending_days(instance, source, D1, D3) == ([D3], "not ingested yet")
+    changed = "their landing files changed since they were ingested"
+    stat = d2.stat()
+    os.utime(d2, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # re-exported
+    assert pending_days(instance, source, D1, D2) == ([D2], changed)
+    write_day(D1, 1, "late.csv")  # a file that arrived late
+    assert pending_days(instance, source, D1, D2) == ([D1, D2], changed)
+    assert materialize(landing, tmp_path / "w.duckdb", [D1, D2], instance).success
+    assert day_metadata(instance, D1)["rows_ingested"] == 2
+    assert pending_days(instance, source, D1, D2) == ([], "not ingested yet")

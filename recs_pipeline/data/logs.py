@@ -827,8 +827,9 @@ def ingest_days(
 
 
 def export_fingerprint(files: Sequence[str]) -> str:
-    """A history export's identity without reading it: every file's path, size and
-    modification time (what ``make`` and ``rsync`` compare). A re-export changes it."""
+    """Landing files' identity without reading them (a history export's, or one day's):
+    every file's path, size and modification time (what ``make`` and ``rsync`` compare). A
+    re-export changes it, and so does a file added or removed."""
     digest = hashlib.sha256()
     for path in sorted(files):
         stat = os.stat(path)

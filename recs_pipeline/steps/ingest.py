@@ -65,10 +65,11 @@ class LandingFiles(Protocol):
 class IngestedRange:
     reports: list[IngestReport]  # one per day of the range, in order
     empty_days: list[str]  # days without landing files (a per-day log)
-    # A history export: its rows outside the range (before, after) and its fingerprint (a later
-    # run over the unchanged export skips these days).
+    # Each day's landing files' fingerprint, taken before they were read (a later run skips the
+    # days whose files are unchanged): the export's for every day of a history export.
+    fingerprints: dict[dt.date, str]
+    # A history export: its rows outside the range (before, after).
     outside: dict[str, int] | None = None
-    fingerprint: str | None = None
 
 
 def ingest_range(
@@ -88,6 +89,7 @@ def ingest_range(
     fmt = landing.log_format()
     if landing.is_history_export():
         export = landing.export_files(progress=log)
+        fingerprint = export_fingerprint(export)
         with session() as con:
             result = ingest_history(
                 con, export, fmt, days, allow_empty_days=allow_empty_days, on_day=on_day
@@ -100,8 +102,9 @@ def ingest_range(
             f" {result.outside_before} before, {result.outside_after} after"
         )
         outside = {"before": result.outside_before, "after": result.outside_after}
-        return IngestedRange(reports, [], outside, export_fingerprint(export))
+        return IngestedRange(reports, [], {day: fingerprint for day in days}, outside)
     files_by_day = {day: landing.files_for(day, log) for day in days}
+    fingerprints = {day: export_fingerprint(files) for day, files in files_by_day.items()}
     empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
     if empty_days:  # one line for the range: a sparse log has thousands of empty days
         warn(days_summary("no landing files", empty_days, len(days)))
@@ -109,4 +112,4 @@ def ingest_range(
         reports = ingest_days(
             con, files_by_day, fmt, allow_empty_days=allow_empty_days, on_day=on_day
         )
-    return IngestedRange(reports, empty_days)
+    return IngestedRange(reports, empty_days, fingerprints)
