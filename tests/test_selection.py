@@ -286,6 +286,9 @@ def test_a_validated_model_within_noise_of_popularity_is_published_with_a_warnin
     model = [1.0 if u < 5 or u in (8, 9) else 0.0 for u in range(users)]
     p = paired_p_worse(model, baseline)
     assert 0.05 < p < 0.5
+    from scipy import stats  # the paired t-test it computes, one-sided
+
+    assert p == pytest.approx(stats.ttest_rel(model, baseline, alternative="less").pvalue)
     noisy = gate_verdict(
         "lightgcn", "abc", sum(model) / users, sum(baseline) / users, users, min_users=50,
         chosen_on_validation=True, p_worse=p,
