@@ -35,7 +35,7 @@ from tests.daemon_support import BackfillOutcome, project_instance_config, run_b
 MAX_CONCURRENT_RUNS = project_instance_config()["concurrency"]["runs"]["max_concurrent_runs"]
 # The fewest days that still queue runs behind the in-progress limit (and so make steps of
 # several runs wait for the duckdb pool together); the 30-day backfill is benchmarks/backfill.py.
-PARTITIONS = MAX_CONCURRENT_RUNS + 3
+PARTITIONS = MAX_CONCURRENT_RUNS + 2
 TIMEOUT_S = 2400  # a bound for a hung deployment, far above the expected wall time
 DOWNSTREAM = [asset for asset in ALL_ASSETS if asset.key != raw_interactions.key]
 DUCKDB_POOL_ASSETS = {
@@ -94,7 +94,7 @@ def outcome(request, tmp_path_factory) -> BackfillOutcome:
     )
     print(
         f"{request.param}: ingest and {len(outcome.runs)} backfill runs in {outcome.seconds:.0f} s"
-        f" (the backfill {outcome.downstream_seconds:.0f} s)"
+        f" (the backfill {outcome.downstream_seconds:.0f} s) queued {outcome.max_queued} in progress {outcome.max_in_progress}"
     )
     return outcome
 
