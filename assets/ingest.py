@@ -271,8 +271,15 @@ def pending_days(
         current = {day: export_fingerprint(log_source.files_for(day)) for day in days}
         changed = "their landing files changed since they were ingested"
     missing = {day for day in days if day.isoformat() not in recorded}
+    unknown = {day for day in days if recorded.get(day.isoformat()) == ""}
     stale = {day for day in days if recorded.get(day.isoformat(), current[day]) != current[day]}
-    return sorted(missing | stale), changed if stale else "not ingested yet"
+    if stale - unknown:
+        why = changed
+    elif unknown:
+        why = "ingested before their files' fingerprints were recorded"
+    else:
+        why = "not ingested yet"
+    return sorted(missing | stale), why
 
 
 def ingested_fingerprints(instance: dg.DagsterInstance, partitions: list[str]) -> dict[str, str]:

@@ -435,3 +435,9 @@ def test_a_days_changed_landing_files_are_read_again_and_unchanged_ones_are_not(
     assert materialize(landing, tmp_path / "w.duckdb", [D1, D2], instance).success
     assert day_metadata(instance, D1)["rows_ingested"] == 2
     assert pending_days(instance, source, D1, D2) == ([], "not ingested yet")
+    # A day ingested before days recorded their files (a deployment upgraded): read once more.
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("raw_interactions", partition=D2.isoformat())
+    )
+    before = "ingested before their files' fingerprints were recorded"
+    assert pending_days(instance, source, D1, D2) == ([D2], before)
