@@ -222,6 +222,9 @@ XDIST_GROUPS = {
     # Both read the session's `two_day_chain`: built once, where they run.
     "test_pipeline.py": "two_day_chain",
     "test_ui_metadata.py": "two_day_chain",
+    # Both use the session's Ray cluster (`ray_session`): started once, not once per process.
+    "test_sharded.py": "ray_session",
+    "test_selection_parallel.py": "ray_session",
 }
 # Modules whose module fixture is parametrised: each parameter's tests are a unit of their own
 # (test_daemon_backfill.py: each storage's deployment and backfill, side by side).
@@ -238,10 +241,9 @@ XDIST_LONGEST_FIRST = (
     "test_faults.py",
     "test_dead_runs.py",
     "test_project_config.py",
-    "test_sharded.py",
+    "ray_session",
     "test_executor.py",
     "test_instance.py",
-    "test_selection_parallel.py",
     "test_serving_files.py",
     "test_disk_full.py",
     "test_selection.py",
