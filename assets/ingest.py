@@ -114,7 +114,9 @@ def raw_interactions(
     A day without files (or rows) never deletes a stored partition, and a range mostly without
     files fails, unless `allow_empty_days` is set. A backfill ingests its whole range in one
     run, day by day: a failure names its cause and the days committed before it (failure
-    metadata `committed_days`). Each partition's metadata holds that day's own counts."""
+    metadata `committed_days`). Each partition's metadata holds that day's own counts and the
+    fingerprint of the files it was read from (`export_fingerprint`: a later run skips the day
+    while they and the column mapping are unchanged)."""
     check_run_config(context)
     settings = config.to_core()
     window = context.partition_time_window
@@ -257,29 +259,41 @@ def pending_days(
     instance: dg.DagsterInstance, log_source: LogSource, first: dt.date, last: dt.date
 ) -> tuple[list[dt.date], str]:
     """The days of ``first..last`` an ingest must (re)write, and why: the days never ingested,
-    and each day last read from other landing files than today's (the fingerprint its
-    materialization records: each file's path, size and modification time; of the history
-    export, or of the day's own files). Unchanged files whose days are all ingested give none,
-    so a re-run costs nothing; a day ingested before fingerprints were recorded is read again."""
+    and each day last read otherwise than the landing files and mapping would read it now (the
+    fingerprint its materialization records: each file's path, size and modification time, of
+    the history export or of the day's own files, and the column mapping). Unchanged files
+    whose days are all ingested give none, so a re-run costs nothing. A day ingested before
+    fingerprints were recorded is read again; a day whose files are all gone is not (its
+    stored rows stay: reading nothing would refuse to empty it)."""
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     recorded = ingested_fingerprints(instance, [day.isoformat() for day in days])
+    fmt = log_source.log_format()
+    gone: set[dt.date] = set()
     if log_source.is_history_export():
-        export = export_fingerprint(log_source.export_files())
-        current = dict.fromkeys(days, export)
-        changed = "the export changed since they were ingested"
+        current = dict.fromkeys(days, export_fingerprint(log_source.export_files(), fmt))
+        what = "the export"
     else:
-        current = {day: export_fingerprint(log_source.files_for(day)) for day in days}
-        changed = "their landing files changed since they were ingested"
-    missing = {day for day in days if day.isoformat() not in recorded}
-    unknown = {day for day in days if recorded.get(day.isoformat()) == ""}
-    stale = {day for day in days if recorded.get(day.isoformat(), current[day]) != current[day]}
-    if stale - unknown:
-        why = changed
-    elif unknown:
-        why = "ingested before their files' fingerprints were recorded"
+        files = {day: log_source.files_for(day) for day in days}
+        current = {day: export_fingerprint(day_files, fmt) for day, day_files in files.items()}
+        gone = {day for day in days if not files[day] and day.isoformat() in recorded}
+        what = "their landing files"
+    reasons = {
+        "not ingested yet": [day for day in days if day.isoformat() not in recorded],
+        f"{what} or the log's mapping changed since they were ingested": [
+            day
+            for day in days
+            if recorded.get(day.isoformat(), "") not in ("", current[day]) and day not in gone
+        ],
+        "ingested before their files' fingerprints were recorded": [
+            day for day in days if recorded.get(day.isoformat()) == "" and day not in gone
+        ],
+    }
+    found = {why: found for why, found in reasons.items() if found}
+    if len(found) > 1:  # each reason with its count
+        why = ", ".join(f"{len(found)} {why.split(' since')[0]}" for why, found in found.items())
     else:
-        why = "not ingested yet"
-    return sorted(missing | stale), why
+        why = next(iter(found), "not ingested yet")
+    return sorted(day for found in reasons.values() for day in found), why
 
 
 def ingested_fingerprints(instance: dg.DagsterInstance, partitions: list[str]) -> dict[str, str]:

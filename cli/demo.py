@@ -322,7 +322,7 @@ def _run(
     """Ingest ``start..end`` in one run, then the chain for ``end``: runs of the code
     location's daily_recommendations, executed in this process with ``resources``.
     ``skip_ingested`` (your own logs): only the days :func:`assets.ingest.pending_days` names
-    are ingested, so a re-run over an unchanged export reads nothing again.
+    are ingested, so a re-run over unchanged landing files reads nothing again.
     ``code_location_env``: the environment the code location loads with, beside this
     process's (None: unset), so that its resources are ``resources``."""
     from recs_pipeline.infra import project_config

@@ -404,8 +404,8 @@ def _failure(state) -> str:
 @click.option(
     "--force",
     is_flag=True,
-    help="Read every day of the range again, even days already ingested from the export as it"
-    " is now.",
+    help="Read every day of the range again, even days already ingested from their landing"
+    " files as they are now.",
 )
 @timeout_option
 @plain_errors
@@ -523,7 +523,7 @@ def _held(start: dt.date, end: dt.date) -> str | None:
 @plain_errors
 def run(day: dt.date | None, model: str | None, retrain_only: bool, timeout: float | None):
     """Run the daily chain for day D through the code location: the days of D's window not
-    ingested yet first (one ingest_days run), then daily_recommendations for D (ingest D,
+    ingested yet, or whose landing files or mapping changed since, first (one ingest_days run), then daily_recommendations for D (ingest D,
     split, graph, model selection, training, evaluation and the quality gate, publication).
     Each step is printed as it ends and, at the end, the day's verdict: scorer, gate verdict,
     published or why not. Exits 1 when the day is not published, 3 when --timeout ran out

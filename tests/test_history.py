@@ -393,7 +393,7 @@ def test_days_ingested_from_an_unchanged_export_are_not_read_again(tmp_path):
     assert pending_days(instance, source, D1, D3) == ([D3], "not ingested yet")
     stat = export.stat()
     os.utime(export, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # re-exported
-    changed = "the export changed since they were ingested"
+    changed = "the export or the log's mapping changed since they were ingested"
     assert pending_days(instance, source, D1, D2) == ([D1, D2], changed)
     # Only D3 ingested from the new export: D1 and D2 still hold the old one's rows (the check
     # looked at the newest ingest of any day, and found nothing to do).
@@ -426,7 +426,7 @@ def test_a_days_changed_landing_files_are_read_again_and_unchanged_ones_are_not(
     assert materialize(landing, tmp_path / "w.duckdb", [D1, D2], instance).success
     assert pending_days(instance, source, D1, D2) == ([], "not ingested yet")
     assert pending_days(instance, source, D1, D3) == ([D3], "not ingested yet")
-    changed = "their landing files changed since they were ingested"
+    changed = "their landing files or the log's mapping changed since they were ingested"
     stat = d2.stat()
     os.utime(d2, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # re-exported
     assert pending_days(instance, source, D1, D2) == ([D2], changed)
@@ -441,3 +441,16 @@ def test_a_days_changed_landing_files_are_read_again_and_unchanged_ones_are_not(
     )
     before = "ingested before their files' fingerprints were recorded"
     assert pending_days(instance, source, D1, D2) == ([D2], before)
+    assert pending_days(instance, source, D1, D3) == (
+        [D2, D3], "1 not ingested yet, 1 ingested before their files' fingerprints were recorded"
+    )  # fmt: skip
+    assert materialize(landing, tmp_path / "w.duckdb", [D2], instance).success
+
+    # A day whose files are all gone (archived) keeps its rows: reading nothing would refuse
+    # to empty it, and `recs run` would stop at its window's ingest.
+    for file in (landing / D1.isoformat()).iterdir():
+        file.unlink()
+    assert pending_days(instance, source, D1, D2) == ([], "not ingested yet")
+    # Another column mapping reads the same files otherwise: every day with files is read again.
+    remapped = LogSource(landing_root=str(landing), event_type_column=None)
+    assert pending_days(instance, remapped, D1, D2) == ([D2], changed)

@@ -826,11 +826,12 @@ def ingest_days(
     return reports
 
 
-def export_fingerprint(files: Sequence[str]) -> str:
-    """Landing files' identity without reading them (a history export's, or one day's):
-    every file's path, size and modification time (what ``make`` and ``rsync`` compare). A
-    re-export changes it, and so does a file added or removed."""
-    digest = hashlib.sha256()
+def export_fingerprint(files: Sequence[str], fmt: LogFormat) -> str:
+    """Landing files' identity as read with ``fmt``, without reading them (a history export's,
+    or one day's): every file's path, size and modification time (what ``make`` and ``rsync``
+    compare) and the column mapping. A re-export changes it, a file added or removed, and so
+    does another mapping (a corrected ``user_column`` or ``timestamp_unit``)."""
+    digest = hashlib.sha256(f"{fmt!r}\n".encode())
     for path in sorted(files):
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())

@@ -89,7 +89,7 @@ def ingest_range(
     fmt = landing.log_format()
     if landing.is_history_export():
         export = landing.export_files(progress=log)
-        fingerprint = export_fingerprint(export)
+        fingerprint = export_fingerprint(export, fmt)
         with session() as con:
             result = ingest_history(
                 con, export, fmt, days, allow_empty_days=allow_empty_days, on_day=on_day
@@ -104,7 +104,7 @@ def ingest_range(
         outside = {"before": result.outside_before, "after": result.outside_after}
         return IngestedRange(reports, [], {day: fingerprint for day in days}, outside)
     files_by_day = {day: landing.files_for(day, log) for day in days}
-    fingerprints = {day: export_fingerprint(files) for day, files in files_by_day.items()}
+    fingerprints = {day: export_fingerprint(files, fmt) for day, files in files_by_day.items()}
     empty_days = [day.isoformat() for day, files in files_by_day.items() if not files]
     if empty_days:  # one line for the range: a sparse log has thousands of empty days
         warn(days_summary("no landing files", empty_days, len(days)))
