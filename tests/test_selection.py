@@ -289,6 +289,9 @@ def test_a_validated_model_within_noise_of_popularity_is_published_with_a_warnin
     from scipy import stats  # the paired t-test it computes, one-sided
 
     assert p == pytest.approx(stats.ttest_rel(model, baseline, alternative="less").pvalue)
+    assert paired_p_worse([0.0, 1.0], [1.0, 1.0]) == pytest.approx(
+        stats.ttest_rel([0.0, 1.0], [1.0, 1.0], alternative="less").pvalue
+    )  # two users: one degree of freedom
     noisy = gate_verdict(
         "lightgcn", "abc", sum(model) / users, sum(baseline) / users, users, min_users=50,
         chosen_on_validation=True, p_worse=p,
