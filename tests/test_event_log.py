@@ -248,3 +248,36 @@ def test_a_database_the_process_creates_commits_without_waiting_for_the_disk(tmp
             with storage._engine(shard).connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1, shard  # NORMAL
+
+
+def test_a_watch_woken_before_a_commit_is_visible_still_sees_it(tmp_path):
+    """The UI's live log stopped short of a run's end under load (the previous test failed so in
+    a fresh-clone run): the write of a transaction's last page to the log wakes the watch
+    before SQLite publishes the transaction (in the -shm file, memory-mapped: no file event),
+    and after a run's last event no write follows. A watch now reads again shortly after the
+    last write that woke it. Here the wake-up comes first and the event is stored after it,
+    with no file event of its own."""
+    import time
+
+    from dagster._core.events.log import EventLogEntry
+
+    from assets.platform.event_log import SETTLE_SECONDS, WalWatchdog
+
+    home = tmp_path / "home"
+    write_instance(home)
+    run_id = "0123abcd-0000-4000-8000-000000000002"
+    seen: list[str] = []
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, OpenSqliteEventLogStorage)
+        watchdog = WalWatchdog(storage, run_id, lambda entry, _c: seen.append(entry.message), None)
+        watchdog.on_modified(None)  # woken: nothing to read yet
+        storage.store_event(
+            EventLogEntry(error_info=None, level="INFO", user_message="the run's last event",
+                          run_id=run_id, timestamp=time.time())
+        )  # fmt: skip
+        deadline = time.monotonic() + 10 * SETTLE_SECONDS
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        watchdog.stop()
+    assert seen == ["the run's last event"]

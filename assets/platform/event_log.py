@@ -21,7 +21,8 @@ storage's lock, SQLite's locking between processes. What changes:
   open connection holds a shared lock on it). Copy the home with every Dagster process stopped,
   or with ``sqlite3 index.db ".backup copy.db"``: the ``.db`` files alone miss the latest events.
   Dagster's watch of a run (the UI's live run page) looks at ``<run>.db`` only; the storage's
-  :class:`WalWatchdog` looks at its log too.
+  :class:`WalWatchdog` looks at its log too, and reads again shortly after the last write it
+  saw (a write can wake it before SQLite has published the transaction).
 - A transaction that fails invalidates its connection: a result kept alive by the exception's
   traceback would otherwise hold an old snapshot in the kept connection, and its next write
   would fail with "database is locked".
@@ -52,6 +53,8 @@ from watchdog.observers import Observer
 
 # The index, this run's database and a few runs the UI shows.
 KEPT_DATABASES = 8
+# How long after a write that woke it a run's watch reads the run's events again (WalWatchdog).
+SETTLE_SECONDS = 0.5
 
 
 def _commit_without_waiting_for_the_disk(dbapi_connection, _record) -> None:
@@ -62,14 +65,61 @@ def _commit_without_waiting_for_the_disk(dbapi_connection, _record) -> None:
 
 class WalWatchdog(SqliteEventLogStorageWatchdog):
     """Dagster's watch of one run's events, woken by a write to the run's log file as well as
-    to its database."""
+    to its database, which reads the run's events again :data:`SETTLE_SECONDS` after the last
+    write it was woken by.
+
+    The write of a transaction's last page to the log wakes the watch, but the transaction is
+    visible only once SQLite has updated the log's index, in the ``-shm`` file: memory-mapped,
+    so that update wakes nobody. A watch that read in between missed the run's last events
+    until some later write; after a run's last event there is none, and the UI's live log
+    stopped short of the run's end (seen under load: a watcher still without
+    ``PIPELINE_SUCCESS`` 30 s after the run had ended)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._patterns = [self._log_path, f"{self._log_path}-wal"]
+        # The watch's thread and the settle timer; re-entered when a read ends the watch.
+        self._reading = threading.RLock()
+        self._settle = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._writes = self._settled_writes = 0
+        self._stopped = False
+
+    def _read(self) -> None:
+        with self._reading:
+            if not self._stopped:
+                self._process_log()
 
     def on_modified(self, event) -> None:
-        self._process_log()
+        self._read()
+        with self._settle:
+            self._writes += 1
+            if self._timer is None and not self._stopped:
+                self._arm()
+
+    def _arm(self) -> None:
+        self._settled_writes = self._writes
+        self._timer = threading.Timer(SETTLE_SECONDS, self._read_settled)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _read_settled(self) -> None:
+        self._read()
+        with self._settle:
+            # Woken again while waiting: read once more after that write too.
+            if self._writes != self._settled_writes and not self._stopped:
+                self._arm()
+            else:
+                self._timer = None
+
+    def stop(self) -> None:
+        """No read after this one returns (the watch ended, or the storage is disposed)."""
+        with self._settle:
+            self._stopped = True
+            if self._timer is not None:
+                self._timer.cancel()
+        with self._reading:
+            pass  # a read under way has ended
 
 
 class OpenSqliteEventLogStorage(SqliteEventLogStorage):
@@ -169,6 +219,15 @@ class OpenSqliteEventLogStorage(SqliteEventLogStorage):
         self._close_databases()
         super().wipe()
 
+    def end_watch(self, run_id: str, handler) -> None:
+        watched = self._watchers[run_id].get(handler)
+        super().end_watch(run_id, handler)
+        if watched is not None:
+            watched[0].stop()
+
     def dispose(self) -> None:
         super().dispose()  # stops the watch first, which could open a database again
+        for handlers in list(self._watchers.values()):
+            for watchdog, _ in list(handlers.values()):
+                watchdog.stop()  # and its settle timer
         self._close_databases()
