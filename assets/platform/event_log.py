@@ -71,9 +71,9 @@ class WalWatchdog(SqliteEventLogStorageWatchdog):
     The write of a transaction's last page to the log wakes the watch, but the transaction is
     visible only once SQLite has updated the log's index, in the ``-shm`` file: memory-mapped,
     so that update wakes nobody. A watch that read in between missed the run's last events
-    until some later write; after a run's last event there is none, and the UI's live log
-    stopped short of the run's end (seen under load: a watcher still without
-    ``PIPELINE_SUCCESS`` 30 s after the run had ended)."""
+    until some later write; after a run's last event there is none, so the UI's live log could
+    stop short of the run's end (a watcher was seen still without ``PIPELINE_SUCCESS`` 30 s
+    after its run had ended)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
