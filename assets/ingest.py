@@ -277,23 +277,26 @@ def pending_days(
         current = {day: export_fingerprint(day_files, fmt) for day, day_files in files.items()}
         gone = {day for day in days if not files[day] and day.isoformat() in recorded}
         what = "their landing files"
-    reasons = {
-        "not ingested yet": [day for day in days if day.isoformat() not in recorded],
-        f"{what} or the log's mapping changed since they were ingested": [
-            day
-            for day in days
-            if recorded.get(day.isoformat(), "") not in ("", current[day]) and day not in gone
-        ],
-        "ingested before their files' fingerprints were recorded": [
-            day for day in days if recorded.get(day.isoformat()) == "" and day not in gone
-        ],
-    }
-    found = {why: found for why, found in reasons.items() if found}
-    if len(found) > 1:  # each reason with its count
-        why = ", ".join(f"{len(found)} {why.split(' since')[0]}" for why, found in found.items())
+    # Each reason in full, and as it reads after a count when several are found.
+    new = ("not ingested yet", "not ingested yet")
+    changed = (
+        f"{what} or the log's mapping changed since they were ingested",
+        "whose files or mapping changed",
+    )
+    unknown = ("ingested before their files' fingerprints were recorded",) * 2
+    found: dict[tuple[str, str], list[dt.date]] = {new: [], changed: [], unknown: []}
+    for day in days:
+        held = recorded.get(day.isoformat())
+        if held is None:
+            found[new].append(day)
+        elif day not in gone and held != current[day]:
+            found[unknown if held == "" else changed].append(day)
+    found = {reason: found_days for reason, found_days in found.items() if found_days}
+    if len(found) > 1:
+        why = ", ".join(f"{len(found_days)} {short}" for (_, short), found_days in found.items())
     else:
-        why = next(iter(found), "not ingested yet")
-    return sorted(day for found in reasons.values() for day in found), why
+        why = next(iter(found), new)[0]
+    return sorted(day for found_days in found.values() for day in found_days), why
 
 
 def ingested_fingerprints(instance: dg.DagsterInstance, partitions: list[str]) -> dict[str, str]:
