@@ -11,6 +11,7 @@ from assets.lib.catalog import daily_asset
 from assets.lib.partitions import daily_partitions
 from assets.lib.settings import IngestSettings, check_run_config
 from assets.lib.tables import row_count
+from assets.platform.event_log import log_events
 from assets.platform.instance import check_targets
 from recs_pipeline.data.logs import IngestInterrupted, IngestReport, export_fingerprint
 from recs_pipeline.infra.console import progress_bar
@@ -221,22 +222,22 @@ def log_day_evaluations(
     materializations are recorded so that each attaches to its own day's. A day without rows
     has nothing to check; its materialization's metadata says so."""
     targets = check_targets(context.instance, context.run.run_id, context.asset_key)
-    for name, verdicts in checks.items():
-        for report, (passed, description, metadata) in zip(reports, verdicts, strict=True):
-            if not report.rows_in:
-                continue
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=context.asset_key,
-                    check_name=name,
-                    passed=passed,
-                    partition=report.day.isoformat(),
-                    description=description,
-                    metadata=metadata,
-                    severity=SEVERITY[name],
-                    target_materialization_data=targets.get(report.day.isoformat()),
-                )
-            )
+    evaluations = [
+        dg.AssetCheckEvaluation(
+            asset_key=context.asset_key,
+            check_name=name,
+            passed=passed,
+            partition=report.day.isoformat(),
+            description=description,
+            metadata=metadata,
+            severity=SEVERITY[name],
+            target_materialization_data=targets.get(report.day.isoformat()),
+        )
+        for name, verdicts in checks.items()
+        for report, (passed, description, metadata) in zip(reports, verdicts, strict=True)
+        if report.rows_in
+    ]
+    log_events(context, evaluations)
 
 
 def range_summary(reports: list[IngestReport]) -> str:

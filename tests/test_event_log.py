@@ -15,7 +15,7 @@ import threading
 import dagster as dg
 import sqlalchemy as db
 
-from assets.platform.event_log import OpenSqliteEventLogStorage
+from assets.platform.event_log import OpenSqliteEventLogStorage, log_events
 from tests.daemon_support import PROJECT_ROOT, write_instance
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01")
@@ -27,11 +27,25 @@ def daily(context: dg.AssetExecutionContext) -> None:
         context.log_event(dg.AssetMaterialization(context.asset_key, partition=day))
 
 
-def ranged_run(instance, days: int) -> dg.ExecuteInProcessResult:
+@dg.asset(
+    partitions_def=DAYS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[dg.AssetCheckSpec("rows", asset="checked_days")],
+)
+def checked_days(context: dg.AssetExecutionContext):
+    """As a ranged ingest: Dagster's materialization of each day, then a check evaluation per
+    day (assets/ingest.py)."""
+    yield dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="rows", passed=True)])
+    days = context.partition_keys
+    log_events(context, [dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="rows",
+                                                 passed=True, partition=day) for day in days])  # fmt: skip
+
+
+def ranged_run(instance, days: int, asset=daily) -> dg.ExecuteInProcessResult:
     """One run over ``days`` partitions, a materialization per day (as a ranged ingest)."""
     keys = DAYS.get_partition_keys()[:days]
     return dg.materialize(
-        [daily],
+        [asset],
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": keys[0],
@@ -85,6 +99,78 @@ with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
         )
 """
 DAGS_KEY = dg.AssetKey("written_by_many")
+
+
+class Commits(Connections):
+    """How many transactions this process commits to the event log's databases."""
+
+    def __enter__(self):
+        db.event.listen(db.engine.Engine, "commit", self._count)
+        return self
+
+    def _count(self, conn):
+        self.count += str(conn.engine.url.database).startswith(self.folder)
+
+    def __exit__(self, *_):
+        db.event.remove(db.engine.Engine, "commit", self._count)
+
+
+def test_a_ranged_runs_days_are_committed_a_batch_at_a_time(tmp_path):
+    """A day costs a planned materialization, a materialization and a check evaluation; Dagster
+    committed each statement of each on its own (two or three a day). They are now written in
+    batches, one transaction per database, and every one is recorded as before."""
+    home = tmp_path / "home"
+    write_instance(home)
+    days = 60
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        with Commits(home / "history" / "runs") as commits:
+            result = ranged_run(instance, days, checked_days)
+        assert result.success
+        # The run's own events (start, step, success: about 15) are still one at a time; the
+        # 3 x 60 of its days are 3 batches. Before, 437 commits.
+        assert commits.count < days, commits.count
+        assert len(instance.get_materialized_partitions(checked_days.key)) == days
+        planned = instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        ).records
+        assert len(planned) == days
+        check = dg.AssetCheckKey(checked_days.key, "rows")
+        history = instance.event_log_storage.get_asset_check_execution_history(check, limit=1000)
+        evaluated = {record.partition for record in history if record.status.value == "SUCCEEDED"}
+        assert evaluated >= set(DAYS.get_partition_keys()[:days])
+
+
+def test_a_batch_that_fails_is_stored_nowhere(tmp_path):
+    """All of a batch or none of it: Dagster then stores the batch's events one by one (its
+    handle_new_event), so a half-stored batch would be stored twice."""
+    import time
+
+    import pytest
+    from dagster._core.events.log import EventLogEntry
+
+    home = tmp_path / "home"
+    write_instance(home)
+    run_id = "0123abcd-0000-4000-8000-000000000003"
+
+    def entry(message):
+        return EventLogEntry(error_info=None, level="INFO", user_message=message, run_id=run_id,
+                             timestamp=time.time())  # fmt: skip
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        with pytest.raises(KeyError), storage.one_transaction():
+            storage.store_event(entry("first"))
+            instance.report_runless_asset_event(dg.AssetMaterialization(DAGS_KEY, partition="a"))
+            raise KeyError("a failure mid-batch")
+        assert storage.get_logs_for_run(run_id) == []
+        assert not instance.get_materialized_partitions(DAGS_KEY)
+        storage.store_event_batch([entry("second"), entry("third")])
+        storage.store_event(entry("fourth"))
+        assert [e.message for e in storage.get_logs_for_run(run_id)] == [
+            "second",
+            "third",
+            "fourth",
+        ]
 
 
 def test_processes_writing_at_once_each_see_every_event(tmp_path):

@@ -43,7 +43,7 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
   ``dagster._core.storage.event_log.sqlite.sqlite_event_log``: the SQLite event log storages,
   whose ``_claim_concurrency_slot`` pool_slots replaces when the executor is imported;
   ``SqliteEventLogStorage``, subclassed to keep the databases open (event_log: it overrides
-  ``_connect``, ``has_table``, ``_has_asset_key_col_on_connection``, ``watch``, ``wipe``,
+  ``_connect``, ``store_event_batch``, ``has_table``, ``_has_asset_key_col_on_connection``, ``watch``, ``wipe``,
   ``dispose`` and ``from_config_value``, and calls ``_initdb``), and
   ``SqliteEventLogStorageWatchdog``, subclassed (its ``_log_path``, ``_process_log`` and
   watchdog's ``_patterns``)
@@ -59,6 +59,10 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._time``: ``get_current_timestamp`` (code_location)
 - ``dagster._utils.concurrency``: ``ConcurrencySlotStatus`` (pool_slots)
 - ``dagster._utils.merger``: ``deep_merge_dicts`` (code_location)
+
+One private method of a public class is overridden: ``DagsterInstance._get_event_batch_size``
+(instance_storage.ProjectInstance), which turns Dagster's event batches on for the project's
+event log.
 
 The home's ``dagster.yaml`` names two modules of this folder (``instance_storage``,
 ``run_workers``): :func:`assets.platform.instance.prepare_instance` rewrites the paths a home

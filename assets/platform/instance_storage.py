@@ -18,11 +18,13 @@ not already corrupted, which is reported with the command that repairs it. Once 
 creating it again only checks its tables, so the lock is held for milliseconds.
 
 Its event log is Dagster's SQLite one with each database kept open instead of reopened for every
-event (``assets/platform/event_log.py``): 4.5× faster per event, which a partition per day pays.
+event, and a ranged run's events written in batches (``assets/platform/event_log.py``): 8×
+faster per event, which a partition per day pays.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClassData
 
-from assets.platform.event_log import OpenSqliteEventLogStorage
+from assets.platform.event_log import EVENT_BATCH, OpenSqliteEventLogStorage
 from assets.platform.instance import LOCK_FILE, check_instance, exclusive
 
 
@@ -57,6 +59,15 @@ class LockedSqliteStorage(DagsterSqliteStorage):
 
 class ProjectInstance(dg.DagsterInstance):
     """Dagster's instance; by default on :class:`LockedSqliteStorage`."""
+
+    def _get_event_batch_size(self) -> int:
+        # Dagster sends the events it makes in batches (a run's planned materializations, a
+        # ranged step's materializations) to store_event_batch only where this is above 0,
+        # which its DAGSTER_EVENT_BATCH_SIZE sets. The project's SQLite event log writes a
+        # batch in one transaction per database; other storages keep Dagster's choice.
+        if isinstance(self.event_log_storage, OpenSqliteEventLogStorage):
+            return int(os.getenv("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH)))
+        return super()._get_event_batch_size()
 
     @classmethod
     def config_schema(cls) -> dict:
