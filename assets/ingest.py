@@ -300,6 +300,19 @@ def pending_days(
     return sorted(day for found_days in found.values() for day in found_days), why
 
 
+def pending_ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Sorted ``days`` (:func:`pending_days`') as runs of consecutive days, first and last: one
+    ingest run each. A single run from the first to the last would read the days between again,
+    and refuse when one of them has lost its files (archived) but keeps its rows."""
+    ranges: list[tuple[dt.date, dt.date]] = []
+    for day in days:
+        if ranges and day == ranges[-1][1] + dt.timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
 def ingested_fingerprints(instance: dg.DagsterInstance, partitions: list[str]) -> dict[str, str]:
     """Each ingested day of ``partitions``, with the fingerprint of the landing files its
     latest materialization was read from ("" where it records none)."""

@@ -287,15 +287,15 @@ def _selection_line(resources: dict, day: str) -> str:
     return champion_line(Selection.from_dict(record["selection"]), record.get("reused_from"))
 
 
-def _create_runs(location, ingest_range, end: dt.date, run_config: dict, created: list) -> None:
-    """Through the code location, the run ingesting ``ingest_range`` (None: none) and the
-    chain's run for ``end``, appended to ``created`` as each is made (so that a failure between
-    the two still finds the first)."""
+def _create_runs(location, ingest_ranges, end: dt.date, run_config: dict, created: list) -> None:
+    """Through the code location, a run ingesting each of ``ingest_ranges`` (first and last
+    days) and the chain's run for ``end``, appended to ``created`` as each is made (so that a
+    failure between them still finds the first)."""
     from assets.definitions import DOWNSTREAM_ASSETS, daily_job
     from assets.ingest import raw_interactions
     from assets.lib.partitions import range_tags
 
-    if ingest_range is not None:
+    for ingest_range in ingest_ranges:
         created.append(
             location.create_run(
                 daily_job.name, range_tags(*ingest_range), asset_selection=[raw_interactions.key]
@@ -322,7 +322,8 @@ def _run(
     """Ingest ``start..end`` in one run, then the chain for ``end``: runs of the code
     location's daily_recommendations, executed in this process with ``resources``.
     ``skip_ingested`` (your own logs): only the days :func:`assets.ingest.pending_days` names
-    are ingested, so a re-run over unchanged landing files reads nothing again.
+    are ingested, a run per stretch of consecutive days, so a re-run over unchanged landing
+    files reads nothing again.
     ``code_location_env``: the environment the code location loads with, beside this
     process's (None: unset), so that its resources are ``resources``."""
     from recs_pipeline.infra import project_config
@@ -339,19 +340,20 @@ def _run(
         return 2
 
     from assets.definitions import ALL_ASSETS, daily_job
-    from assets.ingest import pending_days
+    from assets.ingest import pending_days, pending_ranges
     from cli.launch import LaunchError, code_location
     from cli.step_lines import materialize
 
     newest = end.isoformat()
     instance = dg.DagsterInstance.get()
 
-    first, last, why = start, end, ""
+    ranges, why = [(start, end)], ""
     if skip_ingested:
         pending, why = pending_days(instance, resources["log_source"], start, end)
         if not pending:
             print(f"{start}..{end}: every day is ingested from its files as they are; nothing read")
-        first, last = (pending[0], pending[-1]) if pending else (None, None)
+        # A run per stretch of consecutive days: the days between are not read again.
+        ranges = pending_ranges(pending)
     created: list[dg.DagsterRun] = []
     try:
         with contextlib.ExitStack() as stack:
@@ -360,17 +362,17 @@ def _run(
             # launches. This process executes them (module docstring).
             with _environment(code_location_env or {}):
                 location = stack.enter_context(code_location(instance))
-            ingest_range = None if first is None else (first, last)
-            _create_runs(location, ingest_range, end, run_config, created)
-        *ingest_run, chain_run = created
-        if ingest_run:
+            _create_runs(location, ranges, end, run_config, created)
+        *ingest_runs, chain_run = created
+        for (first, last), ingest_run in zip(ranges, ingest_runs, strict=True):
             started = time.perf_counter()
             ingest = materialize(
-                daily_job, ALL_ASSETS, instance=instance, resources=resources, run=ingest_run[0]
+                daily_job, ALL_ASSETS, instance=instance, resources=resources, run=ingest_run
             )
             days = (last - first).days + 1
+            of = f" of {first}..{last}" if len(ranges) > 1 else ""
             print(
-                f"ingested {days} days{f' ({why})' if why else ''} in"
+                f"ingested {days} days{of}{f' ({why})' if why else ''} in"
                 f" {time.perf_counter() - started:.1f}s (run {ingest.run_id})"
             )
 

@@ -335,9 +335,9 @@ def _stopped_waiting(instance, stopped, timeout: float) -> None:
     )
 
 
-def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
-    """The first and last day of ``day``'s training window (the deployment's window_days)
-    before it that raw_interactions must (re)ingest, and why (None: none)."""
+def _missing_window(day: dt.date) -> tuple[list[tuple[dt.date, dt.date]], str] | None:
+    """The days of ``day``'s training window (the deployment's window_days) before it that
+    raw_interactions must (re)ingest, as runs of consecutive days, and why (None: none)."""
     from assets.lib.partitions import DEFAULT_WINDOW_DAYS, PARTITION_START
 
     first = max(
@@ -346,7 +346,7 @@ def _missing_window(day: dt.date) -> tuple[dt.date, dt.date, str] | None:
     if first >= day:
         return None
     pending, why = _pending_days(_log_source(), first, day - dt.timedelta(days=1))
-    return (pending[0], pending[-1], why) if pending else None
+    return (_pending_ranges(pending), why) if pending else None
 
 
 def _log_source():
@@ -363,6 +363,38 @@ def _pending_days(source, first: dt.date, last: dt.date) -> tuple[list[dt.date],
     from assets.ingest import pending_days
 
     return pending_days(dg.DagsterInstance.get(), source, first, last)
+
+
+def _pending_ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """:func:`assets.ingest.pending_ranges`: one ingest run per run of consecutive days."""
+    from assets.ingest import pending_ranges
+
+    return pending_ranges(days)
+
+
+def _span(first: dt.date, last: dt.date) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
+def _spans(ranges: list[tuple[dt.date, dt.date]]) -> str:
+    """Ingest runs' days in words: ``2024-03-02, 2024-03-04..2024-03-05 (2 runs)``."""
+    text = ", ".join(_span(first, last) for first, last in ranges)
+    return text if len(ranges) == 1 else f"{text} ({len(ranges)} runs)"
+
+
+def _ingest_runs(location, ranges: list[tuple[dt.date, dt.date]]) -> list:
+    """One run of the ingest job per range (a planned run each), labelled with its days."""
+    from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
+
+    return [
+        Planned(
+            _span(first, last),
+            location.create_run(
+                INGEST_JOB, {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
+            ),
+        )
+        for first, last in ranges
+    ]
 
 
 def _day_verdicts(results: dict, print_failures: bool = True):
@@ -410,15 +442,15 @@ def _failure(state) -> str:
 @timeout_option
 @plain_errors
 def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: float | None) -> None:
-    """Ingest the days FROM..TO of the deployment's log into raw_interactions: one run of the
-    job ingest_days through the code location (every row to the partition of its day),
-    followed to its end (or --timeout: exit status 3, the run goes on). The days already
-    ingested from their landing files as they are now (each file's path, size and modification
-    time: of the history export, or of the day's own files) are not read again; --force reads
-    the whole range. Nothing downstream runs: recs run / recs backfill do."""
+    """Ingest the days FROM..TO of the deployment's log into raw_interactions: runs of the job
+    ingest_days through the code location (every row to the partition of its day), followed to
+    their end (or --timeout: exit status 3, the runs go on). The days already ingested from
+    their landing files as they are now (each file's path, size and modification time: of the
+    history export, or of the day's own files) are not read again; the others are read by one
+    run per stretch of consecutive days. --force reads the whole range in one run. Nothing
+    downstream runs: recs run / recs backfill do."""
     setup()
     from assets.lib.partitions import PARTITION_START
-    from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
 
     if end is None:
         end, why = _default_day()
@@ -433,29 +465,25 @@ def ingest(start: dt.date | None, end: dt.date | None, force: bool, timeout: flo
             2,
         )
     source = _log_source()
-    if not force:
-        start, end = _days_to_read(source, start, end)
-        if start is None:
-            return
-    label = f"{start}..{end}"
-    outcome = {}
-
-    def build(location):
-        tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
-        return [Planned(label, location.create_run(INGEST_JOB, tags))]
+    ranges = [(start, end)] if force else _days_to_read(source, start, end)
+    if not ranges:
+        return
+    what = f"the ingest of {_spans(ranges)}"
+    outcomes: list = []
 
     def on_end(item, run) -> None:
-        outcome["result"] = _ingest_outcome(item, run)
+        outcomes.append(_ingest_outcome(item, run))
 
-    _launch(build, True, on_end, f"the ingest of {label}", timeout=timeout)
-    if outcome.get("result") is not True:
-        raise Failure(f"{outcome.get('result', 'the ingest of ' + label + ' did not end')}")
+    _launch(lambda location: _ingest_runs(location, ranges), True, on_end, what, timeout=timeout)
+    failed = [outcome for outcome in outcomes if outcome is not True]
+    if failed or len(outcomes) < len(ranges):
+        raise Failure("; ".join(failed) or f"{what} did not end")
 
 
-def _days_to_read(source, start: dt.date, end: dt.date) -> tuple[dt.date | None, dt.date | None]:
-    """The days of ``start..end`` that ``recs ingest`` reads: those not ingested yet or read
-    from other landing files than today's, said on the terminal (None: none, and why nothing
-    is done)."""
+def _days_to_read(source, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """The days of ``start..end`` that ``recs ingest`` reads, as runs of consecutive days:
+    those not ingested yet or read from other landing files than today's, said on the
+    terminal (none: why nothing is done)."""
     pending, why = _pending_days(source, start, end)
     if not pending:
         held = _held(start, end)
@@ -469,20 +497,20 @@ def _days_to_read(source, start: dt.date, end: dt.date) -> tuple[dt.date | None,
                 f"{start}..{end}: every day is ingested, from {files}; nothing to do ({held};"
                 " --force ingests them again)"
             )
-            return None, None
+            return []
         # Recorded as ingested, but the warehouse holds none of it.
         click.echo(f"{start}..{end}: the warehouse holds no ingested day; reading them all")
-        return start, end
+        return [(start, end)]
     total = (end - start).days + 1
     if len(pending) == total:
         if why != "not ingested yet":
             click.echo(f"{start}..{end}: {why}")
-        return start, end
-    first, last = pending[0], pending[-1]
+        return [(start, end)]
+    ranges = _pending_ranges(pending)
     click.echo(
-        f"{len(pending)} of the {total} days of {start}..{end}: {why}; reading {first}..{last}"
+        f"{len(pending)} of the {total} days of {start}..{end}: {why}; reading {_spans(ranges)}"
     )
-    return first, last
+    return ranges
 
 
 def _ingested(start: dt.date, end: dt.date) -> str:
@@ -530,14 +558,7 @@ def run(day: dt.date | None, model: str | None, retrain_only: bool, timeout: flo
     published or why not. Exits 1 when the day is not published, 3 when --timeout ran out
     first (a started run goes on; D's run, when still waiting for the ingest, is cancelled)."""
     setup()
-    from cli.launch import (
-        DAILY_JOB,
-        INGEST_JOB,
-        RANGE_END_TAG,
-        RANGE_START_TAG,
-        RETRAIN_JOB,
-        Planned,
-    )
+    from cli.launch import DAILY_JOB, RETRAIN_JOB, Planned
 
     if day is None:
         day, why = _default_day()
@@ -550,10 +571,9 @@ def run(day: dt.date | None, model: str | None, retrain_only: bool, timeout: flo
     def build(location):
         planned = []
         if missing is not None:
-            start, end, why = missing
-            click.echo(f"the window's days {start}..{end}: {why}; ingesting them first")
-            tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
-            planned.append(Planned(f"{start}..{end}", location.create_run(INGEST_JOB, tags)))
+            ranges, why = missing
+            click.echo(f"the window's days {_spans(ranges)}: {why}; ingesting them first")
+            planned += _ingest_runs(location, ranges)
         run = location.day_run(job, day, _model_config(model))
         return planned + [Planned(day.isoformat(), run, day)]
 
@@ -561,6 +581,7 @@ def run(day: dt.date | None, model: str | None, retrain_only: bool, timeout: flo
 
     def on_end(item, run) -> None:
         if item.day is None:
+            # One at a time: after a failed ingest, nothing else starts.
             ingest["outcome"] = _ingest_outcome(item, run)
         else:
             verdict(item, run)
@@ -577,7 +598,7 @@ def _ingest_outcome(item, run) -> str | bool:
     """True after a successful ingest (its summary printed), else why it failed."""
     if run.status.value == "SUCCESS":
         start, _, end = item.label.partition("..")
-        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end or start)
         click.echo(f"ingested {item.label}: {_ingested(first, last)} (run {run.run_id[:8]})")
         return True
     import dagster as dg

@@ -285,6 +285,47 @@ def test_ingest_over_unchanged_daily_files_starts_no_run(deployment):
     assert "loading the code location" not in again.stderr, output(again)  # no run started
 
 
+def test_ingest_reads_each_stretch_of_changed_days_in_a_run_of_its_own(tmp_path):
+    """`recs ingest` read the days to read again in one run from the first to the last: a day
+    between whose daily folder was archived made that run refuse to empty it, and the command
+    failed. Each stretch of consecutive days is now a run of its own (test_history.py: the
+    days between keep their rows)."""
+    import os
+
+    landing = tmp_path / "landing"
+    days = ["2024-03-01", "2024-03-02", "2024-03-03"]
+    for n, day in enumerate(days):
+        noon = int(dt.datetime.fromisoformat(f"{day}T12:00:00+00:00").timestamp())
+        folder = landing / day
+        folder.mkdir(parents=True)
+        (folder / "ratings.csv").write_text(
+            "userId,movieId,rating,timestamp\n"
+            + "".join(f"{u},{u + n},4,{noon + u}\n" for u in range(4))
+        )
+    config = tmp_path / "recs.toml"
+    config.write_text(
+        'dagster_home = "home"\npartition_start = "2024-03-01"\n\n'
+        '[resources.log_source]\nlanding_root = "landing"\npath_pattern = "{date}/*.csv"\n'
+        'user_column = "userId"\nitem_column = "movieId"\ntimestamp_unit = "s"\n\n'
+        '[resources.warehouse]\ndatabase = "warehouse.duckdb"\n'
+    )
+    env = environment(RECS_DATA_ROOT=str(tmp_path / "data"), RECS_CONFIG=str(config))
+    window = ("--from", days[0], "--to", days[-1])
+    first = recs("ingest", *window, env=env)
+    assert first.returncode == 0, output(first)
+
+    (landing / days[1] / "ratings.csv").unlink()  # archived: its day keeps its rows
+    for day in (days[0], days[2]):  # re-exported
+        file = landing / day / "ratings.csv"
+        stat = file.stat()
+        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = recs("ingest", *window, env=env)
+    assert again.returncode == 0, output(again)
+    assert f"reading {days[0]}, {days[2]} (2 runs)" in again.stdout, output(again)
+    for day in (days[0], days[2]):
+        assert f"ingested {day}: 4 events on 1 of 1 days" in again.stdout, output(again)
+
+
 def test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_says_it(
     deployment,
 ):

@@ -454,3 +454,47 @@ def test_a_days_changed_landing_files_are_read_again_and_unchanged_ones_are_not(
     # Another column mapping reads the same files otherwise: every day with files is read again.
     remapped = LogSource(landing_root=str(landing), event_type_column=None)
     assert pending_days(instance, remapped, D1, D2) == ([D2], changed)
+
+
+def test_days_read_again_are_read_in_runs_of_consecutive_days(tmp_path):
+    """`recs ingest`, `recs run` and `--own-logs` read the days pending_days names in one run
+    from the first to the last, the unchanged days between included. With daily files, a day
+    between whose folder was archived made that run refuse to start (reading nothing would
+    empty its stored day), so a late file for an old day stopped every later `recs run` at its
+    window's ingest. Each run of consecutive pending days is now read by a run of its own."""
+    import os
+
+    from assets.ingest import pending_days, pending_ranges
+
+    d4, d5 = D3 + dt.timedelta(days=1), D3 + dt.timedelta(days=2)
+    days = [D1, D2, D3, d4, d5]
+    landing = tmp_path / "land"
+    for day in days:
+        ms = epoch(day) * 1000
+        write(landing / day.isoformat() / "e.csv",
+              f"timestamp,user_id,item_id,event_type\n{ms},u1,i1,view\n{ms + 1},u2,i2,view\n")  # fmt: skip
+    instance = dg.DagsterInstance.ephemeral()
+    source = LogSource(landing_root=str(landing))
+    db = tmp_path / "w.duckdb"
+    assert materialize(landing, db, days, instance).success
+
+    for file in (landing / D3.isoformat()).iterdir():
+        file.unlink()  # archived: its day keeps its rows
+    for day in (D2, d4, d5):  # re-exported
+        [file] = (landing / day.isoformat()).iterdir()
+        stat = file.stat()
+        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    pending, _ = pending_days(instance, source, D1, d5)
+    assert pending == [D2, d4, d5]
+    # What the commands read before: D2..d5 in one run, which refuses D3.
+    span = materialize(landing, db, [D2, d5], instance)
+    assert not span.success
+    assert "EmptyDaysError" in str(span.get_step_failure_events()[0].event_specific_data.error)
+
+    assert pending_ranges(pending) == [(D2, D2), (d4, d5)]
+    assert pending_ranges([]) == []
+    for first, last in pending_ranges(pending):
+        assert materialize(landing, db, [first, last], instance).success
+    assert pending_days(instance, source, D1, d5)[0] == []
+    with Warehouse(database=str(db)).session() as con:
+        assert stored(con, "raw.interactions") == dict.fromkeys(days, 2)
