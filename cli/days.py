@@ -349,9 +349,8 @@ def run_info(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunInfo:
     ).records
     if failures:
         entry = failures[0].event_log_entry
-        error = entry.dagster_event.event_specific_data.error
-        message = error.message.strip() if error is not None else entry.user_message
-        return RunInfo(run.run_id, run.job_name, status, entry.step_key, first_line(message))
+        message = step_failure_text(entry.dagster_event.event_specific_data)
+        return RunInfo(run.run_id, run.job_name, status, entry.step_key, message)
     ends = instance.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE, limit=1
     ).records
@@ -362,6 +361,23 @@ def run_info(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunInfo:
 # A class name ending in Error, Exception or Failure, with its module path: Dagster's own
 # ``dagster._core.definitions.events.Failure`` (the gate's stop) included.
 _ERROR_CLASS = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?:[A-Z]\w*)?(?:Error|Exception|Failure)\w*: ")
+
+
+def step_failure_text(data) -> str:
+    """A failed step's reason in words, from its ``STEP_FAILURE`` data: a ``dg.Failure``'s
+    sentence (the quality gate's stop), else the first line of the error the step's code
+    raised. Dagster wraps that error in one that only names the step ("Error occurred while
+    executing op ...:"), whose cause it is."""
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    while error is not None and error.cause is not None and error.cls_name in _STEP_WRAPPERS:
+        error = error.cause
+    return (first_line(error.message) if error is not None else None) or "failed"
+
+
+# Dagster's errors around the one a step's code raised.
+_STEP_WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
 
 
 def first_line(message: str | None) -> str | None:

@@ -47,7 +47,7 @@ from assets.platform.code_location import (
     location_in,
     open_workspace,
 )
-from cli.days import IN_PROGRESS, PARTITION_TAG, first_line
+from cli.days import IN_PROGRESS, PARTITION_TAG, first_line, step_failure_text
 from cli.environment import WORKSPACE
 
 LOCATION = "recs_pipeline"
@@ -319,11 +319,7 @@ class Follower:
             seconds = event.event_specific_data.duration_ms / 1000
             self._print(item, f"{step:<20} done in {seconds:.1f}s")
         elif kind == "STEP_FAILURE":
-            data = event.event_specific_data
-            message = first_line(data.error.message) if data.error is not None else "failed"
-            if data.user_failure_data is not None and data.user_failure_data.description:
-                # A dg.Failure (the quality gate's stop): its sentence, without the type.
-                message = data.user_failure_data.description
+            message = step_failure_text(event.event_specific_data)
             self._print(item, f"{step:<20} FAILED: {message}", error=True)
         elif kind == "STEP_SKIPPED":
             self._print(item, f"{step:<20} skipped")

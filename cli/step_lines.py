@@ -18,6 +18,8 @@ from typing import Any
 
 import dagster as dg
 
+from cli.days import step_failure_text
+
 
 class _StepLineHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
@@ -30,12 +32,7 @@ class _StepLineHandler(logging.Handler):
                 seconds = event.event_specific_data.duration_ms / 1000
                 print(f"  {step:<20} done in {seconds:.1f}s", flush=True)
             elif kind == "STEP_FAILURE":
-                data = event.event_specific_data
-                error = data.error
-                message = error.message.strip() if error is not None else "failed"
-                if data.user_failure_data is not None and data.user_failure_data.description:
-                    # A dg.Failure (the quality gate's stop): its sentence, without the type.
-                    message = data.user_failure_data.description
+                message = step_failure_text(event.event_specific_data)
                 print(f"  {step:<20} FAILED: {message}", file=sys.stderr, flush=True)
             elif kind == "RUN_FAILURE" and record.levelno >= logging.ERROR:
                 print(f"  run failed: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)

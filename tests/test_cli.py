@@ -325,6 +325,17 @@ def test_ingest_reads_each_stretch_of_changed_days_in_a_run_of_its_own(tmp_path)
     for day in (days[0], days[2]):
         assert f"ingested {day}: 4 events on 1 of 1 days" in again.stdout, output(again)
 
+    # --force reads the whole range, the archived day too, which is refused. The terminal says
+    # why: it said only 'Error occurred while executing op "raw_interactions":'.
+    forced = recs("ingest", *window, "--force", env=env)
+    assert forced.returncode == 1, output(forced)
+    refusal = (
+        "1 day(s) without landing files have stored rows that ingesting would delete:"
+        f" {days[1]} (4 rows)"
+    )
+    assert f"raw_interactions     FAILED: {refusal}" in forced.stderr, output(forced)
+    assert f"failed at raw_interactions: {refusal}" in forced.stderr, output(forced)
+
 
 def test_backfill_wait_prints_verdicts_a_gate_block_is_a_plain_reason_status_says_it(
     deployment,
