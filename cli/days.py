@@ -350,7 +350,9 @@ def run_info(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunInfo:
     if failures:
         entry = failures[0].event_log_entry
         message = step_failure_text(entry.dagster_event.event_specific_data)
-        return RunInfo(run.run_id, run.job_name, status, entry.step_key, message)
+        return RunInfo(
+            run.run_id, run.job_name, status, entry.step_key, message or entry.user_message
+        )
     ends = instance.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE, limit=1
     ).records
@@ -363,21 +365,22 @@ def run_info(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunInfo:
 _ERROR_CLASS = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?:[A-Z]\w*)?(?:Error|Exception|Failure)\w*: ")
 
 
-def step_failure_text(data) -> str:
-    """A failed step's reason in words, from its ``STEP_FAILURE`` data: a ``dg.Failure``'s
-    sentence (the quality gate's stop), else the first line of the error the step's code
-    raised. Dagster wraps that error in one that only names the step ("Error occurred while
-    executing op ...:"), whose cause it is."""
+def step_failure_text(data) -> str | None:
+    """A failed step's reason in one line, from its ``STEP_FAILURE`` data: a ``dg.Failure``'s
+    sentence (the quality gate's stop), else the error the step's code raised. Dagster wraps
+    that error in its own, which only names the step ("Error occurred while executing op
+    ...:") and has it as its cause. None when the event holds neither."""
     if data.user_failure_data is not None and data.user_failure_data.description:
-        return data.user_failure_data.description
+        return first_line(data.user_failure_data.description)
     error = data.error
-    while error is not None and error.cause is not None and error.cls_name in _STEP_WRAPPERS:
+    while error is not None and error.cause is not None and _DAGSTER_ERROR.match(error.cls_name):
         error = error.cause
-    return (first_line(error.message) if error is not None else None) or "failed"
+    return first_line(error.message) if error is not None else None
 
 
-# Dagster's errors around the one a step's code raised.
-_STEP_WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
+# Dagster's errors around the one a step's code raised (in its body, an input's loading, an
+# output's storing, a resource).
+_DAGSTER_ERROR = re.compile(r"^Dagster\w*Error$")
 
 
 def first_line(message: str | None) -> str | None:

@@ -319,7 +319,7 @@ def _run(
     skip_ingested: bool = False,
     code_location_env: dict[str, str | None] | None = None,
 ) -> int:
-    """Ingest ``start..end`` in one run, then the chain for ``end``: runs of the code
+    """Ingest ``start..end``, then the chain for ``end``: runs of the code
     location's daily_recommendations, executed in this process with ``resources``.
     ``skip_ingested`` (your own logs): only the days :func:`assets.ingest.pending_days` names
     are ingested, a run per stretch of consecutive days, so a re-run over unchanged landing

@@ -319,7 +319,7 @@ class Follower:
             seconds = event.event_specific_data.duration_ms / 1000
             self._print(item, f"{step:<20} done in {seconds:.1f}s")
         elif kind == "STEP_FAILURE":
-            message = step_failure_text(event.event_specific_data)
+            message = step_failure_text(event.event_specific_data) or "failed"
             self._print(item, f"{step:<20} FAILED: {message}", error=True)
         elif kind == "STEP_SKIPPED":
             self._print(item, f"{step:<20} skipped")

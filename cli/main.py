@@ -551,8 +551,8 @@ def _held(start: dt.date, end: dt.date) -> str | None:
 @plain_errors
 def run(day: dt.date | None, model: str | None, retrain_only: bool, timeout: float | None):
     """Run the daily chain for day D through the code location: the days of D's window not
-    ingested yet, or whose landing files or mapping changed since, first (one ingest_days
-    run), then daily_recommendations for D (ingest D, split, graph, model selection,
+    ingested yet, or whose landing files or mapping changed since, first (an ingest_days run
+    per stretch of consecutive days), then daily_recommendations for D (ingest D, split, graph, model selection,
     training, evaluation and the quality gate, publication).
     Each step is printed as it ends and, at the end, the day's verdict: scorer, gate verdict,
     published or why not. Exits 1 when the day is not published, 3 when --timeout ran out

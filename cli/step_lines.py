@@ -32,7 +32,7 @@ class _StepLineHandler(logging.Handler):
                 seconds = event.event_specific_data.duration_ms / 1000
                 print(f"  {step:<20} done in {seconds:.1f}s", flush=True)
             elif kind == "STEP_FAILURE":
-                message = step_failure_text(event.event_specific_data)
+                message = step_failure_text(event.event_specific_data) or "failed"
                 print(f"  {step:<20} FAILED: {message}", file=sys.stderr, flush=True)
             elif kind == "RUN_FAILURE" and record.levelno >= logging.ERROR:
                 print(f"  run failed: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)

@@ -166,11 +166,14 @@ def test_a_batch_that_fails_is_stored_nowhere(tmp_path):
         assert not instance.get_materialized_partitions(DAGS_KEY)
         storage.store_event_batch([entry("second"), entry("third")])
         storage.store_event(entry("fourth"))
-        assert [e.message for e in storage.get_logs_for_run(run_id)] == [
-            "second",
-            "third",
-            "fourth",
-        ]
+        messages = [e.message for e in storage.get_logs_for_run(run_id)]
+        assert messages == ["second", "third", "fourth"]
+        # A batch inside a batch is refused before it writes anything; the outer one goes on.
+        with storage.one_transaction():
+            storage.store_event(entry("fifth"))
+            with pytest.raises(RuntimeError, match="does not nest"), storage.one_transaction():
+                storage.store_event(entry("never"))
+        assert [e.message for e in storage.get_logs_for_run(run_id)][-1] == "fifth"
 
 
 def test_processes_writing_at_once_each_see_every_event(tmp_path):

@@ -206,8 +206,9 @@ class OpenSqliteEventLogStorage(SqliteEventLogStorage):
         run's days thousands. Keep a batch to about :data:`EVENT_BATCH` events: it holds the
         index's write lock, which every Dagster process of the home waits for."""
         if getattr(self._batch, "transactions", None) is not None:
-            yield  # already in one
-            return
+            # Refused before anything is written: inside a batch, a failed inner one would be
+            # half written when Dagster stores its events again one by one.
+            raise RuntimeError("one_transaction does not nest")
         with self._db_lock:
             self._batch.transactions = {}
             try:
@@ -219,8 +220,10 @@ class OpenSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _end_batch(self, *exc_info) -> None:
         transactions, self._batch.transactions = self._batch.transactions, None
-        # The index first: the one database other processes write, so the likeliest to fail,
-        # and a failed batch is then written nowhere (Dagster writes it again event by event).
+        # In WAL mode a commit fails only on an I/O error (the first write took the lock): the
+        # rest are then rolled back, and Dagster stores the batch again event by event, so a
+        # database committed before the failure holds those events twice. The index first,
+        # the database every process writes.
         order = sorted(transactions, key=lambda shard: shard != INDEX_SHARD_NAME)
         failure = None
         for shard in order:
