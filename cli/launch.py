@@ -54,8 +54,6 @@ LOCATION = "recs_pipeline"
 DAILY_JOB = "daily_recommendations"
 RETRAIN_JOB = "retrain_days"
 INGEST_JOB = "ingest_days"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 # The queue's daemon counts as alive while its heartbeat is this recent.
 DAEMON_HEARTBEAT_SECONDS = 60.0
 POLL_SECONDS = 1.0

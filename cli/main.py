@@ -384,15 +384,11 @@ def _spans(ranges: list[tuple[dt.date, dt.date]]) -> str:
 
 def _ingest_runs(location, ranges: list[tuple[dt.date, dt.date]]) -> list:
     """One run of the ingest job per range (a planned run each), labelled with its days."""
-    from cli.launch import INGEST_JOB, RANGE_END_TAG, RANGE_START_TAG, Planned
+    from assets.lib.partitions import range_tags
+    from cli.launch import INGEST_JOB, Planned
 
     return [
-        Planned(
-            _span(first, last),
-            location.create_run(
-                INGEST_JOB, {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
-            ),
-        )
+        Planned(_span(first, last), location.create_run(INGEST_JOB, range_tags(first, last)))
         for first, last in ranges
     ]
 
@@ -552,8 +548,8 @@ def _held(start: dt.date, end: dt.date) -> str | None:
 def run(day: dt.date | None, model: str | None, retrain_only: bool, timeout: float | None):
     """Run the daily chain for day D through the code location: the days of D's window not
     ingested yet, or whose landing files or mapping changed since, first (an ingest_days run
-    per stretch of consecutive days), then daily_recommendations for D (ingest D, split, graph, model selection,
-    training, evaluation and the quality gate, publication).
+    per stretch of consecutive days), then daily_recommendations for D (ingest D, split,
+    graph, model selection, training, evaluation and the quality gate, publication).
     Each step is printed as it ends and, at the end, the day's verdict: scorer, gate verdict,
     published or why not. Exits 1 when the day is not published, 3 when --timeout ran out
     first (a started run goes on; D's run, when still waiting for the ingest, is cancelled)."""

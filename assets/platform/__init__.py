@@ -43,8 +43,8 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
   ``dagster._core.storage.event_log.sqlite.sqlite_event_log``: the SQLite event log storages,
   whose ``_claim_concurrency_slot`` pool_slots replaces when the executor is imported;
   ``SqliteEventLogStorage``, subclassed to keep the databases open (event_log: it overrides
-  ``_connect``, ``store_event_batch``, ``has_table``, ``_has_asset_key_col_on_connection``, ``watch``, ``wipe``,
-  ``dispose`` and ``from_config_value``, and calls ``_initdb``), and
+  ``_connect``, ``store_event_batch``, ``has_table``, ``_has_asset_key_col_on_connection``,
+  ``watch``, ``wipe``, ``dispose`` and ``from_config_value``, and calls ``_initdb``), and
   ``SqliteEventLogStorageWatchdog``, subclassed (its ``_log_path``, ``_process_log`` and
   watchdog's ``_patterns``)
 - ``dagster._core.storage.runs.sqlite.sqlite_run_storage`` and

@@ -307,12 +307,8 @@ def log_events(context, events: list) -> None:
     :data:`EVENT_BATCH` to a transaction where the instance's event log is the project's SQLite
     one, one by one elsewhere. Dagster batches only the events it makes itself."""
     storage = context.instance.event_log_storage
+    batched = isinstance(storage, OpenSqliteEventLogStorage)
     for start in range(0, len(events), EVENT_BATCH):
-        batch = (
-            storage.one_transaction()
-            if isinstance(storage, OpenSqliteEventLogStorage)
-            else nullcontext()
-        )
-        with batch:
+        with storage.one_transaction() if batched else nullcontext():
             for event in events[start : start + EVENT_BATCH]:
                 context.log_event(event)
