@@ -67,11 +67,12 @@ class Site:
         self.instance = dg.DagsterInstance.from_config(str(self.home))
         self.processes: list[subprocess.Popen] = []
 
-    def materialize(self, name: str) -> subprocess.Popen:
-        """``dagster asset materialize`` of one day's ingest, in a process group of its own."""
+    def materialize(self, name: str, select: str = "raw_interactions") -> subprocess.Popen:
+        """``dagster asset materialize`` of one day's ingest (and, with ``select``, more), in a
+        process group of its own."""
         process = subprocess.Popen(
             [str(BIN / "dagster"), "asset", "materialize", "-m", "assets.definitions"]
-            + ["--select", "raw_interactions", "--partition", DAY],
+            + ["--select", select, "--partition", DAY],
             cwd=PROJECT_ROOT,
             env=self.env,
             stdout=open(self.tmp / f"{name}.log", "wb"),
@@ -124,11 +125,13 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def hold_slot(site: Site) -> tuple[subprocess.Popen, str, duckdb.DuckDBPyConnection]:
+def hold_slot(
+    site: Site, select: str = "raw_interactions"
+) -> tuple[subprocess.Popen, str, duckdb.DuckDBPyConnection]:
     """A first CLI run whose ingest step holds the pool slot, waiting for the warehouse this
     test holds open. Returns its process, its run id and the test's warehouse connection."""
     holder = duckdb.connect(str(site.warehouse))
-    process = site.materialize("first")
+    process = site.materialize("first", select)
     (run_id,) = site.wait("holding the slot", lambda: site.slots()[0], timeout=180)
     return process, run_id, holder
 
@@ -216,8 +219,13 @@ def test_the_daemons_run_monitoring_fails_a_killed_run_and_frees_its_slot(site):
 
 def test_the_step_processes_die_with_a_killed_run_worker(site):
     """SIGKILL of the CLI process alone (not its group): its fork server and step process
-    end too, instead of living on as orphans that hold the warehouse."""
-    first, first_id, holder = hold_slot(site)
+    end too, instead of living on as orphans that hold the warehouse. (Two assets: a run of
+    one step runs it in the run worker, with no step process.)"""
+    first, first_id, holder = hold_slot(site, "raw_interactions,interaction_split")
+    members = subprocess.run(
+        ["ps", "-o", "pid=,args=", "-g", str(first.pid)], capture_output=True, text=True
+    ).stdout
+    assert "forkserver" in members, members  # the step is forked, not run in the worker
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     # Dagster's log tailers (`tail -F`) end when their watcher next polls the dead step: under

@@ -1,4 +1,5 @@
-"""The runs' executor: forked step processes from a fork server primed before any pool claim."""
+"""The runs' executor: forked step processes from a fork server primed before any pool claim; a
+run of one step runs it in the run worker."""
 
 import ast
 import json
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from assets.definitions import defs
 from assets.platform import run_workers
@@ -33,6 +35,7 @@ def probe(context) -> None:
     Path(context.op_config["path"]).write_text(
         json.dumps(
             {
+                "pid": os.getpid(),
                 "parent": os.getppid(),
                 "preloaded": PRELOAD_MODULE in sys.modules,
                 "torch_threads": torch.get_num_threads(),
@@ -42,8 +45,19 @@ def probe(context) -> None:
     )
 
 
+@dg.op
+def beside() -> None:
+    """A second step, so that the probe's run has steps to run side by side."""
+
+
 @dg.job(executor_def=forkserver_executor)
 def probe_job():
+    probe()
+    beside()
+
+
+@dg.job(executor_def=forkserver_executor)
+def probe_alone_job():
     probe()
 
 
@@ -60,14 +74,21 @@ def pooled_job():
     pooled()
 
 
-def run_probe(tmp_path, start_method: str) -> dict:
-    """Run ``probe_job`` as a run worker runs it, with the launchpad's ``start_method``; what
-    its step process saw."""
-    out = tmp_path / f"{start_method}.json"
-    (tmp_path / start_method).mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / start_method)) as instance:
+@dg.job(executor_def=forkserver_executor)
+def pooled_pair_job():
+    pooled()
+    beside()
+
+
+def run_probe(tmp_path, start_method: str, job=probe_job) -> dict:
+    """Run ``job`` as a run worker runs it, with the launchpad's ``start_method``; what
+    its probe's step saw."""
+    name = f"{job.name}_{start_method}"
+    out = tmp_path / f"{name}.json"
+    (tmp_path / name).mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / name)) as instance:
         result = dg.execute_job(
-            dg.reconstructable(probe_job),
+            dg.reconstructable(job),
             instance=instance,
             run_config={
                 "ops": {"probe": {"config": {"path": str(out)}}},
@@ -92,6 +113,16 @@ def test_steps_are_forked_from_the_primed_server_and_spawn_restores_the_default(
     assert forked["preloaded"] and forked["parent"] != os.getpid()
     spawned = run_probe(tmp_path, "spawn")
     assert spawned["parent"] == os.getpid()
+
+
+def test_a_run_of_one_step_runs_it_in_the_run_worker(tmp_path):
+    """Nothing runs beside a lone step (a ranged ingest, one asset from the UI): the run worker
+    runs it itself rather than start a fork server that imports every step's modules, torch
+    among them, for one fork."""
+    alone = run_probe(tmp_path, "forkserver", job=probe_alone_job)
+    assert alone["pid"] == os.getpid()  # here the run worker is this process
+    with_another = run_probe(tmp_path, "forkserver")
+    assert with_another["pid"] != os.getpid() and with_another["preloaded"]
 
 
 def test_fork_server_has_imported_its_preload_when_priming_returns(tmp_path):
@@ -246,7 +277,8 @@ def test_a_step_process_runs_with_its_share_of_the_cores(tmp_path):
     assert overridden["torch_threads"] == chosen, overridden
 
 
-def test_a_run_waiting_for_a_pool_slot_waits_instead_of_spinning(tmp_path, monkeypatch):
+@pytest.mark.parametrize("job", [pooled_job, pooled_pair_job], ids=["in the run worker", "forked"])
+def test_a_run_waiting_for_a_pool_slot_waits_instead_of_spinning(tmp_path, monkeypatch, job):
     """Its one step ready, the pool's one slot held by another run for a few seconds: Dagster's
     multiprocess loop asked for steps to start again at once, thousands of times a second, so
     every run worker waiting for the warehouse pool spun a core that the running step of
@@ -289,7 +321,7 @@ def test_a_run_waiting_for_a_pool_slot_waits_instead_of_spinning(tmp_path, monke
         timer = threading.Thread(target=release)
         timer.start()
         try:
-            result = dg.execute_job(dg.reconstructable(pooled_job), instance=instance)
+            result = dg.execute_job(dg.reconstructable(job), instance=instance)
         finally:
             timer.join()
     assert result.success

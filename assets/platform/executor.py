@@ -12,6 +12,11 @@ interpreter that imports the code location and the instance storage (~1–4 s); 
 forkserver, the first step of each run waits, slot held, for the server to boot (~4 s). Here the
 server boots before any slot is claimed, and forked steps start in ~0.1 s.
 
+A run of one step (an ingest, a single asset materialised from the UI) runs it in the run
+worker itself, as Dagster's in-process executor does: nothing runs beside it, and a step process
+would only add a fork server's start-up (it imports every step's modules, torch among them: a
+third of a one-day ingest run's wall time through ``recs ingest``).
+
 Threads: the step processes run torch with the run's share of the cores, ``cores //
 max_concurrent_runs`` of the instance's run queue (at least 1), unless ``OMP_NUM_THREADS`` is
 set: several runs each using every core slowed training ~60x in a UI backfill.
@@ -46,6 +51,7 @@ from annotated_types import Ge
 # Dagster's own multiprocess executor and its retry settings; the project pins dagster.
 from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from assets.platform import pool_slots, run_workers
@@ -183,9 +189,14 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
         previous = os.environ.get(THREADS_VARIABLE)
         os.environ[THREADS_VARIABLE] = str(threads)
         try:
-            if self._start_method == "forkserver":
-                prime_fork_server([_DAGSTER_PRELOAD, PRELOAD_MODULE])
             with watchdog, waiting_without_spinning():
+                if len(execution_plan.step_keys_to_execute) == 1:
+                    yield from InProcessExecutor(retries=self.retries).execute(
+                        plan_context, execution_plan
+                    )
+                    return
+                if self._start_method == "forkserver":
+                    prime_fork_server([_DAGSTER_PRELOAD, PRELOAD_MODULE])
                 yield from super().execute(plan_context, execution_plan)
         finally:
             if previous is None:

@@ -1,5 +1,5 @@
-"""Imported once per run by the executor's fork server (``assets.platform.executor``) before it
-forks the run's step processes, so that a step starts with everything it needs already loaded: the
+"""Imported once per run of several steps by the executor's fork server
+(``assets.platform.executor``) before it forks the run's step processes, so that a step starts with everything it needs already loaded: the
 code location (dagster, duckdb), the steps its asset bodies import where they run (with torch and
 scipy, ~1 s: the code location itself loads neither, ``assets/__init__.py`` says why), polars
 (which the core loads lazily, only where publication and item features need it) and the storage
