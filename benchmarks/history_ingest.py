@@ -14,7 +14,10 @@ temporary folder, never the real dataset) is:
   the project's ``dagster.yaml`` and warehouse; then ``recs ingest`` over the unchanged export
   again, which finds every day ingested (``assets.ingest.pending_days``) and starts no run; and
   once more in a home whose event log is Dagster's own SQLite storage, the project's
-  being Dagster's with its databases kept open (assets/platform/event_log.py).
+  being Dagster's with its databases kept open (assets/platform/event_log.py);
+- and, for Dagster's floor, an asset on the same daily partitions whose body does nothing, run
+  the same way over every day and over one day: what recording a day as a partition costs before
+  any work, and what any run costs.
 
 Reported: each wall time, the ingest's ratio to the read (the target: at most 2), the run's
 event-log size and the number of lines it printed. Results:
@@ -177,6 +180,40 @@ def dagster_ingest(
     return runs
 
 
+def dagster_floor(home: Path, first: dt.date, last: dt.date) -> list[dict]:
+    """Seconds of one run of an asset that does nothing, on the project's daily partitions and
+    instance (its event log batching as for the ingest): over every day from ``first`` to
+    ``last`` in one run, then over ``last`` alone. Each day still costs Dagster a planned and a
+    recorded materialization, which is the least any ingest that records its days as partitions
+    can cost."""
+    import dagster as dg
+
+    from assets.lib.partitions import daily_partitions, range_tags
+    from assets.platform.instance import prepare_instance
+    from cli.environment import HOME_TEMPLATE
+
+    @dg.asset(partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run())
+    def nothing() -> None:
+        """Records its days and does nothing else."""
+
+    home.mkdir()
+    (home / "dagster.yaml").write_text(HOME_TEMPLATE.read_text())
+    instance = dg.DagsterInstance.from_config(str(prepare_instance(home, "sqlite")))
+    runs = []
+    for name, start in (("every day", first), ("one day", last)):
+        started = time.perf_counter()
+        result = dg.materialize([nothing], instance=instance, tags=range_tags(start, last),
+                                raise_on_error=True)  # fmt: skip
+        seconds = time.perf_counter() - started
+        runs.append({"run": name, "days": (last - start).days + 1, "seconds": seconds,
+                     "success": result.success,
+                     "event_log_entries": len(instance.all_logs(result.run_id))})  # fmt: skip
+        print(f"  dagster floor, a body that does nothing ({name}): {seconds:.1f}s,"
+              f" {runs[-1]['event_log_entries']} events", flush=True)  # fmt: skip
+    instance.dispose()
+    return runs
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.history_ingest",
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
@@ -228,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
                                    ["first", "unchanged export"])  # fmt: skip
         if "dagster" in event_logs:
             runs += dagster_ingest(landing, root / "dagster", first, last, "dagster", ["first"])
+        floor = dagster_floor(root / "floor", first, last)
     span = (last - first).days + 1
     first_run = runs[0]["seconds"]
     payload = {
@@ -236,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
         "duckdb_read_seconds": read_seconds,
         "core_ingest_seconds": core_seconds,
         "runs": runs,
+        "dagster_floor": floor,
         "ratio_to_read": first_run / read_seconds,
     }
     print(f"{span} days ({active_days} with rows): ingest {first_run:.1f}s,"
