@@ -17,7 +17,8 @@ temporary folder, never the real dataset) is:
   being Dagster's with its databases kept open (assets/platform/event_log.py);
 - and, for Dagster's floor, an asset on the same daily partitions whose body does nothing, run
   the same way over every day and over one day: what recording a day as a partition costs before
-  any work, and what any run costs.
+  any work, and what any run costs; with ``--postgres`` (the default) over every day on a
+  PostgreSQL instance too, its events an event at a time (Dagster's default) and in batches.
 
 Reported: each wall time, the ingest's ratio to the read (the target: at most 2), the run's
 event-log size and the number of lines it printed. Results:
@@ -36,6 +37,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from benchmarks._common import write_results
 
@@ -180,12 +182,16 @@ def dagster_ingest(
     return runs
 
 
-def dagster_floor(home: Path, first: dt.date, last: dt.date) -> list[dict]:
+def dagster_floor(
+    home: Path, first: dt.date, last: dt.date, storage: str = "sqlite", batches: bool = True
+) -> list[dict]:
     """Seconds of one run of an asset that does nothing, on the project's daily partitions and
-    instance (its event log batching as for the ingest): over every day from ``first`` to
-    ``last`` in one run, then over ``last`` alone. Each day still costs Dagster a planned and a
-    recorded materialization, which is the least any ingest that records its days as partitions
-    can cost."""
+    instance: over every day from ``first`` to ``last`` in one run, then (on SQLite) over
+    ``last`` alone. Each day still costs Dagster a planned and a recorded materialization, which
+    is the least any ingest that records its days as partitions can cost. ``storage``: the
+    instance's (``postgres``: a server started for the benchmark with PostgreSQL's defaults,
+    ``tests/postgres_support.py``); ``batches``: the project's event batch size, or none
+    (``DAGSTER_EVENT_BATCH_SIZE=0``, Dagster's default)."""
     import dagster as dg
 
     from assets.lib.partitions import daily_partitions, range_tags
@@ -196,21 +202,31 @@ def dagster_floor(home: Path, first: dt.date, last: dt.date) -> list[dict]:
     def nothing() -> None:
         """Records its days and does nothing else."""
 
-    home.mkdir()
-    (home / "dagster.yaml").write_text(HOME_TEMPLATE.read_text())
-    instance = dg.DagsterInstance.from_config(str(prepare_instance(home, "sqlite")))
-    runs = []
-    for name, start in (("every day", first), ("one day", last)):
-        started = time.perf_counter()
-        result = dg.materialize([nothing], instance=instance, tags=range_tags(start, last),
-                                raise_on_error=True)  # fmt: skip
-        seconds = time.perf_counter() - started
-        runs.append({"run": name, "days": (last - start).days + 1, "seconds": seconds,
-                     "success": result.success,
-                     "event_log_entries": len(instance.all_logs(result.run_id))})  # fmt: skip
-        print(f"  dagster floor, a body that does nothing ({name}): {seconds:.1f}s,"
-              f" {runs[-1]['event_log_entries']} events", flush=True)  # fmt: skip
-    instance.dispose()
+    environment = {} if batches else {"DAGSTER_EVENT_BATCH_SIZE": "0"}
+    with contextlib.ExitStack() as stack:
+        if storage == "postgres":
+            from tests.postgres_support import PostgresServer
+
+            server = stack.enter_context(PostgresServer(durable=True))
+            environment |= server.environment(server.create_database("floor"))
+        stack.enter_context(mock.patch.dict(os.environ, environment))
+        home.mkdir()
+        (home / "dagster.yaml").write_text(HOME_TEMPLATE.read_text())
+        instance = dg.DagsterInstance.from_config(str(prepare_instance(home, storage)))
+        stack.callback(instance.dispose)
+        runs = []
+        spans = [("every day", first), ("one day", last)][: 2 if storage == "sqlite" else 1]
+        for name, start in spans:
+            started = time.perf_counter()
+            result = dg.materialize([nothing], instance=instance, tags=range_tags(start, last),
+                                    raise_on_error=True)  # fmt: skip
+            seconds = time.perf_counter() - started
+            runs.append({"run": name, "days": (last - start).days + 1, "seconds": seconds,
+                         "storage": storage, "batches": batches, "success": result.success,
+                         "event_log_entries": len(instance.all_logs(result.run_id))})  # fmt: skip
+            print(f"  dagster floor, a body that does nothing ({name}, {storage},"
+                  f" {'batches' if batches else 'an event at a time'}): {seconds:.1f}s,"
+                  f" {runs[-1]['event_log_entries']} events", flush=True)  # fmt: skip
     return runs
 
 
@@ -228,6 +244,13 @@ def main(argv: list[str] | None = None) -> dict:
         default="project,dagster",
         help="the event logs to ingest with: project (the project's), dagster (Dagster's own,"
         " about 5x slower), or both",
+    )
+    parser.add_argument(
+        "--postgres",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the floor on a PostgreSQL instance, an event at a time and in"
+        " batches (needs the PostgreSQL server binaries, as the tests do)",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -266,6 +289,10 @@ def main(argv: list[str] | None = None) -> dict:
         if "dagster" in event_logs:
             runs += dagster_ingest(landing, root / "dagster", first, last, "dagster", ["first"])
         floor = dagster_floor(root / "floor", first, last)
+        if args.postgres:
+            for batches in (False, True):
+                floor += dagster_floor(root / f"floor_postgres_{batches}", first, last,
+                                       "postgres", batches)  # fmt: skip
     span = (last - first).days + 1
     first_run = runs[0]["seconds"]
     payload = {

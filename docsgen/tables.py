@@ -750,9 +750,11 @@ def history_ingest() -> str:
         )
     for run in doc.get("dagster_floor", []):
         days = "every day" if run["days"] > 1 else "one day"
-        rows.append([f"Dagster's floor: an asset that does nothing, over {days}",
-                     "the project's", f"{run['seconds']:.1f}", f"{run['event_log_entries']:,}",
-                     "–"])  # fmt: skip
+        event_log = "the project's"
+        if run.get("storage") == "postgres":
+            event_log = "PostgreSQL, " + ("in batches" if run["batches"] else "an event at a time")
+        rows.append([f"Dagster's floor: an asset that does nothing, over {days}", event_log,
+                     f"{run['seconds']:.1f}", f"{run['event_log_entries']:,}", "–"])  # fmt: skip
     header = ["what", "event log", "s", "event-log entries", "lines printed"]
     note = (
         f"A generated ratings export of {export['rows']:,} rows over {export['span_days']:,} days"

@@ -25,6 +25,7 @@ faster per event, which a partition per day pays.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -64,8 +65,15 @@ class ProjectInstance(dg.DagsterInstance):
         # Dagster sends the events it makes in batches (a run's planned materializations, a
         # ranged step's materializations) to store_event_batch only where this is above 0,
         # which its DAGSTER_EVENT_BATCH_SIZE sets. The project's SQLite event log writes a
-        # batch in one transaction per database; other storages keep Dagster's choice.
-        if isinstance(self.event_log_storage, OpenSqliteEventLogStorage):
+        # batch in one transaction per database; Dagster's PostgreSQL one writes a batch of
+        # materializations in one INSERT. Other storages keep Dagster's choice.
+        # (dagster_postgres is imported wherever the event log is PostgreSQL's, and only
+        # there: a SQLite home does not import psycopg2 for this.)
+        postgres = sys.modules.get("dagster_postgres")
+        storage = self.event_log_storage
+        if isinstance(storage, OpenSqliteEventLogStorage) or (
+            postgres is not None and isinstance(storage, postgres.PostgresEventLogStorage)
+        ):
             return int(os.getenv("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH)))
         return super()._get_event_batch_size()
 
