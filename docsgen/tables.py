@@ -758,7 +758,7 @@ def history_ingest() -> str:
     header = ["what", "event log", "s", "event-log entries", "lines printed"]
     note = (
         f"A generated ratings export of {export['rows']:,} rows over {export['span_days']:,} days"
-        f" ({export['days_with_rows']:,} with rows), one ranged run in a fresh SQLite instance."
+        f" ({export['days_with_rows']:,} with rows), one ranged run in a fresh instance, SQLite where the row does not say PostgreSQL."
     )
     return block(render(header, rows) + "\n\n" + note, "history_ingest")
 
