@@ -12,6 +12,7 @@ from assets.lib.partitions import daily_partitions
 from assets.lib.settings import IngestSettings, check_run_config
 from assets.lib.tables import row_count
 from assets.platform.event_log import log_events
+from assets.platform.executor import IN_RUN_WORKER_TAG
 from assets.platform.instance import check_targets
 from recs_pipeline.data.logs import IngestInterrupted, IngestReport, export_fingerprint
 from recs_pipeline.infra.console import progress_bar
@@ -101,6 +102,8 @@ def quarantine_rate(report: IngestReport, max_rate: float) -> tuple[bool, str, d
     writes=["raw.interactions", "raw.rejected_interactions"],
     backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[ROWS_ACCEPTED, QUARANTINE_RATE],
+    # DuckDB only (no torch, no BLAS): a run of this step alone runs it in the run worker.
+    op_tags={IN_RUN_WORKER_TAG: "true"},
 )
 def raw_interactions(
     context: dg.AssetExecutionContext,

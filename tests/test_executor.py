@@ -4,6 +4,7 @@ run of one step runs it in the run worker."""
 import ast
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,8 +15,10 @@ import dagster as dg
 import pytest
 
 from assets.definitions import defs
+from assets.ingest import raw_interactions
 from assets.platform import run_workers
 from assets.platform.executor import (
+    IN_RUN_WORKER_TAG,
     PRELOAD_MODULE,
     available_cpus,
     forkserver_executor,
@@ -56,9 +59,17 @@ def probe_job():
     beside()
 
 
+IN_RUN_WORKER = {IN_RUN_WORKER_TAG: "true"}
+
+
 @dg.job(executor_def=forkserver_executor)
 def probe_alone_job():
     probe()
+
+
+@dg.job(executor_def=forkserver_executor)
+def probe_in_run_worker_job():
+    probe.tag(IN_RUN_WORKER)()
 
 
 HELD_POOL = "held"
@@ -72,6 +83,11 @@ def pooled() -> None:
 @dg.job(executor_def=forkserver_executor)
 def pooled_job():
     pooled()
+
+
+@dg.job(executor_def=forkserver_executor)
+def pooled_in_run_worker_job():
+    pooled.tag(IN_RUN_WORKER)()
 
 
 @dg.job(executor_def=forkserver_executor)
@@ -115,14 +131,18 @@ def test_steps_are_forked_from_the_primed_server_and_spawn_restores_the_default(
     assert spawned["parent"] == os.getpid()
 
 
-def test_a_run_of_one_step_runs_it_in_the_run_worker(tmp_path):
-    """Nothing runs beside a lone step (a ranged ingest, one asset from the UI): the run worker
-    runs it itself rather than start a fork server that imports every step's modules, torch
-    among them, for one fork."""
-    alone = run_probe(tmp_path, "forkserver", job=probe_alone_job)
-    assert alone["pid"] == os.getpid()  # here the run worker is this process
+def test_a_run_of_one_tagged_step_runs_it_in_the_run_worker(tmp_path):
+    """Nothing runs beside a lone step of the ingest: the run worker runs it itself rather than
+    start a fork server that imports every step's modules, torch among them, for one fork. Only
+    a step tagged so: an untagged one (training, say) is forked, so that its math libraries
+    start with the run's thread share, and so is a tagged step beside another."""
+    in_worker = run_probe(tmp_path, "forkserver", job=probe_in_run_worker_job)
+    assert in_worker["pid"] == os.getpid()  # here the run worker is this process
+    untagged = run_probe(tmp_path, "forkserver", job=probe_alone_job)
+    assert untagged["pid"] != os.getpid() and untagged["preloaded"]
     with_another = run_probe(tmp_path, "forkserver")
     assert with_another["pid"] != os.getpid() and with_another["preloaded"]
+    assert raw_interactions.op.tags[IN_RUN_WORKER_TAG] == "true"  # the ingest is tagged
 
 
 def test_fork_server_has_imported_its_preload_when_priming_returns(tmp_path):
@@ -277,7 +297,9 @@ def test_a_step_process_runs_with_its_share_of_the_cores(tmp_path):
     assert overridden["torch_threads"] == chosen, overridden
 
 
-@pytest.mark.parametrize("job", [pooled_job, pooled_pair_job], ids=["in the run worker", "forked"])
+@pytest.mark.parametrize(
+    "job", [pooled_in_run_worker_job, pooled_pair_job], ids=["in the run worker", "forked"]
+)
 def test_a_run_waiting_for_a_pool_slot_waits_instead_of_spinning(tmp_path, monkeypatch, job):
     """Its one step ready, the pool's one slot held by another run for a few seconds: Dagster's
     multiprocess loop asked for steps to start again at once, thousands of times a second, so
@@ -330,3 +352,57 @@ def test_a_run_waiting_for_a_pool_slot_waits_instead_of_spinning(tmp_path, monke
     waiting = [t for t in asks if t < released[0]]
     assert waiting[-1] - waiting[0] > hold_seconds / 2
     assert len(waiting) < 100, f"{len(waiting)} asks in {waiting[-1] - waiting[0]:.1f} s"
+
+
+INTERRUPTED_SCRIPT = """
+import sys
+import dagster as dg
+from dagster._utils.interrupts import capture_interrupts
+from tests.test_executor import pooled_in_run_worker_job
+# As a run worker runs its run: an interrupt (the UI's Terminate) is captured, not raised.
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance, capture_interrupts():
+    result = dg.execute_job(dg.reconstructable(pooled_in_run_worker_job), instance=instance)
+    print("success" if result.success else "stopped", flush=True)
+"""
+
+
+def test_a_step_waiting_for_a_slot_in_the_run_worker_stops_when_interrupted(tmp_path):
+    """A run worker keeps the interrupt it receives (Terminate in the UI, Ctrl-C) for its steps;
+    Dagster's in-process loop never looks for it while the step waits for a pool slot, so such a
+    run waited, CANCELING, until the slot's holder ended (a training run: minutes). It now stops
+    at once and gives up its place in the pool's queue."""
+    home = tmp_path / "home"
+    write_instance(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots(HELD_POOL, 1)
+        holder = dg.DagsterRun(job_name="holder", run_id="other-run",
+                               status=dg.DagsterRunStatus.STARTED,
+                               tags={run_workers.WORKER_TAG: run_workers.this_worker()})  # fmt: skip
+        instance.add_run(holder)
+        assert storage.claim_concurrency_slot(HELD_POOL, "other-run", "other-step").is_claimed
+        waiting = subprocess.Popen(
+            [sys.executable, "-c", INTERRUPTED_SCRIPT, str(home)],
+            cwd=ROOT,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not waiting_runs(storage):
+                assert waiting.poll() is None and time.monotonic() < deadline, "never waited"
+                time.sleep(0.2)
+            waiting.send_signal(signal.SIGINT)
+            output, _ = waiting.communicate(timeout=30)
+        finally:
+            waiting.kill()
+        assert waiting.returncode == 0 and output.strip().endswith("stopped"), output[-3000:]
+        assert not waiting_runs(storage)
+
+
+def waiting_runs(storage) -> set[str]:
+    """The runs with a step waiting for a slot of the held pool (not the holder)."""
+    info = storage.get_concurrency_info(HELD_POOL)
+    return {step.run_id for step in info.pending_steps} - {"other-run"}

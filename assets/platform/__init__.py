@@ -31,8 +31,10 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._core.execution.plan.active``: ``ActiveExecution.get_steps_to_execute``, wrapped
   for one run so that a run waiting for a pool slot does not spin (executor)
 - ``dagster._core.execution.retries``: ``RetryMode``, ``get_retries_config`` (executor)
-- ``dagster._core.executor.in_process``: ``InProcessExecutor``, which runs a run of one step in
-  the run worker (executor)
+- ``dagster._core.executor.in_process``: ``InProcessExecutor``, which runs a run of one tagged
+  step in the run worker (executor)
+- ``dagster._utils.interrupts``: ``pop_captured_interrupt``, the run worker's interrupt while
+  that step waits for a pool slot (executor)
 - ``dagster._core.executor.multiprocess``: ``MultiprocessExecutor``, subclassed; its
   ``_start_method`` is read and its module is the fork server's first preload (executor)
 - ``dagster._core.instance.ref``: ``InstanceRef`` (instance_storage, step_preload)

@@ -12,10 +12,14 @@ interpreter that imports the code location and the instance storage (~1–4 s); 
 forkserver, the first step of each run waits, slot held, for the server to boot (~4 s). Here the
 server boots before any slot is claimed, and forked steps start in ~0.1 s.
 
-A run of one step (an ingest, a single asset materialised from the UI) runs it in the run
-worker itself, as Dagster's in-process executor does: nothing runs beside it, and a step process
-would only add a fork server's start-up (it imports every step's modules, torch among them: a
-third of a one-day ingest run's wall time through ``recs ingest``).
+A run whose only step is tagged :data:`IN_RUN_WORKER_TAG` (the ingest: ``recs ingest``, the
+window's ingest of ``recs run``, the demo's, a UI backfill of ``raw_interactions``) runs it in the
+run worker itself, as Dagster's in-process executor does: nothing runs beside it, and a step
+process would only add a fork server's start-up (it imports every step's modules, torch among
+them: a third of a one-day ``recs ingest``'s wall time). Only a step that runs no math library
+may carry the tag: numpy is already loaded in the run worker, so the run's thread share below
+would not reach its BLAS. A run interrupted (terminated from the UI, Ctrl-C) while its step waits
+for a pool slot stops there, as a forked one does.
 
 Threads: the step processes run torch with the run's share of the cores, ``cores //
 max_concurrent_runs`` of the instance's run queue (at least 1), unless ``OMP_NUM_THREADS`` is
@@ -53,6 +57,7 @@ from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.executor.multiprocess import MultiprocessExecutor
+from dagster._utils.interrupts import pop_captured_interrupt
 
 from assets.platform import pool_slots, run_workers
 from recs_pipeline.infra import project_config
@@ -67,19 +72,26 @@ THREADS_VARIABLE = "OMP_NUM_THREADS"
 _DAGSTER_PRELOAD = "dagster._core.executor.multiprocess"
 # The pause between asks for steps to start while all of a run's startable steps wait.
 WAIT_SECONDS = 0.2
+# An op tag ("true"): the step may run in the run worker when it is its run's only step. For a
+# step that runs no math library (module docstring).
+IN_RUN_WORKER_TAG = "recs/in_run_worker"
 
 
 @contextlib.contextmanager
-def waiting_without_spinning() -> Iterator[None]:
+def waiting_without_spinning(interruptible: bool = False) -> Iterator[None]:
     """Within it, a run's ask for steps to start that finds none startable while none runs and
     the run is not over (its steps wait for pool slots or retries) pauses ``WAIT_SECONDS``
     before the executor's loop goes round again. Installed for one run's execution: a run
-    worker executes one run."""
+    worker executes one run. ``interruptible``: such an ask raises the interrupt the run worker
+    received meanwhile (Dagster's in-process loop checks for none; its multiprocess loop does,
+    and forwards it to its step processes)."""
     ask = ActiveExecution.get_steps_to_execute
 
     def get_steps_to_execute(self, limit=None):
         steps = ask(self, limit=limit)
         if not steps and not self.has_in_flight_steps and not self.is_complete:
+            if interruptible and pop_captured_interrupt():
+                raise dg.DagsterExecutionInterruptedError("interrupted while waiting to start")
             time.sleep(WAIT_SECONDS)
         return steps
 
@@ -112,6 +124,15 @@ def threads_per_step(max_concurrent_runs: int | None, cpus: int, environ: Mappin
     if max_concurrent_runs < 1:
         return 1
     return max(1, cpus // max_concurrent_runs)
+
+
+def runs_in_run_worker(execution_plan) -> bool:
+    """Whether the plan's one step to execute carries :data:`IN_RUN_WORKER_TAG`."""
+    keys = execution_plan.step_keys_to_execute
+    if len(keys) != 1:
+        return False
+    tags = execution_plan.get_step_by_key(keys[0]).tags or {}
+    return tags.get(IN_RUN_WORKER_TAG) == "true"
 
 
 def prime_fork_server(preload: list[str]) -> None:
@@ -176,7 +197,11 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
                 if queue.max_concurrent_runs > 0
                 else "no limit on concurrent runs"
             ) + f"; set {THREADS_VARIABLE} to choose"
-        plan_context.log.info(f"step processes use {threads} math thread(s) ({why})")
+        in_run_worker = runs_in_run_worker(execution_plan)
+        if in_run_worker:
+            plan_context.log.info("its only step runs in the run worker (it runs no math library)")
+        else:
+            plan_context.log.info(f"step processes use {threads} math thread(s) ({why})")
         # Before any slot is claimed: this worker in the run's tags, and the slots of runs
         # whose worker is gone freed.
         run_workers.record_run_worker(plan_context.instance, plan_context.run_id)
@@ -189,11 +214,11 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
         previous = os.environ.get(THREADS_VARIABLE)
         os.environ[THREADS_VARIABLE] = str(threads)
         try:
-            with watchdog, waiting_without_spinning():
-                if len(execution_plan.step_keys_to_execute) == 1:
-                    yield from InProcessExecutor(retries=self.retries).execute(
-                        plan_context, execution_plan
-                    )
+            with watchdog, waiting_without_spinning(interruptible=in_run_worker):
+                if in_run_worker:
+                    yield from InProcessExecutor(
+                        retries=self.retries, step_dependency_config=self.step_dependency_config
+                    ).execute(plan_context, execution_plan)
                     return
                 if self._start_method == "forkserver":
                     prime_fork_server([_DAGSTER_PRELOAD, PRELOAD_MODULE])
@@ -219,7 +244,8 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
             default_value="forkserver",
             description="forkserver: steps forked from the run's primed server (the default);"
             " spawn: a fresh interpreter per step, Dagster's default (slower to start, for"
-            " code that must not be forked).",
+            " code that must not be forked). A run of one step tagged recs/in_run_worker"
+            " runs it in the run worker either way.",
         ),
     },
     requirements=dg.multiple_process_executor_requirements(),

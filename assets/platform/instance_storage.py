@@ -18,8 +18,9 @@ not already corrupted, which is reported with the command that repairs it. Once 
 creating it again only checks its tables, so the lock is held for milliseconds.
 
 Its event log is Dagster's SQLite one with each database kept open instead of reopened for every
-event, and a ranged run's events written in batches (``assets/platform/event_log.py``): 8×
-faster per event, which a partition per day pays.
+event, and a ranged run's events written in batches (``assets/platform/event_log.py``): several
+times faster per event, which a partition per day pays (docs/benchmarks/pipeline.md). On
+PostgreSQL, Dagster's own batch write of materializations is turned on too.
 """
 
 from __future__ import annotations
