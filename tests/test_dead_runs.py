@@ -220,7 +220,7 @@ def test_the_daemons_run_monitoring_fails_a_killed_run_and_frees_its_slot(site):
 def test_the_step_processes_die_with_a_killed_run_worker(site):
     """SIGKILL of the CLI process alone (not its group): its fork server and step process
     end too, instead of living on as orphans that hold the warehouse. (Two assets: a run of
-    one step runs it in the run worker, with no step process.)"""
+    ``raw_interactions`` alone runs it in the run worker, with no step process.)"""
     first, first_id, holder = hold_slot(site, "raw_interactions,interaction_split")
     members = subprocess.run(
         ["ps", "-o", "pid=,args=", "-g", str(first.pid)], capture_output=True, text=True

@@ -394,12 +394,16 @@ def test_a_step_waiting_for_a_slot_in_the_run_worker_stops_when_interrupted(tmp_
             while not waiting_runs(storage):
                 assert waiting.poll() is None and time.monotonic() < deadline, "never waited"
                 time.sleep(0.2)
+            # As the UI's Terminate: the run marked canceling, then its worker interrupted.
+            (run_id,) = waiting_runs(storage)
+            instance.report_run_canceling(instance.get_run_by_id(run_id))
             waiting.send_signal(signal.SIGINT)
             output, _ = waiting.communicate(timeout=30)
         finally:
             waiting.kill()
         assert waiting.returncode == 0 and output.strip().endswith("stopped"), output[-3000:]
         assert not waiting_runs(storage)
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
 
 
 def waiting_runs(storage) -> set[str]:

@@ -33,8 +33,6 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._core.execution.retries``: ``RetryMode``, ``get_retries_config`` (executor)
 - ``dagster._core.executor.in_process``: ``InProcessExecutor``, which runs a run of one tagged
   step in the run worker (executor)
-- ``dagster._utils.interrupts``: ``pop_captured_interrupt``, the run worker's interrupt while
-  that step waits for a pool slot (executor)
 - ``dagster._core.executor.multiprocess``: ``MultiprocessExecutor``, subclassed; its
   ``_start_method`` is read and its module is the fork server's first preload (executor)
 - ``dagster._core.instance.ref``: ``InstanceRef`` (instance_storage, step_preload)
@@ -62,6 +60,8 @@ Private modules named here (tests/test_layers.py keeps this list equal to the im
 - ``dagster._serdes``: ``ConfigurableClassData`` (instance_storage, event_log)
 - ``dagster._time``: ``get_current_timestamp`` (code_location)
 - ``dagster._utils.concurrency``: ``ConcurrencySlotStatus`` (pool_slots)
+- ``dagster._utils.interrupts``: ``pop_captured_interrupt``, the run worker's interrupt while
+  that step waits for a pool slot (executor)
 - ``dagster._utils.merger``: ``deep_merge_dicts`` (code_location)
 
 One private method of a public class is overridden: ``DagsterInstance._get_event_batch_size``
