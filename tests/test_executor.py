@@ -297,6 +297,22 @@ def test_a_step_process_runs_with_its_share_of_the_cores(tmp_path):
     assert overridden["torch_threads"] == chosen, overridden
 
 
+def hold_the_pool(instance: dg.DagsterInstance):
+    """The one slot of ``HELD_POOL`` held by a run in progress, ``other-run``, whose worker (this
+    process) is alive; returns the instance's event log storage."""
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots(HELD_POOL, 1)
+    holder = dg.DagsterRun(
+        job_name="holder",
+        run_id="other-run",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={run_workers.WORKER_TAG: run_workers.this_worker()},
+    )
+    instance.add_run(holder)
+    assert storage.claim_concurrency_slot(HELD_POOL, "other-run", "other-step").is_claimed
+    return storage
+
+
 @pytest.mark.parametrize(
     "job", [pooled_in_run_worker_job, pooled_pair_job], ids=["in the run worker", "forked"]
 )
@@ -319,17 +335,7 @@ def test_a_run_waiting_for_a_pool_slot_waits_instead_of_spinning(tmp_path, monke
     home = tmp_path / "home"
     write_instance(home)  # the project's instance: pools claimed per step (op granularity)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        storage = instance.event_log_storage
-        storage.set_concurrency_slots(HELD_POOL, 1)
-        # The holder: a run in progress whose worker (this process) is alive.
-        holder = dg.DagsterRun(
-            job_name="holder",
-            run_id="other-run",
-            status=dg.DagsterRunStatus.STARTED,
-            tags={run_workers.WORKER_TAG: run_workers.this_worker()},
-        )
-        instance.add_run(holder)
-        assert storage.claim_concurrency_slot(HELD_POOL, "other-run", "other-step").is_claimed
+        storage = hold_the_pool(instance)
         released = []
 
         def release() -> None:
@@ -374,13 +380,7 @@ def test_a_step_waiting_for_a_slot_in_the_run_worker_stops_when_interrupted(tmp_
     home = tmp_path / "home"
     write_instance(home)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        storage = instance.event_log_storage
-        storage.set_concurrency_slots(HELD_POOL, 1)
-        holder = dg.DagsterRun(job_name="holder", run_id="other-run",
-                               status=dg.DagsterRunStatus.STARTED,
-                               tags={run_workers.WORKER_TAG: run_workers.this_worker()})  # fmt: skip
-        instance.add_run(holder)
-        assert storage.claim_concurrency_slot(HELD_POOL, "other-run", "other-step").is_claimed
+        storage = hold_the_pool(instance)
         waiting = subprocess.Popen(
             [sys.executable, "-c", INTERRUPTED_SCRIPT, str(home)],
             cwd=ROOT,
