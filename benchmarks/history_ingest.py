@@ -100,6 +100,19 @@ def core_ingest(export: Path, database: Path) -> float:
     return seconds
 
 
+def new_instance(home: Path, storage: str, extra_config: str = ""):
+    """An instance in the new folder ``home``, with the project's ``dagster.yaml`` (and
+    ``extra_config`` after it) and ``storage``, created as the project's commands create it."""
+    import dagster as dg
+
+    from assets.platform.instance import prepare_instance
+    from cli.environment import HOME_TEMPLATE
+
+    home.mkdir()
+    (home / "dagster.yaml").write_text(HOME_TEMPLATE.read_text() + extra_config)
+    return dg.DagsterInstance.from_config(str(prepare_instance(home, storage)))
+
+
 def dagster_ingest(
     landing: Path, home: Path, first: dt.date, last: dt.date, event_log: str, attempts: list[str]
 ) -> list[dict]:
@@ -107,22 +120,15 @@ def dagster_ingest(
     project's ``dagster.yaml``. ``event_log``: ``project`` (the storage the project's instance
     opens: assets/platform/event_log.py) or ``dagster`` (Dagster's own SQLite storage, as a
     ``storage: sqlite:`` section names it)."""
-    import dagster as dg
 
     from assets.definitions import ALL_ASSETS, default_resources, ingest_job
     from assets.ingest import pending_days, raw_interactions
     from assets.lib.partitions import range_tags
-    from assets.platform.instance import prepare_instance
-    from cli.environment import HOME_TEMPLATE
     from cli.step_lines import materialize
     from resources import LogSource, Warehouse
 
-    home.mkdir()
-    config = HOME_TEMPLATE.read_text()
-    if event_log == "dagster":
-        config += f"\nstorage:\n  sqlite:\n    base_dir: {home}\n"
-    (home / "dagster.yaml").write_text(config)
-    instance = dg.DagsterInstance.from_config(str(prepare_instance(home, "sqlite")))
+    extra = f"\nstorage:\n  sqlite:\n    base_dir: {home}\n" if event_log == "dagster" else ""
+    instance = new_instance(home, "sqlite", extra)
     resources = {
         **default_resources(),  # the job's other assets' resources (unused by the ingest)
         "warehouse": Warehouse(database=str(home / "warehouse.duckdb")),
@@ -195,8 +201,6 @@ def dagster_floor(
     import dagster as dg
 
     from assets.lib.partitions import daily_partitions, range_tags
-    from assets.platform.instance import prepare_instance
-    from cli.environment import HOME_TEMPLATE
 
     @dg.asset(partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run())
     def nothing() -> None:
@@ -210,9 +214,7 @@ def dagster_floor(
             server = stack.enter_context(PostgresServer(durable=True))
             environment |= server.environment(server.create_database("floor"))
         stack.enter_context(mock.patch.dict(os.environ, environment))
-        home.mkdir()
-        (home / "dagster.yaml").write_text(HOME_TEMPLATE.read_text())
-        instance = dg.DagsterInstance.from_config(str(prepare_instance(home, storage)))
+        instance = new_instance(home, storage)
         stack.callback(instance.dispose)
         runs = []
         spans = [("every day", first), ("one day", last)][: 2 if storage == "sqlite" else 1]
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--event-logs",
         default="project,dagster",
         help="the event logs to ingest with: project (the project's), dagster (Dagster's own,"
-        " about 5x slower), or both",
+        " several times slower), or both",
     )
     parser.add_argument(
         "--postgres",

@@ -126,6 +126,21 @@ def threads_per_step(max_concurrent_runs: int | None, cpus: int, environ: Mappin
     return max(1, cpus // max_concurrent_runs)
 
 
+def _why(queue) -> str:
+    """Why the step processes get the threads :func:`threads_per_step` gives them, in words;
+    ``queue``: the instance's run queue config (None: no queue)."""
+    if os.environ.get(THREADS_VARIABLE, "").strip():
+        return f"{THREADS_VARIABLE} is set"
+    if queue is None:
+        return f"{available_cpus()} cores, no run queue"
+    share = (
+        f"{available_cpus()} cores shared by up to {queue.max_concurrent_runs} runs"
+        if queue.max_concurrent_runs > 0
+        else "no limit on concurrent runs"
+    )
+    return f"{share}; set {THREADS_VARIABLE} to choose"
+
+
 def runs_in_run_worker(execution_plan) -> bool:
     """Whether the plan's one step to execute carries :data:`IN_RUN_WORKER_TAG`."""
     keys = execution_plan.step_keys_to_execute
@@ -187,21 +202,11 @@ class PrimedForkserverExecutor(MultiprocessExecutor):
         threads = threads_per_step(
             queue.max_concurrent_runs if queue else None, available_cpus(), os.environ
         )
-        if os.environ.get(THREADS_VARIABLE, "").strip():
-            why = f"{THREADS_VARIABLE} is set"
-        elif queue is None:
-            why = f"{available_cpus()} cores, no run queue"
-        else:
-            why = (
-                f"{available_cpus()} cores shared by up to {queue.max_concurrent_runs} runs"
-                if queue.max_concurrent_runs > 0
-                else "no limit on concurrent runs"
-            ) + f"; set {THREADS_VARIABLE} to choose"
         in_run_worker = runs_in_run_worker(execution_plan)
         if in_run_worker:
             plan_context.log.info("its only step runs in the run worker (it runs no math library)")
         else:
-            plan_context.log.info(f"step processes use {threads} math thread(s) ({why})")
+            plan_context.log.info(f"step processes use {threads} math thread(s) ({_why(queue)})")
         # Before any slot is claimed: this worker in the run's tags, and the slots of runs
         # whose worker is gone freed.
         run_workers.record_run_worker(plan_context.instance, plan_context.run_id)

@@ -1,10 +1,10 @@
 """Imported once per run of several steps by the executor's fork server
-(``assets.platform.executor``) before it forks the run's step processes, so that a step starts with everything it needs already loaded: the
-code location (dagster, duckdb), the steps its asset bodies import where they run (with torch and
-scipy, ~1 s: the code location itself loads neither, ``assets/__init__.py`` says why), polars
-(which the core loads lazily, only where publication and item features need it) and the storage
-classes of the Dagster instance that every step process opens (their imports, sqlalchemy and
-alembic among them, take ~1 s).
+(``assets.platform.executor``) before it forks the run's step processes, so that a step starts
+with everything it needs already loaded: the code location (dagster, duckdb), the steps its asset
+bodies import where they run (with torch and scipy, ~1 s: the code location itself loads neither,
+``assets/__init__.py`` says why), polars (which the core loads lazily, only where publication and
+item features need it) and the storage classes of the Dagster instance that every step process
+opens (their imports, sqlalchemy and alembic among them, take ~1 s).
 
 It also makes every step process die with the run: a step forked from this server kills itself
 as soon as the run worker (the server's parent) has ended. Without that, a run worker killed or
