@@ -17,6 +17,11 @@ from pathlib import Path
 
 import duckdb
 
+# Between polls: often enough to read many times during each publication, seldom enough that the
+# reader does not take a core from the pipeline it watches (at 0.01 s the two readers of one test
+# used 1.7 of a 2-core machine's cores).
+POLL_PAUSE_SECONDS = 0.02
+
 SUMMARY = """SELECT CAST(as_of_date AS VARCHAR), count(*), count(DISTINCT user_id),
                     count(DISTINCT (user_id, rank)), max(rank)
              FROM {source} GROUP BY as_of_date ORDER BY as_of_date"""
@@ -72,7 +77,7 @@ def main(mode: str, target: str, stop: str, out: str, max_reads: str, max_second
         if last:
             stopped = "stop file"
             break
-        time.sleep(0.01)
+        time.sleep(POLL_PAUSE_SECONDS)
     Path(out).write_text(
         # Distinct observations with how often each was seen.
         json.dumps(
