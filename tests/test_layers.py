@@ -10,8 +10,8 @@ read with ``ast`` (function-level imports included), nothing imported or run.
 - A command's flag for a training setting is generated from the setting's declaration
   (``add_setting_flags``), never restated with argparse in ``benchmarks/`` or ``cli/``.
 - Loading the code location, the ``recs`` command or the resources imports no torch (nor
-  scipy, torch-geometric): every Dagster process loads the code location, most never run a
-  step; the step processes get torch from the executor's preload.
+  scipy, torch-geometric, numpy, polars): every Dagster process loads the code location, most
+  never run a step; the step processes get them from the executor's preload.
 """
 
 from __future__ import annotations
@@ -209,8 +209,9 @@ def test_lib_and_platform_import_no_asset_module():
     assert not wrong, "\n".join(wrong)
 
 
-# What only a step needs, ~1 s of the code location's ~2.3 s import with torch alone.
-STEP_ONLY_PACKAGES = ("torch", "scipy", "torch_geometric")
+# What only a step needs, ~1 s of the code location's ~2.3 s import with torch alone (numpy
+# and polars ~0.1 s each).
+STEP_ONLY_PACKAGES = ("torch", "scipy", "torch_geometric", "numpy", "polars")
 
 
 @pytest.mark.parametrize("module", ["assets.definitions", "cli.main", "resources"])

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
 
 from recs_pipeline.data.logs import LogConfigError, control_character_sql, normalized_id_sql
 from recs_pipeline.infra.warehouse import quote_identifier
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 _READERS = {
@@ -93,8 +93,10 @@ def read_item_features(
     finally:
         con.close()
     values = _encode(rows, encoders, len(item_ids))
-    # Lazily, like polars: the resources import this module (feature_file) in every process
-    # that loads the code location, and only a step reads features.
+    # numpy, torch and polars lazily, in the functions that use them: every process that loads
+    # the code location imports this module (the run workers, code servers and the CLI, through
+    # assets/features.py), and only a step reads features; numpy alone is ~0.1 s of each start.
+    import numpy as np
     import torch
 
     return ItemFeatures(
@@ -128,6 +130,7 @@ def _load_catalogue(
 
 def _register_ids(con: duckdb.DuckDBPyConnection, item_ids: list[str]) -> None:
     """Register the id map as the table ``ids`` (idx, item_id), so SQL can align to it."""
+    import numpy as np
     import polars as pl  # lazily, as in recommend.publish_recommendations
 
     ids = pl.DataFrame({"idx": np.arange(len(item_ids)), "item_id": list(item_ids)})
@@ -197,6 +200,8 @@ def _aligned_rows(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray]
 
 def _encode(rows: dict[str, np.ndarray], encoders: list[_Encoder], n_items: int) -> np.ndarray:
     """The (n_items, n_features) float64 matrix: each encoder's block, side by side."""
+    import numpy as np
+
     blocks = [
         _hot(rows[column], split, values) if values else _scaled(rows[column])[:, None]
         for column, split, values in encoders
@@ -206,6 +211,8 @@ def _encode(rows: dict[str, np.ndarray], encoders: list[_Encoder], n_items: int)
 
 def _scaled(data: np.ndarray) -> np.ndarray:
     """A numeric column as float64, standardised unless 0/1 or constant, missing values 0."""
+    import numpy as np
+
     data = np.ma.asarray(data).astype(np.float64).filled(np.nan)
     missing = ~np.isfinite(data)
     present = data[~missing]
@@ -267,6 +274,8 @@ def _categories(
 
 def _hot(data: np.ndarray, separator: str | None, values: list[str]) -> np.ndarray:
     """One 0/1 column per value: the item's value (one-hot) or values (multi-hot) set."""
+    import numpy as np
+
     index = {v: j for j, v in enumerate(values)}
     out = np.zeros((len(data), len(values)))
     for row, cell in enumerate(np.ma.asarray(data, dtype=object).filled(None)):
