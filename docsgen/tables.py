@@ -1073,3 +1073,26 @@ def gowalla_lightgcn_curve() -> str:
     model = load("gowalla")["models"]["lightgcn"]
     rows = [[p["epoch"], f"{p['minutes']:.1f}", f4(p["val_recall@20"])] for p in model["val_curve"]]
     return block(render(["epoch", "minutes", "validation Recall@20"], rows), "gowalla")
+
+
+@table("suite-cpu")
+def suite_cpu() -> str:
+    doc = load("suite_cpu")
+    total = doc["sampled_cpu_seconds"]
+    rows = [
+        [row["kind"], f"{row['cpu_seconds']:.1f}", f"{row['cpu_seconds'] / total:.0%}",
+         f"{row['processes']:,}"]
+        for row in doc["kinds"]
+        if row["cpu_seconds"] >= 1
+    ]  # fmt: skip
+    suite, speed = doc["suite"], doc["speed_probe_seconds"]
+    floor = doc["machine_busy_cpu_seconds"] / doc["cores"]
+    note = (
+        f"`{' '.join(suite['command'])}`: {suite['result']}, {suite['wall_seconds']:.0f} s."
+        f" The machine was busy {doc['machine_busy_cpu_seconds']:.0f} CPU-seconds,"
+        f" {doc['busy_share_of_cores']:.0%} of its {doc['cores']} cores: the same work takes at"
+        f" least {floor:.0f} s on them however it is scheduled. Speed probe (a single-core Python"
+        f" loop): {speed['before']:.2f} s before, {speed['after']:.2f} s after."
+    )
+    return block(render(["processes", "CPU s", "share", "count"], rows) + "\n\n" + note,
+                 "suite_cpu")  # fmt: skip
