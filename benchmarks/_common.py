@@ -98,7 +98,34 @@ def machine_used_mib() -> float | None:
         return None
 
 
-class MachinePeak:
+class Sampling:
+    """Calls :meth:`sample` at once and then every ``every_seconds``, in a thread, while the
+    ``with`` block runs."""
+
+    def __init__(self, every_seconds: float = 0.25):
+        self.every_seconds = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.every_seconds):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class MachinePeak(Sampling):
     """Peak of :func:`machine_used_mib` while the ``with`` block runs, sampled by a thread.
 
     A process's own high-water mark misses what it hands to other processes: Ray's workers, its
@@ -107,26 +134,13 @@ class MachinePeak:
     """
 
     def __init__(self, every_seconds: float = 0.25):
-        self.every_seconds = every_seconds
+        super().__init__(every_seconds)
         self.peak_mib: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _sample(self) -> None:
-        while True:
-            used = machine_used_mib()
-            if used is not None and (self.peak_mib is None or used > self.peak_mib):
-                self.peak_mib = used
-            if self._stop.wait(self.every_seconds):
-                return
-
-    def __enter__(self) -> MachinePeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        used = machine_used_mib()
+        if used is not None and (self.peak_mib is None or used > self.peak_mib):
+            self.peak_mib = used
 
 
 def median(values: list[float]) -> float | None:

@@ -30,11 +30,10 @@ import collections
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from benchmarks._common import write_results
+from benchmarks._common import Sampling, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = [sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile"]
@@ -100,18 +99,17 @@ def speed_probe() -> float:
     return round(time.perf_counter() - started, 3)
 
 
-class ProcessSampler:
+class ProcessSampler(Sampling):
     """Every process's CPU time, by (PID, start time), read from ``/proc`` until stopped. A
     process already running at the start counts from there on. This process is left out."""
 
-    def __init__(self, every: float) -> None:
-        self.every = every
+    def __init__(self, every_seconds: float) -> None:
+        super().__init__(every_seconds)
         self.first: dict[tuple[str, str], float] = {}
         self.last: dict[tuple[str, str], tuple[float, str, str]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._initial = True
 
-    def _scan(self, initial: bool) -> None:
+    def sample(self) -> None:
         me = str(os.getpid())
         for pid in os.listdir("/proc"):
             if not pid.isdigit() or pid == me:
@@ -126,24 +124,15 @@ class ProcessSampler:
             fields = stat[stat.rindex(")") + 2 :].split()
             key = (pid, fields[19])  # a PID reused by a later process is another key
             cpu = (int(fields[11]) + int(fields[12])) / TICKS
-            self.first.setdefault(key, cpu if initial else 0.0)
+            self.first.setdefault(key, cpu if self._initial else 0.0)
             previous = self.last.get(key)
             # A forked child keeps its parent's command line until it execs: keep the first.
             self.last[key] = (cpu, previous[1] if previous else command[:300], fields[1])
-
-    def _run(self) -> None:
-        self._scan(initial=True)
-        while not self._stop.wait(self.every):
-            self._scan(initial=False)
-
-    def __enter__(self) -> ProcessSampler:
-        self._thread.start()
-        return self
+        self._initial = False
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._scan(initial=False)
+        super().__exit__(*exc)
+        self.sample()  # what ran since the last sample
 
     def by_kind(self) -> list[dict]:
         commands = {pid: command for (pid, _), (_, command, _) in self.last.items()}
